@@ -1,0 +1,65 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "squeeze",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "squeeze", targets: ["squeeze"]),
+        .library(name: "SqueezeEngine", targets: ["SqueezeEngine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // libyaml, linked through pkg-config (Debian: libyaml-dev).
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"]), .brew(["libyaml"])]
+        ),
+        // YAML text -> node tree with source positions; shared diagnostics.
+        .target(name: "SqueezeYAML", dependencies: ["CYAML"]),
+        // Recipe language: model, validation, references, overrides, schema.
+        .target(
+            name: "SqueezeRecipe",
+            dependencies: [
+                "SqueezeYAML",
+                .product(name: "Collections", package: "swift-collections"),
+            ]
+        ),
+        // Planner, content-addressed store, scheduler, run records, Stage protocol.
+        .target(
+            name: "SqueezeEngine",
+            dependencies: [
+                "SqueezeRecipe",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Collections", package: "swift-collections"),
+            ]
+        ),
+        // posix_spawn helpers Swift's Glibc module does not export.
+        .target(name: "CProcessSupport"),
+        // Built-in stage types, one file each.
+        .target(name: "SqueezeStages", dependencies: ["SqueezeEngine", "CProcessSupport"]),
+        // The command-line interface only.
+        .executableTarget(
+            name: "squeeze",
+            dependencies: [
+                "SqueezeStages",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
+        .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
+        .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
+        .testTarget(
+            name: "SqueezeCLITests",
+            dependencies: ["squeeze", "SqueezeStages"]
+        ),
+    ]
+)

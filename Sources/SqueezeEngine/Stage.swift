@@ -1,0 +1,181 @@
+import Foundation
+import SqueezeRecipe
+import SqueezeYAML
+import Synchronization
+
+/// A stage type: one per `uses:` value, e.g. `command` or `prune/cofi`.
+///
+/// A stage never sees YAML, other stages' paths or the cache. It gets typed
+/// parameters (every reference already resolved to a read-only path), an empty
+/// output directory and a context, and returns metrics. The engine hashes and
+/// stores whatever it left in its declared outputs.
+public protocol Stage: Sendable {
+    associatedtype Params: Decodable & Sendable
+    /// Type name, version, parameters and outputs: the single declaration that
+    /// validation, `squeeze stages` and the JSON Schema all read.
+    static var descriptor: StageTypeDescriptor { get }
+    init()
+    func run(_ context: StageContext, _ params: Params) async throws -> StageResult
+}
+
+/// What a running stage may use.
+public struct StageContext: Sendable {
+    public var stageID: String
+    /// The recipe's directory; relative paths in parameters were resolved against it.
+    public var recipeDirectory: String
+    /// An empty directory, private to this execution, where outputs go.
+    /// Output `name` is read from `outputDirectory/name` unless the stage
+    /// returns another location in `StageResult.outputs`.
+    public var outputDirectory: String
+    /// The backend id, part of the cache key.
+    public var backend: String
+    /// This stage's seed, derived from the recipe seed and the stage id.
+    public var seed: UInt64
+    /// Cores granted to this stage by the scheduler.
+    public var threads: Int
+    public var log: StageLog
+    public var progress: ProgressReporter
+
+    public init(
+        stageID: String, recipeDirectory: String, outputDirectory: String, backend: String,
+        seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter
+    ) {
+        self.stageID = stageID
+        self.recipeDirectory = recipeDirectory
+        self.outputDirectory = outputDirectory
+        self.backend = backend
+        self.seed = seed
+        self.threads = threads
+        self.log = log
+        self.progress = progress
+    }
+}
+
+/// What a stage returns on success.
+public struct StageResult: Sendable {
+    /// Named metrics (accuracy, loss curves, counts), recorded in the cache
+    /// entry and the run record.
+    public var metrics: [String: Value]
+    /// Output name → path relative to the output directory, for outputs not at
+    /// `outputDirectory/name`. `"."` means the whole output directory.
+    public var outputs: [String: String]
+
+    public init(metrics: [String: Value] = [:], outputs: [String: String] = [:]) {
+        self.metrics = metrics
+        self.outputs = outputs
+    }
+}
+
+/// A stage failed for a reason the user should read (exit code 1).
+public struct StageFailure: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Progress a stage reports while it runs; shown live on a terminal.
+public struct StageProgress: Sendable, Hashable {
+    /// Completed fraction in 0...1, when known; enables an ETA.
+    public var fraction: Double?
+    /// A short status such as "step 120/1000 loss 0.31".
+    public var message: String?
+
+    public init(fraction: Double? = nil, message: String? = nil) {
+        self.fraction = fraction
+        self.message = message
+    }
+}
+
+/// Forwards a stage's progress to whoever displays it.
+public struct ProgressReporter: Sendable {
+    private let sink: @Sendable (StageProgress) -> Void
+
+    public init(_ sink: @escaping @Sendable (StageProgress) -> Void) { self.sink = sink }
+
+    public static let silent = ProgressReporter { _ in }
+
+    public func report(_ progress: StageProgress) { sink(progress) }
+
+    public func report(fraction: Double? = nil, _ message: String? = nil) {
+        sink(StageProgress(fraction: fraction, message: message))
+    }
+}
+
+/// The stage's log file (`runs/<id>/logs/<stage>.log`); safe to write from any thread.
+public final class StageLog: Sendable {
+    private let handle: Mutex<FileHandle?>
+    public let path: String?
+
+    /// A log appending to `path`, created if missing.
+    public init(path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        let handle = try FileHandle(forWritingTo: url)
+        try handle.seekToEnd()
+        self.handle = Mutex(handle)
+        self.path = path
+    }
+
+    /// A log that discards everything.
+    public init() {
+        self.handle = Mutex(nil)
+        self.path = nil
+    }
+
+    public func write(_ data: Data) {
+        handle.withLock { try? $0?.write(contentsOf: data) }
+    }
+
+    public func line(_ text: String) {
+        write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    }
+
+    deinit {
+        handle.withLock { try? $0?.close() }
+    }
+}
+
+/// A stage type with its parameter type erased, as the registry holds it.
+public struct StageType: Sendable {
+    public let descriptor: StageTypeDescriptor
+    private let runner: @Sendable (StageContext, Value) async throws -> StageResult
+
+    public init<S: Stage>(_ stage: S.Type) {
+        self.descriptor = S.descriptor
+        self.runner = { context, params in
+            let typed: S.Params
+            do {
+                typed = try params.decode(S.Params.self)
+            } catch {
+                throw StageFailure("parameters of `\(S.descriptor.type)` could not be decoded: \(error)")
+            }
+            return try await S().run(context, typed)
+        }
+    }
+
+    /// Runs the stage with resolved parameters (a JSON object of the declared params).
+    public func run(_ context: StageContext, params: Value) async throws -> StageResult {
+        try await runner(context, params)
+    }
+}
+
+/// All stage types the engine can run, by `uses:` name.
+public struct StageRegistry: Sendable {
+    public let types: [String: StageType]
+
+    public init(_ types: [StageType]) {
+        var byName: [String: StageType] = [:]
+        for type in types { byName[type.descriptor.type] = type }
+        self.types = byName
+    }
+
+    public subscript(type: String) -> StageType? { types[type] }
+
+    public var descriptors: [String: StageTypeDescriptor] { types.mapValues(\.descriptor) }
+
+    /// Type names, sorted.
+    public var names: [String] { types.keys.sorted() }
+}

@@ -1,0 +1,182 @@
+import Collections
+import SqueezeYAML
+
+/// A reference inside a `${…}` template.
+public enum Reference: Sendable, Hashable, CustomStringConvertible {
+    /// `${teacher.model}`: an output of another stage; creates a dependency.
+    case stageOutput(stage: String, output: String)
+    /// `${env.NAME}` or `${env.NAME:-default}`.
+    case environment(name: String, fallback: String?)
+    /// `${out}`: this stage's own output directory.
+    case outputDirectory
+    /// `${seed}`: this stage's derived seed.
+    case seed
+
+    public var description: String {
+        switch self {
+        case .stageOutput(let stage, let output): "${\(stage).\(output)}"
+        case .environment(let name, let fallback): fallback.map { "${env.\(name):-\($0)}" } ?? "${env.\(name)}"
+        case .outputDirectory: "${out}"
+        case .seed: "${seed}"
+        }
+    }
+}
+
+/// A string that may contain references. `${vars.x}` never survives loading:
+/// variables are substituted (with their types) when the recipe is loaded.
+public struct Template: Sendable, Hashable, CustomStringConvertible {
+    public enum Part: Sendable, Hashable {
+        case literal(String)
+        case reference(Reference)
+    }
+
+    public var parts: [Part]
+
+    public init(_ parts: [Part]) { self.parts = parts }
+
+    public init(literal: String) { self.parts = [.literal(literal)] }
+
+    public var references: [Reference] {
+        parts.compactMap { if case .reference(let r) = $0 { r } else { nil } }
+    }
+
+    /// Substitutes every reference through `lookup`.
+    public func render(_ lookup: (Reference) throws -> String) rethrows -> String {
+        var text = ""
+        for part in parts {
+            switch part {
+            case .literal(let s): text += s
+            case .reference(let r): text += try lookup(r)
+            }
+        }
+        return text
+    }
+
+    /// The template as written, with `$${` escapes restored.
+    public var description: String {
+        render { $0.description }
+    }
+}
+
+/// A parameter value as written in a recipe: a JSON-like tree whose strings
+/// may hold references. Every node keeps its source position.
+public struct ParamValue: Sendable, Hashable {
+    public indirect enum Kind: Sendable, Hashable {
+        case null
+        case bool(Bool)
+        case int(Int)
+        case double(Double)
+        case string(Template)
+        case array([ParamValue])
+        case object(OrderedDictionary<String, ParamValue>)
+    }
+
+    public var kind: Kind
+    public var location: SourceLocation
+
+    public init(_ kind: Kind, at location: SourceLocation) {
+        self.kind = kind
+        self.location = location
+    }
+
+    /// Every reference in this value, in source order.
+    public var references: [Reference] {
+        switch kind {
+        case .string(let t): t.references
+        case .array(let items): items.flatMap(\.references)
+        case .object(let fields): fields.values.flatMap(\.references)
+        default: []
+        }
+    }
+
+    /// The value with every reference substituted through `lookup`.
+    public func resolve(_ lookup: (Reference) throws -> String) rethrows -> Value {
+        switch kind {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .int(let i): .int(i)
+        case .double(let d): .double(d)
+        case .string(let t): .string(try t.render(lookup))
+        case .array(let items): .array(try items.map { try $0.resolve(lookup) })
+        case .object(let fields):
+            .object(try Dictionary(uniqueKeysWithValues: fields.map { ($0.key, try $0.value.resolve(lookup)) }))
+        }
+    }
+}
+
+/// What a stage asks of the machine; the scheduler packs stages by it.
+public struct Resources: Sendable, Hashable {
+    /// Cores the stage uses; `nil` means 1. A value of at least the machine's
+    /// core count (or `all`) makes the stage run alone.
+    public var cores: Int?
+    public var allCores: Bool
+
+    public init(cores: Int? = nil, allCores: Bool = false) {
+        self.cores = cores
+        self.allCores = allCores
+    }
+}
+
+/// One stage of a validated recipe.
+public struct StageSpec: Sendable {
+    public var id: String
+    /// The stage type (`uses:`).
+    public var uses: String
+    /// Every declared parameter: written ones as written (vars substituted),
+    /// defaulted ones with their defaults. Keys in declaration order.
+    public var with: OrderedDictionary<String, ParamValue>
+    /// Explicit `needs:`.
+    public var needs: [String]
+    /// All stages this one depends on: `needs` plus every stage referenced in
+    /// `with`, de-duplicated, in first-mention order.
+    public var dependencies: [String]
+    /// `backend:` of the stage, or the recipe's.
+    public var backend: String
+    public var resources: Resources
+    /// Where the stage's id is written.
+    public var location: SourceLocation
+
+    public init(
+        id: String, uses: String, with: OrderedDictionary<String, ParamValue>, needs: [String],
+        dependencies: [String], backend: String, resources: Resources, location: SourceLocation
+    ) {
+        self.id = id
+        self.uses = uses
+        self.with = with
+        self.needs = needs
+        self.dependencies = dependencies
+        self.backend = backend
+        self.resources = resources
+        self.location = location
+    }
+}
+
+/// A parsed and fully validated recipe (version 1).
+public struct Recipe: Sendable {
+    /// The recipe file as given.
+    public var file: String
+    /// The directory relative paths in the recipe are resolved against.
+    public var directory: String
+    public var version: Int
+    public var name: String
+    public var backend: String
+    public var seed: Int
+    /// Variables after `--set` overrides, in source order.
+    public var vars: OrderedDictionary<String, Value>
+    /// Stages in source order.
+    public var stages: OrderedDictionary<String, StageSpec>
+
+    public init(
+        file: String, directory: String, version: Int, name: String, backend: String, seed: Int,
+        vars: OrderedDictionary<String, Value>, stages: OrderedDictionary<String, StageSpec>
+    ) {
+        self.file = file
+        self.directory = directory
+        self.version = version
+        self.name = name
+        self.backend = backend
+        self.seed = seed
+        self.vars = vars
+        self.stages = stages
+    }
+}

@@ -1,0 +1,110 @@
+import SqueezeYAML
+
+/// The type of a stage parameter, as a stage type declares it.
+///
+/// The same declarations drive recipe validation, `squeeze stages TYPE` and the
+/// generated JSON Schema, so the three cannot drift apart.
+public indirect enum ParamType: Sendable, Hashable, CustomStringConvertible {
+    case string
+    case int
+    /// Any number; integers are accepted and widened.
+    case number
+    case bool
+    /// A file or directory the stage reads. Relative paths are relative to the
+    /// recipe's directory. It enters the cache key through its *content digest*,
+    /// never through its spelling.
+    case path
+    /// A reference to an upstream stage's output of the given artifact kind
+    /// (`${teacher.model}`); "any" accepts every kind.
+    case artifact(String)
+    case array(ParamType)
+    /// A mapping with string keys and values of one type.
+    case map(ParamType)
+    case oneOf([ParamType])
+    case enumeration([String])
+    case any
+
+    public var description: String {
+        switch self {
+        case .string: "string"
+        case .int: "integer"
+        case .number: "number"
+        case .bool: "boolean"
+        case .path: "path"
+        case .artifact(let kind): "artifact<\(kind)>"
+        case .array(let element): "[\(element)]"
+        case .map(let element): "{string: \(element)}"
+        case .oneOf(let types): types.map(\.description).joined(separator: " | ")
+        case .enumeration(let cases): cases.map { "\"\($0)\"" }.joined(separator: " | ")
+        case .any: "any"
+        }
+    }
+}
+
+/// One declared parameter of a stage type.
+public struct ParameterSpec: Sendable, Hashable {
+    public var name: String
+    public var type: ParamType
+    /// Required parameters have no default and must be written in the recipe.
+    public var required: Bool
+    public var defaultValue: Value?
+    public var doc: String
+
+    public init(_ name: String, _ type: ParamType, required: Bool = false, default defaultValue: Value? = nil, doc: String) {
+        self.name = name
+        self.type = type
+        self.required = required
+        self.defaultValue = defaultValue
+        self.doc = doc
+    }
+}
+
+/// One declared output artifact of a stage type, referenced as `${stage.name}`.
+public struct OutputSpec: Sendable, Hashable {
+    public var name: String
+    /// The artifact kind ("directory", "file", later "model", "dataset", …).
+    public var kind: String
+    public var doc: String
+
+    public init(_ name: String, kind: String, doc: String) {
+        self.name = name
+        self.kind = kind
+        self.doc = doc
+    }
+}
+
+/// Everything the recipe layer needs to know about a stage type.
+public struct StageTypeDescriptor: Sendable {
+    /// The `uses:` value, e.g. `command` or `prune/cofi`.
+    public var type: String
+    /// Bumped when the stage's outputs change for the same inputs.
+    public var version: Int
+    public var summary: String
+    public var parameters: [ParameterSpec]
+    public var outputs: [OutputSpec]
+    /// Extra checks beyond types (for example "`run` must be a list unless
+    /// `shell: true`"), run on the stage's `with` mapping after type checking.
+    /// Diagnostics should point at the offending node.
+    public var check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])?
+
+    public init(
+        type: String, version: Int, summary: String,
+        parameters: [ParameterSpec], outputs: [OutputSpec],
+        check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
+    ) {
+        self.type = type
+        self.version = version
+        self.summary = summary
+        self.parameters = parameters
+        self.outputs = outputs
+        self.check = check
+    }
+
+    public func parameter(named name: String) -> ParameterSpec? {
+        parameters.first { $0.name == name }
+    }
+
+    public func output(named name: String) -> OutputSpec? {
+        outputs.first { $0.name == name }
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+
+/// A plain, resolved JSON-like value: what a stage's parameters become once
+/// every reference has been substituted.
+public indirect enum Value: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([Value])
+    case object([String: Value])
+
+    /// Canonical JSON: object keys sorted by UTF-8 bytes, no insignificant
+    /// white space, integers without a fraction, doubles in their shortest
+    /// round-tripping form, strings escaped minimally. Equal values always give
+    /// equal bytes, which is what cache keys are built from.
+    public var canonicalJSON: String {
+        var out = ""
+        writeCanonical(into: &out)
+        return out
+    }
+
+    private func writeCanonical(into out: inout String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d):
+            if d.isFinite, d == d.rounded(), abs(d) < 1e15 {
+                // 3.0 and 3 are different recipe values (a float and an int) but
+                // the same JSON number; keep the float visibly a float.
+                out += String(format: "%.1f", d)
+            } else if d.isFinite {
+                out += "\(d)"
+            } else {
+                // JSON has no NaN/Inf; encode as tagged strings so they still key.
+                out += "\"\(d)\""
+            }
+        case .string(let s): Value.writeJSONString(s, into: &out)
+        case .array(let items):
+            out += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { out += "," }
+                item.writeCanonical(into: &out)
+            }
+            out += "]"
+        case .object(let fields):
+            out += "{"
+            for (index, key) in fields.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }).enumerated() {
+                if index > 0 { out += "," }
+                Value.writeJSONString(key, into: &out)
+                out += ":"
+                fields[key]?.writeCanonical(into: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func writeJSONString(_ s: String, into out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20:
+                out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+
+    /// A short name of the value's type for error messages.
+    public var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .int: "an integer"
+        case .double: "a number"
+        case .string: "a string"
+        case .array: "a list"
+        case .object: "a mapping"
+        }
+    }
+
+    /// The value as `Any` for `JSONSerialization` (used to decode typed params).
+    public var foundationObject: Any {
+        switch self {
+        case .null: NSNull()
+        case .bool(let b): b
+        case .int(let i): i
+        case .double(let d): d
+        case .string(let s): s
+        case .array(let items): items.map(\.foundationObject)
+        case .object(let fields): fields.mapValues(\.foundationObject)
+        }
+    }
+
+    /// Decodes this value into a `Decodable` type (a stage's typed parameters).
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        let data = Data(canonicalJSON.utf8)
+        return try JSONDecoder().decode(T.self, from: data)
+    }
+
+    public subscript(key: String) -> Value? {
+        if case .object(let fields) = self { return fields[key] }
+        return nil
+    }
+}
+
+extension Value: Codable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let b = try? container.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? container.decode(Int.self) {
+            self = .int(i)
+        } else if let d = try? container.decode(Double.self) {
+            self = .double(d)
+        } else if let s = try? container.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? container.decode([Value].self) {
+            self = .array(a)
+        } else {
+            self = .object(try container.decode([String: Value].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let b): try container.encode(b)
+        case .int(let i): try container.encode(i)
+        case .double(let d): try container.encode(d)
+        case .string(let s): try container.encode(s)
+        case .array(let a): try container.encode(a)
+        case .object(let o): try container.encode(o)
+        }
+    }
+}

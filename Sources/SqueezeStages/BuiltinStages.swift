@@ -1,0 +1,8 @@
+import SqueezeEngine
+
+/// The stage types that ship with Squeeze.
+public enum BuiltinStages {
+    public static let registry = StageRegistry([
+        StageType(CommandStage.self),
+    ])
+}

@@ -1,0 +1,202 @@
+import Foundation
+import SqueezeEngine
+import SqueezeRecipe
+import SqueezeYAML
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `uses: command` — runs an executable with an argument list, like a Makefile
+/// rule whose outputs live in the content-addressed store.
+///
+/// The argument list is passed to the program as is (no shell) unless the recipe
+/// says `shell: true`; then references in the script are substituted
+/// single-quoted, so a parameter can never become shell syntax.
+public struct CommandStage: Stage {
+    public struct Params: Decodable, Sendable {
+        /// argv, or a script when `shell` is true.
+        public var run: RunSpec
+        public var shell: Bool
+        public var inputs: [String]
+        public var outputs: [String]
+        public var env: [String: String]
+        public var timeout: Double?
+    }
+
+    /// `run:` is a list of arguments, or one string for `shell: true`.
+    public enum RunSpec: Decodable, Sendable {
+        case arguments([String])
+        case script(String)
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let list = try? container.decode([String].self) {
+                self = .arguments(list)
+            } else {
+                self = .script(try container.decode(String.self))
+            }
+        }
+    }
+
+    public static let descriptor = StageTypeDescriptor(
+        type: "command",
+        version: 1,
+        summary: "Run a program with an argument list; its outputs are files it writes under ${out}.",
+        parameters: [
+            ParameterSpec(
+                "run", .oneOf([.array(.string), .string]), required: true,
+                doc: "The program and its arguments as a list (no shell), or a shell script when `shell: true`. The first element is looked up on PATH unless it contains a slash."),
+            ParameterSpec(
+                "shell", .bool, default: .bool(false),
+                doc: "Run `run` (a string) with /bin/sh -c. References inside it are substituted single-quoted."),
+            ParameterSpec(
+                "inputs", .array(.path), default: .array([]),
+                doc: "Files and directories the command reads; their content is part of the cache key."),
+            ParameterSpec(
+                "outputs", .array(.string), default: .array([]),
+                doc: "Paths, relative to ${out}, that the command must create. A missing one fails the stage."),
+            ParameterSpec(
+                "env", .map(.string), default: .object([:]),
+                doc: "Extra environment variables for the command."),
+            ParameterSpec(
+                "timeout", .number,
+                doc: "Seconds after which the command (and every process it started) is killed and the stage fails."),
+        ],
+        outputs: [
+            OutputSpec("out", kind: "directory", doc: "The directory the command wrote (${out} while it ran)."),
+        ],
+        check: checkParams
+    )
+
+    public init() {}
+
+    /// Checks beyond types: shell/run agreement, output paths that stay inside ${out}.
+    static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        let shell = with["shell"]?.scalar == "true"
+        if let run = with["run"] {
+            if shell, run.items != nil {
+                problems.append(Diagnostic(
+                    "`run` must be a single string when `shell: true`", at: run.location,
+                    hint: "write the script as one string, or drop `shell: true` to pass a list of arguments"))
+            } else if !shell, run.scalar != nil {
+                problems.append(Diagnostic(
+                    "`run` is a string, but no shell is used", at: run.location,
+                    hint: "write the arguments as a list (`run: [prog, arg1, arg2]`), or add `shell: true` to run it with /bin/sh"))
+            } else if let items = run.items, items.isEmpty {
+                problems.append(Diagnostic("`run` is an empty list", at: run.location, hint: "name the program to run"))
+            }
+        }
+        for output in with["outputs"]?.items ?? [] {
+            guard let path = output.scalar else { continue }
+            if let reason = OutputPath.escapeReason(path) {
+                problems.append(Diagnostic(
+                    "output `\(path)` \(reason)", at: output.location,
+                    hint: "outputs are paths inside ${out}, such as `model.bin` or `shards/`"))
+            }
+        }
+        if let timeout = with["timeout"]?.scalar, let seconds = Double(timeout), seconds <= 0 {
+            problems.append(Diagnostic("`timeout` must be positive", at: with["timeout"]?.location))
+        }
+        return problems
+    }
+
+    public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        let arguments: [String]
+        switch params.run {
+        case .arguments(let list):
+            guard !list.isEmpty else { throw StageFailure("`run` is an empty list") }
+            arguments = list
+        case .script(let script):
+            arguments = ["/bin/sh", "-c", script]
+        }
+        guard let executable = ExecutableLookup.find(arguments[0], workingDirectory: context.recipeDirectory) else {
+            throw StageFailure("command not found: `\(arguments[0])` (searched PATH and the recipe's directory)")
+        }
+        var environment = ProcessInfo.processInfo.environment
+        for (name, value) in params.env { environment[name] = value }
+        environment["SQUEEZE_OUT"] = context.outputDirectory
+        environment["SQUEEZE_SEED"] = String(context.seed)
+        environment["SQUEEZE_STAGE"] = context.stageID
+        environment["SQUEEZE_THREADS"] = String(context.threads)
+
+        context.log.line("$ " + arguments.map(ShellQuote.quote).joined(separator: " "))
+        let started = Date()
+        let status = try await ChildProcess.run(
+            executable: executable, arguments: arguments, environment: environment,
+            workingDirectory: context.recipeDirectory, logPath: context.log.path,
+            timeout: params.timeout)
+        let elapsed = Date().timeIntervalSince(started)
+        switch status {
+        case .exited(0):
+            break
+        case .exited(let code):
+            throw StageFailure("command exited with status \(code)\(logHint(context))")
+        case .signaled(let signal):
+            throw StageFailure("command was killed by signal \(signal)\(logHint(context))")
+        case .timedOut:
+            throw StageFailure("command timed out after \(formatSeconds(params.timeout ?? 0)) and was killed")
+        }
+        for output in params.outputs {
+            let path = (context.outputDirectory as NSString).appendingPathComponent(output)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw StageFailure("command did not create declared output `\(output)` in ${out}")
+            }
+        }
+        return StageResult(metrics: ["command_seconds": .double(elapsed)], outputs: ["out": "."])
+    }
+
+    private func logHint(_ context: StageContext) -> String {
+        context.log.path.map { " (see \($0))" } ?? ""
+    }
+
+    private func formatSeconds(_ seconds: Double) -> String {
+        seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+    }
+}
+
+/// Rules for paths a stage declares inside its output directory.
+enum OutputPath {
+    /// Why `path` would leave the output directory, or nil when it stays inside.
+    static func escapeReason(_ path: String) -> String? {
+        if path.isEmpty { return "is empty" }
+        if path.hasPrefix("/") { return "is absolute; it would be written outside the stage's output directory" }
+        if path.split(separator: "/").contains("..") { return "contains `..`; it would be written outside the stage's output directory" }
+        return nil
+    }
+}
+
+/// Quoting for the one place a shell sees user text.
+public enum ShellQuote {
+    /// `text` as a single-quoted shell word; safe for any content.
+    public static func quote(_ text: String) -> String {
+        if !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) {
+            return text
+        }
+        return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// PATH lookup with the rules of execvp, done up front for a clear error.
+enum ExecutableLookup {
+    static func find(_ name: String, workingDirectory: String) -> String? {
+        let fm = FileManager.default
+        if name.contains("/") {
+            let path = name.hasPrefix("/") ? name : (workingDirectory as NSString).appendingPathComponent(name)
+            return fm.isExecutableFile(atPath: path) ? path : nil
+        }
+        let searchPath = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in searchPath.split(separator: ":") where !directory.isEmpty {
+            let candidate = (String(directory) as NSString).appendingPathComponent(name)
+            var isDirectory: ObjCBool = false
+            if fm.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue,
+               fm.isExecutableFile(atPath: candidate) {
+                return candidate
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,15 @@
+import SqueezeYAML
+import Testing
+
+@Suite struct SuggestionTests {
+    @Test func suggestsCloseNames() {
+        #expect(Suggestion.closest(to: "teachr", in: ["teacher", "pruned", "data"]) == "teacher")
+        #expect(Suggestion.closest(to: "xyz", in: ["teacher", "pruned"]) == nil)
+        #expect(Suggestion.editDistance("kitten", "sitting") == 3)
+    }
+
+    @Test func diagnosticFormat() {
+        let d = Diagnostic("unknown key `stagez`", at: SourceLocation(file: "r.yaml", line: 3, column: 1), hint: "did you mean `stages`?")
+        #expect(d.description == "r.yaml:3:1: error: unknown key `stagez`\n  hint: did you mean `stages`?")
+    }
+}
