@@ -59,10 +59,14 @@ public struct StageResult: Sendable {
     /// Output name → path relative to the output directory, for outputs not at
     /// `outputDirectory/name`. `"."` means the whole output directory.
     public var outputs: [String: String]
+    /// CPU seconds the stage used, when it can tell exactly (a child process's
+    /// rusage); otherwise the engine measures the process's CPU time.
+    public var cpuSeconds: Double?
 
-    public init(metrics: [String: Value] = [:], outputs: [String: String] = [:]) {
+    public init(metrics: [String: Value] = [:], outputs: [String: String] = [:], cpuSeconds: Double? = nil) {
         self.metrics = metrics
         self.outputs = outputs
+        self.cpuSeconds = cpuSeconds
     }
 }
 

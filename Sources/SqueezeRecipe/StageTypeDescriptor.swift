@@ -41,6 +41,15 @@ public indirect enum ParamType: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// How references inside a string parameter are substituted.
+public enum ReferenceQuoting: Sendable, Hashable {
+    /// As plain text.
+    case none
+    /// Each substituted value single-quoted for /bin/sh, so a parameter can
+    /// never become shell syntax (used for `command`'s `run` with `shell: true`).
+    case shell
+}
+
 /// One declared parameter of a stage type.
 public struct ParameterSpec: Sendable, Hashable {
     public var name: String
@@ -49,12 +58,18 @@ public struct ParameterSpec: Sendable, Hashable {
     public var required: Bool
     public var defaultValue: Value?
     public var doc: String
+    /// Applies to a plain string value of this parameter (not to list items).
+    public var quoting: ReferenceQuoting
 
-    public init(_ name: String, _ type: ParamType, required: Bool = false, default defaultValue: Value? = nil, doc: String) {
+    public init(
+        _ name: String, _ type: ParamType, required: Bool = false, default defaultValue: Value? = nil,
+        quoting: ReferenceQuoting = .none, doc: String
+    ) {
         self.name = name
         self.type = type
         self.required = required
         self.defaultValue = defaultValue
+        self.quoting = quoting
         self.doc = doc
     }
 }

@@ -17,6 +17,12 @@ enum ChildProcess {
         case timedOut
     }
 
+    struct Outcome {
+        var status: Status
+        /// User + system CPU seconds of the child (and the children it waited for).
+        var cpuSeconds: Double
+    }
+
     struct SpawnError: Error, CustomStringConvertible {
         var description: String
     }
@@ -33,16 +39,17 @@ enum ChildProcess {
             var pollNanoseconds: UInt64 = 1_000_000
             while true {
                 var status: Int32 = 0
-                let result = waitpid(pid, &status, WNOHANG)
+                var usage = rusage()
+                let result = wait4(pid, &status, WNOHANG, &usage)
                 if result == pid {
-                    return decode(status)
+                    return Outcome(status: decode(status), cpuSeconds: seconds(usage))
                 }
                 if result < 0, errno != EINTR {
                     throw SpawnError(description: "waitpid failed: \(String(cString: strerror(errno)))")
                 }
                 if let deadline, Date() >= deadline {
                     terminateGroup(pid)
-                    return .timedOut
+                    return Outcome(status: .timedOut, cpuSeconds: 0)
                 }
                 if Task.isCancelled {
                     terminateGroup(pid)
@@ -69,6 +76,11 @@ enum ChildProcess {
         }
         kill(-pid, SIGKILL)
         waitpid(pid, &status, 0)
+    }
+
+    private static func seconds(_ usage: rusage) -> Double {
+        Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
     private static func decode(_ status: Int32) -> Status {

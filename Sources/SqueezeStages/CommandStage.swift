@@ -47,7 +47,7 @@ public struct CommandStage: Stage {
         summary: "Run a program with an argument list; its outputs are files it writes under ${out}.",
         parameters: [
             ParameterSpec(
-                "run", .oneOf([.array(.string), .string]), required: true,
+                "run", .oneOf([.array(.string), .string]), required: true, quoting: .shell,
                 doc: "The program and its arguments as a list (no shell), or a shell script when `shell: true`. The first element is looked up on PATH unless it contains a slash."),
             ParameterSpec(
                 "shell", .bool, default: .bool(false),
@@ -125,12 +125,13 @@ public struct CommandStage: Stage {
 
         context.log.line("$ " + arguments.map(ShellQuote.quote).joined(separator: " "))
         let started = Date()
-        let status = try await ChildProcess.run(
+        let before = WorkspaceSnapshot(root: context.recipeDirectory)
+        let outcome = try await ChildProcess.run(
             executable: executable, arguments: arguments, environment: environment,
             workingDirectory: context.recipeDirectory, logPath: context.log.path,
             timeout: params.timeout)
         let elapsed = Date().timeIntervalSince(started)
-        switch status {
+        switch outcome.status {
         case .exited(0):
             break
         case .exited(let code):
@@ -140,13 +141,21 @@ public struct CommandStage: Stage {
         case .timedOut:
             throw StageFailure("command timed out after \(formatSeconds(params.timeout ?? 0)) and was killed")
         }
+        let created = WorkspaceSnapshot(root: context.recipeDirectory).added(since: before)
+        if let first = created.first {
+            throw StageFailure(
+                "command wrote outside its output directory: created `\(first)` in the recipe's directory"
+                    + (created.count > 1 ? " (and \(created.count - 1) more)" : "")
+                    + "; write outputs under ${out} ($SQUEEZE_OUT)")
+        }
         for output in params.outputs {
             let path = (context.outputDirectory as NSString).appendingPathComponent(output)
             guard FileManager.default.fileExists(atPath: path) else {
                 throw StageFailure("command did not create declared output `\(output)` in ${out}")
             }
         }
-        return StageResult(metrics: ["command_seconds": .double(elapsed)], outputs: ["out": "."])
+        return StageResult(
+            metrics: ["command_seconds": .double(elapsed)], outputs: ["out": "."], cpuSeconds: outcome.cpuSeconds)
     }
 
     private func logHint(_ context: StageContext) -> String {
@@ -169,14 +178,37 @@ enum OutputPath {
     }
 }
 
-/// Quoting for the one place a shell sees user text.
-public enum ShellQuote {
-    /// `text` as a single-quoted shell word; safe for any content.
-    public static func quote(_ text: String) -> String {
-        if !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) {
-            return text
+/// The names of files under a recipe's directory, to catch a command that
+/// writes into the workspace instead of `${out}`. Hidden entries, `runs/` and
+/// build folders are not looked at; a very large tree is not checked at all.
+struct WorkspaceSnapshot {
+    static let limit = 20_000
+    private(set) var paths: Set<String> = []
+    private(set) var complete = true
+
+    init(root: String) {
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else {
+            complete = false
+            return
         }
-        return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        while let path = enumerator.nextObject() as? String {
+            let name = (path as NSString).lastPathComponent
+            if name.hasPrefix(".") || path == "runs" || name.hasPrefix(".build") {
+                enumerator.skipDescendants()
+                continue
+            }
+            paths.insert(path)
+            if paths.count > Self.limit {
+                complete = false
+                return
+            }
+        }
+    }
+
+    /// Paths present now but not in `earlier`, sorted.
+    func added(since earlier: WorkspaceSnapshot) -> [String] {
+        guard complete, earlier.complete else { return [] }
+        return paths.subtracting(earlier.paths).sorted()
     }
 }
 

@@ -1,10 +1,81 @@
 import ArgumentParser
+import Foundation
+import SqueezeYAML
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `squeeze` command. Exit codes: 0 ok, 1 a stage failed, 2 bad input or
+/// usage, 130 interrupted.
 @main
 struct Squeeze: AsyncParsableCommand {
+    static let version = "0.1.0"
+
     static let configuration = CommandConfiguration(
         commandName: "squeeze",
         abstract: "Run declarative model-compression pipelines.",
-        version: "0.1.0"
+        discussion: """
+            A recipe (YAML) is a DAG of stages. `squeeze run` executes only the stages whose \
+            inputs changed, in parallel where the DAG allows, caching every output by content.
+            Exit codes: 0 ok, 1 a stage failed, 2 bad input or usage, 130 interrupted.
+            """,
+        version: version,
+        subcommands: [
+            ValidateCommand.self, PlanCommand.self, RunCommand.self, RunsCommand.self,
+            CacheCommand.self, StagesCommand.self, SchemaCommand.self,
+        ]
     )
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let exit as ExitStatus {
+            Foundation.exit(exit.code)
+        } catch let diagnostics as Diagnostics {
+            Console.error(diagnostics.description)
+            Foundation.exit(2)
+        } catch let diagnostic as Diagnostic {
+            Console.error(diagnostic.description)
+            Foundation.exit(2)
+        } catch let failure as UserError {
+            Console.error("error: \(failure.message)")
+            Foundation.exit(2)
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { print(message) }
+                Foundation.exit(0)
+            }
+            if !message.isEmpty { Console.error(message) }
+            // ArgumentParser uses 64 for usage errors; Squeeze promises 2.
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}
+
+/// A finished command's exit code, thrown to leave `main` cleanly.
+struct ExitStatus: Error {
+    var code: Int32
+}
+
+/// Bad input that has no source position (a missing file, a bad flag value).
+struct UserError: Error, CustomStringConvertible {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}
+
+enum Console {
+    static func error(_ text: String) {
+        FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    }
+
+    static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
 }

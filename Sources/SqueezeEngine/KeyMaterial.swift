@@ -1,0 +1,116 @@
+import Crypto
+import Foundation
+import SqueezeRecipe
+
+/// Everything a stage's outputs may depend on. Its canonical JSON's SHA-256 is
+/// the stage key; nothing else decides whether a stage reruns.
+public struct KeyMaterial: Sendable, Codable, Equatable {
+    /// Bumped when the engine changes how keys or artifacts are laid out.
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int
+    public var stageType: String
+    public var stageVersion: Int
+    /// Parameters with `${stage.output}` replaced by digests, `path` values by
+    /// their content digests and `${env.X}` left unexpanded.
+    public var params: Value
+    /// Digest of every upstream output the stage reads, by reference text.
+    public var inputs: [String: String]
+    public var backend: String
+    public var seed: UInt64
+
+    public var canonicalValue: Value {
+        .object([
+            "format_version": .int(formatVersion),
+            "stage_type": .string(stageType),
+            "stage_version": .int(stageVersion),
+            "params": params,
+            "inputs": .object(inputs.mapValues { .string($0) }),
+            "backend": .string(backend),
+            // A string: seeds use all 64 bits, JSON numbers do not round-trip them.
+            "seed": .string(String(seed)),
+        ])
+    }
+
+    /// The stage key: lowercase hex SHA-256 of the canonical JSON.
+    public var key: String {
+        SHA256.hash(data: Data(canonicalValue.canonicalJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Why a stage with this material must run when `previous` was what last ran.
+    public func changes(since previous: KeyMaterial) -> [String] {
+        var reasons: [String] = []
+        if previous.formatVersion != formatVersion {
+            reasons.append("cache format changed (\(previous.formatVersion) → \(formatVersion))")
+        }
+        if previous.stageType != stageType {
+            reasons.append("stage type changed (\(previous.stageType) → \(stageType))")
+        } else if previous.stageVersion != stageVersion {
+            reasons.append("stage version bumped (\(previous.stageVersion) → \(stageVersion))")
+        }
+        let changedInputs = Set(inputs.keys).union(previous.inputs.keys).filter { inputs[$0] != previous.inputs[$0] }.sorted()
+        let paramPaths = Self.differingPaths(params, previous.params, prefix: "")
+        // A path parameter whose digest changed is an input change, not a param edit.
+        let contentChanges = paramPaths.filter { Self.isDigest(Self.lookup($0, in: params)) && Self.isDigest(Self.lookup($0, in: previous.params)) }
+        let paramChanges = paramPaths.filter { !contentChanges.contains($0) }
+        if !paramChanges.isEmpty { reasons.append("params changed: " + paramChanges.joined(separator: ", ")) }
+        let inputChanges = changedInputs + contentChanges
+        if !inputChanges.isEmpty { reasons.append("input changed: " + inputChanges.joined(separator: ", ")) }
+        if previous.backend != backend { reasons.append("backend changed (\(previous.backend) → \(backend))") }
+        if previous.seed != seed { reasons.append("seed changed") }
+        return reasons
+    }
+
+    private static func isDigest(_ value: Value?) -> Bool {
+        if case .string(let s) = value { return s.hasPrefix("sha256:") && s.count == 71 }
+        return false
+    }
+
+    private static func lookup(_ path: String, in value: Value) -> Value? {
+        var current: Value? = value
+        for component in pathComponents(path) {
+            switch (current, component) {
+            case (.object(let fields), .key(let key)): current = fields[key]
+            case (.array(let items), .index(let index)): current = items.indices.contains(index) ? items[index] : nil
+            default: return nil
+            }
+        }
+        return current
+    }
+
+    private enum PathComponent { case key(String), index(Int) }
+
+    private static func pathComponents(_ path: String) -> [PathComponent] {
+        var components: [PathComponent] = []
+        for part in path.split(separator: ".") {
+            var name = Substring(part)
+            var indices: [Int] = []
+            while let open = name.lastIndex(of: "["), name.hasSuffix("]"),
+                  let index = Int(name[name.index(after: open)..<name.index(before: name.endIndex)]) {
+                indices.insert(index, at: 0)
+                name = name[..<open]
+            }
+            if !name.isEmpty { components.append(.key(String(name))) }
+            components += indices.map { .index($0) }
+        }
+        return components
+    }
+
+    /// Dotted paths (`lr`, `inputs[1]`, `env.HOME`) where two values differ.
+    static func differingPaths(_ a: Value, _ b: Value, prefix: String) -> [String] {
+        switch (a, b) {
+        case (.object(let x), .object(let y)):
+            return Set(x.keys).union(y.keys).sorted().flatMap { key -> [String] in
+                let path = prefix.isEmpty ? key : "\(prefix).\(key)"
+                switch (x[key], y[key]) {
+                case (let l?, let r?): return differingPaths(l, r, prefix: path)
+                default: return [path]
+                }
+            }
+        case (.array(let x), .array(let y)) where x.count == y.count:
+            return zip(x, y).enumerated().flatMap { differingPaths($1.0, $1.1, prefix: "\(prefix)[\($0)]") }
+        default:
+            return a == b ? [] : [prefix.isEmpty ? "(all)" : prefix]
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import SqueezeRecipe
+
+/// Turns a stage's written parameters into the two things the engine needs:
+/// the values the stage runs with, and the values its cache key is built from.
+///
+/// The two differ on purpose: a stage runs with real paths, but its key holds
+/// content digests, so moving the cache or pointing `${env.DATA}` at another
+/// copy of the same files changes nothing.
+struct ParameterResolver {
+    /// What `${stage.output}` stands for in each mode.
+    var upstream: [Reference: UpstreamOutput]
+    var environment: [String: String]
+    var recipeDirectory: String
+    var outputDirectory: String
+    var seed: UInt64
+    /// Hashes a file or directory a `path` parameter names.
+    var digestOfPath: (String) throws -> ArtifactRef
+
+    struct UpstreamOutput {
+        var ref: ArtifactRef
+        /// Where the artifact can be read (nil while only planning).
+        var path: String?
+    }
+
+    enum Mode {
+        case run
+        case key
+    }
+
+    struct ResolutionError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Resolves every declared parameter of `spec` for `mode`.
+    func resolve(_ spec: StageSpec, descriptor: StageTypeDescriptor, mode: Mode) throws -> Value {
+        var fields: [String: Value] = [:]
+        for (name, value) in spec.with {
+            let parameter = descriptor.parameter(named: name)
+            if parameter?.quoting == .shell, case .string(let template) = value.kind {
+                fields[name] = .string(try template.render { ShellQuote.quote(try render($0, mode: mode)) })
+            } else {
+                fields[name] = try resolve(value, as: parameter?.type ?? .any, mode: mode, path: name)
+            }
+        }
+        return .object(fields)
+    }
+
+    private func resolve(_ value: ParamValue, as type: ParamType, mode: Mode, path: String) throws -> Value {
+        switch (value.kind, type) {
+        case (.array(let items), .array(let element)):
+            return .array(try items.enumerated().map { try resolve($1, as: element, mode: mode, path: "\(path)[\($0)]") })
+        case (.object(let fields), .map(let element)):
+            var out: [String: Value] = [:]
+            for (key, field) in fields { out[key] = try resolve(field, as: element, mode: mode, path: "\(path).\(key)") }
+            return .object(out)
+        case (_, .oneOf(let alternatives)):
+            let chosen = alternatives.first { Self.fits(value, $0) } ?? .any
+            return try resolve(value, as: chosen, mode: mode, path: path)
+        case (.string(let template), .path):
+            return try resolvePath(template, mode: mode, parameter: path)
+        default:
+            return try value.resolve { try render($0, mode: mode) }
+        }
+    }
+
+    /// Whether a written value has the shape of `type` (for picking a `oneOf` branch).
+    static func fits(_ value: ParamValue, _ type: ParamType) -> Bool {
+        switch (value.kind, type) {
+        case (_, .any): true
+        case (.array, .array), (.object, .map): true
+        case (.string, .string), (.string, .path), (.string, .artifact), (.string, .enumeration): true
+        case (.int, .int), (.int, .number), (.double, .number), (.bool, .bool), (.null, _): true
+        case (_, .oneOf(let alternatives)): alternatives.contains { fits(value, $0) }
+        default: false
+        }
+    }
+
+    /// A `path` parameter: the real absolute path to run with, or its content digest for the key.
+    private func resolvePath(_ template: Template, mode: Mode, parameter: String) throws -> Value {
+        let text = try template.render { try render($0, mode: .run) }
+        let absolute = Self.absolute(text, relativeTo: recipeDirectory)
+        switch mode {
+        case .run:
+            return .string(absolute)
+        case .key:
+            guard FileManager.default.fileExists(atPath: absolute) else {
+                throw ResolutionError(description: "input `\(parameter)` does not exist: \(absolute)")
+            }
+            return .string(try digestOfPath(absolute).digest.description)
+        }
+    }
+
+    private func render(_ reference: Reference, mode: Mode) throws -> String {
+        switch reference {
+        case .stageOutput:
+            guard let output = upstream[reference] else {
+                throw ResolutionError(description: "\(reference) is not available")
+            }
+            switch mode {
+            case .key: return output.ref.digest.description
+            case .run:
+                guard let path = output.path else {
+                    throw ResolutionError(description: "\(reference) has not been produced yet")
+                }
+                return path
+            }
+        case .environment(let name, let fallback):
+            switch mode {
+            // Environment values enter the key only through the content they point to.
+            case .key: return reference.description
+            case .run:
+                if let value = environment[name] ?? fallback { return value }
+                throw ResolutionError(description: "environment variable `\(name)` is not set")
+            }
+        case .outputDirectory:
+            return mode == .key ? reference.description : outputDirectory
+        case .seed:
+            return String(seed)
+        }
+    }
+
+    static func absolute(_ path: String, relativeTo directory: String) -> String {
+        let joined = path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+        return (joined as NSString).standardizingPath
+    }
+}

@@ -1,0 +1,170 @@
+import Crypto
+import Foundation
+import SqueezeRecipe
+import SqueezeYAML
+
+/// A validated recipe bound to the stage types, the store and the environment
+/// it will run in. Planning and execution both go through it, so `squeeze plan`
+/// and `squeeze run` can never disagree about a key.
+public struct Pipeline: Sendable {
+    public let recipe: Recipe
+    public let registry: StageRegistry
+    public let store: ContentStore
+    public let environment: [String: String]
+    /// Stage ids in execution order: dependencies first, ties in source order.
+    public let order: [String]
+
+    public init(recipe: Recipe, registry: StageRegistry, store: ContentStore, environment: [String: String]) {
+        self.recipe = recipe
+        self.registry = registry
+        self.store = store
+        self.environment = environment
+        self.order = Self.topologicalOrder(recipe)
+    }
+
+    /// Kahn's algorithm; the recipe loader has already rejected cycles, and any
+    /// stage left over (which cannot happen) is appended in source order.
+    static func topologicalOrder(_ recipe: Recipe) -> [String] {
+        var remaining = recipe.stages.mapValues { Set($0.dependencies) }
+        var order: [String] = []
+        while true {
+            let ready = recipe.stages.keys.filter { remaining[$0]?.isEmpty == true }
+            guard let next = ready.first else { break }
+            order.append(next)
+            remaining[next] = nil
+            for id in remaining.keys { remaining[id]?.remove(next) }
+        }
+        order += recipe.stages.keys.filter { remaining[$0] != nil }
+        return order
+    }
+
+    /// A stage's seed: derived from the recipe seed and the stage id, so stages
+    /// draw independent random streams and reordering the recipe changes nothing.
+    public func seed(for stageID: String) -> UInt64 {
+        let digest = SHA256.hash(data: Data("squeeze-seed:\(recipe.seed):\(stageID)".utf8))
+        return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    public func spec(_ id: String) throws -> StageSpec {
+        guard let spec = recipe.stages[id] else { throw StageFailure("unknown stage `\(id)`") }
+        return spec
+    }
+
+    public func stageType(of spec: StageSpec) throws -> StageType {
+        guard let type = registry[spec.uses] else { throw StageFailure("unknown stage type `\(spec.uses)`") }
+        return type
+    }
+
+    /// The stages `ids` need, transitively, plus `ids` themselves.
+    public func closure(of ids: Set<String>) -> Set<String> {
+        var selected = Set<String>()
+        var stack = Array(ids)
+        while let id = stack.popLast() {
+            guard selected.insert(id).inserted, let spec = recipe.stages[id] else { continue }
+            stack += spec.dependencies
+        }
+        return selected
+    }
+
+    /// Every `${stage.output}` a stage reads.
+    func upstreamReferences(of spec: StageSpec) -> [Reference] {
+        var seen = Set<Reference>()
+        return spec.with.values.flatMap(\.references).filter { reference in
+            if case .stageOutput = reference { return seen.insert(reference).inserted }
+            return false
+        }
+    }
+
+    /// Computes a stage's key material from the outputs of its dependencies.
+    func keyMaterial(for spec: StageSpec, upstream: [String: [String: ArtifactRef]]) throws -> KeyMaterial {
+        let type = try stageType(of: spec)
+        var outputs: [Reference: ParameterResolver.UpstreamOutput] = [:]
+        var inputs: [String: String] = [:]
+        for reference in upstreamReferences(of: spec) {
+            guard case .stageOutput(let stage, let output) = reference, let ref = upstream[stage]?[output] else {
+                throw StageFailure("\(reference) was not produced by its stage")
+            }
+            outputs[reference] = .init(ref: ref, path: nil)
+            inputs[reference.description] = ref.digest.description
+        }
+        let resolver = resolver(for: spec, upstream: outputs, outputDirectory: "")
+        let params: Value
+        do {
+            params = try resolver.resolve(spec, descriptor: type.descriptor, mode: .key)
+        } catch let error as ParameterResolver.ResolutionError {
+            throw StageFailure(error.description)
+        }
+        return KeyMaterial(
+            formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
+            stageVersion: type.descriptor.version, params: params, inputs: inputs,
+            backend: spec.backend, seed: seed(for: spec.id))
+    }
+
+    func resolver(
+        for spec: StageSpec, upstream: [Reference: ParameterResolver.UpstreamOutput], outputDirectory: String
+    ) -> ParameterResolver {
+        let store = self.store
+        return ParameterResolver(
+            upstream: upstream, environment: environment, recipeDirectory: recipe.directory,
+            outputDirectory: outputDirectory, seed: seed(for: spec.id),
+            digestOfPath: { try store.digest(ofPath: $0) })
+    }
+
+    /// Checks a cache entry still has every declared output, readable and intact.
+    /// Returns the outputs, or nil when the entry must be recomputed.
+    func validOutputs(of entry: StageEntry, for spec: StageSpec, verify: Bool) -> [String: ArtifactRef]? {
+        guard let type = registry[spec.uses] else { return nil }
+        for output in type.descriptor.outputs {
+            guard let ref = entry.outputs[output.name] else { return nil }
+            if verify {
+                guard (try? store.path(for: ref)) != nil else { return nil }
+            } else if !store.contains(ref) {
+                return nil
+            }
+        }
+        return entry.outputs
+    }
+
+    // MARK: Last-run index, for explaining why a stage reruns
+
+    private var indexDirectory: String {
+        let recipeID = SHA256.hash(data: Data(recipe.file.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        return (store.root as NSString).appendingPathComponent("index/\(recipeID)")
+    }
+
+    /// The key material this recipe's stage last ran (or hit) with.
+    func lastMaterial(for stageID: String) -> KeyMaterial? {
+        let path = (indexDirectory as NSString).appendingPathComponent("\(Self.fileName(for: stageID)).json")
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(KeyMaterial.self, from: data)
+    }
+
+    func recordMaterial(_ material: KeyMaterial, for stageID: String) {
+        let path = (indexDirectory as NSString).appendingPathComponent("\(Self.fileName(for: stageID)).json")
+        guard let data = try? JSONEncoder.sorted.encode(material) else { return }
+        try? AtomicFile.write(data, to: path)
+    }
+
+    /// Stage ids may hold characters unfit for file names only in theory; keep them safe.
+    static func fileName(for stageID: String) -> String {
+        String(stageID.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+    }
+}
+
+extension JSONEncoder {
+    /// Deterministic, readable JSON for files people and diffs read.
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+}
+
+extension JSONDecoder {
+    static var iso8601: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}

@@ -1,0 +1,306 @@
+import Foundation
+import SqueezeRecipe
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How `squeeze run` should run.
+public struct RunOptions: Sendable {
+    /// Stages executing at once.
+    public var jobs: Int
+    /// Cores the scheduler hands out; a stage asking for all of them runs alone.
+    public var cores: Int
+    /// Continue independent branches after a failure.
+    public var keepGoing: Bool
+    /// Stage ids to execute even when cached.
+    public var force: Set<String>
+    /// Run only these stages and what they need.
+    public var only: Set<String>?
+    public var squeezeVersion: String
+    /// `--set` arguments as written, for the record.
+    public var overrides: [String]
+
+    public init(
+        jobs: Int, cores: Int, keepGoing: Bool = false, force: Set<String> = [], only: Set<String>? = nil,
+        squeezeVersion: String, overrides: [String] = []
+    ) {
+        self.jobs = max(1, jobs)
+        self.cores = max(1, cores)
+        self.keepGoing = keepGoing
+        self.force = force
+        self.only = only
+        self.squeezeVersion = squeezeVersion
+        self.overrides = overrides
+    }
+}
+
+/// What a run tells whoever displays it.
+public enum RunEvent: Sendable {
+    case started(runID: String, directory: String, stages: [String])
+    case stageStarted(id: String, cores: Int)
+    case stageProgress(id: String, StageProgress)
+    case stageFinished(StageRecord)
+    case warning(String)
+    case finished(RunRecord)
+}
+
+/// Receives run events; called from many tasks, so implementations synchronise.
+public protocol RunObserver: Sendable {
+    func handle(_ event: RunEvent)
+}
+
+extension Pipeline {
+    /// Runs every stale stage, in parallel where the DAG and resources allow,
+    /// records the run, and returns its record. Never throws for stage
+    /// failures: they are in the record. Cancellation (Ctrl-C) stops running
+    /// stages and marks the run interrupted.
+    public func run(options: RunOptions, runs: RunStore, observer: any RunObserver) async throws -> RunRecord {
+        let started = Date()
+        let (runID, runDirectory) = try runs.makeRunDirectory(name: recipe.name, at: started)
+        var record = RunRecord(
+            id: runID, name: recipe.name, recipeFile: recipe.file, status: .running, startedAt: started,
+            endedAt: nil, wallSeconds: 0, squeezeVersion: options.squeezeVersion, backend: recipe.backend,
+            jobs: options.jobs, threads: options.cores, host: Provenance.host(),
+            git: Provenance.git(at: recipe.directory), overrides: options.overrides,
+            cacheDirectory: store.root, recipe: recipe.resolvedDescription, stages: [])
+        try runs.save(record)
+        observer.handle(.started(runID: runID, directory: runDirectory, stages: order))
+
+        let results = await schedule(options: options, runID: runID, runDirectory: runDirectory, observer: observer)
+        record.stages = order.compactMap { results[$0] }
+        for stage in record.stages {
+            for (name, ref) in stage.outputs {
+                if let path = try? store.path(for: ref) {
+                    runs.exportOutput(runID: runID, stage: stage.id, output: name, target: path)
+                }
+            }
+        }
+        record.endedAt = Date()
+        record.wallSeconds = Date().timeIntervalSince(started)
+        if Task.isCancelled || record.stages.contains(where: { $0.status == .cancelled }) {
+            record.status = .interrupted
+        } else if record.stages.contains(where: { $0.status == .failed || $0.status == .skipped && $0.reason?.hasPrefix("dependency") == true }) {
+            record.status = .failed
+        } else {
+            record.status = .succeeded
+        }
+        try? store.flush()
+        try runs.save(record)
+        observer.handle(.finished(record))
+        return record
+    }
+
+    private struct Outcome: Sendable {
+        var record: StageRecord
+    }
+
+    /// The scheduler: launches ready stages up to `jobs` and the core budget,
+    /// in topological order, backfilling smaller stages when a big one waits.
+    private func schedule(options: RunOptions, runID: String, runDirectory: String, observer: any RunObserver) async -> [String: StageRecord] {
+        let selected = options.only.map { closure(of: $0) }
+        var results: [String: StageRecord] = [:]
+        var pending = order
+        var runningCores: [String: Int] = [:]
+        var stopLaunching = false
+
+        return await withTaskGroup(of: Outcome.self) { group in
+            func settleBlocked() {
+                // Mark stages that can no longer run; topological order makes one pass enough.
+                for id in pending {
+                    guard let spec = recipe.stages[id] else { continue }
+                    if let selected, !selected.contains(id) {
+                        results[id] = StageRecord(id: id, uses: spec.uses, status: .skipped, reason: "not selected by --only")
+                        continue
+                    }
+                    if let bad = spec.dependencies.first(where: { dep in
+                        guard let status = results[dep]?.status else { return false }
+                        return status != .ran && status != .cached
+                    }) {
+                        let why = results[bad]?.status == .failed ? "failed" : "did not run"
+                        let record = StageRecord(id: id, uses: spec.uses, status: .skipped, reason: "dependency `\(bad)` \(why)")
+                        results[id] = record
+                        observer.handle(.stageFinished(record))
+                    }
+                }
+                pending.removeAll { results[$0] != nil }
+            }
+
+            func launchReady() {
+                settleBlocked()
+                guard !stopLaunching, !Task.isCancelled else { return }
+                let usedCores = runningCores.values.reduce(0, +)
+                var freeCores = options.cores - usedCores
+                for id in pending where runningCores[id] == nil {
+                    guard runningCores.count < options.jobs, let spec = recipe.stages[id] else { break }
+                    let ready = spec.dependencies.allSatisfy { results[$0]?.status == .ran || results[$0]?.status == .cached }
+                    guard ready else { continue }
+                    let wanted = spec.resources.allCores ? options.cores : min(options.cores, max(1, spec.resources.cores ?? 1))
+                    guard wanted <= freeCores || runningCores.isEmpty else { continue }
+                    freeCores -= wanted
+                    runningCores[id] = wanted
+                    let upstream = Dictionary(uniqueKeysWithValues: spec.dependencies.compactMap { dep in
+                        results[dep].map { (dep, $0.outputs) }
+                    })
+                    let force = options.force.contains(id)
+                    group.addTask {
+                        Outcome(record: await execute(
+                            spec, upstream: upstream, cores: wanted, force: force,
+                            runID: runID, runDirectory: runDirectory, observer: observer))
+                    }
+                }
+            }
+
+            launchReady()
+            while let outcome = await group.next() {
+                let record = outcome.record
+                runningCores[record.id] = nil
+                pending.removeAll { $0 == record.id }
+                results[record.id] = record
+                observer.handle(.stageFinished(record))
+                if record.status == .failed, !options.keepGoing { stopLaunching = true }
+                if record.status == .cancelled { stopLaunching = true }
+                launchReady()
+            }
+            let reason = Task.isCancelled ? "run interrupted" : "run stopped after a failure (use --keep-going to continue independent stages)"
+            for id in pending {
+                guard let spec = recipe.stages[id] else { continue }
+                results[id] = StageRecord(
+                    id: id, uses: spec.uses, status: Task.isCancelled ? .cancelled : .notStarted, reason: reason)
+            }
+            return results
+        }
+    }
+
+    /// One stage: compute its key, use the cache if it can, otherwise run it
+    /// under the key's lock and store what it produced.
+    private func execute(
+        _ spec: StageSpec, upstream: [String: [String: ArtifactRef]], cores: Int, force: Bool,
+        runID: String, runDirectory: String, observer: any RunObserver
+    ) async -> StageRecord {
+        var record = StageRecord(id: spec.id, uses: spec.uses, status: .failed)
+        let logRelative = "logs/\(Pipeline.fileName(for: spec.id)).log"
+        let started = Date()
+        record.start = started
+        defer {
+            record.end = Date()
+            record.wallSeconds = Date().timeIntervalSince(started)
+        }
+        do {
+            let type = try stageType(of: spec)
+            let material = try keyMaterial(for: spec, upstream: upstream)
+            let key = material.key
+            record.key = key
+            if !force, let hit = cachedEntry(key: key, spec: spec) {
+                return hitRecord(record, entry: hit, material: material)
+            }
+            let lock = try await store.lock(key: key)
+            defer { lock.release() }
+            if !force, let hit = cachedEntry(key: key, spec: spec) {
+                return hitRecord(record, entry: hit, material: material)
+            }
+            record.cache = "miss"
+            record.reason = force ? "forced" : explanation(for: spec.id, material: material)
+            observer.handle(.stageStarted(id: spec.id, cores: cores))
+
+            let staging = try store.makeStagingDirectory(name: Pipeline.fileName(for: spec.id))
+            defer { try? FileManager.default.removeItem(atPath: staging) }
+            let outputDirectory = (staging as NSString).appendingPathComponent("out")
+            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+
+            var upstreamOutputs: [Reference: ParameterResolver.UpstreamOutput] = [:]
+            for reference in upstreamReferences(of: spec) {
+                guard case .stageOutput(let stage, let output) = reference, let ref = upstream[stage]?[output] else { continue }
+                upstreamOutputs[reference] = .init(ref: ref, path: try store.path(for: ref))
+            }
+            let params: Value
+            do {
+                params = try resolver(for: spec, upstream: upstreamOutputs, outputDirectory: outputDirectory)
+                    .resolve(spec, descriptor: type.descriptor, mode: .run)
+            } catch let error as ParameterResolver.ResolutionError {
+                throw StageFailure(error.description)
+            }
+            let logPath = (runDirectory as NSString).appendingPathComponent(logRelative)
+            let log = try StageLog(path: logPath)
+            record.log = logRelative
+            let id = spec.id
+            let context = StageContext(
+                stageID: id, recipeDirectory: recipe.directory, outputDirectory: outputDirectory,
+                backend: spec.backend, seed: seed(for: id), threads: cores, log: log,
+                progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) })
+
+            let cpuBefore = Self.processCPUSeconds()
+            let result = try await type.run(context, params: params)
+            try Task.checkCancellation()
+            record.cpuSeconds = result.cpuSeconds ?? (Self.processCPUSeconds() - cpuBefore)
+
+            try checkNothingEscaped(staging: staging)
+            var outputs: [String: ArtifactRef] = [:]
+            for output in type.descriptor.outputs {
+                let relative = result.outputs[output.name] ?? output.name
+                let path = relative == "." ? outputDirectory : (outputDirectory as NSString).appendingPathComponent(relative)
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw StageFailure("stage did not produce its output `\(output.name)`")
+                }
+                outputs[output.name] = try store.ingest(path)
+            }
+            if force, let previous = store.entry(forKey: key), previous.outputs != outputs {
+                observer.handle(.warning(
+                    "forced rerun of `\(spec.id)` produced different outputs than its cache entry: the stage is not deterministic"))
+            }
+            let entry = StageEntry(
+                key: key, stageType: spec.uses, stageVersion: type.descriptor.version, outputs: outputs,
+                metrics: result.metrics, createdAt: Date(), wallSeconds: Date().timeIntervalSince(started),
+                cpuSeconds: record.cpuSeconds, recipeName: recipe.name, stageID: spec.id,
+                formatVersion: KeyMaterial.currentFormatVersion)
+            try store.save(entry)
+            recordMaterial(material, for: spec.id)
+            record.status = .ran
+            record.outputs = outputs
+            record.metrics = result.metrics
+            log.line("stage `\(spec.id)` finished in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        } catch is CancellationError {
+            record.status = .cancelled
+            record.reason = "interrupted"
+        } catch {
+            if Task.isCancelled {
+                record.status = .cancelled
+                record.reason = "interrupted"
+            } else {
+                record.status = .failed
+                record.reason = "\(error)"
+            }
+        }
+        return record
+    }
+
+    private func cachedEntry(key: String, spec: StageSpec) -> StageEntry? {
+        guard let entry = store.entry(forKey: key), validOutputs(of: entry, for: spec, verify: true) != nil else { return nil }
+        return entry
+    }
+
+    private func hitRecord(_ record: StageRecord, entry: StageEntry, material: KeyMaterial) -> StageRecord {
+        var record = record
+        record.status = .cached
+        record.cache = "hit"
+        record.outputs = entry.outputs
+        record.metrics = entry.metrics
+        recordMaterial(material, for: record.id)
+        return record
+    }
+
+    /// A stage may write only inside its output directory; anything it left
+    /// beside it (for example through `${out}/../x`) fails the stage.
+    private func checkNothingEscaped(staging: String) throws {
+        let stray = ((try? FileManager.default.contentsOfDirectory(atPath: staging)) ?? []).filter { $0 != "out" }
+        if let first = stray.sorted().first {
+            throw StageFailure("stage wrote outside its output directory: `${out}/../\(first)`")
+        }
+    }
+
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+}

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import SqueezeEngine
+import SqueezeRecipe
+import SqueezeStages
+import SqueezeYAML
+
+/// Where the cache and run records live.
+struct StorageOptions: ParsableArguments {
+    @Option(name: .customLong("cache-dir"), help: "Cache directory (default: $SQUEEZE_CACHE or ./.squeeze).")
+    var cacheDirectory: String?
+
+    @Option(name: .customLong("runs-dir"), help: "Run records directory (default: $SQUEEZE_RUNS or ./runs).")
+    var runsDirectory: String?
+
+    var resolvedCacheDirectory: String {
+        absolute(cacheDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_CACHE"] ?? ".squeeze")
+    }
+
+    var resolvedRunsDirectory: String {
+        absolute(runsDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_RUNS"] ?? "runs")
+    }
+
+    func openStore() throws -> ContentStore {
+        do {
+            return try ContentStore(root: resolvedCacheDirectory)
+        } catch {
+            throw UserError("cannot open the cache at \(resolvedCacheDirectory): \(error)")
+        }
+    }
+
+    var runStore: RunStore { RunStore(root: resolvedRunsDirectory) }
+
+    private func absolute(_ path: String) -> String {
+        let joined = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (joined as NSString).standardizingPath
+    }
+}
+
+/// The recipe argument and the flags that change what it says.
+struct RecipeOptions: ParsableArguments {
+    @Argument(help: "The recipe file (YAML).")
+    var recipe: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp(
+        "Override a value: `vars.NAME=VALUE` or `stages.ID.with.PARAM=VALUE` (repeatable).",
+        valueName: "path=value"))
+    var overrides: [String] = []
+
+    func load() throws -> Recipe {
+        var parsed: [Override] = []
+        var problems: [Diagnostic] = []
+        for text in overrides {
+            do { parsed.append(try Override.parse(text)) } catch { problems.append(error) }
+        }
+        if !problems.isEmpty { throw Diagnostics(problems) }
+        return try RecipeLoader.load(
+            file: recipe, stageTypes: BuiltinStages.registry.descriptors, overrides: parsed,
+            environment: ProcessInfo.processInfo.environment)
+    }
+}
+
+
+/// Stage-id lists given as repeated flags or comma-separated.
+func stageList(_ values: [String]) -> [String] {
+    values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
+}
+
+/// Checks that every named stage exists; a typo is a usage error with a hint.
+func checkStages(_ ids: [String], in recipe: Recipe, flag: String) throws {
+    for id in ids where recipe.stages[id] == nil {
+        var message = "\(flag) names unknown stage `\(id)`"
+        if let hint = Suggestion.hint(for: id, in: recipe.stages.keys) { message += "; \(hint)" }
+        throw UserError(message)
+    }
+}
+
+extension Encodable {
+    /// Pretty, key-sorted JSON for `--json` output.
+    var prettyJSON: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    var compactJSON: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}

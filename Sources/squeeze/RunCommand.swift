@@ -1,0 +1,93 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import SqueezeEngine
+import SqueezeStages
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run every stale stage of a recipe; cached stages are reused.",
+        discussion: "Exit codes: 0 all stages ok, 1 a stage failed, 2 bad recipe or flags, 130 interrupted.")
+
+    @OptionGroup var recipe: RecipeOptions
+    @OptionGroup var storage: StorageOptions
+
+    @Option(name: [.short, .long], help: "Stages running at once (default: number of cores).")
+    var jobs: Int?
+
+    @Flag(help: "After a failure, keep running stages that do not depend on it.")
+    var keepGoing = false
+
+    @Option(help: ArgumentHelp("Run these stages even if cached (repeatable or comma-separated; `all` for every stage).", valueName: "stage"))
+    var force: [String] = []
+
+    @Option(help: ArgumentHelp("Run only these stages and what they need (repeatable or comma-separated).", valueName: "stage"))
+    var only: [String] = []
+
+    @Flag(help: "Print events and the run record as JSON lines.")
+    var json = false
+
+    func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+    }
+
+    func run() async throws {
+        let loaded = try recipe.load()
+        var forced = stageList(force)
+        if forced == ["all"] { forced = Array(loaded.stages.keys) }
+        let selected = stageList(only)
+        try checkStages(forced, in: loaded, flag: "--force")
+        try checkStages(selected, in: loaded, flag: "--only")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let options = RunOptions(
+            jobs: jobs ?? cores, cores: cores, keepGoing: keepGoing, force: Set(forced),
+            only: selected.isEmpty ? nil : Set(selected), squeezeVersion: Squeeze.version,
+            overrides: recipe.overrides)
+        let pipeline = Pipeline(
+            recipe: loaded, registry: BuiltinStages.registry, store: try storage.openStore(),
+            environment: ProcessInfo.processInfo.environment)
+        let display: any RunObserver & Sendable =
+            json ? JSONLinesDisplay() : ConsoleDisplay(live: Console.stderrIsTerminal)
+
+        let runs = storage.runStore
+        let task = Task { try await pipeline.run(options: options, runs: runs, observer: display) }
+        let interrupts = InterruptHandler { task.cancel() }
+        defer { interrupts.stop() }
+        let record: RunRecord
+        do {
+            record = try await task.value
+        } catch {
+            throw UserError("\(error)")
+        }
+        switch record.status {
+        case .succeeded, .running: return
+        case .failed: throw ExitStatus(code: 1)
+        case .interrupted: throw ExitStatus(code: 130)
+        }
+    }
+}
+
+/// Turns SIGINT and SIGTERM into task cancellation, so stages stop, the cache
+/// stays valid and the run record says `interrupted`.
+final class InterruptHandler: Sendable {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ onInterrupt: @escaping @Sendable () -> Void) {
+        sources = [SIGINT, SIGTERM].map { signalNumber in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler(handler: onInterrupt)
+            source.resume()
+            return source
+        }
+    }
+
+    func stop() {
+        sources.forEach { $0.cancel() }
+    }
+}
