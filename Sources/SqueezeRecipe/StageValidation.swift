@@ -203,7 +203,7 @@ extension RecipeValidation {
                         ?? (names.isEmpty ? "it takes no parameters" : "its parameters are \(Self.list(names))"))
                 continue
             }
-            let paramNode = self.paramNode(value, stage: stage)
+            let paramNode = self.paramNode(value, stage: stage, quoting: parameter.quoting)
             if let checked = checker.check(paramNode, against: parameter.type, into: &diagnostics) {
                 written[name] = checked
                 writtenInOrder.append(checked)
@@ -253,7 +253,9 @@ extension RecipeValidation {
     }
 
     /// Resolves scalars and parses templates; reference errors are reported here.
-    private mutating func paramNode(_ node: YAMLNode, stage: String) -> ParamNode {
+    /// `quoting` applies to a plain string value only: list items and mapping
+    /// values are separate words already.
+    private mutating func paramNode(_ node: YAMLNode, stage: String, quoting: ReferenceQuoting = .none) -> ParamNode {
         switch node.kind {
         case .scalar(let text, let style):
             let quoted = style != .plain
@@ -262,7 +264,8 @@ extension RecipeValidation {
             case .bool(let b): .bool(b)
             case .int(let i): .int(i)
             case .double(let d): .double(d)
-            case .string(let string): template(string, at: node.location, stage: stage).map { .string($0) } ?? .invalid
+            case .string(let string):
+                template(string, at: node.location, stage: stage, quoting: quoting).map { .string($0) } ?? .invalid
             }
             return ParamNode(kind: kind, location: node.location, text: text, quoted: quoted)
         case .sequence(let items):
@@ -284,7 +287,9 @@ extension RecipeValidation {
 
     /// The template of a string, with variables spliced in as text; nil when
     /// any reference is wrong (each is reported).
-    private mutating func template(_ text: String, at location: SourceLocation, stage: String) -> Template? {
+    private mutating func template(
+        _ text: String, at location: SourceLocation, stage: String, quoting: ReferenceQuoting = .none
+    ) -> Template? {
         let written: [TemplateSyntax.Part]
         do {
             written = try TemplateSyntax.parse(text)
@@ -329,10 +334,16 @@ extension RecipeValidation {
                         appendLiteral(raw)
                         continue
                     }
+                    if quoting == .shell, !string.contains("${") {
+                        // A variable spliced into a shell script is one quoted word,
+                        // so `--set vars.x='a; rm -rf ~'` stays data.
+                        appendLiteral(ShellQuote.quote(string))
+                        continue
+                    }
                     // The definition parsed cleanly (it is not broken), and has no variables.
                     for inner in (try? TemplateSyntax.parse(string)) ?? [] {
                         switch inner {
-                        case .literal(let literal): appendLiteral(literal)
+                        case .literal(let literal): appendLiteral(quoting == .shell ? ShellQuote.quote(literal) : literal)
                         case .reference(.reference(let reference), _):
                             if checkReference(reference, at: location, stage: stage) {
                                 parts.append(.reference(reference))
