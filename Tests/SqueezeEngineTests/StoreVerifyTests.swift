@@ -92,7 +92,13 @@ import Testing
         FileManager.default.createFile(atPath: store.root + "/objects/zz", contents: Data())
         let manifest = store.manifestPath(ref.digest)
         try flipByte(manifest, at: 5)
+        let fakeDigest = Hashing.sha256(Array("fake".utf8))
+        let fakeObject = store.blobPath(BlobID(digest: fakeDigest, executable: false))
+        try FileSystem.makeDirectories(FileSystem.parent(of: fakeObject))
+        let fakeTarget = try directory.write("fake", "fake")
+        #expect(symlink(fakeTarget, fakeObject) == 0)
         let problems = store.verifyAll().problems
+        #expect(problems.contains("\(fakeObject): is not a regular file"))
         #expect(problems.contains("\(store.root)/objects/zz: unexpected file in objects/"))
         #expect(problems.contains { $0.hasPrefix(manifest + ": manifest content hashes to") })
         #expect(problems.contains { $0.hasPrefix(store.root + "/stages/k.json: output `out`") })

@@ -45,6 +45,10 @@ extension ContentStore {
                     continue
                 }
                 report.checkedObjects += 1
+                guard (try? FileSystem.lstat(path))?.isRegularFile == true else {
+                    problem(path, "is not a regular file") { try removeObject(path) }
+                    continue
+                }
                 do {
                     let (digest, size) = try hashAndRecord(path, trustRecent: true)
                     guard digest == blob.digest else {

@@ -191,7 +191,8 @@ public final class ContentStore: Sendable {
     /// the store are recorded regardless: nothing writes to them.
     func hashAndRecord(_ path: String, trustRecent: Bool) throws -> (digest: Digest, size: Int64) {
         let start = FileSystem.nowNanoseconds()
-        let fd = try FileSystem.open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO must not hang; it is rejected below.
+        let fd = try FileSystem.open(path, O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
         let before = try FileSystem.fstat(fd, path: path)
         guard before.isRegularFile else {
@@ -409,8 +410,10 @@ public final class ContentStore: Sendable {
             if try isValidBlob(at: objectPath, blob: blob) { return true }
             logger.warning("object \(objectPath) was corrupt; replacing it with a good copy")
             let temporary = temporaryPath("blob")
-            guard try FileSystem.link(candidate, to: temporary) == .linked else {
-                throw StoreError(.io, path: candidate, "could not link into \(privateTemporary)")
+            switch try FileSystem.link(candidate, to: temporary) {
+            case .linked: break
+            case .crossDevice: return false
+            case .exists, .tooManyLinks: throw StoreError(.io, path: candidate, "could not link into \(privateTemporary)")
             }
             try FileSystem.rename(temporary, to: objectPath)
             try FileSystem.fsyncDirectory(fanOut)
