@@ -53,6 +53,14 @@ final class ConsoleDisplay: RunObserver, Sendable {
         }
     }
 
+    /// Refreshes the live lines (elapsed time, ETA) between events.
+    func tick() {
+        guard live else { return }
+        state.withLock { state in
+            if !state.order.isEmpty { redraw(&state) }
+        }
+    }
+
     static func describe(_ record: StageRecord) -> String {
         let time = String(format: "%.2fs", record.wallSeconds)
         switch record.status {

@@ -51,8 +51,16 @@ struct RunCommand: AsyncParsableCommand {
         let pipeline = Pipeline(
             recipe: loaded, registry: BuiltinStages.registry, store: try storage.openStore(),
             environment: ProcessInfo.processInfo.environment)
-        let display: any RunObserver & Sendable =
-            json ? JSONLinesDisplay() : ConsoleDisplay(live: Console.stderrIsTerminal)
+        let console = ConsoleDisplay(live: Console.stderrIsTerminal)
+        let display: any RunObserver & Sendable = json ? JSONLinesDisplay() : console
+        let ticker = Task {
+            guard !json, Console.stderrIsTerminal else { return }
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 250_000_000)
+                console.tick()
+            }
+        }
+        defer { ticker.cancel() }
 
         let runs = storage.runStore
         let task = Task { try await pipeline.run(options: options, runs: runs, observer: display) }
