@@ -93,8 +93,8 @@ final class BackgroundSqueeze: @unchecked Sendable {
         try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
         let stdoutURL = outputDirectory.appendingPathComponent("stdout")
         let stderrURL = outputDirectory.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
         process.executableURL = SqueezeCLI.executable
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = directory }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The recipe corpora under Tests/SqueezeCLITests/recipes.
 enum Corpus {
@@ -20,7 +21,15 @@ enum Corpus {
 
     /// `*.yaml` files in `recipes/SUBDIRECTORY`, sorted by name.
     static func files(in subdirectory: String) -> [URL] {
-        let folder = directory.appendingPathComponent(subdirectory)
+        yamlFiles(in: directory.appendingPathComponent(subdirectory))
+    }
+
+    /// The example recipes in the repository's `pipelines/`.
+    static var pipelines: [URL] {
+        yamlFiles(in: repository.appendingPathComponent("pipelines"))
+    }
+
+    static func yamlFiles(in folder: URL) -> [URL] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
         return names.filter { $0.hasSuffix(".yaml") }.sorted().map { folder.appendingPathComponent($0) }
     }
