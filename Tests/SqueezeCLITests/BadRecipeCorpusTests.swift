@@ -80,13 +80,13 @@ import Testing
             #expect(result.stdout.isEmpty, "\(testCase.name): validate printed to stdout: \(result.stdout)")
         }
         if testCase.command == .run, testCase.expectedExit == 1 {
-            try checkFailedRunLeftNoEntry(scratch, testCase: testCase)
+            try checkFailedRunLeftNoEntry(scratch, result: result, testCase: testCase)
         }
     }
 
     /// The run record says failed, and no cache entry exists for a failed stage.
-    private func checkFailedRunLeftNoEntry(_ scratch: Project, testCase: BadCase) throws {
-        let run = try scratch.latestRun()
+    private func checkFailedRunLeftNoEntry(_ scratch: Project, result: SqueezeCLI.Result, testCase: BadCase) throws {
+        let run = try scratch.record(of: result)
         #expect(run.status == "failed", "\(testCase.name): run status \(run.status)")
         let failed = run.stages.filter { $0.status == "failed" }
         #expect(!failed.isEmpty, "\(testCase.name): no failed stage in the run record")

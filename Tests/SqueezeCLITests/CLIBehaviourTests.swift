@@ -37,8 +37,8 @@ import Glibc
 
     static func project() throws -> Project {
         let project = try Project("behaviour")
-        try project.write("recipe.yaml", recipe())
-        try project.write("words.txt", "pear\napple\npear\nfig\n")
+        try project.write("recipe/recipe.yaml", recipe())
+        try project.write("recipe/words.txt", "pear\napple\npear\nfig\n")
         return project
     }
 
@@ -50,7 +50,7 @@ import Glibc
     }
 
     static func plan(_ project: Project, _ flags: [String] = []) throws -> [String: PlanLine] {
-        let result = try project.squeeze(["plan", "recipe.yaml", "--json"] + project.storage() + flags)
+        let result = try project.squeeze(["plan", "recipe/recipe.yaml", "--json"] + project.storage() + flags)
         try #require(result.exitedNormally && result.status == 0, "\(result)")
         let lines = try JSONDecoder().decode([PlanLine].self, from: Data(result.stdout.utf8))
         return Dictionary(uniqueKeysWithValues: lines.map { ($0.id, $0) })
@@ -70,7 +70,7 @@ import Glibc
         #expect(plan.values.allSatisfy { $0.status == "cached" }, "\(plan)")
 
         // A parameter edit names the parameter; its dependant waits.
-        try project.write("recipe.yaml", Self.recipe(sortFlags: "-r"))
+        try project.write("recipe/recipe.yaml", Self.recipe(sortFlags: "-r"))
         plan = try Self.plan(project)
         #expect(plan["words"]?.status == "run")
         #expect(plan["words"]?.reason.contains("params changed: run") == true, "\(plan["words"]?.reason ?? "")")
@@ -78,15 +78,15 @@ import Glibc
         #expect(plan["other"]?.status == "cached")
 
         // A variable edit reaches the parameter that uses it.
-        try project.write("recipe.yaml", Self.recipe(greeting: "bonjour"))
+        try project.write("recipe/recipe.yaml", Self.recipe(greeting: "bonjour"))
         plan = try Self.plan(project)
         #expect(plan["words"]?.status == "cached")
         #expect(plan["other"]?.status == "run")
         #expect(plan["other"]?.reason.contains("params changed: env.GREETING") == true, "\(plan["other"]?.reason ?? "")")
 
         // An input edit is an input change, not a parameter change.
-        try project.write("recipe.yaml", Self.recipe())
-        try project.write("words.txt", "kiwi\n")
+        try project.write("recipe/recipe.yaml", Self.recipe())
+        try project.write("recipe/words.txt", "kiwi\n")
         plan = try Self.plan(project)
         #expect(plan["words"]?.status == "run")
         #expect(plan["words"]?.reason.contains("input changed: inputs[0]") == true, "\(plan["words"]?.reason ?? "")")
@@ -98,7 +98,7 @@ import Glibc
         #expect(plan["other"]?.reason == "forced")
 
         // Text output shows the same.
-        let text = try project.squeeze(["plan", "recipe.yaml"] + project.storage())
+        let text = try project.squeeze(["plan", "recipe/recipe.yaml"] + project.storage())
         #expect(text.status == 0)
         #expect(text.stdout.contains("input changed: inputs[0]"), "\(text)")
     }
@@ -106,7 +106,7 @@ import Glibc
     @Test func planAndRunRejectUnknownStageNames() throws {
         let project = try Self.project()
         for command in ["plan", "run"] {
-            let result = try project.squeeze([command, "recipe.yaml", "--force", "wrods"] + project.storage())
+            let result = try project.squeeze([command, "recipe/recipe.yaml", "--force", "word"] + project.storage())
             #expect(result.exitedNormally && result.status == 2, "\(result)")
             #expect(result.stderr.contains("did you mean `words`?"), "\(result)")
         }
@@ -115,7 +115,7 @@ import Glibc
 
     @Test func runJSONEmitsOneObjectPerLine() throws {
         let project = try Self.project()
-        let result = try project.run("recipe.yaml", ["--json"])
+        let result = try project.run("recipe/recipe.yaml", ["--json"])
         #expect(result.status == 0, "\(result)")
         let lines = result.stdout.split(separator: "\n")
         #expect(lines.count >= 8)
@@ -140,34 +140,119 @@ import Glibc
 
     @Test func runsListShowAndDiff() throws {
         let project = try Self.project()
-        #expect(try project.run().status == 0)
-        #expect(try project.run("recipe.yaml", ["--set", "vars.greeting=salut"]).status == 0)
+        let first = try project.run()
+        #expect(first.status == 0, "\(first)")
+        let second = try project.run("recipe/recipe.yaml", ["--set", "vars.greeting=salut"])
+        #expect(second.status == 0, "\(second)")
+        let a = try #require(first.runID), b = try #require(second.runID)
 
         let list = try project.squeeze(["runs", "list"] + project.storage())
         #expect(list.status == 0)
         let ids = list.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
-        #expect(ids.count == 2, "\(list)")
+        #expect(Set(ids) == [a, b], "\(list)")
         #expect(ids.allSatisfy { $0.contains("-behaviour-") })
-        guard ids.count == 2 else { return }
 
-        let show = try project.squeeze(["runs", "show", ids[1]] + project.storage())
+        let show = try project.squeeze(["runs", "show", b] + project.storage())
         #expect(show.status == 0)
-        #expect(show.stdout.contains("run \(ids[1]): succeeded"), "\(show)")
+        #expect(show.stdout.contains("run \(b): succeeded"), "\(show)")
         #expect(show.stdout.contains("overrides: vars.greeting=salut"), "\(show)")
         for stage in ["words", "count", "other"] { #expect(show.stdout.contains("  \(stage)  "), "\(stage)") }
 
-        let diff = try project.squeeze(["runs", "diff", ids[0], ids[1]] + project.storage())
+        // A unique suffix (the short id) finds a run too.
+        let short = try project.squeeze(["runs", "show", String(a.suffix(8))] + project.storage())
+        #expect(short.stdout.contains("run \(a): succeeded"), "\(short)")
+
+        let diff = try project.squeeze(["runs", "diff", a, b] + project.storage())
         #expect(diff.status == 0)
-        #expect(diff.stdout.contains("hello"), "\(diff)")
-        #expect(diff.stdout.contains("salut"), "\(diff)")
+        #expect(diff.stdout.contains("\"hello\" → \"salut\""), "\(diff)")
         #expect(diff.stdout.contains("stage other key:"), "\(diff)")
         #expect(!diff.stdout.contains("stage words key"), "\(diff)")
 
-        let same = try project.squeeze(["runs", "diff", ids[0], ids[0]] + project.storage())
+        let same = try project.squeeze(["runs", "diff", a, a] + project.storage())
         #expect(same.stdout.contains("no differences"), "\(same)")
 
         let missing = try project.squeeze(["runs", "show", "no-such-run"] + project.storage())
         #expect(missing.exitedNormally && missing.status == 2, "\(missing)")
+    }
+
+    /// Runs started within one second must still list oldest first, and
+    /// `latest` must be the newest (ids share the second, then differ randomly).
+    @Test func latestIsTheNewestRun() throws {
+        let project = try Self.project()
+        var ids: [String] = []
+        for _ in 0..<5 {
+            let result = try project.run()
+            #expect(result.status == 0, "\(result)")
+            ids.append(try #require(result.runID))
+        }
+        let latest = try project.runRecord("latest")
+        #expect(latest.id == ids.last, "latest is \(latest.id), the newest run is \(ids.last ?? "")")
+        let list = try project.squeeze(["runs", "list"] + project.storage())
+        let listed = list.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+        #expect(listed == ids, "runs list is not oldest first")
+    }
+
+    /// A cache or runs directory inside the recipe's directory is squeeze's own
+    /// storage, not a file the command wrote beside the recipe.
+    @Test func storageInsideTheRecipeDirectoryIsNotAStrayWrite() throws {
+        let project = try Self.project()
+        let result = try project.squeeze(
+            ["run", "recipe/recipe.yaml", "--cache-dir", "recipe/cache", "--runs-dir", "recipe/records"])
+        #expect(result.exitedNormally && result.status == 0, "\(result)")
+    }
+
+    @Test func stageTimingsAreRecorded() throws {
+        let project = try Project("timing")
+        try project.write("recipe/recipe.yaml", """
+            version: 1
+            name: timing
+            stages:
+              nap:
+                uses: command
+                with:
+                  run: [sleep, "0.3"]
+              fail:
+                uses: command
+                with:
+                  run: [sh, -c, 'sleep 0.3; exit 3']
+            """)
+        let result = try project.run("recipe/recipe.yaml", ["--keep-going"])
+        #expect(result.status == 1, "\(result)")
+        let record = try project.record(of: result)
+        for id in ["nap", "fail"] {
+            let stage = try #require(record.stage(id))
+            #expect((stage.wallSeconds ?? 0) >= 0.3, "\(id) took \(stage.wallSeconds ?? 0) s")
+            #expect(stage.start != nil && stage.end != nil, "\(id): start \(stage.start ?? "-") end \(stage.end ?? "-")")
+        }
+        #expect(result.stderr.contains("fail: FAILED after 0.3"), "\(result)")
+        #expect(result.stderr.contains("command exited with status 3"), "\(result)")
+    }
+
+    /// A quoted `"${vars.n}"` is text: an argument list takes it as a string,
+    /// whatever the variable's type (the schema says the same).
+    @Test func quotedVariableInAnArgumentListIsAString() throws {
+        let project = try Project("quoted")
+        try project.write("recipe/recipe.yaml", """
+            version: 1
+            name: quoted
+            vars:
+              n: 3
+              ratio: 0.5
+            stages:
+              write:
+                uses: command
+                with:
+                  run: [sh, -c, 'printf "%s %s" "$1" "$RATIO" > "$SQUEEZE_OUT/n.txt"', sh, "${vars.n}"]
+                  env: {RATIO: "${vars.ratio}"}
+                  outputs: [n.txt]
+            """)
+        let validate = try project.squeeze(["validate", "recipe/recipe.yaml"])
+        #expect(validate.exitedNormally && validate.status == 0, "\(validate)")
+        let run = try project.run()
+        #expect(run.status == 0, "\(run)")
+        if let id = run.runID {
+            #expect(project.read("runs/\(id)/outputs/write/out/n.txt") == "3 0.5")
+        }
     }
 
     @Test func garbageCollectionThenRerunRecomputes() throws {
@@ -180,8 +265,9 @@ import Glibc
         #expect(try project.cacheEntries().isEmpty)
         #expect(try project.verifyCache().status == 0)
 
-        #expect(try project.run().status == 0)
-        let rerun = try project.latestRun()
+        let second = try project.run()
+        #expect(second.status == 0)
+        let rerun = try project.record(of: second)
         #expect(rerun.stages.allSatisfy { $0.status == "ran" }, "\(rerun.stages.map(\.status))")
 
         // Keeping every run keeps every entry.
@@ -210,7 +296,7 @@ import Glibc
     @Test(arguments: [["--jobs", "0"], ["-j", "-3"], ["--jobs", "many"], ["--frobnicate"]])
     func badFlagsAreUsageErrors(_ flags: [String]) throws {
         let project = try Self.project()
-        let result = try project.run("recipe.yaml", flags)
+        let result = try project.run("recipe/recipe.yaml", flags)
         #expect(result.exitedNormally && result.status == 2, "\(flags): \(result)")
         #expect(!result.stderr.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: project.runsDirectory), "nothing may run")
@@ -254,7 +340,7 @@ import Glibc
         #expect(!ProcessTable.isAlive(pid), "the command (pid \(pid)) outlived the interrupt")
         if ProcessTable.isAlive(pid) { kill(pid, SIGKILL) }
 
-        let record = try project.latestRun()
+        let record = try project.record(of: result)
         #expect(record.status == "interrupted")
         #expect(record.stage("quick")?.status == "ran")
         #expect(record.stage("slow")?.status == "cancelled")
@@ -269,7 +355,7 @@ import Glibc
         again.send(SIGTERM)
         let second = again.wait(timeout: 15)
         #expect(second.exitedNormally && second.status == 130, "SIGTERM: \(second)")
-        let secondRecord = try project.latestRun()
+        let secondRecord = try project.record(of: second)
         #expect(secondRecord.stage("quick")?.status == "cached")
         #expect(secondRecord.status == "interrupted")
         #expect(!ProcessTable.isAlive(secondChild), "the command (pid \(secondChild)) outlived SIGTERM")

@@ -32,6 +32,19 @@ enum SqueezeCLI {
         var stderr: String
         var seconds: Double
 
+        /// The id of the run squeeze started: from `squeeze: run ID (…)` on
+        /// stderr, or from the `run_started` event with `--json`.
+        var runID: String? {
+            for line in stderr.split(separator: "\n") where line.hasPrefix("squeeze: run ") {
+                return line.dropFirst("squeeze: run ".count).split(separator: " ").first.map(String.init)
+            }
+            for line in stdout.split(separator: "\n") where line.contains("\"run_started\"") {
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return (object?["data"] as? [String: Any])?["run_id"] as? String
+            }
+            return nil
+        }
+
         var description: String {
             let how = timedOut ? "timed out" : exitedNormally ? "exit \(status)" : "signal \(status)"
             return "squeeze \(how) after \(String(format: "%.2f", seconds)) s\n--- stdout\n\(stdout)--- stderr\n\(stderr)"

@@ -48,13 +48,13 @@ import Glibc
     @Test(.timeLimit(.minutes(2)))
     func killNineNeverCorruptsTheCache() throws {
         let project = try Project("crash")
-        try project.write("recipe.yaml", Self.recipe)
+        try project.write("recipe/recipe.yaml", Self.recipe)
         let cleanCache = project.path("clean-cache"), cleanRuns = project.path("clean-runs")
 
         // A clean run in a cache of its own gives the expected outputs and the run's length.
-        let clean = try project.squeeze(["run", "recipe.yaml", "--jobs", "2"] + project.storage(cache: cleanCache, runs: cleanRuns))
+        let clean = try project.squeeze(["run", "recipe/recipe.yaml", "--jobs", "2"] + project.storage(cache: cleanCache, runs: cleanRuns))
         try #require(clean.exitedNormally && clean.status == 0, "\(clean)")
-        let expected = try project.latestRun(runs: cleanRuns)
+        let expected = try project.record(of: clean, runs: cleanRuns)
         let duration = max(clean.seconds, 0.2)
 
         var random = SplitMix64(seed: 0x5EED_C0DE)
@@ -64,7 +64,7 @@ import Glibc
             // (which rewrite entries that already exist).
             let flags = attempt % 2 == 1 ? ["--force", "all"] : []
             let running = try SqueezeCLI.start(
-                ["run", "recipe.yaml", "--jobs", "2"] + project.storage() + flags, in: project.root)
+                ["run", "recipe/recipe.yaml", "--jobs", "2"] + project.storage() + flags, in: project.root)
             let delay = random.nextDouble() * duration
             usleep(UInt32(delay * 1_000_000))
             if running.isRunning {
@@ -83,9 +83,9 @@ import Glibc
         }
         #expect(killed >= 10, "most attempts should have been killed mid-run (\(killed) were)")
 
-        let rerun = try project.run("recipe.yaml", ["--jobs", "2"])
+        let rerun = try project.run("recipe/recipe.yaml", ["--jobs", "2"])
         try #require(rerun.exitedNormally && rerun.status == 0, "\(rerun)")
-        let final = try project.latestRun()
+        let final = try project.record(of: rerun)
         #expect(final.status == "succeeded")
         for stage in expected.stages {
             let after = try #require(final.stage(stage.id))

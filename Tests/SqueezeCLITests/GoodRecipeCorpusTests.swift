@@ -31,13 +31,13 @@ import Testing
 
         let first = try project.run(recipe, ["--jobs", "2"])
         #expect(first.exitedNormally && first.status == 0, "\(file.lastPathComponent): \(first)")
-        let firstRun = try project.latestRun()
+        let firstRun = try project.record(of: first)
         #expect(firstRun.status == "succeeded")
         #expect(firstRun.stages.allSatisfy { $0.status == "ran" || $0.status == "cached" }, "\(firstRun.stages.map(\.status))")
 
         let second = try project.run(recipe)
         #expect(second.exitedNormally && second.status == 0, "\(file.lastPathComponent): \(second)")
-        let secondRun = try project.latestRun()
+        let secondRun = try project.record(of: second)
         #expect(secondRun.id != firstRun.id)
         #expect(secondRun.stages.allSatisfy { $0.status == "cached" }, "\(secondRun.stages.map { "\($0.id): \($0.status)" })")
         for stage in firstRun.stages {

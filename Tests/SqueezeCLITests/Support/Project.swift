@@ -1,9 +1,9 @@
 import Foundation
 import Testing
 
-/// A temporary directory for one test: a project (recipe files), plus a cache
-/// and runs directory that every squeeze invocation is pointed at, so tests
-/// never touch the repository or each other.
+/// A temporary directory for one test: the recipe and its files under
+/// `recipe/`, and beside it a cache and a runs directory that every squeeze
+/// invocation is pointed at, so tests never touch the repository or each other.
 final class Project: Sendable {
     let root: URL
 
@@ -46,13 +46,14 @@ final class Project: Sendable {
     }
 
     /// `squeeze run RECIPE` on this project's storage; extra flags after the recipe.
-    func run(_ recipe: String = "recipe.yaml", _ flags: [String] = [], environment: [String: String?] = [:], timeout: Double = 60) throws -> SqueezeCLI.Result {
+    func run(_ recipe: String = "recipe/recipe.yaml", _ flags: [String] = [], environment: [String: String?] = [:], timeout: Double = 60) throws -> SqueezeCLI.Result {
         try squeeze(["run", recipe] + storage() + flags, environment: environment, timeout: timeout)
     }
 
-    /// The newest run record, decoded from `squeeze runs show latest --json`.
-    func latestRun(runs: String? = nil) throws -> RunJSON {
-        try runRecord("latest", runs: runs)
+    /// The record of the run that printed `result`.
+    func record(of result: SqueezeCLI.Result, runs: String? = nil) throws -> RunJSON {
+        let id = try #require(result.runID, "no run id in the output of squeeze: \(result)")
+        return try runRecord(id, runs: runs)
     }
 
     func runRecord(_ id: String, runs: String? = nil) throws -> RunJSON {
@@ -84,6 +85,9 @@ struct RunJSON: Decodable {
         var reason: String?
         var outputs: [String: ArtifactJSON]
         var log: String?
+        var wallSeconds: Double?
+        var start: String?
+        var end: String?
     }
 
     var id: String
