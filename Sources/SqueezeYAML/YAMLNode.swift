@@ -6,7 +6,9 @@ public enum ScalarStyle: Sendable, Hashable {
 /// One node of a parsed YAML document, with the position it came from.
 ///
 /// Aliases are already expanded (within the parser's budget), so the tree is
-/// plain data. Mapping entries keep their source order; duplicate keys are
+/// plain data. An expanded copy's root is located at the alias (`*name`);
+/// the nodes inside it keep the positions where they were written under the
+/// anchor. Merge keys (`<<`) are already applied. Mapping entries keep their source order; duplicate keys are
 /// rejected by the parser.
 public struct YAMLNode: Sendable, Hashable {
     public indirect enum Kind: Sendable, Hashable {
