@@ -62,6 +62,9 @@ import Testing
         #expect(result.exitedNormally, "\(testCase.name) crashed: \(result)")
         #expect(result.status == testCase.expectedExit, "\(testCase.name): \(result)")
         #expect(!result.stderr.contains("Fatal error"), "\(testCase.name): \(result)")
+        if let maxSeconds = testCase.maxSeconds {
+            #expect(result.seconds < maxSeconds, "\(testCase.name) took \(result.seconds) s")
+        }
 
         let diagnostics = Self.diagnostics(in: result.stderr)
         for expected in testCase.errors {

@@ -89,6 +89,8 @@ struct BadCase: Sendable, CustomTestStringConvertible {
     var schema: SchemaVerdict = .unknown
     /// Environment variables to set (`# env: NAME=VALUE`) or unset (`# env: NAME`).
     var environment: [String: String?] = [:]
+    /// The longest squeeze may take (`# max-seconds: 5`), for failures that must be quick.
+    var maxSeconds: Double?
     /// Problems with the header itself; a case with any fails.
     var headerProblems: [String] = []
 
@@ -141,6 +143,8 @@ struct BadCase: Sendable, CustomTestStringConvertible {
                 arguments += Self.splitArguments(value)
             case "schema":
                 if let verdict = SchemaVerdict(rawValue: value) { schema = verdict } else { headerProblems.append("bad schema `\(value)`") }
+            case "max-seconds":
+                if let seconds = Double(value) { maxSeconds = seconds } else { headerProblems.append("bad max-seconds `\(value)`") }
             case "env":
                 if let equals = value.firstIndex(of: "=") {
                     environment[String(value[..<equals])] = String(value[value.index(after: equals)...])
