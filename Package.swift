@@ -59,7 +59,9 @@ let package = Package(
         .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
         .testTarget(
             name: "SqueezeCLITests",
-            dependencies: ["squeeze", "SqueezeStages"]
+            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML"],
+            // Recipe corpora read from the source tree at test time.
+            exclude: ["recipes"]
         ),
     ]
 )
