@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 
 @testable import SqueezeEngine
@@ -59,6 +60,10 @@ import Testing
         let error = try #require(throws: StoreError.self) { try Hashing.sha256(fileAt: missing) }
         #expect(error.kind == .io)
         #expect(error.description.contains(missing))
+        let fifo = directory.path + "/fifo"
+        #expect(mkfifo(fifo, 0o644) == 0)
+        let fifoError = try #require(throws: StoreError.self) { try Hashing.sha256(fileAt: fifo) }
+        #expect(fifoError.kind == .unsupported)
     }
 
     /// Manual throughput check, off by default (needs a file as large as the
