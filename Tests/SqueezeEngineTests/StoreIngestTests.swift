@@ -6,7 +6,7 @@ import Testing
 
 @Suite struct StoreIngestTests {
     @Test func ingestingAFileRenamesItIntoAReadOnlyObject() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let staging = try store.makeStagingDirectory(name: "out")
         #expect(staging.hasPrefix(store.root + "/tmp/"))
@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func ingestingStoredContentAgainOnlyDropsTheSource() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let first = try store.ingest(try directory.write("a", "same"))
         let objectInode = try FileSystem.stat(try store.path(for: first)).inode
@@ -46,7 +46,7 @@ import Testing
     }
 
     @Test func ingestedDirectoryIsMaterializedAsHardLinksToBlobs() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let staging = try store.makeStagingDirectory(name: "stage/with odd:name")
         #expect(!FileSystem.parent(of: staging).hasSuffix("stage"))
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func aMissingMaterializedTreeIsRebuiltFromBlobs() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         try directory.write("out/a/b.txt", "b")
         let ref = try store.ingest(directory.path + "/out")
@@ -94,7 +94,7 @@ import Testing
     }
 
     @Test func symlinksAndSpecialFilesAreRejectedWithTheirPath() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let target = try directory.write("out/real.txt", "r")
         #expect(symlink(target, directory.path + "/out/link") == 0)
@@ -112,7 +112,7 @@ import Testing
     }
 
     @Test func aSourceWithOtherHardLinksIsCopiedNotTakenOver() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let original = try directory.write("dataset.csv", "a,b\n")
         let staged = directory.path + "/staged.csv"
@@ -125,7 +125,7 @@ import Testing
     }
 
     @Test func pathsInsideTheStoreCannotBeIngested() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let ref = try store.ingest(try directory.write("f", "content"))
         let object = try store.path(for: ref)
@@ -141,7 +141,7 @@ import Testing
     }
 
     @Test func missingArtifactsAreReportedAsMissing() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let absent = ArtifactRef(digest: Hashing.sha256(Array("nothing".utf8)), type: .file, size: 7)
         #expect(!store.contains(absent))
