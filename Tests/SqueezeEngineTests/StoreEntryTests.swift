@@ -29,14 +29,14 @@ import Testing
         let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         try store.save(storeTestEntry(key: "good", outputs: [:]))
-        FileManager.default.createFile(atPath: store.root + "/stages/truncated.json", contents: Data("{\"key\":\"trunc".utf8))
-        FileManager.default.createFile(atPath: store.root + "/stages/binary.json", contents: Data([0xff, 0x00, 0x13]))
+        try storeTestCreateFile(atPath: store.root + "/stages/truncated.json", contents: Data("{\"key\":\"trunc".utf8))
+        try storeTestCreateFile(atPath: store.root + "/stages/binary.json", contents: Data([0xff, 0x00, 0x13]))
         let good = try FileSystem.readFile(store.root + "/stages/good.json")
-        FileManager.default.createFile(atPath: store.root + "/stages/other.json", contents: Data(good))
+        try storeTestCreateFile(atPath: store.root + "/stages/other.json", contents: Data(good))
         var badDigest = String(decoding: good, as: UTF8.self)
         badDigest = badDigest.replacingOccurrences(of: "\"key\" : \"good\"", with: "\"key\" : \"baddigest\"")
         badDigest = badDigest.replacingOccurrences(of: "\"outputs\" : {\n\n  }", with: "\"outputs\" : {\"m\": {\"digest\": \"sha256:XYZ\", \"size\": 1, \"type\": \"file\"}}")
-        FileManager.default.createFile(atPath: store.root + "/stages/baddigest.json", contents: Data(badDigest.utf8))
+        try storeTestCreateFile(atPath: store.root + "/stages/baddigest.json", contents: Data(badDigest.utf8))
 
         for key in ["truncated", "binary", "other", "baddigest"] {
             #expect(store.entry(forKey: key) == nil, "\(key) should read as missing")
@@ -146,11 +146,11 @@ import Testing
         let root = directory.path + "/.squeeze"
         let live = try ContentStore(root: root)
         let liveStaging = try live.makeStagingDirectory(name: "running")
-        FileManager.default.createFile(atPath: liveStaging + "/partial", contents: Data("x".utf8))
+        try storeTestCreateFile(atPath: liveStaging + "/partial", contents: Data("x".utf8))
         let stale = root + "/tmp/424242-0123abcd"
         try FileSystem.makeDirectories(stale + "/stage-out-1/sub")
-        FileManager.default.createFile(atPath: stale + "/.lock", contents: Data())
-        FileManager.default.createFile(atPath: stale + "/stage-out-1/sub/file", contents: Data("x".utf8))
+        try storeTestCreateFile(atPath: stale + "/.lock", contents: Data())
+        try storeTestCreateFile(atPath: stale + "/stage-out-1/sub/file", contents: Data("x".utf8))
         try FileSystem.chmod(stale + "/stage-out-1/sub", 0o555)
         // Just created and not yet locked by its owner: kept for the grace period.
         let young = root + "/tmp/434343-fedcba98"

@@ -11,7 +11,7 @@ import Testing
         let staging = try store.makeStagingDirectory(name: "out")
         #expect(staging.hasPrefix(store.root + "/tmp/"))
         let source = staging + "/model.bin"
-        FileManager.default.createFile(atPath: source, contents: Data("weights".utf8))
+        try storeTestCreateFile(atPath: source, contents: Data("weights".utf8))
         let inode = try FileSystem.stat(source).inode
 
         let ref = try store.ingest(source)
@@ -52,9 +52,9 @@ import Testing
         #expect(!FileSystem.parent(of: staging).hasSuffix("stage"))
         try FileManager.default.createDirectory(atPath: staging + "/model/sub", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: staging + "/model/empty", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: staging + "/model/config.json", contents: Data("{}".utf8))
-        FileManager.default.createFile(atPath: staging + "/model/sub/copy.json", contents: Data("{}".utf8))
-        FileManager.default.createFile(atPath: staging + "/model/tool", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        try storeTestCreateFile(atPath: staging + "/model/config.json", contents: Data("{}".utf8))
+        try storeTestCreateFile(atPath: staging + "/model/sub/copy.json", contents: Data("{}".utf8))
+        try storeTestCreateFile(atPath: staging + "/model/tool", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
 
         let ref = try store.ingest(staging + "/model")
         #expect(ref.type == .directory)

@@ -81,7 +81,7 @@ import Testing
 
         // Extra file inside the materialized tree: reported, repaired by rebuilding lazily.
         try FileSystem.chmod(tree, 0o755)
-        FileManager.default.createFile(atPath: tree + "/extra", contents: Data())
+        try storeTestCreateFile(atPath: tree + "/extra", contents: Data())
         let report = store.verifyAll()
         #expect(report.problems == ["\(tree): materialized directory does not match its manifest"])
         #expect(!store.verifyAll(repair: true).isClean)
@@ -89,7 +89,7 @@ import Testing
         #expect(try store.path(for: ref) == tree)
 
         // A stray file under objects/ and a bad manifest.
-        FileManager.default.createFile(atPath: store.root + "/objects/zz", contents: Data())
+        try storeTestCreateFile(atPath: store.root + "/objects/zz", contents: Data())
         let manifest = store.manifestPath(ref.digest)
         try storeTestFlipByte(manifest, at: 5)
         let fakeDigest = Hashing.sha256(Array("fake".utf8))
@@ -115,7 +115,7 @@ import Testing
             let store = try ContentStore(root: root)
             // Blob renamed in, nothing else (killed before the manifest).
             let blobOnly = try store.makeStagingDirectory(name: "x") + "/f"
-            FileManager.default.createFile(atPath: blobOnly, contents: Data("orphan".utf8))
+            try storeTestCreateFile(atPath: blobOnly, contents: Data("orphan".utf8))
             _ = try store.ingest(blobOnly)
             // Manifest written, tree not materialized yet.
             try directory.write("out/a", "a")
@@ -124,13 +124,13 @@ import Testing
             // Half-built tree and half-written files in the staging area.
             let staging = try store.makeStagingDirectory(name: "half")
             try FileSystem.makeDirectories(staging + "/tree-99/sub")
-            FileManager.default.createFile(atPath: staging + "/write-1234", contents: Data("{\"partial".utf8))
+            try storeTestCreateFile(atPath: staging + "/write-1234", contents: Data("{\"partial".utf8))
             #expect(store.verifyAll().isClean)
         }
         // A process killed with its staging directory still present (lock not held).
         let dead = root + "/tmp/999999-deadbeef"
         try FileSystem.makeDirectories(dead + "/tree-1")
-        FileManager.default.createFile(atPath: dead + "/.lock", contents: Data())
+        try storeTestCreateFile(atPath: dead + "/.lock", contents: Data())
         let store = try ContentStore(root: root)
         #expect(try FileSystem.lstatIfPresent(dead) == nil)
         #expect(store.verifyAll().isClean)
@@ -206,7 +206,7 @@ import Testing
         let directory = try StoreTestDirectory()
         let root = directory.path + "/.squeeze"
         try FileSystem.makeDirectories(root)
-        FileManager.default.createFile(atPath: root + "/statcache.json", contents: Data("{\"format\":1,\"entries\":{\"x\":".utf8))
+        try storeTestCreateFile(atPath: root + "/statcache.json", contents: Data("{\"format\":1,\"entries\":{\"x\":".utf8))
         let input = try directory.write("in", "data")
         try storeTestSetMtime(input, seconds: 1_600_000_000)
         let store = try ContentStore(root: root)
@@ -218,7 +218,7 @@ import Testing
         }
         #expect(records.keys.sorted() == [input])
 
-        FileManager.default.createFile(atPath: root + "/statcache.json", contents: Data("{\"format\":99,\"entries\":{}}".utf8))
+        try storeTestCreateFile(atPath: root + "/statcache.json", contents: Data("{\"format\":99,\"entries\":{}}".utf8))
         let reopened = try ContentStore(root: root)
         _ = try reopened.digest(ofPath: input)
         #expect(reopened.hashCount == 1)

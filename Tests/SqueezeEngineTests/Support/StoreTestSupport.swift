@@ -86,3 +86,10 @@ func storeTestEntry(key: String, outputs: [String: ArtifactRef]) -> StageEntry {
         createdAt: Date(timeIntervalSince1970: 1_700_000_000.25), wallSeconds: 1.5, cpuSeconds: 2.5,
         recipeName: "recipe", stageID: "stage", formatVersion: 1)
 }
+
+/// `FileManager.createFile` that throws instead of returning false.
+func storeTestCreateFile(atPath path: String, contents: Data, attributes: [FileAttributeKey: Any]? = nil) throws {
+    guard FileManager.default.createFile(atPath: path, contents: contents, attributes: attributes) else {
+        throw StoreError(.io, path: path, "could not create test file")
+    }
+}
