@@ -7,12 +7,12 @@ import Testing
 
 @Suite struct StoreEntryTests {
     @Test func entriesRoundTripAndListSortedByKey() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let ref = try store.ingest(try directory.write("o", "output"))
-        let entry = makeEntry(key: "b-key", outputs: ["model": ref])
+        let entry = storeTestEntry(key: "b-key", outputs: ["model": ref])
         try store.save(entry)
-        try store.save(makeEntry(key: "a-key", outputs: [:]))
+        try store.save(storeTestEntry(key: "a-key", outputs: [:]))
         #expect(store.entry(forKey: "b-key") == entry)
         #expect(store.entry(forKey: "missing") == nil)
         #expect(store.allEntries().map(\.key) == ["a-key", "b-key"])
@@ -26,17 +26,17 @@ import Testing
     }
 
     @Test func corruptOrMismatchedEntryFilesReadAsMissing() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
-        try store.save(makeEntry(key: "good", outputs: [:]))
-        FileManager.default.createFile(atPath: store.root + "/stages/truncated.json", contents: Data("{\"key\":\"trunc".utf8))
-        FileManager.default.createFile(atPath: store.root + "/stages/binary.json", contents: Data([0xff, 0x00, 0x13]))
+        try store.save(storeTestEntry(key: "good", outputs: [:]))
+        try storeTestCreateFile(atPath: store.root + "/stages/truncated.json", contents: Data("{\"key\":\"trunc".utf8))
+        try storeTestCreateFile(atPath: store.root + "/stages/binary.json", contents: Data([0xff, 0x00, 0x13]))
         let good = try FileSystem.readFile(store.root + "/stages/good.json")
-        FileManager.default.createFile(atPath: store.root + "/stages/other.json", contents: Data(good))
+        try storeTestCreateFile(atPath: store.root + "/stages/other.json", contents: Data(good))
         var badDigest = String(decoding: good, as: UTF8.self)
         badDigest = badDigest.replacingOccurrences(of: "\"key\" : \"good\"", with: "\"key\" : \"baddigest\"")
         badDigest = badDigest.replacingOccurrences(of: "\"outputs\" : {\n\n  }", with: "\"outputs\" : {\"m\": {\"digest\": \"sha256:XYZ\", \"size\": 1, \"type\": \"file\"}}")
-        FileManager.default.createFile(atPath: store.root + "/stages/baddigest.json", contents: Data(badDigest.utf8))
+        try storeTestCreateFile(atPath: store.root + "/stages/baddigest.json", contents: Data(badDigest.utf8))
 
         for key in ["truncated", "binary", "other", "baddigest"] {
             #expect(store.entry(forKey: key) == nil, "\(key) should read as missing")
@@ -47,21 +47,21 @@ import Testing
     }
 
     @Test func saveRejectsInvalidKeysAndOutputsNotInTheStore() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         for key in ["", "../x", "a/b", ".hidden", String(repeating: "k", count: 201), "spa ce"] {
-            let error = try #require(throws: StoreError.self) { try store.save(makeEntry(key: key, outputs: [:])) }
+            let error = try #require(throws: StoreError.self) { try store.save(storeTestEntry(key: key, outputs: [:])) }
             #expect(error.kind == .invalidKey)
         }
         let absent = ArtifactRef(digest: Hashing.sha256(Array("never stored".utf8)), type: .file, size: 12)
-        let error = try #require(throws: StoreError.self) { try store.save(makeEntry(key: "k", outputs: ["out": absent])) }
+        let error = try #require(throws: StoreError.self) { try store.save(storeTestEntry(key: "k", outputs: ["out": absent])) }
         #expect(error.kind == .missing)
         #expect(error.description.contains("`out`"))
         #expect(store.entry(forKey: "k") == nil)
     }
 
     @Test func aKeyLockExcludesAnotherStoreInstanceUntilReleased() async throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let first = try ContentStore(root: directory.path + "/.squeeze")
         let second = try ContentStore(root: directory.path + "/.squeeze")
         let held = try await first.lock(key: "stage-key")
@@ -84,7 +84,7 @@ import Testing
     }
 
     @Test func waitingForALockCanBeCancelled() async throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let held = try await store.lock(key: "busy")
         let waiter = Task { try await store.lock(key: "busy") }
@@ -97,7 +97,7 @@ import Testing
     }
 
     @Test func garbageCollectionKeepsReferencedArtifactsOnly() async throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         try directory.write("keep/shared.txt", "shared")
         try directory.write("keep/own.txt", "keep")
@@ -107,8 +107,8 @@ import Testing
         try directory.write("drop/gone.txt", "gone!")
         let dropped = try store.ingest(directory.path + "/drop")
         let orphan = try store.ingest(try directory.write("orphan", "never referenced"))
-        try store.save(makeEntry(key: "keep", outputs: ["dir": kept, "file": keptFile]))
-        try store.save(makeEntry(key: "drop", outputs: ["dir": dropped]))
+        try store.save(storeTestEntry(key: "keep", outputs: ["dir": kept, "file": keptFile]))
+        try store.save(storeTestEntry(key: "drop", outputs: ["dir": dropped]))
         let lock = try await store.lock(key: "drop")
         lock.release()
         let droppedManifestSize = try FileSystem.stat(store.manifestPath(dropped.digest)).size
@@ -130,7 +130,7 @@ import Testing
     }
 
     @Test func garbageCollectionRefusesWhileAnotherStoreIsOpen() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         do {
             let other = try ContentStore(root: directory.path + "/.squeeze")
@@ -142,15 +142,15 @@ import Testing
     }
 
     @Test func initRemovesStaleStagingAreasButNotLiveOnes() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let root = directory.path + "/.squeeze"
         let live = try ContentStore(root: root)
         let liveStaging = try live.makeStagingDirectory(name: "running")
-        FileManager.default.createFile(atPath: liveStaging + "/partial", contents: Data("x".utf8))
+        try storeTestCreateFile(atPath: liveStaging + "/partial", contents: Data("x".utf8))
         let stale = root + "/tmp/424242-0123abcd"
         try FileSystem.makeDirectories(stale + "/stage-out-1/sub")
-        FileManager.default.createFile(atPath: stale + "/.lock", contents: Data())
-        FileManager.default.createFile(atPath: stale + "/stage-out-1/sub/file", contents: Data("x".utf8))
+        try storeTestCreateFile(atPath: stale + "/.lock", contents: Data())
+        try storeTestCreateFile(atPath: stale + "/stage-out-1/sub/file", contents: Data("x".utf8))
         try FileSystem.chmod(stale + "/stage-out-1/sub", 0o555)
         // Just created and not yet locked by its owner: kept for the grace period.
         let young = root + "/tmp/434343-fedcba98"

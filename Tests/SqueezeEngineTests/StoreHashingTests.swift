@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 
 @testable import SqueezeEngine
@@ -39,7 +40,7 @@ import Testing
     /// Sizes around the read-buffer boundary, compared with coreutils.
     @Test(arguments: [0, 1, Hashing.readSize - 1, Hashing.readSize, 3 * Hashing.readSize + 12_345])
     func fileHashMatchesSha256sum(size: Int) throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         var generator = SystemRandomNumberGenerator()
         var bytes = [UInt8](repeating: 0, count: size)
         bytes.withUnsafeMutableBytes { raw in
@@ -48,17 +49,21 @@ import Testing
             }
         }
         let path = try directory.write("data.bin", bytes)
-        let expected = try runCommand("/usr/bin/sha256sum", [path]).split(separator: " ").first.map(String.init)
+        let expected = try storeTestRun("/usr/bin/sha256sum", [path]).split(separator: " ").first.map(String.init)
         #expect(try Hashing.sha256(fileAt: path).hex == expected)
         #expect(Hashing.sha256(bytes) == (try Hashing.sha256(fileAt: path)))
     }
 
     @Test func hashingAMissingFileThrowsWithItsPath() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let missing = directory.path + "/missing"
         let error = try #require(throws: StoreError.self) { try Hashing.sha256(fileAt: missing) }
         #expect(error.kind == .io)
         #expect(error.description.contains(missing))
+        let fifo = directory.path + "/fifo"
+        #expect(mkfifo(fifo, 0o644) == 0)
+        let fifoError = try #require(throws: StoreError.self) { try Hashing.sha256(fileAt: fifo) }
+        #expect(fifoError.kind == .unsupported)
     }
 
     /// Manual throughput check, off by default (needs a file as large as the
@@ -66,16 +71,16 @@ import Testing
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SQUEEZE_HASH_BENCH_MB"] != nil))
     func largeFileThroughput() throws {
         let megabytes = Int(ProcessInfo.processInfo.environment["SQUEEZE_HASH_BENCH_MB"] ?? "") ?? 1024
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let path = directory.path + "/large.bin"
-        _ = try runCommand("/usr/bin/dd", ["if=/dev/urandom", "of=\(path)", "bs=1M", "count=\(megabytes)", "status=none"])
+        _ = try storeTestRun("/usr/bin/dd", ["if=/dev/urandom", "of=\(path)", "bs=1M", "count=\(megabytes)", "status=none"])
         _ = try Hashing.sha256(fileAt: path)  // warm the page cache
         let clock = ContinuousClock()
         var digest: Digest?
         let elapsed = try clock.measure { digest = try Hashing.sha256(fileAt: path) }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print("sha256(fileAt:) \(megabytes) MiB in \(seconds) s = \(Double(megabytes) * 1_048_576 / seconds / 1e9) GB/s")
-        let expected = try runCommand("/usr/bin/sha256sum", [path]).split(separator: " ").first.map(String.init)
+        let expected = try storeTestRun("/usr/bin/sha256sum", [path]).split(separator: " ").first.map(String.init)
         #expect(digest?.hex == expected)
     }
 }

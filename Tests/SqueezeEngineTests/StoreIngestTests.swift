@@ -6,12 +6,12 @@ import Testing
 
 @Suite struct StoreIngestTests {
     @Test func ingestingAFileRenamesItIntoAReadOnlyObject() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let staging = try store.makeStagingDirectory(name: "out")
         #expect(staging.hasPrefix(store.root + "/tmp/"))
         let source = staging + "/model.bin"
-        FileManager.default.createFile(atPath: source, contents: Data("weights".utf8))
+        try storeTestCreateFile(atPath: source, contents: Data("weights".utf8))
         let inode = try FileSystem.stat(source).inode
 
         let ref = try store.ingest(source)
@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func ingestingStoredContentAgainOnlyDropsTheSource() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let first = try store.ingest(try directory.write("a", "same"))
         let objectInode = try FileSystem.stat(try store.path(for: first)).inode
@@ -46,15 +46,15 @@ import Testing
     }
 
     @Test func ingestedDirectoryIsMaterializedAsHardLinksToBlobs() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let staging = try store.makeStagingDirectory(name: "stage/with odd:name")
         #expect(!FileSystem.parent(of: staging).hasSuffix("stage"))
         try FileManager.default.createDirectory(atPath: staging + "/model/sub", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: staging + "/model/empty", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: staging + "/model/config.json", contents: Data("{}".utf8))
-        FileManager.default.createFile(atPath: staging + "/model/sub/copy.json", contents: Data("{}".utf8))
-        FileManager.default.createFile(atPath: staging + "/model/tool", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        try storeTestCreateFile(atPath: staging + "/model/config.json", contents: Data("{}".utf8))
+        try storeTestCreateFile(atPath: staging + "/model/sub/copy.json", contents: Data("{}".utf8))
+        try storeTestCreateFile(atPath: staging + "/model/tool", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
 
         let ref = try store.ingest(staging + "/model")
         #expect(ref.type == .directory)
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func aMissingMaterializedTreeIsRebuiltFromBlobs() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         try directory.write("out/a/b.txt", "b")
         let ref = try store.ingest(directory.path + "/out")
@@ -94,7 +94,7 @@ import Testing
     }
 
     @Test func symlinksAndSpecialFilesAreRejectedWithTheirPath() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let target = try directory.write("out/real.txt", "r")
         #expect(symlink(target, directory.path + "/out/link") == 0)
@@ -112,7 +112,7 @@ import Testing
     }
 
     @Test func aSourceWithOtherHardLinksIsCopiedNotTakenOver() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let original = try directory.write("dataset.csv", "a,b\n")
         let staged = directory.path + "/staged.csv"
@@ -125,7 +125,7 @@ import Testing
     }
 
     @Test func pathsInsideTheStoreCannotBeIngested() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let ref = try store.ingest(try directory.write("f", "content"))
         let object = try store.path(for: ref)
@@ -141,7 +141,7 @@ import Testing
     }
 
     @Test func missingArtifactsAreReportedAsMissing() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let absent = ArtifactRef(digest: Hashing.sha256(Array("nothing".utf8)), type: .file, size: 7)
         #expect(!store.contains(absent))

@@ -7,7 +7,7 @@ import Testing
 @Suite struct StoreTreeTests {
     /// Builds the same tree (two files, a nested file, an empty directory) in
     /// the given order of creation.
-    private func makeTree(in directory: TemporaryDirectory, _ name: String, reversed: Bool) throws -> String {
+    private func makeTree(in directory: StoreTestDirectory, _ name: String, reversed: Bool) throws -> String {
         var steps: [() throws -> Void] = [
             { try directory.write("\(name)/a.txt", "alpha") },
             { try directory.write("\(name)/sub/b.bin", [0, 1, 2, 255]) },
@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func directoryDigestIgnoresCreationOrderAndMatchesIngest() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let first = try makeTree(in: directory, "one", reversed: false)
         let second = try makeTree(in: directory, "two", reversed: true)
@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func directoryDigestChangesWithAnyByteNameModeOrEmptyDirectory() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         var seen: Set<Digest> = []
         func record(_ path: String) throws {
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func inputDigestsFollowSymlinksAndRejectCycles() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let target = try directory.write("data/real.txt", "payload")
         let input = try directory.makeDirectory("input")

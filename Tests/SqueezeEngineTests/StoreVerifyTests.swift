@@ -6,14 +6,14 @@ import Testing
 
 @Suite struct StoreVerifyTests {
     @Test func aFlippedByteWithRestoredMtimeIsFoundByVerifyAll() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let ref = try store.ingest(try directory.write("w.bin", "0123456789"))
-        try store.save(makeEntry(key: "k1", outputs: ["w": ref]))
+        try store.save(storeTestEntry(key: "k1", outputs: ["w": ref]))
         let object = try store.path(for: ref)
-        let mtime = try modificationTime(object)
-        try flipByte(object, at: 3)
-        try setModificationTime(object, seconds: mtime.0, nanoseconds: mtime.1)
+        let mtime = try storeTestMtime(object)
+        try storeTestFlipByte(object, at: 3)
+        try storeTestSetMtime(object, seconds: mtime.0, nanoseconds: mtime.1)
 
         let report = store.verifyAll()
         #expect(!report.isClean)
@@ -31,12 +31,12 @@ import Testing
     }
 
     @Test func pathForDetectsAChangedStatAndRemovesTheBadObject() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let ref = try store.ingest(try directory.write("w.bin", "0123456789"))
         let object = try store.path(for: ref)
-        try flipByte(object, at: 0)
-        try setModificationTime(object, seconds: 1_000_000)
+        try storeTestFlipByte(object, at: 0)
+        try storeTestSetMtime(object, seconds: 1_000_000)
 
         let error = try #require(throws: StoreError.self) { try store.path(for: ref) }
         #expect(error.kind == .corrupt)
@@ -48,15 +48,15 @@ import Testing
     }
 
     @Test func aCorruptBlobInsideATreeRemovesBlobAndTree() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         try directory.write("out/a.txt", "aaaa")
         try directory.write("out/b.txt", "bbbb")
         let ref = try store.ingest(directory.path + "/out")
         let tree = try store.path(for: ref)
         let blob = store.blobPath(BlobID(digest: Hashing.sha256(Array("bbbb".utf8)), executable: false))
-        try flipByte(blob, at: 1)
-        try setModificationTime(blob, seconds: 1_000_000)
+        try storeTestFlipByte(blob, at: 1)
+        try storeTestSetMtime(blob, seconds: 1_000_000)
 
         let error = try #require(throws: StoreError.self) { try store.path(for: ref) }
         #expect(error.kind == .corrupt)
@@ -71,17 +71,17 @@ import Testing
     }
 
     @Test func verifyAllReportsTamperedTreesManifestsAndStrayFiles() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         try directory.write("out/a.txt", "a")
         let ref = try store.ingest(directory.path + "/out")
         let tree = try store.path(for: ref)
-        try store.save(makeEntry(key: "k", outputs: ["out": ref]))
+        try store.save(storeTestEntry(key: "k", outputs: ["out": ref]))
         #expect(store.verifyAll().isClean)
 
         // Extra file inside the materialized tree: reported, repaired by rebuilding lazily.
         try FileSystem.chmod(tree, 0o755)
-        FileManager.default.createFile(atPath: tree + "/extra", contents: Data())
+        try storeTestCreateFile(atPath: tree + "/extra", contents: Data())
         let report = store.verifyAll()
         #expect(report.problems == ["\(tree): materialized directory does not match its manifest"])
         #expect(!store.verifyAll(repair: true).isClean)
@@ -89,9 +89,9 @@ import Testing
         #expect(try store.path(for: ref) == tree)
 
         // A stray file under objects/ and a bad manifest.
-        FileManager.default.createFile(atPath: store.root + "/objects/zz", contents: Data())
+        try storeTestCreateFile(atPath: store.root + "/objects/zz", contents: Data())
         let manifest = store.manifestPath(ref.digest)
-        try flipByte(manifest, at: 5)
+        try storeTestFlipByte(manifest, at: 5)
         let fakeDigest = Hashing.sha256(Array("fake".utf8))
         let fakeObject = store.blobPath(BlobID(digest: fakeDigest, executable: false))
         try FileSystem.makeDirectories(FileSystem.parent(of: fakeObject))
@@ -109,13 +109,13 @@ import Testing
 
     /// The states a `kill -9` can leave between the steps of ingest and save.
     @Test func everyIntermediateStateOfAnInterruptedWriteVerifiesClean() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let root = directory.path + "/.squeeze"
         do {
             let store = try ContentStore(root: root)
             // Blob renamed in, nothing else (killed before the manifest).
             let blobOnly = try store.makeStagingDirectory(name: "x") + "/f"
-            FileManager.default.createFile(atPath: blobOnly, contents: Data("orphan".utf8))
+            try storeTestCreateFile(atPath: blobOnly, contents: Data("orphan".utf8))
             _ = try store.ingest(blobOnly)
             // Manifest written, tree not materialized yet.
             try directory.write("out/a", "a")
@@ -124,13 +124,13 @@ import Testing
             // Half-built tree and half-written files in the staging area.
             let staging = try store.makeStagingDirectory(name: "half")
             try FileSystem.makeDirectories(staging + "/tree-99/sub")
-            FileManager.default.createFile(atPath: staging + "/write-1234", contents: Data("{\"partial".utf8))
+            try storeTestCreateFile(atPath: staging + "/write-1234", contents: Data("{\"partial".utf8))
             #expect(store.verifyAll().isClean)
         }
         // A process killed with its staging directory still present (lock not held).
         let dead = root + "/tmp/999999-deadbeef"
         try FileSystem.makeDirectories(dead + "/tree-1")
-        FileManager.default.createFile(atPath: dead + "/.lock", contents: Data())
+        try storeTestCreateFile(atPath: dead + "/.lock", contents: Data())
         let store = try ContentStore(root: root)
         #expect(try FileSystem.lstatIfPresent(dead) == nil)
         #expect(store.verifyAll().isClean)
@@ -138,17 +138,17 @@ import Testing
     }
 
     @Test func theStatCacheAvoidsRehashingUnchangedInputs() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze")
         let input = try directory.write("input.txt", "v1")
-        try setModificationTime(input, seconds: 1_600_000_000)
+        try storeTestSetMtime(input, seconds: 1_600_000_000)
         let first = try store.digest(ofPath: input)
         #expect(store.hashCount == 1)
         #expect(try store.digest(ofPath: input) == first)
         #expect(store.hashCount == 1)
 
         try directory.write("input.txt", "v2")
-        try setModificationTime(input, seconds: 1_600_000_001)
+        try storeTestSetMtime(input, seconds: 1_600_000_001)
         let second = try store.digest(ofPath: input)
         #expect(second != first)
         #expect(store.hashCount == 2)
@@ -161,10 +161,10 @@ import Testing
     }
 
     @Test func verifiedObjectsAreNotRehashedAndMarksPersistAcrossInstances() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let root = directory.path + "/.squeeze"
         let input = try directory.write("input.bin", "input")
-        try setModificationTime(input, seconds: 1_600_000_000)
+        try storeTestSetMtime(input, seconds: 1_600_000_000)
         let ref: ArtifactRef
         do {
             let store = try ContentStore(root: root)
@@ -183,11 +183,11 @@ import Testing
     }
 
     @Test func flushMergesWithRecordsWrittenByAnotherProcess() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let root = directory.path + "/.squeeze"
         let first = try directory.write("one", "1")
         let second = try directory.write("two", "2")
-        for path in [first, second] { try setModificationTime(path, seconds: 1_600_000_000) }
+        for path in [first, second] { try storeTestSetMtime(path, seconds: 1_600_000_000) }
         let storeA = try ContentStore(root: root)
         let storeB = try ContentStore(root: root)
         _ = try storeA.digest(ofPath: first)
@@ -203,12 +203,12 @@ import Testing
     }
 
     @Test func aCorruptStatCacheIsIgnoredAndRebuilt() throws {
-        let directory = try TemporaryDirectory()
+        let directory = try StoreTestDirectory()
         let root = directory.path + "/.squeeze"
         try FileSystem.makeDirectories(root)
-        FileManager.default.createFile(atPath: root + "/statcache.json", contents: Data("{\"format\":1,\"entries\":{\"x\":".utf8))
+        try storeTestCreateFile(atPath: root + "/statcache.json", contents: Data("{\"format\":1,\"entries\":{\"x\":".utf8))
         let input = try directory.write("in", "data")
-        try setModificationTime(input, seconds: 1_600_000_000)
+        try storeTestSetMtime(input, seconds: 1_600_000_000)
         let store = try ContentStore(root: root)
         _ = try store.digest(ofPath: input)
         try store.flush()
@@ -218,7 +218,7 @@ import Testing
         }
         #expect(records.keys.sorted() == [input])
 
-        FileManager.default.createFile(atPath: root + "/statcache.json", contents: Data("{\"format\":99,\"entries\":{}}".utf8))
+        try storeTestCreateFile(atPath: root + "/statcache.json", contents: Data("{\"format\":99,\"entries\":{}}".utf8))
         let reopened = try ContentStore(root: root)
         _ = try reopened.digest(ofPath: input)
         #expect(reopened.hashCount == 1)

@@ -241,7 +241,8 @@ public final class ContentStore: Sendable {
     /// Writes `statcache.json` atomically. Records another process wrote since
     /// this store loaded it are kept unless this store changed the same path
     /// (last writer wins per path; records validate themselves by stat).
-    /// Records of files that no longer exist are dropped.
+    /// Records of files that no longer exist are dropped. Also attempted,
+    /// best effort, when the store is released.
     public func flush() throws {
         let (changed, snapshot) = state.withLock { state in
             (state.changed, state.changed.reduce(into: [String: StatRecord]()) { $0[$1] = state.statCache[$1] })

@@ -9,10 +9,15 @@ public enum Hashing {
     /// negligible, small enough to stay in the L2/L3 cache while it is hashed.
     static let readSize = 1 << 20
 
-    /// SHA-256 of the file at `path` (symbolic links followed), streamed.
+    /// SHA-256 of the regular file at `path` (symbolic links followed), streamed.
     public static func sha256(fileAt path: String) throws -> Digest {
-        let fd = try FileSystem.open(path, O_RDONLY)
+        // O_NONBLOCK so that a FIFO is rejected instead of waiting for a writer.
+        let fd = try FileSystem.open(path, O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
+        let status = try FileSystem.fstat(fd, path: path)
+        guard status.isRegularFile else {
+            throw StoreError.unsupported(path, "is \(status.kindDescription), not a regular file")
+        }
         return try sha256(fileDescriptor: fd, path: path).digest
     }
 

@@ -5,7 +5,7 @@ import Testing
 @testable import SqueezeEngine
 
 /// A fresh directory under the system temp directory, removed when dropped.
-final class TemporaryDirectory {
+final class StoreTestDirectory {
     let path: String
 
     init() throws {
@@ -41,12 +41,12 @@ final class TemporaryDirectory {
 }
 
 /// Sets a file's mtime (keeping it in the past avoids the racy-stat window).
-func setModificationTime(_ path: String, seconds: Int, nanoseconds: Int = 0) throws {
+func storeTestSetMtime(_ path: String, seconds: Int, nanoseconds: Int = 0) throws {
     var times = [timespec(tv_sec: seconds, tv_nsec: nanoseconds), timespec(tv_sec: seconds, tv_nsec: nanoseconds)]
     guard utimensat(AT_FDCWD, path, &times, 0) == 0 else { throw StoreError.io(path, "utimensat", errno: errno) }
 }
 
-func modificationTime(_ path: String) throws -> (Int, Int) {
+func storeTestMtime(_ path: String) throws -> (Int, Int) {
     let status = try FileSystem.stat(path)
     return (Int(status.mtimeNanoseconds / 1_000_000_000), Int(status.mtimeNanoseconds % 1_000_000_000))
 }
@@ -54,7 +54,7 @@ func modificationTime(_ path: String) throws -> (Int, Int) {
 /// Overwrites one byte in place (inode and size unchanged), as disk rot or a
 /// stray write would; works on read-only files because tests run as root or
 /// make the file writable first.
-func flipByte(_ path: String, at offset: Int) throws {
+func storeTestFlipByte(_ path: String, at offset: Int) throws {
     let mode = try FileSystem.stat(path).permissions
     try FileSystem.chmod(path, 0o644)
     let fd = try FileSystem.open(path, O_RDWR)
@@ -67,7 +67,7 @@ func flipByte(_ path: String, at offset: Int) throws {
 }
 
 /// Runs a command, returning its standard output.
-func runCommand(_ executable: String, _ arguments: [String]) throws -> String {
+func storeTestRun(_ executable: String, _ arguments: [String]) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -80,9 +80,16 @@ func runCommand(_ executable: String, _ arguments: [String]) throws -> String {
 }
 
 /// A stage entry with the given outputs and otherwise fixed fields.
-func makeEntry(key: String, outputs: [String: ArtifactRef]) -> StageEntry {
+func storeTestEntry(key: String, outputs: [String: ArtifactRef]) -> StageEntry {
     StageEntry(
         key: key, stageType: "test/stage", stageVersion: 1, outputs: outputs, metrics: ["accuracy": .double(0.5)],
         createdAt: Date(timeIntervalSince1970: 1_700_000_000.25), wallSeconds: 1.5, cpuSeconds: 2.5,
         recipeName: "recipe", stageID: "stage", formatVersion: 1)
+}
+
+/// `FileManager.createFile` that throws instead of returning false.
+func storeTestCreateFile(atPath path: String, contents: Data, attributes: [FileAttributeKey: Any]? = nil) throws {
+    guard FileManager.default.createFile(atPath: path, contents: contents, attributes: attributes) else {
+        throw StoreError(.io, path: path, "could not create test file")
+    }
 }
