@@ -112,7 +112,7 @@ public struct RunStore: Sendable {
     /// Every readable run record, oldest first; unreadable ones are skipped.
     public func list() -> [RunRecord] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return names.sorted().compactMap { try? load(id: $0) }
+        return names.compactMap { try? load(id: $0) }.sorted { ($0.startedAt, $0.id) < ($1.startedAt, $1.id) }
     }
 
     public func load(id: String) throws -> RunRecord {

@@ -178,14 +178,22 @@ extension Pipeline {
         _ spec: StageSpec, upstream: [String: [String: ArtifactRef]], cores: Int, force: Bool,
         runID: String, runDirectory: String, observer: any RunObserver
     ) async -> StageRecord {
+        let started = Date()
+        var record = await executeTimed(
+            spec, upstream: upstream, cores: cores, force: force, started: started,
+            runDirectory: runDirectory, observer: observer)
+        record.start = started
+        record.end = Date()
+        record.wallSeconds = Date().timeIntervalSince(started)
+        return record
+    }
+
+    private func executeTimed(
+        _ spec: StageSpec, upstream: [String: [String: ArtifactRef]], cores: Int, force: Bool, started: Date,
+        runDirectory: String, observer: any RunObserver
+    ) async -> StageRecord {
         var record = StageRecord(id: spec.id, uses: spec.uses, status: .failed)
         let logRelative = "logs/\(Pipeline.fileName(for: spec.id)).log"
-        let started = Date()
-        record.start = started
-        defer {
-            record.end = Date()
-            record.wallSeconds = Date().timeIntervalSince(started)
-        }
         do {
             let type = try stageType(of: spec)
             let material = try keyMaterial(for: spec, upstream: upstream)
@@ -300,7 +308,7 @@ extension Pipeline {
 
     static func processCPUSeconds() -> Double {
         var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 }

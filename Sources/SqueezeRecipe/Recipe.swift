@@ -1,3 +1,4 @@
+import Foundation
 import Collections
 import SqueezeYAML
 
@@ -54,7 +55,14 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
 
     /// The template as written, with `$${` escapes restored.
     public var description: String {
-        render { $0.description }
+        var text = ""
+        for part in parts {
+            switch part {
+            case .literal(let s): text += s.replacingOccurrences(of: "${", with: "$${")
+            case .reference(let r): text += r.description
+            }
+        }
+        return text
     }
 }
 
@@ -135,6 +143,8 @@ public struct StageSpec: Sendable {
     public var resources: Resources
     /// Where the stage's id is written.
     public var location: SourceLocation
+    /// `description:` of the stage, if written.
+    public var description: String? = nil
 
     public init(
         id: String, uses: String, with: OrderedDictionary<String, ParamValue>, needs: [String],
@@ -165,6 +175,8 @@ public struct Recipe: Sendable {
     public var vars: OrderedDictionary<String, Value>
     /// Stages in source order.
     public var stages: OrderedDictionary<String, StageSpec>
+    /// `description:` of the recipe, if written.
+    public var description: String? = nil
 
     public init(
         file: String, directory: String, version: Int, name: String, backend: String, seed: Int,

@@ -26,17 +26,7 @@ public indirect enum Value: Sendable, Hashable {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
-        case .double(let d):
-            if d.isFinite, d == d.rounded(), abs(d) < 1e15 {
-                // 3.0 and 3 are different recipe values (a float and an int) but
-                // the same JSON number; keep the float visibly a float.
-                out += String(format: "%.1f", d)
-            } else if d.isFinite {
-                out += "\(d)"
-            } else {
-                // JSON has no NaN/Inf; encode as tagged strings so they still key.
-                out += "\"\(d)\""
-            }
+        case .double(let d): Value.writeJSONDouble(d, into: &out)
         case .string(let s): Value.writeJSONString(s, into: &out)
         case .array(let items):
             out += "["
@@ -54,6 +44,19 @@ public indirect enum Value: Sendable, Hashable {
                 fields[key]?.writeCanonical(into: &out)
             }
             out += "}"
+        }
+    }
+
+    static func writeJSONDouble(_ d: Double, into out: inout String) {
+        if d.isFinite, d == d.rounded(), abs(d) < 1e15 {
+            // 3.0 and 3 are different recipe values (a float and an int) but
+            // the same JSON number; keep the float visibly a float.
+            out += String(format: "%.1f", d)
+        } else if d.isFinite {
+            out += "\(d)"
+        } else {
+            // JSON has no NaN/Inf; encode as tagged strings so they still key.
+            out += "\"\(d)\""
         }
     }
 

@@ -30,7 +30,7 @@ enum ChildProcess {
     static func run(
         executable: String, arguments: [String], environment: [String: String],
         workingDirectory: String, logPath: String?, timeout: Double?
-    ) async throws -> Status {
+    ) async throws -> Outcome {
         let pid = try spawn(
             executable: executable, arguments: arguments, environment: environment,
             workingDirectory: workingDirectory, logPath: logPath)

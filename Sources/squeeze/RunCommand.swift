@@ -74,7 +74,7 @@ struct RunCommand: AsyncParsableCommand {
 
 /// Turns SIGINT and SIGTERM into task cancellation, so stages stop, the cache
 /// stays valid and the run record says `interrupted`.
-final class InterruptHandler: Sendable {
+final class InterruptHandler {
     private let sources: [any DispatchSourceSignal]
 
     init(_ onInterrupt: @escaping @Sendable () -> Void) {

@@ -6,6 +6,8 @@ import Testing
         #expect(Suggestion.closest(to: "teachr", in: ["teacher", "pruned", "data"]) == "teacher")
         #expect(Suggestion.closest(to: "xyz", in: ["teacher", "pruned"]) == nil)
         #expect(Suggestion.editDistance("kitten", "sitting") == 3)
+        #expect(Suggestion.editDistance("wiht", "with") == 1)
+        #expect(Suggestion.closest(to: "wiht", in: ["with", "uses", "needs"]) == "with")
     }
 
     @Test func diagnosticFormat() {
