@@ -15,6 +15,9 @@ mkdir -p "$SQUEEZE_BENCH_RESULTS"
 rm -f "$SQUEEZE_BENCH_RESULTS"/Hashing.*.json "$SQUEEZE_BENCH_RESULTS"/Planning.*.json
 
 cd "$here"
+# SwiftPM reuses its cached build plan when only the root package (..) gained
+# or lost source files, and then misses them; dropping the plan costs seconds.
+rm -f .build/release.yaml .build/*/release/description.json
 # --disable-sandbox: the benchmarks write a 1 GiB scratch file and a cache
 # outside the package (a no-op on Linux, needed under macOS's plugin sandbox).
 swift package --disable-sandbox benchmark --no-progress "$@"

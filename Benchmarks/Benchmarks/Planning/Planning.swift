@@ -148,19 +148,22 @@ let coldCase = Case("cold") { plans in
 let loadMetric = BenchmarkMetric.custom("load (µs)", useScalingFactor: false)
 let planMetric = BenchmarkMetric.custom("open store + plan (µs)", useScalingFactor: false)
 
-let configuration = Benchmark.Configuration(
-    metrics: [.wallClock, .cpuTotal, .peakMemoryResident, loadMetric, planMetric],
-    timeUnits: .milliseconds,
-    warmupIterations: 1,
-    scalingFactor: .one,
-    maxDuration: .seconds(30),
-    maxIterations: 10
-)
+/// Short runs: one warm-up iteration, then a few measured ones.
+func configuration() -> Benchmark.Configuration {
+    Benchmark.Configuration(
+        metrics: [.wallClock, .cpuTotal, .peakMemoryResident, loadMetric, planMetric],
+        timeUnits: .milliseconds,
+        warmupIterations: 1,
+        scalingFactor: .one,
+        maxDuration: .seconds(30),
+        maxIterations: 10
+    )
+}
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark(
         "load + plan 1000 stages: warm cache (all cached)",
-        configuration: configuration,
+        configuration: configuration(),
         closure: { (benchmark: Benchmark, fixture: Fixture) throws in try warmCase.measure(benchmark, fixture) },
         setup: { try await Fixture.make(warm: true) },
         teardown: { ScratchDirectory.removeAll() }
@@ -168,7 +171,7 @@ let benchmarks: @Sendable () -> Void = {
 
     Benchmark(
         "load + plan 1000 stages: cold cache (run/blocked)",
-        configuration: configuration,
+        configuration: configuration(),
         closure: { (benchmark: Benchmark, fixture: Fixture) throws in try coldCase.measure(benchmark, fixture) },
         setup: { try await Fixture.make(warm: false) },
         teardown: { ScratchDirectory.removeAll() }
