@@ -172,7 +172,10 @@ dvc_cold=$(time_once "$dvc_project" "$dvc" repro --quiet)
 # Both tools must have produced the same files before their reruns are compared.
 for stage in "${stages[@]}"; do
   file=$(output_of "$stage")
-  ours=$(find "$squeeze_project/runs" -path "*/outputs/$stage/out/$file" -print -quit)
+  ours=
+  for candidate in "$squeeze_project"/runs/*/outputs/"$stage"/out/"$file"; do
+    if [ -f "$candidate" ]; then ours=$candidate; break; fi
+  done
   if [ -z "$ours" ] || ! cmp -s "$ours" "$dvc_project/data/$file"; then
     log "error: stage $stage: squeeze's $file differs from dvc's (or is missing under runs/*/outputs)"
     exit 1
@@ -186,6 +189,10 @@ log "timing $runs cached reruns: squeeze run"
 mapfile -t squeeze_times < <(time_runs "$squeeze_project" "$squeeze" run recipe.yaml)
 log "timing $runs cached reruns: dvc repro"
 mapfile -t dvc_times < <(time_runs "$dvc_project" "$dvc" repro)
+if [ "${#squeeze_times[@]}" -ne "$runs" ] || [ "${#dvc_times[@]}" -ne "$runs" ]; then
+  log "error: expected $runs timings each, got ${#squeeze_times[@]} (squeeze) and ${#dvc_times[@]} (dvc)"
+  exit 1
+fi
 
 # Every timed squeeze rerun must have been fully cached, and DVC up to date.
 python3 - "$squeeze_project/runs" <<'EOF'
