@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "squeeze", targets: ["squeeze"]),
         .library(name: "SqueezeEngine", targets: ["SqueezeEngine"]),
+        .library(name: "SqueezeRecipe", targets: ["SqueezeRecipe"]),
+        .library(name: "SqueezeStages", targets: ["SqueezeStages"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
