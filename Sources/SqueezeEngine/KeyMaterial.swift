@@ -34,7 +34,7 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
 
     /// The stage key: lowercase hex SHA-256 of the canonical JSON.
     public var key: String {
-        SHA256.hash(data: Data(canonicalValue.canonicalJSON.utf8)).map { String(format: "%02x", $0) }.joined()
+        Digest(bytes: SHA256.hash(data: Data(canonicalValue.canonicalJSON.utf8))).hex
     }
 
     /// Why a stage with this material must run when `previous` was what last ran.

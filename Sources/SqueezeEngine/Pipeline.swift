@@ -1,3 +1,4 @@
+import Collections
 import Crypto
 import Foundation
 import SqueezeRecipe
@@ -22,19 +23,35 @@ public struct Pipeline: Sendable {
         self.order = Self.topologicalOrder(recipe)
     }
 
-    /// Kahn's algorithm; the recipe loader has already rejected cycles, and any
-    /// stage left over (which cannot happen) is appended in source order.
+    /// Kahn's algorithm, taking the earliest stage in source order whenever
+    /// several are ready. The loader has already rejected cycles; any stage
+    /// left over (which cannot happen) is appended in source order.
     static func topologicalOrder(_ recipe: Recipe) -> [String] {
-        var remaining = recipe.stages.mapValues { Set($0.dependencies) }
-        var order: [String] = []
-        while true {
-            let ready = recipe.stages.keys.filter { remaining[$0]?.isEmpty == true }
-            guard let next = ready.first else { break }
-            order.append(next)
-            remaining[next] = nil
-            for id in remaining.keys { remaining[id]?.remove(next) }
+        let ids = Array(recipe.stages.keys)
+        let index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        var unmet = [Int](repeating: 0, count: ids.count)
+        var dependents = [[Int]](repeating: [], count: ids.count)
+        for (position, spec) in recipe.stages.values.enumerated() {
+            for dependency in Set(spec.dependencies) {
+                guard let upstream = index[dependency] else { continue }
+                unmet[position] += 1
+                dependents[upstream].append(position)
+            }
         }
-        order += recipe.stages.keys.filter { remaining[$0] != nil }
+        var ready = Heap(ids.indices.filter { unmet[$0] == 0 })
+        var order: [String] = []
+        order.reserveCapacity(ids.count)
+        while let next = ready.popMin() {
+            order.append(ids[next])
+            for dependent in dependents[next] {
+                unmet[dependent] -= 1
+                if unmet[dependent] == 0 { ready.insert(dependent) }
+            }
+        }
+        if order.count < ids.count {
+            let placed = Set(order)
+            order += ids.filter { !placed.contains($0) }
+        }
         return order
     }
 
@@ -128,7 +145,7 @@ public struct Pipeline: Sendable {
     // MARK: Last-run index, for explaining why a stage reruns
 
     private var indexDirectory: String {
-        let recipeID = SHA256.hash(data: Data(recipe.file.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        let recipeID = Digest(bytes: SHA256.hash(data: Data(recipe.file.utf8))).short
         return (store.root as NSString).appendingPathComponent("index/\(recipeID)")
     }
 
@@ -141,30 +158,12 @@ public struct Pipeline: Sendable {
 
     func recordMaterial(_ material: KeyMaterial, for stageID: String) {
         let path = (indexDirectory as NSString).appendingPathComponent("\(Self.fileName(for: stageID)).json")
-        guard let data = try? JSONEncoder.sorted.encode(material) else { return }
+        guard let data = try? SqueezeJSON.encoder().encode(material) else { return }
         try? AtomicFile.write(data, to: path)
     }
 
     /// Stage ids may hold characters unfit for file names only in theory; keep them safe.
     static func fileName(for stageID: String) -> String {
         String(stageID.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
-    }
-}
-
-extension JSONEncoder {
-    /// Deterministic, readable JSON for files people and diffs read.
-    static var sorted: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return encoder
-    }
-}
-
-extension JSONDecoder {
-    static var iso8601: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
     }
 }

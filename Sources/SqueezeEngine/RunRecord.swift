@@ -106,7 +106,7 @@ public struct RunStore: Sendable {
 
     public func save(_ record: RunRecord) throws {
         let path = (root as NSString).appendingPathComponent("\(record.id)/run.json")
-        try AtomicFile.write(try JSONEncoder.sorted.encode(record), to: path)
+        try AtomicFile.write(try SqueezeJSON.encoder().encode(record), to: path)
     }
 
     /// Every readable run record, oldest first; unreadable ones are skipped.
@@ -122,7 +122,7 @@ public struct RunStore: Sendable {
             throw NotFound(description: "no run `\(id)` in \(root)")
         }
         do {
-            return try JSONDecoder.iso8601.decode(RunRecord.self, from: data)
+            return try SqueezeJSON.decoder().decode(RunRecord.self, from: data)
         } catch {
             throw NotFound(description: "run `\(id)` has an unreadable run.json: \(error)")
         }

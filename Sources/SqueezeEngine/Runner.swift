@@ -67,7 +67,8 @@ extension Pipeline {
         try runs.save(record)
         observer.handle(.started(runID: runID, directory: runDirectory, stages: order))
 
-        let results = await schedule(options: options, runID: runID, runDirectory: runDirectory, observer: observer)
+        let results = await schedule(
+            options: options, runID: runID, runDirectory: runDirectory, runsRoot: runs.root, observer: observer)
         record.stages = order.compactMap { results[$0] }
         for stage in record.stages {
             for (name, ref) in stage.outputs {
@@ -97,7 +98,9 @@ extension Pipeline {
 
     /// The scheduler: launches ready stages up to `jobs` and the core budget,
     /// in topological order, backfilling smaller stages when a big one waits.
-    private func schedule(options: RunOptions, runID: String, runDirectory: String, observer: any RunObserver) async -> [String: StageRecord] {
+    private func schedule(
+        options: RunOptions, runID: String, runDirectory: String, runsRoot: String, observer: any RunObserver
+    ) async -> [String: StageRecord] {
         let selected = options.only.map { closure(of: $0) }
         var results: [String: StageRecord] = [:]
         var pending = order
@@ -146,7 +149,7 @@ extension Pipeline {
                     group.addTask {
                         Outcome(record: await execute(
                             spec, upstream: upstream, cores: wanted, force: force,
-                            runID: runID, runDirectory: runDirectory, observer: observer))
+                            runDirectory: runDirectory, runsRoot: runsRoot, observer: observer))
                     }
                 }
             }
@@ -176,12 +179,12 @@ extension Pipeline {
     /// under the key's lock and store what it produced.
     private func execute(
         _ spec: StageSpec, upstream: [String: [String: ArtifactRef]], cores: Int, force: Bool,
-        runID: String, runDirectory: String, observer: any RunObserver
+        runDirectory: String, runsRoot: String, observer: any RunObserver
     ) async -> StageRecord {
         let started = Date()
         var record = await executeTimed(
             spec, upstream: upstream, cores: cores, force: force, started: started,
-            runDirectory: runDirectory, observer: observer)
+            runDirectory: runDirectory, runsRoot: runsRoot, observer: observer)
         record.start = started
         record.end = Date()
         record.wallSeconds = Date().timeIntervalSince(started)
@@ -190,7 +193,7 @@ extension Pipeline {
 
     private func executeTimed(
         _ spec: StageSpec, upstream: [String: [String: ArtifactRef]], cores: Int, force: Bool, started: Date,
-        runDirectory: String, observer: any RunObserver
+        runDirectory: String, runsRoot: String, observer: any RunObserver
     ) async -> StageRecord {
         var record = StageRecord(id: spec.id, uses: spec.uses, status: .failed)
         let logRelative = "logs/\(Pipeline.fileName(for: spec.id)).log"
@@ -235,7 +238,8 @@ extension Pipeline {
             let context = StageContext(
                 stageID: id, recipeDirectory: recipe.directory, outputDirectory: outputDirectory,
                 backend: spec.backend, seed: seed(for: id), threads: cores, log: log,
-                progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) })
+                progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) },
+                engineDirectories: [store.root, runsRoot])
 
             let cpuBefore = Self.processCPUSeconds()
             let result = try await type.run(context, params: params)
@@ -256,16 +260,20 @@ extension Pipeline {
                 observer.handle(.warning(
                     "forced rerun of `\(spec.id)` produced different outputs than its cache entry: the stage is not deterministic"))
             }
+            // Metrics as the cache will hand them back (JSON cannot tell 3.0 from 3),
+            // so a later hit reports exactly what this run reports.
+            let metrics = try SqueezeJSON.decoder().decode(
+                [String: Value].self, from: SqueezeJSON.encoder(pretty: false).encode(result.metrics))
             let entry = StageEntry(
                 key: key, stageType: spec.uses, stageVersion: type.descriptor.version, outputs: outputs,
-                metrics: result.metrics, createdAt: Date(), wallSeconds: Date().timeIntervalSince(started),
+                metrics: metrics, createdAt: Date(), wallSeconds: Date().timeIntervalSince(started),
                 cpuSeconds: record.cpuSeconds, recipeName: recipe.name, stageID: spec.id,
                 formatVersion: KeyMaterial.currentFormatVersion)
             try store.save(entry)
             recordMaterial(material, for: spec.id)
             record.status = .ran
             record.outputs = outputs
-            record.metrics = result.metrics
+            record.metrics = metrics
             log.line("stage `\(spec.id)` finished in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
         } catch is CancellationError {
             record.status = .cancelled

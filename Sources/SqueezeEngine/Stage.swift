@@ -35,11 +35,15 @@ public struct StageContext: Sendable {
     public var threads: Int
     public var log: StageLog
     public var progress: ProgressReporter
+    /// Absolute paths of the engine's own directories (the cache, the run
+    /// records); writes there are the engine's, never a stage's stray output.
+    public var engineDirectories: [String]
 
     public init(
         stageID: String, recipeDirectory: String, outputDirectory: String, backend: String,
-        seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter
+        seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter, engineDirectories: [String] = []
     ) {
+        self.engineDirectories = engineDirectories
         self.stageID = stageID
         self.recipeDirectory = recipeDirectory
         self.outputDirectory = outputDirectory
@@ -54,7 +58,8 @@ public struct StageContext: Sendable {
 /// What a stage returns on success.
 public struct StageResult: Sendable {
     /// Named metrics (accuracy, loss curves, counts), recorded in the cache
-    /// entry and the run record.
+    /// entry and the run record. They pass through JSON, where a whole-number
+    /// float (3.0) reads back as the integer 3; compare them numerically.
     public var metrics: [String: Value]
     /// Output name → path relative to the output directory, for outputs not at
     /// `outputDirectory/name`. `"."` means the whole output directory.

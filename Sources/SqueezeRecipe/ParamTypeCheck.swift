@@ -23,6 +23,9 @@ struct ParamNode: Sendable {
     var text: String
     /// Whether the scalar was quoted or a block scalar.
     var quoted: Bool
+    /// Whether the scalar is a variable's value substituted whole; a string
+    /// parameter then takes its text.
+    var fromVariable = false
 
     /// "an integer", "a list", … for "expected X, got Y" messages.
     var kindDescription: String {
@@ -76,6 +79,12 @@ struct ParamTypeChecker {
             return nil
         case .string, .path:
             if case .string(let template) = node.kind { return ParamValue(.string(template), at: node.location) }
+            if node.fromVariable {
+                switch node.kind {
+                case .int, .double, .bool: return ParamValue(.string(Template(literal: node.text)), at: node.location)
+                default: break
+                }
+            }
             diagnostics.append(mismatch(node, expected: type, hint: quoteHint(node)))
             return nil
         case .artifact(let kind):

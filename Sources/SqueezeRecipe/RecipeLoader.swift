@@ -9,10 +9,13 @@ import SqueezeYAML
 /// It reports every independent error it finds, sorted by position, as one
 /// `Diagnostics` (errors caused by `--set` flags first, see ``Override``).
 public enum RecipeLoader {
+    /// The tensor backends a recipe may name.
+    public static let defaultBackends: Set<String> = ["cpu", "reference"]
+
     /// Loads the recipe at `path`; its directory is the directory of the file.
     public static func load(
         file path: String, stageTypes: [String: StageTypeDescriptor], overrides: [Override] = [],
-        environment: [String: String], backends: Set<String> = ["cpu", "reference"]
+        environment: [String: String], backends: Set<String> = defaultBackends
     ) throws(Diagnostics) -> Recipe {
         let root: YAMLNode?
         do {
@@ -30,7 +33,7 @@ public enum RecipeLoader {
     /// resolved against `directory`.
     public static func load(
         text: String, file: String, directory: String, stageTypes: [String: StageTypeDescriptor],
-        overrides: [Override] = [], environment: [String: String], backends: Set<String> = ["cpu", "reference"]
+        overrides: [Override] = [], environment: [String: String], backends: Set<String> = defaultBackends
     ) throws(Diagnostics) -> Recipe {
         let root: YAMLNode?
         do {

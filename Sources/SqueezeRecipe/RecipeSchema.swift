@@ -14,8 +14,11 @@ public enum RecipeSchema {
 
     /// The schema for recipes using `stageTypes`; equal inputs (in any order)
     /// give equal output.
-    public static func generate(stageTypes: [StageTypeDescriptor]) -> Value {
+    public static func generate(
+        stageTypes: [StageTypeDescriptor], backends: Set<String> = RecipeLoader.defaultBackends
+    ) -> Value {
         let types = stageTypes.sorted { $0.type < $1.type }
+        let backendEnum = Value.array(backends.sorted().map(Value.string))
         return .object([
             "$schema": .string("https://json-schema.org/draft/2020-12/schema"),
             "$id": .string(id),
@@ -39,6 +42,7 @@ public enum RecipeSchema {
                 "backend": .object([
                     "description": .string("The tensor backend every stage uses unless it names its own (default `cpu`)."),
                     "type": .string("string"),
+                    "enum": backendEnum,
                     "default": .string("cpu"),
                 ]),
                 "seed": .object([
@@ -63,13 +67,13 @@ public enum RecipeSchema {
                     "additionalProperties": .object(["$ref": .string("#/$defs/stage")]),
                 ]),
             ]),
-            "$defs": .object(["stage": stageSchema(types)]),
+            "$defs": .object(["stage": stageSchema(types, backends: backendEnum)]),
         ])
     }
 
     /// A stage: the common keys, and per stage type (an `if uses == T` branch)
     /// the parameters of `with`.
-    private static func stageSchema(_ types: [StageTypeDescriptor]) -> Value {
+    private static func stageSchema(_ types: [StageTypeDescriptor], backends: Value) -> Value {
         var uses: [String: Value] = ["description": .string("The stage type."), "type": .string("string")]
         if !types.isEmpty { uses["enum"] = .array(types.map { .string($0.type) }) }
         let branches: [Value] = types.map { type in
@@ -100,7 +104,9 @@ public enum RecipeSchema {
                         .object(["type": .string("array"), "items": .object(["type": .string("string")])]),
                     ]),
                 ]),
-                "backend": .object(["description": .string("The backend of this stage."), "type": .string("string")]),
+                "backend": .object([
+                    "description": .string("The backend of this stage."), "type": .string("string"), "enum": backends,
+                ]),
                 "resources": .object([
                     "description": .string("What the stage asks of the machine."),
                     "type": .string("object"),

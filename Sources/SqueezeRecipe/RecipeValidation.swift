@@ -19,6 +19,10 @@ struct RecipeValidation {
     var variables: OrderedDictionary<String, YAMLNode> = [:]
     /// Variables whose definition already has an error; uses stay quiet.
     var brokenVariables: Set<String> = []
+    /// Where a whole `${vars.x}` was replaced by a scalar variable's value.
+    /// There a string parameter takes the variable's text (`"${vars.n}"` in an
+    /// argument list is the word `3`), while typed parameters take its type.
+    var variableScalarLocations: Set<SourceLocation> = []
     /// Every stage id in source order, with its type when `uses` names a known one.
     var stageIDs: OrderedDictionary<String, StageTypeDescriptor?> = [:]
 

@@ -234,7 +234,7 @@ extension RecipeValidation {
 
     /// Replaces every scalar that is exactly `${vars.NAME}` with the variable's
     /// value (moved to the use site), so it keeps its type.
-    func substitutingVariables(_ node: YAMLNode) -> YAMLNode {
+    mutating func substitutingVariables(_ node: YAMLNode) -> YAMLNode {
         switch node.kind {
         case .scalar:
             guard case .string(let text) = YAMLScalar.resolve(node),
@@ -242,13 +242,18 @@ extension RecipeValidation {
                   case .reference(.variable(let name), _) = parts[0],
                   !brokenVariables.contains(name), let value = variables[name]
             else { return node }
+            if value.scalar != nil { variableScalarLocations.insert(node.location) }
             return value.relocated(to: node.location)
         case .sequence(let items):
-            return YAMLNode(.sequence(items.map(substitutingVariables)), at: node.location, tag: node.tag)
+            var substituted: [YAMLNode] = []
+            for item in items { substituted.append(substitutingVariables(item)) }
+            return YAMLNode(.sequence(substituted), at: node.location, tag: node.tag)
         case .mapping(let entries):
-            return YAMLNode(
-                .mapping(entries.map { YAMLNode.Entry(key: $0.key, value: substitutingVariables($0.value)) }),
-                at: node.location, tag: node.tag)
+            var substituted: [YAMLNode.Entry] = []
+            for entry in entries {
+                substituted.append(YAMLNode.Entry(key: entry.key, value: substitutingVariables(entry.value)))
+            }
+            return YAMLNode(.mapping(substituted), at: node.location, tag: node.tag)
         }
     }
 
@@ -267,7 +272,9 @@ extension RecipeValidation {
             case .string(let string):
                 template(string, at: node.location, stage: stage, quoting: quoting).map { .string($0) } ?? .invalid
             }
-            return ParamNode(kind: kind, location: node.location, text: text, quoted: quoted)
+            return ParamNode(
+                kind: kind, location: node.location, text: text, quoted: quoted,
+                fromVariable: variableScalarLocations.contains(node.location))
         case .sequence(let items):
             return ParamNode(
                 kind: .sequence(items.map { paramNode($0, stage: stage) }), location: node.location, text: "", quoted: false)

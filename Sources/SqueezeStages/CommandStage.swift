@@ -125,7 +125,7 @@ public struct CommandStage: Stage {
 
         context.log.line("$ " + arguments.map(ShellQuote.quote).joined(separator: " "))
         let started = Date()
-        let before = WorkspaceSnapshot(root: context.recipeDirectory)
+        let before = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
         let outcome = try await ChildProcess.run(
             executable: executable, arguments: arguments, environment: environment,
             workingDirectory: context.recipeDirectory, logPath: context.log.path,
@@ -141,7 +141,8 @@ public struct CommandStage: Stage {
         case .timedOut:
             throw StageFailure("command timed out after \(formatSeconds(params.timeout ?? 0)) and was killed")
         }
-        let created = WorkspaceSnapshot(root: context.recipeDirectory).added(since: before)
+        let created = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
+            .added(since: before)
         if let first = created.first {
             throw StageFailure(
                 "command wrote outside its output directory: created `\(first)` in the recipe's directory"
@@ -179,21 +180,27 @@ enum OutputPath {
 }
 
 /// The names of files under a recipe's directory, to catch a command that
-/// writes into the workspace instead of `${out}`. Hidden entries, `runs/` and
-/// build folders are not looked at; a very large tree is not checked at all.
+/// writes into the workspace instead of `${out}`. Hidden entries, `runs/`,
+/// build folders and the engine's own directories (cache, run records) are not
+/// looked at; a very large tree is not checked at all.
 struct WorkspaceSnapshot {
     static let limit = 20_000
     private(set) var paths: Set<String> = []
     private(set) var complete = true
 
-    init(root: String) {
+    init(root: String, ignoring ignored: [String] = []) {
         guard let enumerator = FileManager.default.enumerator(atPath: root) else {
             complete = false
             return
         }
+        let rootPrefix = (root as NSString).standardizingPath + "/"
+        let ignoredRelative = Set(ignored.compactMap { path -> String? in
+            let standardized = (path as NSString).standardizingPath
+            return standardized.hasPrefix(rootPrefix) ? String(standardized.dropFirst(rootPrefix.count)) : nil
+        })
         while let path = enumerator.nextObject() as? String {
             let name = (path as NSString).lastPathComponent
-            if name.hasPrefix(".") || path == "runs" || name.hasPrefix(".build") {
+            if name.hasPrefix(".") || path == "runs" || ignoredRelative.contains(path) {
                 enumerator.skipDescendants()
                 continue
             }

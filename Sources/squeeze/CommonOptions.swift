@@ -78,16 +78,10 @@ func checkStages(_ ids: [String], in recipe: Recipe, flag: String) throws {
 extension Encodable {
     /// Pretty, key-sorted JSON for `--json` output.
     var prettyJSON: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        (try? SqueezeJSON.encoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
     var compactJSON: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        (try? SqueezeJSON.encoder(pretty: false).encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }

@@ -38,27 +38,9 @@ public struct StageEntry: Sendable, Codable, Equatable {
     }
 
     /// JSON as stored: sorted keys, indented, dates as ISO 8601 with fractional seconds.
-    static func encoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
-        }
-        return encoder
-    }
+    static func encoder() -> JSONEncoder { SqueezeJSON.encoder() }
 
-    static func decoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) { return date }
-            if let date = try? Date(text, strategy: Date.ISO8601FormatStyle()) { return date }
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "`\(text)` is not an ISO 8601 date")
-        }
-        return decoder
-    }
+    static func decoder() -> JSONDecoder { SqueezeJSON.decoder() }
 
     /// Stage keys become file names, so they are restricted to letters,
     /// digits, `.`, `_` and `-`, do not start with `.` and are at most 200 bytes.
