@@ -43,6 +43,8 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
             ]
         ),
+        // Model files and models: safetensors, HF configs, WordPiece, BERT.
+        .target(name: "SqueezeModels"),
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
@@ -59,6 +61,7 @@ let package = Package(
         .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
         .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
         .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
+        .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeModels"]),
         .testTarget(
             name: "SqueezeCLITests",
             dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML"],
