@@ -60,7 +60,9 @@ public indirect enum Value: Sendable, Hashable {
         }
     }
 
-    static func writeJSONString(_ s: String, into out: inout String) {
+    /// Appends `s` as a JSON string literal, escaped minimally (the form every
+    /// canonical encoding in Squeeze uses).
+    public static func writeJSONString(_ s: String, into out: inout String) {
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {

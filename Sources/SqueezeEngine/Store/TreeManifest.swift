@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeRecipe
 import Glibc
 
 /// The manifest of a directory artifact, stored as `trees/ab/<hex>.json`.
@@ -48,11 +49,11 @@ struct TreeManifest: Equatable, Sendable {
             switch entry.kind {
             case .file(let digest, let size, let executable):
                 out += "{\"digest\":\"\(digest)\",\"executable\":\(executable),\"path\":"
-                TreeManifest.appendJSONString(entry.path, to: &out)
+                Value.writeJSONString(entry.path, into: &out)
                 out += ",\"size\":\(size),\"type\":\"file\"}"
             case .emptyDirectory:
                 out += "{\"path\":"
-                TreeManifest.appendJSONString(entry.path, to: &out)
+                Value.writeJSONString(entry.path, into: &out)
                 out += ",\"type\":\"dir\"}"
             }
         }
@@ -61,24 +62,6 @@ struct TreeManifest: Equatable, Sendable {
     }
 
     var digest: Digest { Hashing.sha256(canonicalBytes) }
-
-    private static func appendJSONString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
 
     // MARK: Parsing stored manifests
 
