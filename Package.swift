@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "SqueezeEngine", targets: ["SqueezeEngine"]),
         .library(name: "SqueezeRecipe", targets: ["SqueezeRecipe"]),
         .library(name: "SqueezeStages", targets: ["SqueezeStages"]),
+        .library(name: "SqueezeTensor", targets: ["SqueezeTensor"]),
+        .library(name: "SqueezeModels", targets: ["SqueezeModels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -43,12 +45,24 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
             ]
         ),
+        // OpenBLAS (cblas_sgemm), linked through pkg-config (Debian: libopenblas-dev).
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]
+        ),
+        // Tensors, backends (CPU via BLAS, reference), autodiff, optimisers, RNG.
+        .target(
+            name: "SqueezeTensor",
+            dependencies: ["CBLAS"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
         // Model files and models: safetensors, HF configs, WordPiece, BERT.
-        .target(name: "SqueezeModels"),
+        .target(name: "SqueezeModels", dependencies: ["SqueezeTensor"]),
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
-        .target(name: "SqueezeStages", dependencies: ["SqueezeEngine", "CProcessSupport"]),
+        .target(name: "SqueezeStages", dependencies: ["SqueezeEngine", "SqueezeModels", "CProcessSupport"]),
         // The command-line interface only.
         .executableTarget(
             name: "squeeze",
@@ -61,6 +75,7 @@ let package = Package(
         .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
         .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
         .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
+        .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor"]),
         .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeModels"]),
         .testTarget(
             name: "SqueezeCLITests",
