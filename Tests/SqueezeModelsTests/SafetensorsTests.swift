@@ -162,6 +162,14 @@ private func rawFile(_ header: String, data: [UInt8] = [], declaredLength: UInt6
         #expect(message?.contains(fragment) == true, "\(message ?? "no error") does not contain \(fragment)")
     }
 
+    @Test func missingFileAndDirectoryAreErrors() throws {
+        let dir = try TempDir()
+        let missing = #expect(throws: ModelFileError.self) { try SafetensorsFile(path: dir.file("absent")) }
+        #expect(missing?.message.hasPrefix("cannot open") == true)
+        let directory = #expect(throws: ModelFileError.self) { try SafetensorsFile(path: dir.path) }
+        #expect(directory?.message == "not a regular file")
+    }
+
     @Test func emptyTensorsMayShareOffsets() throws {
         let dir = try TempDir()
         let path = dir.file("m.safetensors")
@@ -207,6 +215,8 @@ private func rawFile(_ header: String, data: [UInt8] = [], declaredLength: UInt6
         let embeddings = try #require(file.entries["embeddings.word_embeddings.weight"])
         #expect(embeddings.shape == [30522, 384])
         #expect(embeddings.dtype == .f32)
+        let gamma = try file.floats("embeddings.LayerNorm.weight")
+        #expect(gamma.count == 384 && gamma.allSatisfy(\.isFinite))
         if file.entries["embeddings.position_ids"] != nil {
             let ids = try file.int64s("embeddings.position_ids")
             #expect(ids.prefix(3) == [0, 1, 2])
