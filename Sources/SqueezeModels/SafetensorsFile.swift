@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeTensor
 
 #if canImport(Glibc)
 import Glibc
@@ -45,6 +46,69 @@ public final class SafetensorsFile: Sendable {
     public func withBytes<R>(of name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let entry = try entry(name)
         return try body(slice(entry))
+    }
+
+    /// Tensor `name` as a `Tensor`.
+    ///
+    /// F32, I64, I32, I8, U8 and BOOL (as u8) are views of the mapped file, no
+    /// copy: the tensor's storage keeps the mapping alive and is read-only (a
+    /// write through `withUnsafeMutable…` copies first). A tensor whose bytes
+    /// are not aligned for its element type is copied instead. F16 and BF16
+    /// are widened into a new f32 tensor, I16 into i32; F64 is refused.
+    public func tensor(_ name: String) throws(ModelFileError) -> Tensor {
+        let entry = try entry(name)
+        let bytes = slice(entry)
+        let count = entry.elementCount
+        switch entry.dtype {
+        case .f16, .bf16:
+            var result = Tensor(zeros: entry.shape, dtype: .f32)
+            let widen = entry.dtype == .f16 ? Safetensors.floatFromHalf : Safetensors.floatFromBFloat16
+            result.withUnsafeMutableFloats { out in
+                for i in 0..<count {
+                    out[i] = widen(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+                }
+            }
+            return result
+        case .i16:
+            var result = Tensor(zeros: entry.shape, dtype: .i32)
+            result.withUnsafeMutableElements(Int32.self) { out in
+                for i in 0..<count {
+                    out[i] = Int32(Int16(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 2, as: Int16.self)))
+                }
+            }
+            return result
+        case .f64:
+            throw ModelFileError(file: path, "tensor `\(name)` has dtype F64, which has no tensor type; convert the checkpoint to F32")
+        case .f32, .i64, .i32, .i8, .u8, .bool:
+            let dtype = entry.dtype.tensorDType ?? .u8
+            #if _endian(little)
+            if let base = bytes.baseAddress, Int(bitPattern: base) % dtype.byteSize == 0 {
+                let view = TensorStorage(borrowing: base, byteCount: bytes.count, owner: storage)
+                return Tensor(storage: view, dtype: dtype, shape: entry.shape)
+            }
+            #endif
+            let result = Tensor(zeros: entry.shape, dtype: dtype)
+            if let base = bytes.baseAddress {
+                result.storage.bytes.copyMemory(from: base, byteCount: bytes.count)
+            }
+            #if !_endian(little)
+            let size = dtype.byteSize
+            let target = UnsafeMutableRawBufferPointer(start: result.storage.bytes, count: bytes.count)
+            for element in stride(from: 0, to: bytes.count, by: size) {
+                target[element..<(element + size)].reverse()
+            }
+            #endif
+            return result
+        }
+    }
+
+    /// Every readable tensor (see `tensor(_:)`), sorted by name.
+    public func tensors() throws(ModelFileError) -> [(name: String, tensor: Tensor)] {
+        var result: [(name: String, tensor: Tensor)] = []
+        for name in names {
+            result.append((name, try tensor(name)))
+        }
+        return result
     }
 
     /// The tensor as Floats: F32 copied, F16 and BF16 widened exactly.

@@ -1,3 +1,5 @@
+import SqueezeTensor
+
 /// Element types a safetensors file can declare that this reader understands.
 /// Tensors with any other dtype are listed in `SafetensorsFile.skipped`.
 public enum SafetensorsDType: String, Sendable, CaseIterable {
@@ -19,6 +21,36 @@ public enum SafetensorsDType: String, Sendable, CaseIterable {
         case .f32, .i32: 4
         case .f16, .bf16, .i16: 2
         case .i8, .u8, .bool: 1
+        }
+    }
+}
+
+extension SafetensorsDType {
+    /// The file dtype that stores a tensor's `dtype` unchanged.
+    public init(_ dtype: DType) {
+        switch dtype {
+        case .f32: self = .f32
+        case .f16: self = .f16
+        case .bf16: self = .bf16
+        case .i64: self = .i64
+        case .i32: self = .i32
+        case .i8: self = .i8
+        case .u8: self = .u8
+        }
+    }
+
+    /// The tensor dtype holding this file dtype's bytes unchanged (`BOOL` as
+    /// `u8`); nil for F64 and I16, which `SafetensorsFile.tensor` converts.
+    public var tensorDType: DType? {
+        switch self {
+        case .f32: .f32
+        case .f16: .f16
+        case .bf16: .bf16
+        case .i64: .i64
+        case .i32: .i32
+        case .i8: .i8
+        case .u8, .bool: .u8
+        case .f64, .i16: nil
         }
     }
 }

@@ -32,7 +32,7 @@ struct SafetensorsHeader {
         }
         let json: Any
         do {
-            json = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [])
+            json = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
         } catch {
             throw fail("header is not valid JSON")
         }
@@ -66,7 +66,7 @@ struct SafetensorsHeader {
             var shape: [Int] = []
             for item in shapeValues {
                 guard let dim = Self.integer(item) else {
-                    throw fail("tensor `\(name)`: `shape` holds a non-integer")
+                    throw fail("tensor `\(name)`: `shape` holds a non-integer: \(Self.describe(item))")
                 }
                 guard dim >= 0 else {
                     throw fail("tensor `\(name)`: negative dimension \(dim) in shape")
@@ -114,11 +114,25 @@ struct SafetensorsHeader {
         }
     }
 
-    /// A JSON integer as Int; nil for booleans, fractions and out-of-range numbers.
+    /// A JSON integer as Int; nil for booleans, numbers written with a
+    /// fraction or exponent (`2.0` is not a dimension) and out-of-range numbers.
     private static func integer(_ value: Any) -> Int? {
         guard let number = value as? NSNumber else { return nil }
-        // Foundation represents JSON booleans as NSNumber with objCType "c".
-        guard String(cString: number.objCType) != "c" else { return nil }
-        return value as? Int
+        // Foundation represents JSON booleans as NSNumber with objCType "c"
+        // and numbers written with a fraction or exponent as "d".
+        switch String(cString: number.objCType) {
+        case "c", "d", "f": return nil
+        default: return value as? Int
+        }
+    }
+
+    /// A JSON value as it appears in messages.
+    private static func describe(_ value: Any) -> String {
+        if let number = value as? NSNumber {
+            return String(cString: number.objCType) == "c" ? (number.boolValue ? "true" : "false") : number.stringValue
+        }
+        if let string = value as? String { return "\"\(string)\"" }
+        if value is NSNull { return "null" }
+        return value is [Any] ? "an array" : "an object"
     }
 }
