@@ -56,14 +56,31 @@ public struct BertTokenizer: Sendable {
         return [classID] + ids + [separatorID]
     }
 
-    /// Encodes each text (truncated to `maxLength`) and right-pads with `[PAD]` to
-    /// the longest in the batch; the mask is 1 for real ids, 0 for padding.
-    public func batch(_ texts: [String], maxLength: Int) -> (ids: [[Int]], attentionMask: [[Int]]) {
-        let encoded = texts.map { encode($0, maxLength: maxLength) }
-        let width = encoded.map(\.count).max() ?? 0
-        let ids = encoded.map { $0 + Array(repeating: padID, count: width - $0.count) }
-        let mask = encoded.map { Array(repeating: 1, count: $0.count) + Array(repeating: 0, count: width - $0.count) }
-        return (ids, mask)
+    /// Every text encoded (see `encode`), stored back to back.
+    public func encodeAll(_ texts: [String], maxLength: Int? = nil) -> TokenSequences {
+        var sequences = TokenSequences()
+        for text in texts {
+            sequences.append(encode(text, maxLength: maxLength).map { Int32(truncatingIfNeeded: $0) })
+        }
+        return sequences
+    }
+
+    /// The texts encoded (truncated to `maxLength`) in order, right-padded
+    /// with `[PAD]` to the longest; the mask is 1 for real ids, 0 for padding.
+    public func batch(_ texts: [String], maxLength: Int) -> TokenBatch {
+        LengthBucketing.batch(encodeAll(texts, maxLength: maxLength), indices: Array(texts.indices), padID: Int32(truncatingIfNeeded: padID))
+    }
+
+    /// The texts encoded and grouped into length-bucketed padded batches (see
+    /// `LengthBucketing.batches`); `indices` map rows back to `texts`.
+    /// To batch the same texts again (a new epoch), encode once with
+    /// `encodeAll` and call `LengthBucketing.batches` with a new seed.
+    public func batches(
+        _ texts: [String], maxLength: Int, batchSize: Int, shuffle: Bool, seed: UInt64
+    ) -> [TokenBatch] {
+        LengthBucketing.batches(
+            encodeAll(texts, maxLength: maxLength), batchSize: batchSize, padID: Int32(truncatingIfNeeded: padID),
+            shuffle: shuffle, seed: seed)
     }
 
     private enum Segment {

@@ -123,11 +123,93 @@ import Testing
     @Test func batchPadsToTheLongest() throws {
         let bert = BertTokenizer(vocabulary: try Self.vocabulary())
         let batch = bert.batch(["hello", "hello world !", "hello world hello world hello"], maxLength: 5)
-        #expect(batch.ids == [[2, 5, 3, 0, 0], [2, 5, 6, 11, 3], [2, 5, 6, 5, 3]])
-        #expect(batch.attentionMask == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+        #expect(batch.ids.shape == [3, 5] && batch.ids.dtype == .i32)
+        #expect(batch.ids.int32s == [2, 5, 3, 0, 0, 2, 5, 6, 11, 3, 2, 5, 6, 5, 3])
+        #expect(batch.attentionMask.shape == [3, 5] && batch.attentionMask.dtype == .i32)
+        #expect(batch.attentionMask.int32s == [1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+        #expect(batch.indices == [0, 1, 2])
         let short = bert.batch(["hello", "world"], maxLength: 8)
-        #expect(short.ids == [[2, 5, 3], [2, 6, 3]])
-        #expect(short.attentionMask == [[1, 1, 1], [1, 1, 1]])
-        #expect(bert.batch([], maxLength: 8).ids.isEmpty)
+        #expect(short.ids.shape == [2, 3])
+        #expect(short.ids.int32s == [2, 5, 3, 2, 6, 3])
+        #expect(short.attentionMask.int32s == [1, 1, 1, 1, 1, 1])
+        let empty = bert.batch([], maxLength: 8)
+        #expect(empty.ids.shape == [0, 0] && empty.size == 0)
+    }
+
+    /// A vocabulary with overlapping prefixes, to see the greedy longest match.
+    static func overlapping() throws -> WordPieceVocabulary {
+        try WordPieceVocabulary(tokens: [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "una", "unaff", "##a", "##ff", "##able", "##affable", "##b", "##le", "a",
+        ])
+    }
+
+    @Test func wordPieceTakesTheLongestMatchFirst() throws {
+        let wordPiece = WordPieceTokenizer(vocabulary: try Self.overlapping())
+        // "unaff" beats "una" and "un"; then "##able" beats "##a".
+        #expect(wordPiece.tokenize("unaffable") == ["unaff", "##able"])
+        // "una" then the longest continuation "##ff"; nothing matches "##x", so the whole word is unknown.
+        #expect(wordPiece.tokenize("unaffx") == ["[UNK]"])
+        // Greedy, not optimal: "una" + "##b" + "##le" although "un" + "##able" exists.
+        #expect(wordPiece.tokenize("unable") == ["una", "##b", "##le"])
+        // A continuation piece is never matched at the start of a word.
+        #expect(wordPiece.tokenize("able") == ["a", "##b", "##le"])
+    }
+
+    @Test func overlongWordsAreUnknown() throws {
+        let bert = BertTokenizer(vocabulary: try WordPieceVocabulary(tokens: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "##a"]))
+        let hundred = String(repeating: "a", count: 100)
+        #expect(bert.tokenize(hundred) == ["a"] + Array(repeating: "##a", count: 99))
+        #expect(bert.tokenize(hundred + "a") == ["[UNK]"])
+        #expect(bert.encode("a " + hundred + "a a") == [2, 4, 1, 4, 3])
+        // Counted in Unicode scalars after normalization: 101 accented letters strip to 101 "a"s.
+        #expect(bert.tokenize(String(repeating: "á", count: 101)) == ["[UNK]"])
+        #expect(bert.tokenize(String(repeating: "á", count: 100)).count == 100)
+    }
+
+    @Test func basicLowercasesBeyondASCII() {
+        let basic = BasicTokenizer()
+        #expect(basic.tokenize("ÀÉÎÕÜ Ça") == ["aeiou", "ca"])
+        #expect(basic.tokenize("ΣΑΣ Straße ǅ") == ["σασ", "straße", "ǆ"])
+        #expect(basic.tokenize("ДОБРО") == ["добро"])
+        #expect(BasicTokenizer(lowercase: false).tokenize("ΣΑΣ Straße") == ["ΣΑΣ", "Straße"])
+    }
+
+    @Test func basicStripsDecomposedAndPrecomposedAccents() {
+        let basic = BasicTokenizer()
+        #expect(basic.tokenize("e\u{301}te\u{301}") == ["ete"])
+        #expect(basic.tokenize("naïve façade ñ") == ["naive", "facade", "n"])
+        // Spacing marks and letters without decomposition are kept.
+        #expect(basic.tokenize("ø æ ł") == ["ø", "æ", "ł"])
+        #expect(BasicTokenizer(lowercase: false, stripAccents: true).tokenize("Ñandú") == ["Nandu"])
+    }
+
+    @Test func basicIsolatesPunctuationOnly() {
+        let basic = BasicTokenizer()
+        #expect(basic.tokenize("¿Qué?") == ["¿", "que", "?"])
+        #expect(basic.tokenize("a+b=c") == ["a", "+", "b", "=", "c"])
+        #expect(basic.tokenize("don't...") == ["don", "'", "t", ".", ".", "."])
+        // Symbols outside ASCII (Sc, Sm, So) are not punctuation.
+        #expect(basic.tokenize("5€ ±1 ©x") == ["5€", "±1", "©x"])
+        #expect(basic.tokenize("「引用」") == ["「", "引", "用", "」"])
+    }
+
+    @Test func basicSplitsCJKButNotKanaOrHangul() {
+        let basic = BasicTokenizer()
+        #expect(basic.tokenize("日本語テキスト") == ["日", "本", "語", "テキスト"])
+        #expect(basic.tokenize("한국어abc") == ["한국어abc"])
+        #expect(basic.tokenize("x\u{20000}y\u{F900}z") == ["x", "\u{20000}", "y", "\u{F900}", "z"])
+    }
+
+    @Test func basicDropsControlAndFormatCharacters() {
+        let basic = BasicTokenizer()
+        #expect(basic.tokenize("a\u{7F}b\u{1}c\u{200D}d\u{E000}e\u{FEFF}f") == ["abcdef"])
+        #expect(basic.tokenize("\u{0}\u{FFFD}") == [])
+    }
+
+    @Test func basicSplitsOnEveryKindOfWhitespace() {
+        let basic = BasicTokenizer()
+        #expect(basic.tokenize("a\r\nb\tc\u{3000}d\u{2003}e\u{A0}f\u{2028}g") == ["a", "b", "c", "d", "e", "f", "g"])
+        #expect(basic.tokenize("  lead trail  ") == ["lead", "trail"])
+        #expect(basic.tokenize("") == [])
     }
 }
