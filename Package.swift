@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeModels"]),
         .testTarget(
             name: "SqueezeCLITests",
-            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML"],
+            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels"],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]
         ),
