@@ -120,6 +120,7 @@ public struct ModelArtifact: Sendable, Hashable {
     public struct Summary: Sendable, Hashable {
         /// The config's `model_type`.
         public var architecture: String
+        /// Elements of the floating-point tensors.
         public var parameterCount: Int
         public var vocabularySize: Int
         /// Files present, by name (required ones and `tokenizer.json` when there).
@@ -161,7 +162,9 @@ public struct ModelArtifact: Sendable, Hashable {
             _ = try tokenizerLowercase(tokenizerPath)
             files.append(tokenizerFileName)
         }
-        let parameters = weights.entries.values.reduce(0) { $0 + $1.elementCount }
+        // Floating-point tensors only: integer buffers such as position ids are not parameters.
+        let floating: Set<SafetensorsDType> = [.f64, .f32, .f16, .bf16]
+        let parameters = weights.entries.values.filter { floating.contains($0.dtype) }.reduce(0) { $0 + $1.elementCount }
         return Summary(architecture: modelType, parameterCount: parameters, vocabularySize: vocabulary.count, files: files)
     }
 

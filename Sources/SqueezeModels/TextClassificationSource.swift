@@ -34,7 +34,7 @@ public enum ColumnSelector: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// What to do with a row that cannot be used.
-public enum BadRowPolicy: String, Sendable {
+public enum BadRowPolicy: String, Sendable, CaseIterable {
     /// Stop with an error naming the file and line.
     case error
     /// Leave the row out and count it.
