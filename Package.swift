@@ -58,7 +58,10 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // Model files and models: safetensors, HF configs, WordPiece, BERT.
-        .target(name: "SqueezeModels", dependencies: ["SqueezeTensor"]),
+        .target(
+            name: "SqueezeModels",
+            dependencies: ["SqueezeTensor", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
@@ -79,7 +82,7 @@ let package = Package(
         .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeModels"]),
         .testTarget(
             name: "SqueezeCLITests",
-            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML"],
+            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels"],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]
         ),

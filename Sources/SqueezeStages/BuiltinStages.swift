@@ -4,5 +4,7 @@ import SqueezeEngine
 public enum BuiltinStages {
     public static let registry = StageRegistry([
         StageType(CommandStage.self),
+        StageType(ModelImportStage.self),
+        StageType(TextClassificationDataStage.self),
     ])
 }

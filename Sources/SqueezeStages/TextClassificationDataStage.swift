@@ -1,0 +1,156 @@
+import Foundation
+import SqueezeEngine
+import SqueezeModels
+import SqueezeRecipe
+import SqueezeYAML
+
+/// `uses: data/text-classification` — reads train/dev/test files (TSV, CSV or
+/// JSONL) into a `squeeze.text-classification/1` dataset directory:
+/// `manifest.json` with the sorted label names and the splits, and one
+/// `<split>.jsonl` per split with `{"text": …, "label": <index>}` lines.
+public struct TextClassificationDataStage: Stage {
+    public struct Params: Decodable, Sendable {
+        public var train: String
+        public var dev: String?
+        public var test: String?
+        public var format: String?
+        public var text_column: Column
+        public var label_column: Column
+        public var has_header: Bool
+        public var split_dev_from_train: Double?
+        public var on_bad_rows: String
+        public var max_rows: Int?
+    }
+
+    /// A column given by name (a string) or 0-based number (an integer).
+    public enum Column: Decodable, Sendable {
+        case name(String)
+        case index(Int)
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let index = try? container.decode(Int.self) {
+                self = .index(index)
+            } else {
+                self = .name(try container.decode(String.self))
+            }
+        }
+
+        var selector: ColumnSelector {
+            switch self {
+            case .name(let name): .name(name)
+            case .index(let index): .index(index)
+            }
+        }
+    }
+
+    public static let descriptor = StageTypeDescriptor(
+        type: "data/text-classification",
+        version: 1,
+        summary: "Read text-classification data (TSV, CSV or JSONL) into a dataset with train/dev/test splits and integer labels.",
+        parameters: [
+            ParameterSpec("train", .path, required: true, doc: "The training file. Its labels (sorted; numerically when all are integers) are the dataset's labels."),
+            ParameterSpec("dev", .path, doc: "The development file (optional). Labels must occur in train."),
+            ParameterSpec("test", .path, doc: "The test file (optional, must be labelled). Labels must occur in train."),
+            ParameterSpec(
+                "format", .enumeration(TextTableFormat.allCases.map(\.rawValue)),
+                doc: "File format; by default from the train file's extension (.tsv, .csv, .jsonl)."),
+            ParameterSpec(
+                "text_column", .oneOf([.string, .int]), default: .string("sentence"),
+                doc: "The text column: a header name (or JSONL key), or a 0-based number for files without a header."),
+            ParameterSpec(
+                "label_column", .oneOf([.string, .int]), default: .string("label"),
+                doc: "The label column: a header name (or JSONL key), or a 0-based number for files without a header."),
+            ParameterSpec("has_header", .bool, default: .bool(true), doc: "TSV and CSV: whether the first line names the columns."),
+            ParameterSpec(
+                "split_dev_from_train", .number,
+                doc: "Without `dev`: this fraction (between 0 and 1) of the train rows, chosen with the stage's seed, becomes the dev split."),
+            ParameterSpec(
+                "on_bad_rows", .enumeration(BadRowPolicy.allCases.map(\.rawValue)), default: .string("error"),
+                doc: "A row with the wrong number of columns, an empty text or label, or a dev/test label not in train: `error` stops at it (naming file:line), `skip` leaves it out and counts it."),
+            ParameterSpec("max_rows", .int, doc: "Read at most this many usable rows per file (for quick runs)."),
+        ],
+        outputs: [
+            OutputSpec("dataset", kind: "dataset", doc: "The dataset directory: manifest.json and <split>.jsonl."),
+        ],
+        check: checkParams
+    )
+
+    public init() {}
+
+    static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        if let fraction = with["split_dev_from_train"] {
+            if let text = fraction.scalar, let value = Double(text), !(value > 0 && value < 1) {
+                problems.append(Diagnostic(
+                    "`split_dev_from_train` must be between 0 and 1 (exclusive), got \(text)", at: fraction.location,
+                    hint: "for example 0.1 keeps a tenth of the training rows for dev"))
+            }
+            if with["dev"] != nil {
+                problems.append(Diagnostic(
+                    "`split_dev_from_train` is set, but a `dev` file is given", at: fraction.location,
+                    hint: "remove one of them: either split dev off train, or read it from `dev`"))
+            }
+        }
+        if let maxRows = with["max_rows"], let text = maxRows.scalar, let value = Int(text), value < 1 {
+            problems.append(Diagnostic("`max_rows` must be at least 1, got \(value)", at: maxRows.location))
+        }
+        if with["format"] == nil, let train = with["train"], let text = train.scalar, !text.contains("${"),
+           TextTableFormat.inferred(fromPath: text) == nil {
+            problems.append(Diagnostic(
+                "cannot tell the format of `\(text)` from its extension", at: train.location,
+                hint: "add `format: tsv`, `format: csv` or `format: jsonl`"))
+        }
+        return problems
+    }
+
+    public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        let format: TextTableFormat
+        if let name = params.format {
+            guard let parsed = TextTableFormat(rawValue: name) else { throw StageFailure("unknown format `\(name)`") }
+            format = parsed
+        } else {
+            guard let inferred = TextTableFormat.inferred(fromPath: params.train) else {
+                throw StageFailure("cannot tell the format of \(params.train) from its extension; set `format` (tsv, csv or jsonl)")
+            }
+            format = inferred
+        }
+        guard let policy = BadRowPolicy(rawValue: params.on_bad_rows) else {
+            throw StageFailure("`on_bad_rows` must be error or skip, got `\(params.on_bad_rows)`")
+        }
+        if let maxRows = params.max_rows, maxRows < 1 {
+            throw StageFailure("`max_rows` must be at least 1, got \(maxRows)")
+        }
+        let reader = TextClassificationReader(
+            format: format, textColumn: params.text_column.selector, labelColumn: params.label_column.selector,
+            hasHeader: params.has_header, onBadRows: policy, maxRows: params.max_rows)
+        let importer = TextClassificationImport(reader: reader, devFraction: params.split_dev_from_train, seed: context.seed)
+        context.progress.report(StageProgress(message: "reading \((params.train as NSString).lastPathComponent)"))
+        let report = try StageFailure.wrapping { () throws(ModelFileError) in
+            try importer.run(train: params.train, dev: params.dev, test: params.test, into: context.outputDirectory)
+        }
+
+        var metrics: [String: Value] = ["labels": .int(report.labels.count)]
+        var skipped = 0
+        for (split, counts) in report.splits {
+            metrics["\(split)_rows"] = .int(counts.rows)
+            for (label, count) in counts.labelCounts {
+                metrics["\(split)_label_\(label)"] = .int(count)
+            }
+            if policy == .skip { metrics["\(split)_bad_rows"] = .int(counts.badRows) }
+            skipped += counts.badRows
+        }
+        if policy == .skip { metrics["bad_rows_skipped"] = .int(skipped) }
+        context.log.line("labels: \(report.labels.joined(separator: ", "))")
+        for split in report.dataset.splitNames {
+            guard let counts = report.splits[split] else { continue }
+            let labels = report.labels.map { "\($0)=\(counts.labelCounts[$0] ?? 0)" }.joined(separator: " ")
+            context.log.line("\(split): \(counts.rows) rows (\(labels)), \(counts.badRows) bad rows skipped")
+        }
+        if !report.badRowSamples.isEmpty {
+            context.log.line("first rows left out:")
+            for sample in report.badRowSamples { context.log.line("  \(sample)") }
+        }
+        return StageResult(metrics: metrics, outputs: ["dataset": "."])
+    }
+}
