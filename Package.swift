@@ -76,7 +76,12 @@ let package = Package(
         .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
         .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
         .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor"]),
-        .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeModels"]),
+        .testTarget(
+            name: "SqueezeModelsTests",
+            dependencies: ["SqueezeModels"],
+            // Token-id fixtures read from the source tree at test time.
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "SqueezeCLITests",
             dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML"],
