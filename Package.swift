@@ -51,10 +51,14 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]
         ),
+        // Vectorised fp32 kernels (clang vector extensions; AVX2+FMA chosen at run
+        // time on x86_64, baseline elsewhere). Always -O3: tests then run the
+        // numerics that ship.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         // Tensors, backends (CPU via BLAS, reference), autodiff, optimisers, RNG.
         .target(
             name: "SqueezeTensor",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "CKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // Model files and models: safetensors, HF configs, WordPiece, BERT.

@@ -37,3 +37,37 @@ func expectClose(
 
 /// Bit patterns, for exact comparisons that treat NaN and −0 honestly.
 func bits(_ t: Tensor) -> [UInt32] { t.floats.map(\.bitPattern) }
+
+/// How a test input is laid out in memory.
+enum Layout: CaseIterable, Sendable {
+    case contiguous
+    /// A transposed view (last two axes), so not row-major.
+    case transposed
+    /// A slice along the last axis of a wider tensor, so rows have gaps.
+    case sliced
+}
+
+/// A uniform random f32 tensor of `shape` in `range`, laid out as `layout`.
+func randomTensor(
+    _ shape: [Int], _ layout: Layout = .contiguous, in range: Range<Float> = -1..<1, _ generator: inout SeededGenerator
+) -> Tensor {
+    switch layout {
+    case .contiguous:
+        return Tensor.uniform(shape: shape, in: range, generator: &generator)
+    case .transposed:
+        guard shape.count >= 2 else { return randomTensor(shape, .sliced, in: range, &generator) }
+        var stored = shape
+        stored.swapAt(shape.count - 2, shape.count - 1)
+        return Tensor.uniform(shape: stored, in: range, generator: &generator).transposed(shape.count - 2, shape.count - 1)
+    case .sliced:
+        guard let last = shape.last else { return Tensor.uniform(shape: shape, in: range, generator: &generator) }
+        var wide = shape
+        wide[shape.count - 1] = last + 3
+        return Tensor.uniform(shape: wide, in: range, generator: &generator).sliced(axis: shape.count - 1, 1..<1 + last)
+    }
+}
+
+/// i32 ids in `0..<upper`.
+func randomIDs(_ shape: [Int], upper: Int, _ generator: inout SeededGenerator) -> Tensor {
+    Tensor(shape: shape, int32s: (0..<shape.reduce(1, *)).map { _ in Int32(generator.next() % UInt64(upper)) })
+}
