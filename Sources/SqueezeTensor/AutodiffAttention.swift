@@ -1,13 +1,13 @@
 extension Tape {
     /// Scaled dot-product attention as one node.
     ///
-    /// Saves the (contiguous) queries, keys, values and the softmax
-    /// probabilities; the scores, the dropped-out probabilities and the dropout
+    /// Saves the queries, keys, values (views are fine: backends read strided
+    /// operands) and the softmax probabilities; the scores, the dropped-out probabilities and the dropout
     /// mask are not kept (the mask is drawn again from its seed and stream),
     /// which is one `[B, heads, T, T]` tensor instead of four.
     public func attention(query: Variable, key: Variable, value: Variable, bias: Tensor?, scale: Float, dropout: Float) -> Variable {
         let backend = self.backend
-        let q = query.value.contiguous(), k = key.value.contiguous(), v = value.value.contiguous()
+        let q = query.value, k = key.value, v = value.value
         var scores = backend.matmul(q, k, transposeA: false, transposeB: true, alpha: scale)
         if let bias { scores = backend.add(scores, bias) }
         let probabilities = backend.softmax(scores)

@@ -120,6 +120,26 @@ enum TinyBert {
         #expect(worst.ratio <= 1, "\(names[worst.input])[\(worst.element)]: analytic \(worst.analytic), numeric \(worst.numeric)")
     }
 
+    /// The CPU backend's whole-model gradients (dropout on) agree with the reference's.
+    @Test func cpuGradientsMatchReferenceGradients() throws {
+        let model = try TinyBert.model(initializerRange: 0.5, pooling: .mean)
+        func gradients(_ backend: any Backend) throws -> [Tensor?] {
+            let tape = Tape(backend: backend, dropoutSeed: 3)
+            let (loss, parameters) = try model.trainingLoss(on: tape, batch: TinyBert.batch, labels: TinyBert.labels)
+            tape.backward(from: loss)
+            return parameters.map { _, variable in tape.gradient(of: variable) }.elements
+        }
+        let reference = try gradients(backend)
+        let cpu = try gradients(CPUBackend(threads: 2))
+        for (name, (a, b)) in zip(model.weights.names, zip(reference, cpu)) {
+            #expect((a == nil) == (b == nil), "\(name)")
+            guard let x = a?.floats, let y = b?.floats else { continue }
+            let scale = x.reduce(Float(1e-3)) { max($0, abs($1)) }
+            let worst = zip(x, y).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+            #expect(worst <= 1e-4 * scale, "\(name): \(worst) at scale \(scale)")
+        }
+    }
+
     @Test func trainingLossMatchesInferenceWithoutDropout() throws {
         let model = try TinyBert.model(initializerRange: 0.5)
         let tape = Tape(backend: backend)

@@ -60,6 +60,15 @@ import Testing
         let error = Self.maxError(reference, rows: chosen, fixture: fixture, expected: expected)
         print("BERT parity (reference backend, 2 sentences, \(String(format: "%.1f", Date().timeIntervalSince(start))) s): max abs error \(error)")
         #expect(error <= 1e-4)
+
+        let full = BertBatch(
+            inputIDs: Tensor(shape: [rows, length], int32s: fixture.input_ids.flatMap { $0 }),
+            attentionMask: Tensor(shape: [rows, length], int32s: fixture.attention_mask.flatMap { $0 }))
+        let cpuStart = Date()
+        let cpu = try model.hiddenStates(full, backend: CPUBackend(threads: 2))
+        let cpuError = Self.maxError(cpu, rows: Array(0..<rows), fixture: fixture, expected: expected)
+        print("BERT parity (cpu backend, 16 sentences, \(String(format: "%.3f", Date().timeIntervalSince(cpuStart))) s): max abs error \(cpuError)")
+        #expect(cpuError <= 1e-4)
     }
 
     /// Max |actual − oracle| over positions with mask 1; `actual` row i is fixture row `rows[i]`.
