@@ -2,9 +2,9 @@ extension Tape {
     /// Scaled dot-product attention as one node.
     ///
     /// Saves the queries, keys, values (views are fine: backends read strided
-    /// operands) and the softmax probabilities; the scores, the dropped-out probabilities and the dropout
-    /// mask are not kept (the mask is drawn again from its seed and stream),
-    /// which is one `[B, heads, T, T]` tensor instead of four.
+    /// operands), the softmax probabilities and their dropped-out version; the
+    /// scores and the dropout mask are not kept (the backward draws the mask
+    /// again from its seed and stream).
     public func attention(query: Variable, key: Variable, value: Variable, bias: Tensor?, scale: Float, dropout: Float) -> Variable {
         let backend = self.backend
         let q = query.value, k = key.value, v = value.value
@@ -17,11 +17,12 @@ extension Tape {
             guard let seed = dropoutSeed else { return x }
             return backend.dropout(x, probability: dropout, seed: seed, stream: stream).output
         }
-        let output = backend.matmul(dropped(probabilities), v, transposeA: false, transposeB: false, alpha: 1)
+        let droppedProbabilities = dropped(probabilities)
+        let output = backend.matmul(droppedProbabilities, v, transposeA: false, transposeB: false, alpha: 1)
         let needQuery = query.requiresGradient, needKey = key.requiresGradient, needValue = value.requiresGradient
         return record(output, inputs: [query, key, value]) { gradient in
             let gradValue = needValue
-                ? backend.matmul(dropped(probabilities), gradient, transposeA: true, transposeB: false, alpha: 1) : nil
+                ? backend.matmul(droppedProbabilities, gradient, transposeA: true, transposeB: false, alpha: 1) : nil
             guard needQuery || needKey else { return [nil, nil, gradValue] }
             let gradDropped = backend.matmul(gradient, v, transposeA: false, transposeB: true, alpha: 1)
             let gradScores = backend.softmaxBackward(probabilities, dropped(gradDropped))
