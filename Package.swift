@@ -51,10 +51,14 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]
         ),
+        // Vectorised fp32 kernels (clang vector extensions; AVX2+FMA chosen at run
+        // time on x86_64, baseline elsewhere). Always -O3: tests then run the
+        // numerics that ship.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         // Tensors, backends (CPU via BLAS, reference), autodiff, optimisers, RNG.
         .target(
             name: "SqueezeTensor",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "CKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // Model files and models: safetensors, HF configs, WordPiece, BERT.
@@ -79,7 +83,12 @@ let package = Package(
         .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
         .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
         .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor"]),
-        .testTarget(name: "SqueezeModelsTests", dependencies: ["SqueezeModels"]),
+        .testTarget(
+            name: "SqueezeModelsTests",
+            dependencies: ["SqueezeModels"],
+            // Token-id fixtures read from the source tree at test time.
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "SqueezeCLITests",
             dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels"],

@@ -34,6 +34,14 @@ public final class TensorStorage: @unchecked Sendable {
         self.owner = nil
     }
 
+    /// Storage whose bytes are left uninitialised, for kernels that write
+    /// every element before anything reads it.
+    init(uninitializedByteCount byteCount: Int) {
+        self.bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        self.byteCount = byteCount
+        self.owner = nil
+    }
+
     /// Storage over bytes someone else owns; `owner` is retained until this
     /// storage dies. The bytes must not be written through a tensor.
     public init(borrowing bytes: UnsafeRawPointer, byteCount: Int, owner: AnyObject) {
@@ -130,23 +138,10 @@ public struct Tensor: @unchecked Sendable {
     /// This tensor, copied into fresh row-major storage unless it already is contiguous.
     public func contiguous() -> Tensor {
         if isContiguous { return self }
-        let result = Tensor(zeros: shape, dtype: dtype)
-        let size = dtype.byteSize
-        let source = storage.bytes
-        let destination = result.storage.bytes
-        var index = [Int](repeating: 0, count: shape.count)
-        for linear in 0..<count {
-            var element = offset
-            for axis in 0..<shape.count { element += index[axis] * strides[axis] }
-            (destination + linear * size).copyMemory(from: source + element * size, byteCount: size)
-            var axis = shape.count - 1
-            while axis >= 0 {
-                index[axis] += 1
-                if index[axis] < shape[axis] { break }
-                index[axis] = 0
-                axis -= 1
-            }
-        }
+        let result = Tensor(storage: TensorStorage(uninitializedByteCount: count * dtype.byteSize), dtype: dtype, shape: shape)
+        StridedCopy.copy(
+            from: storage.bytes, offset: offset, shape: shape, strides: strides, elementSize: dtype.byteSize,
+            to: result.storage.bytes)
         return result
     }
 

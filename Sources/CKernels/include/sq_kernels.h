@@ -1,0 +1,83 @@
+// Vectorised fp32 kernels for SqueezeTensor's CPU backend.
+//
+// Every function is single-threaded and works on the range it is given; the
+// Swift side splits work into fixed chunks and runs them on its threads. On
+// x86_64 each kernel has an AVX2+FMA variant chosen at run time and a
+// baseline variant; other architectures (aarch64) build the baseline only.
+// Within one process the same variant is always used, so results are
+// reproducible run to run.
+#ifndef SQ_KERNELS_H
+#define SQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Name of the variant in use ("avx2-fma" or "baseline").
+const char *sq_kernel_variant(void);
+
+/// Binary element-wise op over `n` elements. `stride_a`/`stride_b` are 1
+/// (contiguous) or 0 (one repeated value). op: 0 add, 1 subtract, 2 multiply,
+/// 3 select: `b != 0 ? fill : a` (masked fill).
+void sq_binary(int op, const float *a, ptrdiff_t stride_a, const float *b, ptrdiff_t stride_b,
+               float *out, ptrdiff_t n, float fill);
+/// out = x * scale + shift
+void sq_affine(const float *x, float *out, ptrdiff_t n, float scale, float shift);
+/// acc += x
+void sq_accumulate(float *acc, const float *x, ptrdiff_t n);
+
+/// GELU, exact erf form x·Φ(x), with a vectorised erfc (relative error ~1e-7).
+void sq_gelu(const float *x, float *out, ptrdiff_t n);
+/// dy · (Φ(x) + x·φ(x))
+void sq_gelu_backward(const float *x, const float *dy, float *out, ptrdiff_t n);
+void sq_tanh(const float *x, float *out, ptrdiff_t n);
+/// dy · (1 − y²)
+void sq_tanh_backward(const float *y, const float *dy, float *out, ptrdiff_t n);
+/// e^x (for tests of the vector exponential).
+void sq_exp(const float *x, float *out, ptrdiff_t n);
+
+/// Row-wise softmax of `rows` rows of `cols`; `log_sum_exp` (nullable) gets
+/// max + log Σ e^(x − max) per row.
+void sq_softmax_rows(const float *x, float *out, float *log_sum_exp, ptrdiff_t rows, ptrdiff_t cols);
+void sq_log_softmax_rows(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols);
+/// y ⊙ (dy − Σ dy ⊙ y) per row.
+void sq_softmax_backward_rows(const float *y, const float *dy, float *out, ptrdiff_t rows, ptrdiff_t cols);
+/// dy − e^y · Σ dy per row.
+void sq_log_softmax_backward_rows(const float *y, const float *dy, float *out, ptrdiff_t rows, ptrdiff_t cols);
+
+/// Layer norm of each row; writes the row mean and 1/σ.
+void sq_layer_norm_rows(const float *x, const float *gamma, const float *beta, float epsilon,
+                        float *out, float *mean, float *inverse_std, ptrdiff_t rows, ptrdiff_t cols);
+/// Input gradient of each row, and Σ over these rows of dy·x̂ and dy, ADDED
+/// to `gamma_partial` and `beta_partial` (`cols` floats each).
+void sq_layer_norm_backward_rows(const float *dy, const float *x, const float *gamma, const float *mean,
+                                 const float *inverse_std, float *dx, float *gamma_partial,
+                                 float *beta_partial, ptrdiff_t rows, ptrdiff_t cols);
+
+/// out[r] = Σ_c x[r·cols + c], accumulated in double.
+void sq_sum_rows(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols);
+/// out[c] = Σ_r x[r·row_stride + c] for c < cols (cols ≤ SQ_COLUMN_BLOCK), accumulated in double.
+void sq_sum_columns(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t row_stride);
+#define SQ_COLUMN_BLOCK 256
+/// Σ x², accumulated in double.
+double sq_sum_of_squares(const float *x, ptrdiff_t n);
+
+/// Inverted dropout over elements `first_index ..< first_index + n` of a
+/// stream: element i keeps when the top 24 bits of
+/// splitmix64(key + (i + 1)·golden) are ≥ threshold.
+void sq_dropout(const float *x, float *out, float *mask, ptrdiff_t n, uint64_t first_index, uint64_t key,
+                uint64_t threshold, float scale);
+
+/// AdamW on n elements: p −= lr·wd·p; m, v moments; p −= step_size · m / (√v / root_correction2 + ε),
+/// where step_size = lr / (1 − β1^t) and root_correction2 = √(1 − β2^t).
+void sq_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float learning_rate, float beta1,
+              float beta2, float epsilon, float weight_decay, float step_size, float root_correction2);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

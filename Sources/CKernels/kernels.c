@@ -1,0 +1,114 @@
+#include "sq_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+// Clang vector extensions: portable 8-lane vectors that lower to one AVX
+// register, two SSE registers or two NEON registers depending on the target.
+typedef float f8 __attribute__((ext_vector_type(8)));
+typedef int32_t i8v __attribute__((ext_vector_type(8)));
+
+// Helpers are always inlined, so 256-bit vectors never cross a call boundary
+// in the baseline variant either; the ABI note does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+#define SQ_INLINE static inline __attribute__((always_inline))
+
+// Per-variant helper names (see vector_math.h).
+#define load8 SQ_NAME(load8)
+#define store8 SQ_NAME(store8)
+#define splat8 SQ_NAME(splat8)
+#define select8 SQ_NAME(select8)
+#define abs8 SQ_NAME(abs8)
+#define reduce_max8 SQ_NAME(reduce_max8)
+#define reduce_sum8 SQ_NAME(reduce_sum8)
+#define floor_int8 SQ_NAME(floor_int8)
+#define exp8 SQ_NAME(exp8)
+#define phi8 SQ_NAME(phi8)
+#define tanh8 SQ_NAME(tanh8)
+
+#define SQ_TARGET
+#define SQ_NAME(x) sq_base_##x
+#include "kernels_impl.h"
+#undef SQ_TARGET
+#undef SQ_NAME
+
+#if defined(__x86_64__)
+#define SQ_TARGET __attribute__((target("avx2,fma")))
+#define SQ_NAME(x) sq_avx2_##x
+#include "kernels_impl.h"
+#undef SQ_TARGET
+#undef SQ_NAME
+
+/// 1 when the CPU has AVX2 and FMA; decided once (relaxed atomics: every
+/// thread computes the same answer).
+static int sq_use_avx2(void) {
+    static int cached = -1;
+    int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (value < 0) {
+        __builtin_cpu_init();
+        value = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
+    }
+    return value;
+}
+#define SQ_CALL(x, args) (sq_use_avx2() ? sq_avx2_##x args : sq_base_##x args)
+#else
+static int sq_use_avx2(void) { return 0; }
+#define SQ_CALL(x, args) (sq_base_##x args)
+#endif
+
+const char *sq_kernel_variant(void) { return sq_use_avx2() ? "avx2-fma" : "baseline"; }
+
+void sq_binary(int op, const float *a, ptrdiff_t stride_a, const float *b, ptrdiff_t stride_b, float *out,
+               ptrdiff_t n, float fill) {
+    SQ_CALL(binary_dispatch, (op, a, stride_a, b, stride_b, out, n, fill));
+}
+void sq_affine(const float *x, float *out, ptrdiff_t n, float scale, float shift) {
+    SQ_CALL(affine, (x, out, n, scale, shift));
+}
+void sq_accumulate(float *acc, const float *x, ptrdiff_t n) { SQ_CALL(accumulate, (acc, x, n)); }
+void sq_gelu(const float *x, float *out, ptrdiff_t n) { SQ_CALL(gelu, (x, out, n)); }
+void sq_gelu_backward(const float *x, const float *dy, float *out, ptrdiff_t n) {
+    SQ_CALL(gelu_backward, (x, dy, out, n));
+}
+void sq_tanh(const float *x, float *out, ptrdiff_t n) { SQ_CALL(tanh, (x, out, n)); }
+void sq_tanh_backward(const float *y, const float *dy, float *out, ptrdiff_t n) {
+    SQ_CALL(tanh_backward, (y, dy, out, n));
+}
+void sq_exp(const float *x, float *out, ptrdiff_t n) { SQ_CALL(exp, (x, out, n)); }
+void sq_softmax_rows(const float *x, float *out, float *log_sum_exp, ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(softmax_rows, (x, out, log_sum_exp, rows, cols));
+}
+void sq_log_softmax_rows(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(log_softmax_rows, (x, out, rows, cols));
+}
+void sq_softmax_backward_rows(const float *y, const float *dy, float *out, ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(softmax_backward_rows, (y, dy, out, rows, cols));
+}
+void sq_log_softmax_backward_rows(const float *y, const float *dy, float *out, ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(log_softmax_backward_rows, (y, dy, out, rows, cols));
+}
+void sq_layer_norm_rows(const float *x, const float *gamma, const float *beta, float epsilon, float *out,
+                        float *mean, float *inverse_std, ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(layer_norm_rows, (x, gamma, beta, epsilon, out, mean, inverse_std, rows, cols));
+}
+void sq_layer_norm_backward_rows(const float *dy, const float *x, const float *gamma, const float *mean,
+                                 const float *inverse_std, float *dx, float *gamma_partial, float *beta_partial,
+                                 ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(layer_norm_backward_rows, (dy, x, gamma, mean, inverse_std, dx, gamma_partial, beta_partial, rows, cols));
+}
+void sq_sum_rows(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(sum_rows, (x, out, rows, cols));
+}
+void sq_sum_columns(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t row_stride) {
+    SQ_CALL(sum_columns, (x, out, rows, cols, row_stride));
+}
+double sq_sum_of_squares(const float *x, ptrdiff_t n) { return SQ_CALL(sum_of_squares, (x, n)); }
+void sq_dropout(const float *x, float *out, float *mask, ptrdiff_t n, uint64_t first_index, uint64_t key,
+                uint64_t threshold, float scale) {
+    SQ_CALL(dropout, (x, out, mask, n, first_index, key, threshold, scale));
+}
+void sq_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float learning_rate, float beta1,
+              float beta2, float epsilon, float weight_decay, float step_size, float root_correction2) {
+    SQ_CALL(adamw, (p, g, m, v, n, learning_rate, beta1, beta2, epsilon, weight_decay, step_size, root_correction2));
+}

@@ -1,0 +1,210 @@
+import SqueezeTensor
+
+/// Heads and FFN width of one encoder layer, read from its weights (pruned
+/// layers differ from the config and from each other).
+public struct BertLayerShape: Sendable, Hashable {
+    public var heads: Int
+    public var intermediateSize: Int
+
+    public init(heads: Int, intermediateSize: Int) {
+        self.heads = heads
+        self.intermediateSize = intermediateSize
+    }
+}
+
+/// A BERT encoder with a sequence-classification head: embeddings (word +
+/// position + token type, LayerNorm), post-LN encoder layers (multi-head
+/// attention, GELU FFN), pooling (pooler or mean) and a linear classifier.
+///
+/// The forward pass is written once against `TensorOperations`: `Eager` for
+/// inference, a `Tape` for training.
+public struct BertModel: Sendable {
+    public private(set) var config: BertConfig
+    public private(set) var weights: BertWeights<Tensor>
+    public let pooling: BertPooling
+    public let layerShapes: [BertLayerShape]
+
+    /// A model over `weights`, whose shapes are checked against `config`
+    /// (`file` names the source in errors). `pooling` defaults to the
+    /// config's, else to the pooler when its weights exist, else mean.
+    public init(config: BertConfig, weights: BertWeights<Tensor>, pooling: BertPooling? = nil, file: String = "<weights>") throws(ModelFileError) {
+        try config.validate(file: file)
+        let layerShapes = try Self.checkShapes(weights, config: config, file: file)
+        let resolved = pooling ?? config.pooling ?? (weights.pooler == nil ? .mean : .pooler)
+        if resolved == .pooler && weights.pooler == nil {
+            throw ModelFileError(file: file, "pooling `pooler` needs `pooler.dense` weights, which are missing")
+        }
+        self.config = config
+        self.weights = weights
+        self.pooling = resolved
+        self.layerShapes = layerShapes
+    }
+
+    /// Lets `body` change the parameters in place (in `weights.elements`
+    /// order; same shapes), e.g. an optimiser step. The model lets go of its
+    /// references first, so uniquely held tensors are updated without copies.
+    public mutating func updateParameters(_ body: (inout [Tensor]) throws -> Void) rethrows {
+        var tensors = weights.elements
+        let shapes = tensors.map(\.shape)
+        let structure = weights.map { _, _ in () }
+        weights = structure.map { _, _ in Tensor(zeros: [0]) }
+        defer { weights = structure.replacing(with: tensors) }
+        try body(&tensors)
+        precondition(tensors.map(\.shape) == shapes, "updateParameters changed parameter shapes")
+    }
+
+    /// Number of scalar parameters.
+    public var parameterCount: Int { weights.elements.reduce(0) { $0 + $1.count } }
+
+    /// True for parameters that get weight decay: everything but biases and
+    /// LayerNorm weights (the Hugging Face `Trainer` split), in `elements` order.
+    public static func decayMask(names: [String]) -> [Bool] {
+        names.map { !$0.hasSuffix(".bias") && !$0.contains("LayerNorm") }
+    }
+
+    // MARK: Inference
+
+    /// The last hidden state `[B, T, hidden]`.
+    public func hiddenStates(_ batch: BertBatch, backend: any Backend) throws(BertInputError) -> Tensor {
+        try check(batch)
+        return Self.encode(Eager(backend: backend), weights, config: config, batch: batch)
+    }
+
+    /// Classification logits `[B, labels]`.
+    public func logits(_ batch: BertBatch, backend: any Backend) throws(BertInputError) -> Tensor {
+        try check(batch)
+        return Self.logits(Eager(backend: backend), weights, config: config, pooling: pooling, batch: batch)
+    }
+
+    // MARK: Training
+
+    /// Records the forward pass and the mean cross-entropy against i32 `labels`
+    /// `[B]` on `tape` (dropout active when the tape has a seed). After
+    /// `tape.backward(from: loss)`, `parameters.map { tape.gradient(of: $1) }`
+    /// are the gradients.
+    public func trainingLoss(
+        on tape: Tape, batch: BertBatch, labels: Tensor
+    ) throws(BertInputError) -> (loss: Variable, parameters: BertWeights<Variable>) {
+        try check(batch)
+        try check(labels: labels, batchSize: batch.inputIDs.shape[0])
+        let parameters = weights.map { _, tensor in tape.parameter(tensor) }
+        let logits = Self.logits(tape, parameters, config: config, pooling: pooling, batch: batch)
+        return (tape.crossEntropy(logits, labels: labels), parameters)
+    }
+
+    // MARK: The forward pass
+
+    /// Classification logits `[B, labels]` for a checked batch.
+    public static func logits<Ops: TensorOperations>(
+        _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, pooling: BertPooling, batch: BertBatch
+    ) -> Ops.Value {
+        let hidden = encode(ops, weights, config: config, batch: batch)
+        let pooled = pool(ops, hidden, weights: weights, pooling: pooling, batch: batch)
+        let dropout = Float(config.classifierDropoutProbability ?? config.hiddenDropoutProbability)
+        return ops.linear(ops.dropout(pooled, probability: dropout), weight: weights.classifier.weight, bias: weights.classifier.bias)
+    }
+
+    /// The last hidden state `[B, T, hidden]` for a checked batch.
+    public static func encode<Ops: TensorOperations>(
+        _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch
+    ) -> Ops.Value {
+        let length = batch.inputIDs.shape[1]
+        let epsilon = Float(config.layerNormEpsilon)
+        let hiddenDropout = Float(config.hiddenDropoutProbability)
+        let embeddings = weights.embeddings
+        // Hugging Face's order: (word + token type) + position.
+        var x = ops.gather(embeddings.word, ids: batch.inputIDs)
+        if let types = batch.tokenTypeIDs {
+            x = ops.add(x, ops.gather(embeddings.tokenType, ids: types))
+        } else {
+            x = ops.add(x, ops.slice(embeddings.tokenType, axis: 0, 0..<1))
+        }
+        x = ops.add(x, ops.slice(embeddings.position, axis: 0, 0..<length))
+        x = ops.layerNorm(x, gamma: embeddings.layerNorm.weight, beta: embeddings.layerNorm.bias, epsilon: epsilon)
+        x = ops.dropout(x, probability: hiddenDropout)
+        let bias = attentionBias(batch.attentionMask)
+        for layer in weights.layers {
+            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias)
+        }
+        return x
+    }
+
+    /// One post-LN encoder layer.
+    static func encoderLayer<Ops: TensorOperations>(
+        _ ops: Ops, _ x: Ops.Value, _ layer: BertLayerWeights<Ops.Value>, config: BertConfig, attentionBias: Tensor
+    ) -> Ops.Value {
+        let shape = ops.tensor(x).shape
+        let (batch, length, hidden) = (shape[0], shape[1], shape[2])
+        let headDimension = config.headDimension
+        let heads = ops.tensor(layer.query.weight).shape[0] / headDimension
+        let epsilon = Float(config.layerNormEpsilon)
+        let hiddenDropout = Float(config.hiddenDropoutProbability)
+
+        let attended: Ops.Value
+        if heads > 0 {
+            func splitHeads(_ projection: LinearWeights<Ops.Value>) -> Ops.Value {
+                let y = ops.linear(x, weight: projection.weight, bias: projection.bias)
+                return ops.transpose(ops.reshape(y, [batch, length, heads, headDimension]), 1, 2)
+            }
+            let context = ops.attention(
+                query: splitHeads(layer.query), key: splitHeads(layer.key), value: splitHeads(layer.value),
+                bias: attentionBias, scale: 1 / Float(headDimension).squareRoot(),
+                dropout: Float(config.attentionDropoutProbability))
+            let merged = ops.reshape(ops.transpose(context, 1, 2), [batch, length, heads * headDimension])
+            attended = ops.linear(merged, weight: layer.attentionOutput.weight, bias: layer.attentionOutput.bias)
+        } else {
+            // A fully pruned attention block contributes only its output bias.
+            attended = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.attentionOutput.bias)
+        }
+        let afterAttention = ops.layerNorm(
+            ops.add(ops.dropout(attended, probability: hiddenDropout), x),
+            gamma: layer.attentionLayerNorm.weight, beta: layer.attentionLayerNorm.bias, epsilon: epsilon)
+
+        let fed: Ops.Value
+        if ops.tensor(layer.intermediate.weight).shape[0] > 0 {
+            let inner = ops.gelu(ops.linear(afterAttention, weight: layer.intermediate.weight, bias: layer.intermediate.bias))
+            fed = ops.linear(inner, weight: layer.output.weight, bias: layer.output.bias)
+        } else {
+            fed = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.output.bias)
+        }
+        return ops.layerNorm(
+            ops.add(ops.dropout(fed, probability: hiddenDropout), afterAttention),
+            gamma: layer.outputLayerNorm.weight, beta: layer.outputLayerNorm.bias, epsilon: epsilon)
+    }
+
+    /// `[B, hidden]` sentence vectors from the last hidden state.
+    public static func pool<Ops: TensorOperations>(
+        _ ops: Ops, _ hidden: Ops.Value, weights: BertWeights<Ops.Value>, pooling: BertPooling, batch: BertBatch
+    ) -> Ops.Value {
+        let shape = ops.tensor(hidden).shape
+        switch pooling {
+        case .pooler:
+            guard let pooler = weights.pooler else { preconditionFailure("pooler pooling without pooler weights") }
+            let first = ops.reshape(ops.slice(hidden, axis: 1, 0..<1), [shape[0], shape[2]])
+            return ops.tanh(ops.linear(first, weight: pooler.weight, bias: pooler.bias))
+        case .mean:
+            let (mask, inverseCounts) = meanPoolingFactors(batch.attentionMask)
+            let summed = ops.sum(ops.multiply(hidden, ops.constant(mask)), axes: [1], keepDimensions: false)
+            return ops.multiply(summed, ops.constant(inverseCounts))
+        }
+    }
+
+    /// The additive attention mask `[B, 1, 1, T]`: 0 for real keys, -1e9 for padding.
+    static func attentionBias(_ mask: Tensor) -> Tensor {
+        let (batch, length) = (mask.shape[0], mask.shape[1])
+        let values = mask.int32s.map { $0 == 0 ? Float(-1e9) : 0 }
+        return Tensor(shape: [batch, 1, 1, length], floats: values)
+    }
+
+    /// The mask as floats `[B, T, 1]` and 1/count per sequence `[B, 1]`.
+    static func meanPoolingFactors(_ mask: Tensor) -> (mask: Tensor, inverseCounts: Tensor) {
+        let (batch, length) = (mask.shape[0], mask.shape[1])
+        let values = mask.int32s.map { $0 == 0 ? Float(0) : 1 }
+        var inverse = [Float](repeating: 0, count: batch)
+        for row in 0..<batch {
+            let count = values[(row * length)..<((row + 1) * length)].reduce(0, +)
+            inverse[row] = 1 / Swift.max(count, 1)
+        }
+        return (Tensor(shape: [batch, length, 1], floats: values), Tensor(shape: [batch, 1], floats: inverse))
+    }
+}

@@ -1,0 +1,428 @@
+import CBLAS
+import CKernels
+import Foundation
+
+/// The fast CPU backend: OpenBLAS `sgemm` for matrix products, vectorised C
+/// kernels (`CKernels`, AVX2+FMA when the CPU has them) for everything else.
+///
+/// Threading policy — one budget of `threads`:
+/// - matrix products run inside OpenBLAS, whose (process-wide) thread count the
+///   backend sets to `threads` before each product when it differs;
+/// - every other op splits its work into fixed chunks and runs them on at most
+///   `threads` Dispatch workers.
+/// Ops run one after another, so BLAS threads and kernel workers are never busy
+/// at the same time and the machine is not oversubscribed. Two backends with
+/// different budgets in one process should not run ops concurrently (they
+/// would fight over OpenBLAS's thread count; results stay correct).
+///
+/// Numerics: chunk boundaries depend only on tensor shapes and dropout is
+/// counter-based, so results are bit-identical run to run and for any
+/// `threads`. They agree with `ReferenceBackend` to about 1e-5 relative.
+public struct CPUBackend: Backend {
+    public let threads: Int
+    let runner: ChunkRunner
+
+    public init(threads: Int) {
+        precondition(threads >= 1, "CPUBackend needs at least one thread")
+        self.threads = threads
+        self.runner = ChunkRunner(threads: threads)
+    }
+
+    public var id: String { "cpu" }
+
+    /// Which kernel variant this machine runs ("avx2-fma" or "baseline").
+    public static var kernelVariant: String { String(cString: sq_kernel_variant()) }
+
+    // MARK: Matrix products
+
+    public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {
+        a.requireFloat("matmul")
+        b.requireFloat("matmul")
+        let s = Shapes.matmul(a.shape, b.shape, transposeA: transposeA, transposeB: transposeB)
+        if s.batch * s.m * s.n == 0 || s.k == 0 { return Tensor(zeros: s.resultShape) }
+        precondition(
+            Swift.max(s.m, s.n, s.k, s.batch * s.m) <= Int(Int32.max), "matmul: sizes exceed the BLAS integer range")
+        let left = MatrixOperand(a, transposed: transposeA)
+        let right = MatrixOperand(b, transposed: transposeB)
+        setBLASThreads()
+        return produce(s.resultShape) { c in
+            withExtendedLifetime((left, right)) {
+                let foldRows = s.sharedB && !left.transposed && left.rowsAreUniform(rowsPerBatch: s.m)
+                if foldRows {
+                    // [batch·M, K] · [K, N]: one GEMM over every row.
+                    gemm(
+                        left, left.batchOffsets[0], right, right.batchOffsets[0], c, m: s.batch * s.m, n: s.n, k: s.k,
+                        alpha: alpha)
+                    return
+                }
+                for batch in 0..<s.batch {
+                    gemm(
+                        left, left.batchOffsets[batch], right, s.sharedB ? right.batchOffsets[0] : right.batchOffsets[batch],
+                        c + batch * s.m * s.n, m: s.m, n: s.n, k: s.k, alpha: alpha)
+                }
+            }
+        }
+    }
+
+    private func gemm(
+        _ a: MatrixOperand, _ aOffset: Int, _ b: MatrixOperand, _ bOffset: Int, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, alpha: Float
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans, b.transposed ? CblasTrans : CblasNoTrans,
+            blasint(m), blasint(n), blasint(k), alpha, a.base + aOffset, blasint(a.leadingDimension),
+            b.base + bOffset, blasint(b.leadingDimension), 0, c, blasint(n))
+    }
+
+    private func setBLASThreads() {
+        if openblas_get_num_threads() != Int32(threads) { openblas_set_num_threads(Int32(threads)) }
+    }
+
+    // MARK: Element-wise
+
+    public func add(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b, op: 0, "add") }
+    public func subtract(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b, op: 1, "subtract") }
+    public func multiply(_ a: Tensor, _ b: Tensor) -> Tensor { binary(a, b, op: 2, "multiply") }
+
+    public func affine(_ a: Tensor, scale: Float, shift: Float) -> Tensor {
+        map(a, "affine") { sq_affine($0, $1, $2, scale, shift) }
+    }
+
+    public func reduce(_ gradient: Tensor, toShape shape: [Int]) -> Tensor {
+        gradient.requireFloat("reduce")
+        let axes = Shapes.expandedAxes(from: shape, to: gradient.shape)
+        return sumKeepingAxes(gradient.contiguous(), axes: axes).reshaped(shape)
+    }
+
+    // MARK: Activations
+
+    public func gelu(_ x: Tensor) -> Tensor { map(x, "gelu") { sq_gelu($0, $1, $2) } }
+
+    public func geluBackward(_ x: Tensor, _ dy: Tensor) -> Tensor {
+        paired(x, dy, "geluBackward") { sq_gelu_backward($0, $1, $2, $3) }
+    }
+
+    public func tanh(_ x: Tensor) -> Tensor { map(x, "tanh") { sq_tanh($0, $1, $2) } }
+
+    public func tanhBackward(_ y: Tensor, _ dy: Tensor) -> Tensor {
+        paired(y, dy, "tanhBackward") { sq_tanh_backward($0, $1, $2, $3) }
+    }
+
+    // MARK: Normalisation
+
+    public func softmax(_ x: Tensor) -> Tensor {
+        rowwise(x, "softmax") { sq_softmax_rows($0, $1, nil, $2, $3) }
+    }
+
+    public func softmaxBackward(_ y: Tensor, _ dy: Tensor) -> Tensor {
+        rowwisePaired(y, dy, "softmaxBackward") { sq_softmax_backward_rows($0, $1, $2, $3, $4) }
+    }
+
+    public func logSoftmax(_ x: Tensor) -> Tensor {
+        rowwise(x, "logSoftmax") { sq_log_softmax_rows($0, $1, $2, $3) }
+    }
+
+    public func logSoftmaxBackward(_ y: Tensor, _ dy: Tensor) -> Tensor {
+        rowwisePaired(y, dy, "logSoftmaxBackward") { sq_log_softmax_backward_rows($0, $1, $2, $3, $4) }
+    }
+
+    public func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> LayerNormResult {
+        x.requireFloat("layerNorm")
+        gamma.requireFloat("layerNorm")
+        beta.requireFloat("layerNorm")
+        let (rows, columns) = Shapes.rowsAndColumns(x.shape)
+        precondition(gamma.shape == [columns] && beta.shape == [columns], "layerNorm: gamma/beta must be [\(columns)]")
+        let meanStorage = TensorStorage(uninitializedByteCount: rows * 4)
+        let inverseStorage = TensorStorage(uninitializedByteCount: rows * 4)
+        let means = meanStorage.bytes.assumingMemoryBound(to: Float.self)
+        let inverses = inverseStorage.bytes.assumingMemoryBound(to: Float.self)
+        let output = withFloats(x) { px in
+            withFloats(gamma) { pg in
+                withFloats(beta) { pb in
+                    produce(x.shape) { po in
+                        runner.forEachRange(count: rows, chunkSize: rowChunk(columns: columns)) { r in
+                            let start = r.lowerBound * columns
+                            sq_layer_norm_rows(
+                                px + start, pg, pb, epsilon, po + start, means + r.lowerBound, inverses + r.lowerBound,
+                                r.count, columns)
+                        }
+                    }
+                }
+            }
+        }
+        return LayerNormResult(
+            output: output,
+            mean: Tensor(storage: meanStorage, dtype: .f32, shape: [rows]),
+            inverseStd: Tensor(storage: inverseStorage, dtype: .f32, shape: [rows]))
+    }
+
+    public func layerNormBackward(
+        _ dy: Tensor, _ x: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor
+    ) -> LayerNormGradients {
+        for t in [dy, x, gamma, mean, inverseStd] { t.requireFloat("layerNormBackward") }
+        precondition(dy.shape == x.shape, "layerNormBackward: dy \(dy.shape) vs x \(x.shape)")
+        let (rows, columns) = Shapes.rowsAndColumns(x.shape)
+        precondition(gamma.shape == [columns], "layerNormBackward: gamma must be [\(columns)]")
+        precondition(mean.count == rows && inverseStd.count == rows, "layerNormBackward: statistics must be [\(rows)]")
+        let perChunk = rowChunk(columns: columns)
+        let chunks = (rows + perChunk - 1) / perChunk
+        // Per-chunk partial sums of dγ and dβ, combined in chunk order below.
+        var gammaPartials = [Float](repeating: 0, count: chunks * columns)
+        var betaPartials = [Float](repeating: 0, count: chunks * columns)
+        let dx = withFloats(dy) { pdy in
+            withFloats(x) { px in
+                withFloats(gamma) { pg in
+                    withFloats(mean) { pm in
+                        withFloats(inverseStd) { pi in
+                            gammaPartials.withUnsafeMutableBufferPointer { gp in
+                                betaPartials.withUnsafeMutableBufferPointer { bp in
+                                    produce(x.shape) { po in
+                                        let gBase = gp.baseAddress
+                                        let bBase = bp.baseAddress
+                                        runner.run(chunks: chunks) { chunk in
+                                            let first = chunk * perChunk
+                                            let count = Swift.min(rows, first + perChunk) - first
+                                            let start = first * columns
+                                            sq_layer_norm_backward_rows(
+                                                pdy + start, px + start, pg, pm + first, pi + first, po + start,
+                                                gBase.map { $0 + chunk * columns }, bBase.map { $0 + chunk * columns },
+                                                count, columns)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var dGamma = [Float](repeating: 0, count: columns)
+        var dBeta = [Float](repeating: 0, count: columns)
+        for column in 0..<columns {
+            var g = 0.0
+            var b = 0.0
+            for chunk in 0..<chunks {
+                g += Double(gammaPartials[chunk * columns + column])
+                b += Double(betaPartials[chunk * columns + column])
+            }
+            dGamma[column] = Float(g)
+            dBeta[column] = Float(b)
+        }
+        return LayerNormGradients(
+            input: dx, gamma: Tensor(shape: [columns], floats: dGamma), beta: Tensor(shape: [columns], floats: dBeta))
+    }
+
+    // MARK: Indexing and masking
+
+    public func gather(_ table: Tensor, _ ids: Tensor) -> Tensor {
+        table.requireFloat("gather")
+        ids.requireInt32("gather")
+        precondition(table.rank == 2, "gather: table must be [V, D], got \(table.shape)")
+        let (vocabulary, width) = (table.shape[0], table.shape[1])
+        let indices = ids.contiguous()
+        return indices.withUnsafeElements(Int32.self) { idv in
+            for id in idv { precondition(id >= 0 && Int(id) < vocabulary, "gather: id \(id) outside 0..<\(vocabulary)") }
+            return withFloats(table) { pt in
+                produce(ids.shape + [width]) { po in
+                    runner.forEachRange(count: idv.count, chunkSize: rowChunk(columns: width)) { r in
+                        for position in r {
+                            (po + position * width).update(from: pt + Int(idv[position]) * width, count: width)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func scatterAdd(_ dy: Tensor, _ ids: Tensor, rows: Int) -> Tensor {
+        dy.requireFloat("scatterAdd")
+        ids.requireInt32("scatterAdd")
+        precondition(
+            dy.rank == ids.rank + 1 && Array(dy.shape.dropLast()) == ids.shape,
+            "scatterAdd: dy \(dy.shape) must be ids \(ids.shape) + [D]")
+        let width = dy.shape[dy.rank - 1]
+        let result = Tensor(zeros: [rows, width])
+        let out = result.storage.bytes.assumingMemoryBound(to: Float.self)
+        let block = Int(SQ_COLUMN_BLOCK)
+        ids.contiguous().withUnsafeElements(Int32.self) { idv in
+            for id in idv { precondition(id >= 0 && Int(id) < rows, "scatterAdd: id \(id) outside 0..<\(rows)") }
+            withFloats(dy) { pdy in
+                // Each chunk owns a block of columns and adds every row in id order.
+                runner.forEachRange(count: width, chunkSize: block) { columns in
+                    for (position, id) in idv.enumerated() {
+                        sq_accumulate(
+                            out + Int(id) * width + columns.lowerBound, pdy + position * width + columns.lowerBound,
+                            columns.count)
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    public func maskedFill(_ x: Tensor, mask: Tensor, value: Float) -> Tensor {
+        x.requireFloat("maskedFill")
+        precondition(Shapes.broadcast(x.shape, mask.shape) == x.shape, "maskedFill: mask \(mask.shape) does not broadcast to \(x.shape)")
+        let flags = Tensor(shape: mask.shape, floats: mask.nonZeroFlags.map { $0 ? 1 : 0 })
+        return broadcastBinary(x, flags, shape: x.shape, op: 3, fill: value)
+    }
+
+    // MARK: Reductions
+
+    public func sum(_ x: Tensor, axes: [Int], keepDimensions: Bool) -> Tensor {
+        x.requireFloat("sum")
+        let resolved = Shapes.normalize(axes: axes, rank: x.rank)
+        let kept = sumKeepingAxes(x.contiguous(), axes: resolved)
+        return keepDimensions ? kept : kept.reshaped(Shapes.reducedShape(x.shape, axes: resolved, keepDimensions: false))
+    }
+
+    public func mean(_ x: Tensor, axes: [Int], keepDimensions: Bool) -> Tensor {
+        let total = sum(x, axes: axes, keepDimensions: keepDimensions)
+        let reduced = Swift.max(1, x.count) / Swift.max(1, total.count)
+        return affine(total, scale: 1 / Float(reduced), shift: 0)
+    }
+
+    public func max(_ x: Tensor, axis: Int, keepDimensions: Bool) -> (values: Tensor, indices: Tensor) {
+        x.requireFloat("max")
+        let resolved = Shapes.normalize(axis: axis, rank: x.rank)
+        let length = x.shape[resolved]
+        precondition(length > 0, "max over an empty axis")
+        let inner = x.shape[(resolved + 1)...].reduce(1, *)
+        let outer = x.shape[..<resolved].reduce(1, *)
+        let shape = Shapes.reducedShape(x.shape, axes: [resolved], keepDimensions: keepDimensions)
+        let indices = Tensor(zeros: shape, dtype: .i32)
+        let positions = indices.storage.bytes.assumingMemoryBound(to: Int32.self)
+        let values = withFloats(x) { px in
+            produce(shape) { best in
+                runner.forEachRange(count: outer, chunkSize: Swift.max(1, elementChunk / Swift.max(1, length * inner))) { r in
+                    for o in r {
+                        let base = px + o * length * inner
+                        let top = best + o * inner
+                        let at = positions + o * inner
+                        top.update(from: base, count: inner)
+                        for i in 0..<inner { at[i] = 0 }
+                        for step in 1..<length {
+                            let row = base + step * inner
+                            for i in 0..<inner where row[i] > top[i] {
+                                top[i] = row[i]
+                                at[i] = Int32(step)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (values, indices)
+    }
+
+    public func sumOfSquares(_ x: Tensor) -> Double {
+        x.requireFloat("sumOfSquares")
+        let chunk = 65_536
+        let chunks = (x.count + chunk - 1) / chunk
+        var partials = [Double](repeating: 0, count: chunks)
+        withFloats(x) { px in
+            partials.withUnsafeMutableBufferPointer { out in
+                let base = out.baseAddress
+                runner.run(chunks: chunks) { index in
+                    let start = index * chunk
+                    base?[index] = sq_sum_of_squares(px + start, Swift.min(chunk, x.count - start))
+                }
+            }
+        }
+        return partials.reduce(0, +)
+    }
+
+    // MARK: Training
+
+    public func dropout(_ x: Tensor, probability p: Float, seed: UInt64, stream: UInt64) -> (output: Tensor, mask: Tensor) {
+        x.requireFloat("dropout")
+        let threshold = dropoutThreshold(p)
+        let scale = 1 / (1 - p)
+        let key = randomStreamKey(seed: seed, stream: stream)
+        let maskStorage = TensorStorage(uninitializedByteCount: x.count * 4)
+        let mask = maskStorage.bytes.assumingMemoryBound(to: Float.self)
+        let output = withFloats(x) { px in
+            produce(x.shape) { po in
+                runner.forEachRange(count: x.count, chunkSize: elementChunk) { r in
+                    let start = r.lowerBound
+                    sq_dropout(px + start, po + start, mask + start, r.count, UInt64(start), key, threshold, scale)
+                }
+            }
+        }
+        return (output, Tensor(storage: maskStorage, dtype: .f32, shape: x.shape))
+    }
+
+    public func crossEntropy(_ logits: Tensor, labels: Tensor) -> (loss: Tensor, probabilities: Tensor) {
+        logits.requireFloat("crossEntropy")
+        labels.requireInt32("crossEntropy")
+        precondition(logits.rank == 2 && labels.shape == [logits.shape[0]], "crossEntropy: logits [N, C], labels [N]")
+        let (rows, classes) = (logits.shape[0], logits.shape[1])
+        let targets = labels.int32s
+        for label in targets { precondition(label >= 0 && Int(label) < classes, "crossEntropy: label \(label) outside 0..<\(classes)") }
+        var logSumExp = [Float](repeating: 0, count: rows)
+        var total = 0.0
+        let probabilities = withFloats(logits) { px in
+            logSumExp.withUnsafeMutableBufferPointer { lse in
+                let lseBase = lse.baseAddress
+                let result = produce(logits.shape) { po in
+                    runner.forEachRange(count: rows, chunkSize: rowChunk(columns: classes)) { r in
+                        let start = r.lowerBound * classes
+                        sq_softmax_rows(px + start, po + start, lseBase.map { $0 + r.lowerBound }, r.count, classes)
+                    }
+                }
+                for row in 0..<rows {
+                    total += Double(lse[row]) - Double(px[row * classes + Int(targets[row])])
+                }
+                return result
+            }
+        }
+        let loss = rows == 0 ? 0 : Float(total / Double(rows))
+        return (Tensor(scalar: loss), probabilities)
+    }
+
+    public func crossEntropyBackward(probabilities: Tensor, labels: Tensor, dLoss: Float) -> Tensor {
+        probabilities.requireFloat("crossEntropyBackward")
+        labels.requireInt32("crossEntropyBackward")
+        precondition(probabilities.rank == 2 && labels.shape == [probabilities.shape[0]], "crossEntropyBackward: [N, C], [N]")
+        let (rows, classes) = (probabilities.shape[0], probabilities.shape[1])
+        let targets = labels.int32s
+        for label in targets { precondition(label >= 0 && Int(label) < classes, "crossEntropyBackward: label \(label) outside 0..<\(classes)") }
+        let scale = Float(Double(dLoss) / Double(Swift.max(rows, 1)))
+        let result = affine(probabilities, scale: scale, shift: 0)
+        let out = result.storage.bytes.assumingMemoryBound(to: Float.self)
+        for row in 0..<rows { out[row * classes + Int(targets[row])] -= scale }
+        return result
+    }
+
+    public func adamWUpdate(
+        parameter: inout Tensor, gradient: Tensor, firstMoment: inout Tensor, secondMoment: inout Tensor,
+        hyperparameters h: AdamWHyperparameters, step: Int
+    ) {
+        precondition(step >= 1, "adamWUpdate: step counts from 1")
+        precondition(
+            parameter.shape == gradient.shape && parameter.shape == firstMoment.shape
+                && parameter.shape == secondMoment.shape,
+            "adamWUpdate: parameter, gradient and moments must have one shape")
+        for t in [parameter, gradient, firstMoment, secondMoment] { t.requireFloat("adamWUpdate") }
+        let correction1 = 1 - Foundation.pow(Double(h.beta1), Double(step))
+        let correction2 = 1 - Foundation.pow(Double(h.beta2), Double(step))
+        let stepSize = Float(Double(h.learningRate) / correction1)
+        let rootCorrection2 = Float(correction2.squareRoot())
+        let count = parameter.count
+        withFloats(gradient) { pg in
+            parameter.withUnsafeMutableFloats { p in
+                firstMoment.withUnsafeMutableFloats { m in
+                    secondMoment.withUnsafeMutableFloats { v in
+                        guard let pp = p.baseAddress, let mp = m.baseAddress, let vp = v.baseAddress else { return }
+                        runner.forEachRange(count: count, chunkSize: elementChunk) { r in
+                            let s = r.lowerBound
+                            sq_adamw(
+                                pp + s, pg + s, mp + s, vp + s, r.count, h.learningRate, h.beta1, h.beta2, h.epsilon,
+                                h.weightDecay, stepSize, rootCorrection2)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

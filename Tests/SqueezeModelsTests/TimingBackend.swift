@@ -1,0 +1,91 @@
+import Foundation
+import SqueezeTensor
+
+/// A backend that forwards to another and adds up wall time per operation
+/// (matrix products split into shared-weight, batched and plain), for
+/// profiling the benchmark. Ops run one at a time, so the totals add up.
+final class TimingBackend: Backend, @unchecked Sendable {
+    let base: any Backend
+    private let lock = NSLock()
+    private var totals: [String: (seconds: Double, calls: Int)] = [:]
+
+    init(_ base: any Backend) { self.base = base }
+
+    var id: String { base.id }
+
+    private func time<R>(_ name: String, _ body: () -> R) -> R {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let result = body()
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        lock.withLock {
+            let entry = totals[name] ?? (0, 0)
+            totals[name] = (entry.seconds + elapsed, entry.calls + 1)
+        }
+        return result
+    }
+
+    func reset() { lock.withLock { totals = [:] } }
+
+    /// One line per operation, slowest first.
+    func report(steps: Int) -> String {
+        let rows = lock.withLock { totals.sorted { $0.value.seconds > $1.value.seconds } }
+        let total = rows.reduce(0) { $0 + $1.value.seconds }
+        return (["ops total \(String(format: "%.3f", total / Double(steps))) s/step"] + rows.map {
+            "  \($0.key): \(String(format: "%.1f", $0.value.seconds / Double(steps) * 1000)) ms/step, \($0.value.calls / steps) calls"
+        }).joined(separator: "\n")
+    }
+
+    func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {
+        let kind = a.rank > 2 && b.rank == 2 ? "shared" : a.rank > 2 ? "batched" : "plain"
+        return time("matmul \(kind) \(transposeA ? "T" : "N")\(transposeB ? "T" : "N")") {
+            base.matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: alpha)
+        }
+    }
+    func add(_ a: Tensor, _ b: Tensor) -> Tensor { time("add") { base.add(a, b) } }
+    func subtract(_ a: Tensor, _ b: Tensor) -> Tensor { time("subtract") { base.subtract(a, b) } }
+    func multiply(_ a: Tensor, _ b: Tensor) -> Tensor { time("multiply") { base.multiply(a, b) } }
+    func affine(_ a: Tensor, scale: Float, shift: Float) -> Tensor { time("affine") { base.affine(a, scale: scale, shift: shift) } }
+    func reduce(_ gradient: Tensor, toShape shape: [Int]) -> Tensor { time("reduce") { base.reduce(gradient, toShape: shape) } }
+    func gelu(_ x: Tensor) -> Tensor { time("gelu") { base.gelu(x) } }
+    func geluBackward(_ x: Tensor, _ dy: Tensor) -> Tensor { time("geluBackward") { base.geluBackward(x, dy) } }
+    func tanh(_ x: Tensor) -> Tensor { time("tanh") { base.tanh(x) } }
+    func tanhBackward(_ y: Tensor, _ dy: Tensor) -> Tensor { time("tanhBackward") { base.tanhBackward(y, dy) } }
+    func softmax(_ x: Tensor) -> Tensor { time("softmax") { base.softmax(x) } }
+    func softmaxBackward(_ y: Tensor, _ dy: Tensor) -> Tensor { time("softmaxBackward") { base.softmaxBackward(y, dy) } }
+    func logSoftmax(_ x: Tensor) -> Tensor { time("logSoftmax") { base.logSoftmax(x) } }
+    func logSoftmaxBackward(_ y: Tensor, _ dy: Tensor) -> Tensor { time("logSoftmaxBackward") { base.logSoftmaxBackward(y, dy) } }
+    func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> LayerNormResult {
+        time("layerNorm") { base.layerNorm(x, gamma: gamma, beta: beta, epsilon: epsilon) }
+    }
+    func layerNormBackward(_ dy: Tensor, _ x: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor) -> LayerNormGradients {
+        time("layerNormBackward") { base.layerNormBackward(dy, x, gamma: gamma, mean: mean, inverseStd: inverseStd) }
+    }
+    func gather(_ table: Tensor, _ ids: Tensor) -> Tensor { time("gather") { base.gather(table, ids) } }
+    func scatterAdd(_ dy: Tensor, _ ids: Tensor, rows: Int) -> Tensor { time("scatterAdd") { base.scatterAdd(dy, ids, rows: rows) } }
+    func maskedFill(_ x: Tensor, mask: Tensor, value: Float) -> Tensor { time("maskedFill") { base.maskedFill(x, mask: mask, value: value) } }
+    func sum(_ x: Tensor, axes: [Int], keepDimensions: Bool) -> Tensor { time("sum") { base.sum(x, axes: axes, keepDimensions: keepDimensions) } }
+    func mean(_ x: Tensor, axes: [Int], keepDimensions: Bool) -> Tensor { time("mean") { base.mean(x, axes: axes, keepDimensions: keepDimensions) } }
+    func max(_ x: Tensor, axis: Int, keepDimensions: Bool) -> (values: Tensor, indices: Tensor) {
+        time("max") { base.max(x, axis: axis, keepDimensions: keepDimensions) }
+    }
+    func sumOfSquares(_ x: Tensor) -> Double { time("sumOfSquares") { base.sumOfSquares(x) } }
+    func dropout(_ x: Tensor, probability p: Float, seed: UInt64, stream: UInt64) -> (output: Tensor, mask: Tensor) {
+        time("dropout") { base.dropout(x, probability: p, seed: seed, stream: stream) }
+    }
+    func crossEntropy(_ logits: Tensor, labels: Tensor) -> (loss: Tensor, probabilities: Tensor) {
+        time("crossEntropy") { base.crossEntropy(logits, labels: labels) }
+    }
+    func crossEntropyBackward(probabilities: Tensor, labels: Tensor, dLoss: Float) -> Tensor {
+        time("crossEntropyBackward") { base.crossEntropyBackward(probabilities: probabilities, labels: labels, dLoss: dLoss) }
+    }
+    func adamWUpdate(
+        parameter: inout Tensor, gradient: Tensor, firstMoment: inout Tensor, secondMoment: inout Tensor,
+        hyperparameters: AdamWHyperparameters, step: Int
+    ) {
+        time("adamWUpdate") {
+            base.adamWUpdate(
+                parameter: &parameter, gradient: gradient, firstMoment: &firstMoment, secondMoment: &secondMoment,
+                hyperparameters: hyperparameters, step: step)
+        }
+    }
+}
