@@ -96,15 +96,15 @@ extension BertModel {
         } catch {
             throw ModelFileError(file: directory, "cannot create directory: \(error.localizedDescription)")
         }
-        let tensors = weights.map { name, tensor -> SafetensorsWriter.Tensor in
-            let stored = name.hasPrefix("classifier.") ? name : "bert." + name
-            let bytes = tensor.withUnsafeFloats { Array(UnsafeRawBufferPointer($0)) }
-            return (name: stored, dtype: .f32, shape: tensor.shape, bytes: bytes)
+        let tensors = weights.map { name, tensor in
+            (name: name.hasPrefix("classifier.") ? name : "bert." + name, tensor: tensor)
         }.elements
-        try SafetensorsWriter.write(tensors, metadata: ["format": "pt"], to: directory + "/" + Self.weightsFileName)
+        try SafetensorsWriter.write(tensors: tensors, metadata: ["format": "pt"], to: directory + "/" + Self.weightsFileName)
         var saved = config
         saved.pooling = pooling
-        try writeAtomically(saved.jsonData(), to: directory + "/" + Self.configFileName)
+        let writer = try AtomicFileWriter(path: directory + "/" + Self.configFileName)
+        try writer.write(Array(saved.jsonData()))
+        try writer.commit()
     }
 
     // MARK: Shapes
@@ -178,38 +178,3 @@ extension BertModel {
     }
 }
 
-/// Writes `data` to `path` through a temporary file, fsync and rename.
-private func writeAtomically(_ data: Data, to path: String) throws(ModelFileError) {
-    func failure(_ what: String) -> ModelFileError {
-        ModelFileError(file: path, "cannot \(what): \(String(cString: strerror(errno)))")
-    }
-    let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-    guard descriptor >= 0 else { throw failure("create \(temporary)") }
-    var written = 0
-    while written < data.count {
-        let count = data.withUnsafeBytes { raw in
-            write(descriptor, raw.baseAddress.map { $0 + written }, data.count - written)
-        }
-        if count < 0, errno == EINTR { continue }
-        guard count > 0 else {
-            let error = failure("write \(temporary)")
-            close(descriptor)
-            unlink(temporary)
-            throw error
-        }
-        written += count
-    }
-    guard fsync(descriptor) == 0 else {
-        let error = failure("fsync \(temporary)")
-        close(descriptor)
-        unlink(temporary)
-        throw error
-    }
-    close(descriptor)
-    guard rename(temporary, path) == 0 else {
-        let error = failure("rename \(temporary)")
-        unlink(temporary)
-        throw error
-    }
-}

@@ -15,7 +15,7 @@ import Testing
     private func writeCheckpoint(
         _ model: BertModel, in dir: TempDir, rename: (String) -> String? = { "bert." + $0 }
     ) throws {
-        var tensors: [SafetensorsWriter.Tensor] = []
+        var tensors: [SafetensorsWriter.RawTensor] = []
         _ = model.weights.map { name, tensor in
             if let stored = rename(name) {
                 tensors.append((stored, .f32, tensor.shape, tensor.withUnsafeFloats { Array(UnsafeRawBufferPointer($0)) }))
@@ -101,7 +101,7 @@ import Testing
     @Test func shapeMismatchesAreReported() throws {
         let model = try TinyBert.model()
         let dir = try TempDir()
-        var tensors: [SafetensorsWriter.Tensor] = []
+        var tensors: [SafetensorsWriter.RawTensor] = []
         _ = model.weights.map { name, tensor in
             let shape = name == "encoder.layer.1.output.dense.weight" ? [8, 11] : tensor.shape
             tensors.append(("bert." + name, .f32, shape, [UInt8](repeating: 0, count: shape.reduce(1, *) * 4)))
@@ -114,7 +114,7 @@ import Testing
     @Test func headsMustDivideIntoTheHeadDimension() throws {
         let model = try TinyBert.model()
         let dir = try TempDir()
-        var tensors: [SafetensorsWriter.Tensor] = []
+        var tensors: [SafetensorsWriter.RawTensor] = []
         _ = model.weights.map { name, tensor in
             let shape = name.hasPrefix("encoder.layer.0.attention.self.query.") ? [6] + tensor.shape.dropFirst() : tensor.shape
             tensors.append(("bert." + name, .f32, shape, [UInt8](repeating: 0, count: shape.reduce(1, *) * 4)))
@@ -141,7 +141,7 @@ import Testing
     @Test func halfPrecisionWeightsAreWidened() throws {
         let model = try TinyBert.model()
         let dir = try TempDir()
-        var tensors: [SafetensorsWriter.Tensor] = []
+        var tensors: [SafetensorsWriter.RawTensor] = []
         _ = model.weights.map { name, tensor in
             // bfloat16: the top half of each f32.
             let halves = tensor.floats.flatMap { value -> [UInt8] in
