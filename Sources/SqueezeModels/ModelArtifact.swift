@@ -114,6 +114,14 @@ public struct ModelArtifact: Sendable, Hashable {
         return BertTokenizer(vocabulary: try vocabulary(), lowercase: lowercase)
     }
 
+    /// Copies the named files of this artifact into `directory` (each atomically),
+    /// for example the vocabulary next to weights a stage has just written.
+    public func copy(_ names: [String], into directory: String) throws(ModelFileError) {
+        for name in names {
+            _ = try ModelFiles.copy(path(name), to: Self.join(directory, name))
+        }
+    }
+
     // MARK: Validating and writing
 
     /// What `validateFiles` found in a model directory.

@@ -6,5 +6,6 @@ public enum BuiltinStages {
         StageType(CommandStage.self),
         StageType(ModelImportStage.self),
         StageType(TextClassificationDataStage.self),
+        StageType(FinetuneStage.self),
     ])
 }

@@ -1,0 +1,61 @@
+import Foundation
+import SqueezeEngine
+import SqueezeModels
+import SqueezeRecipe
+import SqueezeTensor
+
+/// The tensor backend a stage runs on, from the recipe's backend id.
+enum Backends {
+    static func make(_ id: String, threads: Int) throws(StageFailure) -> any Backend {
+        switch id {
+        case "cpu": return CPUBackend(threads: max(threads, 1))
+        case "reference": return ReferenceBackend()
+        default: throw StageFailure("unknown backend `\(id)`; use `cpu` or `reference`")
+        }
+    }
+}
+
+/// A model artifact opened for training or evaluation: the model with its
+/// tokenizer.
+struct LoadedClassifier {
+    var artifact: ModelArtifact
+    var model: BertModel
+    var tokenizer: BertTokenizer
+
+    /// Loads `directory`; with `labels`, the classifier gets exactly these
+    /// classes (a fresh head when the checkpoint has none, seeded by `seed`).
+    init(directory: String, labels: [String]? = nil, pooling: BertPooling? = nil, seed: UInt64) throws(StageFailure) {
+        (artifact, model, tokenizer) = try StageFailure.wrapping("cannot load the model: ") { () throws(ModelFileError) in
+            let artifact = try ModelArtifact(directory: directory)
+            var config = try BertConfig(contentsOfFile: artifact.configPath)
+            if let labels { config.labels = labels }
+            let model = try BertModel(config: config, file: try artifact.weights(), pooling: pooling, classifierSeed: seed)
+            return (artifact, model, try artifact.tokenizer())
+        }
+    }
+
+    var padID: Int32 { Int32(truncatingIfNeeded: tokenizer.padID) }
+
+    /// Texts as `[CLS] … [SEP]` token ids, cut to `maxLength` and to the
+    /// model's position limit.
+    func encode(_ texts: [String], maxLength: Int) -> TokenSequences {
+        tokenizer.encodeAll(texts, maxLength: min(maxLength, model.config.maxPositionEmbeddings))
+    }
+
+    /// Writes the model as an artifact into `directory` with this artifact's vocabulary and tokenizer.
+    static func save(_ model: BertModel, from artifact: ModelArtifact, to directory: String, source: String) throws(StageFailure) {
+        try StageFailure.wrapping("cannot write the model: ") { () throws(ModelFileError) in
+            try model.save(toDirectory: directory)
+            var extras = [ModelArtifact.vocabularyFileName]
+            if artifact.tokenizerPath != nil { extras.append(ModelArtifact.tokenizerFileName) }
+            try artifact.copy(extras, into: directory)
+            _ = try ModelArtifact.seal(directory: directory, architecture: "bert", source: source)
+        }
+    }
+}
+
+extension Value {
+    /// A metric value from a Float, rounded through its shortest decimal form
+    /// so the JSON reads as the Float printed.
+    static func metric(_ value: Float) -> Value { .double(Double("\(value)") ?? Double(value)) }
+}
