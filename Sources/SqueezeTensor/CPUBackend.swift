@@ -15,9 +15,11 @@ import Foundation
 /// different budgets in one process should not run ops concurrently (they
 /// would fight over OpenBLAS's thread count; results stay correct).
 ///
-/// Numerics: chunk boundaries depend only on tensor shapes and dropout is
-/// counter-based, so results are bit-identical run to run and for any
-/// `threads`. They agree with `ReferenceBackend` to about 1e-5 relative.
+/// Numerics: results are bit-identical run to run. Every op except `matmul`
+/// is also independent of `threads` (chunk boundaries depend only on shapes,
+/// dropout is counter-based); OpenBLAS divides a product among its threads in
+/// a way that changes rounding, so `matmul` is reproducible for a given
+/// `threads` only. Results agree with `ReferenceBackend` to about 1e-5 relative.
 public struct CPUBackend: Backend {
     public let threads: Int
     let runner: ChunkRunner
