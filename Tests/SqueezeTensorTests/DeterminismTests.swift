@@ -4,7 +4,6 @@ import Testing
 /// Same inputs, same bits: repeated calls and different thread counts.
 @Suite struct DeterminismTests {
     @Test func everyOpIsBitIdenticalAcrossRunsAndThreadCounts() {
-        // Every op but matmul is independent of the thread count (fixed chunks).
         var generator = SeededGenerator(seed: 201)
         let backends = [CPUBackend(threads: 1), CPUBackend(threads: 2), CPUBackend(threads: 3)]
         // Large enough that every op splits into several chunks.
@@ -16,17 +15,6 @@ import Testing
         let w = randomTensor([160, 220], .sliced, &generator)
         let ids = randomIDs([700], upper: 300, &generator)
         let labels = randomIDs([300], upper: 257, &generator)
-        // Matrix products: OpenBLAS splits a product among its threads in a way
-        // that changes rounding, so they are only compared run to run.
-        func products(_ backend: CPUBackend) -> [[UInt32]] {
-            [
-                bits(backend.matmul(a, w, transposeA: false, transposeB: false, alpha: 1)),
-                bits(backend.matmul(a, a, transposeA: true, transposeB: false, alpha: 1)),
-            ]
-        }
-        for backend in backends {
-            #expect(products(backend) == products(backend), "matmul repeated with \(backend.threads) threads")
-        }
         func outputs(_ backend: CPUBackend) -> [[UInt32]] {
             let norm = backend.layerNorm(x, gamma: gamma, beta: row, epsilon: 1e-5)
             let back = backend.layerNormBackward(y, x, gamma: gamma, mean: norm.mean, inverseStd: norm.inverseStd)
@@ -36,6 +24,9 @@ import Testing
             backend.adamWUpdate(parameter: &p, gradient: y, firstMoment: &m, secondMoment: &v, hyperparameters: AdamWHyperparameters(learningRate: 1e-3, weightDecay: 0.01), step: 3)
             let entropy = backend.crossEntropy(x, labels: labels)
             return [
+                bits(backend.matmul(a, w, transposeA: false, transposeB: false, alpha: 1)),
+                bits(backend.matmul(a, a, transposeA: true, transposeB: false, alpha: 1)),
+                bits(backend.matmul(a.sliced(axis: 1, 0..<20), w, transposeA: false, transposeB: false, alpha: 1)),
                 bits(backend.add(x, row)), bits(backend.multiply(x, y)), bits(backend.affine(x, scale: 2, shift: 1)),
                 bits(backend.gelu(x)), bits(backend.geluBackward(x, y)), bits(backend.tanh(x)), bits(backend.tanhBackward(x, y)),
                 bits(backend.softmax(x)), bits(backend.softmaxBackward(x, y)), bits(backend.logSoftmax(x)),
