@@ -275,3 +275,21 @@ struct MatrixOperand {
         return true
     }
 }
+
+/// The tiles of one matrix product: consecutive ranges of rows or columns.
+struct ProductTiles {
+    struct Tile {
+        let alongRows: Bool
+        let range: Range<Int>
+    }
+
+    let alongRows: Bool
+    let length: Int
+    let size: Int
+
+    var count: Int { Swift.max(1, (length + size - 1) / size) }
+
+    func range(_ index: Int) -> Tile {
+        Tile(alongRows: alongRows, range: index * size..<Swift.min(length, (index + 1) * size))
+    }
+}

@@ -5,19 +5,17 @@ import Foundation
 /// The fast CPU backend: OpenBLAS `sgemm` for matrix products, vectorised C
 /// kernels (`CKernels`, AVX2+FMA when the CPU has them) for everything else.
 ///
-/// Threading policy — one budget of `threads`:
-/// - matrix products run inside OpenBLAS, whose (process-wide) thread count the
-///   backend sets to `threads` before each product when it differs;
-/// - every other op splits its work into fixed chunks and runs them on at most
-///   `threads` Dispatch workers.
-/// Ops run one after another, so BLAS threads and kernel workers are never busy
-/// at the same time and the machine is not oversubscribed. Two backends with
-/// different budgets in one process should not run ops concurrently (they
-/// would fight over OpenBLAS's thread count; results stay correct).
+/// Threading policy — one budget of `threads`, one pool: every op, matrix
+/// products included, cuts its work into chunks fixed by the tensor shapes
+/// and runs them on at most `threads` Dispatch workers. OpenBLAS is kept
+/// single-threaded and called from those workers on separate tiles of a
+/// product (or separate products of a batch), so OpenBLAS threads and kernel
+/// workers never compete for cores and nothing depends on OpenBLAS's
+/// process-wide thread count.
 ///
-/// Numerics: chunk boundaries depend only on tensor shapes and dropout is
-/// counter-based, so results are bit-identical run to run and for any
-/// `threads`. They agree with `ReferenceBackend` to about 1e-5 relative.
+/// Numerics: since chunks depend only on shapes and dropout is counter-based,
+/// results are bit-identical run to run and for any `threads`. They agree with
+/// `ReferenceBackend` to about 1e-5 relative.
 public struct CPUBackend: Backend {
     public let threads: Int
     let runner: ChunkRunner
@@ -44,38 +42,82 @@ public struct CPUBackend: Backend {
             Swift.max(s.m, s.n, s.k, s.batch * s.m) <= Int(Int32.max), "matmul: sizes exceed the BLAS integer range")
         let left = MatrixOperand(a, transposed: transposeA)
         let right = MatrixOperand(b, transposed: transposeB)
-        setBLASThreads()
+        Self.keepBLASSingleThreaded()
         return produce(s.resultShape) { c in
             withExtendedLifetime((left, right)) {
-                let foldRows = s.sharedB && !left.transposed && left.rowsAreUniform(rowsPerBatch: s.m)
-                if foldRows {
-                    // [batch·M, K] · [K, N]: one GEMM over every row.
-                    gemm(
-                        left, left.batchOffsets[0], right, right.batchOffsets[0], c, m: s.batch * s.m, n: s.n, k: s.k,
-                        alpha: alpha)
+                if s.sharedB && !left.transposed && left.rowsAreUniform(rowsPerBatch: s.m) {
+                    // [batch·M, K] · [K, N]: one product over every row.
+                    let tiles = Self.tiles(m: s.batch * s.m, n: s.n, k: s.k)
+                    runner.run(chunks: tiles.count) { tile in
+                        gemm(
+                            left, left.batchOffsets[0], right, right.batchOffsets[0], c, rows: s.batch * s.m, n: s.n,
+                            k: s.k, tile: tiles.range(tile), alpha: alpha)
+                    }
                     return
                 }
-                for batch in 0..<s.batch {
+                let tiles = Self.tiles(m: s.m, n: s.n, k: s.k)
+                runner.run(chunks: s.batch * tiles.count) { task in
+                    let batch = task / tiles.count
                     gemm(
-                        left, left.batchOffsets[batch], right, s.sharedB ? right.batchOffsets[0] : right.batchOffsets[batch],
-                        c + batch * s.m * s.n, m: s.m, n: s.n, k: s.k, alpha: alpha)
+                        left, left.batchOffsets[batch], right, right.batchOffsets[s.sharedB ? 0 : batch],
+                        c + batch * s.m * s.n, rows: s.m, n: s.n, k: s.k, tile: tiles.range(task % tiles.count),
+                        alpha: alpha)
                 }
             }
         }
     }
 
-    private func gemm(
-        _ a: MatrixOperand, _ aOffset: Int, _ b: MatrixOperand, _ bOffset: Int, _ c: UnsafeMutablePointer<Float>,
-        m: Int, n: Int, k: Int, alpha: Float
-    ) {
-        cblas_sgemm(
-            CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans, b.transposed ? CblasTrans : CblasNoTrans,
-            blasint(m), blasint(n), blasint(k), alpha, a.base + aOffset, blasint(a.leadingDimension),
-            b.base + bOffset, blasint(b.leadingDimension), 0, c, blasint(n))
+    /// OpenBLAS stays single-threaded: the backend splits products into tiles
+    /// itself. Its thread count is process-wide state, so changing it per call
+    /// would race with other callers and make rounding depend on it.
+    private static func keepBLASSingleThreaded() {
+        if openblas_get_num_threads() != 1 { openblas_set_num_threads(1) }
     }
 
-    private func setBLASThreads() {
-        if openblas_get_num_threads() != Int32(threads) { openblas_set_num_threads(Int32(threads)) }
+    /// Products below this many multiply-adds are not split.
+    static let smallProduct = 1 << 18
+
+    /// At most this many tiles per product: enough to balance two to four
+    /// threads, few enough that re-packing the shared operand stays cheap.
+    static let maxTiles = 4
+
+    /// How one `[m, k] · [k, n]` product is cut into tiles, from its sizes only
+    /// (never from the thread count), along its longer output axis (so the
+    /// operand every tile re-packs is the smaller one), in multiples of 16.
+    static func tiles(m: Int, n: Int, k: Int) -> ProductTiles {
+        let work = m * n * k
+        let alongRows = m >= n
+        let length = alongRows ? m : n
+        let wanted = Swift.min(maxTiles, Swift.max(1, work / smallProduct), Swift.max(1, length / 16))
+        let step = (length + wanted - 1) / wanted
+        let size = (step + 15) / 16 * 16
+        return ProductTiles(alongRows: alongRows, length: length, size: Swift.max(size, 1))
+    }
+
+    /// One tile of a product: `rows` and `n` are the full product's sizes; the
+    /// tile selects a range of rows or of columns. `c` has leading dimension `n`.
+    private func gemm(
+        _ a: MatrixOperand, _ aOffset: Int, _ b: MatrixOperand, _ bOffset: Int, _ c: UnsafeMutablePointer<Float>,
+        rows: Int, n: Int, k: Int, tile: ProductTiles.Tile, alpha: Float
+    ) {
+        var aStart = a.base + aOffset
+        var bStart = b.base + bOffset
+        var cStart = c
+        var m = rows
+        var columns = n
+        if tile.alongRows {
+            aStart += a.transposed ? tile.range.lowerBound : tile.range.lowerBound * a.leadingDimension
+            cStart += tile.range.lowerBound * n
+            m = tile.range.count
+        } else {
+            bStart += b.transposed ? tile.range.lowerBound * b.leadingDimension : tile.range.lowerBound
+            cStart += tile.range.lowerBound
+            columns = tile.range.count
+        }
+        cblas_sgemm(
+            CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans, b.transposed ? CblasTrans : CblasNoTrans,
+            blasint(m), blasint(columns), blasint(k), alpha, aStart, blasint(a.leadingDimension),
+            bStart, blasint(b.leadingDimension), 0, cStart, blasint(n))
     }
 
     // MARK: Element-wise

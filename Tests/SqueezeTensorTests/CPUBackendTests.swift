@@ -40,6 +40,24 @@ import Testing
         }
     }
 
+    @Test(arguments: [false, true], [false, true])
+    func matmulSplitIntoTilesMatchesReference(transposeA: Bool, transposeB: Bool) {
+        // Products large enough to be cut into row tiles (m ≥ n) or column tiles.
+        var generator = SeededGenerator(seed: 13)
+        for (m, k, n) in [(300, 64, 40), (20, 128, 401), (129, 33, 129)] {
+            let a = randomTensor(transposeA ? [k, m] : [m, k], .sliced, &generator)
+            let b = randomTensor(transposeB ? [n, k] : [k, n], .transposed, &generator)
+            expectClose(
+                cpu.matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1),
+                reference.matmul(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1), "tiled \(m)×\(k)×\(n)")
+            let batched = randomTensor([2] + (transposeA ? [k, m] : [m, k]), .contiguous, &generator)
+            expectClose(
+                cpu.matmul(batched, b, transposeA: transposeA, transposeB: transposeB, alpha: 1),
+                reference.matmul(batched, b, transposeA: transposeA, transposeB: transposeB, alpha: 1),
+                "tiled batch \(m)×\(k)×\(n)")
+        }
+    }
+
     @Test func matmulOnAttentionHeadViews() {
         // [B, T, H·D] split into heads [B, H, T, D] by reshape + transpose: used in place.
         var generator = SeededGenerator(seed: 12)
