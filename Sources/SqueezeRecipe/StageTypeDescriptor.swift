@@ -101,12 +101,17 @@ public struct StageTypeDescriptor: Sendable {
     /// `shell: true`"), run on the stage's `with` mapping after type checking.
     /// Diagnostics should point at the offending node.
     public var check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])?
+    /// What a stage of this type asks of the machine when its recipe entry
+    /// has no `resources:` (tensor stages ask for all cores).
+    public var defaultResources: Resources
 
     public init(
         type: String, version: Int, summary: String,
         parameters: [ParameterSpec], outputs: [OutputSpec],
+        defaultResources: Resources = Resources(),
         check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
     ) {
+        self.defaultResources = defaultResources
         self.type = type
         self.version = version
         self.summary = summary

@@ -80,10 +80,10 @@ extension RecipeValidation {
         let needs = body["needs"].map { checkNeeds($0, stage: id) } ?? []
         var backend = recipeBackend
         if let node = body["backend"], let value = backendValue(node) { backend = value }
-        let resources = body["resources"].map { checkResources($0) } ?? Resources()
         let description = body["description"].flatMap { stringValue($0, what: "description") }
 
         guard case .some(.some(let descriptor)) = stageIDs[id] else { return nil }
+        let resources = body["resources"].map { checkResources($0) } ?? descriptor.defaultResources
         guard let with = checkWith(body["with"], stage: id, key: key, descriptor: descriptor) else { return nil }
 
         var dependencies: OrderedSet<String> = OrderedSet(needs)

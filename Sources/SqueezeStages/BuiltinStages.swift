@@ -7,5 +7,6 @@ public enum BuiltinStages {
         StageType(ModelImportStage.self),
         StageType(TextClassificationDataStage.self),
         StageType(FinetuneStage.self),
+        StageType(EvalClassificationStage.self),
     ])
 }

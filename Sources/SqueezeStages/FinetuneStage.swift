@@ -60,6 +60,7 @@ public struct FinetuneStage: Stage {
         outputs: [
             OutputSpec("model", kind: "model", doc: "The fine-tuned model artifact."),
         ],
+        defaultResources: Resources(allCores: true),
         check: checkParams
     )
 
