@@ -51,8 +51,8 @@ public struct FinetuneStage: Stage {
             ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
             ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split to evaluate on during training (skipped when the dataset has no such split)."),
             ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate every N updates (0: only at the end)."),
-            ParameterSpec("keep_best", .bool, default: .bool(true), doc: "Output the model of the evaluation with the best accuracy rather than the last one."),
-            ParameterSpec("early_stop_patience", .int, doc: "Stop after this many evaluations without a better accuracy."),
+            ParameterSpec("keep_best", .bool, default: .bool(true), doc: "Output the model of the evaluation with the best accuracy (ties: the lower loss) rather than the last one."),
+            ParameterSpec("early_stop_patience", .int, doc: "Stop after this many evaluations without a better model (higher accuracy, or equal accuracy at a lower loss)."),
             ParameterSpec("pooling", .enumeration(BertPooling.allCases.map(\.rawValue)), doc: "Sentence representation for the classifier: `pooler` ([CLS] through the pooler) or `mean`. Default: the model's, else pooler when it has one."),
             ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length (less padding, faster); `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
             ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the training loss over this many updates."),
@@ -131,7 +131,7 @@ public struct FinetuneStage: Stage {
         var evalCurve: [Value] = []
         var windowLoss = 0.0
         var windowSteps = 0
-        var best: (accuracy: Double, step: Int, model: BertModel, scores: ClassificationScores)?
+        var best: (step: Int, model: BertModel, scores: ClassificationScores)?
         var evaluationsWithoutImprovement = 0
         var stoppedEarly = false
         let started = ContinuousClock.now
@@ -146,8 +146,9 @@ public struct FinetuneStage: Stage {
             context.log.line(
                 "step \(step): \(params.eval_split) "
                     + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss))
-            if best == nil || scores.accuracy > best?.accuracy ?? 0 {
-                best = (scores.accuracy, step, trainer.model, scores)
+            // Better: higher accuracy, or the same accuracy at a lower loss.
+            if best.map({ scores.accuracy > $0.scores.accuracy || (scores.accuracy == $0.scores.accuracy && scores.loss < $0.scores.loss) }) ?? true {
+                best = (step, trainer.model, scores)
                 evaluationsWithoutImprovement = 0
             } else {
                 evaluationsWithoutImprovement += 1
