@@ -168,6 +168,19 @@ import Testing
         #expect(result.stderr.contains("at step"), "\(result)")
     }
 
+    @Test func earlyStopAfterPatienceEvaluationsWithoutImprovement() throws {
+        // A learning rate too small to change any float weight: every evaluation ties the first.
+        let recipe = Self.recipe(finetune: "      early_stop_patience: 2")
+            .replacingOccurrences(of: "      lr: 3.0e-3\n", with: "      lr: 1.0e-30\n")
+        let project = try Self.makeProject("finetune-early-stop", recipe: recipe)
+        let result = try project.run(timeout: 300)
+        #expect(result.status == 0, "\(result)")
+        let metrics = try ModelStagesTests.metrics(project, runID: result.runID, stage: "tuned")
+        #expect(metrics["stopped_early"] as? Bool == true, "\(metrics)")
+        #expect(metrics["steps"] as? Int == 30, "\(metrics)")
+        #expect(metrics["output_step"] as? Int == 10, "\(metrics)")
+    }
+
     @Test(arguments: [
         ("      epochs: 6\n", "      epochs: 6\n      steps: 5\n", "give either `epochs` or `steps`"),
         ("      batch_size: 8\n", "      batch_size: 0\n", "`batch_size` must be at least 1"),
