@@ -156,9 +156,9 @@ public struct BertModel: Sendable {
             // A fully pruned attention block contributes only its output bias.
             attended = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.attentionOutput.bias)
         }
-        let afterAttention = ops.layerNorm(
-            ops.add(ops.dropout(attended, probability: hiddenDropout), x),
-            gamma: layer.attentionLayerNorm.weight, beta: layer.attentionLayerNorm.bias, epsilon: epsilon)
+        let afterAttention = ops.residualLayerNorm(
+            attended, residual: x, gamma: layer.attentionLayerNorm.weight, beta: layer.attentionLayerNorm.bias,
+            epsilon: epsilon, dropout: hiddenDropout)
 
         let fed: Ops.Value
         if ops.tensor(layer.intermediate.weight).shape[0] > 0 {
@@ -167,9 +167,9 @@ public struct BertModel: Sendable {
         } else {
             fed = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.output.bias)
         }
-        return ops.layerNorm(
-            ops.add(ops.dropout(fed, probability: hiddenDropout), afterAttention),
-            gamma: layer.outputLayerNorm.weight, beta: layer.outputLayerNorm.bias, epsilon: epsilon)
+        return ops.residualLayerNorm(
+            fed, residual: afterAttention, gamma: layer.outputLayerNorm.weight, beta: layer.outputLayerNorm.bias,
+            epsilon: epsilon, dropout: hiddenDropout)
     }
 
     /// `[B, hidden]` sentence vectors from the last hidden state.
