@@ -126,13 +126,15 @@ void sq_gelu_with_derivative(const float *x, float *out, float *derivative, ptrd
 }
 void sq_small_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
                    const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc) {
-    SQ_CALL(small_gemm, (m, n, k, alpha, a, lda, b, ldb, c, ldc));
+    SQ_CALL(small_gemm, (m, n, k, alpha, a, lda, 1, b, ldb, c, ldc));
 }
 ptrdiff_t sq_attention_forward_scratch(const sq_attention_problem *p) {
-    return p->depth * p->keys + p->queries * p->keys;
+    return p->depth * p->keys + p->queries * p->keys + p->keys * p->value_depth;
 }
 ptrdiff_t sq_attention_backward_scratch(const sq_attention_problem *p) {
-    return 3 * p->queries * p->keys + p->value_depth * p->keys;
+    ptrdiff_t rows = p->queries > p->keys ? p->queries : p->keys;
+    ptrdiff_t depth = p->depth > p->value_depth ? p->depth : p->value_depth;
+    return 3 * p->queries * p->keys + p->value_depth * p->keys + rows * depth;
 }
 void sq_attention_forward(const sq_attention_problem *p, ptrdiff_t first, ptrdiff_t count, float *probabilities,
                           float *out, float *scratch) {

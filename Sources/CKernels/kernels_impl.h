@@ -401,15 +401,16 @@ SQ_TARGET static void SQ_NAME(gelu_with_derivative)(const float *restrict x, flo
 
 // ---- Small matrix products (attention heads) ----
 
-/// c[m×n] = alpha · a[m×k] · b[k×n], every matrix row-major with its own row
-/// stride; c is overwritten. Register tiles of 4 rows × 16 columns; sums run
-/// over k in order, so results do not depend on where an element sits.
-SQ_TARGET static void SQ_NAME(small_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
-                                          const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+/// c[m×n] = alpha · a[m×k] · b[k×n]: element (i, p) of a at a[i·a_row + p·a_col]
+/// (so a may be read transposed), b and c row-major with row strides ldb and
+/// ldc; c is overwritten. Register tiles of 4 rows × 16 columns; sums run over
+/// p in order, so results do not depend on where an element sits.
+SQ_TARGET static void SQ_NAME(small_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
+                                          ptrdiff_t a_row, ptrdiff_t a_col, const float *b, ptrdiff_t ldb,
                                           float *c, ptrdiff_t ldc) {
     ptrdiff_t i = 0;
     for (; i + 4 <= m; i += 4) {
-        const float *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        const float *a0 = a + i * a_row, *a1 = a0 + a_row, *a2 = a1 + a_row, *a3 = a2 + a_row;
         float *c0 = c + i * ldc, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
         ptrdiff_t j = 0;
         for (; j + 16 <= n; j += 16) {
@@ -418,7 +419,8 @@ SQ_TARGET static void SQ_NAME(small_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
             const float *bp = b + j;
             for (ptrdiff_t p = 0; p < k; p++, bp += ldb) {
                 f8 b0 = load8(bp), b1 = load8(bp + 8);
-                f8 x0 = splat8(a0[p]), x1 = splat8(a1[p]), x2 = splat8(a2[p]), x3 = splat8(a3[p]);
+                ptrdiff_t at = p * a_col;
+                f8 x0 = splat8(a0[at]), x1 = splat8(a1[at]), x2 = splat8(a2[at]), x3 = splat8(a3[at]);
                 s00 += x0 * b0;
                 s01 += x0 * b1;
                 s10 += x1 * b0;
@@ -442,10 +444,11 @@ SQ_TARGET static void SQ_NAME(small_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
             const float *bp = b + j;
             for (ptrdiff_t p = 0; p < k; p++, bp += ldb) {
                 f8 b0 = load8(bp);
-                s0 += splat8(a0[p]) * b0;
-                s1 += splat8(a1[p]) * b0;
-                s2 += splat8(a2[p]) * b0;
-                s3 += splat8(a3[p]) * b0;
+                ptrdiff_t at = p * a_col;
+                s0 += splat8(a0[at]) * b0;
+                s1 += splat8(a1[at]) * b0;
+                s2 += splat8(a2[at]) * b0;
+                s3 += splat8(a3[at]) * b0;
             }
             store8(c0 + j, s0 * alpha);
             store8(c1 + j, s1 * alpha);
@@ -456,10 +459,11 @@ SQ_TARGET static void SQ_NAME(small_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
             float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             for (ptrdiff_t p = 0; p < k; p++) {
                 float bv = b[p * ldb + j];
-                s0 += a0[p] * bv;
-                s1 += a1[p] * bv;
-                s2 += a2[p] * bv;
-                s3 += a3[p] * bv;
+                ptrdiff_t at = p * a_col;
+                s0 += a0[at] * bv;
+                s1 += a1[at] * bv;
+                s2 += a2[at] * bv;
+                s3 += a3[at] * bv;
             }
             c0[j] = s0 * alpha;
             c1[j] = s1 * alpha;
@@ -468,49 +472,68 @@ SQ_TARGET static void SQ_NAME(small_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
         }
     }
     for (; i < m; i++) {
-        const float *a0 = a + i * lda;
+        const float *a0 = a + i * a_row;
         float *c0 = c + i * ldc;
         ptrdiff_t j = 0;
         for (; j + 8 <= n; j += 8) {
             f8 s0 = splat8(0.0f);
             const float *bp = b + j;
-            for (ptrdiff_t p = 0; p < k; p++, bp += ldb) s0 += splat8(a0[p]) * load8(bp);
+            for (ptrdiff_t p = 0; p < k; p++, bp += ldb) s0 += splat8(a0[p * a_col]) * load8(bp);
             store8(c0 + j, s0 * alpha);
         }
         for (; j < n; j++) {
             float s0 = 0;
-            for (ptrdiff_t p = 0; p < k; p++) s0 += a0[p] * b[p * ldb + j];
+            for (ptrdiff_t p = 0; p < k; p++) s0 += a0[p * a_col] * b[p * ldb + j];
             c0[j] = s0 * alpha;
         }
     }
 }
 
-/// out[c×r] = in[r×c]ᵀ (in rows at stride ld; out packed).
+/// out[c×r] = in[r×c]ᵀ (in rows at stride ld; out packed), written in order.
 SQ_INLINE SQ_TARGET void SQ_NAME(transpose)(const float *in, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols, float *out) {
-    for (ptrdiff_t r = 0; r < rows; r++)
-        for (ptrdiff_t c = 0; c < cols; c++) out[c * rows + r] = in[r * ld + c];
+    for (ptrdiff_t c = 0; c < cols; c++)
+        for (ptrdiff_t r = 0; r < rows; r++) out[c * rows + r] = in[r * ld + c];
 }
 
-/// x · dropout factor of elements first_index ..< first_index + n (in place allowed).
-SQ_INLINE SQ_TARGET void SQ_NAME(dropout_block)(const float *x, float *out, ptrdiff_t n, uint64_t first_index,
-                                                const sq_attention_problem *p) {
+/// Copies rows × cols from rows `ld` apart into a packed block (strided
+/// operands spread over many pages; packed, the product streams them).
+SQ_INLINE SQ_TARGET void SQ_NAME(pack)(const float *in, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols, float *out) {
+    for (ptrdiff_t r = 0; r < rows; r++) __builtin_memcpy(out + r * cols, in + r * ld, (size_t)cols * sizeof(float));
+}
+
+/// The dropout factors (0 or scale) of elements first_index ..< first_index + n.
+SQ_INLINE SQ_TARGET void SQ_NAME(dropout_factors)(float *out, ptrdiff_t n, uint64_t first_index,
+                                                  const sq_attention_problem *p) {
     ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 m = SQ_NAME(dropout_factors8)(p->dropout_key, first_index + (uint64_t)i, p->dropout_threshold,
-                                         p->dropout_scale);
-        store8(out + i, load8(x + i) * m);
-    }
+    for (; i + 8 <= n; i += 8)
+        store8(out + i, SQ_NAME(dropout_factors8)(p->dropout_key, first_index + (uint64_t)i, p->dropout_threshold,
+                                                  p->dropout_scale));
     for (; i < n; i++)
-        out[i] = x[i] * SQ_NAME(dropout_factor)(p->dropout_key, first_index + (uint64_t)i, p->dropout_threshold,
-                                               p->dropout_scale);
+        out[i] = SQ_NAME(dropout_factor)(p->dropout_key, first_index + (uint64_t)i, p->dropout_threshold,
+                                         p->dropout_scale);
+}
+
+/// scores += bias for one (batch, head): rows of `bias` at bias_row, columns at bias_column.
+SQ_INLINE SQ_TARGET void SQ_NAME(add_bias)(float *scores, const float *bias, ptrdiff_t rows, ptrdiff_t cols,
+                                           ptrdiff_t bias_row, ptrdiff_t bias_column) {
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        float *row = scores + i * cols;
+        const float *b = bias + i * bias_row;
+        if (bias_column == 1) {
+            for (ptrdiff_t j = 0; j < cols; j++) row[j] += b[j];
+        } else {
+            for (ptrdiff_t j = 0; j < cols; j++) row[j] += b[j * bias_column];
+        }
+    }
 }
 
 SQ_TARGET static void SQ_NAME(attention_forward)(const sq_attention_problem *p, ptrdiff_t first, ptrdiff_t count,
                                                  float *probabilities, float *out, float *scratch) {
     ptrdiff_t t = p->queries, s = p->keys, d = p->depth, dv = p->value_depth;
     ptrdiff_t out_row = p->heads * dv, out_batch = t * out_row;
-    float *kt = scratch;        // d × s
+    float *kt = scratch;         // d × s
     float *dropped = kt + d * s; // t × s
+    float *vp = dropped + t * s; // s × dv, packed
     for (ptrdiff_t pair = first; pair < first + count; pair++) {
         ptrdiff_t b = pair / p->heads, h = pair % p->heads;
         const float *q = p->q + b * p->q_batch + h * p->q_head;
@@ -518,19 +541,19 @@ SQ_TARGET static void SQ_NAME(attention_forward)(const sq_attention_problem *p, 
         const float *v = p->v + b * p->v_batch + h * p->v_head;
         float *prob = probabilities + pair * t * s;
         SQ_NAME(transpose)(k, p->k_row, s, d, kt);
-        SQ_NAME(small_gemm)(t, s, d, p->scale, q, p->q_row, kt, s, prob, s);
-        if (p->bias) {
-            const float *bias = p->bias + b * p->bias_batch + h * p->bias_head;
-            for (ptrdiff_t i = 0; i < t; i++)
-                for (ptrdiff_t j = 0; j < s; j++) prob[i * s + j] += bias[i * p->bias_row + j * p->bias_column];
-        }
+        SQ_NAME(small_gemm)(t, s, d, p->scale, q, p->q_row, 1, kt, s, prob, s);
+        if (p->bias)
+            SQ_NAME(add_bias)(prob, p->bias + b * p->bias_batch + h * p->bias_head, t, s, p->bias_row,
+                              p->bias_column);
         SQ_NAME(softmax_rows)(prob, prob, NULL, t, s);
         const float *weights = prob;
         if (p->dropout) {
-            SQ_NAME(dropout_block)(prob, dropped, t * s, (uint64_t)(pair * t * s), p);
+            SQ_NAME(dropout_factors)(dropped, t * s, (uint64_t)(pair * t * s), p);
+            for (ptrdiff_t i = 0; i < t * s; i++) dropped[i] *= prob[i];
             weights = dropped;
         }
-        SQ_NAME(small_gemm)(t, dv, s, 1.0f, weights, s, v, p->v_row, out + b * out_batch + h * dv, out_row);
+        SQ_NAME(pack)(v, p->v_row, s, dv, vp);
+        SQ_NAME(small_gemm)(t, dv, s, 1.0f, weights, s, 1, vp, dv, out + b * out_batch + h * dv, out_row);
     }
 }
 
@@ -540,10 +563,11 @@ SQ_TARGET static void SQ_NAME(attention_backward)(const sq_attention_problem *p,
                                                   float *dq, float *dk, float *dv, float *scratch) {
     ptrdiff_t t = p->queries, s = p->keys, d = p->depth, vd = p->value_depth;
     ptrdiff_t row = p->heads * d, value_row = p->heads * vd;
-    float *dropped = scratch;            // t × s
-    float *transposed = dropped + t * s; // s × t
-    float *grad = transposed + s * t;    // t × s
-    float *vt = grad + t * s;            // vd × s
+    float *factors = scratch;        // t × s
+    float *dropped = factors + t * s; // t × s
+    float *grad = dropped + t * s;    // t × s
+    float *vt = grad + t * s;         // vd × s
+    float *packed = vt + vd * s;      // max(t, s) × max(d, vd)
     for (ptrdiff_t pair = first; pair < first + count; pair++) {
         ptrdiff_t b = pair / p->heads, h = pair % p->heads;
         const float *q = p->q + b * p->q_batch + h * p->q_head;
@@ -553,22 +577,30 @@ SQ_TARGET static void SQ_NAME(attention_backward)(const sq_attention_problem *p,
         const float *go = dout + b * dout_batch + h * dout_head;
         const float *weights = prob;
         if (p->dropout) {
-            SQ_NAME(dropout_block)(prob, dropped, t * s, (uint64_t)(pair * t * s), p);
+            SQ_NAME(dropout_factors)(factors, t * s, (uint64_t)(pair * t * s), p);
+            for (ptrdiff_t i = 0; i < t * s; i++) dropped[i] = prob[i] * factors[i];
             weights = dropped;
         }
+        // dV = dropped(P)ᵀ · dO
         if (dv) {
-            SQ_NAME(transpose)(weights, s, t, s, transposed);
-            SQ_NAME(small_gemm)(s, vd, t, 1.0f, transposed, t, go, dout_row, dv + b * s * value_row + h * vd, value_row);
+            SQ_NAME(pack)(go, dout_row, t, vd, packed);
+            SQ_NAME(small_gemm)(s, vd, t, 1.0f, weights, 1, s, packed, vd, dv + b * s * value_row + h * vd, value_row);
         }
         if (!dq && !dk) continue;
+        // dP = dropout(dO · Vᵀ); dS = P ⊙ (dP − Σ dP ⊙ P)
         SQ_NAME(transpose)(v, p->v_row, s, vd, vt);
-        SQ_NAME(small_gemm)(t, s, vd, 1.0f, go, dout_row, vt, s, grad, s);
-        if (p->dropout) SQ_NAME(dropout_block)(grad, grad, t * s, (uint64_t)(pair * t * s), p);
+        SQ_NAME(small_gemm)(t, s, vd, 1.0f, go, dout_row, 1, vt, s, grad, s);
+        if (p->dropout)
+            for (ptrdiff_t i = 0; i < t * s; i++) grad[i] *= factors[i];
         SQ_NAME(softmax_backward_rows)(prob, grad, grad, t, s);
-        if (dq) SQ_NAME(small_gemm)(t, d, s, p->scale, grad, s, k, p->k_row, dq + b * t * row + h * d, row);
+        // dQ = scale · dS · K;  dK = scale · dSᵀ · Q
+        if (dq) {
+            SQ_NAME(pack)(k, p->k_row, s, d, packed);
+            SQ_NAME(small_gemm)(t, d, s, p->scale, grad, s, 1, packed, d, dq + b * t * row + h * d, row);
+        }
         if (dk) {
-            SQ_NAME(transpose)(grad, s, t, s, transposed);
-            SQ_NAME(small_gemm)(s, d, t, p->scale, transposed, t, q, p->q_row, dk + b * s * row + h * d, row);
+            SQ_NAME(pack)(q, p->q_row, t, d, packed);
+            SQ_NAME(small_gemm)(s, d, t, p->scale, grad, 1, s, packed, d, dk + b * s * row + h * d, row);
         }
     }
 }

@@ -234,7 +234,9 @@ struct AttentionHeads {
             problem.dropout_scale = mask.scale
             let scratchCount = Swift.max(sq_attention_forward_scratch(&problem), sq_attention_backward_scratch(&problem))
             let pairs = batch * heads
-            let perChunk = Swift.max(1, 16_384 / Swift.max(1, queries * keys))
+            // About 16K scores per chunk, and at least 8 chunks when there are
+            // enough pairs (pairs are independent: chunking never changes results).
+            let perChunk = Swift.max(1, Swift.min(16_384 / Swift.max(1, queries * keys), (pairs + 7) / 8))
             withUnsafePointer(to: &problem) { problemPointer in
                 runner.forEachRange(count: pairs, chunkSize: perChunk) { range in
                     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(scratchCount, 1))

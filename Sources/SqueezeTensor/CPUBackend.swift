@@ -321,7 +321,11 @@ public struct CPUBackend: Backend {
             dy.rank == ids.rank + 1 && Array(dy.shape.dropLast()) == ids.shape,
             "scatterAdd: dy \(dy.shape) must be ids \(ids.shape) + [D]")
         let width = dy.shape[dy.rank - 1]
-        let result = Tensor(zeros: [rows, width])
+        let result = produce([rows, width]) { out in
+            runner.forEachRange(count: rows * width, chunkSize: 4 * elementChunk) { r in
+                (out + r.lowerBound).update(repeating: 0, count: r.count)
+            }
+        }
         let out = result.storage.bytes.assumingMemoryBound(to: Float.self)
         let block = Int(SQ_COLUMN_BLOCK)
         ids.contiguous().withUnsafeElements(Int32.self) { idv in
