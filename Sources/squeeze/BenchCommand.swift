@@ -49,6 +49,9 @@ struct BenchBertCommand: ParsableCommand {
     @Flag(help: "Print the results as JSON (the peer script's keys).")
     var json = false
 
+    @Flag(help: "Measure only sgemm (run.sh adds such rounds: GEMM rates are the noisiest numbers on a shared machine).")
+    var sgemmOnly = false
+
     func validate() throws {
         if threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if steps < 1 || steps > 100_000 { throw ValidationError("--steps must be between 1 and 100000") }
@@ -66,9 +69,17 @@ struct BenchBertCommand: ParsableCommand {
         } catch {
             throw UserError("--model \(model): \(error)")
         }
+        let benchmark = BertBenchmark(model: loaded, threads: threads, steps: steps, warmup: warmup)
+        if sgemmOnly {
+            let report = SgemmBenchReport(
+                runner: Squeeze.version, threads: threads, kernelVariant: CPUBackend.kernelVariant,
+                sgemmGFLOPS: benchmark.sgemmRates(backend: CPUBackend(threads: threads)))
+            print(json ? report.prettyJSON : report.table)
+            return
+        }
         let report: BertBenchReport
         do {
-            report = try BertBenchmark(model: loaded, threads: threads, steps: steps, warmup: warmup).run()
+            report = try benchmark.run()
         } catch {
             throw UserError("cannot run the benchmark on \(model): \(error)")
         }
@@ -112,12 +123,36 @@ struct BertBenchReport: Encodable {
             "inference   B=32 T=64   \(seconds(inferBatch32))",
             "inference   B=1  T=32   \(seconds(inferBatch1))",
         ]
-        for (shape, rate) in sgemmGFLOPS.sorted(by: { $0.key < $1.key }) {
-            lines.append("sgemm \(shape.padding(toLength: 16, withPad: " ", startingAt: 0)) \(String(format: "%.1f", rate)) GFLOP/s")
-        }
+        lines += SgemmBenchReport.lines(sgemmGFLOPS)
         lines.append(String(format: "peak RSS before training  %.0f MiB", peakRSSBeforeTraining))
         lines.append(String(format: "peak RSS after training   %.0f MiB", peakRSS))
         return lines.joined(separator: "\n")
+    }
+}
+
+/// The measurements of `squeeze bench bert --sgemm-only`.
+struct SgemmBenchReport: Encodable {
+    var runner: String
+    var threads: Int
+    var kernelVariant: String
+    var sgemmGFLOPS: [String: Double]
+
+    enum CodingKeys: String, CodingKey {
+        case runner = "squeeze"
+        case threads
+        case kernelVariant = "kernel_variant"
+        case sgemmGFLOPS = "sgemm_gflops"
+    }
+
+    var table: String {
+        (["squeeze \(runner), CPU backend, \(threads) threads, kernels \(kernelVariant)"] + Self.lines(sgemmGFLOPS))
+            .joined(separator: "\n")
+    }
+
+    static func lines(_ rates: [String: Double]) -> [String] {
+        rates.sorted(by: { $0.key < $1.key }).map { shape, rate in
+            "sgemm \(shape.padding(toLength: 16, withPad: " ", startingAt: 0)) \(String(format: "%.1f", rate)) GFLOP/s"
+        }
     }
 }
 
@@ -156,16 +191,7 @@ struct BertBenchmark {
         let inferBatch1 = Self.median(steps: steps * 5, warmup: warmup) { infer(single) }
         if let failure { throw failure }
 
-        var rates: [String: Double] = [:]
-        for (m, n, k) in Self.gemmShapes {
-            var values = SeededGenerator(seed: 1)
-            let a = Tensor.normal(shape: [m, k], generator: &values)
-            let b = Tensor.normal(shape: [k, n], generator: &values)
-            let seconds = Self.median(steps: steps * 5, warmup: 3) {
-                _ = backend.matmul(a, b, transposeA: false, transposeB: false, alpha: 1)
-            }
-            rates["\(m)x\(n)x\(k)"] = 2 * Double(m * n * k) / seconds / 1e9
-        }
+        let rates = sgemmRates(backend: backend)
         let rssBeforeTraining = Self.peakRSSMiB()
 
         let options = BertTrainingOptions(
@@ -182,6 +208,21 @@ struct BertBenchmark {
             runner: Squeeze.version, threads: threads, kernelVariant: CPUBackend.kernelVariant,
             trainStep: Self.median(times), trainStepTimes: times, inferBatch32: inferBatch32, inferBatch1: inferBatch1,
             sgemmGFLOPS: rates, peakRSSBeforeTraining: rssBeforeTraining, peakRSS: Self.peakRSSMiB())
+    }
+
+    /// GFLOP/s of `backend.matmul` at `gemmShapes`, keyed "MxNxK" (median of 5 × `steps` products).
+    func sgemmRates(backend: CPUBackend) -> [String: Double] {
+        var rates: [String: Double] = [:]
+        for (m, n, k) in Self.gemmShapes {
+            var values = SeededGenerator(seed: 1)
+            let a = Tensor.normal(shape: [m, k], generator: &values)
+            let b = Tensor.normal(shape: [k, n], generator: &values)
+            let seconds = Self.median(steps: steps * 5, warmup: 3) {
+                _ = backend.matmul(a, b, transposeA: false, transposeB: false, alpha: 1)
+            }
+            rates["\(m)x\(n)x\(k)"] = 2 * Double(m * n * k) / seconds / 1e9
+        }
+        return rates
     }
 
     /// Median wall time of `body` over `steps` runs after `warmup` untimed ones.
