@@ -75,6 +75,8 @@ let package = Package(
             name: "squeeze",
             dependencies: [
                 "SqueezeStages",
+                "SqueezeModels",
+                "SqueezeTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

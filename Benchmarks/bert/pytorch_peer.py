@@ -61,7 +61,11 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--sgemm-only", action="store_true", help="measure only numpy sgemm")
     args = parser.parse_args()
+    if args.sgemm_only:
+        print(json.dumps({"peer": f"numpy {np.__version__}", "sgemm_gflops": numpy_sgemm(args.steps)}, indent=2))
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

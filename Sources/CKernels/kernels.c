@@ -7,6 +7,9 @@
 // register, two SSE registers or two NEON registers depending on the target.
 typedef float f8 __attribute__((ext_vector_type(8)));
 typedef int32_t i8v __attribute__((ext_vector_type(8)));
+typedef int32_t i4v __attribute__((ext_vector_type(4)));
+typedef uint64_t u4v __attribute__((ext_vector_type(4)));
+typedef double d4 __attribute__((ext_vector_type(4)));
 
 // Helpers are always inlined, so 256-bit vectors never cross a call boundary
 // in the baseline variant either; the ABI note does not apply.
@@ -109,6 +112,37 @@ void sq_dropout(const float *x, float *out, float *mask, ptrdiff_t n, uint64_t f
     SQ_CALL(dropout, (x, out, mask, n, first_index, key, threshold, scale));
 }
 void sq_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float learning_rate, float beta1,
-              float beta2, float epsilon, float weight_decay, float step_size, float root_correction2) {
-    SQ_CALL(adamw, (p, g, m, v, n, learning_rate, beta1, beta2, epsilon, weight_decay, step_size, root_correction2));
+              float beta2, float epsilon, float weight_decay, float step_size, float root_correction2,
+              float gradient_scale) {
+    SQ_CALL(adamw, (p, g, m, v, n, learning_rate, beta1, beta2, epsilon, weight_decay, step_size, root_correction2,
+                    gradient_scale));
+}
+void sq_dropout_add(const float *x, const float *residual, float *out, ptrdiff_t n, uint64_t first_index,
+                    uint64_t key, uint64_t threshold, float scale, int dropout) {
+    SQ_CALL(dropout_add, (x, residual, out, n, first_index, key, threshold, scale, dropout));
+}
+void sq_gelu_with_derivative(const float *x, float *out, float *derivative, ptrdiff_t n) {
+    SQ_CALL(gelu_with_derivative, (x, out, derivative, n));
+}
+void sq_small_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
+                   const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc) {
+    SQ_CALL(small_gemm, (m, n, k, alpha, a, lda, 1, b, ldb, c, ldc));
+}
+ptrdiff_t sq_attention_forward_scratch(const sq_attention_problem *p) {
+    return p->depth * p->keys + p->queries * p->keys + p->keys * p->value_depth;
+}
+ptrdiff_t sq_attention_backward_scratch(const sq_attention_problem *p) {
+    ptrdiff_t rows = p->queries > p->keys ? p->queries : p->keys;
+    ptrdiff_t depth = p->depth > p->value_depth ? p->depth : p->value_depth;
+    return 3 * p->queries * p->keys + p->value_depth * p->keys + rows * depth;
+}
+void sq_attention_forward(const sq_attention_problem *p, ptrdiff_t first, ptrdiff_t count, float *probabilities,
+                          float *out, float *scratch) {
+    SQ_CALL(attention_forward, (p, first, count, probabilities, out, scratch));
+}
+void sq_attention_backward(const sq_attention_problem *p, ptrdiff_t first, ptrdiff_t count,
+                           const float *probabilities, const float *dout, ptrdiff_t dout_batch, ptrdiff_t dout_head,
+                           ptrdiff_t dout_row, float *dq, float *dk, float *dv, float *scratch) {
+    SQ_CALL(attention_backward, (p, first, count, probabilities, dout, dout_batch, dout_head, dout_row, dq, dk, dv,
+                                 scratch));
 }

@@ -98,7 +98,9 @@ public struct BertModel: Sendable {
     public static func logits<Ops: TensorOperations>(
         _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, pooling: BertPooling, batch: BertBatch
     ) -> Ops.Value {
-        let hidden = encode(ops, weights, config: config, batch: batch)
+        // The pooler reads only the first token, so the last layer computes
+        // nothing else past its key and value projections.
+        let hidden = encode(ops, weights, config: config, batch: batch, lastLayerFirstTokenOnly: pooling == .pooler)
         let pooled = pool(ops, hidden, weights: weights, pooling: pooling, batch: batch)
         let dropout = Float(config.classifierDropoutProbability ?? config.hiddenDropoutProbability)
         return ops.linear(ops.dropout(pooled, probability: dropout), weight: weights.classifier.weight, bias: weights.classifier.bias)
@@ -107,6 +109,14 @@ public struct BertModel: Sendable {
     /// The last hidden state `[B, T, hidden]` for a checked batch.
     public static func encode<Ops: TensorOperations>(
         _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch
+    ) -> Ops.Value {
+        encode(ops, weights, config: config, batch: batch, lastLayerFirstTokenOnly: false)
+    }
+
+    /// The last hidden state; `[B, 1, hidden]`, the first token's, when
+    /// `lastLayerFirstTokenOnly` (the same values as that row of the full state).
+    static func encode<Ops: TensorOperations>(
+        _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch, lastLayerFirstTokenOnly: Bool
     ) -> Ops.Value {
         let length = batch.inputIDs.shape[1]
         let epsilon = Float(config.layerNormEpsilon)
@@ -123,18 +133,24 @@ public struct BertModel: Sendable {
         x = ops.layerNorm(x, gamma: embeddings.layerNorm.weight, beta: embeddings.layerNorm.bias, epsilon: epsilon)
         x = ops.dropout(x, probability: hiddenDropout)
         let bias = attentionBias(batch.attentionMask)
-        for layer in weights.layers {
-            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias)
+        for (index, layer) in weights.layers.enumerated() {
+            let firstTokenOnly = lastLayerFirstTokenOnly && index == weights.layers.count - 1
+            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias, firstTokenOnly: firstTokenOnly)
         }
         return x
     }
 
-    /// One post-LN encoder layer.
+    /// One post-LN encoder layer. With `firstTokenOnly` the keys and values
+    /// still come from every token, but only the first token attends and
+    /// goes through the rest of the layer: the output is `[B, 1, hidden]`.
     static func encoderLayer<Ops: TensorOperations>(
-        _ ops: Ops, _ x: Ops.Value, _ layer: BertLayerWeights<Ops.Value>, config: BertConfig, attentionBias: Tensor
+        _ ops: Ops, _ input: Ops.Value, _ layer: BertLayerWeights<Ops.Value>, config: BertConfig, attentionBias: Tensor,
+        firstTokenOnly: Bool = false
     ) -> Ops.Value {
-        let shape = ops.tensor(x).shape
-        let (batch, length, hidden) = (shape[0], shape[1], shape[2])
+        let shape = ops.tensor(input).shape
+        let (batch, tokens, hidden) = (shape[0], shape[1], shape[2])
+        let x = firstTokenOnly ? ops.reshape(ops.slice(input, axis: 1, 0..<1), [batch, 1, hidden]) : input
+        let length = firstTokenOnly ? 1 : tokens
         let headDimension = config.headDimension
         let heads = ops.tensor(layer.query.weight).shape[0] / headDimension
         let epsilon = Float(config.layerNormEpsilon)
@@ -142,12 +158,13 @@ public struct BertModel: Sendable {
 
         let attended: Ops.Value
         if heads > 0 {
-            func splitHeads(_ projection: LinearWeights<Ops.Value>) -> Ops.Value {
-                let y = ops.linear(x, weight: projection.weight, bias: projection.bias)
-                return ops.transpose(ops.reshape(y, [batch, length, heads, headDimension]), 1, 2)
+            func splitHeads(_ source: Ops.Value, _ rows: Int, _ projection: LinearWeights<Ops.Value>) -> Ops.Value {
+                let y = ops.linear(source, weight: projection.weight, bias: projection.bias)
+                return ops.transpose(ops.reshape(y, [batch, rows, heads, headDimension]), 1, 2)
             }
             let context = ops.attention(
-                query: splitHeads(layer.query), key: splitHeads(layer.key), value: splitHeads(layer.value),
+                query: splitHeads(x, length, layer.query), key: splitHeads(input, tokens, layer.key),
+                value: splitHeads(input, tokens, layer.value),
                 bias: attentionBias, scale: 1 / Float(headDimension).squareRoot(),
                 dropout: Float(config.attentionDropoutProbability))
             let merged = ops.reshape(ops.transpose(context, 1, 2), [batch, length, heads * headDimension])
@@ -156,9 +173,9 @@ public struct BertModel: Sendable {
             // A fully pruned attention block contributes only its output bias.
             attended = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.attentionOutput.bias)
         }
-        let afterAttention = ops.layerNorm(
-            ops.add(ops.dropout(attended, probability: hiddenDropout), x),
-            gamma: layer.attentionLayerNorm.weight, beta: layer.attentionLayerNorm.bias, epsilon: epsilon)
+        let afterAttention = ops.residualLayerNorm(
+            attended, residual: x, gamma: layer.attentionLayerNorm.weight, beta: layer.attentionLayerNorm.bias,
+            epsilon: epsilon, dropout: hiddenDropout)
 
         let fed: Ops.Value
         if ops.tensor(layer.intermediate.weight).shape[0] > 0 {
@@ -167,9 +184,9 @@ public struct BertModel: Sendable {
         } else {
             fed = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.output.bias)
         }
-        return ops.layerNorm(
-            ops.add(ops.dropout(fed, probability: hiddenDropout), afterAttention),
-            gamma: layer.outputLayerNorm.weight, beta: layer.outputLayerNorm.bias, epsilon: epsilon)
+        return ops.residualLayerNorm(
+            fed, residual: afterAttention, gamma: layer.outputLayerNorm.weight, beta: layer.outputLayerNorm.bias,
+            epsilon: epsilon, dropout: hiddenDropout)
     }
 
     /// `[B, hidden]` sentence vectors from the last hidden state.

@@ -65,15 +65,20 @@ public struct BertClassifierTrainer: Sendable {
     /// One forward, backward and update on `batch` with i32 `labels` `[B]`.
     public mutating func step(batch: BertBatch, labels: Tensor) throws(BertInputError) -> BertTrainingStep {
         let dropoutSeed = randomBits(seed: options.seed, stream: Self.dropoutSeedStream, index: UInt64(completedSteps))
-        var (loss, gradients) = try gradients(batch: batch, labels: labels, dropoutSeed: dropoutSeed)
+        let (loss, gradients) = try gradients(batch: batch, labels: labels, dropoutSeed: dropoutSeed)
         var norm: Float?
+        var scale: Float = 1
         if let maxNorm = options.maxGradientNorm {
-            norm = clipGradientNorm(&gradients, maxNorm: maxNorm, backend: backend)
+            // Clipping is folded into the update: AdamW reads each gradient times `scale`.
+            let clipping = clippingScale(gradients, maxNorm: maxNorm, backend: backend)
+            norm = clipping.norm
+            scale = clipping.scale
         }
         let learningRate = schedule.learningRate(forUpdate: completedSteps)
         let backend = self.backend
         model.updateParameters { parameters in
-            optimizer.update(&parameters, gradients: gradients, learningRate: learningRate, backend: backend)
+            optimizer.update(
+                &parameters, gradients: gradients, learningRate: learningRate, gradientScale: scale, backend: backend)
         }
         completedSteps += 1
         return BertTrainingStep(loss: loss, gradientNorm: norm, learningRate: learningRate)

@@ -141,18 +141,11 @@ public final class Tape {
 
     private func accumulate(_ gradient: Tensor, into index: Int) {
         precondition(gradient.shape == nodes[index].shape, "gradient \(gradient.shape) for a value of shape \(nodes[index].shape)")
-        guard var existing = gradients[index] else {
+        guard let existing = gradients[index] else {
             gradients[index] = gradient
             return
         }
-        gradients[index] = nil
-        let addend = gradient.contiguous()
-        existing.withUnsafeMutableFloats { target in
-            addend.withUnsafeFloats { source in
-                for i in 0..<target.count { target[i] += source[i] }
-            }
-        }
-        gradients[index] = existing
+        gradients[index] = backend.add(existing, gradient)
     }
 
     private func checkOwnership(_ variable: Variable) {

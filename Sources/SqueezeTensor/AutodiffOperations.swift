@@ -24,6 +24,8 @@ public protocol TensorOperations {
     func softmax(_ x: Value) -> Value
     func logSoftmax(_ x: Value) -> Value
     func layerNorm(_ x: Value, gamma: Value, beta: Value, epsilon: Float) -> Value
+    /// `layerNorm(dropout(x) + residual)`: dropout as `dropout(_:probability:)`.
+    func residualLayerNorm(_ x: Value, residual: Value, gamma: Value, beta: Value, epsilon: Float, dropout: Float) -> Value
     /// Rows of `table` picked by i32 `ids`.
     func gather(_ table: Value, ids: Tensor) -> Value
     /// `value` where `mask` is non-zero.
@@ -59,9 +61,7 @@ public struct Eager: TensorOperations, Sendable {
     }
 
     public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        let product = backend.matmul(x, weight, transposeA: false, transposeB: true, alpha: 1)
-        guard let bias else { return product }
-        return backend.add(product, bias)
+        backend.linear(x, weight: weight, bias: bias)
     }
 
     public func add(_ a: Tensor, _ b: Tensor) -> Tensor { backend.add(a, b) }
@@ -75,6 +75,12 @@ public struct Eager: TensorOperations, Sendable {
 
     public func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> Tensor {
         backend.layerNorm(x, gamma: gamma, beta: beta, epsilon: epsilon).output
+    }
+
+    public func residualLayerNorm(
+        _ x: Tensor, residual: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float, dropout: Float
+    ) -> Tensor {
+        backend.residualLayerNorm(x, residual: residual, gamma: gamma, beta: beta, epsilon: epsilon, dropout: nil).output
     }
 
     public func gather(_ table: Tensor, ids: Tensor) -> Tensor { backend.gather(table, ids) }
@@ -93,9 +99,7 @@ public struct Eager: TensorOperations, Sendable {
     }
 
     public func attention(query: Tensor, key: Tensor, value: Tensor, bias: Tensor?, scale: Float, dropout: Float) -> Tensor {
-        var scores = backend.matmul(query, key, transposeA: false, transposeB: true, alpha: scale)
-        if let bias { scores = backend.add(scores, bias) }
-        return backend.matmul(backend.softmax(scores), value, transposeA: false, transposeB: false, alpha: 1)
+        backend.attention(query: query, key: key, value: value, bias: bias, scale: scale, dropout: nil).output.transposed(1, 2)
     }
 
     public func crossEntropy(_ logits: Tensor, labels: Tensor) -> Tensor {

@@ -50,8 +50,7 @@ extension Tape: TensorOperations {
 
     public func linear(_ x: Variable, weight: Variable, bias: Variable?) -> Variable {
         let backend = self.backend
-        var output = backend.matmul(x.value, weight.value, transposeA: false, transposeB: true, alpha: 1)
-        if let bias { output = backend.add(output, bias.value) }
+        let output = backend.linear(x.value, weight: weight.value, bias: bias?.value)
         let needX = x.requiresGradient, needWeight = weight.requiresGradient
         let needBias = bias?.requiresGradient ?? false
         let xValue = needWeight ? x.value : nil
@@ -116,9 +115,9 @@ extension Tape: TensorOperations {
 
     public func gelu(_ x: Variable) -> Variable {
         let backend = self.backend
-        let input = x.value
-        return record(backend.gelu(input), inputs: [x]) { gradient in
-            [backend.geluBackward(input, gradient)]
+        let (output, derivative) = backend.geluWithDerivative(x.value)
+        return record(output, inputs: [x]) { gradient in
+            [backend.multiply(gradient, derivative)]
         }
     }
 

@@ -96,6 +96,183 @@ public protocol Backend: Sendable {
     func adamWUpdate(
         parameter: inout Tensor, gradient: Tensor, firstMoment: inout Tensor, secondMoment: inout Tensor,
         hyperparameters: AdamWHyperparameters, step: Int)
+
+    // MARK: Fused ops
+    //
+    // One pass where a transformer would otherwise make several. Every
+    // backend gets a composition of the ops above (the specification); the
+    // CPU backend overrides them with kernels that agree with it to rounding.
+
+    /// `x · weightᵀ + bias` over the last axis of `x` (`[..., in]`); `weight`
+    /// is `[out, in]`, `bias` `[out]` (or none).
+    func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor
+    /// GELU and its derivative `GELU'(x)`, so the backward is one multiply.
+    func geluWithDerivative(_ x: Tensor) -> (output: Tensor, derivative: Tensor)
+    /// `layerNorm(dropout(x) + residual)` (the residual branch of a post-LN
+    /// block); `x` and `residual` have one shape. Also returns the sum, the
+    /// layer norm's input, for the backward.
+    func residualLayerNorm(
+        _ x: Tensor, residual: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float, dropout: DropoutParameters?
+    ) -> ResidualLayerNormResult
+    /// Gradients of `residualLayerNorm` from the saved sum and statistics.
+    func residualLayerNormBackward(
+        _ dy: Tensor, sum: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor, dropout: DropoutParameters?
+    ) -> ResidualLayerNormGradients
+    /// Scaled dot-product attention of `[B, H, T, d]` queries against
+    /// `[B, H, S, d]` keys and `[B, H, S, dv]` values:
+    /// `dropout(softmax(q·kᵀ·scale + bias)) · v`, `bias` broadcasting to
+    /// `[B, H, T, S]`. The dropout numbers the probabilities as a contiguous
+    /// `[B, H, T, S]` tensor (as `dropout` would).
+    func attention(
+        query: Tensor, key: Tensor, value: Tensor, bias: Tensor?, scale: Float, dropout: DropoutParameters?
+    ) -> AttentionResult
+    /// Gradients of `attention` with respect to the inputs asked for, given the
+    /// output's gradient (`[B, H, T, dv]`, any layout) and the saved probabilities.
+    func attentionBackward(
+        _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, probabilities: Tensor, scale: Float,
+        dropout: DropoutParameters?, wantQuery: Bool, wantKey: Bool, wantValue: Bool
+    ) -> AttentionGradients
+}
+
+/// Inverted dropout inside a fused op: drop probability and the
+/// counter-based stream, as `Backend.dropout` takes them.
+public struct DropoutParameters: Sendable, Hashable {
+    public var probability: Float
+    public var seed: UInt64
+    public var stream: UInt64
+
+    public init(probability: Float, seed: UInt64, stream: UInt64) {
+        self.probability = probability
+        self.seed = seed
+        self.stream = stream
+    }
+}
+
+/// What `Backend.residualLayerNorm` returns.
+public struct ResidualLayerNormResult: Sendable {
+    public var output: Tensor
+    /// `dropout(x) + residual`.
+    public var sum: Tensor
+    public var mean: Tensor
+    public var inverseStd: Tensor
+
+    public init(output: Tensor, sum: Tensor, mean: Tensor, inverseStd: Tensor) {
+        self.output = output
+        self.sum = sum
+        self.mean = mean
+        self.inverseStd = inverseStd
+    }
+}
+
+/// What `Backend.residualLayerNormBackward` returns.
+public struct ResidualLayerNormGradients: Sendable {
+    /// Through the dropout.
+    public var input: Tensor
+    public var residual: Tensor
+    public var gamma: Tensor
+    public var beta: Tensor
+
+    public init(input: Tensor, residual: Tensor, gamma: Tensor, beta: Tensor) {
+        self.input = input
+        self.residual = residual
+        self.gamma = gamma
+        self.beta = beta
+    }
+}
+
+/// What `Backend.attention` returns.
+public struct AttentionResult: Sendable {
+    /// The context as `[B, T, H, dv]`: heads after tokens, so merging the
+    /// heads into `[B, T, H·dv]` is a reshape.
+    public var output: Tensor
+    /// `softmax(q·kᵀ·scale + bias)`, `[B, H, T, S]`, before dropout.
+    public var probabilities: Tensor
+
+    public init(output: Tensor, probabilities: Tensor) {
+        self.output = output
+        self.probabilities = probabilities
+    }
+}
+
+/// What `Backend.attentionBackward` returns: gradients shaped like the inputs
+/// (possibly strided views), nil where not asked for.
+public struct AttentionGradients: Sendable {
+    public var query: Tensor?
+    public var key: Tensor?
+    public var value: Tensor?
+
+    public init(query: Tensor?, key: Tensor?, value: Tensor?) {
+        self.query = query
+        self.key = key
+        self.value = value
+    }
+}
+
+extension Backend {
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let product = matmul(x, weight, transposeA: false, transposeB: true, alpha: 1)
+        guard let bias else { return product }
+        return add(product, bias)
+    }
+
+    public func geluWithDerivative(_ x: Tensor) -> (output: Tensor, derivative: Tensor) {
+        let ones = Tensor(shape: x.shape, floats: [Float](repeating: 1, count: x.count))
+        return (gelu(x), geluBackward(x, ones))
+    }
+
+    public func residualLayerNorm(
+        _ x: Tensor, residual: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float, dropout: DropoutParameters?
+    ) -> ResidualLayerNormResult {
+        precondition(x.shape == residual.shape, "residualLayerNorm: x \(x.shape) vs residual \(residual.shape)")
+        let dropped = dropout.map { self.dropout(x, probability: $0.probability, seed: $0.seed, stream: $0.stream).output } ?? x
+        let sum = add(dropped, residual)
+        let normalized = layerNorm(sum, gamma: gamma, beta: beta, epsilon: epsilon)
+        return ResidualLayerNormResult(
+            output: normalized.output, sum: sum, mean: normalized.mean, inverseStd: normalized.inverseStd)
+    }
+
+    public func residualLayerNormBackward(
+        _ dy: Tensor, sum: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor, dropout: DropoutParameters?
+    ) -> ResidualLayerNormGradients {
+        let gradients = layerNormBackward(dy, sum, gamma: gamma, mean: mean, inverseStd: inverseStd)
+        let input = dropout.map {
+            self.dropout(gradients.input, probability: $0.probability, seed: $0.seed, stream: $0.stream).output
+        } ?? gradients.input
+        return ResidualLayerNormGradients(
+            input: input, residual: gradients.input, gamma: gradients.gamma, beta: gradients.beta)
+    }
+
+    public func attention(
+        query: Tensor, key: Tensor, value: Tensor, bias: Tensor?, scale: Float, dropout: DropoutParameters?
+    ) -> AttentionResult {
+        precondition(query.rank == 4 && key.rank == 4 && value.rank == 4, "attention: q, k, v must be [B, H, T, d]")
+        var scores = matmul(query, key, transposeA: false, transposeB: true, alpha: scale)
+        if let bias { scores = add(scores, bias) }
+        let probabilities = softmax(scores)
+        let dropped = dropout.map {
+            self.dropout(probabilities, probability: $0.probability, seed: $0.seed, stream: $0.stream).output
+        } ?? probabilities
+        let context = matmul(dropped, value, transposeA: false, transposeB: false, alpha: 1)
+        return AttentionResult(output: context.transposed(1, 2).contiguous(), probabilities: probabilities)
+    }
+
+    public func attentionBackward(
+        _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, probabilities: Tensor, scale: Float,
+        dropout: DropoutParameters?, wantQuery: Bool, wantKey: Bool, wantValue: Bool
+    ) -> AttentionGradients {
+        func dropped(_ x: Tensor) -> Tensor {
+            guard let dropout else { return x }
+            return self.dropout(x, probability: dropout.probability, seed: dropout.seed, stream: dropout.stream).output
+        }
+        let gradValue = wantValue
+            ? matmul(dropped(probabilities), gradient, transposeA: true, transposeB: false, alpha: 1) : nil
+        guard wantQuery || wantKey else { return AttentionGradients(query: nil, key: nil, value: gradValue) }
+        let gradDropped = matmul(gradient, value, transposeA: false, transposeB: true, alpha: 1)
+        let gradScores = softmaxBackward(probabilities, dropped(gradDropped))
+        let gradQuery = wantQuery ? matmul(gradScores, key, transposeA: false, transposeB: false, alpha: scale) : nil
+        let gradKey = wantKey ? matmul(gradScores, query, transposeA: true, transposeB: false, alpha: scale) : nil
+        return AttentionGradients(query: gradQuery, key: gradKey, value: gradValue)
+    }
 }
 
 /// What `Backend.layerNorm` returns.
@@ -130,12 +307,19 @@ public struct AdamWHyperparameters: Sendable, Hashable {
     public var epsilon: Float
     /// Decoupled: `p -= lr · weightDecay · p` before the Adam step (0 for biases and LayerNorm).
     public var weightDecay: Float
+    /// The gradient is used as `Float(gradient · gradientScale)`: global-norm
+    /// clipping folded into the update instead of a pass of its own.
+    public var gradientScale: Float
 
-    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0) {
+    public init(
+        learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0,
+        gradientScale: Float = 1
+    ) {
         self.learningRate = learningRate
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
         self.weightDecay = weightDecay
+        self.gradientScale = gradientScale
     }
 }

@@ -194,7 +194,9 @@ extension CPUBackend {
                     }
                     return
                 }
-                let block = Int(SQ_COLUMN_BLOCK)
+                // Narrow column blocks, so a bias gradient (one long run of
+                // rows, a few hundred columns) still splits across threads.
+                let block = Swift.min(Int(SQ_COLUMN_BLOCK), 64)
                 let blocks = (inner + block - 1) / block
                 runner.run(chunks: outer * blocks) { task in
                     let o = task / blocks

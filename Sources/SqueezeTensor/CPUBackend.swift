@@ -34,24 +34,46 @@ public struct CPUBackend: Backend {
     // MARK: Matrix products
 
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {
+        product(a, b, transposeA: transposeA, transposeB: transposeB, alpha: alpha, bias: nil)
+    }
+
+    /// Each tile of the output starts as the bias rows and OpenBLAS adds the
+    /// product to it (beta 1), which costs no more than the zeroing pass it
+    /// does for beta 0, and saves the separate add.
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        guard let bias else { return matmul(x, weight, transposeA: false, transposeB: true, alpha: 1) }
+        bias.requireFloat("linear")
+        precondition(weight.rank == 2 && bias.shape == [weight.shape[0]], "linear: bias \(bias.shape) for weight \(weight.shape)")
+        return product(x, weight, transposeA: false, transposeB: true, alpha: 1, bias: bias.contiguous())
+    }
+
+    /// `alpha · op(a) · op(b)`, plus `bias` (contiguous `[N]`) on every row when given.
+    private func product(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float, bias: Tensor?
+    ) -> Tensor {
         a.requireFloat("matmul")
         b.requireFloat("matmul")
         let s = Shapes.matmul(a.shape, b.shape, transposeA: transposeA, transposeB: transposeB)
-        if s.batch * s.m * s.n == 0 || s.k == 0 { return Tensor(zeros: s.resultShape) }
+        if s.batch * s.m * s.n == 0 { return Tensor(zeros: s.resultShape) }
+        if s.k == 0 {
+            guard let bias else { return Tensor(zeros: s.resultShape) }
+            return add(Tensor(zeros: s.resultShape), bias)
+        }
         precondition(
             Swift.max(s.m, s.n, s.k, s.batch * s.m) <= Int(Int32.max), "matmul: sizes exceed the BLAS integer range")
         let left = MatrixOperand(a, transposed: transposeA)
         let right = MatrixOperand(b, transposed: transposeB)
         Self.keepBLASSingleThreaded()
+        let biasBase = bias.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self) + $0.offset) }
         return produce(s.resultShape) { c in
-            withExtendedLifetime((left, right)) {
+            withExtendedLifetime((left, right, bias)) {
                 if s.sharedB && !left.transposed && left.rowsAreUniform(rowsPerBatch: s.m) {
                     // [batch·M, K] · [K, N]: one product over every row.
                     let tiles = Self.tiles(m: s.batch * s.m, n: s.n, k: s.k)
                     runner.run(chunks: tiles.count) { tile in
                         gemm(
                             left, left.batchOffsets[0], right, right.batchOffsets[0], c, rows: s.batch * s.m, n: s.n,
-                            k: s.k, tile: tiles.range(tile), alpha: alpha)
+                            k: s.k, tile: tiles.range(tile), alpha: alpha, bias: biasBase)
                     }
                     return
                 }
@@ -61,7 +83,7 @@ public struct CPUBackend: Backend {
                     gemm(
                         left, left.batchOffsets[batch], right, right.batchOffsets[s.sharedB ? 0 : batch],
                         c + batch * s.m * s.n, rows: s.m, n: s.n, k: s.k, tile: tiles.range(task % tiles.count),
-                        alpha: alpha)
+                        alpha: alpha, bias: biasBase)
                 }
             }
         }
@@ -98,7 +120,7 @@ public struct CPUBackend: Backend {
     /// tile selects a range of rows or of columns. `c` has leading dimension `n`.
     private func gemm(
         _ a: MatrixOperand, _ aOffset: Int, _ b: MatrixOperand, _ bOffset: Int, _ c: UnsafeMutablePointer<Float>,
-        rows: Int, n: Int, k: Int, tile: ProductTiles.Tile, alpha: Float
+        rows: Int, n: Int, k: Int, tile: ProductTiles.Tile, alpha: Float, bias: UnsafePointer<Float>?
     ) {
         var aStart = a.base + aOffset
         var bStart = b.base + bOffset
@@ -114,10 +136,16 @@ public struct CPUBackend: Backend {
             cStart += tile.range.lowerBound
             columns = tile.range.count
         }
+        var beta: Float = 0
+        if let bias {
+            let first = tile.alongRows ? 0 : tile.range.lowerBound
+            for row in 0..<m { (cStart + row * n).update(from: bias + first, count: columns) }
+            beta = 1
+        }
         cblas_sgemm(
             CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans, b.transposed ? CblasTrans : CblasNoTrans,
             blasint(m), blasint(columns), blasint(k), alpha, aStart, blasint(a.leadingDimension),
-            bStart, blasint(b.leadingDimension), 0, cStart, blasint(n))
+            bStart, blasint(b.leadingDimension), beta, cStart, blasint(n))
     }
 
     // MARK: Element-wise
@@ -201,6 +229,15 @@ public struct CPUBackend: Backend {
     public func layerNormBackward(
         _ dy: Tensor, _ x: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor
     ) -> LayerNormGradients {
+        layerNormBackward(dy, x, gamma: gamma, mean: mean, inverseStd: inverseStd, then: nil)
+    }
+
+    /// `then(dx, rows)` runs on each chunk's rows of the input gradient right
+    /// after they are computed (still in cache).
+    func layerNormBackward(
+        _ dy: Tensor, _ x: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor,
+        then: ((UnsafeMutablePointer<Float>, Range<Int>) -> Void)?
+    ) -> LayerNormGradients {
         for t in [dy, x, gamma, mean, inverseStd] { t.requireFloat("layerNormBackward") }
         precondition(dy.shape == x.shape, "layerNormBackward: dy \(dy.shape) vs x \(x.shape)")
         let (rows, columns) = Shapes.rowsAndColumns(x.shape)
@@ -229,6 +266,7 @@ public struct CPUBackend: Backend {
                                                 pdy + start, px + start, pg, pm + first, pi + first, po + start,
                                                 gBase.map { $0 + chunk * columns }, bBase.map { $0 + chunk * columns },
                                                 count, columns)
+                                            then?(po, first..<(first + count))
                                         }
                                     }
                                 }
@@ -283,7 +321,11 @@ public struct CPUBackend: Backend {
             dy.rank == ids.rank + 1 && Array(dy.shape.dropLast()) == ids.shape,
             "scatterAdd: dy \(dy.shape) must be ids \(ids.shape) + [D]")
         let width = dy.shape[dy.rank - 1]
-        let result = Tensor(zeros: [rows, width])
+        let result = produce([rows, width]) { out in
+            runner.forEachRange(count: rows * width, chunkSize: 4 * elementChunk) { r in
+                (out + r.lowerBound).update(repeating: 0, count: r.count)
+            }
+        }
         let out = result.storage.bytes.assumingMemoryBound(to: Float.self)
         let block = Int(SQ_COLUMN_BLOCK)
         ids.contiguous().withUnsafeElements(Int32.self) { idv in
@@ -460,7 +502,7 @@ public struct CPUBackend: Backend {
                             let s = r.lowerBound
                             sq_adamw(
                                 pp + s, pg + s, mp + s, vp + s, r.count, h.learningRate, h.beta1, h.beta2, h.epsilon,
-                                h.weightDecay, stepSize, rootCorrection2)
+                                h.weightDecay, stepSize, rootCorrection2, h.gradientScale)
                         }
                     }
                 }

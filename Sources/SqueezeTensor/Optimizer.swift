@@ -32,9 +32,11 @@ public struct AdamW: Sendable {
         self.init(weightDecays: decayMask.map { $0 ? weightDecay : 0 }, beta1: beta1, beta2: beta2, epsilon: epsilon)
     }
 
-    /// Applies one update to every parameter that has a gradient.
+    /// Applies one update to every parameter that has a gradient, each
+    /// gradient used as `gradient · gradientScale` (see `clippingScale`).
     public mutating func update(
-        _ parameters: inout [Tensor], gradients: [Tensor?], learningRate: Float, backend: any Backend
+        _ parameters: inout [Tensor], gradients: [Tensor?], learningRate: Float, gradientScale: Float = 1,
+        backend: any Backend
     ) {
         precondition(parameters.count == weightDecays.count && gradients.count == weightDecays.count,
                      "AdamW over \(weightDecays.count) parameters given \(parameters.count) parameters, \(gradients.count) gradients")
@@ -49,7 +51,8 @@ public struct AdamW: Sendable {
             secondMoments[index] = nil
             steps[index] += 1
             let hyperparameters = AdamWHyperparameters(
-                learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecays[index])
+                learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecays[index],
+                gradientScale: gradientScale)
             backend.adamWUpdate(
                 parameter: &parameters[index], gradient: gradient, firstMoment: &first, secondMoment: &second,
                 hyperparameters: hyperparameters, step: steps[index])
@@ -65,12 +68,7 @@ public struct AdamW: Sendable {
 /// Missing gradients are skipped.
 @discardableResult
 public func clipGradientNorm(_ gradients: inout [Tensor?], maxNorm: Float, backend: any Backend) -> Float {
-    var total = 0.0
-    for gradient in gradients {
-        if let gradient { total += backend.sumOfSquares(gradient) }
-    }
-    let norm = Float(total.squareRoot())
-    let factor = maxNorm / (norm + 1e-6)
+    let (norm, factor) = clippingScale(gradients, maxNorm: maxNorm, backend: backend)
     if factor < 1 {
         for index in gradients.indices {
             if let gradient = gradients[index] {
@@ -79,4 +77,17 @@ public func clipGradientNorm(_ gradients: inout [Tensor?], maxNorm: Float, backe
         }
     }
     return norm
+}
+
+/// The global L2 norm of `gradients` and the factor `clipGradientNorm` would
+/// scale them by (1 when the norm is within `maxNorm`), for optimisers that
+/// apply the factor as they read the gradients (`AdamW.update(gradientScale:)`).
+public func clippingScale(_ gradients: [Tensor?], maxNorm: Float, backend: any Backend) -> (norm: Float, scale: Float) {
+    var total = 0.0
+    for gradient in gradients {
+        if let gradient { total += backend.sumOfSquares(gradient) }
+    }
+    let norm = Float(total.squareRoot())
+    let factor = maxNorm / (norm + 1e-6)
+    return (norm, factor < 1 ? factor : 1)
 }

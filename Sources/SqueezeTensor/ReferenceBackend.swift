@@ -354,7 +354,7 @@ public struct ReferenceBackend: Backend {
             parameter.shape == gradient.shape && parameter.shape == firstMoment.shape
                 && parameter.shape == secondMoment.shape,
             "adamWUpdate: parameter, gradient and moments must have one shape")
-        let g = gradient.floats
+        let g = h.gradientScale == 1 ? gradient.floats : gradient.floats.map { $0 * h.gradientScale }
         var p = parameter.floats
         var m = firstMoment.floats
         var v = secondMoment.floats

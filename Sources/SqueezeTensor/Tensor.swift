@@ -18,28 +18,42 @@ public enum DType: String, Sendable, Hashable, Codable, CaseIterable {
 
 /// A reference-counted block of bytes behind one or more tensors.
 ///
-/// Either owned (allocated 64-byte aligned, freed on deinit) or borrowed from
-/// an owner that keeps the bytes alive, e.g. a memory-mapped checkpoint.
+/// Either owned (allocated 64-byte aligned, freed on deinit; large blocks are
+/// recycled through `BufferPool`) or borrowed from an owner that keeps the
+/// bytes alive, e.g. a memory-mapped checkpoint.
 public final class TensorStorage: @unchecked Sendable {
     public let bytes: UnsafeMutableRawPointer
     public let byteCount: Int
     private let owner: AnyObject?
+    /// Size class of a pooled buffer; 0 when `bytes` came from `allocate`.
+    private let pooledCapacity: Int
 
     /// Zero-filled storage of `byteCount` bytes.
-    public init(byteCount: Int) {
-        let count = max(byteCount, 1)
-        self.bytes = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
-        self.bytes.initializeMemory(as: UInt8.self, repeating: 0, count: count)
-        self.byteCount = byteCount
-        self.owner = nil
+    public convenience init(byteCount: Int) {
+        self.init(uninitializedByteCount: byteCount, zeroed: true)
     }
 
     /// Storage whose bytes are left uninitialised, for kernels that write
     /// every element before anything reads it.
-    init(uninitializedByteCount byteCount: Int) {
-        self.bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    convenience init(uninitializedByteCount byteCount: Int) {
+        self.init(uninitializedByteCount: byteCount, zeroed: false)
+    }
+
+    private init(uninitializedByteCount byteCount: Int, zeroed: Bool) {
         self.byteCount = byteCount
         self.owner = nil
+        if byteCount >= BufferPool.minimumBytes {
+            let capacity = BufferPool.capacity(for: byteCount)
+            let (pointer, fresh) = BufferPool.shared.take(capacity: capacity)
+            if zeroed && !fresh { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
+            self.bytes = pointer
+            self.pooledCapacity = capacity
+        } else {
+            let count = max(byteCount, 1)
+            self.bytes = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 64)
+            if zeroed { self.bytes.initializeMemory(as: UInt8.self, repeating: 0, count: count) }
+            self.pooledCapacity = 0
+        }
     }
 
     /// Storage over bytes someone else owns; `owner` is retained until this
@@ -48,13 +62,19 @@ public final class TensorStorage: @unchecked Sendable {
         self.bytes = UnsafeMutableRawPointer(mutating: bytes)
         self.byteCount = byteCount
         self.owner = owner
+        self.pooledCapacity = 0
     }
 
     /// True when the bytes belong to another object (read-only).
     public var isBorrowed: Bool { owner != nil }
 
     deinit {
-        if owner == nil { bytes.deallocate() }
+        if owner != nil { return }
+        if pooledCapacity > 0 {
+            BufferPool.shared.give(bytes, capacity: pooledCapacity)
+        } else {
+            bytes.deallocate()
+        }
     }
 }
 

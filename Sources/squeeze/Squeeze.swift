@@ -23,7 +23,7 @@ struct Squeeze: AsyncParsableCommand {
         version: version,
         subcommands: [
             ValidateCommand.self, PlanCommand.self, RunCommand.self, RunsCommand.self,
-            CacheCommand.self, StagesCommand.self, SchemaCommand.self,
+            CacheCommand.self, StagesCommand.self, SchemaCommand.self, BenchCommand.self,
         ]
     )
 

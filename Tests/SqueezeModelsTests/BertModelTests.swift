@@ -74,6 +74,23 @@ enum TinyBert {
         #expect(recorded.value.floats == logits.floats)
     }
 
+    /// With the pooler head the last layer runs for the first token only; the
+    /// logits equal those computed from the full last hidden state, also when
+    /// that layer's attention is pruned away.
+    @Test(arguments: [TinyBert.layerShapes, [TinyBert.layerShapes[0], BertLayerShape(heads: 0, intermediateSize: 4)]])
+    func poolerLogitsSkipTheLastLayersOtherTokens(layerShapes: [BertLayerShape]) throws {
+        let model = try TinyBert.model(initializerRange: 0.5, layerShapes: layerShapes)
+        for backend in [ReferenceBackend() as any Backend, CPUBackend(threads: 2)] {
+            let eager = Eager(backend: backend)
+            let hidden = BertModel.encode(eager, model.weights, config: model.config, batch: TinyBert.batch)
+            let pooled = BertModel.pool(eager, hidden, weights: model.weights, pooling: .pooler, batch: TinyBert.batch)
+            let full = eager.linear(pooled, weight: model.weights.classifier.weight, bias: model.weights.classifier.bias)
+            let skipped = try model.logits(TinyBert.batch, backend: backend)
+            #expect(skipped.shape == [2, 3])
+            for (x, y) in zip(skipped.floats, full.floats) { #expect(abs(x - y) <= 1e-5) }
+        }
+    }
+
     /// Padding keys are masked: real positions do not change when more padding is added.
     @Test func paddingDoesNotChangeRealPositions() throws {
         for pooling in BertPooling.allCases {

@@ -88,4 +88,39 @@ final class TimingBackend: Backend, @unchecked Sendable {
                 hyperparameters: hyperparameters, step: step)
         }
     }
+    func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        time("linear") { base.linear(x, weight: weight, bias: bias) }
+    }
+    func geluWithDerivative(_ x: Tensor) -> (output: Tensor, derivative: Tensor) {
+        time("geluWithDerivative") { base.geluWithDerivative(x) }
+    }
+    func residualLayerNorm(
+        _ x: Tensor, residual: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float, dropout: DropoutParameters?
+    ) -> ResidualLayerNormResult {
+        time("residualLayerNorm") {
+            base.residualLayerNorm(x, residual: residual, gamma: gamma, beta: beta, epsilon: epsilon, dropout: dropout)
+        }
+    }
+    func residualLayerNormBackward(
+        _ dy: Tensor, sum: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor, dropout: DropoutParameters?
+    ) -> ResidualLayerNormGradients {
+        time("residualLayerNormBackward") {
+            base.residualLayerNormBackward(dy, sum: sum, gamma: gamma, mean: mean, inverseStd: inverseStd, dropout: dropout)
+        }
+    }
+    func attention(
+        query: Tensor, key: Tensor, value: Tensor, bias: Tensor?, scale: Float, dropout: DropoutParameters?
+    ) -> AttentionResult {
+        time("attention") { base.attention(query: query, key: key, value: value, bias: bias, scale: scale, dropout: dropout) }
+    }
+    func attentionBackward(
+        _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, probabilities: Tensor, scale: Float,
+        dropout: DropoutParameters?, wantQuery: Bool, wantKey: Bool, wantValue: Bool
+    ) -> AttentionGradients {
+        time("attentionBackward") {
+            base.attentionBackward(
+                gradient, query: query, key: key, value: value, probabilities: probabilities, scale: scale,
+                dropout: dropout, wantQuery: wantQuery, wantKey: wantKey, wantValue: wantValue)
+        }
+    }
 }

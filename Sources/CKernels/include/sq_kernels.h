@@ -67,14 +67,69 @@ double sq_sum_of_squares(const float *x, ptrdiff_t n);
 
 /// Inverted dropout over elements `first_index ..< first_index + n` of a
 /// stream: element i keeps when the top 24 bits of
-/// splitmix64(key + (i + 1)·golden) are ≥ threshold.
+/// splitmix64(key + (i + 1)·golden) are ≥ threshold. `mask` may be NULL.
 void sq_dropout(const float *x, float *out, float *mask, ptrdiff_t n, uint64_t first_index, uint64_t key,
                 uint64_t threshold, float scale);
 
-/// AdamW on n elements: p −= lr·wd·p; m, v moments; p −= step_size · m / (√v / root_correction2 + ε),
-/// where step_size = lr / (1 − β1^t) and root_correction2 = √(1 − β2^t).
+/// AdamW on n elements with gradient g·gradient_scale: p −= lr·wd·p; m, v moments;
+/// p −= step_size · m / (√v / root_correction2 + ε), where step_size = lr / (1 − β1^t)
+/// and root_correction2 = √(1 − β2^t).
 void sq_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float learning_rate, float beta1,
-              float beta2, float epsilon, float weight_decay, float step_size, float root_correction2);
+              float beta2, float epsilon, float weight_decay, float step_size, float root_correction2,
+              float gradient_scale);
+
+/// out = dropout(x) + residual over elements `first_index ..< first_index + n`
+/// (dropout as `sq_dropout`; none when `dropout` is 0).
+void sq_dropout_add(const float *x, const float *residual, float *out, ptrdiff_t n, uint64_t first_index,
+                    uint64_t key, uint64_t threshold, float scale, int dropout);
+
+/// GELU (as `sq_gelu`) and its derivative (as `sq_gelu_backward` with dy = 1).
+void sq_gelu_with_derivative(const float *x, float *out, float *derivative, ptrdiff_t n);
+
+/// c[m×n] = alpha · a[m×k] · b[k×n] for small matrices (row-major, row strides lda, ldb, ldc).
+void sq_small_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
+                   const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc);
+
+/// Scaled dot-product attention over (batch, head) pairs. Matrix rows are
+/// `*_row` floats apart with contiguous elements; pair (b, h) starts at
+/// `b·*_batch + h·*_head`. `bias` (nullable) is read at
+/// `b·bias_batch + h·bias_head + i·bias_row + j·bias_column` (0 strides broadcast).
+/// Dropout of the probabilities numbers elements as a contiguous
+/// [batch, heads, queries, keys] tensor (as `sq_dropout` would).
+typedef struct {
+    ptrdiff_t heads, queries, keys, depth, value_depth;
+    const float *q;
+    ptrdiff_t q_batch, q_head, q_row;
+    const float *k;
+    ptrdiff_t k_batch, k_head, k_row;
+    const float *v;
+    ptrdiff_t v_batch, v_head, v_row;
+    const float *bias;
+    ptrdiff_t bias_batch, bias_head, bias_row, bias_column;
+    float scale;
+    int dropout;
+    uint64_t dropout_key, dropout_threshold;
+    float dropout_scale;
+} sq_attention_problem;
+
+/// Floats of scratch `sq_attention_forward` / `sq_attention_backward` need.
+ptrdiff_t sq_attention_forward_scratch(const sq_attention_problem *p);
+ptrdiff_t sq_attention_backward_scratch(const sq_attention_problem *p);
+
+/// Pairs `first ..< first + count`: probabilities (contiguous [pairs, queries,
+/// keys], before dropout) and out = dropout(probabilities) · v, written as a
+/// contiguous [batch, queries, heads, value_depth] tensor.
+void sq_attention_forward(const sq_attention_problem *p, ptrdiff_t first, ptrdiff_t count, float *probabilities,
+                          float *out, float *scratch);
+
+/// Gradients of pairs `first ..< first + count` given the forward's
+/// probabilities and the output gradient `dout` (pair (b, h) at
+/// `b·dout_batch + h·dout_head`, rows `dout_row` apart). dq, dk and dv are
+/// written as contiguous [batch, rows, heads, depth] tensors; any of them may
+/// be NULL (not computed).
+void sq_attention_backward(const sq_attention_problem *p, ptrdiff_t first, ptrdiff_t count,
+                           const float *probabilities, const float *dout, ptrdiff_t dout_batch, ptrdiff_t dout_head,
+                           ptrdiff_t dout_row, float *dq, float *dk, float *dv, float *scratch);
 
 #ifdef __cplusplus
 }
