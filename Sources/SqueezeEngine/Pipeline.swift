@@ -114,7 +114,7 @@ public struct Pipeline: Sendable {
         return KeyMaterial(
             formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
             stageVersion: type.descriptor.version, params: params, inputs: inputs,
-            backend: spec.backend, seed: seed(for: spec.id))
+            backend: registry.backendFingerprint(spec.backend), seed: seed(for: spec.id))
     }
 
     func resolver(

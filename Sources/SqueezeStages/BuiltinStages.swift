@@ -2,11 +2,13 @@ import SqueezeEngine
 
 /// The stage types that ship with Squeeze.
 public enum BuiltinStages {
-    public static let registry = StageRegistry([
-        StageType(CommandStage.self),
-        StageType(ModelImportStage.self),
-        StageType(TextClassificationDataStage.self),
-        StageType(FinetuneStage.self),
-        StageType(EvalClassificationStage.self),
-    ])
+    public static let registry = StageRegistry(
+        [
+            StageType(CommandStage.self),
+            StageType(ModelImportStage.self),
+            StageType(TextClassificationDataStage.self),
+            StageType(FinetuneStage.self),
+            StageType(EvalClassificationStage.self),
+        ],
+        backendFingerprint: Backends.fingerprint)
 }

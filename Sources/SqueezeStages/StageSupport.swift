@@ -13,6 +13,15 @@ enum Backends {
         default: throw StageFailure("unknown backend `\(id)`; use `cpu` or `reference`")
         }
     }
+
+    /// The cache-key identity of backend `id` on this machine.
+    @Sendable static func fingerprint(_ id: String) -> String {
+        switch id {
+        case "cpu": return CPUBackend.numericsFingerprint
+        case "reference": return ReferenceBackend.numericsFingerprint
+        default: return id
+        }
+    }
 }
 
 /// A model artifact opened for training or evaluation: the model with its

@@ -31,6 +31,14 @@ public struct CPUBackend: Backend {
     /// Which kernel variant this machine runs ("avx2-fma" or "baseline").
     public static var kernelVariant: String { String(cString: sq_kernel_variant()) }
 
+    /// Bumped whenever a change to a kernel can change any result bit.
+    static let numericsRevision = 2
+
+    /// What decides this backend's results on this machine ("cpu/r2/avx2-fma");
+    /// stages put it in cache keys. Thread count is not part of it: results do
+    /// not depend on it.
+    public static var numericsFingerprint: String { "cpu/r\(numericsRevision)/\(kernelVariant)" }
+
     // MARK: Matrix products
 
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {

@@ -8,6 +8,10 @@ public struct ReferenceBackend: Backend {
 
     public var id: String { "reference" }
 
+    /// Bumped whenever a change to an op can change any result bit; stages put
+    /// it in cache keys (plain loops in Swift: no per-machine variant).
+    public static let numericsFingerprint = "reference/r1"
+
     // MARK: Matrix products
 
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, alpha: Float) -> Tensor {

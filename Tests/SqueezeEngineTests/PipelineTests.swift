@@ -120,6 +120,29 @@ import Testing
         #expect(try ws.pipeline(yaml).plan(force: ["upper"]).first?.reason == "forced")
     }
 
+    /// The registry's backend fingerprint, not the recipe's backend name, is
+    /// keyed: new kernel numerics make every stage stale, with the reason.
+    @Test func backendNumericsChangeIsAMiss() async throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let yaml = """
+            version: 1
+            name: numerics
+            backend: cpu
+            stages:
+              write: { uses: test/write, with: { tag: \(UUID().uuidString), text: a } }
+            """
+        func registry(_ revision: String) -> StageRegistry {
+            StageRegistry(Array(testRegistry.types.values)) { "\($0)/\(revision)" }
+        }
+        let first = try await ws.run(try ws.pipeline(yaml, registry: registry("r1")))
+        #expect(first.stage("write")?.status == .ran)
+        #expect(try ws.pipeline(yaml, registry: registry("r1")).plan().first?.status == .cached)
+        let plan = try ws.pipeline(yaml, registry: registry("r2")).plan()
+        #expect(plan.first?.status == .run)
+        #expect(plan.first?.reason == "backend changed (cpu/r1 → cpu/r2)")
+    }
+
     @Test func failureSkipsDependentsAndKeepGoingContinuesOthers() async throws {
         let ws = try Workspace()
         defer { ws.remove() }
