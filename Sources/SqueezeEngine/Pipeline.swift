@@ -111,10 +111,11 @@ public struct Pipeline: Sendable {
         } catch let error as ParameterResolver.ResolutionError {
             throw StageFailure(error.description)
         }
+        let backend = type.descriptor.usesTensorBackend ? registry.backendFingerprint(spec.backend) : spec.backend
         return KeyMaterial(
             formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
             stageVersion: type.descriptor.version, params: params, inputs: inputs,
-            backend: registry.backendFingerprint(spec.backend), seed: seed(for: spec.id))
+            backend: backend, seed: seed(for: spec.id))
     }
 
     func resolver(

@@ -174,10 +174,10 @@ public struct StageType: Sendable {
 /// All stage types the engine can run, by `uses:` name.
 public struct StageRegistry: Sendable {
     public let types: [String: StageType]
-    /// Maps a recipe's backend id to what enters cache keys: the id plus
-    /// whatever decides its numerics (kernel revision, instruction-set
-    /// variant), so a kernel change or a different CPU is a miss, never a
-    /// cached result computed by other arithmetic.
+    /// Maps a recipe's backend id to what enters the cache keys of stages
+    /// that use a tensor backend: the id plus whatever decides its numerics
+    /// (kernel revision, instruction-set variant), so a kernel change or a
+    /// different CPU is a miss, never a result computed by other arithmetic.
     public let backendFingerprint: @Sendable (String) -> String
 
     public init(_ types: [StageType], backendFingerprint: @escaping @Sendable (String) -> String = { $0 }) {

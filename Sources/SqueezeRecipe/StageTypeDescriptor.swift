@@ -104,14 +104,19 @@ public struct StageTypeDescriptor: Sendable {
     /// What a stage of this type asks of the machine when its recipe entry
     /// has no `resources:` (tensor stages ask for all cores).
     public var defaultResources: Resources
+    /// Whether the stage computes on the recipe's tensor backend; its cache
+    /// key then holds the backend's numerics fingerprint, not just its name.
+    public var usesTensorBackend: Bool
 
     public init(
         type: String, version: Int, summary: String,
         parameters: [ParameterSpec], outputs: [OutputSpec],
         defaultResources: Resources = Resources(),
+        usesTensorBackend: Bool = false,
         check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
     ) {
         self.defaultResources = defaultResources
+        self.usesTensorBackend = usesTensorBackend
         self.type = type
         self.version = version
         self.summary = summary

@@ -41,6 +41,7 @@ public struct EvalClassificationStage: Stage {
             OutputSpec("report", kind: "file", doc: "report.json: the deterministic metrics per model (no timings)."),
         ],
         defaultResources: Resources(allCores: true),
+        usesTensorBackend: true,
         check: checkParams
     )
 

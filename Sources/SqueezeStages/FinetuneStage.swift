@@ -61,6 +61,7 @@ public struct FinetuneStage: Stage {
             OutputSpec("model", kind: "model", doc: "The fine-tuned model artifact."),
         ],
         defaultResources: Resources(allCores: true),
+        usesTensorBackend: true,
         check: checkParams
     )
 

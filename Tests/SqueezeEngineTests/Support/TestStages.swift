@@ -93,4 +93,24 @@ struct UpperStage: Stage {
     }
 }
 
-let testRegistry = StageRegistry([StageType(WriteStage.self), StageType(UpperStage.self)])
+/// Writes the name of the backend it was given, as a tensor stage would compute on it.
+struct BackendStage: Stage {
+    struct Params: Decodable, Sendable {
+        var tag: String
+    }
+
+    static let descriptor = StageTypeDescriptor(
+        type: "test/backend", version: 1, summary: "Write the backend id.",
+        parameters: [ParameterSpec("tag", .string, required: true, doc: "Counts executions under this tag.")],
+        outputs: [OutputSpec("file", kind: "file", doc: "The backend id.")],
+        usesTensorBackend: true)
+
+    func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        ExecutionLog.shared.begin(params.tag)
+        defer { ExecutionLog.shared.end(params.tag) }
+        try Data(context.backend.utf8).write(to: URL(fileURLWithPath: (context.outputDirectory as NSString).appendingPathComponent("file")))
+        return StageResult()
+    }
+}
+
+let testRegistry = StageRegistry([StageType(WriteStage.self), StageType(UpperStage.self), StageType(BackendStage.self)])
