@@ -109,6 +109,9 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
             }
         case (.array(let x), .array(let y)) where x.count == y.count:
             return zip(x, y).enumerated().flatMap { differingPaths($1.0, $1.1, prefix: "\(prefix)[\($0)]") }
+        case (.int(let i), .double(let d)), (.double(let d), .int(let i)):
+            // The index's JSON reads a recorded 1.0 back as the integer 1.
+            return Double(i) == d ? [] : [prefix.isEmpty ? "(all)" : prefix]
         default:
             return a == b ? [] : [prefix.isEmpty ? "(all)" : prefix]
         }
