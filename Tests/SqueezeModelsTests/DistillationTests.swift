@@ -231,6 +231,19 @@ import Testing
         #expect(trainer.completedSteps == 30)
     }
 
+    /// With α = 0 and no hidden loss, distillation is plain fine-tuning, update for update.
+    @Test func alphaZeroIsBitIdenticalToTheClassifierTrainer() throws {
+        let student = try TinyBert.model(seed: 7, initializerRange: 0.5).selectingLayers([1])
+        var distiller = try Self.trainer(DistillationOptions(alpha: .constant(0)), student: student)
+        var plain = BertClassifierTrainer(model: student, options: Self.options(), backend: backend)
+        for _ in 0..<4 {
+            let a = try distiller.step(batch: TinyBert.batch, labels: TinyBert.labels)
+            let b = try plain.step(batch: TinyBert.batch, labels: TinyBert.labels)
+            #expect(a.loss == b.loss && a.taskLoss == b.loss && a.gradientNorm == b.gradientNorm && a.learningRate == b.learningRate)
+        }
+        #expect(bits(distiller.student) == bits(plain.model))
+    }
+
     @Test func sameSeedIsBitIdenticalAndCachedTeacherLogitsGiveTheSameStep() throws {
         let options = DistillationOptions(alpha: .linear(start: 0.9, end: 0.1), hiddenLossWeight: 0.5)
         var first = try Self.trainer(options)
