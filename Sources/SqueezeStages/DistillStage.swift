@@ -255,6 +255,9 @@ public struct DistillStage: Stage {
         }
         let student = try Self.makeStudent(params, teacher: teacher, labels: dataset.labels, seed: context.seed)
         let distillation = try Self.distillationOptions(params, seed: context.seed)
+        if params.cache_teacher && distillation.usesHiddenLoss {
+            throw StageFailure("`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step")
+        }
 
         let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
         context.progress.report(StageProgress(message: "tokenizing \(trainExamples.count) examples"))
@@ -289,9 +292,6 @@ public struct DistillStage: Stage {
             backend \(backend.id) with \(context.threads) threads
             """)
 
-        if params.cache_teacher && distillation.usesHiddenLoss {
-            throw StageFailure("`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step")
-        }
         let cachedLogits = params.cache_teacher
             ? try Self.teacherLogits(trainer, trainSequences, batchSize: batchSize, padID: teacher.padID, context: context) : nil
 
@@ -504,8 +504,7 @@ public struct DistillStage: Stage {
                 for c in 0..<classes { logits[index * classes + c] = values[row * classes + c] }
             }
             done += batch.size
-            context.progress.report(StageProgress(
-                fraction: 0, message: "caching teacher logits \(done)/\(sequences.count)"))
+            context.progress.report(StageProgress(message: "caching teacher logits \(done)/\(sequences.count)"))
         }
         context.log.line("cached the teacher's logits for \(sequences.count) examples")
         return logits
