@@ -101,6 +101,14 @@ public struct BertModel: Sendable {
         // The pooler reads only the first token, so the last layer computes
         // nothing else past its key and value projections.
         let hidden = encode(ops, weights, config: config, batch: batch, lastLayerFirstTokenOnly: pooling == .pooler)
+        return classify(ops, hidden, weights: weights, config: config, pooling: pooling, batch: batch)
+    }
+
+    /// Classification logits `[B, labels]` from a last hidden state: pooling,
+    /// classifier dropout and the classifier.
+    public static func classify<Ops: TensorOperations>(
+        _ ops: Ops, _ hidden: Ops.Value, weights: BertWeights<Ops.Value>, config: BertConfig, pooling: BertPooling, batch: BertBatch
+    ) -> Ops.Value {
         let pooled = pool(ops, hidden, weights: weights, pooling: pooling, batch: batch)
         let dropout = Float(config.classifierDropoutProbability ?? config.hiddenDropoutProbability)
         return ops.linear(ops.dropout(pooled, probability: dropout), weight: weights.classifier.weight, bias: weights.classifier.bias)
@@ -118,6 +126,36 @@ public struct BertModel: Sendable {
     static func encode<Ops: TensorOperations>(
         _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch, lastLayerFirstTokenOnly: Bool
     ) -> Ops.Value {
+        var x = embed(ops, weights, config: config, batch: batch)
+        let bias = attentionBias(batch.attentionMask)
+        for (index, layer) in weights.layers.enumerated() {
+            let firstTokenOnly = lastLayerFirstTokenOnly && index == weights.layers.count - 1
+            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias, firstTokenOnly: firstTokenOnly)
+        }
+        return x
+    }
+
+    /// Every encoder layer's output `[B, T, hidden]`, first to last, for a
+    /// checked batch (layer-wise distillation); the last is `encode`'s result.
+    public static func encodeLayers<Ops: TensorOperations>(
+        _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch
+    ) -> [Ops.Value] {
+        var x = embed(ops, weights, config: config, batch: batch)
+        let bias = attentionBias(batch.attentionMask)
+        var outputs: [Ops.Value] = []
+        outputs.reserveCapacity(weights.layers.count)
+        for layer in weights.layers {
+            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias)
+            outputs.append(x)
+        }
+        return outputs
+    }
+
+    /// The embedding block's output `[B, T, hidden]`: word + token type +
+    /// position embeddings, LayerNorm, dropout.
+    static func embed<Ops: TensorOperations>(
+        _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch
+    ) -> Ops.Value {
         let length = batch.inputIDs.shape[1]
         let epsilon = Float(config.layerNormEpsilon)
         let hiddenDropout = Float(config.hiddenDropoutProbability)
@@ -131,13 +169,7 @@ public struct BertModel: Sendable {
         }
         x = ops.add(x, ops.slice(embeddings.position, axis: 0, 0..<length))
         x = ops.layerNorm(x, gamma: embeddings.layerNorm.weight, beta: embeddings.layerNorm.bias, epsilon: epsilon)
-        x = ops.dropout(x, probability: hiddenDropout)
-        let bias = attentionBias(batch.attentionMask)
-        for (index, layer) in weights.layers.enumerated() {
-            let firstTokenOnly = lastLayerFirstTokenOnly && index == weights.layers.count - 1
-            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias, firstTokenOnly: firstTokenOnly)
-        }
-        return x
+        return ops.dropout(x, probability: hiddenDropout)
     }
 
     /// One post-LN encoder layer. With `firstTokenOnly` the keys and values

@@ -9,6 +9,8 @@ public enum BuiltinStages {
             StageType(TextClassificationDataStage.self),
             StageType(FinetuneStage.self),
             StageType(EvalClassificationStage.self),
+            StageType(DistillStage.self),
+            StageType(SelectLayersStage.self),
         ],
         backendFingerprint: Backends.fingerprint)
 }

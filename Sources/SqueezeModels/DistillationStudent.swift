@@ -1,0 +1,32 @@
+import SqueezeTensor
+
+extension BertModel {
+    /// A shallower model made of this model's encoder layers `layers`
+    /// (0-based, strictly increasing, each in range), with its embeddings,
+    /// pooler, classifier and pooling: the "every k-th layer" student of
+    /// PKD / DistilBERT (`[0, 2, 4]` of 6). Tensors are shared, not copied.
+    public func selectingLayers(_ layers: [Int]) throws(DistillationError) -> BertModel {
+        let count = weights.layers.count
+        guard !layers.isEmpty else { throw DistillationError("the student needs at least one layer; `layers` is empty") }
+        for (position, index) in layers.enumerated() {
+            guard index >= 0, index < count else {
+                throw DistillationError("layer \(index) does not exist: the teacher has \(count) layers (0…\(count - 1))")
+            }
+            if position > 0, index <= layers[position - 1] {
+                throw DistillationError(
+                    index == layers[position - 1]
+                        ? "layer \(index) is listed twice in \(layers)"
+                        : "layers must be in increasing order, got \(layers)")
+            }
+        }
+        var config = self.config
+        config.numHiddenLayers = layers.count
+        var selected = weights
+        selected.layers = layers.map { weights.layers[$0] }
+        do {
+            return try BertModel(config: config, weights: selected, pooling: pooling, file: "<student>")
+        } catch {
+            throw DistillationError("cannot build the student: \(error.message)")
+        }
+    }
+}

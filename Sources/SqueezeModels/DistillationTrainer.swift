@@ -1,0 +1,247 @@
+import SqueezeTensor
+
+/// What is distilled and how strongly.
+public struct DistillationOptions: Sendable, Hashable {
+    /// Softmax temperature of the KL loss (> 0).
+    public var temperature: Float
+    /// Weight of the logit loss against the task cross-entropy, in [0, 1].
+    public var alpha: AlphaSchedule
+    public var logitLoss: LogitLoss
+    /// Weight of the summed hidden-state MSEs; 0 turns layer distillation off.
+    public var hiddenLossWeight: Float
+    /// Student ↔ teacher layers for the hidden loss; nil: `LayerPair.evenlySpaced`.
+    public var layerMap: [LayerPair]?
+    /// Learn a projection from the student's width to the teacher's for the
+    /// hidden loss (identity at first when the widths are equal). When false
+    /// the widths must be equal and the states are compared directly.
+    public var learnProjection: Bool
+    /// Seeds the projection when the widths differ (normal, σ = the student's initializer range).
+    public var projectionSeed: UInt64
+
+    public init(
+        temperature: Float = 2, alpha: AlphaSchedule = .constant(0.5), logitLoss: LogitLoss = .kl,
+        hiddenLossWeight: Float = 0, layerMap: [LayerPair]? = nil, learnProjection: Bool = true, projectionSeed: UInt64 = 0
+    ) {
+        self.temperature = temperature
+        self.alpha = alpha
+        self.logitLoss = logitLoss
+        self.hiddenLossWeight = hiddenLossWeight
+        self.layerMap = layerMap
+        self.learnProjection = learnProjection
+        self.projectionSeed = projectionSeed
+    }
+
+    public var usesHiddenLoss: Bool { hiddenLossWeight > 0 }
+
+    /// Checks the options against the two models and returns the layer map
+    /// in use (empty without the hidden loss).
+    public func validate(student: BertModel, teacher: BertModel) throws(DistillationError) -> [LayerPair] {
+        guard temperature > 0, temperature.isFinite else {
+            throw DistillationError("`temperature` must be a positive number, got \(temperature)")
+        }
+        for value in alpha.bounds where !(value >= 0 && value <= 1) {
+            throw DistillationError("α must be between 0 and 1, got \(value)")
+        }
+        guard hiddenLossWeight >= 0, hiddenLossWeight.isFinite else {
+            throw DistillationError("`hidden_loss_weight` must not be negative, got \(hiddenLossWeight)")
+        }
+        guard student.config.labels == teacher.config.labels else {
+            throw DistillationError(
+                "the student's labels \(student.config.labels) differ from the teacher's \(teacher.config.labels)")
+        }
+        guard student.config.vocabSize == teacher.config.vocabSize else {
+            throw DistillationError(
+                "the student's vocabulary has \(student.config.vocabSize) tokens, the teacher's \(teacher.config.vocabSize): they must share a tokenizer")
+        }
+        guard usesHiddenLoss else { return [] }
+        let studentLayers = student.weights.layers.count
+        let teacherLayers = teacher.weights.layers.count
+        let map = layerMap ?? LayerPair.evenlySpaced(studentLayers: studentLayers, teacherLayers: teacherLayers)
+        guard !map.isEmpty else { throw DistillationError("the layer map is empty; give at least one [student, teacher] pair") }
+        var seen = Set<Int>()
+        for pair in map {
+            guard pair.student >= 0, pair.student < studentLayers else {
+                throw DistillationError("layer map pair [\(pair.student), \(pair.teacher)]: the student has \(studentLayers) layers (0…\(studentLayers - 1))")
+            }
+            guard pair.teacher >= 0, pair.teacher < teacherLayers else {
+                throw DistillationError("layer map pair [\(pair.student), \(pair.teacher)]: the teacher has \(teacherLayers) layers (0…\(teacherLayers - 1))")
+            }
+            guard seen.insert(pair.student).inserted else {
+                throw DistillationError("student layer \(pair.student) appears twice in the layer map")
+            }
+        }
+        let (studentWidth, teacherWidth) = (student.config.hiddenSize, teacher.config.hiddenSize)
+        if !learnProjection, studentWidth != teacherWidth {
+            throw DistillationError(
+                "the student's hidden size \(studentWidth) differs from the teacher's \(teacherWidth); hidden states can only be compared through a learned projection")
+        }
+        return map
+    }
+}
+
+/// What one distillation update did.
+public struct DistillationStep: Sendable, Hashable {
+    /// The optimised total.
+    public var loss: Float
+    /// The logit loss (KL or MSE), before weighting.
+    public var distillationLoss: Float
+    /// Cross-entropy against the labels, before weighting.
+    public var taskLoss: Float
+    /// The summed hidden-state MSEs, before weighting (nil when off).
+    public var hiddenLoss: Float?
+    public var alpha: Float
+    /// Global gradient norm before clipping (nil when clipping is off).
+    public var gradientNorm: Float?
+    public var learningRate: Float
+}
+
+/// Knowledge distillation of a teacher into a student classifier:
+/// `α·logit loss + (1 − α)·CE (+ w · Σ hidden MSE)`, with the optimiser,
+/// clipping and learning-rate schedule of `BertClassifierTrainer`. The
+/// teacher runs without a tape (no dropout) once per step unless its logits
+/// are given; a hidden-loss projection is trained with the student and is
+/// not part of it. Every step is a pure function of the models, the batch,
+/// the options and the step number.
+public struct DistillationTrainer: Sendable {
+    public private(set) var student: BertModel
+    public let teacher: BertModel
+    public let options: BertTrainingOptions
+    public let distillation: DistillationOptions
+    /// The pairs of the hidden loss (empty when it is off).
+    public let layerMap: [LayerPair]
+    /// `[teacher hidden, student hidden]`, updated with the student; nil when
+    /// the hidden loss is off or compares the states directly.
+    public private(set) var projection: Tensor?
+    public let backend: any Backend
+    public private(set) var optimizer: AdamW
+    public private(set) var completedSteps = 0
+    public let schedule: LinearWarmupSchedule
+
+    public init(
+        student: BertModel, teacher: BertModel, options: BertTrainingOptions, distillation: DistillationOptions, backend: any Backend
+    ) throws(DistillationError) {
+        layerMap = try distillation.validate(student: student, teacher: teacher)
+        self.student = student
+        self.teacher = teacher
+        self.options = options
+        self.distillation = distillation
+        self.backend = backend
+        let (studentWidth, teacherWidth) = (student.config.hiddenSize, teacher.config.hiddenSize)
+        if distillation.usesHiddenLoss && distillation.learnProjection {
+            if studentWidth == teacherWidth {
+                var identity = [Float](repeating: 0, count: studentWidth * studentWidth)
+                for i in 0..<studentWidth { identity[i * studentWidth + i] = 1 }
+                projection = Tensor(shape: [teacherWidth, studentWidth], floats: identity)
+            } else {
+                var generator = SeededGenerator(seed: distillation.projectionSeed)
+                projection = Tensor.normal(
+                    shape: [teacherWidth, studentWidth], standardDeviation: Float(student.config.initializerRange), generator: &generator)
+            }
+        }
+        // The projection is not decayed: it only serves the auxiliary loss.
+        let decays = BertModel.decayMask(names: student.weights.names).map { $0 ? options.weightDecay : 0 }
+        optimizer = AdamW(
+            weightDecays: decays + (projection == nil ? [] : [0]), beta1: options.beta1, beta2: options.beta2, epsilon: options.epsilon)
+        schedule = LinearWarmupSchedule(peak: options.learningRate, warmupSteps: options.warmupSteps, totalSteps: options.totalSteps)
+    }
+
+    /// The teacher's logits `[B, labels]` for `batch`, without dropout.
+    public func teacherLogits(_ batch: BertBatch) throws(BertInputError) -> Tensor {
+        try teacher.logits(batch, backend: backend)
+    }
+
+    /// One forward (teacher and student), backward and update. `teacherLogits`
+    /// (e.g. cached for the data set) replaces the teacher's logit forward.
+    public mutating func step(batch: BertBatch, labels: Tensor, teacherLogits: Tensor? = nil) throws(BertInputError) -> DistillationStep {
+        try student.check(batch)
+        try student.check(labels: labels, batchSize: batch.inputIDs.shape[0])
+        try teacher.check(batch)
+        let classes = student.config.labels.count
+        if let teacherLogits, teacherLogits.shape != [batch.inputIDs.shape[0], classes] {
+            throw BertInputError("teacher logits must be [\(batch.inputIDs.shape[0]), \(classes)], got \(teacherLogits.shape)")
+        }
+        let dropoutSeed = randomBits(seed: options.seed, stream: BertClassifierTrainer.dropoutSeedStream, index: UInt64(completedSteps))
+        let alpha = distillation.alpha.alpha(atStep: completedSteps, of: options.totalSteps)
+        let (parts, gradients) = computeGradients(batch: batch, labels: labels, teacherLogits: teacherLogits, alpha: alpha, dropoutSeed: dropoutSeed)
+
+        var norm: Float?
+        var scale: Float = 1
+        if let maxNorm = options.maxGradientNorm {
+            let clipping = clippingScale(gradients, maxNorm: maxNorm, backend: backend)
+            norm = clipping.norm
+            scale = clipping.scale
+        }
+        let learningRate = schedule.learningRate(forUpdate: completedSteps)
+        let backend = self.backend
+        // Moved out so each tensor is uniquely referenced while AdamW writes it.
+        var projection = self.projection
+        self.projection = nil
+        let hasProjection = projection != nil
+        student.updateParameters { parameters in
+            if let matrix = projection {
+                projection = nil
+                parameters.append(matrix)
+            }
+            optimizer.update(&parameters, gradients: gradients, learningRate: learningRate, gradientScale: scale, backend: backend)
+            if hasProjection { projection = parameters.popLast() }
+        }
+        self.projection = projection
+        completedSteps += 1
+        return DistillationStep(
+            loss: parts.total, distillationLoss: parts.distillation, taskLoss: parts.task, hiddenLoss: parts.hidden, alpha: alpha,
+            gradientNorm: norm, learningRate: learningRate)
+    }
+
+    private struct LossParts {
+        var total: Float
+        var distillation: Float
+        var task: Float
+        var hidden: Float?
+    }
+
+    /// The losses and the gradients (student parameters in `weights.elements`
+    /// order, then the projection) on a tape that is gone when this returns.
+    private func computeGradients(
+        batch: BertBatch, labels: Tensor, teacherLogits cached: Tensor?, alpha: Float, dropoutSeed: UInt64
+    ) -> (LossParts, [Tensor?]) {
+        let eager = Eager(backend: backend)
+        let hidden = distillation.usesHiddenLoss
+        let teacherLayers = hidden ? BertModel.encodeLayers(eager, teacher.weights, config: teacher.config, batch: batch) : []
+        let teacherLogits = cached
+            ?? teacherLayers.last.map { BertModel.classify(eager, $0, weights: teacher.weights, config: teacher.config, pooling: teacher.pooling, batch: batch) }
+            ?? BertModel.logits(eager, teacher.weights, config: teacher.config, pooling: teacher.pooling, batch: batch)
+
+        let tape = Tape(backend: backend, dropoutSeed: dropoutSeed)
+        let parameters = student.weights.map { _, tensor in tape.parameter(tensor) }
+        let projection = self.projection.map { tape.parameter($0) }
+        let config = student.config
+        let studentLayers = hidden ? BertModel.encodeLayers(tape, parameters, config: config, batch: batch) : []
+        let logits = studentLayers.last.map { BertModel.classify(tape, $0, weights: parameters, config: config, pooling: student.pooling, batch: batch) }
+            ?? BertModel.logits(tape, parameters, config: config, pooling: student.pooling, batch: batch)
+
+        let distillationLoss: Variable
+        switch distillation.logitLoss {
+        case .kl: distillationLoss = DistillationLosses.kl(tape, student: logits, teacher: teacherLogits, temperature: distillation.temperature)
+        case .mse: distillationLoss = DistillationLosses.logitMSE(tape, student: logits, teacher: teacherLogits)
+        }
+        let taskLoss = tape.crossEntropy(logits, labels: labels)
+        var total = DistillationLosses.combine(tape, distillation: distillationLoss, task: taskLoss, alpha: alpha)
+        var hiddenLoss: Variable?
+        for pair in layerMap {
+            let term = DistillationLosses.hiddenMSE(
+                tape, student: studentLayers[pair.student], teacher: teacherLayers[pair.teacher], projection: projection,
+                attentionMask: batch.attentionMask)
+            hiddenLoss = hiddenLoss.map { tape.add($0, term) } ?? term
+        }
+        if let hiddenLoss {
+            total = tape.add(total, tape.affine(hiddenLoss, scale: distillation.hiddenLossWeight, shift: 0))
+        }
+        tape.backward(from: total)
+        var gradients = parameters.map { _, variable in tape.gradient(of: variable) }.elements
+        if let projection { gradients.append(tape.gradient(of: projection)) }
+        let parts = LossParts(
+            total: total.value.scalarValue, distillation: distillationLoss.value.scalarValue, task: taskLoss.value.scalarValue,
+            hidden: hiddenLoss?.value.scalarValue)
+        return (parts, gradients)
+    }
+}

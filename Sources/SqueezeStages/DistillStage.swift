@@ -1,0 +1,557 @@
+import Foundation
+import SqueezeEngine
+import SqueezeModels
+import SqueezeRecipe
+import SqueezeTensor
+import SqueezeYAML
+
+/// `uses: distill/kd` — knowledge distillation of a fine-tuned teacher into a
+/// student classifier: `α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE`
+/// (or logit MSE instead of KL), α constant or linear over the updates, and
+/// optionally hidden-state MSE through a learned projection on a layer map.
+/// The student is a model artifact or is built from the teacher's layers
+/// (`init: {from: teacher, layers: [0, 2, 4]}`) or from a smaller config
+/// (`init: {from: config, hidden_size: …}`, random, seeded). Optimisation is
+/// `train/finetune`'s (AdamW, warmup/decay, clipping, dev evaluation,
+/// keep-best, early stop). Outputs the student as a model artifact.
+public struct DistillStage: Stage {
+    public struct StudentInit: Decodable, Sendable {
+        public var from: String
+        public var layers: [Int]?
+        public var hidden_size: Int?
+        public var num_hidden_layers: Int?
+        public var num_attention_heads: Int?
+        public var intermediate_size: Int?
+    }
+
+    public struct Params: Decodable, Sendable {
+        public var teacher: String
+        public var student: String?
+        public var initialization: StudentInit?
+        public var data: String
+        public var epochs: Double?
+        public var steps: Int?
+        public var lr: Double
+        public var batch_size: Int
+        public var max_seq_len: Int
+        public var warmup_ratio: Double
+        public var weight_decay: Double
+        public var grad_clip: Double
+        public var train_split: String
+        public var eval_split: String
+        public var eval_every: Int
+        public var keep_best: Bool
+        public var early_stop_patience: Int?
+        public var batching: String
+        public var log_every: Int
+        public var temperature: Double
+        public var alpha: Double
+        public var alpha_start: Double?
+        public var alpha_end: Double?
+        public var loss: String
+        public var hidden_loss_weight: Double
+        public var layer_map: [[Int]]?
+        public var hidden_projection: String
+        public var cache_teacher: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case teacher, student, initialization = "init", data, epochs, steps, lr, batch_size, max_seq_len, warmup_ratio
+            case weight_decay, grad_clip, train_split, eval_split, eval_every, keep_best, early_stop_patience, batching
+            case log_every, temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, layer_map
+            case hidden_projection, cache_teacher
+        }
+    }
+
+    static let initKeys = ["from", "layers", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"]
+
+    public static let descriptor = StageTypeDescriptor(
+        type: "distill/kd",
+        version: 1,
+        summary: "Distil a fine-tuned teacher classifier into a student (KL at a temperature or logit MSE, mixed with cross-entropy by α; optional hidden-state MSE through a learned projection).",
+        parameters: [
+            ParameterSpec("teacher", .artifact("model"), required: true, doc: "The fine-tuned teacher (`${finetuned.model}`); its labels must be the dataset's."),
+            ParameterSpec("student", .artifact("model"), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`."),
+            ParameterSpec("init", .map(.any), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier; `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random BERT (seeded by the stage seed) with the teacher's vocabulary, other sizes defaulting to the teacher's. Give either `student` or `init`."),
+            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels must be the teacher's."),
+            ParameterSpec("epochs", .number, doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given."),
+            ParameterSpec("steps", .int, doc: "Number of updates instead of `epochs`."),
+            ParameterSpec("lr", .number, default: .double(5e-5), doc: "Peak learning rate."),
+            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
+            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
+            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0."),
+            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay (never on biases, LayerNorm weights or the projection)."),
+            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off."),
+            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
+            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split)."),
+            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate every N updates (0: only at the end)."),
+            ParameterSpec("keep_best", .bool, default: .bool(true), doc: "Output the student of the evaluation with the best accuracy (ties: the lower loss) rather than the last one."),
+            ParameterSpec("early_stop_patience", .int, doc: "Stop after this many evaluations without a better student."),
+            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
+            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the training losses over this many updates."),
+            ParameterSpec("temperature", .number, default: .double(2), doc: "Softmax temperature T of the KL loss (> 0); the loss is scaled by T²."),
+            ParameterSpec("alpha", .number, default: .double(0.5), doc: "Weight α of the distillation loss; the labels' cross-entropy gets 1 − α. In [0, 1]."),
+            ParameterSpec("alpha_start", .number, doc: "Schedule α linearly from this value at the first update to `alpha_end` at the last (instead of `alpha`)."),
+            ParameterSpec("alpha_end", .number, doc: "α at the last update, with `alpha_start`."),
+            ParameterSpec("loss", .enumeration(LogitLoss.allCases.map(\.rawValue)), default: .string("kl"), doc: "`kl`: temperature-scaled KL divergence of the softened distributions; `mse`: mean squared error of the raw logits."),
+            ParameterSpec("hidden_loss_weight", .number, default: .double(0), doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only). 0 turns it off."),
+            ParameterSpec("layer_map", .array(.array(.int)), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden loss. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]])."),
+            ParameterSpec("hidden_projection", .enumeration(["learned", "none"]), default: .string("learned"), doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only)."),
+            ParameterSpec("cache_teacher", .bool, default: .bool(false), doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight`."),
+        ],
+        outputs: [
+            OutputSpec("model", kind: "model", doc: "The distilled student model artifact (the teacher's vocabulary and tokenizer)."),
+        ],
+        defaultResources: Resources(allCores: true),
+        usesTensorBackend: true,
+        check: checkParams
+    )
+
+    public init() {}
+
+    static func number(_ node: YAMLNode?) -> Double? { node?.scalar.flatMap(Double.init) }
+
+    static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
+        var problems = FinetuneStage.checkParams(with)
+        switch (with["student"], with["init"]) {
+        case (nil, nil):
+            problems.append(Diagnostic(
+                "`distill/kd` needs `student` or `init`", at: with.location,
+                hint: "for example `init: {from: teacher, layers: [0, 2, 4]}`"))
+        case (.some(let node), .some):
+            problems.append(Diagnostic("give either `student` or `init`, not both", at: node.location))
+        case (nil, .some(let node)):
+            problems += checkInit(node)
+        case (.some, nil):
+            break
+        }
+        if let node = with["temperature"], let value = number(node), !(value > 0) {
+            problems.append(Diagnostic("`temperature` must be positive, got \(node.scalar ?? "")", at: node.location))
+        }
+        for name in ["alpha", "alpha_start", "alpha_end"] {
+            if let node = with[name], let value = number(node), !(0...1).contains(value) {
+                problems.append(Diagnostic("`\(name)` must be between 0 and 1, got \(node.scalar ?? "")", at: node.location))
+            }
+        }
+        if let node = with["alpha"], with["alpha_start"] != nil || with["alpha_end"] != nil {
+            problems.append(Diagnostic(
+                "give either `alpha` or `alpha_start`/`alpha_end`, not both", at: node.location, hint: "remove `alpha` to schedule α"))
+        }
+        if (with["alpha_start"] == nil) != (with["alpha_end"] == nil), let node = with["alpha_start"] ?? with["alpha_end"] {
+            problems.append(Diagnostic("`alpha_start` and `alpha_end` go together", at: node.location))
+        }
+        if let node = with["hidden_loss_weight"], let value = number(node), value < 0 {
+            problems.append(Diagnostic("`hidden_loss_weight` must not be negative, got \(node.scalar ?? "")", at: node.location))
+        }
+        if let node = with["cache_teacher"], node.scalar == "true", let weight = with["hidden_loss_weight"], (number(weight) ?? 1) > 0 {
+            problems.append(Diagnostic(
+                "`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step",
+                at: node.location, hint: "remove `cache_teacher`, or set `hidden_loss_weight: 0`"))
+        }
+        if let node = with["layer_map"], let pairs = node.items {
+            var students: Set<Int> = []
+            for pair in pairs {
+                guard let items = pair.items, items.count == 2 else {
+                    problems.append(Diagnostic("each `layer_map` entry is a `[student, teacher]` pair of layer numbers", at: pair.location))
+                    continue
+                }
+                guard let student = items[0].scalar.flatMap(Int.init), let teacher = items[1].scalar.flatMap(Int.init) else { continue }
+                if student < 0 || teacher < 0 {
+                    problems.append(Diagnostic("layer numbers start at 0, got [\(student), \(teacher)]", at: pair.location))
+                } else if !students.insert(student).inserted {
+                    problems.append(Diagnostic("student layer \(student) appears twice in `layer_map`", at: pair.location))
+                }
+            }
+            if pairs.isEmpty {
+                problems.append(Diagnostic("`layer_map` is empty", at: node.location, hint: "remove it for the evenly spaced default"))
+            }
+        }
+        return problems
+    }
+
+    static func checkInit(_ node: YAMLNode) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        for entry in node.entries ?? [] {
+            guard let key = entry.key.scalar, !initKeys.contains(key) else { continue }
+            problems.append(Diagnostic(
+                "unknown key `\(key)` in `init`", at: entry.key.location,
+                hint: Suggestion.hint(for: key, in: initKeys) ?? "`init` takes \(initKeys.map { "`\($0)`" }.joined(separator: ", "))"))
+        }
+        guard let from = node["from"] else {
+            problems.append(Diagnostic(
+                "`init` needs `from: teacher` (with `layers`) or `from: config`", at: node.location,
+                hint: "for example `init: {from: teacher, layers: [0, 2, 4]}`"))
+            return problems
+        }
+        let configKeys = ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"]
+        switch from.scalar {
+        case "teacher":
+            for key in configKeys {
+                if let value = node[key] {
+                    problems.append(Diagnostic("`\(key)` is for `from: config`; `from: teacher` keeps the teacher's sizes", at: value.location))
+                }
+            }
+            guard let layers = node["layers"] else {
+                problems.append(Diagnostic(
+                    "`init: {from: teacher}` needs `layers`, the teacher layers to keep", at: from.location,
+                    hint: "for example `layers: [0, 2, 4]`"))
+                return problems
+            }
+            guard let items = layers.items, !items.isEmpty else {
+                problems.append(Diagnostic("`layers` must be a non-empty list of layer numbers, e.g. [0, 2, 4]", at: layers.location))
+                return problems
+            }
+            var previous: Int?
+            for item in items {
+                guard let text = item.scalar, !text.contains("${") else { continue }
+                guard let index = Int(text), index >= 0 else {
+                    problems.append(Diagnostic("`layers` holds layer numbers from 0, got `\(text)`", at: item.location))
+                    continue
+                }
+                if let previous, index == previous {
+                    problems.append(Diagnostic("layer \(index) is listed twice in `layers`", at: item.location))
+                } else if let previous, index < previous {
+                    problems.append(Diagnostic("`layers` must be in increasing order: \(index) after \(previous)", at: item.location))
+                }
+                previous = index
+            }
+        case "config":
+            if let layers = node["layers"] {
+                problems.append(Diagnostic("`layers` is for `from: teacher`", at: layers.location, hint: "use `num_hidden_layers`"))
+            }
+            for key in configKeys {
+                if let value = node[key], let text = value.scalar, !text.contains("${"), (Int(text) ?? 0) < 1 {
+                    problems.append(Diagnostic("`\(key)` must be a positive integer, got `\(text)`", at: value.location))
+                }
+            }
+        default:
+            let text = from.scalar ?? from.kindDescription
+            problems.append(Diagnostic(
+                "`from` must be `teacher` or `config`, got `\(text)`", at: from.location,
+                hint: Suggestion.hint(for: text, in: ["teacher", "config"])))
+        }
+        return problems
+    }
+
+    public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        let backend = try Backends.make(context.backend, threads: context.threads)
+        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
+            try TextClassificationDataset(directory: params.data)
+        }
+        let trainExamples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.train_split) }
+        guard !trainExamples.isEmpty else { throw StageFailure("the `\(params.train_split)` split is empty") }
+        let evalExamples = dataset.splitNames.contains(params.eval_split)
+            ? try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.eval_split) } : []
+
+        // Everything that can be wrong with the set-up is checked before training.
+        let teacher = try LoadedClassifier(directory: params.teacher, seed: 0)
+        guard try Self.hasClassifier(teacher.artifact) else {
+            throw StageFailure("the teacher has no classifier head; fine-tune it on this dataset first (`train/finetune`)")
+        }
+        guard teacher.model.config.labels == dataset.labels else {
+            throw StageFailure("""
+                the teacher's labels \(teacher.model.config.labels) differ from the dataset's \(dataset.labels); \
+                distil from a teacher fine-tuned on this dataset
+                """)
+        }
+        let student = try Self.makeStudent(params, teacher: teacher, labels: dataset.labels, seed: context.seed)
+        let distillation = try Self.distillationOptions(params, seed: context.seed)
+        if params.cache_teacher && distillation.usesHiddenLoss {
+            throw StageFailure("`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step")
+        }
+
+        let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
+        context.progress.report(StageProgress(message: "tokenizing \(trainExamples.count) examples"))
+        let trainSequences = teacher.encode(trainExamples.map(\.text), maxLength: maxLength)
+        let trainLabels = trainExamples.map(\.label)
+        let evalSequences = teacher.encode(evalExamples.map(\.text), maxLength: maxLength)
+        let evalLabels = evalExamples.map(\.label)
+
+        let batchSize = max(params.batch_size, 1)
+        let stepsPerEpoch = (trainExamples.count + batchSize - 1) / batchSize
+        let totalSteps = params.steps ?? max(1, Int(((params.epochs ?? 1) * Double(stepsPerEpoch)).rounded(.up)))
+        let options = BertTrainingOptions(
+            learningRate: Float(params.lr), weightDecay: Float(params.weight_decay),
+            warmupSteps: Int((params.warmup_ratio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
+            maxGradientNorm: params.grad_clip > 0 ? Float(params.grad_clip) : nil,
+            seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+        var trainer: DistillationTrainer
+        do {
+            trainer = try DistillationTrainer(
+                student: student, teacher: teacher.model, options: options, distillation: distillation, backend: backend)
+        } catch {
+            throw StageFailure(error.message)
+        }
+        context.log.line("""
+            distill/kd: \(trainExamples.count) \(params.train_split) examples, \(evalExamples.count) \(params.eval_split) examples, \
+            labels \(dataset.labels); teacher \(teacher.model.config.numHiddenLayers) layers × \(teacher.model.config.hiddenSize) \
+            (\(teacher.model.parameterCount) parameters), student \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize) \
+            (\(student.parameterCount) parameters); loss \(params.loss) T=\(params.temperature) α \(Self.describe(distillation.alpha)), \
+            hidden loss weight \(params.hidden_loss_weight)\(trainer.layerMap.isEmpty ? "" : " on \(trainer.layerMap.map { [$0.student, $0.teacher] })"); \
+            \(totalSteps) updates (\(stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), \
+            warmup \(options.warmupSteps), weight decay \(params.weight_decay), clip \(params.grad_clip), \
+            backend \(backend.id) with \(context.threads) threads
+            """)
+
+        let cachedLogits = params.cache_teacher
+            ? try Self.teacherLogits(trainer, trainSequences, batchSize: batchSize, padID: teacher.padID, context: context) : nil
+
+        var lossCurve: [Value] = []
+        var partsCurve: [Value] = []
+        var window = LossWindow()
+        var best: (step: Int, model: BertModel, scores: ClassificationScores)?
+        var evaluationsWithoutImprovement = 0
+        var stoppedEarly = false
+        let started = ContinuousClock.now
+        var epoch = 0
+        var step = 0
+        var evalCurve: [Value] = []
+
+        func evaluate() throws -> ClassificationScores? {
+            guard !evalExamples.isEmpty else { return nil }
+            let scores = try trainer.student.evaluate(
+                evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+            evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(scores.loss)]))
+            context.log.line(
+                "step \(step): student \(params.eval_split) "
+                    + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss))
+            if best.map({ scores.accuracy > $0.scores.accuracy || (scores.accuracy == $0.scores.accuracy && scores.loss < $0.scores.loss) }) ?? true {
+                best = (step, trainer.student, scores)
+                evaluationsWithoutImprovement = 0
+            } else {
+                evaluationsWithoutImprovement += 1
+            }
+            return scores
+        }
+
+        training: while step < totalSteps {
+            let batches = LengthBucketing.batches(
+                trainSequences, batchSize: batchSize, padID: teacher.padID, shuffle: true,
+                seed: randomBits(seed: context.seed, stream: Streams.batchOrder, index: UInt64(epoch)),
+                poolBatches: params.batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
+            for batch in batches {
+                try Task.checkCancellation()
+                let labels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(trainLabels[$0]) })
+                let teacherLogits = cachedLogits.map { Self.rows($0, batch.indices, classes: dataset.labels.count) }
+                let result = try trainer.step(
+                    batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels, teacherLogits: teacherLogits)
+                step += 1
+                guard result.loss.isFinite else {
+                    throw StageFailure("the training loss became \(result.loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or keep `grad_clip` on")
+                }
+                window.add(result)
+                if window.steps == max(params.log_every, 1) || step == totalSteps {
+                    let mean = window.mean
+                    lossCurve.append(.array([.int(step), .double(mean.total)]))
+                    partsCurve.append(.array([.int(step), .double(mean.distillation), .double(mean.task), mean.hidden.map(Value.double) ?? .null]))
+                    context.log.line(
+                        String(format: "step %d/%d: loss %.4f (", step, totalSteps, mean.total) + params.loss
+                            + String(format: " %.4f, ce %.4f", mean.distillation, mean.task)
+                            + (mean.hidden.map { String(format: ", hidden %.4f", $0) } ?? "")
+                            + String(format: ") α %.3f lr %.3g", result.alpha, result.learningRate))
+                    window = LossWindow()
+                }
+                let elapsed = FinetuneStage.seconds(ContinuousClock.now - started)
+                let rate = Double(step) / max(elapsed, 1e-9)
+                let eta = Double(totalSteps - step) / max(rate, 1e-9)
+                context.progress.report(StageProgress(
+                    fraction: Double(step) / Double(totalSteps),
+                    message: String(format: "step %d/%d loss %.4f (", step, totalSteps, result.loss) + params.loss
+                        + String(format: " %.4f ce %.4f", result.distillationLoss, result.taskLoss)
+                        + (result.hiddenLoss.map { String(format: " hidden %.4f", $0) } ?? "")
+                        + String(format: ") %.2f it/s", rate) + " ETA " + FinetuneStage.duration(eta)))
+                if params.eval_every > 0, step % params.eval_every == 0, step < totalSteps {
+                    _ = try evaluate()
+                    if let patience = params.early_stop_patience, evaluationsWithoutImprovement >= patience {
+                        context.log.line("early stop at step \(step): \(patience) evaluations without a better accuracy")
+                        stoppedEarly = true
+                        break training
+                    }
+                }
+                if step == totalSteps { break training }
+            }
+            epoch += 1
+        }
+        let seconds = FinetuneStage.seconds(ContinuousClock.now - started)
+        context.log.line(String(format: "trained %d updates in %.1f s (%.2f it/s)", step, seconds, Double(step) / max(seconds, 1e-9)))
+
+        let last = stoppedEarly ? nil : try evaluate()
+        let chosen = params.keep_best ? best : nil
+        let finalModel = chosen?.model ?? trainer.student
+        // The projection is not part of the student: only the student is saved.
+        try LoadedClassifier.save(finalModel, from: teacher.artifact, to: context.outputDirectory, source: "distill/kd")
+
+        func lastPart(_ index: Int) -> Value {
+            if case .array(let row)? = partsCurve.last, row.count > index { return row[index] }
+            return .null
+        }
+        var metrics: [String: Value] = [
+            "steps": .int(step),
+            "epochs": .double(Double(step) / Double(stepsPerEpoch)),
+            "train_examples": .int(trainExamples.count),
+            "train_loss": lossCurve.last.flatMap { if case .array(let pair) = $0 { pair.last } else { nil } } ?? .null,
+            "train_distillation_loss": lastPart(1),
+            "train_ce_loss": lastPart(2),
+            "train_hidden_loss": lastPart(3),
+            "loss_curve": .array(lossCurve),
+            "loss_parts_curve": .array(partsCurve),
+            "stopped_early": .bool(stoppedEarly),
+            "student_layers": .int(finalModel.config.numHiddenLayers),
+            "student_parameters": .int(finalModel.parameterCount),
+            "teacher_parameters": .int(teacher.model.parameterCount),
+        ]
+        if let scores = chosen?.scores ?? last ?? best?.scores {
+            metrics["\(params.eval_split)_accuracy"] = .double(scores.accuracy)
+            metrics["\(params.eval_split)_macro_f1"] = .double(scores.macroF1)
+            metrics["\(params.eval_split)_loss"] = .double(scores.loss)
+            metrics["\(params.eval_split)_curve"] = .array(evalCurve)
+            metrics["output_step"] = .int(chosen?.step ?? step)
+            let teacherScores = try teacher.model.evaluate(
+                evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+            metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
+            context.log.line("teacher \(params.eval_split) " + String(format: "accuracy %.4f", teacherScores.accuracy))
+        }
+        return StageResult(metrics: metrics, outputs: ["model": "."])
+    }
+
+    // MARK: Set-up
+
+    /// Whether the artifact's checkpoint has a trained classifier.
+    static func hasClassifier(_ artifact: ModelArtifact) throws(StageFailure) -> Bool {
+        try StageFailure.wrapping("cannot load the model: ") { () throws(ModelFileError) in
+            try artifact.weights().entries["classifier.weight"] != nil
+        }
+    }
+
+    /// The student: the given artifact, or built from the teacher's layers or a config.
+    static func makeStudent(_ params: Params, teacher: LoadedClassifier, labels: [String], seed: UInt64) throws(StageFailure) -> BertModel {
+        let headSeed = randomBits(seed: seed, stream: Streams.classifier, index: 0)
+        if let directory = params.student {
+            let artifact = try StageFailure.wrapping("cannot load the student: ") { () throws(ModelFileError) in
+                try ModelArtifact(directory: directory)
+            }
+            guard artifact.manifest.files[ModelArtifact.vocabularyFileName] == teacher.artifact.manifest.files[ModelArtifact.vocabularyFileName] else {
+                throw StageFailure("the student's vocab.txt differs from the teacher's; a student must use the teacher's tokenizer")
+            }
+            let withHead = try hasClassifier(artifact)
+            let student = try LoadedClassifier(directory: directory, labels: withHead ? nil : labels, seed: headSeed)
+            if withHead, student.model.config.labels != labels {
+                throw StageFailure("""
+                    the student's labels \(student.model.config.labels) differ from the dataset's \(labels); \
+                    give a student without a classifier head, or one trained on this dataset
+                    """)
+            }
+            return student.model
+        }
+        guard let initialization = params.initialization else {
+            throw StageFailure("`distill/kd` needs `student` or `init`")
+        }
+        switch initialization.from {
+        case "teacher":
+            do {
+                return try teacher.model.selectingLayers(initialization.layers ?? [])
+            } catch {
+                throw StageFailure("`init`: \(error.message)")
+            }
+        case "config":
+            var config = teacher.model.config
+            config.hiddenSize = initialization.hidden_size ?? config.hiddenSize
+            config.numHiddenLayers = initialization.num_hidden_layers ?? config.numHiddenLayers
+            config.numAttentionHeads = initialization.num_attention_heads ?? config.numAttentionHeads
+            config.intermediateSize = initialization.intermediate_size ?? config.intermediateSize
+            config.pooling = teacher.model.pooling
+            return try StageFailure.wrapping("`init: {from: config}`: ") { () throws(ModelFileError) in
+                try BertModel(randomWithConfig: config, hasPooler: teacher.model.weights.pooler != nil, seed: randomBits(seed: seed, stream: Streams.studentInit, index: 0))
+            }
+        default:
+            throw StageFailure("`init`: `from` must be `teacher` or `config`, got `\(initialization.from)`")
+        }
+    }
+
+    static func distillationOptions(_ params: Params, seed: UInt64) throws(StageFailure) -> DistillationOptions {
+        let alpha: AlphaSchedule
+        switch (params.alpha_start, params.alpha_end) {
+        case (let start?, let end?): alpha = .linear(start: Float(start), end: Float(end))
+        case (nil, nil): alpha = .constant(Float(params.alpha))
+        default: throw StageFailure("`alpha_start` and `alpha_end` go together")
+        }
+        guard let loss = LogitLoss(rawValue: params.loss) else {
+            throw StageFailure("`loss` must be `kl` or `mse`, got `\(params.loss)`")
+        }
+        var layerMap: [LayerPair]?
+        if let pairs = params.layer_map {
+            layerMap = try pairs.map { (pair) throws(StageFailure) -> LayerPair in
+                guard pair.count == 2 else { throw StageFailure("each `layer_map` entry is a `[student, teacher]` pair, got \(pair)") }
+                return LayerPair(student: pair[0], teacher: pair[1])
+            }
+        }
+        return DistillationOptions(
+            temperature: Float(params.temperature), alpha: alpha, logitLoss: loss, hiddenLossWeight: Float(params.hidden_loss_weight),
+            layerMap: layerMap, learnProjection: params.hidden_projection != "none",
+            projectionSeed: randomBits(seed: seed, stream: Streams.projection, index: 0))
+    }
+
+    /// The teacher's logits for every training example, `[N · classes]` by example index.
+    static func teacherLogits(
+        _ trainer: DistillationTrainer, _ sequences: TokenSequences, batchSize: Int, padID: Int32, context: StageContext
+    ) throws -> [Float] {
+        let classes = trainer.teacher.config.labels.count
+        var logits = [Float](repeating: 0, count: sequences.count * classes)
+        var done = 0
+        for batch in LengthBucketing.batches(sequences, batchSize: batchSize, padID: padID, shuffle: false, seed: 0) {
+            try Task.checkCancellation()
+            let values = try trainer.teacherLogits(BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask)).floats
+            for (row, index) in batch.indices.enumerated() {
+                for c in 0..<classes { logits[index * classes + c] = values[row * classes + c] }
+            }
+            done += batch.size
+            context.progress.report(StageProgress(message: "caching teacher logits \(done)/\(sequences.count)"))
+        }
+        context.log.line("cached the teacher's logits for \(sequences.count) examples")
+        return logits
+    }
+
+    static func rows(_ logits: [Float], _ indices: [Int], classes: Int) -> Tensor {
+        var values: [Float] = []
+        values.reserveCapacity(indices.count * classes)
+        for index in indices { values += logits[(index * classes)..<((index + 1) * classes)] }
+        return Tensor(shape: [indices.count, classes], floats: values)
+    }
+
+    static func describe(_ alpha: AlphaSchedule) -> String {
+        switch alpha {
+        case .constant(let value): "\(value)"
+        case .linear(let start, let end): "\(start)→\(end)"
+        }
+    }
+
+    /// Means of the loss parts over the last `log_every` updates.
+    struct LossWindow {
+        var steps = 0
+        var total = 0.0
+        var distillation = 0.0
+        var task = 0.0
+        var hidden: Double?
+
+        mutating func add(_ step: DistillationStep) {
+            steps += 1
+            total += Double(step.loss)
+            distillation += Double(step.distillationLoss)
+            task += Double(step.taskLoss)
+            if let value = step.hiddenLoss { hidden = (hidden ?? 0) + Double(value) }
+        }
+
+        var mean: (total: Double, distillation: Double, task: Double, hidden: Double?) {
+            let n = Double(max(steps, 1))
+            return (total / n, distillation / n, task / n, hidden.map { $0 / n })
+        }
+    }
+
+    /// `randomBits` streams, one per use of the stage seed.
+    enum Streams {
+        static let classifier: UInt64 = 1
+        static let dropout: UInt64 = 2
+        static let batchOrder: UInt64 = 3
+        static let studentInit: UInt64 = 4
+        static let projection: UInt64 = 5
+    }
+}

@@ -1,0 +1,249 @@
+import Foundation
+import SqueezeModels
+import Testing
+
+/// `distill/kd` and `model/select-layers` end to end through the CLI: a tiny
+/// teacher (TrainingStagesTests' 2-layer BERT, fine-tuned on the tiny
+/// sentiment task) distilled into a 1-layer student.
+@Suite struct DistillStageTests {
+    static let defaultDistill = """
+              init: {from: teacher, layers: [0]}
+              epochs: 6
+              batch_size: 8
+              lr: 3.0e-3
+              max_seq_len: 16
+              warmup_ratio: 0.1
+              eval_every: 10
+              log_every: 5
+              temperature: 2.0
+              alpha_start: 0.9
+              alpha_end: 0.3
+              hidden_loss_weight: 0.5
+        """
+
+    static func recipe(distill: String = defaultDistill, extraStages: String = "", teacherLength: String = "epochs: 6") -> String {
+        """
+        version: 1
+        name: tiny-distill
+        seed: 11
+        stages:
+          base:
+            uses: model/import
+            with:
+              directory: tiny
+          data:
+            uses: data/text-classification
+            with:
+              train: train.tsv
+              dev: dev.tsv
+              test: test.tsv
+          teacher:
+            uses: train/finetune
+            with:
+              model: ${base.model}
+              data: ${data.dataset}
+              \(teacherLength)
+              batch_size: 8
+              lr: 3.0e-3
+              max_seq_len: 16
+              warmup_ratio: 0.1
+              eval_every: 10
+          student:
+            uses: distill/kd
+            with:
+              teacher: ${teacher.model}
+              data: ${data.dataset}
+        \(distill)
+        \(extraStages)
+        """
+    }
+
+    static func makeProject(_ name: String, recipe: String = recipe()) throws -> Project {
+        try TrainingStagesTests.makeProject(name, recipe: recipe)
+    }
+
+    static func digest(_ project: Project, _ result: SqueezeCLI.Result, stage: String) throws -> String? {
+        try project.record(of: result).stage(stage)?.outputs["model"]?.raw
+    }
+
+    @Test func distilledStudentLearnsAndLoadsEverywhere() throws {
+        let extra = """
+              truncated:
+                uses: model/select-layers
+                with:
+                  model: ${teacher.model}
+                  layers: [0]
+              plain:
+                uses: train/finetune
+                with:
+                  model: ${truncated.model}
+                  data: ${data.dataset}
+                  steps: 5
+                  max_seq_len: 16
+              eval:
+                uses: eval/classification
+                with:
+                  models:
+                    teacher: ${teacher.model}
+                    student: ${student.model}
+                    plain: ${plain.model}
+                  data: ${data.dataset}
+                  latency_samples: 0
+            """
+        let project = try Self.makeProject("distill-learns", recipe: Self.recipe(extraStages: extra))
+        let result = try project.run(timeout: 600)
+        #expect(result.status == 0, "\(result)")
+
+        let metrics = try ModelStagesTests.metrics(project, runID: result.runID, stage: "student")
+        #expect(metrics["steps"] as? Int == 120)
+        #expect(metrics["student_layers"] as? Int == 1)
+        #expect((metrics["dev_accuracy"] as? Double ?? 0) >= 0.9, "\(metrics)")
+        #expect((metrics["teacher_dev_accuracy"] as? Double ?? 0) >= 0.9, "\(metrics)")
+        let parts = try #require(metrics["loss_parts_curve"] as? [[Any]])
+        #expect(parts.count == 24)
+        #expect(parts.allSatisfy { $0.count == 4 && $0[3] is Double }, "hidden loss recorded: \(parts.prefix(2))")
+        let curve = try #require(metrics["loss_curve"] as? [[Double]])
+        let first = try #require(curve.first?.last)
+        let last = try #require(curve.last?.last)
+        #expect(last < first, "loss \(first) → \(last)")
+        for key in ["train_distillation_loss", "train_ce_loss", "train_hidden_loss"] {
+            #expect(metrics[key] is Double, "missing \(key) in \(metrics)")
+        }
+        let studentParameters = try #require(metrics["student_parameters"] as? Int)
+        let teacherParameters = try #require(metrics["teacher_parameters"] as? Int)
+        #expect(studentParameters < teacherParameters)
+
+        let eval = try ModelStagesTests.metrics(project, runID: result.runID, stage: "eval")
+        #expect((eval["student.accuracy"] as? Double ?? 0) >= 0.9, "\(eval)")
+        #expect(eval["student.parameters"] as? Int == studentParameters)
+
+        let studentDirectory = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "student", output: "model")
+        try ModelArtifact(directory: studentDirectory).verify()
+        let student = try BertModel(directory: studentDirectory)
+        #expect(student.config.numHiddenLayers == 1)
+        #expect(student.config.labels == ["0", "1"])
+        #expect(student.weights.names.allSatisfy { !$0.contains("projection") }, "the projection is dropped")
+
+        // model/select-layers builds the same starting point as `init: {from: teacher}`.
+        let teacher = try BertModel(directory: try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "teacher", output: "model"))
+        let truncated = try BertModel(directory: try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "truncated", output: "model"))
+        let expected = try teacher.selectingLayers([0])
+        #expect(truncated.weights.names == expected.weights.names)
+        #expect(truncated.weights.elements.map(\.floats) == expected.weights.elements.map(\.floats))
+    }
+
+    @Test func sameSeedGivesTheSameStudentAndCachedTeacherWorks() throws {
+        // A random, narrower student (hidden 8 against 16: a random projection) learning from scratch.
+        let distill = Self.defaultDistill
+            .replacingOccurrences(
+                of: "      init: {from: teacher, layers: [0]}",
+                with: "      init: {from: config, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16}")
+            .replacingOccurrences(of: "      hidden_loss_weight: 0.5", with: "      hidden_loss_weight: 0.5\n      loss: mse")
+        let project = try Self.makeProject("distill-deterministic", recipe: Self.recipe(distill: distill))
+        let first = try project.run(timeout: 600)
+        #expect(first.status == 0, "\(first)")
+        let second = try project.squeeze(["run", "recipe/recipe.yaml"] + project.storage(cache: project.path("cache2")), timeout: 600)
+        #expect(second.status == 0, "\(second)")
+        #expect(!second.stderr.contains("student: cached"), "the second run must distil again: \(second)")
+        // The random student learns to match the teacher's hidden states through the projection.
+        let firstMetrics = try ModelStagesTests.metrics(project, runID: first.runID, stage: "student")
+        let parts = try #require(firstMetrics["loss_parts_curve"] as? [[Any]])
+        let firstHidden = try #require(parts.first?.last as? Double)
+        let lastHidden = try #require(parts.last?.last as? Double)
+        #expect(lastHidden < firstHidden * 0.7, "hidden loss \(firstHidden) → \(lastHidden)")
+        #expect(firstMetrics["student_parameters"] as? Int ?? .max < firstMetrics["teacher_parameters"] as? Int ?? 0)
+        let firstDigest = try #require(try Self.digest(project, first, stage: "student"))
+        #expect(try Self.digest(project, second, stage: "student") == firstDigest, "same seed: identical students")
+
+        // The teacher's logits cached once: same teacher (a cache hit), a student from its first layer.
+        let cachedRecipe = Self.recipe(
+            distill: Self.defaultDistill.replacingOccurrences(of: "      hidden_loss_weight: 0.5", with: "      cache_teacher: true"))
+        _ = try project.write("recipe/cached.yaml", cachedRecipe)
+        let cached = try project.run("recipe/cached.yaml", timeout: 600)
+        #expect(cached.stderr.contains("teacher: cached"), "\(cached)")
+        #expect(cached.status == 0, "\(cached)")
+        let metrics = try ModelStagesTests.metrics(project, runID: cached.runID, stage: "student")
+        #expect((metrics["dev_accuracy"] as? Double ?? 0) >= 0.9, "\(metrics)")
+        #expect(try Self.digest(project, cached, stage: "student") != nil)
+    }
+
+    @Test(arguments: [
+        ("      init: {from: teacher, layers: [0]}\n", "", "`distill/kd` needs `student` or `init`"),
+        ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teacher, layers: [0]}\n      student: ${base.model}\n", "give either `student` or `init`, not both"),
+        ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teachr, layers: [0]}\n", "did you mean `teacher`?"),
+        ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teacher, layers: [1, 0]}\n", "`layers` must be in increasing order"),
+        ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teacher, layers: [0, 0]}\n", "layer 0 is listed twice"),
+        ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teacher}\n", "needs `layers`"),
+        ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teacher, layer: [0]}\n", "unknown key `layer` in `init`"),
+        ("      temperature: 2.0\n", "      temperature: 0\n", "`temperature` must be positive"),
+        ("      alpha_end: 0.3\n", "      alpha_end: 1.5\n", "`alpha_end` must be between 0 and 1"),
+        ("      alpha_end: 0.3\n", "      alpha_end: 0.3\n      alpha: 0.5\n", "give either `alpha` or `alpha_start`/`alpha_end`"),
+        ("      alpha_end: 0.3\n", "", "`alpha_start` and `alpha_end` go together"),
+        ("      hidden_loss_weight: 0.5\n", "      hidden_loss_weight: 0.5\n      cache_teacher: true\n", "`cache_teacher` keeps only the teacher's logits"),
+        ("      hidden_loss_weight: 0.5\n", "      hidden_loss_weight: 0.5\n      layer_map: [[0, 1, 2]]\n", "`[student, teacher]` pair"),
+        ("      hidden_loss_weight: 0.5\n", "      hidden_loss_weight: 0.5\n      loss: kld\n", "expected one of \"kl\" | \"mse\""),
+    ])
+    func badParametersAreRecipeErrors(line: String, replacement: String, message: String) throws {
+        let recipe = Self.recipe()
+        #expect(recipe.contains(line))
+        let project = try Self.makeProject("distill-bad", recipe: recipe.replacingOccurrences(of: line, with: replacement))
+        let result = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
+        #expect(result.status == 2, "\(result)")
+        #expect(result.stderr.contains(message), "\(result)")
+        #expect(result.stderr.contains("recipe.yaml:"), "errors name the file and position: \(result)")
+    }
+
+    /// Problems only the models reveal stop the stage before any update.
+    /// A tiny BERT with TrainingStagesTests' vocabulary and sizes, `labels`
+    /// classes, and with or without classifier weights.
+    static func writeTinyModel(at directory: URL, labels: [String], classifier: Bool) throws {
+        let config = BertConfig(
+            vocabSize: TrainingStagesTests.vocabulary.count, hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 4,
+            intermediateSize: 32, maxPositionEmbeddings: 32, labels: labels)
+        let model = try BertModel(randomWithConfig: config, seed: 5)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let tensors = zip(model.weights.names, model.weights.elements)
+            .filter { classifier || !$0.0.hasPrefix("classifier.") }
+            .map { (name: $0.0.hasPrefix("classifier.") ? $0.0 : "bert." + $0.0, tensor: $0.1) }
+        try SafetensorsWriter.write(tensors: tensors, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors").path)
+        try config.jsonData().write(to: directory.appendingPathComponent("config.json"))
+        let vocabulary = TrainingStagesTests.vocabulary.joined(separator: "\n") + "\n"
+        try Data(vocabulary.utf8).write(to: directory.appendingPathComponent("vocab.txt"))
+    }
+
+    /// Problems only the models reveal stop the stage before any update.
+    @Test(arguments: [
+        ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teacher, layers: [0, 5]}\n",
+         "layer 5 does not exist: the teacher has 2 layers (0…1)"),
+        ("      init: {from: teacher, layers: [0]}\n",
+         "      init: {from: config, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2}\n      hidden_projection: none\n",
+         "the student's hidden size 32 differs from the teacher's 16"),
+        ("      hidden_loss_weight: 0.5\n", "      hidden_loss_weight: 0.5\n      layer_map: [[0, 3]]\n",
+         "layer map pair [0, 3]: the teacher has 2 layers"),
+        ("      teacher: ${teacher.model}\n", "      teacher: ${headless.model}\n", "the teacher has no classifier head"),
+        ("      teacher: ${teacher.model}\n", "      teacher: ${three.model}\n", "the teacher's labels [\"0\", \"1\", \"2\"] differ from the dataset's [\"0\", \"1\"]"),
+        ("      init: {from: teacher, layers: [0]}\n", "      student: ${three.model}\n", "the student's labels [\"0\", \"1\", \"2\"] differ from the dataset's [\"0\", \"1\"]"),
+    ])
+    func badModelsFailBeforeTraining(line: String, replacement: String, message: String) throws {
+        let models = """
+              three:
+                uses: model/import
+                with:
+                  directory: three
+              headless:
+                uses: model/import
+                with:
+                  directory: headless
+            """
+        let recipe = Self.recipe(extraStages: models, teacherLength: "steps: 2")
+        #expect(recipe.contains(line))
+        let project = try Self.makeProject("distill-bad-models", recipe: recipe.replacingOccurrences(of: line, with: replacement))
+        try Self.writeTinyModel(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
+        try Self.writeTinyModel(at: project.url("recipe/headless"), labels: ["0", "1"], classifier: false)
+        let result = try project.run(timeout: 300)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderr.contains(message), "\(result)")
+        let log = project.read("runs/\(result.runID ?? "")/logs/student.log") ?? ""
+        #expect(!log.contains("step 1/"), "no update ran: \(log)")
+    }
+}
