@@ -16,12 +16,7 @@ public enum CoFiCompaction {
     public static func compact(_ model: BertModel, masks: CoFiMaskValues) throws(CoFiError) -> BertModel {
         let structure = CoFiStructure(model: model)
         guard masks.fits(structure) else { throw CoFiError("the masks do not fit the model's layers and hidden size") }
-        var invalid = false
-        _ = masks.map { value in
-            if !(value.isFinite && value >= 0 && value <= 1) { invalid = true }
-            return value
-        }
-        guard !invalid else { throw CoFiError("mask values must be in [0, 1]") }
+        guard masks.entries.allSatisfy({ $0 >= 0 && $0 <= 1 }) else { throw CoFiError("mask values must be in [0, 1]") }
         let kept = masks.hidden.indices.filter { masks.hidden[$0] != 0 }
         guard !kept.isEmpty else { throw CoFiError("the masks remove every hidden dimension") }
         let hiddenScale = kept.map { masks.hidden[$0] }

@@ -89,6 +89,11 @@ public struct CoFiMaskValues: Sendable, Hashable {
             && hidden.count == structure.hiddenSize
     }
 
+    /// Every entry: `z_MHA`, `z_head`, `z_FFN`, `z_int`, `z_hidden`.
+    public var entries: [Double] {
+        attentionLayers + heads.flatMap { $0 } + ffnLayers + intermediate.flatMap { $0 } + hidden
+    }
+
     /// Applies `transform` to every entry.
     public func map(_ transform: (Double) -> Double) -> CoFiMaskValues {
         CoFiMaskValues(
