@@ -4,7 +4,8 @@ import Testing
 @testable import SqueezeModels
 
 @Suite struct MaskedBertTests {
-    let backend = ReferenceBackend()
+    /// The C kernels keep the finite-difference checks fast in debug builds.
+    let backend = CPUBackend(threads: 2)
 
     static func allUnits(_ model: BertModel) throws -> CoFiMasks {
         try CoFiMasks(structure: CoFiStructure(model: model), units: Set(CoFiUnit.allCases), seed: 1)
