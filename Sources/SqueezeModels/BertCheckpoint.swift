@@ -64,7 +64,7 @@ extension BertModel {
     /// default to the config's heads and FFN width.
     public init(randomWithConfig config: BertConfig, layerShapes: [BertLayerShape]? = nil, hasPooler: Bool = true, seed: UInt64) throws(ModelFileError) {
         try config.validate(file: "<config>")
-        let shapes = layerShapes
+        let shapes = layerShapes ?? config.layerShapes
             ?? Array(repeating: BertLayerShape(heads: config.numAttentionHeads, intermediateSize: config.intermediateSize), count: config.numHiddenLayers)
         guard shapes.count == config.numHiddenLayers, shapes.allSatisfy({ $0.heads >= 0 && $0.intermediateSize >= 0 }) else {
             throw ModelFileError(file: "<config>", "\(shapes.count) layer shapes for \(config.numHiddenLayers) layers, or a negative size")
@@ -148,6 +148,11 @@ extension BertModel {
                 throw ModelFileError(file: file, "encoder.layer.\(index).intermediate.dense.weight has shape \(intermediate); expected [width, \(config.hiddenSize)]")
             }
             layerShapes.append(BertLayerShape(heads: query[0] / headDimension, intermediateSize: intermediate[0]))
+        }
+        if let recorded = config.layerShapes, recorded != layerShapes {
+            let describe = { (shapes: [BertLayerShape]) in shapes.map { "\($0.heads)/\($0.intermediateSize)" }.joined(separator: ", ") }
+            throw ModelFileError(
+                file: file, "the weights have layers (heads/FFN width) \(describe(layerShapes)), but squeeze_layers records \(describe(recorded))")
         }
         let expected = expectedShapes(config: config, layerShapes: layerShapes, hasPooler: weights.pooler != nil)
         var problems: [String] = []

@@ -14,8 +14,9 @@ public enum BertPooling: String, Sendable, Hashable, CaseIterable {
 /// rest default to BERT's values. Only the exact (erf) GELU and absolute
 /// position embeddings are supported. `numAttentionHeads` and
 /// `intermediateSize` describe an unpruned layer; the head dimension is
-/// always `hiddenSize / numAttentionHeads`, while each layer's own head count
-/// and FFN width come from its weights.
+/// `hiddenSize / numAttentionHeads` unless `attentionHeadSize` says otherwise
+/// (pruned hidden dimensions), while each layer's own head count and FFN
+/// width come from its weights (and, for pruned models, `layerShapes`).
 public struct BertConfig: Sendable, Hashable {
     public var vocabSize: Int
     public var hiddenSize: Int
@@ -35,13 +36,20 @@ public struct BertConfig: Sendable, Hashable {
     public var labels: [String]
     /// Pooling for classification (`squeeze_pooling`); nil picks the pooler when its weights exist.
     public var pooling: BertPooling?
+    /// Size of one attention head (`attention_head_size`), when it is not
+    /// `hiddenSize / numAttentionHeads` (a model whose hidden size was pruned).
+    public var attentionHeadSize: Int?
+    /// Each layer's heads and FFN width (`squeeze_layers`), recorded for
+    /// pruned models; the weights must agree with it.
+    public var layerShapes: [BertLayerShape]?
 
     public init(
         vocabSize: Int, hiddenSize: Int, numHiddenLayers: Int, numAttentionHeads: Int, intermediateSize: Int,
         maxPositionEmbeddings: Int = 512, typeVocabSize: Int = 2, hiddenDropoutProbability: Double = 0.1,
         attentionDropoutProbability: Double = 0.1, classifierDropoutProbability: Double? = nil,
         initializerRange: Double = 0.02, layerNormEpsilon: Double = 1e-12, padTokenID: Int = 0,
-        labels: [String] = ["LABEL_0", "LABEL_1"], pooling: BertPooling? = nil
+        labels: [String] = ["LABEL_0", "LABEL_1"], pooling: BertPooling? = nil, attentionHeadSize: Int? = nil,
+        layerShapes: [BertLayerShape]? = nil
     ) {
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -58,10 +66,12 @@ public struct BertConfig: Sendable, Hashable {
         self.padTokenID = padTokenID
         self.labels = labels
         self.pooling = pooling
+        self.attentionHeadSize = attentionHeadSize
+        self.layerShapes = layerShapes
     }
 
     /// Size of one attention head (every layer).
-    public var headDimension: Int { hiddenSize / numAttentionHeads }
+    public var headDimension: Int { attentionHeadSize ?? hiddenSize / numAttentionHeads }
 
     /// Reads and validates `config.json`.
     public init(contentsOfFile path: String) throws(ModelFileError) {
@@ -112,7 +122,9 @@ public struct BertConfig: Sendable, Hashable {
             layerNormEpsilon: try fields.double("layer_norm_eps") ?? 1e-12,
             padTokenID: try fields.int("pad_token_id") ?? 0,
             labels: try fields.labels(),
-            pooling: try fields.pooling())
+            pooling: try fields.pooling(),
+            attentionHeadSize: try fields.int("attention_head_size"),
+            layerShapes: try fields.layerShapes())
         try validate(file: file)
     }
 
@@ -126,8 +138,18 @@ public struct BertConfig: Sendable, Hashable {
         ] where value <= 0 {
             throw fail("`\(key)` must be positive, got \(value)")
         }
-        guard hiddenSize % numAttentionHeads == 0 else {
+        if let attentionHeadSize {
+            guard attentionHeadSize > 0 else { throw fail("`attention_head_size` must be positive, got \(attentionHeadSize)") }
+        } else if hiddenSize % numAttentionHeads != 0 {
             throw fail("hidden_size \(hiddenSize) is not divisible by num_attention_heads \(numAttentionHeads)")
+        }
+        if let layerShapes {
+            guard layerShapes.count == numHiddenLayers else {
+                throw fail("`squeeze_layers` has \(layerShapes.count) entries for \(numHiddenLayers) layers")
+            }
+            if let bad = layerShapes.firstIndex(where: { $0.heads < 0 || $0.intermediateSize < 0 }) {
+                throw fail("`squeeze_layers` entry \(bad) has a negative size")
+            }
         }
         guard layerNormEpsilon > 0, layerNormEpsilon.isFinite else {
             throw fail("`layer_norm_eps` must be a positive number, got \(layerNormEpsilon)")
@@ -173,6 +195,10 @@ public struct BertConfig: Sendable, Hashable {
         ]
         if let classifierDropoutProbability { object["classifier_dropout"] = classifierDropoutProbability }
         if let pooling { object["squeeze_pooling"] = pooling.rawValue }
+        if let attentionHeadSize { object["attention_head_size"] = attentionHeadSize }
+        if let layerShapes {
+            object["squeeze_layers"] = layerShapes.map { ["heads": $0.heads, "intermediate_size": $0.intermediateSize] }
+        }
         // Only numbers, strings, arrays and dictionaries above: serialisation cannot fail.
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
         return data + Data("\n".utf8)
@@ -245,6 +271,23 @@ private struct ConfigFields {
         let resolved = count ?? 2
         guard resolved > 0 else { throw fail("num_labels", "positive") }
         return (0..<resolved).map { "LABEL_\($0)" }
+    }
+
+    /// `squeeze_layers`: `[{"heads": h, "intermediate_size": f}, ...]`.
+    func layerShapes() throws(ModelFileError) -> [BertLayerShape]? {
+        guard let raw = object["squeeze_layers"], !(raw is NSNull) else { return nil }
+        let expected = "a list of {\"heads\": n, \"intermediate_size\": n} objects"
+        guard let entries = raw as? [Any] else { throw fail("squeeze_layers", expected) }
+        var shapes: [BertLayerShape] = []
+        for entry in entries {
+            guard let object = entry as? [String: Any] else { throw fail("squeeze_layers", expected) }
+            let fields = ConfigFields(object: object, file: file)
+            guard let heads = try? fields.int("heads"), let width = try? fields.int("intermediate_size") else {
+                throw fail("squeeze_layers", expected)
+            }
+            shapes.append(BertLayerShape(heads: heads, intermediateSize: width))
+        }
+        return shapes
     }
 
     func pooling() throws(ModelFileError) -> BertPooling? {

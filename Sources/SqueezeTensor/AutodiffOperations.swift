@@ -24,6 +24,9 @@ public protocol TensorOperations {
     func softmax(_ x: Value) -> Value
     func logSoftmax(_ x: Value) -> Value
     func layerNorm(_ x: Value, gamma: Value, beta: Value, epsilon: Float) -> Value
+    /// Layer norm over the columns where `columnMask` (`[D]`) is non-zero, 0 on
+    /// the others (`Backend.maskedLayerNorm`).
+    func maskedLayerNorm(_ x: Value, columnMask: Tensor, gamma: Value, beta: Value, epsilon: Float) -> Value
     /// `layerNorm(dropout(x) + residual)`: dropout as `dropout(_:probability:)`.
     func residualLayerNorm(_ x: Value, residual: Value, gamma: Value, beta: Value, epsilon: Float, dropout: Float) -> Value
     /// Rows of `table` picked by i32 `ids`.
@@ -75,6 +78,10 @@ public struct Eager: TensorOperations, Sendable {
 
     public func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> Tensor {
         backend.layerNorm(x, gamma: gamma, beta: beta, epsilon: epsilon).output
+    }
+
+    public func maskedLayerNorm(_ x: Tensor, columnMask: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> Tensor {
+        backend.maskedLayerNorm(x, columnMask: columnMask, gamma: gamma, beta: beta, epsilon: epsilon).output
     }
 
     public func residualLayerNorm(

@@ -156,6 +156,18 @@ extension Tape: TensorOperations {
         }
     }
 
+    public func maskedLayerNorm(_ x: Variable, columnMask: Tensor, gamma: Variable, beta: Variable, epsilon: Float) -> Variable {
+        let backend = self.backend
+        let result = backend.maskedLayerNorm(x.value, columnMask: columnMask, gamma: gamma.value, beta: beta.value, epsilon: epsilon)
+        let input = x.value, gammaValue = gamma.value
+        let mean = result.mean, inverseStd = result.inverseStd
+        return record(result.output, inputs: [x, gamma, beta]) { gradient in
+            let gradients = backend.maskedLayerNormBackward(
+                gradient, input, columnMask: columnMask, gamma: gammaValue, mean: mean, inverseStd: inverseStd)
+            return [gradients.input, gradients.gamma, gradients.beta]
+        }
+    }
+
     public func gather(_ table: Variable, ids: Tensor) -> Variable {
         let backend = self.backend
         let rows = table.shape[0]

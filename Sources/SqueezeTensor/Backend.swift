@@ -58,6 +58,17 @@ public protocol Backend: Sendable {
     /// Returns the output and, per row, the mean and 1/σ (`[rows]`) for the backward.
     func layerNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> LayerNormResult
     func layerNormBackward(_ dy: Tensor, _ x: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor) -> LayerNormGradients
+    /// Layer norm over the columns where `columnMask` (`[D]`, any dtype) is
+    /// non-zero: the mean and variance cover those columns only and every
+    /// other column of the output is 0. Structured pruning of hidden
+    /// dimensions uses it so that the zeroed columns can later be removed
+    /// from the model without changing any result. A row with no selected
+    /// column gives zeros (and mean and 1/σ of 0).
+    func maskedLayerNorm(_ x: Tensor, columnMask: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> LayerNormResult
+    /// Gradients of `maskedLayerNorm`; 0 on the unselected columns.
+    func maskedLayerNormBackward(
+        _ dy: Tensor, _ x: Tensor, columnMask: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor
+    ) -> LayerNormGradients
 
     // MARK: Indexing and masking
 
