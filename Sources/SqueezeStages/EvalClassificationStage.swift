@@ -8,13 +8,15 @@ import SqueezeYAML
 /// `uses: eval/classification` — scores one or more classifier model
 /// artifacts on a dataset split: accuracy, macro-F1 and loss; parameter
 /// counts, weights file size and sparsity; and, on the current backend,
-/// batch-1 latency percentiles and evaluation throughput.
+/// batch-1 latency percentiles, evaluation throughput and the latency of a
+/// fixed-shape batch (by default 32 × 64 tokens), optionally as a speedup
+/// over a baseline model.
 ///
 /// Quality and size metrics are deterministic and also written to the
-/// `report` output (JSON). Latency and throughput are measurements of this
-/// machine at this moment (keys ending in `_ms` and `_per_s`); they are
-/// recorded as metrics but kept out of the artifact, so the artifact stays
-/// bit-identical across runs.
+/// `report` output (JSON). Latencies, throughput and speedups are
+/// measurements of this machine at this moment (keys ending in `_ms` and
+/// `_per_s`, and `speedup_…`); they are recorded as metrics but kept out of
+/// the artifact, so the artifact stays bit-identical across runs.
 public struct EvalClassificationStage: Stage {
     public struct Params: Decodable, Sendable {
         public var models: [String: String]
@@ -23,12 +25,19 @@ public struct EvalClassificationStage: Stage {
         public var batch_size: Int
         public var max_seq_len: Int
         public var latency_samples: Int
+        public var speed_repeats: Int
+        public var speed_batch_size: Int
+        public var speed_seq_len: Int
+        public var baseline: String?
     }
+
+    /// Untimed fixed-shape runs of every model before the timed ones.
+    static let speedWarmups = 2
 
     public static let descriptor = StageTypeDescriptor(
         type: "eval/classification",
-        version: 1,
-        summary: "Evaluate classifier models on a dataset split: accuracy, macro-F1, loss, size, sparsity, latency and throughput.",
+        version: 2,
+        summary: "Evaluate classifier models on a dataset split: accuracy, macro-F1, loss, size, sparsity, latency, throughput and speedup over a baseline.",
         parameters: [
             ParameterSpec("models", .map(.artifact("model")), required: true, doc: "Models by the name their metrics are reported under, e.g. `{teacher: ${teacher.model}}`."),
             ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`)."),
@@ -36,6 +45,10 @@ public struct EvalClassificationStage: Stage {
             ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per batch for accuracy and throughput."),
             ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included."),
             ParameterSpec("latency_samples", .int, default: .int(100), doc: "Examples timed one at a time (batch 1) for the latency percentiles; 0 skips latency."),
+            ParameterSpec("speed_repeats", .int, default: .int(10), doc: "Timed inference runs (no dropout) per model of one fixed batch of `speed_batch_size` × `speed_seq_len` random token ids (stage seed, attention mask all ones), after 2 warm-ups; the median is reported as `<name>.latency_b<B>_t<T>_ms`. 0 skips this timing."),
+            ParameterSpec("speed_batch_size", .int, default: .int(32), doc: "Sequences in the fixed-shape timing batch."),
+            ParameterSpec("speed_seq_len", .int, default: .int(64), doc: "Tokens per sequence in the fixed-shape timing batch; at most every model's `max_position_embeddings`."),
+            ParameterSpec("baseline", .string, doc: "The name (a key of `models`) of the model the others are compared with: every model gets `<name>.parameter_ratio` (its parameters / the baseline's) and `<name>.speedup_b<B>_t<T>` (baseline median latency / its median latency; 1 for the baseline). The fixed-shape runs of all models are interleaved round-robin, so machine noise hits every model alike."),
         ],
         outputs: [
             OutputSpec("report", kind: "file", doc: "report.json: the deterministic metrics per model (no timings)."),
@@ -52,9 +65,24 @@ public struct EvalClassificationStage: Stage {
         if let models = with["models"], case .mapping(let entries) = models.kind, entries.isEmpty {
             problems.append(Diagnostic("`models` is empty", at: models.location, hint: "name at least one model, e.g. `models: {teacher: ${teacher.model}}`"))
         }
-        for (name, minimum) in [("batch_size", 1), ("max_seq_len", 3), ("latency_samples", 0)] {
+        let minimums = [
+            ("batch_size", 1), ("max_seq_len", 3), ("latency_samples", 0), ("speed_repeats", 0), ("speed_batch_size", 1),
+            ("speed_seq_len", 1),
+        ]
+        for (name, minimum) in minimums {
             if let node = with[name], let text = node.scalar, let value = Int(text), value < minimum {
                 problems.append(Diagnostic("`\(name)` must be at least \(minimum), got \(text)", at: node.location))
+            }
+        }
+        if let baseline = with["baseline"], let name = baseline.scalar, !name.contains("${"),
+            let entries = with["models"]?.entries
+        {
+            let names = entries.compactMap(\.key.scalar)
+            if !names.contains(name) {
+                problems.append(Diagnostic(
+                    "`baseline` must name one of `models`, got `\(name)`", at: baseline.location,
+                    hint: Suggestion.hint(for: name, in: names)
+                        ?? "`models` names \(names.sorted().map { "`\($0)`" }.joined(separator: ", "))"))
             }
         }
         return problems
@@ -62,6 +90,11 @@ public struct EvalClassificationStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
+        if let baseline = params.baseline, params.models[baseline] == nil {
+            throw StageFailure("`baseline` \(baseline) is not one of `models` (\(params.models.keys.sorted().joined(separator: ", ")))")
+        }
+        let timesSpeed = params.speed_repeats > 0
+        if timesSpeed { try Self.checkSpeedShape(params) }
         let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
             try TextClassificationDataset(directory: params.data)
         }
@@ -70,7 +103,9 @@ public struct EvalClassificationStage: Stage {
         let labels = examples.map(\.label)
 
         var metrics: [String: Value] = ["examples": .int(examples.count)]
-        var report: [String: Value] = [:]
+        var report: [String: [String: Value]] = [:]
+        var parameters: [String: Int] = [:]
+        var timed: [String: BertModel] = [:]
         for (name, directory) in params.models.sorted(by: { $0.key < $1.key }) {
             try Task.checkCancellation()
             context.progress.report(StageProgress(message: "evaluating \(name)"))
@@ -88,7 +123,8 @@ public struct EvalClassificationStage: Stage {
             let evalSeconds = FinetuneStage.seconds(ContinuousClock.now - started)
 
             let size = Self.sizeMetrics(loaded)
-            var modelMetrics: [String: Value] = [
+            parameters[name] = size.parameters
+            report[name] = [
                 "accuracy": .double(scores.accuracy),
                 "macro_f1": .double(scores.macroF1),
                 "loss": .double(scores.loss),
@@ -96,28 +132,114 @@ public struct EvalClassificationStage: Stage {
                 "encoder_parameters": .int(size.encoderParameters),
                 "size_bytes": .int(size.fileBytes),
                 "sparsity": .double(size.sparsity),
+                "confusion": .array(scores.confusion.map { .array($0.map(Value.int)) }),
             ]
-            report[name] = .object(modelMetrics.merging(
-                ["confusion": .array(scores.confusion.map { .array($0.map(Value.int)) })], uniquingKeysWith: { a, _ in a }))
-            modelMetrics["throughput_per_s"] = .double(Double(examples.count) / max(evalSeconds, 1e-9))
+            metrics["\(name).throughput_per_s"] = .double(Double(examples.count) / max(evalSeconds, 1e-9))
             if params.latency_samples > 0 {
                 let latencies = try Self.latencies(loaded, sequences, samples: params.latency_samples, backend: backend)
-                modelMetrics["latency_b1_p50_ms"] = .double(Self.percentile(latencies, 0.50) * 1000)
-                modelMetrics["latency_b1_p95_ms"] = .double(Self.percentile(latencies, 0.95) * 1000)
+                metrics["\(name).latency_b1_p50_ms"] = .double(Self.percentile(latencies, 0.50) * 1000)
+                metrics["\(name).latency_b1_p95_ms"] = .double(Self.percentile(latencies, 0.95) * 1000)
             }
-            for (key, value) in modelMetrics { metrics["\(name).\(key)"] = value }
+            if timesSpeed { timed[name] = loaded.model }
             context.log.line(
                 "\(name): " + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss)
                     + ", \(size.parameters) parameters (\(size.encoderParameters) in the encoder), \(size.fileBytes) bytes, "
                     + String(format: "sparsity %.4f", size.sparsity))
         }
+        if let baseline = params.baseline, let baselineParameters = parameters[baseline] {
+            for (name, count) in parameters {
+                report[name]?["parameter_ratio"] = .double(name == baseline ? 1 : Double(count) / Double(max(baselineParameters, 1)))
+            }
+        }
+        for (name, entry) in report {
+            for (key, value) in entry where key != "confusion" { metrics["\(name).\(key)"] = value }
+        }
+        if timesSpeed {
+            try Task.checkCancellation()
+            context.progress.report(StageProgress(message: "timing inference"))
+            let shape = "b\(params.speed_batch_size)_t\(params.speed_seq_len)"
+            let order = params.baseline.map { baseline in [baseline] + timed.keys.sorted().filter { $0 != baseline } }
+                ?? timed.keys.sorted()
+            let models = order.compactMap { name in timed[name].map { (name: name, model: $0) } }
+            let input = Self.speedInput(
+                models.map(\.model), batchSize: params.speed_batch_size, length: params.speed_seq_len, seed: context.seed)
+            let medians = try Self.interleavedMedians(models, input: input, repeats: params.speed_repeats, backend: backend)
+            var line = "inference \(params.speed_batch_size) × \(params.speed_seq_len) tokens, median of \(params.speed_repeats):"
+            for name in order {
+                guard let median = medians[name] else { continue }
+                metrics["\(name).latency_\(shape)_ms"] = .double(median * 1000)
+                line += String(format: " \(name) %.3f ms", median * 1000)
+                if let baseline = params.baseline, let reference = medians[baseline] {
+                    let speedup = name == baseline ? 1 : reference / max(median, 1e-12)
+                    metrics["\(name).speedup_\(shape)"] = .double(speedup)
+                    if name != baseline { line += String(format: " (%.2f× `\(baseline)`)", speedup) }
+                }
+                line += ";"
+            }
+            context.log.line(String(line.dropLast()))
+        }
         let reportPath = (context.outputDirectory as NSString).appendingPathComponent("report.json")
         do {
-            try AtomicFile.write(Data(Value.object(report).canonicalJSON.utf8), to: reportPath)
+            try AtomicFile.write(Data(Value.object(report.mapValues(Value.object)).canonicalJSON.utf8), to: reportPath)
         } catch {
             throw StageFailure("cannot write \(reportPath): \(error)")
         }
         return StageResult(metrics: metrics, outputs: ["report": "report.json"])
+    }
+
+    /// Fails before any evaluation when a model cannot run the fixed-shape batch.
+    static func checkSpeedShape(_ params: Params) throws(StageFailure) {
+        for (name, directory) in params.models.sorted(by: { $0.key < $1.key }) {
+            let config = try StageFailure.wrapping("cannot load the model: ") { () throws(ModelFileError) in
+                try BertConfig(contentsOfFile: try ModelArtifact(directory: directory).configPath)
+            }
+            guard params.speed_seq_len <= config.maxPositionEmbeddings else {
+                throw StageFailure("""
+                    `speed_seq_len` \(params.speed_seq_len) exceeds max_position_embeddings \(config.maxPositionEmbeddings) \
+                    of model `\(name)`; set `speed_seq_len` to at most \(config.maxPositionEmbeddings), \
+                    or `speed_repeats: 0` to skip the fixed-shape timing
+                    """)
+            }
+        }
+    }
+
+    /// The fixed-shape timing batch: ids drawn by `seed` below every model's
+    /// vocabulary size (the same input for all), attention mask all ones.
+    static func speedInput(_ models: [BertModel], batchSize: Int, length: Int, seed: UInt64) -> BertBatch {
+        let vocabulary = UInt64(max(models.map(\.config.vocabSize).min() ?? 1, 1))
+        var generator = SeededGenerator(seed: seed)
+        var ids = [Int32](repeating: 0, count: batchSize * length)
+        for index in ids.indices { ids[index] = Int32(truncatingIfNeeded: generator.next() % vocabulary) }
+        return BertBatch(inputIDs: Tensor(shape: [batchSize, length], int32s: ids))
+    }
+
+    /// Median seconds per inference of `input`, by model name. Runs go
+    /// round-robin — one run of each model in `models` order, then again —
+    /// so drifts in the machine's speed hit every model alike; the first
+    /// `speedWarmups` rounds are not timed.
+    static func interleavedMedians(
+        _ models: [(name: String, model: BertModel)], input: BertBatch, repeats: Int, backend: any Backend
+    ) throws -> [String: Double] {
+        var times = [[Double]](repeating: [], count: models.count)
+        for round in 0..<(speedWarmups + repeats) {
+            try Task.checkCancellation()
+            for (index, entry) in models.enumerated() {
+                let started = ContinuousClock.now
+                _ = try entry.model.logits(input, backend: backend)
+                if round >= speedWarmups { times[index].append(FinetuneStage.seconds(ContinuousClock.now - started)) }
+            }
+        }
+        var medians: [String: Double] = [:]
+        for (index, entry) in models.enumerated() { medians[entry.name] = median(times[index]) }
+        return medians
+    }
+
+    /// The middle value of `values` (the mean of the two middle ones for an even count).
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     struct SizeMetrics {
