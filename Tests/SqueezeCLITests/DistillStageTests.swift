@@ -89,6 +89,7 @@ import Testing
                     plain: ${plain.model}
                   data: ${data.dataset}
                   latency_samples: 0
+                  speed_repeats: 0
             """
         let project = try Self.makeProject("distill-learns", recipe: Self.recipe(extraStages: extra))
         let result = try project.run(timeout: 600)

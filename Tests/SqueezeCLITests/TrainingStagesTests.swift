@@ -81,6 +81,8 @@ import Testing
                 tuned: ${tuned.model}
               data: ${data.dataset}
               latency_samples: 5
+              speed_seq_len: 16
+              speed_repeats: 2
         \(eval)
         """
     }
@@ -113,7 +115,7 @@ import Testing
         let eval = try ModelStagesTests.metrics(project, runID: result.runID, stage: "eval")
         #expect(eval["examples"] as? Int == 40)
         #expect((eval["tuned.accuracy"] as? Double ?? 0) >= 0.9, "\(eval)")
-        for key in ["macro_f1", "loss", "throughput_per_s", "latency_b1_p50_ms", "latency_b1_p95_ms", "sparsity"] {
+        for key in ["macro_f1", "loss", "throughput_per_s", "latency_b1_p50_ms", "latency_b1_p95_ms", "latency_b32_t16_ms", "sparsity"] {
             #expect(eval["tuned.\(key)"] is Double, "missing tuned.\(key) in \(eval)")
         }
         let parameters = try #require(eval["tuned.parameters"] as? Int)
@@ -220,6 +222,7 @@ import Testing
                   data: ${data.dataset}
                   split: train
                   latency_samples: 0
+                  speed_repeats: 0
             """)
         _ = try project.write("recipe/three.tsv", "sentence\tlabel\ngood film\t0\nbad film\t1\nthe plot\t2\n")
         let result = try project.run(timeout: 120)
