@@ -11,6 +11,7 @@ public enum BuiltinStages {
             StageType(EvalClassificationStage.self),
             StageType(DistillStage.self),
             StageType(SelectLayersStage.self),
+            StageType(CoFiPruneStage.self),
         ],
         backendFingerprint: Backends.fingerprint)
 }

@@ -1,0 +1,500 @@
+import Foundation
+import SqueezeEngine
+import SqueezeModels
+import SqueezeRecipe
+import SqueezeTensor
+import SqueezeYAML
+
+/// `uses: prune/cofi` — CoFi structured pruning with layer distillation
+/// (Xia et al. 2022; shared/design/cofi.md): hard-concrete masks over heads,
+/// FFN units, hidden dimensions and whole sublayers, learned jointly with
+/// the weights under a Lagrangian that drives the expected sparsity to a
+/// target ramped up over a warm-up, while the student (a copy of the
+/// teacher) distils the teacher's layers (order-keeping dynamic mapping
+/// through a learned d×d map) and predictions. At the end the masks are made
+/// deterministic, folded into the weights and the pruned structures removed:
+/// the output is a dense model whose layers may differ in size. An optional
+/// fine-tune with prediction-layer distillation follows, masks frozen.
+public struct CoFiPruneStage: Stage {
+    public struct Params: Decodable, Sendable {
+        public var teacher: String
+        public var student: String?
+        public var data: String
+        public var target_sparsity: Double
+        public var units: [String]
+        public var epochs: Double?
+        public var steps: Int?
+        public var lagrangian_warmup_steps: Int?
+        public var lagrangian_warmup_ratio: Double?
+        public var lr: Double
+        public var mask_lr: Double
+        public var lambda_lr: Double
+        public var batch_size: Int
+        public var max_seq_len: Int
+        public var warmup_ratio: Double
+        public var weight_decay: Double
+        public var grad_clip: Double
+        public var layer_distill_weight: Double
+        public var pred_distill_weight: Double
+        public var ce_weight: Double
+        public var temperature: Double
+        public var teacher_layers: [Int]?
+        public var freeze_embeddings: Bool
+        public var finetune_epochs: Double
+        public var finetune_lr: Double?
+        public var train_split: String
+        public var eval_split: String
+        public var eval_every: Int
+        public var log_every: Int
+        public var batching: String
+    }
+
+    public static let descriptor = StageTypeDescriptor(
+        type: "prune/cofi",
+        version: 1,
+        summary: "Structured pruning with CoFi: learned hard-concrete masks over heads, FFN units, hidden dimensions and sublayers, a Lagrangian sparsity target and layer + prediction distillation; outputs a smaller dense model.",
+        parameters: [
+            ParameterSpec("teacher", .artifact("model"), required: true, doc: "The fine-tuned model to prune (`${finetuned.model}`); it is also the distillation teacher. Its labels must be the dataset's."),
+            ParameterSpec("student", .artifact("model"), doc: "Start the pruned model from this model instead of a copy of the teacher: same labels, vocabulary and hidden size as the teacher."),
+            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`)."),
+            ParameterSpec("target_sparsity", .number, required: true, doc: "Fraction of the prunable encoder parameters (query, key, value, attention output and both FFN matrices) to remove, in [0, 1)."),
+            ParameterSpec("units", .array(.string), default: .array(CoFiUnit.allCases.map { .string($0.rawValue) }), doc: "What may be pruned: any of `heads`, `ffn_units`, `hidden` (hidden dimensions, shared by all layers) and `layers` (whole attention and FFN sublayers)."),
+            ParameterSpec("epochs", .number, doc: "Passes over the training split while pruning (fractions allowed). Default 1 when `steps` is not given."),
+            ParameterSpec("steps", .int, doc: "Number of pruning updates instead of `epochs`."),
+            ParameterSpec("lagrangian_warmup_steps", .int, doc: "Updates over which the target sparsity rises linearly from 0 (instead of `lagrangian_warmup_ratio`)."),
+            ParameterSpec("lagrangian_warmup_ratio", .number, doc: "Fraction of the pruning updates over which the target sparsity rises linearly from 0; default 0.1 (the reference: 2 of 20 epochs)."),
+            ParameterSpec("lr", .number, default: .double(2e-5), doc: "Peak learning rate of the weights and the layer map (linear warmup and decay)."),
+            ParameterSpec("mask_lr", .number, default: .double(0.01), doc: "Adam learning rate of the masks' log α (the reference's `reg_learning_rate`)."),
+            ParameterSpec("lambda_lr", .number, default: .double(0.01), doc: "Adam learning rate of the Lagrange multipliers λ1, λ2, applied as gradient ascent."),
+            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
+            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
+            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the weights' learning rate rises linearly from 0; it then decays linearly to 0."),
+            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay of the weights (never on biases, LayerNorm weights, the layer map or the masks)."),
+            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip the weights' and layer map's gradients to this global L2 norm; 0 turns clipping off."),
+            ParameterSpec("layer_distill_weight", .number, default: .double(0.9), doc: "Weight of the layer distillation loss: Σ MSE(W·h_student, h_teacher) over the teacher layers, each matched to the closest remaining student layer with the order kept."),
+            ParameterSpec("pred_distill_weight", .number, default: .double(0.1), doc: "Weight of the prediction-layer loss T²·KL(softmax(t/T) ‖ softmax(s/T))."),
+            ParameterSpec("ce_weight", .number, default: .double(0), doc: "Weight of the task cross-entropy on the labels (0 in the reference)."),
+            ParameterSpec("temperature", .number, default: .double(2), doc: "Softmax temperature T of the prediction-layer loss (> 0)."),
+            ParameterSpec("teacher_layers", .array(.int), doc: "Teacher layers (0-based, increasing) of the layer loss. Default: at most four, every ⌈L/4⌉-th ending at the last (6 layers: [1, 3, 5]; 12 layers: [2, 5, 8, 11], the paper's)."),
+            ParameterSpec("freeze_embeddings", .bool, default: .bool(true), doc: "Keep the embeddings (tables and LayerNorm) fixed while pruning, as the reference does."),
+            ParameterSpec("finetune_epochs", .number, default: .double(0), doc: "After pruning, fine-tune the pruned model (its structure fixed) for this many epochs with prediction-layer distillation from the teacher (plus cross-entropy when `ce_weight` > 0). 0: none."),
+            ParameterSpec("finetune_lr", .number, doc: "Peak learning rate of the post-pruning fine-tune; default `lr`."),
+            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
+            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split the pruned model is evaluated on (skipped when the dataset has no such split)."),
+            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate the model the current masks would give every N pruning updates (0: only at the end)."),
+            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the losses, expected sparsity, target and λ over this many updates."),
+            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
+        ],
+        outputs: [
+            OutputSpec("model", kind: "model", doc: "The pruned model artifact: dense, smaller, its config recording each layer's heads and FFN width (`squeeze_layers`) and the head size."),
+        ],
+        defaultResources: Resources(allCores: true),
+        usesTensorBackend: true,
+        check: checkParams
+    )
+
+    public init() {}
+
+    static func number(_ node: YAMLNode?) -> Double? { node?.scalar.flatMap(Double.init) }
+
+    static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
+        var problems = FinetuneStage.checkParams(with)
+        if let node = with["target_sparsity"], let value = number(node), !(value >= 0 && value < 1) {
+            problems.append(Diagnostic(
+                "`target_sparsity` must be in [0, 1), got \(node.scalar ?? "")", at: node.location,
+                hint: "the fraction of prunable encoder parameters to remove, e.g. 0.6"))
+        }
+        if let node = with["units"], let items = node.items {
+            if items.isEmpty {
+                problems.append(Diagnostic("`units` is empty", at: node.location, hint: "remove it to prune heads, FFN units, hidden dimensions and layers"))
+            }
+            let known = CoFiUnit.allCases.map(\.rawValue)
+            for item in items {
+                guard let name = item.scalar, !name.contains("${"), CoFiUnit(rawValue: name) == nil else { continue }
+                problems.append(Diagnostic(
+                    "unknown pruning unit `\(name)`; expected one of \(known.map { "`\($0)`" }.joined(separator: ", "))", at: item.location,
+                    hint: Suggestion.hint(for: name, in: known)))
+            }
+        }
+        if let node = with["lagrangian_warmup_steps"], with["lagrangian_warmup_ratio"] != nil {
+            problems.append(Diagnostic(
+                "give either `lagrangian_warmup_steps` or `lagrangian_warmup_ratio`, not both", at: node.location, hint: "remove one of them"))
+        }
+        if let node = with["lagrangian_warmup_ratio"], let value = number(node), !(0...1).contains(value) {
+            problems.append(Diagnostic("`lagrangian_warmup_ratio` must be between 0 and 1, got \(node.scalar ?? "")", at: node.location))
+        }
+        for name in ["mask_lr", "temperature", "finetune_lr"] {
+            if let node = with[name], let value = number(node), !(value > 0) {
+                problems.append(Diagnostic("`\(name)` must be positive, got \(node.scalar ?? "")", at: node.location))
+            }
+        }
+        for name in ["lambda_lr", "layer_distill_weight", "pred_distill_weight", "ce_weight", "finetune_epochs", "lagrangian_warmup_steps"] {
+            if let node = with[name], let value = number(node), value < 0 {
+                problems.append(Diagnostic("`\(name)` must not be negative, got \(node.scalar ?? "")", at: node.location))
+            }
+        }
+        let weights = ["layer_distill_weight", "pred_distill_weight", "ce_weight"].map { name in with[name].map { number($0) } ?? (name == "ce_weight" ? 0 : 1) }
+        if weights.allSatisfy({ $0 == 0 }), let node = with["layer_distill_weight"] ?? with["pred_distill_weight"] {
+            problems.append(Diagnostic("every loss weight is 0: the weights would learn nothing while the masks are pruned", at: node.location))
+        }
+        if let node = with["teacher_layers"], let items = node.items {
+            if items.isEmpty {
+                problems.append(Diagnostic("`teacher_layers` is empty", at: node.location, hint: "remove it for the default, or set `layer_distill_weight: 0`"))
+            }
+            var previous: Int?
+            for item in items {
+                guard let text = item.scalar, let layer = Int(text) else { continue }
+                if layer < 0 {
+                    problems.append(Diagnostic("layer numbers start at 0, got \(layer)", at: item.location))
+                } else if let previous, layer <= previous {
+                    problems.append(Diagnostic("`teacher_layers` must be strictly increasing: \(layer) after \(previous)", at: item.location))
+                }
+                previous = layer
+            }
+        }
+        return problems
+    }
+
+    public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        let backend = try Backends.make(context.backend, threads: context.threads)
+        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
+            try TextClassificationDataset(directory: params.data)
+        }
+        let trainExamples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.train_split) }
+        guard !trainExamples.isEmpty else { throw StageFailure("the `\(params.train_split)` split is empty") }
+        let evalExamples = dataset.splitNames.contains(params.eval_split)
+            ? try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.eval_split) } : []
+
+        // Everything that can be wrong with the set-up is checked before training.
+        let units: Set<CoFiUnit>
+        do {
+            units = try CoFiUnit.parse(params.units)
+        } catch {
+            throw StageFailure(error.description)
+        }
+        let teacher = try LoadedClassifier(directory: params.teacher, seed: 0)
+        guard try DistillStage.hasClassifier(teacher.artifact) else {
+            throw StageFailure("the teacher has no classifier head; fine-tune it on this dataset first (`train/finetune`)")
+        }
+        guard teacher.model.config.labels == dataset.labels else {
+            throw StageFailure("""
+                the teacher's labels \(teacher.model.config.labels) differ from the dataset's \(dataset.labels); \
+                prune a teacher fine-tuned on this dataset
+                """)
+        }
+        let student = try Self.loadStudent(params, teacher: teacher)
+
+        let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
+        context.progress.report(StageProgress(message: "tokenizing \(trainExamples.count) examples"))
+        let trainSequences = teacher.encode(trainExamples.map(\.text), maxLength: maxLength)
+        let trainLabels = trainExamples.map(\.label)
+        let evalSequences = teacher.encode(evalExamples.map(\.text), maxLength: maxLength)
+        let evalLabels = evalExamples.map(\.label)
+
+        let batchSize = max(params.batch_size, 1)
+        let stepsPerEpoch = (trainExamples.count + batchSize - 1) / batchSize
+        let totalSteps = params.steps ?? max(1, Int(((params.epochs ?? 1) * Double(stepsPerEpoch)).rounded(.up)))
+        let lagrangianWarmup = params.lagrangian_warmup_steps
+            ?? Int(((params.lagrangian_warmup_ratio ?? 0.1) * Double(totalSteps)).rounded(.up))
+        let options = BertTrainingOptions(
+            learningRate: Float(params.lr), weightDecay: Float(params.weight_decay),
+            warmupSteps: Int((params.warmup_ratio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
+            maxGradientNorm: params.grad_clip > 0 ? Float(params.grad_clip) : nil,
+            seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+        var trainer: CoFiTrainer
+        do {
+            let schedule = try CoFiSparsitySchedule(target: params.target_sparsity, warmupSteps: lagrangianWarmup)
+            let cofi = CoFiOptions(
+                units: units, schedule: schedule, maskLearningRate: params.mask_lr, lambdaLearningRate: params.lambda_lr,
+                layerDistillWeight: Float(params.layer_distill_weight), predictionDistillWeight: Float(params.pred_distill_weight),
+                ceWeight: Float(params.ce_weight), temperature: Float(params.temperature), teacherLayers: params.teacher_layers,
+                freezeEmbeddings: params.freeze_embeddings, seed: randomBits(seed: context.seed, stream: Streams.masks, index: 0))
+            trainer = try CoFiTrainer(student: student, teacher: teacher.model, options: options, cofi: cofi, backend: backend)
+        } catch {
+            throw StageFailure(error.description)
+        }
+        let startPrunable = Self.prunableParameters(student)
+        context.log.line("""
+            prune/cofi: \(trainExamples.count) \(params.train_split) examples, \(evalExamples.count) \(params.eval_split) examples, \
+            labels \(dataset.labels); \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize), \(startPrunable) prunable \
+            parameters; target sparsity \(params.target_sparsity) over \(lagrangianWarmup) warm-up updates, units \
+            \(units.sorted().map(\.rawValue)); loss \(params.layer_distill_weight)·layer (teacher layers \(trainer.teacherLayers)) + \
+            \(params.pred_distill_weight)·pred (T=\(params.temperature)) + \(params.ce_weight)·ce; \(totalSteps) updates \
+            (\(stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), mask lr \(params.mask_lr), \
+            λ lr \(params.lambda_lr), backend \(backend.id) with \(context.threads) threads
+            """)
+
+        var lossCurve: [Value] = []
+        var sparsityCurve: [Value] = []
+        var maskHistory: [Value] = []
+        var evalCurve: [Value] = []
+        var window = Window()
+        let started = ContinuousClock.now
+        var epoch = 0
+        var step = 0
+
+        func evaluate(_ model: BertModel) throws -> ClassificationScores? {
+            guard !evalExamples.isEmpty else { return nil }
+            return try model.evaluate(evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+        }
+
+        training: while step < totalSteps {
+            for batch in Self.batches(trainSequences, params, padID: teacher.padID, seed: context.seed, epoch: epoch) {
+                try Task.checkCancellation()
+                let labels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(trainLabels[$0]) })
+                let result = try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+                step += 1
+                guard result.loss.isFinite else {
+                    throw StageFailure("the loss became \(result.loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`")
+                }
+                window.add(result)
+                if window.steps == max(params.log_every, 1) || step == totalSteps {
+                    let mean = window.mean
+                    lossCurve.append(.array(
+                        [.int(step)] + [mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian].map(Value.double)))
+                    sparsityCurve.append(.array([
+                        .int(step), .double(result.expectedSparsity), .double(result.targetSparsity), .double(trainer.lambda1), .double(trainer.lambda2),
+                    ]))
+                    maskHistory.append(Self.maskSummary(step: step, trainer.masks.probabilities))
+                    context.log.line(
+                        String(
+                            format: "step %d/%d: loss %.4f (layer %.4f, pred %.4f, ce %.4f, lagrangian %.4f) sparsity %.4f/%.4f λ1 %.4f λ2 %.4f lr %.3g",
+                            step, totalSteps, mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian, result.expectedSparsity,
+                            result.targetSparsity, trainer.lambda1, trainer.lambda2, result.learningRate))
+                    window = Window()
+                }
+                let elapsed = FinetuneStage.seconds(ContinuousClock.now - started)
+                let rate = Double(step) / max(elapsed, 1e-9)
+                let eta = Double(totalSteps - step) / max(rate, 1e-9)
+                context.progress.report(StageProgress(
+                    fraction: Double(step) / Double(totalSteps),
+                    message: String(
+                        format: "step %d/%d loss %.4f (layer %.4f pred %.4f ce %.4f) sparsity %.3f/%.3f λ %.3f,%.3f %.2f it/s",
+                        step, totalSteps, result.loss, result.layerLoss, result.predictionLoss, result.taskLoss, result.expectedSparsity,
+                        result.targetSparsity, result.lambda1, result.lambda2, rate) + " ETA " + FinetuneStage.duration(eta)))
+                if params.eval_every > 0, step % params.eval_every == 0, step < totalSteps {
+                    let pruned = try Self.compact(trainer)
+                    if let scores = try evaluate(pruned) {
+                        evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(1 - Double(Self.prunableParameters(pruned)) / Double(max(startPrunable, 1)))]))
+                        context.log.line("step \(step): pruned model \(params.eval_split) " + String(format: "accuracy %.4f", scores.accuracy))
+                    }
+                }
+                if step == totalSteps { break training }
+            }
+            epoch += 1
+        }
+        let seconds = FinetuneStage.seconds(ContinuousClock.now - started)
+        context.log.line(String(format: "pruned for %d updates in %.1f s (%.2f it/s)", step, seconds, Double(step) / max(seconds, 1e-9)))
+
+        let finalMasks = trainer.finalMasks
+        var model = try Self.compact(trainer)
+        let expectedSparsity = trainer.expectedSparsity
+        let prunedScores = try evaluate(model)
+        if let prunedScores {
+            context.log.line("pruned model \(params.eval_split) " + String(format: "accuracy %.4f", prunedScores.accuracy))
+        }
+
+        var metrics: [String: Value] = [:]
+        if params.finetune_epochs > 0 {
+            let result = try Self.finetune(model, teacher: teacher, params, sequences: trainSequences, labels: trainLabels, context: context, backend: backend)
+            model = result.model
+            metrics["finetune_steps"] = .int(result.steps)
+            metrics["finetune_loss_curve"] = .array(result.curve)
+        }
+        let finalScores = params.finetune_epochs > 0 ? try evaluate(model) : prunedScores
+        try LoadedClassifier.save(model, from: teacher.artifact, to: context.outputDirectory, source: "prune/cofi")
+
+        let remaining = Self.prunableParameters(model)
+        let realised = 1 - Double(remaining) / Double(max(startPrunable, 1))
+        context.log.line(
+            String(format: "realised sparsity %.4f (expected %.4f, target %.4f): ", realised, expectedSparsity, params.target_sparsity)
+                + "\(remaining) of \(startPrunable) prunable parameters, hidden \(model.config.hiddenSize), heads \(model.layerShapes.map(\.heads)), "
+                + "FFN \(model.layerShapes.map(\.intermediateSize))")
+        metrics.merge([
+            "steps": .int(step),
+            "epochs": .double(Double(step) / Double(stepsPerEpoch)),
+            "train_examples": .int(trainExamples.count),
+            "target_sparsity": .double(params.target_sparsity),
+            "realised_sparsity": .double(realised),
+            "expected_sparsity": .double(expectedSparsity),
+            "prunable_parameters": .int(remaining),
+            "original_prunable_parameters": .int(startPrunable),
+            "parameters": .int(model.parameterCount),
+            "original_parameters": .int(student.parameterCount),
+            "hidden_size": .int(model.config.hiddenSize),
+            "layer_heads": .array(model.layerShapes.map { .int($0.heads) }),
+            "layer_ffn_units": .array(model.layerShapes.map { .int($0.intermediateSize) }),
+            "final_masks": Self.maskSummary(step: step, finalMasks.map { $0 == 0 ? 0 : 1 }),
+            "lambda1": .double(trainer.lambda1),
+            "lambda2": .double(trainer.lambda2),
+            "loss_curve": .array(lossCurve),
+            "sparsity_curve": .array(sparsityCurve),
+            "mask_history": .array(maskHistory),
+        ], uniquingKeysWith: { _, new in new })
+        if let prunedScores {
+            metrics["pruned_\(params.eval_split)_accuracy"] = .double(prunedScores.accuracy)
+            metrics["\(params.eval_split)_curve"] = .array(evalCurve)
+        }
+        if let finalScores {
+            metrics["\(params.eval_split)_accuracy"] = .double(finalScores.accuracy)
+            metrics["\(params.eval_split)_macro_f1"] = .double(finalScores.macroF1)
+            metrics["\(params.eval_split)_loss"] = .double(finalScores.loss)
+            let teacherScores = try teacher.model.evaluate(
+                evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+            metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
+        }
+        return StageResult(metrics: metrics, outputs: ["model": "."])
+    }
+
+    // MARK: Pieces
+
+    /// The model pruning starts from: the teacher, or `student` (the teacher's
+    /// vocabulary and the dataset's labels; the trainer checks its width).
+    static func loadStudent(_ params: Params, teacher: LoadedClassifier) throws(StageFailure) -> BertModel {
+        guard let directory = params.student else { return teacher.model }
+        let student = try LoadedClassifier(directory: directory, seed: 0)
+        guard student.artifact.manifest.files[ModelArtifact.vocabularyFileName] == teacher.artifact.manifest.files[ModelArtifact.vocabularyFileName] else {
+            throw StageFailure("the student's vocab.txt differs from the teacher's; the student must use the teacher's tokenizer")
+        }
+        guard try DistillStage.hasClassifier(student.artifact), student.model.config.labels == teacher.model.config.labels else {
+            throw StageFailure("""
+                the student's labels \(student.model.config.labels) differ from the teacher's \(teacher.model.config.labels) \
+                (or it has no classifier head); prune a student fine-tuned on this dataset
+                """)
+        }
+        return student.model
+    }
+
+    static func batches(_ sequences: TokenSequences, _ params: Params, padID: Int32, seed: UInt64, epoch: Int) -> [TokenBatch] {
+        LengthBucketing.batches(
+            sequences, batchSize: max(params.batch_size, 1), padID: padID, shuffle: true,
+            seed: randomBits(seed: seed, stream: Streams.batchOrder, index: UInt64(epoch)),
+            poolBatches: params.batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
+    }
+
+    static func compact(_ trainer: CoFiTrainer) throws(StageFailure) -> BertModel {
+        do {
+            return try trainer.prunedModel()
+        } catch {
+            throw StageFailure("cannot compact the pruned model: \(error.description)")
+        }
+    }
+
+    /// The prunable encoder parameters as cofi.md counts them: every layer's
+    /// query, key, value, attention output and two FFN weight matrices.
+    static func prunableParameters(_ model: BertModel) -> Int {
+        model.weights.layers.reduce(0) { total, layer in
+            total + layer.query.weight.count + layer.key.weight.count + layer.value.weight.count + layer.attentionOutput.weight.count
+                + layer.intermediate.weight.count + layer.output.weight.count
+        }
+    }
+
+    /// `[step, heads per layer, FFN units per layer, hidden dims, z_MHA per layer, z_FFN per layer]`,
+    /// each count the sum of `values` (probabilities: expected counts).
+    static func maskSummary(step: Int, _ values: CoFiMaskValues) -> Value {
+        func rounded(_ x: Double) -> Value { .double((x * 1000).rounded() / 1000) }
+        return .array([
+            .int(step),
+            .array(values.heads.map { rounded($0.reduce(0, +)) }),
+            .array(values.intermediate.map { rounded($0.reduce(0, +)) }),
+            rounded(values.hidden.reduce(0, +)),
+            .array(values.attentionLayers.map(rounded)),
+            .array(values.ffnLayers.map(rounded)),
+        ])
+    }
+
+    /// The post-pruning fine-tune: prediction-layer distillation (plus
+    /// cross-entropy when `ce_weight` > 0) of the pruned model, its structure fixed.
+    static func finetune(
+        _ model: BertModel, teacher: LoadedClassifier, _ params: Params, sequences: TokenSequences, labels: [Int], context: StageContext,
+        backend: any Backend
+    ) throws -> (model: BertModel, steps: Int, curve: [Value]) {
+        let batchSize = max(params.batch_size, 1)
+        let stepsPerEpoch = (sequences.count + batchSize - 1) / batchSize
+        let totalSteps = max(1, Int((params.finetune_epochs * Double(stepsPerEpoch)).rounded(.up)))
+        let options = BertTrainingOptions(
+            learningRate: Float(params.finetune_lr ?? params.lr), weightDecay: Float(params.weight_decay),
+            warmupSteps: Int((params.warmup_ratio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
+            maxGradientNorm: params.grad_clip > 0 ? Float(params.grad_clip) : nil,
+            seed: randomBits(seed: context.seed, stream: Streams.finetuneDropout, index: 0))
+        let (prediction, ce) = (params.pred_distill_weight, params.ce_weight)
+        let alpha = prediction + ce > 0 ? prediction / (prediction + ce) : 1
+        var trainer: DistillationTrainer
+        do {
+            trainer = try DistillationTrainer(
+                student: model, teacher: teacher.model, options: options,
+                distillation: DistillationOptions(temperature: Float(params.temperature), alpha: .constant(Float(alpha))), backend: backend)
+        } catch {
+            throw StageFailure("cannot fine-tune the pruned model: \(error.message)")
+        }
+        context.log.line("fine-tuning the pruned model: \(totalSteps) updates, α \(alpha), lr \(options.learningRate)")
+        var curve: [Value] = []
+        var windowLoss = 0.0
+        var windowSteps = 0
+        var step = 0
+        var epoch = 0
+        let started = ContinuousClock.now
+        training: while step < totalSteps {
+            let seed = randomBits(seed: context.seed, stream: Streams.finetuneBatchOrder, index: 0)
+            for batch in batches(sequences, params, padID: teacher.padID, seed: seed, epoch: epoch) {
+                try Task.checkCancellation()
+                let batchLabels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(labels[$0]) })
+                let result = try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: batchLabels)
+                step += 1
+                guard result.loss.isFinite else {
+                    throw StageFailure("the fine-tune loss became \(result.loss) at step \(step); lower `finetune_lr`")
+                }
+                windowLoss += Double(result.loss)
+                windowSteps += 1
+                if windowSteps == max(params.log_every, 1) || step == totalSteps {
+                    curve.append(.array([.int(step), .double(windowLoss / Double(windowSteps))]))
+                    context.log.line(String(format: "fine-tune step %d/%d: loss %.4f", step, totalSteps, windowLoss / Double(windowSteps)))
+                    windowLoss = 0
+                    windowSteps = 0
+                }
+                let elapsed = FinetuneStage.seconds(ContinuousClock.now - started)
+                let rate = Double(step) / max(elapsed, 1e-9)
+                context.progress.report(StageProgress(
+                    fraction: Double(step) / Double(totalSteps),
+                    message: String(format: "fine-tune step %d/%d loss %.4f %.2f it/s", step, totalSteps, result.loss, rate)
+                        + " ETA " + FinetuneStage.duration(Double(totalSteps - step) / max(rate, 1e-9))))
+                if step == totalSteps { break training }
+            }
+            epoch += 1
+        }
+        return (trainer.student, step, curve)
+    }
+
+    /// Means of the loss parts over the last `log_every` updates.
+    struct Window {
+        var steps = 0
+        var total = 0.0
+        var layer = 0.0
+        var prediction = 0.0
+        var task = 0.0
+        var lagrangian = 0.0
+
+        mutating func add(_ step: CoFiStep) {
+            steps += 1
+            total += step.loss
+            layer += step.layerLoss
+            prediction += step.predictionLoss
+            task += step.taskLoss
+            lagrangian += step.lagrangian
+        }
+
+        var mean: (total: Double, layer: Double, prediction: Double, task: Double, lagrangian: Double) {
+            let n = Double(max(steps, 1))
+            return (total / n, layer / n, prediction / n, task / n, lagrangian / n)
+        }
+    }
+
+    /// `randomBits` streams, one per use of the stage seed.
+    enum Streams {
+        static let dropout: UInt64 = 2
+        static let batchOrder: UInt64 = 3
+        static let masks: UInt64 = 6
+        static let finetuneDropout: UInt64 = 7
+        static let finetuneBatchOrder: UInt64 = 8
+    }
+}
