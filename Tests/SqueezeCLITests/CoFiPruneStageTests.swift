@@ -94,8 +94,11 @@ import Testing
                     teacher: ${teacher.model}
                     pruned: ${pruned.model}
                     tuned: ${tuned.model}
+                  baseline: teacher
                   data: ${data.dataset}
                   latency_samples: 0
+                  speed_seq_len: 16
+                  speed_repeats: 3
             """
         let project = try Self.makeProject("cofi-prunes", recipe: Self.recipe(extraStages: extra))
         let result = try project.run(timeout: 600)
@@ -146,6 +149,8 @@ import Testing
         #expect(eval["pruned.parameters"] as? Int == metrics["parameters"] as? Int)
         #expect((eval["pruned.parameters"] as? Int ?? .max) < eval["teacher.parameters"] as? Int ?? 0)
         #expect((eval["pruned.accuracy"] as? Double ?? 0) >= 0.8, "\(eval)")
+        #expect((eval["pruned.speedup_b32_t16"] as? Double ?? 0) > 0, "the speedup is measured: \(eval)")
+        #expect(eval["teacher.speedup_b32_t16"] as? Double == 1)
         #expect(eval["tuned.parameters"] as? Int == metrics["parameters"] as? Int, "train/finetune keeps the pruned shapes")
     }
 
