@@ -95,11 +95,9 @@ public struct CoFiPruneStage: Stage {
 
     public init() {}
 
-    static func number(_ node: YAMLNode?) -> Double? { node?.scalar.flatMap(Double.init) }
-
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         var problems = FinetuneStage.checkParams(with)
-        if let node = with["target_sparsity"], let value = number(node), !(value >= 0 && value < 1) {
+        if let node = with["target_sparsity"], let value = ParamChecks.number(node), !(value >= 0 && value < 1) {
             problems.append(Diagnostic(
                 "`target_sparsity` must be in [0, 1), got \(node.scalar ?? "")", at: node.location,
                 hint: "the fraction of prunable encoder parameters to remove, e.g. 0.6"))
@@ -116,24 +114,14 @@ public struct CoFiPruneStage: Stage {
                     hint: Suggestion.hint(for: name, in: known)))
             }
         }
-        if let node = with["lagrangian_warmup_steps"], with["lagrangian_warmup_ratio"] != nil {
-            problems.append(Diagnostic(
-                "give either `lagrangian_warmup_steps` or `lagrangian_warmup_ratio`, not both", at: node.location, hint: "remove one of them"))
+        problems += ParamChecks.eitherOr(with, "lagrangian_warmup_steps", "lagrangian_warmup_ratio")
+        problems += ParamChecks.unitInterval(with, ["lagrangian_warmup_ratio"])
+        problems += ParamChecks.positive(with, ["mask_lr", "temperature", "finetune_lr"])
+        problems += ParamChecks.nonNegative(
+            with, ["lambda_lr", "layer_distill_weight", "pred_distill_weight", "ce_weight", "finetune_epochs", "lagrangian_warmup_steps"])
+        let weights = ["layer_distill_weight", "pred_distill_weight", "ce_weight"].map { name in
+            with[name].map { ParamChecks.number($0) } ?? (name == "ce_weight" ? 0 : 1)
         }
-        if let node = with["lagrangian_warmup_ratio"], let value = number(node), !(0...1).contains(value) {
-            problems.append(Diagnostic("`lagrangian_warmup_ratio` must be between 0 and 1, got \(node.scalar ?? "")", at: node.location))
-        }
-        for name in ["mask_lr", "temperature", "finetune_lr"] {
-            if let node = with[name], let value = number(node), !(value > 0) {
-                problems.append(Diagnostic("`\(name)` must be positive, got \(node.scalar ?? "")", at: node.location))
-            }
-        }
-        for name in ["lambda_lr", "layer_distill_weight", "pred_distill_weight", "ce_weight", "finetune_epochs", "lagrangian_warmup_steps"] {
-            if let node = with[name], let value = number(node), value < 0 {
-                problems.append(Diagnostic("`\(name)` must not be negative, got \(node.scalar ?? "")", at: node.location))
-            }
-        }
-        let weights = ["layer_distill_weight", "pred_distill_weight", "ce_weight"].map { name in with[name].map { number($0) } ?? (name == "ce_weight" ? 0 : 1) }
         if weights.allSatisfy({ $0 == 0 }), let node = with["layer_distill_weight"] ?? with["pred_distill_weight"] {
             problems.append(Diagnostic("every loss weight is 0: the weights would learn nothing while the masks are pruned", at: node.location))
         }
@@ -157,13 +145,8 @@ public struct CoFiPruneStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
-            try TextClassificationDataset(directory: params.data)
-        }
-        let trainExamples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.train_split) }
-        guard !trainExamples.isEmpty else { throw StageFailure("the `\(params.train_split)` split is empty") }
-        let evalExamples = dataset.splitNames.contains(params.eval_split)
-            ? try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.eval_split) } : []
+        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
         let units: Set<CoFiUnit>
@@ -185,21 +168,14 @@ public struct CoFiPruneStage: Stage {
         let student = try Self.loadStudent(params, teacher: teacher)
 
         let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
-        context.progress.report(StageProgress(message: "tokenizing \(trainExamples.count) examples"))
-        let trainSequences = teacher.encode(trainExamples.map(\.text), maxLength: maxLength)
-        let trainLabels = trainExamples.map(\.label)
-        let evalSequences = teacher.encode(evalExamples.map(\.text), maxLength: maxLength)
-        let evalLabels = evalExamples.map(\.label)
+        let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
 
-        let batchSize = max(params.batch_size, 1)
-        let stepsPerEpoch = (trainExamples.count + batchSize - 1) / batchSize
-        let totalSteps = params.steps ?? max(1, Int(((params.epochs ?? 1) * Double(stepsPerEpoch)).rounded(.up)))
+        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let lagrangianWarmup = params.lagrangian_warmup_steps
             ?? Int(((params.lagrangian_warmup_ratio ?? 0.1) * Double(totalSteps)).rounded(.up))
-        let options = BertTrainingOptions(
-            learningRate: Float(params.lr), weightDecay: Float(params.weight_decay),
-            warmupSteps: Int((params.warmup_ratio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
-            maxGradientNorm: params.grad_clip > 0 ? Float(params.grad_clip) : nil,
+        let options = length.options(
+            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
             seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
         var trainer: CoFiTrainer
         do {
@@ -215,12 +191,12 @@ public struct CoFiPruneStage: Stage {
         }
         let startPrunable = Self.prunableParameters(student)
         context.log.line("""
-            prune/cofi: \(trainExamples.count) \(params.train_split) examples, \(evalExamples.count) \(params.eval_split) examples, \
+            prune/cofi: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
             labels \(dataset.labels); \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize), \(startPrunable) prunable \
             parameters; target sparsity \(params.target_sparsity) over \(lagrangianWarmup) warm-up updates, units \
             \(units.sorted().map(\.rawValue)); loss \(params.layer_distill_weight)·layer (teacher layers \(trainer.teacherLayers)) + \
             \(params.pred_distill_weight)·pred (T=\(params.temperature)) + \(params.ce_weight)·ce; \(totalSteps) updates \
-            (\(stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), mask lr \(params.mask_lr), \
+            (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), mask lr \(params.mask_lr), \
             λ lr \(params.lambda_lr), backend \(backend.id) with \(context.threads) threads
             """)
 
@@ -229,62 +205,55 @@ public struct CoFiPruneStage: Stage {
         var maskHistory: [Value] = []
         var evalCurve: [Value] = []
         var window = Window()
-        let started = ContinuousClock.now
-        var epoch = 0
-        var step = 0
 
         func evaluate(_ model: BertModel) throws -> ClassificationScores? {
-            guard !evalExamples.isEmpty else { return nil }
-            return try model.evaluate(evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+            guard !data.eval.isEmpty else { return nil }
+            return try model.evaluate(encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
         }
 
-        training: while step < totalSteps {
-            for batch in Self.batches(trainSequences, params, padID: teacher.padID, seed: context.seed, epoch: epoch) {
-                try Task.checkCancellation()
-                let labels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(trainLabels[$0]) })
-                let result = try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
-                step += 1
-                guard result.loss.isFinite else {
-                    throw StageFailure("the loss became \(result.loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`")
-                }
+        var loop = TrainingLoop(
+            sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
+            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+        loop.divergence = { loss, step, epoch in "the loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`" }
+        let outcome = try loop.run(
+            context,
+            update: { batch, labels in
+                try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+            },
+            loss: { $0.loss },
+            record: { result, step, closesWindow in
                 window.add(result)
-                if window.steps == max(params.log_every, 1) || step == totalSteps {
-                    let mean = window.mean
-                    lossCurve.append(.array(
-                        [.int(step)] + [mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian].map(Value.double)))
-                    sparsityCurve.append(.array([
-                        .int(step), .double(result.expectedSparsity), .double(result.targetSparsity), .double(trainer.lambda1), .double(trainer.lambda2),
-                    ]))
-                    maskHistory.append(Self.maskSummary(step: step, trainer.masks.probabilities))
-                    context.log.line(
-                        String(
-                            format: "step %d/%d: loss %.4f (layer %.4f, pred %.4f, ce %.4f, lagrangian %.4f) sparsity %.4f/%.4f λ1 %.4f λ2 %.4f lr %.3g",
-                            step, totalSteps, mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian, result.expectedSparsity,
-                            result.targetSparsity, trainer.lambda1, trainer.lambda2, result.learningRate))
-                    window = Window()
+                guard closesWindow else { return }
+                let mean = window.mean
+                lossCurve.append(.array(
+                    [.int(step)] + [mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian].map(Value.double)))
+                sparsityCurve.append(.array([
+                    .int(step), .double(result.expectedSparsity), .double(result.targetSparsity), .double(trainer.lambda1), .double(trainer.lambda2),
+                ]))
+                maskHistory.append(Self.maskSummary(step: step, trainer.masks.probabilities))
+                context.log.line(
+                    String(
+                        format: "step %d/%d: loss %.4f (layer %.4f, pred %.4f, ce %.4f, lagrangian %.4f) sparsity %.4f/%.4f λ1 %.4f λ2 %.4f lr %.3g",
+                        step, totalSteps, mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian, result.expectedSparsity,
+                        result.targetSparsity, trainer.lambda1, trainer.lambda2, result.learningRate))
+                window = Window()
+            },
+            progress: { result in
+                String(
+                    format: "loss %.4f (layer %.4f pred %.4f ce %.4f) sparsity %.3f/%.3f λ %.3f,%.3f",
+                    result.loss, result.layerLoss, result.predictionLoss, result.taskLoss, result.expectedSparsity,
+                    result.targetSparsity, result.lambda1, result.lambda2)
+            },
+            periodic: { step in
+                let pruned = try Self.compact(trainer)
+                if let scores = try evaluate(pruned) {
+                    evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(1 - Double(Self.prunableParameters(pruned)) / Double(max(startPrunable, 1)))]))
+                    context.log.line("step \(step): pruned model \(params.eval_split) " + String(format: "accuracy %.4f", scores.accuracy))
                 }
-                let elapsed = FinetuneStage.seconds(ContinuousClock.now - started)
-                let rate = Double(step) / max(elapsed, 1e-9)
-                let eta = Double(totalSteps - step) / max(rate, 1e-9)
-                context.progress.report(StageProgress(
-                    fraction: Double(step) / Double(totalSteps),
-                    message: String(
-                        format: "step %d/%d loss %.4f (layer %.4f pred %.4f ce %.4f) sparsity %.3f/%.3f λ %.3f,%.3f %.2f it/s",
-                        step, totalSteps, result.loss, result.layerLoss, result.predictionLoss, result.taskLoss, result.expectedSparsity,
-                        result.targetSparsity, result.lambda1, result.lambda2, rate) + " ETA " + FinetuneStage.duration(eta)))
-                if params.eval_every > 0, step % params.eval_every == 0, step < totalSteps {
-                    let pruned = try Self.compact(trainer)
-                    if let scores = try evaluate(pruned) {
-                        evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(1 - Double(Self.prunableParameters(pruned)) / Double(max(startPrunable, 1)))]))
-                        context.log.line("step \(step): pruned model \(params.eval_split) " + String(format: "accuracy %.4f", scores.accuracy))
-                    }
-                }
-                if step == totalSteps { break training }
-            }
-            epoch += 1
-        }
-        let seconds = FinetuneStage.seconds(ContinuousClock.now - started)
-        context.log.line(String(format: "pruned for %d updates in %.1f s (%.2f it/s)", step, seconds, Double(step) / max(seconds, 1e-9)))
+                return false
+            })
+        let step = outcome.steps
+        context.log.line(TrainingLoop.summary(outcome, verb: "pruned for"))
 
         let finalMasks = trainer.finalMasks
         var model = try Self.compact(trainer)
@@ -296,7 +265,8 @@ public struct CoFiPruneStage: Stage {
 
         var metrics: [String: Value] = [:]
         if params.finetune_epochs > 0 {
-            let result = try Self.finetune(model, teacher: teacher, params, sequences: trainSequences, labels: trainLabels, context: context, backend: backend)
+            let result = try Self.finetune(
+                model, teacher: teacher, params, sequences: encoded.train, labels: encoded.trainLabels, context: context, backend: backend)
             model = result.model
             metrics["finetune_steps"] = .int(result.steps)
             metrics["finetune_loss_curve"] = .array(result.curve)
@@ -312,8 +282,8 @@ public struct CoFiPruneStage: Stage {
                 + "FFN \(model.layerShapes.map(\.intermediateSize))")
         metrics.merge([
             "steps": .int(step),
-            "epochs": .double(Double(step) / Double(stepsPerEpoch)),
-            "train_examples": .int(trainExamples.count),
+            "epochs": .double(Double(step) / Double(length.stepsPerEpoch)),
+            "train_examples": .int(data.train.count),
             "target_sparsity": .double(params.target_sparsity),
             "realised_sparsity": .double(realised),
             "expected_sparsity": .double(expectedSparsity),
@@ -340,7 +310,7 @@ public struct CoFiPruneStage: Stage {
             metrics["\(params.eval_split)_macro_f1"] = .double(finalScores.macroF1)
             metrics["\(params.eval_split)_loss"] = .double(finalScores.loss)
             let teacherScores = try teacher.model.evaluate(
-                evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
             metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
         }
         return StageResult(metrics: metrics, outputs: ["model": "."])
@@ -363,13 +333,6 @@ public struct CoFiPruneStage: Stage {
                 """)
         }
         return student.model
-    }
-
-    static func batches(_ sequences: TokenSequences, _ params: Params, padID: Int32, seed: UInt64, epoch: Int) -> [TokenBatch] {
-        LengthBucketing.batches(
-            sequences, batchSize: max(params.batch_size, 1), padID: padID, shuffle: true,
-            seed: randomBits(seed: seed, stream: Streams.batchOrder, index: UInt64(epoch)),
-            poolBatches: params.batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
     }
 
     static func compact(_ trainer: CoFiTrainer) throws(StageFailure) -> BertModel {
@@ -409,13 +372,9 @@ public struct CoFiPruneStage: Stage {
         _ model: BertModel, teacher: LoadedClassifier, _ params: Params, sequences: TokenSequences, labels: [Int], context: StageContext,
         backend: any Backend
     ) throws -> (model: BertModel, steps: Int, curve: [Value]) {
-        let batchSize = max(params.batch_size, 1)
-        let stepsPerEpoch = (sequences.count + batchSize - 1) / batchSize
-        let totalSteps = max(1, Int((params.finetune_epochs * Double(stepsPerEpoch)).rounded(.up)))
-        let options = BertTrainingOptions(
-            learningRate: Float(params.finetune_lr ?? params.lr), weightDecay: Float(params.weight_decay),
-            warmupSteps: Int((params.warmup_ratio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
-            maxGradientNorm: params.grad_clip > 0 ? Float(params.grad_clip) : nil,
+        let length = TrainingLength(examples: sequences.count, batchSize: params.batch_size, epochs: params.finetune_epochs, steps: nil)
+        let options = length.options(
+            lr: params.finetune_lr ?? params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
             seed: randomBits(seed: context.seed, stream: Streams.finetuneDropout, index: 0))
         let (prediction, ce) = (params.pred_distill_weight, params.ce_weight)
         let alpha = prediction + ce > 0 ? prediction / (prediction + ce) : 1
@@ -427,42 +386,31 @@ public struct CoFiPruneStage: Stage {
         } catch {
             throw StageFailure("cannot fine-tune the pruned model: \(error.message)")
         }
+        let totalSteps = length.totalSteps
         context.log.line("fine-tuning the pruned model: \(totalSteps) updates, α \(alpha), lr \(options.learningRate)")
         var curve: [Value] = []
-        var windowLoss = 0.0
-        var windowSteps = 0
-        var step = 0
-        var epoch = 0
-        let started = ContinuousClock.now
-        training: while step < totalSteps {
-            let seed = randomBits(seed: context.seed, stream: Streams.finetuneBatchOrder, index: 0)
-            for batch in batches(sequences, params, padID: teacher.padID, seed: seed, epoch: epoch) {
-                try Task.checkCancellation()
-                let batchLabels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(labels[$0]) })
-                let result = try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: batchLabels)
-                step += 1
-                guard result.loss.isFinite else {
-                    throw StageFailure("the fine-tune loss became \(result.loss) at step \(step); lower `finetune_lr`")
-                }
-                windowLoss += Double(result.loss)
-                windowSteps += 1
-                if windowSteps == max(params.log_every, 1) || step == totalSteps {
-                    curve.append(.array([.int(step), .double(windowLoss / Double(windowSteps))]))
-                    context.log.line(String(format: "fine-tune step %d/%d: loss %.4f", step, totalSteps, windowLoss / Double(windowSteps)))
-                    windowLoss = 0
-                    windowSteps = 0
-                }
-                let elapsed = FinetuneStage.seconds(ContinuousClock.now - started)
-                let rate = Double(step) / max(elapsed, 1e-9)
-                context.progress.report(StageProgress(
-                    fraction: Double(step) / Double(totalSteps),
-                    message: String(format: "fine-tune step %d/%d loss %.4f %.2f it/s", step, totalSteps, result.loss, rate)
-                        + " ETA " + FinetuneStage.duration(Double(totalSteps - step) / max(rate, 1e-9))))
-                if step == totalSteps { break training }
-            }
-            epoch += 1
-        }
-        return (trainer.student, step, curve)
+        var window = MeanLossWindow()
+        var loop = TrainingLoop(
+            sequences: sequences, labels: labels, padID: teacher.padID, length: length,
+            orderSeed: randomBits(seed: context.seed, stream: Streams.finetuneBatchOrder, index: 0),
+            batching: params.batching, logEvery: params.log_every, evalEvery: 0)
+        loop.progressPrefix = "fine-tune "
+        loop.divergence = { loss, step, _ in "the fine-tune loss became \(loss) at step \(step); lower `finetune_lr`" }
+        let outcome = try loop.run(
+            context,
+            update: { batch, batchLabels in
+                try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: batchLabels)
+            },
+            loss: { Double($0.loss) },
+            record: { result, step, closesWindow in
+                window.add(Double(result.loss))
+                guard closesWindow else { return }
+                curve.append(.array([.int(step), .double(window.mean)]))
+                context.log.line(String(format: "fine-tune step %d/%d: loss %.4f", step, totalSteps, window.mean))
+                window = MeanLossWindow()
+            },
+            progress: { String(format: "loss %.4f", $0.loss) })
+        return (trainer.student, outcome.steps, curve)
     }
 
     /// Means of the loss parts over the last `log_every` updates.
@@ -492,7 +440,7 @@ public struct CoFiPruneStage: Stage {
     /// `randomBits` streams, one per use of the stage seed.
     enum Streams {
         static let dropout: UInt64 = 2
-        static let batchOrder: UInt64 = 3
+        // 3: the batch order (`TrainingLoop.batchOrderStream`).
         static let masks: UInt64 = 6
         static let finetuneDropout: UInt64 = 7
         static let finetuneBatchOrder: UInt64 = 8

@@ -108,8 +108,6 @@ public struct DistillStage: Stage {
 
     public init() {}
 
-    static func number(_ node: YAMLNode?) -> Double? { node?.scalar.flatMap(Double.init) }
-
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         var problems = FinetuneStage.checkParams(with)
         switch (with["student"], with["init"]) {
@@ -124,14 +122,8 @@ public struct DistillStage: Stage {
         case (.some, nil):
             break
         }
-        if let node = with["temperature"], let value = number(node), !(value > 0) {
-            problems.append(Diagnostic("`temperature` must be positive, got \(node.scalar ?? "")", at: node.location))
-        }
-        for name in ["alpha", "alpha_start", "alpha_end"] {
-            if let node = with[name], let value = number(node), !(0...1).contains(value) {
-                problems.append(Diagnostic("`\(name)` must be between 0 and 1, got \(node.scalar ?? "")", at: node.location))
-            }
-        }
+        problems += ParamChecks.positive(with, ["temperature"])
+        problems += ParamChecks.unitInterval(with, ["alpha", "alpha_start", "alpha_end"])
         if let node = with["alpha"], with["alpha_start"] != nil || with["alpha_end"] != nil {
             problems.append(Diagnostic(
                 "give either `alpha` or `alpha_start`/`alpha_end`, not both", at: node.location, hint: "remove `alpha` to schedule α"))
@@ -139,10 +131,8 @@ public struct DistillStage: Stage {
         if (with["alpha_start"] == nil) != (with["alpha_end"] == nil), let node = with["alpha_start"] ?? with["alpha_end"] {
             problems.append(Diagnostic("`alpha_start` and `alpha_end` go together", at: node.location))
         }
-        if let node = with["hidden_loss_weight"], let value = number(node), value < 0 {
-            problems.append(Diagnostic("`hidden_loss_weight` must not be negative, got \(node.scalar ?? "")", at: node.location))
-        }
-        if let node = with["cache_teacher"], node.scalar == "true", let weight = with["hidden_loss_weight"], (number(weight) ?? 1) > 0 {
+        problems += ParamChecks.nonNegative(with, ["hidden_loss_weight"])
+        if let node = with["cache_teacher"], node.scalar == "true", let weight = with["hidden_loss_weight"], (ParamChecks.number(weight) ?? 1) > 0 {
             problems.append(Diagnostic(
                 "`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step",
                 at: node.location, hint: "remove `cache_teacher`, or set `hidden_loss_weight: 0`"))
@@ -234,13 +224,8 @@ public struct DistillStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
-            try TextClassificationDataset(directory: params.data)
-        }
-        let trainExamples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.train_split) }
-        guard !trainExamples.isEmpty else { throw StageFailure("the `\(params.train_split)` split is empty") }
-        let evalExamples = dataset.splitNames.contains(params.eval_split)
-            ? try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.eval_split) } : []
+        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
         let teacher = try LoadedClassifier(directory: params.teacher, seed: 0)
@@ -260,19 +245,12 @@ public struct DistillStage: Stage {
         }
 
         let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
-        context.progress.report(StageProgress(message: "tokenizing \(trainExamples.count) examples"))
-        let trainSequences = teacher.encode(trainExamples.map(\.text), maxLength: maxLength)
-        let trainLabels = trainExamples.map(\.label)
-        let evalSequences = teacher.encode(evalExamples.map(\.text), maxLength: maxLength)
-        let evalLabels = evalExamples.map(\.label)
+        let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
 
-        let batchSize = max(params.batch_size, 1)
-        let stepsPerEpoch = (trainExamples.count + batchSize - 1) / batchSize
-        let totalSteps = params.steps ?? max(1, Int(((params.epochs ?? 1) * Double(stepsPerEpoch)).rounded(.up)))
-        let options = BertTrainingOptions(
-            learningRate: Float(params.lr), weightDecay: Float(params.weight_decay),
-            warmupSteps: Int((params.warmup_ratio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
-            maxGradientNorm: params.grad_clip > 0 ? Float(params.grad_clip) : nil,
+        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
+        let options = length.options(
+            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
             seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
         var trainer: DistillationTrainer
         do {
@@ -282,131 +260,95 @@ public struct DistillStage: Stage {
             throw StageFailure(error.message)
         }
         context.log.line("""
-            distill/kd: \(trainExamples.count) \(params.train_split) examples, \(evalExamples.count) \(params.eval_split) examples, \
+            distill/kd: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
             labels \(dataset.labels); teacher \(teacher.model.config.numHiddenLayers) layers × \(teacher.model.config.hiddenSize) \
             (\(teacher.model.parameterCount) parameters), student \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize) \
             (\(student.parameterCount) parameters); loss \(params.loss) T=\(params.temperature) α \(Self.describe(distillation.alpha)), \
             hidden loss weight \(params.hidden_loss_weight)\(trainer.layerMap.isEmpty ? "" : " on \(trainer.layerMap.map { [$0.student, $0.teacher] })"); \
-            \(totalSteps) updates (\(stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), \
+            \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), \
             warmup \(options.warmupSteps), weight decay \(params.weight_decay), clip \(params.grad_clip), \
             backend \(backend.id) with \(context.threads) threads
             """)
 
         let cachedLogits = params.cache_teacher
-            ? try Self.teacherLogits(trainer, trainSequences, batchSize: batchSize, padID: teacher.padID, context: context) : nil
+            ? try Self.teacherLogits(trainer, encoded.train, batchSize: batchSize, padID: teacher.padID, context: context) : nil
 
         var lossCurve: [Value] = []
         var partsCurve: [Value] = []
         var window = LossWindow()
-        var best: (step: Int, model: BertModel, scores: ClassificationScores)?
-        var evaluationsWithoutImprovement = 0
-        var stoppedEarly = false
-        let started = ContinuousClock.now
-        var epoch = 0
-        var step = 0
-        var evalCurve: [Value] = []
+        var selection = ModelSelection()
 
-        func evaluate() throws -> ClassificationScores? {
-            guard !evalExamples.isEmpty else { return nil }
+        func evaluate(step: Int) throws -> ClassificationScores? {
+            guard !data.eval.isEmpty else { return nil }
             let scores = try trainer.student.evaluate(
-                evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(scores.loss)]))
-            context.log.line(
-                "step \(step): student \(params.eval_split) "
-                    + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss))
-            if best.map({ scores.accuracy > $0.scores.accuracy || (scores.accuracy == $0.scores.accuracy && scores.loss < $0.scores.loss) }) ?? true {
-                best = (step, trainer.student, scores)
-                evaluationsWithoutImprovement = 0
-            } else {
-                evaluationsWithoutImprovement += 1
-            }
+                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+            selection.record(scores, model: trainer.student, step: step, label: "student \(params.eval_split)", context: context)
             return scores
         }
 
-        training: while step < totalSteps {
-            let batches = LengthBucketing.batches(
-                trainSequences, batchSize: batchSize, padID: teacher.padID, shuffle: true,
-                seed: randomBits(seed: context.seed, stream: Streams.batchOrder, index: UInt64(epoch)),
-                poolBatches: params.batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
-            for batch in batches {
-                try Task.checkCancellation()
-                let labels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(trainLabels[$0]) })
+        let loop = TrainingLoop(
+            sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
+            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+        let outcome = try loop.run(
+            context,
+            update: { batch, labels in
                 let teacherLogits = cachedLogits.map { Self.rows($0, batch.indices, classes: dataset.labels.count) }
-                let result = try trainer.step(
+                return try trainer.step(
                     batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels, teacherLogits: teacherLogits)
-                step += 1
-                guard result.loss.isFinite else {
-                    throw StageFailure("the training loss became \(result.loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or keep `grad_clip` on")
-                }
+            },
+            loss: { Double($0.loss) },
+            record: { result, step, closesWindow in
                 window.add(result)
-                if window.steps == max(params.log_every, 1) || step == totalSteps {
-                    let mean = window.mean
-                    lossCurve.append(.array([.int(step), .double(mean.total)]))
-                    partsCurve.append(.array([.int(step), .double(mean.distillation), .double(mean.task), mean.hidden.map(Value.double) ?? .null]))
-                    context.log.line(
-                        String(format: "step %d/%d: loss %.4f (", step, totalSteps, mean.total) + params.loss
-                            + String(format: " %.4f, ce %.4f", mean.distillation, mean.task)
-                            + (mean.hidden.map { String(format: ", hidden %.4f", $0) } ?? "")
-                            + String(format: ") α %.3f lr %.3g", result.alpha, result.learningRate))
-                    window = LossWindow()
-                }
-                let elapsed = FinetuneStage.seconds(ContinuousClock.now - started)
-                let rate = Double(step) / max(elapsed, 1e-9)
-                let eta = Double(totalSteps - step) / max(rate, 1e-9)
-                context.progress.report(StageProgress(
-                    fraction: Double(step) / Double(totalSteps),
-                    message: String(format: "step %d/%d loss %.4f (", step, totalSteps, result.loss) + params.loss
-                        + String(format: " %.4f ce %.4f", result.distillationLoss, result.taskLoss)
-                        + (result.hiddenLoss.map { String(format: " hidden %.4f", $0) } ?? "")
-                        + String(format: ") %.2f it/s", rate) + " ETA " + FinetuneStage.duration(eta)))
-                if params.eval_every > 0, step % params.eval_every == 0, step < totalSteps {
-                    _ = try evaluate()
-                    if let patience = params.early_stop_patience, evaluationsWithoutImprovement >= patience {
-                        context.log.line("early stop at step \(step): \(patience) evaluations without a better accuracy")
-                        stoppedEarly = true
-                        break training
-                    }
-                }
-                if step == totalSteps { break training }
-            }
-            epoch += 1
-        }
-        let seconds = FinetuneStage.seconds(ContinuousClock.now - started)
-        context.log.line(String(format: "trained %d updates in %.1f s (%.2f it/s)", step, seconds, Double(step) / max(seconds, 1e-9)))
+                guard closesWindow else { return }
+                let mean = window.mean
+                lossCurve.append(.array([.int(step), .double(mean.total)]))
+                partsCurve.append(.array([.int(step), .double(mean.distillation), .double(mean.task), mean.hidden.map(Value.double) ?? .null]))
+                context.log.line(
+                    String(format: "step %d/%d: loss %.4f (", step, totalSteps, mean.total) + params.loss
+                        + String(format: " %.4f, ce %.4f", mean.distillation, mean.task)
+                        + (mean.hidden.map { String(format: ", hidden %.4f", $0) } ?? "")
+                        + String(format: ") α %.3f lr %.3g", result.alpha, result.learningRate))
+                window = LossWindow()
+            },
+            progress: { (result: DistillationStep) -> String in
+                let hidden: String = result.hiddenLoss.map { String(format: " hidden %.4f", $0) } ?? ""
+                return String(format: "loss %.4f (", result.loss) + params.loss
+                    + String(format: " %.4f ce %.4f", result.distillationLoss, result.taskLoss) + hidden + ")"
+            },
+            periodic: { step in
+                _ = try evaluate(step: step)
+                return selection.shouldStop(patience: params.early_stop_patience, step: step, context: context)
+            })
+        let step = outcome.steps
+        context.log.line(TrainingLoop.summary(outcome))
 
-        let last = stoppedEarly ? nil : try evaluate()
-        let chosen = params.keep_best ? best : nil
-        let finalModel = chosen?.model ?? trainer.student
-        // The projection is not part of the student: only the student is saved.
-        try LoadedClassifier.save(finalModel, from: teacher.artifact, to: context.outputDirectory, source: "distill/kd")
-
+        let last = outcome.stoppedEarly ? nil : try evaluate(step: step)
         func lastPart(_ index: Int) -> Value {
             if case .array(let row)? = partsCurve.last, row.count > index { return row[index] }
             return .null
         }
         var metrics: [String: Value] = [
             "steps": .int(step),
-            "epochs": .double(Double(step) / Double(stepsPerEpoch)),
-            "train_examples": .int(trainExamples.count),
+            "epochs": .double(Double(step) / Double(length.stepsPerEpoch)),
+            "train_examples": .int(data.train.count),
             "train_loss": lossCurve.last.flatMap { if case .array(let pair) = $0 { pair.last } else { nil } } ?? .null,
             "train_distillation_loss": lastPart(1),
             "train_ce_loss": lastPart(2),
             "train_hidden_loss": lastPart(3),
             "loss_curve": .array(lossCurve),
             "loss_parts_curve": .array(partsCurve),
-            "stopped_early": .bool(stoppedEarly),
-            "student_layers": .int(finalModel.config.numHiddenLayers),
-            "student_parameters": .int(finalModel.parameterCount),
+            "stopped_early": .bool(outcome.stoppedEarly),
             "teacher_parameters": .int(teacher.model.parameterCount),
         ]
-        if let scores = chosen?.scores ?? last ?? best?.scores {
-            metrics["\(params.eval_split)_accuracy"] = .double(scores.accuracy)
-            metrics["\(params.eval_split)_macro_f1"] = .double(scores.macroF1)
-            metrics["\(params.eval_split)_loss"] = .double(scores.loss)
-            metrics["\(params.eval_split)_curve"] = .array(evalCurve)
-            metrics["output_step"] = .int(chosen?.step ?? step)
+        let output = selection.finish(
+            keepBest: params.keep_best, last: trainer.student, lastScores: last, steps: step, split: params.eval_split, into: &metrics)
+        // The projection is not part of the student: only the student is saved.
+        try LoadedClassifier.save(output.model, from: teacher.artifact, to: context.outputDirectory, source: "distill/kd")
+        metrics["student_layers"] = .int(output.model.config.numHiddenLayers)
+        metrics["student_parameters"] = .int(output.model.parameterCount)
+        if output.scores != nil {
             let teacherScores = try teacher.model.evaluate(
-                evalSequences, labels: evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
             metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
             context.log.line("teacher \(params.eval_split) " + String(format: "accuracy %.4f", teacherScores.accuracy))
         }
@@ -550,7 +492,7 @@ public struct DistillStage: Stage {
     enum Streams {
         static let classifier: UInt64 = 1
         static let dropout: UInt64 = 2
-        static let batchOrder: UInt64 = 3
+        // 3: the batch order (`TrainingLoop.batchOrderStream`).
         static let studentInit: UInt64 = 4
         static let projection: UInt64 = 5
     }

@@ -68,158 +68,85 @@ public struct FinetuneStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems: [Diagnostic] = []
-        if let epochs = with["epochs"], with["steps"] != nil {
-            problems.append(Diagnostic("give either `epochs` or `steps`, not both", at: epochs.location, hint: "remove one of them"))
-        }
-        for (name, minimum) in [("batch_size", 1.0), ("max_seq_len", 3.0), ("steps", 1.0), ("log_every", 1.0)] {
-            if let node = with[name], let text = node.scalar, let value = Double(text), value < minimum {
-                problems.append(Diagnostic("`\(name)` must be at least \(Int(minimum)), got \(text)", at: node.location))
-            }
-        }
-        for name in ["lr", "epochs"] {
-            if let node = with[name], let text = node.scalar, let value = Double(text), !(value > 0) {
-                problems.append(Diagnostic("`\(name)` must be positive, got \(text)", at: node.location))
-            }
-        }
-        for name in ["weight_decay", "grad_clip", "eval_every"] {
-            if let node = with[name], let text = node.scalar, let value = Double(text), value < 0 {
-                problems.append(Diagnostic("`\(name)` must not be negative, got \(text)", at: node.location))
-            }
-        }
-        if let node = with["warmup_ratio"], let text = node.scalar, let value = Double(text), !(0...1).contains(value) {
-            problems.append(Diagnostic("`warmup_ratio` must be between 0 and 1, got \(text)", at: node.location))
-        }
-        return problems
+        ParamChecks.eitherOr(with, "epochs", "steps")
+            + ParamChecks.atLeast(with, [("batch_size", 1), ("max_seq_len", 3), ("steps", 1), ("log_every", 1)])
+            + ParamChecks.positive(with, ["lr", "epochs"])
+            + ParamChecks.nonNegative(with, ["weight_decay", "grad_clip", "eval_every"])
+            + ParamChecks.unitInterval(with, ["warmup_ratio"])
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
-            try TextClassificationDataset(directory: params.data)
-        }
-        let trainExamples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.train_split) }
-        guard !trainExamples.isEmpty else { throw StageFailure("the `\(params.train_split)` split is empty") }
-        let evalExamples = dataset.splitNames.contains(params.eval_split)
-            ? try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.eval_split) } : []
+        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let dataset = data.dataset
 
         let loaded = try LoadedClassifier(
             directory: params.model, labels: dataset.labels, pooling: params.pooling.flatMap(BertPooling.init(rawValue:)),
             seed: randomBits(seed: context.seed, stream: Streams.classifier, index: 0))
-        context.progress.report(StageProgress(message: "tokenizing \(trainExamples.count) examples"))
-        let trainSequences = loaded.encode(trainExamples.map(\.text), maxLength: params.max_seq_len)
-        let trainLabels = trainExamples.map(\.label)
-        let evalSequences = loaded.encode(evalExamples.map(\.text), maxLength: params.max_seq_len)
-        let evalLabels = evalExamples.map(\.label)
+        let encoded = data.encode(with: loaded, maxLength: params.max_seq_len, context: context)
 
-        let batchSize = max(params.batch_size, 1)
-        let stepsPerEpoch = (trainExamples.count + batchSize - 1) / batchSize
-        let totalSteps = params.steps ?? max(1, Int(((params.epochs ?? 1) * Double(stepsPerEpoch)).rounded(.up)))
-        let options = BertTrainingOptions(
-            learningRate: Float(params.lr), weightDecay: Float(params.weight_decay),
-            warmupSteps: Int((params.warmup_ratio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
-            maxGradientNorm: params.grad_clip > 0 ? Float(params.grad_clip) : nil,
+        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
+        let options = length.options(
+            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
             seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
         var trainer = BertClassifierTrainer(model: loaded.model, options: options, backend: backend)
         context.log.line("""
-            train/finetune: \(trainExamples.count) \(params.train_split) examples, \(evalExamples.count) \(params.eval_split) examples, \
-            labels \(dataset.labels), \(totalSteps) updates (\(stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(params.max_seq_len), \
+            train/finetune: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
+            labels \(dataset.labels), \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(params.max_seq_len), \
             lr \(params.lr), warmup \(options.warmupSteps), weight decay \(params.weight_decay), clip \(params.grad_clip), \
             backend \(backend.id) with \(context.threads) threads
             """)
 
         var lossCurve: [Value] = []
-        var evalCurve: [Value] = []
-        var windowLoss = 0.0
-        var windowSteps = 0
-        var best: (step: Int, model: BertModel, scores: ClassificationScores)?
-        var evaluationsWithoutImprovement = 0
-        var stoppedEarly = false
-        let started = ContinuousClock.now
-        var epoch = 0
-        var step = 0
+        var window = MeanLossWindow()
+        var selection = ModelSelection()
 
-        func evaluate() throws -> ClassificationScores? {
-            guard !evalExamples.isEmpty else { return nil }
+        func evaluate(step: Int) throws -> ClassificationScores? {
+            guard !data.eval.isEmpty else { return nil }
             let scores = try trainer.model.evaluate(
-                evalSequences, labels: evalLabels, batchSize: batchSize, padID: loaded.padID, backend: backend)
-            evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(scores.loss)]))
-            context.log.line(
-                "step \(step): \(params.eval_split) "
-                    + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss))
-            // Better: higher accuracy, or the same accuracy at a lower loss.
-            if best.map({ scores.accuracy > $0.scores.accuracy || (scores.accuracy == $0.scores.accuracy && scores.loss < $0.scores.loss) }) ?? true {
-                best = (step, trainer.model, scores)
-                evaluationsWithoutImprovement = 0
-            } else {
-                evaluationsWithoutImprovement += 1
-            }
+                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: loaded.padID, backend: backend)
+            selection.record(scores, model: trainer.model, step: step, label: params.eval_split, context: context)
             return scores
         }
 
-        training: while step < totalSteps {
-            let batches = LengthBucketing.batches(
-                trainSequences, batchSize: batchSize, padID: loaded.padID, shuffle: true,
-                seed: randomBits(seed: context.seed, stream: Streams.batchOrder, index: UInt64(epoch)),
-                poolBatches: params.batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
-            for batch in batches {
-                try Task.checkCancellation()
-                let labels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(trainLabels[$0]) })
-                let result = try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
-                step += 1
-                guard result.loss.isFinite else {
-                    throw StageFailure("the training loss became \(result.loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or keep `grad_clip` on")
-                }
-                windowLoss += Double(result.loss)
-                windowSteps += 1
-                if windowSteps == max(params.log_every, 1) || step == totalSteps {
-                    let mean = windowLoss / Double(windowSteps)
-                    lossCurve.append(.array([.int(step), .double(mean)]))
-                    context.log.line(String(format: "step %d/%d: loss %.4f lr %.3g", step, totalSteps, mean, result.learningRate))
-                    windowLoss = 0
-                    windowSteps = 0
-                }
-                let elapsed = Self.seconds(ContinuousClock.now - started)
-                let rate = Double(step) / max(elapsed, 1e-9)
-                let eta = Double(totalSteps - step) / max(rate, 1e-9)
-                context.progress.report(StageProgress(
-                    fraction: Double(step) / Double(totalSteps),
-                    message: String(format: "step %d/%d loss %.4f %.2f it/s", step, totalSteps, result.loss, rate) + " ETA " + Self.duration(eta)))
-                if params.eval_every > 0, step % params.eval_every == 0, step < totalSteps {
-                    _ = try evaluate()
-                    if let patience = params.early_stop_patience, evaluationsWithoutImprovement >= patience {
-                        context.log.line("early stop at step \(step): \(patience) evaluations without a better accuracy")
-                        stoppedEarly = true
-                        break training
-                    }
-                }
-                if step == totalSteps { break training }
-            }
-            epoch += 1
-        }
-        let seconds = Self.seconds(ContinuousClock.now - started)
-        context.log.line(String(format: "trained %d updates in %.1f s (%.2f it/s)", step, seconds, Double(step) / max(seconds, 1e-9)))
+        let loop = TrainingLoop(
+            sequences: encoded.train, labels: encoded.trainLabels, padID: loaded.padID, length: length, orderSeed: context.seed,
+            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+        let outcome = try loop.run(
+            context,
+            update: { batch, labels in
+                try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+            },
+            loss: { Double($0.loss) },
+            record: { result, step, closesWindow in
+                window.add(Double(result.loss))
+                guard closesWindow else { return }
+                let mean = window.mean
+                lossCurve.append(.array([.int(step), .double(mean)]))
+                context.log.line(String(format: "step %d/%d: loss %.4f lr %.3g", step, totalSteps, mean, result.learningRate))
+                window = MeanLossWindow()
+            },
+            progress: { String(format: "loss %.4f", $0.loss) },
+            periodic: { step in
+                _ = try evaluate(step: step)
+                return selection.shouldStop(patience: params.early_stop_patience, step: step, context: context)
+            })
+        let step = outcome.steps
+        context.log.line(TrainingLoop.summary(outcome))
 
-        let last = stoppedEarly ? nil : try evaluate()
-        let chosen = params.keep_best ? best : nil
-        let finalModel = chosen?.model ?? trainer.model
-        try LoadedClassifier.save(finalModel, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
-
+        let last = outcome.stoppedEarly ? nil : try evaluate(step: step)
         var metrics: [String: Value] = [
             "steps": .int(step),
-            "epochs": .double(Double(step) / Double(stepsPerEpoch)),
-            "train_examples": .int(trainExamples.count),
+            "epochs": .double(Double(step) / Double(length.stepsPerEpoch)),
+            "train_examples": .int(data.train.count),
             "train_loss": lossCurve.last.flatMap { if case .array(let pair) = $0 { pair.last } else { nil } } ?? .null,
             "loss_curve": .array(lossCurve),
-            "stopped_early": .bool(stoppedEarly),
+            "stopped_early": .bool(outcome.stoppedEarly),
         ]
-        if let scores = chosen?.scores ?? last ?? best?.scores {
-            metrics["\(params.eval_split)_accuracy"] = .double(scores.accuracy)
-            metrics["\(params.eval_split)_macro_f1"] = .double(scores.macroF1)
-            metrics["\(params.eval_split)_loss"] = .double(scores.loss)
-            metrics["\(params.eval_split)_curve"] = .array(evalCurve)
-            metrics["output_step"] = .int(chosen?.step ?? step)
-        }
+        let output = selection.finish(
+            keepBest: params.keep_best, last: trainer.model, lastScores: last, steps: step, split: params.eval_split, into: &metrics)
+        try LoadedClassifier.save(output.model, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
         return StageResult(metrics: metrics, outputs: ["model": "."])
     }
 
@@ -227,18 +154,6 @@ public struct FinetuneStage: Stage {
     enum Streams {
         static let classifier: UInt64 = 1
         static let dropout: UInt64 = 2
-        static let batchOrder: UInt64 = 3
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
-    }
-
-    static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "?" }
-        let total = Int(seconds.rounded())
-        return total >= 3600
-            ? String(format: "%dh%02dm", total / 3600, total % 3600 / 60)
-            : String(format: "%dm%02ds", total / 60, total % 60)
+        // 3: the batch order (`TrainingLoop.batchOrderStream`).
     }
 }
