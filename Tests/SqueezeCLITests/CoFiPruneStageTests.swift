@@ -3,7 +3,7 @@ import SqueezeModels
 import Testing
 
 /// `prune/cofi` end to end through the CLI: a tiny teacher fine-tuned on the
-/// tiny sentiment task (TrainingStagesTests' data and vocabulary), pruned to
+/// tiny sentiment task (TinySentiment's data and vocabulary), pruned to
 /// half its prunable parameters, fine-tuned with distillation, and loaded by
 /// the other model stages.
 @Suite struct CoFiPruneStageTests {
@@ -23,21 +23,7 @@ import Testing
         """
 
     static func recipe(prune: String = defaultPrune, extraStages: String = "") -> String {
-        """
-        version: 1
-        name: tiny-cofi
-        seed: 11
-        stages:
-          base:
-            uses: model/import
-            with:
-              directory: tiny
-          data:
-            uses: data/text-classification
-            with:
-              train: train.tsv
-              dev: dev.tsv
-              test: test.tsv
+        TinySentiment.recipe(name: "tiny-cofi", stages: """
           teacher:
             uses: train/finetune
             with:
@@ -55,27 +41,19 @@ import Testing
               data: ${data.dataset}
         \(prune)
         \(extraStages)
-        """
+        """)
     }
 
     /// The tiny sentiment project with a wider tiny BERT (hidden 32, 3 layers
     /// of 4 heads × 8, FFN 64), so one hidden dimension is 3% of the
     /// prunable parameters rather than 6%.
     static func makeProject(_ name: String, recipe: String = recipe()) throws -> Project {
-        let project = try TrainingStagesTests.makeProject(name, recipe: recipe)
+        let project = try TinySentiment.makeProject(name, recipe: recipe)
         let directory = project.url("recipe/tiny")
         try FileManager.default.removeItem(at: directory)
-        let config = BertConfig(
-            vocabSize: TrainingStagesTests.vocabulary.count, hiddenSize: 32, numHiddenLayers: 3, numAttentionHeads: 4,
-            intermediateSize: 64, maxPositionEmbeddings: 32)
-        try BertModel(randomWithConfig: config, seed: 3).save(toDirectory: directory.path)
-        let vocabulary = TrainingStagesTests.vocabulary.joined(separator: "\n") + "\n"
-        try Data(vocabulary.utf8).write(to: directory.appendingPathComponent("vocab.txt"))
+        try TinySentiment.writeRandomBert(
+            at: directory, config: TinySentiment.config(hidden: 32, layers: 3, heads: 4, intermediate: 64), seed: 3)
         return project
-    }
-
-    static func digest(_ project: Project, _ result: SqueezeCLI.Result, stage: String) throws -> String? {
-        try project.record(of: result).stage(stage)?.outputs["model"]?.raw
     }
 
     @Test func prunesToTheTargetAndTheModelLoadsEverywhere() throws {
@@ -165,8 +143,8 @@ import Testing
         let second = try project.squeeze(["run", "recipe/recipe.yaml"] + project.storage(cache: project.path("cache2")), timeout: 600)
         #expect(second.status == 0, "\(second)")
         #expect(!second.stderr.contains("pruned: cached"), "the second run must prune again: \(second)")
-        let digest = try #require(try Self.digest(project, first, stage: "pruned"))
-        #expect(try Self.digest(project, second, stage: "pruned") == digest, "same seed: identical pruned models")
+        let digest = try #require(try project.modelDigest(first, stage: "pruned"))
+        #expect(try project.modelDigest(second, stage: "pruned") == digest, "same seed: identical pruned models")
         let log = project.read("runs/\(first.runID ?? "")/logs/pruned.log") ?? ""
         #expect(log.contains("units [\"heads\", \"ffn_units\", \"hidden\", \"layers\"]"), "all units by default: \(log)")
     }
@@ -220,8 +198,8 @@ import Testing
         let recipe = Self.recipe(extraStages: models).replacingOccurrences(of: "      epochs: 6\n", with: "      steps: 2\n")
         #expect(recipe.contains(line))
         let project = try Self.makeProject("cofi-bad-models", recipe: recipe.replacingOccurrences(of: line, with: replacement))
-        try DistillStageTests.writeTinyModel(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
-        try DistillStageTests.writeTinyModel(at: project.url("recipe/narrow"), labels: ["0", "1"], classifier: false)
+        try TinySentiment.writeCheckpoint(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
+        try TinySentiment.writeCheckpoint(at: project.url("recipe/narrow"), labels: ["0", "1"], classifier: false)
         let result = try project.run(timeout: 300)
         #expect(result.status == 1, "\(result)")
         #expect(result.stderr.contains(message), "\(result)")

@@ -3,7 +3,7 @@ import SqueezeModels
 import Testing
 
 /// `distill/kd` and `model/select-layers` end to end through the CLI: a tiny
-/// teacher (TrainingStagesTests' 2-layer BERT, fine-tuned on the tiny
+/// teacher (TinySentiment's 2-layer BERT, fine-tuned on the tiny
 /// sentiment task) distilled into a 1-layer student.
 @Suite struct DistillStageTests {
     static let defaultDistill = """
@@ -22,21 +22,7 @@ import Testing
         """
 
     static func recipe(distill: String = defaultDistill, extraStages: String = "", teacherLength: String = "epochs: 6") -> String {
-        """
-        version: 1
-        name: tiny-distill
-        seed: 11
-        stages:
-          base:
-            uses: model/import
-            with:
-              directory: tiny
-          data:
-            uses: data/text-classification
-            with:
-              train: train.tsv
-              dev: dev.tsv
-              test: test.tsv
+        TinySentiment.recipe(name: "tiny-distill", stages: """
           teacher:
             uses: train/finetune
             with:
@@ -55,15 +41,11 @@ import Testing
               data: ${data.dataset}
         \(distill)
         \(extraStages)
-        """
+        """)
     }
 
     static func makeProject(_ name: String, recipe: String = recipe()) throws -> Project {
-        try TrainingStagesTests.makeProject(name, recipe: recipe)
-    }
-
-    static func digest(_ project: Project, _ result: SqueezeCLI.Result, stage: String) throws -> String? {
-        try project.record(of: result).stage(stage)?.outputs["model"]?.raw
+        try TinySentiment.makeProject(name, recipe: recipe)
     }
 
     @Test func distilledStudentLearnsAndLoadsEverywhere() throws {
@@ -153,8 +135,8 @@ import Testing
         let lastHidden = try #require(parts.last?.last as? Double)
         #expect(lastHidden < firstHidden * 0.7, "hidden loss \(firstHidden) → \(lastHidden)")
         #expect(firstMetrics["student_parameters"] as? Int ?? .max < firstMetrics["teacher_parameters"] as? Int ?? 0)
-        let firstDigest = try #require(try Self.digest(project, first, stage: "student"))
-        #expect(try Self.digest(project, second, stage: "student") == firstDigest, "same seed: identical students")
+        let firstDigest = try #require(try project.modelDigest(first, stage: "student"))
+        #expect(try project.modelDigest(second, stage: "student") == firstDigest, "same seed: identical students")
 
         // The teacher's logits cached once: same teacher (a cache hit), a student from its first layer.
         let cachedRecipe = Self.recipe(
@@ -165,7 +147,7 @@ import Testing
         #expect(cached.status == 0, "\(cached)")
         let metrics = try ModelStagesTests.metrics(project, runID: cached.runID, stage: "student")
         #expect((metrics["dev_accuracy"] as? Double ?? 0) >= 0.9, "\(metrics)")
-        #expect(try Self.digest(project, cached, stage: "student") != nil)
+        #expect(try project.modelDigest(cached, stage: "student") != nil)
     }
 
     @Test(arguments: [
@@ -195,24 +177,6 @@ import Testing
     }
 
     /// Problems only the models reveal stop the stage before any update.
-    /// A tiny BERT with TrainingStagesTests' vocabulary and sizes, `labels`
-    /// classes, and with or without classifier weights.
-    static func writeTinyModel(at directory: URL, labels: [String], classifier: Bool) throws {
-        let config = BertConfig(
-            vocabSize: TrainingStagesTests.vocabulary.count, hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 4,
-            intermediateSize: 32, maxPositionEmbeddings: 32, labels: labels)
-        let model = try BertModel(randomWithConfig: config, seed: 5)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let tensors = zip(model.weights.names, model.weights.elements)
-            .filter { classifier || !$0.0.hasPrefix("classifier.") }
-            .map { (name: $0.0.hasPrefix("classifier.") ? $0.0 : "bert." + $0.0, tensor: $0.1) }
-        try SafetensorsWriter.write(tensors: tensors, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors").path)
-        try config.jsonData().write(to: directory.appendingPathComponent("config.json"))
-        let vocabulary = TrainingStagesTests.vocabulary.joined(separator: "\n") + "\n"
-        try Data(vocabulary.utf8).write(to: directory.appendingPathComponent("vocab.txt"))
-    }
-
-    /// Problems only the models reveal stop the stage before any update.
     @Test(arguments: [
         ("      init: {from: teacher, layers: [0]}\n", "      init: {from: teacher, layers: [0, 5]}\n",
          "layer 5 does not exist: the teacher has 2 layers (0…1)"),
@@ -239,8 +203,8 @@ import Testing
         let recipe = Self.recipe(extraStages: models, teacherLength: "steps: 2")
         #expect(recipe.contains(line))
         let project = try Self.makeProject("distill-bad-models", recipe: recipe.replacingOccurrences(of: line, with: replacement))
-        try Self.writeTinyModel(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
-        try Self.writeTinyModel(at: project.url("recipe/headless"), labels: ["0", "1"], classifier: false)
+        try TinySentiment.writeCheckpoint(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
+        try TinySentiment.writeCheckpoint(at: project.url("recipe/headless"), labels: ["0", "1"], classifier: false)
         let result = try project.run(timeout: 300)
         #expect(result.status == 1, "\(result)")
         #expect(result.stderr.contains(message), "\(result)")

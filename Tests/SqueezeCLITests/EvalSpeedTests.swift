@@ -5,14 +5,10 @@ import Testing
 /// `eval/classification`'s fixed-shape inference timing and speedups over a
 /// baseline, through the CLI on two random BERTs of very different cost.
 @Suite struct EvalSpeedTests {
-    /// A random BERT over TrainingStagesTests' vocabulary with 64 positions.
+    /// A random BERT over TinySentiment's vocabulary with 64 positions.
     static func writeBert(at directory: URL, hidden: Int, layers: Int, heads: Int, intermediate: Int) throws {
-        let config = BertConfig(
-            vocabSize: TrainingStagesTests.vocabulary.count, hiddenSize: hidden, numHiddenLayers: layers,
-            numAttentionHeads: heads, intermediateSize: intermediate, maxPositionEmbeddings: 64)
-        try BertModel(randomWithConfig: config, seed: 5).save(toDirectory: directory.path)
-        let vocabulary = TrainingStagesTests.vocabulary.joined(separator: "\n") + "\n"
-        try Data(vocabulary.utf8).write(to: directory.appendingPathComponent("vocab.txt"))
+        let config = TinySentiment.config(hidden: hidden, layers: layers, heads: heads, intermediate: intermediate, positions: 64)
+        try TinySentiment.writeRandomBert(at: directory, config: config, seed: 5)
     }
 
     static func recipe(eval: String) -> String {
@@ -51,7 +47,7 @@ import Testing
         let project = try Project(name)
         try writeBert(at: project.url("recipe/large"), hidden: 64, layers: 4, heads: 4, intermediate: 256)
         try writeBert(at: project.url("recipe/small"), hidden: 32, layers: 1, heads: 2, intermediate: 64)
-        _ = try project.write("recipe/train.tsv", TrainingStagesTests.sentimentTSV(rows: 8, seed: 1))
+        _ = try project.write("recipe/train.tsv", TinySentiment.tsv(rows: 8, seed: 1))
         _ = try project.write("recipe/recipe.yaml", recipe(eval: eval))
         return project
     }

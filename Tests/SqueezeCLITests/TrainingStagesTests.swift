@@ -7,59 +7,8 @@ import Testing
 /// `train/finetune` and `eval/classification` end to end through the CLI on a
 /// tiny random BERT and a tiny, learnable sentiment task.
 @Suite struct TrainingStagesTests {
-    static let vocabulary = [
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine", "bad", "awful", "poor", "the", "film",
-        "plot", "acting", "was", "very", "really",
-    ]
-
-    /// A tiny BERT (hidden 16, 2 layers with different head counts and FFN widths) with random weights.
-    static func writeTinyBert(at directory: URL, seed: UInt64 = 3) throws {
-        let config = BertConfig(
-            vocabSize: vocabulary.count, hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 4, intermediateSize: 32,
-            maxPositionEmbeddings: 32)
-        let model = try BertModel(
-            randomWithConfig: config,
-            layerShapes: [BertLayerShape(heads: 4, intermediateSize: 32), BertLayerShape(heads: 2, intermediateSize: 24)],
-            seed: seed)
-        try model.save(toDirectory: directory.path)
-        try Data((vocabulary.joined(separator: "\n") + "\n").utf8).write(to: directory.appendingPathComponent("vocab.txt"))
-    }
-
-    /// Sentences whose label is decided by the sentiment word: positive → 1.
-    static func sentimentTSV(rows: Int, seed: UInt64) -> String {
-        let positive = ["good", "great", "fine"]
-        let negative = ["bad", "awful", "poor"]
-        let subjects = ["the film", "the plot", "the acting"]
-        let adverbs = ["", "very ", "really "]
-        var generator = SeededGenerator(seed: seed)
-        var lines = ["sentence\tlabel"]
-        for _ in 0..<rows {
-            let label = Int(generator.next() % 2)
-            let words = label == 1 ? positive : negative
-            let word = words[Int(generator.next() % 3)]
-            let subject = subjects[Int(generator.next() % 3)]
-            let adverb = adverbs[Int(generator.next() % 3)]
-            lines.append("\(subject) was \(adverb)\(word)\t\(label)")
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
-
     static func recipe(finetune: String = "", eval: String = "") -> String {
-        """
-        version: 1
-        name: tiny-finetune
-        seed: 11
-        stages:
-          base:
-            uses: model/import
-            with:
-              directory: tiny
-          data:
-            uses: data/text-classification
-            with:
-              train: train.tsv
-              dev: dev.tsv
-              test: test.tsv
+        TinySentiment.recipe(name: "tiny-finetune", stages: """
           tuned:
             uses: train/finetune
             with:
@@ -84,17 +33,11 @@ import Testing
               speed_seq_len: 16
               speed_repeats: 2
         \(eval)
-        """
+        """)
     }
 
     static func makeProject(_ name: String, recipe: String = recipe()) throws -> Project {
-        let project = try Project(name)
-        try writeTinyBert(at: project.url("recipe/tiny"))
-        _ = try project.write("recipe/train.tsv", sentimentTSV(rows: 160, seed: 1))
-        _ = try project.write("recipe/dev.tsv", sentimentTSV(rows: 40, seed: 2))
-        _ = try project.write("recipe/test.tsv", sentimentTSV(rows: 40, seed: 3))
-        _ = try project.write("recipe/recipe.yaml", recipe)
-        return project
+        try TinySentiment.makeProject(name, recipe: recipe)
     }
 
     @Test func finetuneLearnsATinyTaskAndEvalReportsEverything() throws {
