@@ -163,10 +163,7 @@ import Testing
         let recipe = Self.recipe()
         #expect(recipe.contains(line))
         let project = try Self.makeProject("cofi-bad", recipe: recipe.replacingOccurrences(of: line, with: replacement))
-        let result = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
-        #expect(result.status == 2, "\(result)")
-        #expect(result.stderr.contains(message), "\(result)")
-        #expect(result.stderr.contains("recipe.yaml:"), "errors name the file and position: \(result)")
+        try project.expectInvalidRecipe(message)
     }
 
     /// Problems only the models reveal stop the stage before any update.
@@ -200,10 +197,6 @@ import Testing
         let project = try Self.makeProject("cofi-bad-models", recipe: recipe.replacingOccurrences(of: line, with: replacement))
         try TinySentiment.writeCheckpoint(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
         try TinySentiment.writeCheckpoint(at: project.url("recipe/narrow"), labels: ["0", "1"], classifier: false)
-        let result = try project.run(timeout: 300)
-        #expect(result.status == 1, "\(result)")
-        #expect(result.stderr.contains(message), "\(result)")
-        let log = project.read("runs/\(result.runID ?? "")/logs/pruned.log") ?? ""
-        #expect(!log.contains("step 1/"), "no update ran: \(log)")
+        try project.expectFailureBeforeTraining(stage: "pruned", message)
     }
 }

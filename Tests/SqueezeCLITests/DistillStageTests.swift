@@ -170,10 +170,7 @@ import Testing
         let recipe = Self.recipe()
         #expect(recipe.contains(line))
         let project = try Self.makeProject("distill-bad", recipe: recipe.replacingOccurrences(of: line, with: replacement))
-        let result = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
-        #expect(result.status == 2, "\(result)")
-        #expect(result.stderr.contains(message), "\(result)")
-        #expect(result.stderr.contains("recipe.yaml:"), "errors name the file and position: \(result)")
+        try project.expectInvalidRecipe(message)
     }
 
     /// Problems only the models reveal stop the stage before any update.
@@ -205,10 +202,6 @@ import Testing
         let project = try Self.makeProject("distill-bad-models", recipe: recipe.replacingOccurrences(of: line, with: replacement))
         try TinySentiment.writeCheckpoint(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
         try TinySentiment.writeCheckpoint(at: project.url("recipe/headless"), labels: ["0", "1"], classifier: false)
-        let result = try project.run(timeout: 300)
-        #expect(result.status == 1, "\(result)")
-        #expect(result.stderr.contains(message), "\(result)")
-        let log = project.read("runs/\(result.runID ?? "")/logs/student.log") ?? ""
-        #expect(!log.contains("step 1/"), "no update ran: \(log)")
+        try project.expectFailureBeforeTraining(stage: "student", message)
     }
 }

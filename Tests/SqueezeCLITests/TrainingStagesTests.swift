@@ -138,10 +138,7 @@ import Testing
         let recipe = Self.recipe()
         #expect(recipe.contains(line))
         let project = try Self.makeProject("finetune-bad", recipe: recipe.replacingOccurrences(of: line, with: replacement))
-        let result = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
-        #expect(result.status == 2, "\(result)")
-        #expect(result.stderr.contains(message), "\(result)")
-        #expect(result.stderr.contains("recipe.yaml:"), "errors name the file and position: \(result)")
+        try project.expectInvalidRecipe(message)
     }
 
     @Test func evalRejectsAModelWithOtherClasses() throws {

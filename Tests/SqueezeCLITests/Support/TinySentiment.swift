@@ -110,3 +110,22 @@ extension Project {
         try record(of: result).stage(stage)?.outputs["model"]?.raw
     }
 }
+
+extension Project {
+    /// `squeeze validate` rejects `recipe/recipe.yaml` with `message`, naming the file and position.
+    func expectInvalidRecipe(_ message: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+        let result = try squeeze(["validate", path("recipe/recipe.yaml")])
+        #expect(result.status == 2, "\(result)", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(message), "\(result)", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains("recipe.yaml:"), "errors name the file and position: \(result)", sourceLocation: sourceLocation)
+    }
+
+    /// `squeeze run` fails with `message` before `stage` runs its first update.
+    func expectFailureBeforeTraining(stage: String, _ message: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+        let result = try run(timeout: 300)
+        #expect(result.status == 1, "\(result)", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(message), "\(result)", sourceLocation: sourceLocation)
+        let log = read("runs/\(result.runID ?? "")/logs/\(stage).log") ?? ""
+        #expect(!log.contains("step 1/"), "no update ran: \(log)", sourceLocation: sourceLocation)
+    }
+}
