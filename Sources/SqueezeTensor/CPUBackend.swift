@@ -284,6 +284,15 @@ public struct CPUBackend: Backend {
                 }
             }
         }
+        return Self.layerNormGradients(
+            input: dx, gammaPartials: gammaPartials, betaPartials: betaPartials, chunks: chunks, columns: columns)
+    }
+
+    /// The γ and β gradients from per-chunk partial sums (`chunks × columns`),
+    /// added in chunk order so the result does not depend on the thread count.
+    static func layerNormGradients(
+        input: Tensor, gammaPartials: [Float], betaPartials: [Float], chunks: Int, columns: Int
+    ) -> LayerNormGradients {
         var dGamma = [Float](repeating: 0, count: columns)
         var dBeta = [Float](repeating: 0, count: columns)
         for column in 0..<columns {
@@ -297,7 +306,7 @@ public struct CPUBackend: Backend {
             dBeta[column] = Float(b)
         }
         return LayerNormGradients(
-            input: dx, gamma: Tensor(shape: [columns], floats: dGamma), beta: Tensor(shape: [columns], floats: dBeta))
+            input: input, gamma: Tensor(shape: [columns], floats: dGamma), beta: Tensor(shape: [columns], floats: dBeta))
     }
 
     // MARK: Indexing and masking

@@ -234,19 +234,7 @@ extension CPUBackend {
                 }
             }
         }
-        var dGamma = [Float](repeating: 0, count: columns)
-        var dBeta = [Float](repeating: 0, count: columns)
-        for column in 0..<columns {
-            var g = 0.0
-            var b = 0.0
-            for chunk in 0..<chunks {
-                g += Double(gammaPartials[chunk * columns + column])
-                b += Double(betaPartials[chunk * columns + column])
-            }
-            dGamma[column] = Float(g)
-            dBeta[column] = Float(b)
-        }
-        return LayerNormGradients(
-            input: dx, gamma: Tensor(shape: [columns], floats: dGamma), beta: Tensor(shape: [columns], floats: dBeta))
+        return Self.layerNormGradients(
+            input: dx, gammaPartials: gammaPartials, betaPartials: betaPartials, chunks: chunks, columns: columns)
     }
 }
