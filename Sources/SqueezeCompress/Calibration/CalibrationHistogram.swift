@@ -71,7 +71,7 @@ struct CalibrationHistogram: Sendable, Hashable {
     static func gridIndex(_ value: Float, inverseWidth: Double) -> Int {
         let t = Double(value) * inverseWidth
         let truncated = Int(t)
-        return Double(truncated) > t ? truncated - 1 : truncated
+        return Double(truncated) > t ? truncated &- 1 : truncated
     }
 
     mutating func add(_ values: UnsafeBufferPointer<Float>) {
@@ -98,8 +98,10 @@ struct CalibrationHistogram: Sendable, Hashable {
             for index in 0..<values.count {
                 let value = base[index]
                 guard value.isFinite else { continue }
-                histogram[Self.gridIndex(absolute ? abs(value) : value, inverseWidth: inverseWidth) - first] += 1
-                binned += 1
+                // Wrapping arithmetic: indices are in range by construction, and
+                // overflow checks make this loop several times slower.
+                histogram[Self.gridIndex(absolute ? abs(value) : value, inverseWidth: inverseWidth) &- first] &+= 1
+                binned &+= 1
             }
         }
         total += binned
