@@ -116,6 +116,20 @@ import Testing
         }
     }
 
+    @Test(arguments: [QuantizationScheme.int8Symmetric, .int4Symmetric])
+    func symmetricRangesOfOneSidedDataAreValid(scheme: QuantizationScheme) throws {
+        let positive = uniformValues(5000, in: 2..<5, seed: 15) + [40]
+        let negative = positive.map { -$0 }
+        for kind in Self.kinds {
+            for values in [positive, negative] {
+                let range = try observed(try kind.makeObserver(scheme: scheme, bins: 256), values, batchSize: 1000).range()
+                #expect(range.lowerBound >= (values.min() ?? 0) && range.upperBound <= (values.max() ?? 0), "\(kind): \(range)")
+                // Entropy calibration may collapse one-sided data onto a bin (see EntropyObserver).
+                if kind != .entropy { #expect(range.upperBound - range.lowerBound > 2, "\(kind): \(range) clips the bulk of the data") }
+            }
+        }
+    }
+
     @Test func invalidSettingsAreErrors() {
         #expect(throws: QuantizationError.invalidPercentile(50)) { try PercentileObserver(percentile: 50) }
         #expect(throws: QuantizationError.invalidPercentile(100.5)) { try ObserverKind.percentile(100.5).makeObserver(scheme: .int8Symmetric) }

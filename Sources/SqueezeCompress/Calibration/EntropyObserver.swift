@@ -26,6 +26,12 @@ import Foundation
 /// With `n ≤ L` bins the histogram is already representable, and the full
 /// range is returned. The result is clipped to the observed [min, max] and does
 /// not depend on batch order or batch boundaries.
+///
+/// Limitation (TensorRT's too): KL compares shapes only, so it assumes data
+/// with mass near 0, as activations have. When a symmetric scheme sees data far
+/// from 0 on one side (|x| bins near 0 empty), a window whose only nonzero bin
+/// is its last — every value clipped into it — has P = Q and KL 0, and wins.
+/// Use minmax, percentile or mse for such tensors.
 public struct EntropyObserver: RangeObserver, Hashable {
     public let scheme: QuantizationScheme
     private var histogram: CalibrationHistogram
@@ -66,7 +72,8 @@ public struct EntropyObserver: RangeObserver, Hashable {
                 let score = divergence.score(start: 0, end: end)
                 if score <= best.score { best = (score, end) }
             }
-            let t = Swift.min(Float(histogram.edge(best.end)), histogram.upperBound)
+            // At least the distance from 0 to data lying on one side of it.
+            let t = Swift.max(Swift.min(Float(histogram.edge(best.end)), histogram.upperBound), low, -high)
             return Swift.max(low, -t)...Swift.min(high, t)
         case .asymmetric:
             var start = 0

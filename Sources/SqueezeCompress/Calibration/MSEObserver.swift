@@ -8,7 +8,8 @@
 /// prefix sums of the bins' zeroth, first and second moments (see
 /// `HistogramDensity`). Candidates:
 /// - symmetric schemes: every threshold `t` that is |a bin edge| inside
-///   (0, max|x|), and max|x| itself; the quantizer of [−t, t];
+///   (0, max|x|), and max|x| itself; the quantizer of [−t, t] (`t` at least
+///   the distance from 0 to the data when they lie on one side of it);
 /// - asymmetric schemes: ranges `[a, b]` with `a` the minimum or a bin edge and
 ///   `b` a bin edge or the maximum, searched by coordinate descent from
 ///   [min, max]: the best `b` for the current `a` (all edges), then the best
@@ -42,7 +43,9 @@ public struct MSEObserver: RangeObserver, Hashable {
         switch scheme.mapping {
         case .symmetric:
             let largest = Double(Swift.max(abs(low), abs(high)))
-            let candidates = Set(edges.map(abs).filter { $0 > 0 && $0 < largest }).sorted() + [largest]
+            // Below this, [−t, t] would miss data lying on one side of 0 entirely.
+            let smallest = Double(Swift.max(0, low, -high))
+            let candidates = Set(edges.map(abs).filter { $0 > 0 && $0 >= smallest && $0 < largest }).sorted() + [largest]
             var best = (error: Double.infinity, threshold: largest)
             for t in candidates {
                 guard let quantizer = try? scheme.quantizer(min: -Float(t), max: Float(t)) else { continue }
