@@ -255,22 +255,35 @@ SQ_AVX2 SQ_I8_INLINE void store_partial(void *target, __m256i value, int count, 
     memcpy(target, buffer, (size_t)(count * element_size));
 }
 
-/// The epilogue of row `row`, columns col ..< col + count (count ≤ 8), from their sums.
-SQ_AVX2 SQ_I8_INLINE void store8_avx2(const sq_i8_gemm_problem *p, ptrdiff_t row, ptrdiff_t col, int count,
+/// The per-column operands of the epilogue for 8 columns (zeros past `count`).
+typedef struct {
+    __m256i sums;
+    __m256 w_scale, bias;
+    int count;
+} columns8;
+
+SQ_AVX2 SQ_I8_INLINE columns8 load_columns8(const sq_i8_gemm_problem *p, ptrdiff_t col, int count) {
+    columns8 c = {_mm256_setzero_si256(), _mm256_setzero_ps(), _mm256_setzero_ps(), count};
+    if (count <= 0 || p->output == SQ_I8_OUT_S32) return c;
+    c.sums = load_partial(p->column_sums + col, count);
+    c.w_scale = _mm256_castsi256_ps(load_partial(p->w_scale + col, count));
+    if (p->bias) c.bias = _mm256_castsi256_ps(load_partial(p->bias + col, count));
+    return c;
+}
+
+/// The epilogue of row `row`, columns col ..< col + c.count (≤ 8), from their sums.
+SQ_AVX2 SQ_I8_INLINE void store8_avx2(const sq_i8_gemm_problem *p, ptrdiff_t row, ptrdiff_t col, columns8 c,
                                       __m256i acc) {
     if (p->output == SQ_I8_OUT_S32) {
-        store_partial((int32_t *)p->c + row * p->ldc + col, acc, count, 4);
+        store_partial((int32_t *)p->c + row * p->ldc + col, acc, c.count, 4);
         return;
     }
     __m256i zero = _mm256_set1_epi32(p->a_zero[row * p->a_param_stride]);
     __m256 a_scale = _mm256_set1_ps(p->a_scale[row * p->a_param_stride]);
-    __m256i sums = load_partial(p->column_sums + col, count);
-    __m256 w_scale = _mm256_castsi256_ps(load_partial(p->w_scale + col, count));
-    __m256 bias = p->bias ? _mm256_castsi256_ps(load_partial(p->bias + col, count)) : _mm256_setzero_ps();
-    __m256i corrected = _mm256_sub_epi32(acc, _mm256_mullo_epi32(zero, sums));
-    __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), _mm256_mul_ps(a_scale, w_scale), bias);
+    __m256i corrected = _mm256_sub_epi32(acc, _mm256_mullo_epi32(zero, c.sums));
+    __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), _mm256_mul_ps(a_scale, c.w_scale), c.bias);
     if (p->output == SQ_I8_OUT_F32) {
-        store_partial((float *)p->c + row * p->ldc + col, _mm256_castps_si256(y), count, 4);
+        store_partial((float *)p->c + row * p->ldc + col, _mm256_castps_si256(y), c.count, 4);
         return;
     }
     __m256 v = _mm256_mul_ps(y, _mm256_set1_ps(p->out_inverse_scale));
@@ -281,13 +294,25 @@ SQ_AVX2 SQ_I8_INLINE void store8_avx2(const sq_i8_gemm_problem *p, ptrdiff_t row
     __m128i bytes = _mm_packus_epi16(words, words);
     uint8_t buffer[16];
     _mm_storeu_si128((__m128i *)buffer, bytes);
-    memcpy((uint8_t *)p->c + row * p->ldc + col, buffer, (size_t)count);
+    memcpy((uint8_t *)p->c + row * p->ldc + col, buffer, (size_t)c.count);
 }
 
-SQ_AVX2 SQ_I8_INLINE void store16_avx2(const sq_i8_gemm_problem *p, ptrdiff_t row, ptrdiff_t col, ptrdiff_t cols,
-                                       __m256i low, __m256i high) {
-    store8_avx2(p, row, col, cols < 8 ? (int)cols : 8, low);
-    if (cols > 8) store8_avx2(p, row, col + 8, (int)cols - 8, high);
+/// The epilogue operands of one panel's columns (col ..< col + cols, cols ≤ 16).
+typedef struct {
+    columns8 low, high;
+} panel_columns;
+
+SQ_AVX2 SQ_I8_INLINE panel_columns load_panel_columns(const sq_i8_gemm_problem *p, ptrdiff_t col, ptrdiff_t cols) {
+    panel_columns c;
+    c.low = load_columns8(p, col, cols < 8 ? (int)cols : 8);
+    c.high = load_columns8(p, col + 8, cols > 8 ? (int)cols - 8 : 0);
+    return c;
+}
+
+SQ_AVX2 SQ_I8_INLINE void store16_avx2(const sq_i8_gemm_problem *p, ptrdiff_t row, ptrdiff_t col,
+                                       const panel_columns *c, __m256i low, __m256i high) {
+    store8_avx2(p, row, col, c->low, low);
+    if (c->high.count > 0) store8_avx2(p, row, col + 8, c->high, high);
 }
 
 /// Rows per block whose activations stay in L2 while every panel passes over them.
@@ -299,21 +324,22 @@ static ptrdiff_t block_rows(ptrdiff_t k, ptrdiff_t mr) {
 
 /// Asks for the output lines a micro-tile will write (a large output misses
 /// every cache level; its latency then hides behind the tile's sums).
-SQ_I8_INLINE void prefetch_output(const sq_i8_gemm_problem *p, int mr, ptrdiff_t row, ptrdiff_t col) {
+SQ_I8_INLINE void prefetch_output(const sq_i8_gemm_problem *p, int mr, ptrdiff_t row, ptrdiff_t col,
+                                  ptrdiff_t cols) {
     ptrdiff_t size = p->output == SQ_I8_OUT_U8 ? 1 : 4;
     for (int r = 0; r < mr; r++) {
         const char *first = (const char *)p->c + ((row + r) * p->ldc + col) * size;
         __builtin_prefetch(first, 1, 3);
-        __builtin_prefetch(first + SQ_I8_PANEL * size - 1, 1, 3);
+        __builtin_prefetch(first + cols * size - 1, 1, 3);
     }
 }
 
 SQ_AVX2 SQ_I8_INLINE void ubs_rows(const sq_i8_gemm_problem *p, int mr, ptrdiff_t row, const int8_t *w,
-                                   ptrdiff_t col, ptrdiff_t cols) {
+                                   ptrdiff_t col, ptrdiff_t cols, const panel_columns *c) {
     __m256i acc[UBS_MR][2];
-    prefetch_output(p, mr, row, col);
+    prefetch_output(p, mr, row, col, cols);
     ubs_tile(mr, p->a + row * p->lda, p->lda, w, p->k, acc);
-    for (int r = 0; r < mr; r++) store16_avx2(p, row + r, col, cols, acc[r][0], acc[r][1]);
+    for (int r = 0; r < mr; r++) store16_avx2(p, row + r, col, c, acc[r][0], acc[r][1]);
 }
 
 SQ_AVX2 static void gemm_ubs(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end,
@@ -325,14 +351,15 @@ SQ_AVX2 static void gemm_ubs(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, p
             const int8_t *w = p->packed + panel * groups * GROUP_BYTES;
             ptrdiff_t col = panel * SQ_I8_PANEL;
             ptrdiff_t cols = p->n - col < SQ_I8_PANEL ? p->n - col : SQ_I8_PANEL;
+            panel_columns c = load_panel_columns(p, col, cols);
             ptrdiff_t row = first;
-            for (; row + UBS_MR <= last; row += UBS_MR) ubs_rows(p, UBS_MR, row, w, col, cols);
+            for (; row + UBS_MR <= last; row += UBS_MR) ubs_rows(p, UBS_MR, row, w, col, cols, &c);
             switch (last - row) {
-            case 5: ubs_rows(p, 5, row, w, col, cols); break;
-            case 4: ubs_rows(p, 4, row, w, col, cols); break;
-            case 3: ubs_rows(p, 3, row, w, col, cols); break;
-            case 2: ubs_rows(p, 2, row, w, col, cols); break;
-            case 1: ubs_rows(p, 1, row, w, col, cols); break;
+            case 5: ubs_rows(p, 5, row, w, col, cols, &c); break;
+            case 4: ubs_rows(p, 4, row, w, col, cols, &c); break;
+            case 3: ubs_rows(p, 3, row, w, col, cols, &c); break;
+            case 2: ubs_rows(p, 2, row, w, col, cols, &c); break;
+            case 1: ubs_rows(p, 1, row, w, col, cols, &c); break;
             default: break;
             }
         }
@@ -340,12 +367,12 @@ SQ_AVX2 static void gemm_ubs(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, p
 }
 
 SQ_AVX2 SQ_I8_INLINE void wide_rows(const sq_i8_gemm_problem *p, int mr, ptrdiff_t row, const int8_t *w,
-                                    ptrdiff_t col, ptrdiff_t cols) {
+                                    ptrdiff_t col, ptrdiff_t cols, const panel_columns *c) {
     __m256i acc[WIDE_MR][4];
-    prefetch_output(p, mr, row, col);
+    prefetch_output(p, mr, row, col, cols);
     wide_tile(mr, p->a + row * p->lda, p->lda, w, p->k, acc);
     for (int r = 0; r < mr; r++)
-        store16_avx2(p, row + r, col, cols, fold_wide(acc[r][0], acc[r][1]), fold_wide(acc[r][2], acc[r][3]));
+        store16_avx2(p, row + r, col, c, fold_wide(acc[r][0], acc[r][1]), fold_wide(acc[r][2], acc[r][3]));
 }
 
 SQ_AVX2 static void gemm_wide(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end,
@@ -357,9 +384,10 @@ SQ_AVX2 static void gemm_wide(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, 
             const int8_t *w = p->packed + panel * groups * GROUP_BYTES;
             ptrdiff_t col = panel * SQ_I8_PANEL;
             ptrdiff_t cols = p->n - col < SQ_I8_PANEL ? p->n - col : SQ_I8_PANEL;
+            panel_columns c = load_panel_columns(p, col, cols);
             ptrdiff_t row = first;
-            for (; row + WIDE_MR <= last; row += WIDE_MR) wide_rows(p, WIDE_MR, row, w, col, cols);
-            if (row < last) wide_rows(p, 1, row, w, col, cols);
+            for (; row + WIDE_MR <= last; row += WIDE_MR) wide_rows(p, WIDE_MR, row, w, col, cols, &c);
+            if (row < last) wide_rows(p, 1, row, w, col, cols, &c);
         }
     }
 }
