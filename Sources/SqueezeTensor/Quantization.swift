@@ -35,15 +35,16 @@ public struct ActivationQuantization: Sendable, Hashable {
         self.range = range
     }
 
-    /// Asymmetric parameters mapping each `[min, max]` of `ranges` (which
-    /// include 0) onto `range`: `scale = (max − min) / (q_max − q_min)`,
+    /// Asymmetric parameters mapping each `[min, max]` of `ranges`, widened
+    /// to include 0, onto `range`: `scale = (max − min) / (q_max − q_min)`,
     /// `zeroPoint = q_min − round(min / scale)`, so 0 is exact. An empty
     /// range (`min == max == 0`) gets scale 1.
     public init(ranges: ActivationRange, range: ClosedRange<Int32> = 0...255) {
         var scales: [Float] = []
         var zeroPoints: [Int32] = []
         let levels = Float(range.upperBound - range.lowerBound)
-        for (low, high) in zip(ranges.minimums, ranges.maximums) {
+        for (minimum, maximum) in zip(ranges.minimums, ranges.maximums) {
+            let (low, high) = (Swift.min(minimum, 0), Swift.max(maximum, 0))
             let width = high - low
             var scale = width > 0 && width.isFinite ? width / levels : 1
             if !scale.isNormal { scale = Float.leastNormalMagnitude }
@@ -77,6 +78,9 @@ public struct ActivationRange: Sendable, Hashable {
 
     public init(minimums: [Float], maximums: [Float]) {
         precondition(minimums.count == maximums.count, "ActivationRange: one maximum per minimum")
+        precondition(
+            zip(minimums, maximums).allSatisfy { $0.isFinite && $1.isFinite && $0 <= $1 },
+            "ActivationRange: bounds must be finite with minimum <= maximum")
         self.minimums = minimums
         self.maximums = maximums
     }

@@ -65,6 +65,8 @@ import Testing
         let parameters = ActivationQuantization(ranges: ActivationRange(minimums: [-1.3, 0, -2, 0], maximums: [2.7, 5, 0, 0]))
         #expect(parameters.scales == [Float(4) / 255, Float(5) / 255, Float(2) / 255, 1])
         #expect(parameters.zeroPoints == [83, 0, 255, 0])
+        let positive = ActivationQuantization(ranges: ActivationRange(minimums: [1], maximums: [3]))
+        #expect(positive.scales == [Float(3) / 255] && positive.zeroPoints == [0])
         let narrow = ActivationQuantization(ranges: ActivationRange(minimums: [-2], maximums: [0]), range: 0...127)
         #expect(narrow.zeroPoints == [127] && narrow.scales == [Float(2) / 127])
 
