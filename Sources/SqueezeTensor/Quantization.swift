@@ -117,7 +117,8 @@ public struct PackedInt8Weights: Sendable {
     /// The largest activation (≤ 255) with which these weights run the
     /// fastest AVX2 kernel: it adds two u8·s8 products in int16, so it needs
     /// `a · (w₀ + w₁)` inside int16 for every same-signed pair of weights.
-    /// Any weights allow 127 (7-bit activations); weights within ±63 allow 255.
+    /// Any weights allow at least 128 (so 7-bit activations always qualify);
+    /// weights within ±64 (e.g. `init(quantizing:bits: 7)`) allow 255.
     public let fastActivationLimit: Int32
     /// Panels of `SQ_I8_PANEL` rows × groups of 4 k (see `sq_i8_pack_weights`).
     let packed: [Int8]
