@@ -245,14 +245,15 @@ SQ_AVX2 SQ_I8_INLINE __m256i load_partial(const void *source, int count) {
     return _mm256_loadu_si256((const __m256i *)buffer);
 }
 
-SQ_AVX2 SQ_I8_INLINE void store_partial(void *target, __m256i value, int count, int element_size) {
-    if (count == 8 && element_size == 4) {
+/// Stores the first `count` of 8 int32 or float values.
+SQ_AVX2 SQ_I8_INLINE void store_partial(void *target, __m256i value, int count) {
+    if (count == 8) {
         _mm256_storeu_si256((__m256i *)target, value);
         return;
     }
     int32_t buffer[8];
     _mm256_storeu_si256((__m256i *)buffer, value);
-    memcpy(target, buffer, (size_t)(count * element_size));
+    memcpy(target, buffer, (size_t)count * 4);
 }
 
 /// The per-column operands of the epilogue for 8 columns (zeros past `count`).
@@ -275,7 +276,7 @@ SQ_AVX2 SQ_I8_INLINE columns8 load_columns8(const sq_i8_gemm_problem *p, ptrdiff
 SQ_AVX2 SQ_I8_INLINE void store8_avx2(const sq_i8_gemm_problem *p, ptrdiff_t row, ptrdiff_t col, columns8 c,
                                       __m256i acc) {
     if (p->output == SQ_I8_OUT_S32) {
-        store_partial((int32_t *)p->c + row * p->ldc + col, acc, c.count, 4);
+        store_partial((int32_t *)p->c + row * p->ldc + col, acc, c.count);
         return;
     }
     __m256i zero = _mm256_set1_epi32(p->a_zero[row * p->a_param_stride]);
@@ -283,7 +284,7 @@ SQ_AVX2 SQ_I8_INLINE void store8_avx2(const sq_i8_gemm_problem *p, ptrdiff_t row
     __m256i corrected = _mm256_sub_epi32(acc, _mm256_mullo_epi32(zero, c.sums));
     __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), _mm256_mul_ps(a_scale, c.w_scale), c.bias);
     if (p->output == SQ_I8_OUT_F32) {
-        store_partial((float *)p->c + row * p->ldc + col, _mm256_castps_si256(y), c.count, 4);
+        store_partial((float *)p->c + row * p->ldc + col, _mm256_castps_si256(y), c.count);
         return;
     }
     __m256 v = _mm256_mul_ps(y, _mm256_set1_ps(p->out_inverse_scale));
