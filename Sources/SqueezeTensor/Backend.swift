@@ -143,6 +143,30 @@ public protocol Backend: Sendable {
         _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, probabilities: Tensor, scale: Float,
         dropout: DropoutParameters?, wantQuery: Bool, wantKey: Bool, wantValue: Bool
     ) -> AttentionGradients
+
+    // MARK: Int8 inference
+    //
+    // Quantised linear layers computed in integers (u8 activations × s8
+    // weights, exact i32 sums). Every backend gets `ReferenceBackend`'s plain
+    // loops (the specification); the CPU backend overrides them with kernels
+    // whose results are bit-identical to them. See Quantization.swift.
+
+    /// The range of f32 `x` (`[..., K]`) for dynamic quantisation: over the
+    /// whole tensor, or per row (all leading axes flattened).
+    func activationRange(_ x: Tensor, perRow: Bool) -> ActivationRange
+    /// f32 `x` quantised to u8 (same shape) with per-tensor or per-row parameters.
+    func quantize(_ x: Tensor, _ quantization: ActivationQuantization) -> Tensor
+    /// The int8 product of already-quantised u8 activations `x` (`[..., K]`,
+    /// parameters per tensor or per row) and `weights` (`[N, K]`) with `bias`
+    /// (f32 `[N]`, or none; ignored for `.accumulators`): `[..., N]` as i32
+    /// sums, f32, or u8 by `output`.
+    func quantizedLinear(
+        quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
+        output: QuantizedLinearOutput
+    ) -> Tensor
+    /// f32 `x` quantised with `quantization`, then the int8 product as f32:
+    /// `quantizedLinear(quantized: quantize(x, quantization), …, output: .float)`.
+    func quantizedLinear(_ x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?) -> Tensor
 }
 
 /// Inverted dropout inside a fused op: drop probability and the

@@ -131,6 +131,90 @@ void sq_attention_backward(const sq_attention_problem *p, ptrdiff_t first, ptrdi
                            const float *probabilities, const float *dout, ptrdiff_t dout_batch, ptrdiff_t dout_head,
                            ptrdiff_t dout_row, float *dq, float *dk, float *dv, float *scratch);
 
+// MARK: Int8 matrix products (int8_gemm.c)
+
+/// Columns per panel of packed int8 weights; a product's column tiles start on panel boundaries.
+#define SQ_I8_PANEL 16
+
+/// Bytes `sq_i8_pack_weights` writes for `n` rows of `k` weights.
+ptrdiff_t sq_i8_packed_bytes(ptrdiff_t n, ptrdiff_t k);
+/// Packs s8 weights `w` ([n, k] row-major, one row per output column of the
+/// product) into panels of SQ_I8_PANEL columns × groups of 4 k (zero-padded),
+/// and writes each row's sum to `column_sums` ([n]). Returns the largest
+/// activation value (≤ 255) for which no vpmaddubsw pair sum a₀w₀ + a₁w₁ of
+/// these weights can leave int16 (the condition for the maddubs kernel).
+int32_t sq_i8_pack_weights(const int8_t *w, ptrdiff_t n, ptrdiff_t k, int8_t *packed, int32_t *column_sums);
+
+enum {
+    /// Fastest exact kernel for the problem.
+    SQ_I8_KERNEL_AUTO = 0,
+    /// Plain loops (the only kernel off x86_64 or without AVX2+FMA).
+    SQ_I8_KERNEL_PORTABLE = 1,
+    /// AVX2, operands widened to int16 (vpmaddwd): exact for every input.
+    SQ_I8_KERNEL_WIDE = 2,
+    /// AVX2 vpmaddubsw + vpmaddwd (twice the rate of _WIDE); runs only where
+    /// every activation ≤ fast_activation_limit, so no pair sum saturates.
+    SQ_I8_KERNEL_MADDUBS = 3,
+};
+
+enum {
+    /// c[m, n] = Σ_k a[m, k]·w[n, k] (int32), no epilogue.
+    SQ_I8_OUT_S32 = 0,
+    /// c[m, n] = fma(float(Σ − za·colsum[n]), sa·sw[n], bias[n]) (float).
+    SQ_I8_OUT_F32 = 1,
+    /// The f32 result requantised: clamp(rint(y·out_inverse_scale) + out_zero, out_min, out_max) (uint8).
+    SQ_I8_OUT_U8 = 2,
+};
+
+/// One product c = epilogue(a · wᵀ): u8 activations a ([m, k], rows lda
+/// apart) times packed s8 weights ([n, k]) with exact int32 sums.
+/// Requires k ≤ 65535, so that sums and zero-point corrections fit int32.
+typedef struct {
+    ptrdiff_t m, n, k;
+    const uint8_t *a;
+    ptrdiff_t lda;
+    const int8_t *packed;
+    const int32_t *column_sums;
+    /// From `sq_i8_pack_weights`.
+    int32_t fast_activation_limit;
+    /// An upper bound of every activation, from which the kernel is chosen;
+    /// negative: unknown, each call scans its rows for their largest.
+    int32_t activation_max;
+    /// Activation scale and zero point of row r at `r·a_param_stride` (0: per tensor).
+    const float *a_scale;
+    const int32_t *a_zero;
+    ptrdiff_t a_param_stride;
+    /// Per output column ([n]); bias may be NULL.
+    const float *w_scale;
+    const float *bias;
+    int output;
+    /// int32, float or uint8 elements by `output`; rows ldc elements apart.
+    void *c;
+    ptrdiff_t ldc;
+    float out_inverse_scale;
+    int32_t out_zero, out_min, out_max;
+    /// SQ_I8_KERNEL_*: AUTO, or a kernel to force (tests, benchmarks).
+    int kernel;
+} sq_i8_gemm_problem;
+
+/// Rows row_begin ..< row_end × column panels panel_begin ..< panel_end of
+/// the product. Returns the kernel that ran (SQ_I8_KERNEL_PORTABLE, _WIDE or
+/// _MADDUBS): the fastest exact one for these rows unless `p->kernel` forces one.
+int sq_i8_gemm(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t panel_begin,
+               ptrdiff_t panel_end);
+
+/// out = clamp(rint(x·inverse_scale) + zero, q_min, q_max), NaN → q_min; rint rounds half to even.
+void sq_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero, int32_t q_min,
+                    int32_t q_max);
+/// The smallest and largest finite values of x, widened to include 0 (so
+/// both are 0 when there is none); NaN and ±∞ are skipped.
+void sq_f32_range(const float *x, ptrdiff_t n, float *min, float *max);
+/// The largest of n bytes (0 when n is 0).
+uint8_t sq_u8_max(const uint8_t *x, ptrdiff_t n);
+/// `sq_quantize_u8` without vector instructions (bit-identical; for tests).
+void sq_quantize_u8_portable(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero,
+                             int32_t q_min, int32_t q_max);
+
 #ifdef __cplusplus
 }
 #endif
