@@ -1,8 +1,8 @@
 import CBLAS
 import CKernels
 
-/// How a weight-only product runs (tests and benchmarks force one).
-enum WeightOnlyKernel: Sendable, CaseIterable {
+/// How the CPU backend runs a weight-only product (benchmarks and tests force one).
+public enum WeightOnlyKernel: String, Sendable, CaseIterable {
     /// By the number of rows: fused up to `CPUBackend.weightOnlyFusedRows`, sgemm above.
     case automatic
     /// Fused dequantise-and-multiply in plain C loops (bit-identical to `fused`).
@@ -20,12 +20,20 @@ extension CPUBackend {
     }
 
     /// Rows up to which the fused kernel runs. It dequantises each block of
-    /// weights once per 32 rows and never writes the f32 weight out, so it
-    /// wins by far where the weights dominate the traffic (batch-1 decode:
-    /// 4–6× sgemm, which packs the whole weight for one row) and still by
-    /// 1.2–1.5× at 32 rows; from a few hundred rows on OpenBLAS's larger
-    /// register tiles catch up (Benchmarks/README.md, `squeeze bench weight-only`).
-    static let weightOnlyFusedRows = 256
+    /// weights once per 32 rows and never writes the f32 weight out: at one
+    /// row it is 4–6× faster than sgemm (which packs the whole weight for one
+    /// row), at 32–256 rows 1.1–1.7× faster than dequantise + sgemm; from 512
+    /// rows on the two are even and OpenBLAS's micro-kernels take over
+    /// (Benchmarks/README.md, `squeeze bench weight-only`).
+    public static let weightOnlyFusedRows = 256
+
+    /// `weightOnlyLinear` with a chosen kernel, for benchmarks. The fused
+    /// kernels (`portable`, `fused`, and `automatic` up to
+    /// `weightOnlyFusedRows` rows) give identical bits; `dequantizedSgemm`
+    /// agrees with them to rounding.
+    public func weightOnlyLinear(_ x: Tensor, weights: PackedGroupWeights, bias: Tensor?, kernel: WeightOnlyKernel) -> Tensor {
+        weightOnlyProduct(x, weights: weights, bias: bias, kernel: kernel).result
+    }
 
     /// The product with a chosen kernel; also returns the kernel that ran
     /// (never `.automatic`). K = 0 always takes the fused path.
