@@ -167,6 +167,17 @@ public protocol Backend: Sendable {
     /// f32 `x` quantised with `quantization`, then the int8 product as f32:
     /// `quantizedLinear(quantized: quantize(x, quantization), …, output: .float)`.
     func quantizedLinear(_ x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?) -> Tensor
+
+    // MARK: Weight-only inference
+    //
+    // f32 activations times int4/int8 weights with per-group scales
+    // (`PackedGroupWeights`, see WeightOnly.swift), dequantised on the fly.
+    // Every backend gets `ReferenceBackend`'s dequantise-then-loops (the
+    // specification); the CPU backend overrides it with fused kernels.
+
+    /// `x · ŵᵀ + bias` over the last axis of f32 `x` (`[..., K]`) with the
+    /// dequantised weights `ŵ` (`[N, K]`) and `bias` (f32 `[N]`, or none): f32 `[..., N]`.
+    func weightOnlyLinear(_ x: Tensor, weights: PackedGroupWeights, bias: Tensor?) -> Tensor
 }
 
 /// Inverted dropout inside a fused op: drop probability and the
