@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SqueezeStages", targets: ["SqueezeStages"]),
         .library(name: "SqueezeTensor", targets: ["SqueezeTensor"]),
         .library(name: "SqueezeModels", targets: ["SqueezeModels"]),
+        .library(name: "SqueezeCompress", targets: ["SqueezeCompress"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -66,6 +67,8 @@ let package = Package(
             name: "SqueezeModels",
             dependencies: ["SqueezeTensor", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // Compression algorithms over models: quantization math and calibration observers.
+        .target(name: "SqueezeCompress", dependencies: ["SqueezeModels"]),
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
@@ -91,6 +94,7 @@ let package = Package(
             // Token-id fixtures read from the source tree at test time.
             exclude: ["Fixtures"]
         ),
+        .testTarget(name: "SqueezeCompressTests", dependencies: ["SqueezeCompress"]),
         .testTarget(
             name: "SqueezeCLITests",
             dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels"],

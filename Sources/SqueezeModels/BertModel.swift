@@ -130,7 +130,7 @@ public struct BertModel: Sendable {
         let bias = attentionBias(batch.attentionMask)
         for (index, layer) in weights.layers.enumerated() {
             let firstTokenOnly = lastLayerFirstTokenOnly && index == weights.layers.count - 1
-            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias, firstTokenOnly: firstTokenOnly)
+            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias, firstTokenOnly: firstTokenOnly).output
         }
         return x
     }
@@ -140,15 +140,30 @@ public struct BertModel: Sendable {
     public static func encodeLayers<Ops: TensorOperations>(
         _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch
     ) -> [Ops.Value] {
+        encodeLayers(ops, weights, config: config, batch: batch, attentionScoresOf: []).outputs
+    }
+
+    /// Every encoder layer's output (as `encodeLayers`) and, for each layer
+    /// index in `scoreLayers` that has attention heads, its pre-softmax
+    /// attention scores `q·kᵀ/√d_head` `[B, heads, T, T]` (no mask added:
+    /// padded queries and keys hold finite values the caller masks out).
+    /// The other layers keep the fused attention alone; the outputs are the
+    /// same values with or without scores.
+    public static func encodeLayers<Ops: TensorOperations>(
+        _ ops: Ops, _ weights: BertWeights<Ops.Value>, config: BertConfig, batch: BertBatch, attentionScoresOf scoreLayers: Set<Int>
+    ) -> (outputs: [Ops.Value], scores: [Int: Ops.Value]) {
         var x = embed(ops, weights, config: config, batch: batch)
         let bias = attentionBias(batch.attentionMask)
         var outputs: [Ops.Value] = []
+        var scores: [Int: Ops.Value] = [:]
         outputs.reserveCapacity(weights.layers.count)
-        for layer in weights.layers {
-            x = encoderLayer(ops, x, layer, config: config, attentionBias: bias)
+        for (index, layer) in weights.layers.enumerated() {
+            let result = encoderLayer(ops, x, layer, config: config, attentionBias: bias, keepingScores: scoreLayers.contains(index))
+            x = result.output
             outputs.append(x)
+            if let layerScores = result.scores { scores[index] = layerScores }
         }
-        return outputs
+        return (outputs, scores)
     }
 
     /// The embedding block's output `[B, T, hidden]`: word + token type +
@@ -175,10 +190,12 @@ public struct BertModel: Sendable {
     /// One post-LN encoder layer. With `firstTokenOnly` the keys and values
     /// still come from every token, but only the first token attends and
     /// goes through the rest of the layer: the output is `[B, 1, hidden]`.
+    /// With `keepingScores` (and at least one head) the pre-softmax scores
+    /// `q·kᵀ/√d_head` are computed as well, beside the fused attention.
     static func encoderLayer<Ops: TensorOperations>(
         _ ops: Ops, _ input: Ops.Value, _ layer: BertLayerWeights<Ops.Value>, config: BertConfig, attentionBias: Tensor,
-        firstTokenOnly: Bool = false
-    ) -> Ops.Value {
+        firstTokenOnly: Bool = false, keepingScores: Bool = false
+    ) -> (output: Ops.Value, scores: Ops.Value?) {
         let shape = ops.tensor(input).shape
         let (batch, tokens, hidden) = (shape[0], shape[1], shape[2])
         let x = firstTokenOnly ? ops.reshape(ops.slice(input, axis: 1, 0..<1), [batch, 1, hidden]) : input
@@ -189,16 +206,20 @@ public struct BertModel: Sendable {
         let hiddenDropout = Float(config.hiddenDropoutProbability)
 
         let attended: Ops.Value
+        var scores: Ops.Value?
         if heads > 0 {
             func splitHeads(_ source: Ops.Value, _ rows: Int, _ projection: LinearWeights<Ops.Value>) -> Ops.Value {
                 let y = ops.linear(source, weight: projection.weight, bias: projection.bias)
                 return ops.transpose(ops.reshape(y, [batch, rows, heads, headDimension]), 1, 2)
             }
+            let query = splitHeads(x, length, layer.query)
+            let key = splitHeads(input, tokens, layer.key)
+            let value = splitHeads(input, tokens, layer.value)
+            let scale = 1 / Float(headDimension).squareRoot()
             let context = ops.attention(
-                query: splitHeads(x, length, layer.query), key: splitHeads(input, tokens, layer.key),
-                value: splitHeads(input, tokens, layer.value),
-                bias: attentionBias, scale: 1 / Float(headDimension).squareRoot(),
+                query: query, key: key, value: value, bias: attentionBias, scale: scale,
                 dropout: Float(config.attentionDropoutProbability))
+            if keepingScores { scores = ops.attentionScores(query: query, key: key, scale: scale) }
             let merged = ops.reshape(ops.transpose(context, 1, 2), [batch, length, heads * headDimension])
             attended = ops.linear(merged, weight: layer.attentionOutput.weight, bias: layer.attentionOutput.bias)
         } else {
@@ -216,9 +237,10 @@ public struct BertModel: Sendable {
         } else {
             fed = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.output.bias)
         }
-        return ops.residualLayerNorm(
+        let output = ops.residualLayerNorm(
             fed, residual: afterAttention, gamma: layer.outputLayerNorm.weight, beta: layer.outputLayerNorm.bias,
             epsilon: epsilon, dropout: hiddenDropout)
+        return (output, scores)
     }
 
     /// `[B, hidden]` sentence vectors from the last hidden state.

@@ -57,6 +57,43 @@ public enum DistillationLosses {
         return ops.affine(total, scale: 1 / Float(max(realTokens * shape[2], 1)), shift: 0)
     }
 
+    /// TinyBERT's attention loss for one layer: the squared difference of the
+    /// student's and the teacher's pre-softmax scores `q·kᵀ/√d_head`
+    /// (`[B, H, T, T]`, one head for one head), averaged over the heads and
+    /// over the (query, key) pairs where both tokens are real (attention mask
+    /// 1): `Σ m_q·m_k·(S − S_teacher)² / (H · Σ_b n_b²)` with `n_b` the real
+    /// tokens of sequence `b`. Padding never counts, whatever its scores.
+    public static func attentionScoreMSE<Ops: TensorOperations>(
+        _ ops: Ops, student: Ops.Value, teacher: Tensor, attentionMask: Tensor
+    ) -> Ops.Value {
+        let shape = ops.tensor(student).shape
+        precondition(
+            shape == teacher.shape && shape.count == 4 && shape[2] == shape[3] && [shape[0], shape[2]] == attentionMask.shape,
+            "attentionScoreMSE: student \(shape) vs teacher \(teacher.shape), mask \(attentionMask.shape)")
+        let (mask, realPairs) = pairMask(attentionMask)
+        let difference = ops.multiply(ops.subtract(student, ops.constant(teacher)), ops.constant(mask))
+        let total = ops.sum(ops.multiply(difference, difference), axes: [0, 1, 2, 3], keepDimensions: false)
+        return ops.affine(total, scale: 1 / Float(max(realPairs * shape[1], 1)), shift: 0)
+    }
+
+    /// `[B, 1, T, T]` floats, 1 where both the query and the key token are
+    /// real, and the number of such pairs.
+    static func pairMask(_ attentionMask: Tensor) -> (mask: Tensor, count: Int) {
+        let (batch, length) = (attentionMask.shape[0], attentionMask.shape[1])
+        let real = attentionMask.int32s.map { $0 != 0 }
+        var values = [Float](repeating: 0, count: batch * length * length)
+        var count = 0
+        for b in 0..<batch {
+            for q in 0..<length where real[b * length + q] {
+                for k in 0..<length where real[b * length + k] {
+                    values[(b * length + q) * length + k] = 1
+                    count += 1
+                }
+            }
+        }
+        return (Tensor(shape: [batch, 1, length, length], floats: values), count)
+    }
+
     /// The i32 `[B, T]` mask as floats `[B, T, 1]` and its number of ones.
     static func tokenMask(_ attentionMask: Tensor) -> (mask: Tensor, count: Int) {
         let values = attentionMask.int32s.map { $0 == 0 ? Float(0) : 1 }

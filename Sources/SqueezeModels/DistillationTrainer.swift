@@ -9,7 +9,12 @@ public struct DistillationOptions: Sendable, Hashable {
     public var logitLoss: LogitLoss
     /// Weight of the summed hidden-state MSEs; 0 turns layer distillation off.
     public var hiddenLossWeight: Float
-    /// Student ↔ teacher layers for the hidden loss; nil: `LayerPair.evenlySpaced`.
+    /// Weight of the summed attention-score MSEs (TinyBERT,
+    /// `DistillationLosses.attentionScoreMSE`); 0 turns them off. Each mapped
+    /// pair of layers must have the same number of heads (at least one).
+    public var attentionLossWeight: Float
+    /// Student ↔ teacher layers for the hidden and attention losses; nil:
+    /// `LayerPair.evenlySpaced`.
     public var layerMap: [LayerPair]?
     /// Learn a projection from the student's width to the teacher's for the
     /// hidden loss (identity at first when the widths are equal). When false
@@ -20,21 +25,24 @@ public struct DistillationOptions: Sendable, Hashable {
 
     public init(
         temperature: Float = 2, alpha: AlphaSchedule = .constant(0.5), logitLoss: LogitLoss = .kl,
-        hiddenLossWeight: Float = 0, layerMap: [LayerPair]? = nil, learnProjection: Bool = true, projectionSeed: UInt64 = 0
+        hiddenLossWeight: Float = 0, attentionLossWeight: Float = 0, layerMap: [LayerPair]? = nil, learnProjection: Bool = true,
+        projectionSeed: UInt64 = 0
     ) {
         self.temperature = temperature
         self.alpha = alpha
         self.logitLoss = logitLoss
         self.hiddenLossWeight = hiddenLossWeight
+        self.attentionLossWeight = attentionLossWeight
         self.layerMap = layerMap
         self.learnProjection = learnProjection
         self.projectionSeed = projectionSeed
     }
 
     public var usesHiddenLoss: Bool { hiddenLossWeight > 0 }
+    public var usesAttentionLoss: Bool { attentionLossWeight > 0 }
 
     /// Checks the options against the two models and returns the layer map
-    /// in use (empty without the hidden loss).
+    /// in use (empty without the hidden and attention losses).
     public func validate(student: BertModel, teacher: BertModel) throws(DistillationError) -> [LayerPair] {
         guard temperature > 0, temperature.isFinite else {
             throw DistillationError("`temperature` must be a positive number, got \(temperature)")
@@ -45,6 +53,9 @@ public struct DistillationOptions: Sendable, Hashable {
         guard hiddenLossWeight >= 0, hiddenLossWeight.isFinite else {
             throw DistillationError("`hidden_loss_weight` must not be negative, got \(hiddenLossWeight)")
         }
+        guard attentionLossWeight >= 0, attentionLossWeight.isFinite else {
+            throw DistillationError("`attention_loss_weight` must not be negative, got \(attentionLossWeight)")
+        }
         guard student.config.labels == teacher.config.labels else {
             throw DistillationError(
                 "the student's labels \(student.config.labels) differ from the teacher's \(teacher.config.labels)")
@@ -53,7 +64,7 @@ public struct DistillationOptions: Sendable, Hashable {
             throw DistillationError(
                 "the student's vocabulary has \(student.config.vocabSize) tokens, the teacher's \(teacher.config.vocabSize): they must share a tokenizer")
         }
-        guard usesHiddenLoss else { return [] }
+        guard usesHiddenLoss || usesAttentionLoss else { return [] }
         let studentLayers = student.weights.layers.count
         let teacherLayers = teacher.weights.layers.count
         let map = layerMap ?? LayerPair.evenlySpaced(studentLayers: studentLayers, teacherLayers: teacherLayers)
@@ -70,12 +81,39 @@ public struct DistillationOptions: Sendable, Hashable {
                 throw DistillationError("student layer \(pair.student) appears twice in the layer map")
             }
         }
+        if usesAttentionLoss {
+            try Self.checkHeads(map, student: student, teacher: teacher)
+        }
         let (studentWidth, teacherWidth) = (student.config.hiddenSize, teacher.config.hiddenSize)
-        if !learnProjection, studentWidth != teacherWidth {
+        if usesHiddenLoss, !learnProjection, studentWidth != teacherWidth {
             throw DistillationError(
                 "the student's hidden size \(studentWidth) differs from the teacher's \(teacherWidth); hidden states can only be compared through a learned projection")
         }
         return map
+    }
+
+    /// Attention scores are compared head for head: every mapped pair needs
+    /// the same number of heads, at least one (pruning can remove them all).
+    static func checkHeads(_ map: [LayerPair], student: BertModel, teacher: BertModel) throws(DistillationError) {
+        let remedy = "pair it with another layer in `layer_map`, or set `attention_loss_weight: 0`"
+        for pair in map {
+            let studentHeads = student.layerShapes[pair.student].heads
+            let teacherHeads = teacher.layerShapes[pair.teacher].heads
+            if studentHeads == 0 || teacherHeads == 0 {
+                let (who, layer) = studentHeads == 0 ? ("student", pair.student) : ("teacher", pair.teacher)
+                throw DistillationError("""
+                    `attention_loss_weight`: \(who) layer \(layer) (layer map pair [\(pair.student), \(pair.teacher)]) has no \
+                    attention heads left, so it has no attention scores to compare; \(remedy)
+                    """)
+            }
+            guard studentHeads == teacherHeads else {
+                throw DistillationError("""
+                    `attention_loss_weight`: student layer \(pair.student) has \(studentHeads) attention heads but teacher layer \
+                    \(pair.teacher), its pair in the layer map, has \(teacherHeads); attention scores are compared head for head, \
+                    so \(remedy)
+                    """)
+            }
+        }
     }
 }
 
@@ -89,6 +127,8 @@ public struct DistillationStep: Sendable, Hashable {
     public var taskLoss: Float
     /// The summed hidden-state MSEs, before weighting (nil when off).
     public var hiddenLoss: Float?
+    /// The summed attention-score MSEs, before weighting (nil when off).
+    public var attentionLoss: Float?
     public var alpha: Float
     /// Global gradient norm before clipping (nil when clipping is off).
     public var gradientNorm: Float?
@@ -96,7 +136,7 @@ public struct DistillationStep: Sendable, Hashable {
 }
 
 /// Knowledge distillation of a teacher into a student classifier:
-/// `α·logit loss + (1 − α)·CE (+ w · Σ hidden MSE)`, with the optimiser,
+/// `α·logit loss + (1 − α)·CE (+ w_h · Σ hidden MSE + w_a · Σ attention MSE)`, with the optimiser,
 /// clipping and learning-rate schedule of `BertClassifierTrainer`. The
 /// teacher runs without a tape (no dropout) once per step unless its logits
 /// are given; a hidden-loss projection is trained with the student and is
@@ -107,7 +147,7 @@ public struct DistillationTrainer: Sendable {
     public let teacher: BertModel
     public let options: BertTrainingOptions
     public let distillation: DistillationOptions
-    /// The pairs of the hidden loss (empty when it is off).
+    /// The pairs of the hidden and attention losses (empty when both are off).
     public let layerMap: [LayerPair]
     /// `[teacher hidden, student hidden]`, updated with the student; nil when
     /// the hidden loss is off or compares the states directly.
@@ -188,8 +228,8 @@ public struct DistillationTrainer: Sendable {
         self.projection = projection
         completedSteps += 1
         return DistillationStep(
-            loss: parts.total, distillationLoss: parts.distillation, taskLoss: parts.task, hiddenLoss: parts.hidden, alpha: alpha,
-            gradientNorm: norm, learningRate: learningRate)
+            loss: parts.total, distillationLoss: parts.distillation, taskLoss: parts.task, hiddenLoss: parts.hidden,
+            attentionLoss: parts.attention, alpha: alpha, gradientNorm: norm, learningRate: learningRate)
     }
 
     private struct LossParts {
@@ -197,6 +237,7 @@ public struct DistillationTrainer: Sendable {
         var distillation: Float
         var task: Float
         var hidden: Float?
+        var attention: Float?
     }
 
     /// The losses and the gradients (student parameters in `weights.elements`
@@ -206,7 +247,15 @@ public struct DistillationTrainer: Sendable {
     ) -> (LossParts, [Tensor?]) {
         let eager = Eager(backend: backend)
         let hidden = distillation.usesHiddenLoss
-        let teacherLayers = hidden ? BertModel.encodeLayers(eager, teacher.weights, config: teacher.config, batch: batch) : []
+        let attention = distillation.usesAttentionLoss
+        let layered = hidden || attention
+        // Scores only for the mapped layers: the others keep the fused attention alone.
+        let teacherEncoded = layered
+            ? BertModel.encodeLayers(
+                eager, teacher.weights, config: teacher.config, batch: batch,
+                attentionScoresOf: attention ? Set(layerMap.map(\.teacher)) : [])
+            : nil
+        let teacherLayers = teacherEncoded?.outputs ?? []
         let teacherLogits = cached
             ?? teacherLayers.last.map { BertModel.classify(eager, $0, weights: teacher.weights, config: teacher.config, pooling: teacher.pooling, batch: batch) }
             ?? BertModel.logits(eager, teacher.weights, config: teacher.config, pooling: teacher.pooling, batch: batch)
@@ -215,7 +264,11 @@ public struct DistillationTrainer: Sendable {
         let parameters = student.weights.map { _, tensor in tape.parameter(tensor) }
         let projection = self.projection.map { tape.parameter($0) }
         let config = student.config
-        let studentLayers = hidden ? BertModel.encodeLayers(tape, parameters, config: config, batch: batch) : []
+        let studentEncoded = layered
+            ? BertModel.encodeLayers(
+                tape, parameters, config: config, batch: batch, attentionScoresOf: attention ? Set(layerMap.map(\.student)) : [])
+            : nil
+        let studentLayers = studentEncoded?.outputs ?? []
         let logits = studentLayers.last.map { BertModel.classify(tape, $0, weights: parameters, config: config, pooling: student.pooling, batch: batch) }
             ?? BertModel.logits(tape, parameters, config: config, pooling: student.pooling, batch: batch)
 
@@ -227,7 +280,7 @@ public struct DistillationTrainer: Sendable {
         let taskLoss = tape.crossEntropy(logits, labels: labels)
         var total = DistillationLosses.combine(tape, distillation: distillationLoss, task: taskLoss, alpha: alpha)
         var hiddenLoss: Variable?
-        for pair in layerMap {
+        for pair in layerMap where hidden {
             let term = DistillationLosses.hiddenMSE(
                 tape, student: studentLayers[pair.student], teacher: teacherLayers[pair.teacher], projection: projection,
                 attentionMask: batch.attentionMask)
@@ -236,12 +289,25 @@ public struct DistillationTrainer: Sendable {
         if let hiddenLoss {
             total = tape.add(total, tape.affine(hiddenLoss, scale: distillation.hiddenLossWeight, shift: 0))
         }
+        var attentionLoss: Variable?
+        for pair in layerMap where attention {
+            // `validate` made sure every mapped layer has heads, hence scores.
+            guard let studentScores = studentEncoded?.scores[pair.student], let teacherScores = teacherEncoded?.scores[pair.teacher] else {
+                preconditionFailure("no attention scores for layer map pair [\(pair.student), \(pair.teacher)]")
+            }
+            let term = DistillationLosses.attentionScoreMSE(
+                tape, student: studentScores, teacher: teacherScores, attentionMask: batch.attentionMask)
+            attentionLoss = attentionLoss.map { tape.add($0, term) } ?? term
+        }
+        if let attentionLoss {
+            total = tape.add(total, tape.affine(attentionLoss, scale: distillation.attentionLossWeight, shift: 0))
+        }
         tape.backward(from: total)
         var gradients = parameters.map { _, variable in tape.gradient(of: variable) }.elements
         if let projection { gradients.append(tape.gradient(of: projection)) }
         let parts = LossParts(
             total: total.value.scalarValue, distillation: distillationLoss.value.scalarValue, task: taskLoss.value.scalarValue,
-            hidden: hiddenLoss?.value.scalarValue)
+            hidden: hiddenLoss?.value.scalarValue, attention: attentionLoss?.value.scalarValue)
         return (parts, gradients)
     }
 }

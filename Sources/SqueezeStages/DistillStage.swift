@@ -8,12 +8,15 @@ import SqueezeYAML
 /// `uses: distill/kd` — knowledge distillation of a fine-tuned teacher into a
 /// student classifier: `α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE`
 /// (or logit MSE instead of KL), α constant or linear over the updates, and
-/// optionally hidden-state MSE through a learned projection on a layer map.
+/// optionally hidden-state MSE through a learned projection and attention-score
+/// MSE (TinyBERT) on a layer map.
 /// The student is a model artifact or is built from the teacher's layers
 /// (`init: {from: teacher, layers: [0, 2, 4]}`) or from a smaller config
 /// (`init: {from: config, hidden_size: …}`, random, seeded). Optimisation is
 /// `train/finetune`'s (AdamW, warmup/decay, clipping, dev evaluation,
-/// keep-best, early stop). Outputs the student as a model artifact.
+/// keep-best, early stop). Outputs the student as a model artifact. Each
+/// `loss_parts_curve` row is `[step, logit loss, ce, hidden or null,
+/// attention or null]`, means over the last `log_every` updates.
 public struct DistillStage: Stage {
     public struct StudentInit: Decodable, Sendable {
         public var from: String
@@ -50,6 +53,7 @@ public struct DistillStage: Stage {
         public var alpha_end: Double?
         public var loss: String
         public var hidden_loss_weight: Double
+        public var attention_loss_weight: Double
         public var layer_map: [[Int]]?
         public var hidden_projection: String
         public var cache_teacher: Bool
@@ -57,7 +61,7 @@ public struct DistillStage: Stage {
         enum CodingKeys: String, CodingKey {
             case teacher, student, initialization = "init", data, epochs, steps, lr, batch_size, max_seq_len, warmup_ratio
             case weight_decay, grad_clip, train_split, eval_split, eval_every, keep_best, early_stop_patience, batching
-            case log_every, temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, layer_map
+            case log_every, temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, attention_loss_weight, layer_map
             case hidden_projection, cache_teacher
         }
     }
@@ -67,7 +71,7 @@ public struct DistillStage: Stage {
     public static let descriptor = StageTypeDescriptor(
         type: "distill/kd",
         version: 1,
-        summary: "Distil a fine-tuned teacher classifier into a student (KL at a temperature or logit MSE, mixed with cross-entropy by α; optional hidden-state MSE through a learned projection).",
+        summary: "Distil a fine-tuned teacher classifier into a student (KL at a temperature or logit MSE, mixed with cross-entropy by α; optional hidden-state MSE through a learned projection and attention-score MSE on a layer map).",
         parameters: [
             ParameterSpec("teacher", .artifact("model"), required: true, doc: "The fine-tuned teacher (`${finetuned.model}`); its labels must be the dataset's."),
             ParameterSpec("student", .artifact("model"), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`."),
@@ -94,9 +98,10 @@ public struct DistillStage: Stage {
             ParameterSpec("alpha_end", .number, doc: "α at the last update, with `alpha_start`."),
             ParameterSpec("loss", .enumeration(LogitLoss.allCases.map(\.rawValue)), default: .string("kl"), doc: "`kl`: temperature-scaled KL divergence of the softened distributions; `mse`: mean squared error of the raw logits."),
             ParameterSpec("hidden_loss_weight", .number, default: .double(0), doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only). 0 turns it off."),
-            ParameterSpec("layer_map", .array(.array(.int)), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden loss. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]])."),
+            ParameterSpec("attention_loss_weight", .number, default: .double(0), doc: "Weight of the attention-score loss (TinyBERT): Σ over `layer_map` of the squared difference between the student's and the teacher's pre-softmax attention scores q·kᵀ/√d_head, averaged over the heads and over the (query, key) pairs of real tokens (padding excluded as query and as key). Mapped layers must have the same number of heads, at least one. 0 turns it off."),
+            ParameterSpec("layer_map", .array(.array(.int)), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden and attention losses. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]])."),
             ParameterSpec("hidden_projection", .enumeration(["learned", "none"]), default: .string("learned"), doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only)."),
-            ParameterSpec("cache_teacher", .bool, default: .bool(false), doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight`."),
+            ParameterSpec("cache_teacher", .bool, default: .bool(false), doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`."),
         ],
         outputs: [
             OutputSpec("model", kind: "model", doc: "The distilled student model artifact (the teacher's vocabulary and tokenizer)."),
@@ -131,11 +136,18 @@ public struct DistillStage: Stage {
         if (with["alpha_start"] == nil) != (with["alpha_end"] == nil), let node = with["alpha_start"] ?? with["alpha_end"] {
             problems.append(Diagnostic("`alpha_start` and `alpha_end` go together", at: node.location))
         }
-        problems += ParamChecks.nonNegative(with, ["hidden_loss_weight"])
-        if let node = with["cache_teacher"], node.scalar == "true", let weight = with["hidden_loss_weight"], (ParamChecks.number(weight) ?? 1) > 0 {
-            problems.append(Diagnostic(
-                "`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step",
-                at: node.location, hint: "remove `cache_teacher`, or set `hidden_loss_weight: 0`"))
+        problems += ParamChecks.nonNegative(with, ["hidden_loss_weight", "attention_loss_weight"])
+        if let node = with["cache_teacher"], node.scalar == "true" {
+            if let weight = with["hidden_loss_weight"], (ParamChecks.number(weight) ?? 1) > 0 {
+                problems.append(Diagnostic(
+                    "`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step",
+                    at: node.location, hint: "remove `cache_teacher`, or set `hidden_loss_weight: 0`"))
+            }
+            if let weight = with["attention_loss_weight"], (ParamChecks.number(weight) ?? 1) > 0 {
+                problems.append(Diagnostic(
+                    "`cache_teacher` keeps only the teacher's logits, but the attention loss needs its attention scores every step",
+                    at: node.location, hint: "remove `cache_teacher`, or set `attention_loss_weight: 0`"))
+            }
         }
         if let node = with["layer_map"], let pairs = node.items {
             var students: Set<Int> = []
@@ -243,6 +255,9 @@ public struct DistillStage: Stage {
         if params.cache_teacher && distillation.usesHiddenLoss {
             throw StageFailure("`cache_teacher` keeps only the teacher's logits, but the hidden loss needs its hidden states every step")
         }
+        if params.cache_teacher && distillation.usesAttentionLoss {
+            throw StageFailure("`cache_teacher` keeps only the teacher's logits, but the attention loss needs its attention scores every step")
+        }
 
         let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
         let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
@@ -264,7 +279,8 @@ public struct DistillStage: Stage {
             labels \(dataset.labels); teacher \(teacher.model.config.numHiddenLayers) layers × \(teacher.model.config.hiddenSize) \
             (\(teacher.model.parameterCount) parameters), student \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize) \
             (\(student.parameterCount) parameters); loss \(params.loss) T=\(params.temperature) α \(Self.describe(distillation.alpha)), \
-            hidden loss weight \(params.hidden_loss_weight)\(trainer.layerMap.isEmpty ? "" : " on \(trainer.layerMap.map { [$0.student, $0.teacher] })"); \
+            hidden loss weight \(params.hidden_loss_weight), attention loss weight \(params.attention_loss_weight)\
+            \(trainer.layerMap.isEmpty ? "" : " on \(trainer.layerMap.map { [$0.student, $0.teacher] })"); \
             \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), \
             warmup \(options.warmupSteps), weight decay \(params.weight_decay), clip \(params.grad_clip), \
             backend \(backend.id) with \(context.threads) threads
@@ -302,18 +318,23 @@ public struct DistillStage: Stage {
                 guard closesWindow else { return }
                 let mean = window.mean
                 lossCurve.append(.array([.int(step), .double(mean.total)]))
-                partsCurve.append(.array([.int(step), .double(mean.distillation), .double(mean.task), mean.hidden.map(Value.double) ?? .null]))
+                partsCurve.append(.array([
+                    .int(step), .double(mean.distillation), .double(mean.task), mean.hidden.map(Value.double) ?? .null,
+                    mean.attention.map(Value.double) ?? .null,
+                ]))
                 context.log.line(
                     String(format: "step %d/%d: loss %.4f (", step, totalSteps, mean.total) + params.loss
                         + String(format: " %.4f, ce %.4f", mean.distillation, mean.task)
                         + (mean.hidden.map { String(format: ", hidden %.4f", $0) } ?? "")
+                        + (mean.attention.map { String(format: ", attention %.4f", $0) } ?? "")
                         + String(format: ") α %.3f lr %.3g", result.alpha, result.learningRate))
                 window = LossWindow()
             },
             progress: { (result: DistillationStep) -> String in
                 let hidden: String = result.hiddenLoss.map { String(format: " hidden %.4f", $0) } ?? ""
+                let attention: String = result.attentionLoss.map { String(format: " attention %.4f", $0) } ?? ""
                 return String(format: "loss %.4f (", result.loss) + params.loss
-                    + String(format: " %.4f ce %.4f", result.distillationLoss, result.taskLoss) + hidden + ")"
+                    + String(format: " %.4f ce %.4f", result.distillationLoss, result.taskLoss) + hidden + attention + ")"
             },
             periodic: { step in
                 _ = try evaluate(step: step)
@@ -335,6 +356,7 @@ public struct DistillStage: Stage {
             "train_distillation_loss": lastPart(1),
             "train_ce_loss": lastPart(2),
             "train_hidden_loss": lastPart(3),
+            "train_attention_loss": lastPart(4),
             "loss_curve": .array(lossCurve),
             "loss_parts_curve": .array(partsCurve),
             "stopped_early": .bool(outcome.stoppedEarly),
@@ -428,7 +450,7 @@ public struct DistillStage: Stage {
         }
         return DistillationOptions(
             temperature: Float(params.temperature), alpha: alpha, logitLoss: loss, hiddenLossWeight: Float(params.hidden_loss_weight),
-            layerMap: layerMap, learnProjection: params.hidden_projection != "none",
+            attentionLossWeight: Float(params.attention_loss_weight), layerMap: layerMap, learnProjection: params.hidden_projection != "none",
             projectionSeed: randomBits(seed: seed, stream: Streams.projection, index: 0))
     }
 
@@ -473,6 +495,7 @@ public struct DistillStage: Stage {
         var distillation = 0.0
         var task = 0.0
         var hidden: Double?
+        var attention: Double?
 
         mutating func add(_ step: DistillationStep) {
             steps += 1
@@ -480,11 +503,12 @@ public struct DistillStage: Stage {
             distillation += Double(step.distillationLoss)
             task += Double(step.taskLoss)
             if let value = step.hiddenLoss { hidden = (hidden ?? 0) + Double(value) }
+            if let value = step.attentionLoss { attention = (attention ?? 0) + Double(value) }
         }
 
-        var mean: (total: Double, distillation: Double, task: Double, hidden: Double?) {
+        var mean: (total: Double, distillation: Double, task: Double, hidden: Double?, attention: Double?) {
             let n = Double(max(steps, 1))
-            return (total / n, distillation / n, task / n, hidden.map { $0 / n })
+            return (total / n, distillation / n, task / n, hidden.map { $0 / n }, attention.map { $0 / n })
         }
     }
 

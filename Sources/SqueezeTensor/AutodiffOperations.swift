@@ -113,3 +113,15 @@ public struct Eager: TensorOperations, Sendable {
         backend.crossEntropy(logits, labels: labels).loss
     }
 }
+
+extension TensorOperations {
+    /// The pre-softmax attention scores `q·kᵀ·scale`, `[B, heads, T, S]`, of
+    /// `[B, heads, T, d]` queries and `[B, heads, S, d]` keys (any layout):
+    /// what `attention` puts through the softmax, before its bias. `attention`
+    /// never exposes them, so a loss on the scores (TinyBERT's attention
+    /// distillation) asks for them here: one batched product, differentiable
+    /// through `matmul`, computed only where it is called.
+    public func attentionScores(query: Value, key: Value, scale: Float) -> Value {
+        matmul(query, key, transposeA: false, transposeB: true, alpha: scale)
+    }
+}

@@ -84,7 +84,7 @@ import Testing
         #expect((metrics["teacher_dev_accuracy"] as? Double ?? 0) >= 0.9, "\(metrics)")
         let parts = try #require(metrics["loss_parts_curve"] as? [[Any]])
         #expect(parts.count == 24)
-        #expect(parts.allSatisfy { $0.count == 4 && $0[3] is Double }, "hidden loss recorded: \(parts.prefix(2))")
+        #expect(parts.allSatisfy { $0.count == 5 && $0[3] is Double && $0[4] is NSNull }, "hidden loss recorded, no attention loss: \(parts.prefix(2))")
         let curve = try #require(metrics["loss_curve"] as? [[Double]])
         let first = try #require(curve.first?.last)
         let last = try #require(curve.last?.last)
@@ -131,8 +131,8 @@ import Testing
         // The random student learns to match the teacher's hidden states through the projection.
         let firstMetrics = try ModelStagesTests.metrics(project, runID: first.runID, stage: "student")
         let parts = try #require(firstMetrics["loss_parts_curve"] as? [[Any]])
-        let firstHidden = try #require(parts.first?.last as? Double)
-        let lastHidden = try #require(parts.last?.last as? Double)
+        let firstHidden = try #require(parts.first?[3] as? Double)
+        let lastHidden = try #require(parts.last?[3] as? Double)
         #expect(lastHidden < firstHidden * 0.7, "hidden loss \(firstHidden) → \(lastHidden)")
         #expect(firstMetrics["student_parameters"] as? Int ?? .max < firstMetrics["teacher_parameters"] as? Int ?? 0)
         let firstDigest = try #require(try project.modelDigest(first, stage: "student"))
@@ -165,6 +165,9 @@ import Testing
         ("      hidden_loss_weight: 0.5\n", "      hidden_loss_weight: 0.5\n      cache_teacher: true\n", "`cache_teacher` keeps only the teacher's logits"),
         ("      hidden_loss_weight: 0.5\n", "      hidden_loss_weight: 0.5\n      layer_map: [[0, 1, 2]]\n", "`[student, teacher]` pair"),
         ("      hidden_loss_weight: 0.5\n", "      hidden_loss_weight: 0.5\n      loss: kld\n", "expected one of \"kl\" | \"mse\""),
+        ("      hidden_loss_weight: 0.5\n", "      attention_loss_weight: 0.5\n      cache_teacher: true\n",
+         "the attention loss needs its attention scores every step"),
+        ("      hidden_loss_weight: 0.5\n", "      attention_loss_weight: -1\n", "`attention_loss_weight` must not be negative, got -1"),
     ])
     func badParametersAreRecipeErrors(line: String, replacement: String, message: String) throws {
         let recipe = Self.recipe()
@@ -202,6 +205,55 @@ import Testing
         let project = try Self.makeProject("distill-bad-models", recipe: recipe.replacingOccurrences(of: line, with: replacement))
         try TinySentiment.writeCheckpoint(at: project.url("recipe/three"), labels: ["0", "1", "2"], classifier: true)
         try TinySentiment.writeCheckpoint(at: project.url("recipe/headless"), labels: ["0", "1"], classifier: false)
+        try project.expectFailureBeforeTraining(stage: "student", message)
+    }
+
+    /// A random 1-layer student (2 heads) learns the attention scores of the
+    /// teacher's last layer (2 heads; the default layer map [[0, 1]]).
+    @Test func attentionLossFallsEndToEnd() throws {
+        let distill = Self.defaultDistill
+            .replacingOccurrences(
+                of: "      init: {from: teacher, layers: [0]}",
+                with: "      init: {from: config, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16}")
+            .replacingOccurrences(of: "      hidden_loss_weight: 0.5", with: "      attention_loss_weight: 1.0")
+        let project = try Self.makeProject("distill-attention", recipe: Self.recipe(distill: distill))
+        let result = try project.run(timeout: 600)
+        #expect(result.status == 0, "\(result)")
+        let metrics = try ModelStagesTests.metrics(project, runID: result.runID, stage: "student")
+        let parts = try #require(metrics["loss_parts_curve"] as? [[Any]])
+        #expect(parts.count == 24)
+        #expect(parts.allSatisfy { $0.count == 5 && $0[3] is NSNull && $0[4] is Double }, "attention loss recorded, no hidden loss: \(parts.prefix(2))")
+        let firstAttention = try #require(parts.first?[4] as? Double)
+        let lastAttention = try #require(parts.last?[4] as? Double)
+        #expect(lastAttention < firstAttention * 0.7, "attention loss \(firstAttention) → \(lastAttention)")
+        #expect(metrics["train_attention_loss"] is Double, "\(metrics)")
+        #expect(metrics["train_hidden_loss"] is NSNull, "\(metrics)")
+        let log = project.read("runs/\(result.runID ?? "")/logs/student.log") ?? ""
+        #expect(log.contains("attention loss weight 1.0 on [[0, 1]]"), "\(log)")
+        #expect(log.contains(", attention "), "the loss lines show the attention part: \(log)")
+    }
+
+    /// Attention scores are compared head for head: layers whose head counts
+    /// differ, or that have no heads, stop the stage before any update.
+    @Test(arguments: [
+        ("      hidden_loss_weight: 0.5\n", "      attention_loss_weight: 1\n",
+         "`attention_loss_weight`: student layer 0 has 4 attention heads but teacher layer 1, its pair in the layer map, has 2"),
+        ("      init: {from: teacher, layers: [0]}\n", "      student: ${noheads.model}\n      attention_loss_weight: 1\n",
+         "student layer 0 (layer map pair [0, 1]) has no attention heads left"),
+    ])
+    func badAttentionSetupsFailBeforeTraining(line: String, replacement: String, message: String) throws {
+        let models = """
+              noheads:
+                uses: model/import
+                with:
+                  directory: noheads
+            """
+        let recipe = Self.recipe(extraStages: models, teacherLength: "steps: 2")
+        #expect(recipe.contains(line))
+        let project = try Self.makeProject("distill-bad-attention", recipe: recipe.replacingOccurrences(of: line, with: replacement))
+        try TinySentiment.writeRandomBert(
+            at: project.url("recipe/noheads"), config: TinySentiment.config(hidden: 16, layers: 1, heads: 4, intermediate: 32, labels: ["0", "1"]),
+            layerShapes: [BertLayerShape(heads: 0, intermediateSize: 32)], seed: 9)
         try project.expectFailureBeforeTraining(stage: "student", message)
     }
 }
