@@ -53,8 +53,7 @@ extension BertModel: SequenceClassifier {
 
 extension QuantizedBertModel: SequenceClassifier {
     public var namedParameters: [(name: String, tensor: Tensor)] {
-        let ops = InferenceOperations(backend: ReferenceBackend())
-        return Array(zip(weights.names, weights.elements.map(ops.tensor)))
+        Array(zip(weights.names, weights.elements.map(\.tensor)))
     }
 }
 

@@ -52,7 +52,7 @@ public struct QuantizeDynamicStage: Stage {
             weights: params.weights, activations: params.activations, skip: params.skip, defaultActivationGranularity: "per_row")
         let selection = ModuleSelection(model: loaded.model, skip: params.skip)
         try QuantizeStages.requireModules(selection)
-        let warnings = QuantizeStages.unmatchedPatternWarnings(selection)
+        let warnings = try QuantizeStages.unmatchedPatternWarnings(selection) + QuantizeStages.headWarnings(loaded.artifact)
         for warning in warnings { context.log.line("warning: " + warning) }
         context.log.line("""
             quantize/dynamic: \(selection.quantized.count) Linear modules to int8, \(selection.skipped.count) kept f32; weights \

@@ -123,7 +123,7 @@ public struct QuantizePTQStage: Stage {
         }
         let selection = ModuleSelection(model: loaded.model, skip: params.skip)
         try QuantizeStages.requireModules(selection)
-        var warnings = QuantizeStages.unmatchedPatternWarnings(selection)
+        var warnings = try QuantizeStages.unmatchedPatternWarnings(selection) + QuantizeStages.headWarnings(loaded.artifact)
 
         let calibration = params.calibration
         let split = calibration?.split ?? Self.defaults.split

@@ -146,6 +146,13 @@ enum QuantizeStages {
         }
     }
 
+    /// A warning when the checkpoint has no classifier head (the loader made
+    /// a random one, which gets quantized with the rest).
+    static func headWarnings(_ artifact: ModelArtifact) throws(StageFailure) -> [String] {
+        try DistillStage.hasClassifier(artifact)
+            ? [] : ["the model has no classifier head: a random one is quantized with it; fine-tune the model first (`train/finetune`)"]
+    }
+
     /// Fails when there is nothing left to quantize.
     static func requireModules(_ selection: ModuleSelection) throws(StageFailure) {
         guard selection.quantized.isEmpty else { return }

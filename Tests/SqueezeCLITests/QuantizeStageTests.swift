@@ -210,6 +210,25 @@ import Testing
         #expect(!log.contains("calibrat"), "no calibration ran: \(log)")
     }
 
+    @Test func emptyCalibrationSplitIsAnError() throws {
+        let quantize = Self.defaultStatic
+            .replacingOccurrences(of: "${teacher.model}", with: "${base.model}")
+            .replacingOccurrences(of: "${data.dataset}", with: "${sparse.dataset}")
+            .replacingOccurrences(of: "split: train,", with: "split: dev, allow_fewer: true,")
+        let data = """
+              sparse:
+                uses: data/text-classification
+                with:
+                  train: train.tsv
+                  dev: empty.tsv
+            """
+        let project = try TinySentiment.makeProject("quantize-empty", recipe: Self.recipe(data, quantize))
+        _ = try project.write("recipe/empty.tsv", "sentence\tlabel\n")
+        let result = try project.run(timeout: 300)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderr.contains("the calibration split `dev` is empty"), "\(result)")
+    }
+
     /// `allow_fewer` turns a small split into a warning; the same inputs give
     /// byte-identical artifacts.
     @Test func allowFewerWarnsAndResultsAreDeterministic() throws {

@@ -60,6 +60,40 @@ import Testing
         #expect(notQuantized.message.contains("not a quantized model"))
     }
 
+    /// Parts that disagree with their `quantization` section are refused too.
+    @Test func inconsistentPartsAreErrors() throws {
+        let model = try TinyQuantBert.dense()
+        let quantized = try W8A8Quantizer.quantizeDynamic(model)
+        func rebuilt(_ section: ModelQuantization, weights: BertWeights<InferenceValue>? = nil) throws {
+            _ = try QuantizedBertModel(
+                config: model.config, weights: weights ?? quantized.weights, pooling: quantized.pooling, quantization: section)
+        }
+        var unlisted = quantized.quantization
+        unlisted.modules.removeLast()
+        let notListed = try #require(throws: ModelFileError.self) { try rebuilt(unlisted) }
+        #expect(notListed.message.contains("the int8 Linear `classifier` is not listed in `quantization.modules`"))
+        let float = try #require(throws: ModelFileError.self) { try rebuilt(quantized.quantization, weights: model.inferenceWeights) }
+        #expect(float.message.contains("is listed as quantized but is f32"))
+        var otherMode = quantized.quantization
+        otherMode.mode = .static
+        otherMode.activations.granularity = .perTensor
+        otherMode.observer = "minmax"
+        let mode = try #require(throws: ModelFileError.self) { try rebuilt(otherMode) }
+        #expect(mode.message.contains("activation parameters of another mode"))
+    }
+
+    /// The float forward pass over `InferenceOperations` (what calibration
+    /// runs) is `BertModel`'s, bit for bit.
+    @Test func inferenceOperationsReproduceTheFloatModel() throws {
+        for model in [try TinyQuantBert.dense(), try TinyQuantBert.heterogeneous()] {
+            for batch in TinyQuantBert.batches(2, seed: 31) {
+                let ops = InferenceOperations(backend: backend)
+                let logits = ops.tensor(BertModel.logits(ops, model.inferenceWeights, config: model.config, pooling: model.pooling, batch: batch))
+                #expect(logits.floats == (try model.logits(batch, backend: backend)).floats)
+            }
+        }
+    }
+
     /// One way to damage a saved model: tensors by name, and the config object.
     struct Damage: Sendable, CustomTestStringConvertible {
         let label: String

@@ -85,6 +85,15 @@ public struct InferenceLinear: Sendable {
 public enum InferenceValue: Sendable {
     case tensor(Tensor)
     case linear(InferenceLinear)
+
+    /// The tensor; a Linear weight gives its stored weight (f32 or int8
+    /// values), whose shape is all the forward pass reads outside `linear`.
+    public var tensor: Tensor {
+        switch self {
+        case .tensor(let tensor): tensor
+        case .linear(let linear): linear.weight
+        }
+    }
 }
 
 /// Eager inference over `InferenceValue`s: the same operations as `Eager`,
@@ -106,14 +115,7 @@ public struct InferenceOperations: TensorOperations {
 
     public var backend: any Backend { eager.backend }
 
-    /// The tensor of `value`; a Linear weight gives its stored weight (only
-    /// its shape is read outside `linear`).
-    public func tensor(_ value: InferenceValue) -> Tensor {
-        switch value {
-        case .tensor(let tensor): tensor
-        case .linear(let linear): linear.weight
-        }
-    }
+    public func tensor(_ value: InferenceValue) -> Tensor { value.tensor }
 
     public func constant(_ tensor: Tensor) -> InferenceValue { .tensor(tensor) }
 

@@ -28,12 +28,11 @@ public struct QuantizedBertModel: Sendable {
         guard weights.layers.count == config.numHiddenLayers else {
             throw fail("\(weights.layers.count) encoder layers, but num_hidden_layers is \(config.numHiddenLayers)")
         }
-        let ops = InferenceOperations(backend: ReferenceBackend())
         let headDimension = config.headDimension
         var layerShapes: [BertLayerShape] = []
         for (index, layer) in weights.layers.enumerated() {
-            let query = ops.tensor(layer.query.weight).shape
-            let intermediate = ops.tensor(layer.intermediate.weight).shape
+            let query = layer.query.weight.tensor.shape
+            let intermediate = layer.intermediate.weight.tensor.shape
             guard query.count == 2, query[0] % headDimension == 0, intermediate.count == 2 else {
                 throw fail("encoder layer \(index): query weight \(query) or intermediate weight \(intermediate) is not [heads·\(headDimension), hidden] / [width, hidden]")
             }
@@ -51,7 +50,7 @@ public struct QuantizedBertModel: Sendable {
         var present: Set<String> = []
         var problems: [String] = []
         for (name, (value, shape)) in zip(weights.names, zip(weights.elements, expected.elements)) {
-            let tensor = ops.tensor(value)
+            let tensor = value.tensor
             guard tensor.shape == shape else {
                 problems.append("`\(name)` has shape \(tensor.shape), expected \(shape)")
                 continue
