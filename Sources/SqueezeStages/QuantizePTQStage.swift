@@ -138,7 +138,11 @@ public struct QuantizePTQStage: Stage {
         }
         let examples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(split) }
         guard !examples.isEmpty else { throw StageFailure("the calibration split `\(split)` is empty") }
-        let wanted = batches * batchSize
+        let (wanted, overflow) = batches.multipliedReportingOverflow(by: batchSize)
+        let (heldOut, heldOutOverflow) = heldOutBatches.multipliedReportingOverflow(by: batchSize)
+        guard !overflow, !heldOutOverflow else {
+            throw StageFailure("`calibration.batches` or `held_out_batches` × `batch_size` is too large")
+        }
         if examples.count < wanted {
             let message = "the calibration split `\(split)` has \(examples.count) examples, fewer than `batches` × `batch_size` = \(batches) × \(batchSize) = \(wanted)"
             guard calibration?.allow_fewer == true else {
@@ -150,7 +154,7 @@ public struct QuantizePTQStage: Stage {
         // Examples drawn by the stage seed: the first `wanted` calibrate, the next ones are held out.
         let order = Self.shuffled(examples.count, seed: context.seed)
         let calibrationIndices = Array(order.prefix(wanted))
-        let heldOutIndices = Array(order.dropFirst(wanted).prefix(heldOutBatches * batchSize))
+        let heldOutIndices = Array(order.dropFirst(wanted).prefix(heldOut))
         let onHeldOut = !heldOutIndices.isEmpty
         if !onHeldOut {
             warnings.append(
