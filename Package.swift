@@ -72,7 +72,7 @@ let package = Package(
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
-        .target(name: "SqueezeStages", dependencies: ["SqueezeEngine", "SqueezeModels", "CProcessSupport"]),
+        .target(name: "SqueezeStages", dependencies: ["SqueezeEngine", "SqueezeModels", "SqueezeCompress", "CProcessSupport"]),
         // The command-line interface only.
         .executableTarget(
             name: "squeeze",

@@ -49,6 +49,11 @@ public struct BertInputError: Error, Sendable, Hashable, CustomStringConvertible
 extension BertModel {
     /// Checks shapes, dtypes and id ranges so the kernels' preconditions hold.
     public func check(_ batch: BertBatch) throws(BertInputError) {
+        try Self.check(batch, config: config)
+    }
+
+    /// Checks `batch` against the sizes of `config` (any model of that config).
+    public static func check(_ batch: BertBatch, config: BertConfig) throws(BertInputError) {
         let ids = batch.inputIDs
         guard ids.dtype == .i32, ids.rank == 2 else {
             throw BertInputError("input ids must be i32 [batch, length], got \(ids.dtype) \(ids.shape)")

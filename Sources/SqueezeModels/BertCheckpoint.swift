@@ -26,6 +26,10 @@ extension BertModel {
     /// is optional. F16 and BF16 weights are widened to f32; f32 weights are
     /// used in place from the file's mapping until first written.
     public init(config: BertConfig, file: SafetensorsFile, pooling: BertPooling? = nil, classifierSeed: UInt64 = 0) throws(ModelFileError) {
+        if let mode = file.metadata[ModelQuantization.metadataKey] {
+            throw ModelFileError(
+                file: file.path, "is an int8-quantized (\(mode)) checkpoint, not a float one; only inference (QuantizedBertModel) reads it")
+        }
         try config.validate(file: file.path)
         let prefix = file.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         try Self.checkLayerCount(file, prefix: prefix, expected: config.numHiddenLayers)
@@ -172,7 +176,7 @@ extension BertModel {
 
     /// Rejects checkpoints with more encoder layers than the config declares
     /// (a wrong config would otherwise silently drop layers).
-    private static func checkLayerCount(_ file: SafetensorsFile, prefix: String, expected: Int) throws(ModelFileError) {
+    static func checkLayerCount(_ file: SafetensorsFile, prefix: String, expected: Int) throws(ModelFileError) {
         let marker = prefix + "encoder.layer."
         for name in file.entries.keys where name.hasPrefix(marker) {
             let index = name.dropFirst(marker.count).prefix { $0 != "." }

@@ -37,7 +37,27 @@ public struct ClassificationScores: Sendable, Hashable {
     }
 }
 
-extension BertModel {
+/// A classifier inference runs: a float `BertModel` or a `QuantizedBertModel`.
+public protocol SequenceClassifier: Sendable {
+    var config: BertConfig { get }
+    /// Classification logits `[B, labels]`, without dropout.
+    func logits(_ batch: BertBatch, backend: any Backend) throws(BertInputError) -> Tensor
+    /// Every parameter with its Hugging Face name (no `bert.` prefix): f32
+    /// tensors, and the int8 values of quantized Linear weights.
+    var namedParameters: [(name: String, tensor: Tensor)] { get }
+}
+
+extension BertModel: SequenceClassifier {
+    public var namedParameters: [(name: String, tensor: Tensor)] { Array(zip(weights.names, weights.elements)) }
+}
+
+extension QuantizedBertModel: SequenceClassifier {
+    public var namedParameters: [(name: String, tensor: Tensor)] {
+        Array(zip(weights.names, weights.elements.map(\.tensor)))
+    }
+}
+
+extension SequenceClassifier {
     /// Accuracy, macro-F1 and mean loss of the classifier on `sequences`
     /// (already tokenised, `[CLS] … [SEP]`) with `labels`, in length-sorted
     /// batches of `batchSize` without dropout.

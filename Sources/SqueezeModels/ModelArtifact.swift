@@ -270,7 +270,7 @@ public struct ModelArtifact: Sendable, Hashable {
         return normalizer?["lowercase"] as? Bool ?? true
     }
 
-    private static func describe(_ error: any Error) -> String {
+    static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, _): "missing field `\(key.stringValue)`"
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):

@@ -12,6 +12,8 @@ public enum BuiltinStages {
             StageType(DistillStage.self),
             StageType(SelectLayersStage.self),
             StageType(CoFiPruneStage.self),
+            StageType(QuantizePTQStage.self),
+            StageType(QuantizeDynamicStage.self),
         ],
         backendFingerprint: Backends.fingerprint)
 }

@@ -105,11 +105,11 @@ public struct EvalClassificationStage: Stage {
         var metrics: [String: Value] = ["examples": .int(examples.count)]
         var report: [String: [String: Value]] = [:]
         var parameters: [String: Int] = [:]
-        var timed: [String: BertModel] = [:]
+        var timed: [String: any SequenceClassifier] = [:]
         for (name, directory) in params.models.sorted(by: { $0.key < $1.key }) {
             try Task.checkCancellation()
             context.progress.report(StageProgress(message: "evaluating \(name)"))
-            let loaded = try LoadedClassifier(directory: directory, seed: 0)
+            let loaded = try LoadedInferenceModel(directory: directory)
             guard loaded.model.config.labels.count == dataset.labels.count else {
                 throw StageFailure("""
                     model `\(name)` has \(loaded.model.config.labels.count) classes but the dataset has \(dataset.labels.count) \
@@ -134,6 +134,7 @@ public struct EvalClassificationStage: Stage {
                 "sparsity": .double(size.sparsity),
                 "confusion": .array(scores.confusion.map { .array($0.map(Value.int)) }),
             ]
+            if let quantization = loaded.quantization { report[name]?["quantization"] = .string(quantization.mode.rawValue) }
             metrics["\(name).throughput_per_s"] = .double(Double(examples.count) / max(evalSeconds, 1e-9))
             if params.latency_samples > 0 {
                 let latencies = try Self.latencies(loaded, sequences, samples: params.latency_samples, backend: backend)
@@ -205,7 +206,7 @@ public struct EvalClassificationStage: Stage {
 
     /// The fixed-shape timing batch: ids drawn by `seed` below every model's
     /// vocabulary size (the same input for all), attention mask all ones.
-    static func speedInput(_ models: [BertModel], batchSize: Int, length: Int, seed: UInt64) -> BertBatch {
+    static func speedInput(_ models: [any SequenceClassifier], batchSize: Int, length: Int, seed: UInt64) -> BertBatch {
         let vocabulary = UInt64(max(models.map(\.config.vocabSize).min() ?? 1, 1))
         var generator = SeededGenerator(seed: seed)
         var ids = [Int32](repeating: 0, count: batchSize * length)
@@ -218,7 +219,7 @@ public struct EvalClassificationStage: Stage {
     /// so drifts in the machine's speed hit every model alike; the first
     /// `speedWarmups` rounds are not timed.
     static func interleavedMedians(
-        _ models: [(name: String, model: BertModel)], input: BertBatch, repeats: Int, backend: any Backend
+        _ models: [(name: String, model: any SequenceClassifier)], input: BertBatch, repeats: Int, backend: any Backend
     ) throws -> [String: Double] {
         var times = [[Double]](repeating: [], count: models.count)
         for round in 0..<(speedWarmups + repeats) {
@@ -250,18 +251,23 @@ public struct EvalClassificationStage: Stage {
         var sparsity: Double
     }
 
-    static func sizeMetrics(_ loaded: LoadedClassifier) -> SizeMetrics {
+    /// Parameters count every weight once, whatever its type (an int8
+    /// weight's scales are not counted); sparsity counts exact zeros of f32
+    /// and int8 matrices alike.
+    static func sizeMetrics(_ loaded: LoadedInferenceModel) -> SizeMetrics {
         var parameters = 0
         var encoder = 0
         var zeros = 0
         var matrixElements = 0
-        for (name, tensor) in zip(loaded.model.weights.names, loaded.model.weights.elements) {
+        for (name, tensor) in loaded.model.namedParameters {
             parameters += tensor.count
             guard name.hasPrefix("encoder.") else { continue }
             encoder += tensor.count
             if tensor.rank == 2 {
                 matrixElements += tensor.count
-                zeros += tensor.withUnsafeFloats { values in values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
+                zeros += tensor.dtype == .i8
+                    ? tensor.withUnsafeElements(Int8.self) { values in values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
+                    : tensor.withUnsafeFloats { values in values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
             }
         }
         let attributes = try? FileManager.default.attributesOfItem(atPath: loaded.artifact.weightsPath)
@@ -274,7 +280,7 @@ public struct EvalClassificationStage: Stage {
     /// Seconds per forward of single examples (the first `samples`, cycling
     /// when the split is smaller), after one untimed warm-up.
     static func latencies(
-        _ loaded: LoadedClassifier, _ sequences: TokenSequences, samples: Int, backend: any Backend
+        _ loaded: LoadedInferenceModel, _ sequences: TokenSequences, samples: Int, backend: any Backend
     ) throws -> [Double] {
         var times: [Double] = []
         times.reserveCapacity(samples)

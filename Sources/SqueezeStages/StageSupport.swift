@@ -33,7 +33,10 @@ struct LoadedClassifier {
 
     /// Loads `directory`; with `labels`, the classifier gets exactly these
     /// classes (a fresh head when the checkpoint has none, seeded by `seed`).
+    /// A quantized model is refused: every user of a float model trains,
+    /// distils, prunes or quantizes it.
     init(directory: String, labels: [String]? = nil, pooling: BertPooling? = nil, seed: UInt64) throws(StageFailure) {
+        try Self.refuseQuantized(directory)
         (artifact, model, tokenizer) = try StageFailure.wrapping("cannot load the model: ") { () throws(ModelFileError) in
             let artifact = try ModelArtifact(directory: directory)
             var config = try BertConfig(contentsOfFile: artifact.configPath)
@@ -44,6 +47,21 @@ struct LoadedClassifier {
     }
 
     var padID: Int32 { Int32(truncatingIfNeeded: tokenizer.padID) }
+
+    /// Fails when the artifact in `directory` is quantized (its config has a
+    /// `quantization` section), before anything else is read.
+    static func refuseQuantized(_ directory: String) throws(StageFailure) {
+        let quantization = try StageFailure.wrapping("cannot load the model: ") { () throws(ModelFileError) in
+            try ModelQuantization.read(configFile: try ModelArtifact(directory: directory).configPath)
+        }
+        if let quantization {
+            throw StageFailure("""
+                the model is already quantized (\(quantization.mode.rawValue) W8A8, \(quantization.modules.count) int8 Linear \
+                modules): it can only be evaluated; training, distilling, pruning or quantizing needs the float model \
+                it was quantized from
+                """)
+        }
+    }
 
     /// Texts as `[CLS] … [SEP]` token ids, cut to `maxLength` and to the
     /// model's position limit.
@@ -67,4 +85,39 @@ extension Value {
     /// A metric value from a Float, rounded through its shortest decimal form
     /// so the JSON reads as the Float printed.
     static func metric(_ value: Float) -> Value { .double(Double("\(value)") ?? Double(value)) }
+}
+
+/// A model artifact opened for inference: a float or a quantized classifier
+/// with its tokenizer (what `eval/classification` scores).
+struct LoadedInferenceModel {
+    var artifact: ModelArtifact
+    var model: any SequenceClassifier
+    var tokenizer: BertTokenizer
+    /// The `quantization` section of a quantized model.
+    var quantization: ModelQuantization?
+
+    init(directory: String) throws(StageFailure) {
+        let quantization = try StageFailure.wrapping("cannot load the model: ") { () throws(ModelFileError) in
+            try ModelQuantization.read(configFile: try ModelArtifact(directory: directory).configPath)
+        }
+        guard let quantization else {
+            let loaded = try LoadedClassifier(directory: directory, seed: 0)
+            (artifact, model, tokenizer, self.quantization) = (loaded.artifact, loaded.model, loaded.tokenizer, nil)
+            return
+        }
+        (artifact, model, tokenizer) = try StageFailure.wrapping("cannot load the quantized model: ") {
+            () throws(ModelFileError) -> (ModelArtifact, any SequenceClassifier, BertTokenizer) in
+            let artifact = try ModelArtifact(directory: directory)
+            return (artifact, try QuantizedBertModel(directory: directory), try artifact.tokenizer())
+        }
+        self.quantization = quantization
+    }
+
+    var padID: Int32 { Int32(truncatingIfNeeded: tokenizer.padID) }
+
+    /// Texts as `[CLS] … [SEP]` token ids, cut to `maxLength` and to the
+    /// model's position limit.
+    func encode(_ texts: [String], maxLength: Int) -> TokenSequences {
+        tokenizer.encodeAll(texts, maxLength: min(maxLength, model.config.maxPositionEmbeddings))
+    }
 }

@@ -1,0 +1,229 @@
+import SqueezeTensor
+
+/// How one Linear layer's activations are quantised for the int8 product.
+public enum ActivationParameters: Sendable, Hashable {
+    /// Fixed per-tensor parameters, chosen by calibration (static W8A8).
+    case fixed(ActivationQuantization)
+    /// The range of each batch, measured at run time (`Backend.activationRange`)
+    /// per tensor or per row, mapped asymmetrically onto `range` (dynamic W8A8).
+    case dynamic(perRow: Bool, range: ClosedRange<Int32>)
+
+    /// The integers the activations are quantised to.
+    public var range: ClosedRange<Int32> {
+        switch self {
+        case .fixed(let quantization): quantization.range
+        case .dynamic(_, let range): range
+        }
+    }
+}
+
+/// A Linear layer run as u8 activations × s8 weights → exact s32 → f32:
+/// the weight quantised symmetrically per output row and packed once, the
+/// activations quantised per `activations`.
+public struct Int8Linear: Sendable {
+    public let weights: PackedInt8Weights
+    public let activations: ActivationParameters
+
+    public init(weights: PackedInt8Weights, activations: ActivationParameters) {
+        self.weights = weights
+        self.activations = activations
+    }
+
+    /// The quantisation `apply` uses for the f32 input `x` (`[…, in]`).
+    public func activationQuantization(for x: Tensor, backend: any Backend) -> ActivationQuantization {
+        switch activations {
+        case .fixed(let quantization):
+            return quantization
+        case .dynamic(let perRow, let range):
+            return ActivationQuantization(ranges: backend.activationRange(x, perRow: perRow), range: range)
+        }
+    }
+
+    /// `x · Wᵀ + bias` through the int8 product: `[…, in]` f32 → `[…, out]` f32.
+    public func apply(_ x: Tensor, bias: Tensor?, backend: any Backend) -> Tensor {
+        backend.quantizedLinear(x, quantization: activationQuantization(for: x, backend: backend), weights: weights, bias: bias)
+    }
+}
+
+/// One Linear weight as inference runs it, with the module's name
+/// (`encoder.layer.0.attention.self.query`, `pooler.dense`, `classifier`).
+public struct InferenceLinear: Sendable {
+    /// What computes the product. A weight-only kernel (int8/int4 per-group
+    /// weights, float activations) is a further case beside `int8`.
+    public enum Kernel: Sendable {
+        /// The f32 weight `[out, in]`, through `Backend.linear`.
+        case float(Tensor)
+        /// W8A8 through `Backend.quantizedLinear`.
+        case int8(Int8Linear)
+    }
+
+    public let module: String
+    public let kernel: Kernel
+
+    public init(module: String, kernel: Kernel) {
+        self.module = module
+        self.kernel = kernel
+    }
+
+    /// The stored weight `[out, in]`: f32, or the int8 values.
+    public var weight: Tensor {
+        switch kernel {
+        case .float(let weight): weight
+        case .int8(let linear): linear.weights.values
+        }
+    }
+
+    /// True when the product runs in integers.
+    public var isQuantized: Bool {
+        if case .int8 = kernel { return true }
+        return false
+    }
+}
+
+/// A parameter or activation of an inference forward pass: a tensor, or a
+/// Linear weight (whose product `InferenceOperations.linear` dispatches).
+public enum InferenceValue: Sendable {
+    case tensor(Tensor)
+    case linear(InferenceLinear)
+
+    /// The tensor; a Linear weight gives its stored weight (f32 or int8
+    /// values), whose shape is all the forward pass reads outside `linear`.
+    public var tensor: Tensor {
+        switch self {
+        case .tensor(let tensor): tensor
+        case .linear(let linear): linear.weight
+        }
+    }
+}
+
+/// Eager inference over `InferenceValue`s: the same operations as `Eager`,
+/// except that `linear` runs each weight's own kernel (f32 or int8), so the
+/// one BERT forward pass (`BertModel.logits`) serves quantised models too.
+/// There is no tape: a model with int8 layers cannot be trained.
+public struct InferenceOperations: TensorOperations {
+    public typealias Value = InferenceValue
+
+    private let eager: Eager
+    /// Called with each named Linear's module name and f32 input before the
+    /// layer runs (calibration watches the inputs through it).
+    public var linearInputs: ((String, Tensor) -> Void)?
+
+    public init(backend: any Backend, linearInputs: ((String, Tensor) -> Void)? = nil) {
+        self.eager = Eager(backend: backend)
+        self.linearInputs = linearInputs
+    }
+
+    public var backend: any Backend { eager.backend }
+
+    public func tensor(_ value: InferenceValue) -> Tensor { value.tensor }
+
+    public func constant(_ tensor: Tensor) -> InferenceValue { .tensor(tensor) }
+
+    public func linear(_ x: InferenceValue, weight: InferenceValue, bias: InferenceValue?) -> InferenceValue {
+        let input = tensor(x)
+        let biasTensor = bias.map(tensor)
+        guard case .linear(let linear) = weight else {
+            return .tensor(eager.linear(input, weight: tensor(weight), bias: biasTensor))
+        }
+        linearInputs?(linear.module, input)
+        switch linear.kernel {
+        case .float(let matrix): return .tensor(eager.linear(input, weight: matrix, bias: biasTensor))
+        case .int8(let quantized): return .tensor(quantized.apply(input, bias: biasTensor, backend: backend))
+        }
+    }
+
+    public func matmul(_ a: InferenceValue, _ b: InferenceValue, transposeA: Bool, transposeB: Bool, alpha: Float) -> InferenceValue {
+        .tensor(eager.matmul(tensor(a), tensor(b), transposeA: transposeA, transposeB: transposeB, alpha: alpha))
+    }
+
+    public func add(_ a: InferenceValue, _ b: InferenceValue) -> InferenceValue { .tensor(eager.add(tensor(a), tensor(b))) }
+    public func subtract(_ a: InferenceValue, _ b: InferenceValue) -> InferenceValue { .tensor(eager.subtract(tensor(a), tensor(b))) }
+    public func multiply(_ a: InferenceValue, _ b: InferenceValue) -> InferenceValue { .tensor(eager.multiply(tensor(a), tensor(b))) }
+
+    public func affine(_ x: InferenceValue, scale: Float, shift: Float) -> InferenceValue {
+        .tensor(eager.affine(tensor(x), scale: scale, shift: shift))
+    }
+
+    public func gelu(_ x: InferenceValue) -> InferenceValue { .tensor(eager.gelu(tensor(x))) }
+    public func tanh(_ x: InferenceValue) -> InferenceValue { .tensor(eager.tanh(tensor(x))) }
+    public func softmax(_ x: InferenceValue) -> InferenceValue { .tensor(eager.softmax(tensor(x))) }
+    public func logSoftmax(_ x: InferenceValue) -> InferenceValue { .tensor(eager.logSoftmax(tensor(x))) }
+
+    public func layerNorm(_ x: InferenceValue, gamma: InferenceValue, beta: InferenceValue, epsilon: Float) -> InferenceValue {
+        .tensor(eager.layerNorm(tensor(x), gamma: tensor(gamma), beta: tensor(beta), epsilon: epsilon))
+    }
+
+    public func maskedLayerNorm(
+        _ x: InferenceValue, columnMask: Tensor, gamma: InferenceValue, beta: InferenceValue, epsilon: Float
+    ) -> InferenceValue {
+        .tensor(eager.maskedLayerNorm(tensor(x), columnMask: columnMask, gamma: tensor(gamma), beta: tensor(beta), epsilon: epsilon))
+    }
+
+    public func residualLayerNorm(
+        _ x: InferenceValue, residual: InferenceValue, gamma: InferenceValue, beta: InferenceValue, epsilon: Float, dropout: Float
+    ) -> InferenceValue {
+        .tensor(eager.residualLayerNorm(
+            tensor(x), residual: tensor(residual), gamma: tensor(gamma), beta: tensor(beta), epsilon: epsilon, dropout: dropout))
+    }
+
+    public func gather(_ table: InferenceValue, ids: Tensor) -> InferenceValue { .tensor(eager.gather(tensor(table), ids: ids)) }
+
+    public func maskedFill(_ x: InferenceValue, mask: Tensor, value: Float) -> InferenceValue {
+        .tensor(eager.maskedFill(tensor(x), mask: mask, value: value))
+    }
+
+    public func dropout(_ x: InferenceValue, probability: Float) -> InferenceValue { x }
+    public func reshape(_ x: InferenceValue, _ shape: [Int]) -> InferenceValue { .tensor(eager.reshape(tensor(x), shape)) }
+
+    public func transpose(_ x: InferenceValue, _ first: Int, _ second: Int) -> InferenceValue {
+        .tensor(eager.transpose(tensor(x), first, second))
+    }
+
+    public func slice(_ x: InferenceValue, axis: Int, _ range: Range<Int>) -> InferenceValue {
+        .tensor(eager.slice(tensor(x), axis: axis, range))
+    }
+
+    public func sum(_ x: InferenceValue, axes: [Int], keepDimensions: Bool) -> InferenceValue {
+        .tensor(eager.sum(tensor(x), axes: axes, keepDimensions: keepDimensions))
+    }
+
+    public func mean(_ x: InferenceValue, axes: [Int], keepDimensions: Bool) -> InferenceValue {
+        .tensor(eager.mean(tensor(x), axes: axes, keepDimensions: keepDimensions))
+    }
+
+    public func attention(
+        query: InferenceValue, key: InferenceValue, value: InferenceValue, bias: Tensor?, scale: Float, dropout: Float
+    ) -> InferenceValue {
+        .tensor(eager.attention(query: tensor(query), key: tensor(key), value: tensor(value), bias: bias, scale: scale, dropout: dropout))
+    }
+
+    public func crossEntropy(_ logits: InferenceValue, labels: Tensor) -> InferenceValue {
+        .tensor(eager.crossEntropy(tensor(logits), labels: labels))
+    }
+}
+
+extension BertWeights {
+    /// The Linear module a parameter name belongs to when it is a Linear's
+    /// weight (`encoder.layer.0.attention.self.query.weight` →
+    /// `encoder.layer.0.attention.self.query`); nil for biases, embeddings
+    /// and LayerNorms.
+    public static func linearModule(ofParameter name: String) -> String? {
+        guard name.hasSuffix(".weight"), !name.hasPrefix("embeddings."), !name.contains("LayerNorm") else { return nil }
+        return String(name.dropLast(".weight".count))
+    }
+
+    /// The Linear modules in parameter order: per layer query, key, value,
+    /// attention output, intermediate, output; then the pooler (when present)
+    /// and the classifier.
+    public var linearModules: [String] { names.compactMap(Self.linearModule(ofParameter:)) }
+}
+
+extension BertModel {
+    /// The weights for `InferenceOperations`, every Linear f32.
+    public var inferenceWeights: BertWeights<InferenceValue> {
+        weights.map { name, tensor in
+            guard let module = BertWeights<Tensor>.linearModule(ofParameter: name) else { return .tensor(tensor) }
+            return .linear(InferenceLinear(module: module, kernel: .float(tensor)))
+        }
+    }
+}

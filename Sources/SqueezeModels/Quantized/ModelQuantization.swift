@@ -1,0 +1,215 @@
+import Foundation
+
+/// The `quantization` section of a quantized model's `config.json`: how the
+/// model was quantized and which Linear modules run in int8. Its presence is
+/// what makes a model artifact quantized (see docs/quantized-models.md).
+public struct ModelQuantization: Sendable, Hashable, Codable {
+    public static let currentFormat = "squeeze.quantized/1"
+    /// The key of this section in `config.json`.
+    public static let configKey = "quantization"
+    /// The `__metadata__` key of `model.safetensors` marking a quantized
+    /// checkpoint (value: the mode), so float loaders refuse it by name.
+    public static let metadataKey = "squeeze.quantization"
+
+    public enum Mode: String, Sendable, Hashable, Codable, CaseIterable {
+        /// W8A8, activation parameters fixed by calibration.
+        case `static`
+        /// W8A8, activation ranges measured per batch at run time.
+        case dynamic
+    }
+
+    public enum Granularity: String, Sendable, Hashable, Codable, CaseIterable {
+        /// One scale (and zero point) for the whole tensor.
+        case perTensor = "per_tensor"
+        /// One per output row of a weight.
+        case perChannel = "per_channel"
+        /// One per row of an activation (token), measured at run time.
+        case perRow = "per_row"
+    }
+
+    /// The weights' integers: symmetric (zero point 0), one scale per output
+    /// row (`per_channel`) or one shared by every row (`per_tensor`).
+    public struct WeightScheme: Sendable, Hashable, Codable {
+        public var bits: Int
+        public var granularity: Granularity
+        public var symmetric: Bool
+        /// `[−q, q]`: the codes the weights use (int8 storage).
+        public var codeRange: [Int]
+
+        public init(bits: Int = 8, granularity: Granularity, symmetric: Bool = true, codeRange: [Int]) {
+            self.bits = bits
+            self.granularity = granularity
+            self.symmetric = symmetric
+            self.codeRange = codeRange
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case bits, granularity, symmetric, codeRange = "code_range"
+        }
+    }
+
+    /// The activations' integers (u8 storage): asymmetric, or with a range
+    /// made symmetric around 0 before its scale and zero point were derived.
+    public struct ActivationScheme: Sendable, Hashable, Codable {
+        public var bits: Int
+        public var granularity: Granularity
+        public var symmetric: Bool
+        /// `[low, high]` inside 0…255: the codes the activations use.
+        public var codeRange: [Int]
+
+        public init(bits: Int = 8, granularity: Granularity, symmetric: Bool, codeRange: [Int]) {
+            self.bits = bits
+            self.granularity = granularity
+            self.symmetric = symmetric
+            self.codeRange = codeRange
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case bits, granularity, symmetric, codeRange = "code_range"
+        }
+    }
+
+    /// A Linear module left in f32, and why.
+    public struct SkippedModule: Sendable, Hashable, Codable {
+        public var module: String
+        public var reason: String
+
+        public init(module: String, reason: String) {
+            self.module = module
+            self.reason = reason
+        }
+    }
+
+    public var format: String
+    public var mode: Mode
+    public var weights: WeightScheme
+    public var activations: ActivationScheme
+    /// The calibration observer (`minmax`, `percentile`, `mse`, `entropy`); static only.
+    public var observer: String?
+    /// The percentile of the `percentile` observer.
+    public var percentile: Double?
+    /// Histogram bins of the `percentile`, `mse` and `entropy` observers.
+    public var histogramBins: Int?
+    /// Examples the calibration ran over; static only.
+    public var calibrationExamples: Int?
+    /// The Linear modules that run in int8, in model order.
+    public var modules: [String]
+    /// The Linear modules kept in f32.
+    public var skipped: [SkippedModule]
+
+    public static let observers = ["minmax", "percentile", "mse", "entropy"]
+
+    public init(
+        mode: Mode, weights: WeightScheme, activations: ActivationScheme, observer: String? = nil, percentile: Double? = nil,
+        histogramBins: Int? = nil, calibrationExamples: Int? = nil, modules: [String], skipped: [SkippedModule]
+    ) {
+        self.format = Self.currentFormat
+        self.mode = mode
+        self.weights = weights
+        self.activations = activations
+        self.observer = observer
+        self.percentile = percentile
+        self.histogramBins = histogramBins
+        self.calibrationExamples = calibrationExamples
+        self.modules = modules
+        self.skipped = skipped
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case format, mode, weights, activations, observer, percentile, histogramBins = "histogram_bins"
+        case calibrationExamples = "calibration_examples", modules, skipped
+    }
+
+    /// The weights' code range as integers (`[−q, q]`), once validated.
+    public var weightCodes: ClosedRange<Int32> {
+        let low = weights.codeRange.first ?? -127
+        let high = weights.codeRange.last ?? 127
+        return Int32(clamping: low)...Int32(clamping: Swift.max(low, high))
+    }
+
+    /// The activations' code range, once validated.
+    public var activationCodes: ClosedRange<Int32> {
+        let low = activations.codeRange.first ?? 0
+        let high = activations.codeRange.last ?? 255
+        return Int32(clamping: low)...Int32(clamping: Swift.max(low, high))
+    }
+
+    /// Checks that the section describes something this version runs; `file` names it in errors.
+    public func validate(file: String) throws(ModelFileError) {
+        func fail(_ message: String) -> ModelFileError { ModelFileError(file: file, "`quantization`: " + message) }
+        guard format == Self.currentFormat else {
+            throw fail("format is \"\(format)\", expected \"\(Self.currentFormat)\"")
+        }
+        guard weights.bits == 8 else { throw fail("weights.bits is \(weights.bits); int8 models have 8-bit weights") }
+        guard weights.symmetric else { throw fail("weights must be symmetric (the int8 product has no weight zero point)") }
+        guard [.perChannel, .perTensor].contains(weights.granularity) else {
+            throw fail("weights.granularity must be per_channel or per_tensor, got \(weights.granularity.rawValue)")
+        }
+        guard weights.codeRange.count == 2, weights.codeRange[0] == -weights.codeRange[1], (1...127).contains(weights.codeRange[1]) else {
+            throw fail("weights.code_range must be [-q, q] with 1 <= q <= 127, got \(weights.codeRange)")
+        }
+        guard activations.bits == 8 else { throw fail("activations.bits is \(activations.bits); W8A8 models have 8-bit activations") }
+        guard activations.codeRange.count == 2, activations.codeRange[0] >= 0, activations.codeRange[1] <= 255,
+            activations.codeRange[0] < activations.codeRange[1]
+        else {
+            throw fail("activations.code_range must be [low, high] with 0 <= low < high <= 255, got \(activations.codeRange)")
+        }
+        switch mode {
+        case .static:
+            guard activations.granularity == .perTensor else {
+                throw fail("static quantization has per_tensor activations, got \(activations.granularity.rawValue)")
+            }
+            guard let observer, Self.observers.contains(observer) else {
+                throw fail("static quantization needs `observer`, one of \(Self.observers.joined(separator: ", "))")
+            }
+            if observer == "percentile" {
+                guard let percentile, percentile > 50, percentile <= 100 else {
+                    throw fail("the percentile observer needs `percentile` in (50, 100]")
+                }
+            }
+            if let histogramBins, histogramBins < 1 {
+                throw fail("histogram_bins must be positive, got \(histogramBins)")
+            }
+            if let calibrationExamples, calibrationExamples < 1 {
+                throw fail("calibration_examples must be positive, got \(calibrationExamples)")
+            }
+        case .dynamic:
+            guard [.perTensor, .perRow].contains(activations.granularity) else {
+                throw fail("dynamic activations are per_tensor or per_row, got \(activations.granularity.rawValue)")
+            }
+            if observer != nil { throw fail("dynamic quantization has no calibration `observer`") }
+        }
+        var seen: Set<String> = []
+        for module in modules + skipped.map(\.module) where !seen.insert(module).inserted {
+            throw fail("module `\(module)` is listed twice in `modules` and `skipped`")
+        }
+    }
+
+    /// The section of the `config.json` at `path`, validated; nil when the
+    /// config has none (a float model).
+    public static func read(configFile path: String) throws(ModelFileError) -> ModelQuantization? {
+        let object = try ModelArtifact.readConfig(path)
+        guard let raw = object[configKey], !(raw is NSNull) else { return nil }
+        let section: ModelQuantization
+        do {
+            let data = try JSONSerialization.data(withJSONObject: raw, options: [.fragmentsAllowed])
+            section = try JSONDecoder().decode(ModelQuantization.self, from: data)
+        } catch {
+            throw ModelFileError(file: path, "`quantization` is not a valid quantization section: \(ModelArtifact.describe(error))")
+        }
+        try section.validate(file: path)
+        return section
+    }
+
+    /// `config` as `config.json` with this section added (sorted keys, so
+    /// equal models give equal bytes).
+    func configJSON(_ config: BertConfig) throws(ModelFileError) -> Data {
+        do {
+            var object = try JSONSerialization.jsonObject(with: config.jsonData()) as? [String: Any] ?? [:]
+            object[Self.configKey] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self))
+            return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]) + Data("\n".utf8)
+        } catch {
+            throw ModelFileError(file: ModelArtifact.configFileName, "cannot encode the quantized config: \(error)")
+        }
+    }
+}

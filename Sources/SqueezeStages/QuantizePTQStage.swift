@@ -1,0 +1,218 @@
+import Foundation
+import SqueezeCompress
+import SqueezeEngine
+import SqueezeModels
+import SqueezeRecipe
+import SqueezeTensor
+import SqueezeYAML
+
+/// `uses: quantize/ptq` — static W8A8 post-training quantization of a float
+/// classifier: the float model runs over calibration batches of a dataset
+/// split, an observer (minmax, percentile, mse, entropy) picks each Linear
+/// input's range, fixed per-tensor u8 parameters follow; weights are int8,
+/// symmetric per output row. Outputs the quantized model artifact and a
+/// per-layer report (observed and chosen ranges, scale, zero point, weight
+/// SQNR, and the SQNR of each layer's output against the float layer's on
+/// held-out batches, plus the logits' SQNR).
+public struct QuantizePTQStage: Stage {
+    public struct Calibration: Decodable, Sendable {
+        public var split: String?
+        public var batches: Int?
+        public var batch_size: Int?
+        public var held_out_batches: Int?
+        public var allow_fewer: Bool?
+    }
+
+    public struct Params: Decodable, Sendable {
+        public var model: String
+        public var data: String
+        public var calibration: Calibration?
+        public var observer: String
+        public var percentile: Double?
+        public var histogram_bins: Int
+        public var weights: QuantizationSchemeParams?
+        public var activations: QuantizationSchemeParams?
+        public var skip: [String]
+        public var max_seq_len: Int
+    }
+
+    static let calibrationKeys = ["split", "batches", "batch_size", "held_out_batches", "allow_fewer"]
+    static let defaults = (split: "train", batches: 8, batchSize: 32, heldOutBatches: 4)
+    static let defaultPercentile = 99.99
+
+    public static let descriptor = StageTypeDescriptor(
+        type: "quantize/ptq",
+        version: 1,
+        summary: "Static W8A8 post-training quantization: calibrate activation ranges on a dataset split with an observer, int8 weights per channel; outputs the int8 model and a per-layer SQNR report.",
+        parameters: [
+            ParameterSpec("model", .artifact("model"), required: true, doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error."),
+            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`) the calibration examples come from."),
+            ParameterSpec("calibration", .map(.any), doc: "`{split: train, batches: 8, batch_size: 32, held_out_batches: 4, allow_fewer: false}`: the observers see `batches` × `batch_size` examples of `split`, drawn by the stage seed; the next `held_out_batches` × `batch_size` examples (held out) measure the SQNRs. A split with fewer than `batches` × `batch_size` examples is an error, or a warning with `allow_fewer: true` (then every example calibrates; the SQNRs are measured on the calibration examples when none are left over)."),
+            ParameterSpec("observer", .enumeration(ModelQuantization.observers), default: .string("minmax"), doc: "How each activation range is chosen: `minmax` (observed extremes), `percentile` (the (100 − p)-th and p-th percentiles), `mse` (least squared quantization error), `entropy` (least KL divergence, TensorRT's calibrator; 2048-bin histograms)."),
+            ParameterSpec("percentile", .number, doc: "p of the `percentile` observer, in (50, 100]. Default 99.99."),
+            ParameterSpec("histogram_bins", .int, default: .int(2048), doc: "Bins of the histograms the `percentile`, `mse` and `entropy` observers build (2048, as TensorRT's calibrator); 256 to 1048576."),
+            ParameterSpec("weights", .map(.any), doc: "`{bits: 8, granularity: per_channel, symmetric: true}`: int8 weights, symmetric, one scale per output row (`per_channel`) or per matrix (`per_tensor`). 4-bit and per-group weights are weight-only quantization, not W8A8."),
+            ParameterSpec("activations", .map(.any), doc: "`{bits: 8, granularity: per_tensor, symmetric: false}`: u8 activations with one fixed scale and zero point per Linear input (static is per-tensor; per-row needs `quantize/dynamic`); `symmetric: true` centres each range on 0."),
+            ParameterSpec("skip", .array(.string), default: .array([]), doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning."),
+            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per calibration example, [CLS] and [SEP] included."),
+        ],
+        outputs: [
+            OutputSpec("model", kind: "model", doc: "The quantized model artifact (int8 Linears; see docs/quantized-models.md)."),
+            OutputSpec("report", kind: "file", doc: "report.json: per-layer ranges, scales, zero points and SQNRs, skipped modules, summary."),
+        ],
+        defaultResources: Resources(allCores: true),
+        usesTensorBackend: true,
+        check: checkParams
+    )
+
+    public init() {}
+
+    static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
+        var problems = ParamChecks.atLeast(with, [("max_seq_len", 3), ("histogram_bins", 256)])
+        if let node = with["histogram_bins"], let value = ParamChecks.number(node), value > Double(1 << 20) {
+            problems.append(Diagnostic("`histogram_bins` must be at most 1048576, got \(node.scalar ?? "")", at: node.location))
+        }
+        if let node = with["calibration"] {
+            problems += QuantizeStages.unknownKeys(node, parameter: "calibration", known: calibrationKeys)
+            if node.entries != nil {
+                problems += QuantizeStages.checkInteger(node, "batches", parameter: "calibration", minimum: 1)
+                problems += QuantizeStages.checkInteger(node, "batch_size", parameter: "calibration", minimum: 1)
+                problems += QuantizeStages.checkInteger(node, "held_out_batches", parameter: "calibration", minimum: 0)
+                problems += QuantizeStages.checkBool(node, "allow_fewer", parameter: "calibration")
+                if let split = node["split"], split.scalar == nil {
+                    problems.append(Diagnostic("`calibration.split` must be a split name", at: split.location))
+                }
+            }
+        }
+        if let node = with["percentile"] {
+            if let observer = with["observer"]?.scalar, !observer.contains("${"), observer != "percentile" {
+                problems.append(Diagnostic(
+                    "`percentile` applies to `observer: percentile`, not `\(observer)`", at: node.location, hint: "remove `percentile`"))
+            }
+            if let value = ParamChecks.number(node), !(value > 50 && value <= 100) {
+                problems.append(Diagnostic("`percentile` must be in (50, 100], got \(node.scalar ?? "")", at: node.location, hint: "e.g. 99.99"))
+            }
+        }
+        problems += QuantizeStages.checkWeights(with)
+        problems += QuantizeStages.checkActivations(
+            with, granularities: ["per_tensor"],
+            otherwise: "static activations have one fixed scale per tensor; per-row (per-token) ranges are measured at run time by `quantize/dynamic`")
+        problems += QuantizeStages.checkSkip(with)
+        return problems
+    }
+
+    public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        let backend = try Backends.make(context.backend, threads: context.threads)
+        // Everything that can be wrong is checked before calibration.
+        let loaded = try LoadedClassifier(directory: params.model, seed: 0)
+        let options = try QuantizeStages.options(
+            weights: params.weights, activations: params.activations, skip: params.skip, defaultActivationGranularity: "per_tensor")
+        let observer: ObserverKind
+        switch params.observer {
+        case "minmax": observer = .minMax
+        case "percentile": observer = .percentile(params.percentile ?? Self.defaultPercentile)
+        case "mse": observer = .mse
+        case "entropy": observer = .entropy
+        default: throw StageFailure("`observer` must be one of \(ModelQuantization.observers.joined(separator: ", ")), got `\(params.observer)`")
+        }
+        guard (256...(1 << 20)).contains(params.histogram_bins) else {
+            throw StageFailure("`histogram_bins` must be in 256...1048576, got \(params.histogram_bins)")
+        }
+        if params.percentile != nil && params.observer != "percentile" {
+            throw StageFailure("`percentile` applies to `observer: percentile`, not `\(params.observer)`")
+        }
+        let selection = ModuleSelection(model: loaded.model, skip: params.skip)
+        try QuantizeStages.requireModules(selection)
+        var warnings = try QuantizeStages.unmatchedPatternWarnings(selection) + QuantizeStages.headWarnings(loaded.artifact)
+
+        let calibration = params.calibration
+        let split = calibration?.split ?? Self.defaults.split
+        let batches = calibration?.batches ?? Self.defaults.batches
+        let batchSize = calibration?.batch_size ?? Self.defaults.batchSize
+        let heldOutBatches = calibration?.held_out_batches ?? Self.defaults.heldOutBatches
+        guard batches >= 1, batchSize >= 1, heldOutBatches >= 0 else {
+            throw StageFailure("`calibration.batches` and `batch_size` must be at least 1, `held_out_batches` at least 0")
+        }
+        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
+            try TextClassificationDataset(directory: params.data)
+        }
+        let examples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(split) }
+        guard !examples.isEmpty else { throw StageFailure("the calibration split `\(split)` is empty") }
+        let (wanted, overflow) = batches.multipliedReportingOverflow(by: batchSize)
+        let (heldOut, heldOutOverflow) = heldOutBatches.multipliedReportingOverflow(by: batchSize)
+        guard !overflow, !heldOutOverflow else {
+            throw StageFailure("`calibration.batches` or `held_out_batches` × `batch_size` is too large")
+        }
+        if examples.count < wanted {
+            let message = "the calibration split `\(split)` has \(examples.count) examples, fewer than `batches` × `batch_size` = \(batches) × \(batchSize) = \(wanted)"
+            guard calibration?.allow_fewer == true else {
+                throw StageFailure(message + "; lower `calibration.batches`, or set `calibration.allow_fewer: true` to calibrate on all \(examples.count)")
+            }
+            warnings.append(message + "; calibrating on all of them (`allow_fewer`)")
+        }
+
+        // Examples drawn by the stage seed: the first `wanted` calibrate, the next ones are held out.
+        let order = Self.shuffled(examples.count, seed: context.seed)
+        let calibrationIndices = Array(order.prefix(wanted))
+        let heldOutIndices = Array(order.dropFirst(wanted).prefix(heldOut))
+        let onHeldOut = !heldOutIndices.isEmpty
+        if !onHeldOut {
+            warnings.append(
+                heldOutBatches == 0
+                    ? "`held_out_batches` is 0: the SQNRs are measured on the calibration examples"
+                    : "no examples are left for the held-out batches: the SQNRs are measured on the calibration examples")
+        }
+        let maxLength = min(params.max_seq_len, loaded.model.config.maxPositionEmbeddings)
+        func batchesOf(_ indices: [Int]) -> [BertBatch] {
+            let sequences = loaded.encode(indices.map { examples[$0].text }, maxLength: maxLength)
+            return LengthBucketing.batches(sequences, batchSize: batchSize, padID: loaded.padID, shuffle: false, seed: 0)
+                .map { BertBatch(inputIDs: $0.ids, attentionMask: $0.attentionMask) }
+        }
+        for warning in warnings { context.log.line("warning: " + warning) }
+        context.log.line("""
+            quantize/ptq: observer \(params.observer)\(params.observer == "percentile" ? " \(params.percentile ?? Self.defaultPercentile)" : ""), \
+            \(calibrationIndices.count) calibration and \(heldOutIndices.count) held-out examples of `\(split)` in batches of \(batchSize), \
+            max_seq_len \(maxLength); \(selection.quantized.count) Linear modules to int8, \(selection.skipped.count) kept f32; \
+            weights \(options.weightGranularity.rawValue) ±\(options.weightLimit), activations u8 \(options.activationCodes) \
+            \(options.activationSymmetric ? "symmetric" : "asymmetric"); backend \(backend.id) with \(context.threads) threads
+            """)
+
+        let calibrationBatches = batchesOf(calibrationIndices)
+        let evaluationBatches = onHeldOut ? batchesOf(heldOutIndices) : calibrationBatches
+        let (quantized, report): (QuantizedBertModel, QuantizationReport)
+        do {
+            (quantized, report) = try W8A8Quantizer.quantizeStatic(
+                loaded.model, calibration: calibrationBatches, evaluation: evaluationBatches, evaluatedOnHeldOut: onHeldOut,
+                settings: CalibrationSettings(observer: observer, bins: params.histogram_bins), options: options, backend: backend,
+                progress: { context.progress.report(StageProgress(message: $0)) })
+        } catch {
+            throw StageFailure(error.message)
+        }
+
+        let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
+        try QuantizeStages.save(quantized, from: loaded.artifact, to: modelDirectory, source: "quantize/ptq")
+        var extra = try QuantizeStages.sizeMetrics(float: loaded.artifact, quantizedDirectory: modelDirectory)
+        extra["calibration_split"] = .string(split)
+        let (reportValue, metrics) = QuantizeStages.report(report, quantization: quantized.quantization, warnings: warnings, extra: extra)
+        try QuantizeStages.writeReport(reportValue, context: context)
+        for layer in report.layers {
+            let sqnr = layer.outputSQNR.map { String(format: "%.2f dB", $0) } ?? "n/a"
+            context.log.line("\(layer.module): range [\(layer.chosenRange?.lowerBound ?? 0), \(layer.chosenRange?.upperBound ?? 0)] of observed [\(layer.observedRange?.lowerBound ?? 0), \(layer.observedRange?.upperBound ?? 0)], scale \(layer.scale ?? 0) zero point \(layer.zeroPoint ?? 0), output SQNR \(sqnr)")
+        }
+        context.log.line(
+            "logits SQNR " + (report.logitsSQNR.map { String(format: "%.2f dB", $0) } ?? "n/a")
+                + ", prediction agreement " + (report.predictionAgreement.map { String(format: "%.4f", $0) } ?? "n/a")
+                + " on \(report.evaluationExamples) \(onHeldOut ? "held-out" : "calibration") examples")
+        return StageResult(metrics: metrics, outputs: ["model": "model", "report": "report.json"])
+    }
+
+    /// `0..<count` in an order fixed by `seed` (Fisher–Yates over `SeededGenerator`).
+    static func shuffled(_ count: Int, seed: UInt64) -> [Int] {
+        var order = Array(0..<count)
+        var generator = SeededGenerator(seed: seed)
+        for index in stride(from: count - 1, to: 0, by: -1) {
+            order.swapAt(index, Int(generator.next() % UInt64(index + 1)))
+        }
+        return order
+    }
+}
