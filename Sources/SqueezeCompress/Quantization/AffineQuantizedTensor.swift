@@ -63,29 +63,10 @@ public struct AffineQuantizedTensor: Sendable {
         sliceLength: Int
     ) {
         var codes = Tensor(zeros: tensor.shape, dtype: scheme.isSigned ? .i8 : .u8)
-        tensor.withUnsafeFloats { values in
-            guard let base = values.baseAddress, sliceLength > 0 else { return }
-            if scheme.isSigned {
-                codes.withUnsafeMutableElements(Int8.self) { output in
-                    guard let out = output.baseAddress else { return }
-                    for (slice, quantizer) in quantizers.enumerated() {
-                        let start = slice * sliceLength
-                        quantizer.quantize(
-                            UnsafeBufferPointer(start: base + start, count: sliceLength),
-                            into: UnsafeMutableBufferPointer(start: out + start, count: sliceLength))
-                    }
-                }
-            } else {
-                codes.withUnsafeMutableElements(UInt8.self) { output in
-                    guard let out = output.baseAddress else { return }
-                    for (slice, quantizer) in quantizers.enumerated() {
-                        let start = slice * sliceLength
-                        quantizer.quantize(
-                            UnsafeBufferPointer(start: base + start, count: sliceLength),
-                            into: UnsafeMutableBufferPointer(start: out + start, count: sliceLength))
-                    }
-                }
-            }
+        if scheme.isSigned {
+            Self.quantizeSlices(tensor, into: &codes, as: Int8.self, quantizers: quantizers, sliceLength: sliceLength)
+        } else {
+            Self.quantizeSlices(tensor, into: &codes, as: UInt8.self, quantizers: quantizers, sliceLength: sliceLength)
         }
         self.scheme = scheme
         self.granularity = granularity
@@ -115,29 +96,10 @@ public struct AffineQuantizedTensor: Sendable {
         let count = codes.count
         let sliceLength = quantizers.count == 0 ? 0 : count / quantizers.count
         guard sliceLength > 0 else { return result }
-        result.withUnsafeMutableFloats { output in
-            guard let out = output.baseAddress else { return }
-            if scheme.isSigned {
-                codes.withUnsafeElements(Int8.self) { input in
-                    guard let base = input.baseAddress else { return }
-                    for (slice, quantizer) in quantizers.enumerated() {
-                        let start = slice * sliceLength
-                        quantizer.dequantize(
-                            UnsafeBufferPointer(start: base + start, count: sliceLength),
-                            into: UnsafeMutableBufferPointer(start: out + start, count: sliceLength))
-                    }
-                }
-            } else {
-                codes.withUnsafeElements(UInt8.self) { input in
-                    guard let base = input.baseAddress else { return }
-                    for (slice, quantizer) in quantizers.enumerated() {
-                        let start = slice * sliceLength
-                        quantizer.dequantize(
-                            UnsafeBufferPointer(start: base + start, count: sliceLength),
-                            into: UnsafeMutableBufferPointer(start: out + start, count: sliceLength))
-                    }
-                }
-            }
+        if scheme.isSigned {
+            Self.dequantizeSlices(codes, as: Int8.self, into: &result, quantizers: quantizers, sliceLength: sliceLength)
+        } else {
+            Self.dequantizeSlices(codes, as: UInt8.self, into: &result, quantizers: quantizers, sliceLength: sliceLength)
         }
         return result
     }
@@ -151,5 +113,69 @@ public struct AffineQuantizedTensor: Sendable {
             return codes.withUnsafeElements(Int8.self) { Int4Packing.pack($0) }
         }
         return codes.withUnsafeElements(UInt8.self) { Int4Packing.pack($0) }
+    }
+
+    /// `quantizers[i]` maps the `i`-th run of `sliceLength` elements of f32
+    /// `tensor` to codes of type `Code` in `codes`.
+    private static func quantizeSlices<Code: QuantizationCode>(
+        _ tensor: Tensor, into codes: inout Tensor, as: Code.Type, quantizers: [AffineQuantizer], sliceLength: Int
+    ) {
+        guard sliceLength > 0 else { return }
+        tensor.withUnsafeFloats { values in
+            guard let base = values.baseAddress else { return }
+            codes.withUnsafeMutableElements(Code.self) { output in
+                guard let out = output.baseAddress else { return }
+                for (slice, quantizer) in quantizers.enumerated() {
+                    let start = slice * sliceLength
+                    Code.quantize(
+                        UnsafeBufferPointer(start: base + start, count: sliceLength), with: quantizer,
+                        into: UnsafeMutableBufferPointer(start: out + start, count: sliceLength))
+                }
+            }
+        }
+    }
+
+    /// The inverse of `quantizeSlices`: `s · (q − z)` per run into f32 `result`.
+    private static func dequantizeSlices<Code: QuantizationCode>(
+        _ codes: Tensor, as: Code.Type, into result: inout Tensor, quantizers: [AffineQuantizer], sliceLength: Int
+    ) {
+        guard sliceLength > 0 else { return }
+        result.withUnsafeMutableFloats { output in
+            guard let out = output.baseAddress else { return }
+            codes.withUnsafeElements(Code.self) { input in
+                guard let base = input.baseAddress else { return }
+                for (slice, quantizer) in quantizers.enumerated() {
+                    let start = slice * sliceLength
+                    Code.dequantize(
+                        UnsafeBufferPointer(start: base + start, count: sliceLength), with: quantizer,
+                        into: UnsafeMutableBufferPointer(start: out + start, count: sliceLength))
+                }
+            }
+        }
+    }
+}
+
+/// The storage types of quantized codes (`i8` and `u8` tensors), so one
+/// generic loop serves signed and unsigned schemes.
+private protocol QuantizationCode {
+    static func quantize(_ values: UnsafeBufferPointer<Float>, with quantizer: AffineQuantizer, into codes: UnsafeMutableBufferPointer<Self>)
+    static func dequantize(_ codes: UnsafeBufferPointer<Self>, with quantizer: AffineQuantizer, into values: UnsafeMutableBufferPointer<Float>)
+}
+
+extension Int8: QuantizationCode {
+    fileprivate static func quantize(_ values: UnsafeBufferPointer<Float>, with quantizer: AffineQuantizer, into codes: UnsafeMutableBufferPointer<Int8>) {
+        quantizer.quantize(values, into: codes)
+    }
+    fileprivate static func dequantize(_ codes: UnsafeBufferPointer<Int8>, with quantizer: AffineQuantizer, into values: UnsafeMutableBufferPointer<Float>) {
+        quantizer.dequantize(codes, into: values)
+    }
+}
+
+extension UInt8: QuantizationCode {
+    fileprivate static func quantize(_ values: UnsafeBufferPointer<Float>, with quantizer: AffineQuantizer, into codes: UnsafeMutableBufferPointer<UInt8>) {
+        quantizer.quantize(values, into: codes)
+    }
+    fileprivate static func dequantize(_ codes: UnsafeBufferPointer<UInt8>, with quantizer: AffineQuantizer, into values: UnsafeMutableBufferPointer<Float>) {
+        quantizer.dequantize(codes, into: values)
     }
 }
