@@ -24,16 +24,7 @@ import Testing
 
     static func recipe(prune: String = defaultPrune, extraStages: String = "") -> String {
         TinySentiment.recipe(name: "tiny-cofi", stages: """
-          teacher:
-            uses: train/finetune
-            with:
-              model: ${base.model}
-              data: ${data.dataset}
-              epochs: 6
-              batch_size: 8
-              lr: 3.0e-3
-              max_seq_len: 16
-              warmup_ratio: 0.1
+        \(TinySentiment.teacherStage())
           pruned:
             uses: prune/cofi
             with:

@@ -23,17 +23,7 @@ import Testing
 
     static func recipe(distill: String = defaultDistill, extraStages: String = "", teacherLength: String = "epochs: 6") -> String {
         TinySentiment.recipe(name: "tiny-distill", stages: """
-          teacher:
-            uses: train/finetune
-            with:
-              model: ${base.model}
-              data: ${data.dataset}
-              \(teacherLength)
-              batch_size: 8
-              lr: 3.0e-3
-              max_seq_len: 16
-              warmup_ratio: 0.1
-              eval_every: 10
+        \(TinySentiment.teacherStage(length: teacherLength, extra: "eval_every: 10"))
           student:
             uses: distill/kd
             with:

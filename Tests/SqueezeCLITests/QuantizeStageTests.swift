@@ -6,18 +6,7 @@ import Testing
 /// tiny sentiment task: a fine-tuned tiny teacher quantized statically and
 /// dynamically, evaluated next to it; bad parameters, data and models.
 @Suite struct QuantizeStageTests {
-    static let teacher = """
-          teacher:
-            uses: train/finetune
-            with:
-              model: ${base.model}
-              data: ${data.dataset}
-              epochs: 6
-              batch_size: 8
-              lr: 3.0e-3
-              max_seq_len: 16
-              warmup_ratio: 0.1
-        """
+    static let teacher = TinySentiment.teacherStage()
 
     static let defaultStatic = """
           static:

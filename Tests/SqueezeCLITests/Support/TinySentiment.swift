@@ -91,6 +91,25 @@ enum TinySentiment {
         """
     }
 
+    /// The tiny teacher the compression tests start from: `teacher`, the
+    /// random BERT fine-tuned with `length` (6 epochs) and `extra` settings
+    /// (each line indented like the others), as a stage of `recipe(name:stages:)`.
+    static func teacherStage(length: String = "epochs: 6", extra: String = "") -> String {
+        let stage = """
+              teacher:
+                uses: train/finetune
+                with:
+                  model: ${base.model}
+                  data: ${data.dataset}
+                  \(length)
+                  batch_size: 8
+                  lr: 3.0e-3
+                  max_seq_len: 16
+                  warmup_ratio: 0.1
+            """
+        return extra.isEmpty ? stage : stage + "\n      " + extra
+    }
+
     /// A project with the tiny BERT at `recipe/tiny`, 160 training and 40
     /// dev and test examples, and `recipe` as `recipe/recipe.yaml`.
     static func makeProject(_ name: String, recipe: String) throws -> Project {
