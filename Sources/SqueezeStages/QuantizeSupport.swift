@@ -254,22 +254,28 @@ enum QuantizeStages {
             metrics["sqnr_on_held_out"] = .bool(report.evaluatedOnHeldOut)
         }
         for (key, value) in extra { metrics[key] = value }
+        var weights: [String: Value] = [
+            "bits": .int(quantization.weights.bits), "granularity": .string(quantization.weights.granularity.rawValue),
+            "code_range": .array(quantization.weights.codeRange.map(Value.int)),
+        ]
+        if let groupSize = quantization.weights.groupSize {
+            weights["group_size"] = .int(groupSize)
+            weights["symmetric"] = .bool(quantization.weights.symmetric)
+        }
         var object: [String: Value] = [
             "mode": .string(quantization.mode.rawValue),
-            "weights": .object([
-                "bits": .int(quantization.weights.bits), "granularity": .string(quantization.weights.granularity.rawValue),
-                "code_range": .array(quantization.weights.codeRange.map(Value.int)),
-            ]),
-            "activations": .object([
-                "bits": .int(quantization.activations.bits), "granularity": .string(quantization.activations.granularity.rawValue),
-                "symmetric": .bool(quantization.activations.symmetric),
-                "code_range": .array(quantization.activations.codeRange.map(Value.int)),
-            ]),
+            "weights": .object(weights),
             "layers": .array(layers),
             "skipped": .array(report.skipped.map { .object(["module": .string($0.module), "reason": .string($0.reason)]) }),
             "summary": .object(metrics.filter { $0.key != "warnings" }),
             "warnings": .array(warnings.map(Value.string)),
         ]
+        if let activations = quantization.activations {
+            object["activations"] = .object([
+                "bits": .int(activations.bits), "granularity": .string(activations.granularity.rawValue),
+                "symmetric": .bool(activations.symmetric), "code_range": .array(activations.codeRange.map(Value.int)),
+            ])
+        }
         if let observer = quantization.observer { object["observer"] = .string(observer) }
         if let percentile = quantization.percentile { object["percentile"] = .double(percentile) }
         if let bins = quantization.histogramBins { object["histogram_bins"] = .int(bins) }
