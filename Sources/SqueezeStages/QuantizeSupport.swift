@@ -61,14 +61,14 @@ enum QuantizeStages {
             case 4:
                 problems.append(Diagnostic(
                     "4-bit weights are for weight-only quantization (per-group int4, float activations), which this stage does not do",
-                    at: location, hint: "W8A8 quantization has `bits: 8` weights"))
+                    at: location, hint: "W8A8 quantization has `bits: 8` weights; for int4 weights use `uses: quantize/weight-only`"))
             default:
                 problems.append(Diagnostic("`weights.bits` must be 4 or 8, got `\(text)`", at: location, hint: "W8A8 quantization has `bits: 8` weights"))
             }
         }
         if let (text, location) = literal(node, "granularity"), !weightGranularities.contains(text) {
             let hint = text == "per_group"
-                ? "per-group scales are for weight-only quantization; int8 weights here are per_channel or per_tensor"
+                ? "per-group scales are for weight-only quantization (`uses: quantize/weight-only`); int8 weights here are per_channel or per_tensor"
                 : Suggestion.hint(for: text, in: weightGranularities) ?? "use `per_channel` (one scale per output row) or `per_tensor`"
             problems.append(Diagnostic("`weights.granularity` must be `per_channel` or `per_tensor`, got `\(text)`", at: location, hint: hint))
         }
