@@ -14,6 +14,7 @@ public enum BuiltinStages {
             StageType(CoFiPruneStage.self),
             StageType(QuantizePTQStage.self),
             StageType(QuantizeDynamicStage.self),
+            StageType(QuantizeWeightOnlyStage.self),
         ],
         backendFingerprint: Backends.fingerprint)
 }

@@ -25,7 +25,7 @@ public struct QuantizeDynamicStage: Stage {
         summary: "Dynamic W8A8 quantization: int8 weights per channel, activation ranges measured per batch at run time; no calibration data.",
         parameters: [
             ParameterSpec("model", .artifact("model"), required: true, doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error."),
-            ParameterSpec("weights", .map(.any), doc: "`{bits: 8, granularity: per_channel, symmetric: true}`: int8 weights, symmetric, one scale per output row (`per_channel`) or per matrix (`per_tensor`). 4-bit and per-group weights are weight-only quantization, not W8A8."),
+            ParameterSpec("weights", .map(.any), doc: "`{bits: 8, granularity: per_channel, symmetric: true}`: int8 weights, symmetric, one scale per output row (`per_channel`) or per matrix (`per_tensor`). 4-bit and per-group weights are weight-only quantization (`quantize/weight-only`), not W8A8."),
             ParameterSpec("activations", .map(.any), doc: "`{bits: 8, granularity: per_row, symmetric: false}`: u8 activations whose range is measured on every batch, per token (`per_row`) or over the whole input (`per_tensor`); `symmetric: true` centres each range on 0."),
             ParameterSpec("skip", .array(.string), default: .array([]), doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning."),
         ],

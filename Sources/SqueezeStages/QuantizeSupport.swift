@@ -61,14 +61,14 @@ enum QuantizeStages {
             case 4:
                 problems.append(Diagnostic(
                     "4-bit weights are for weight-only quantization (per-group int4, float activations), which this stage does not do",
-                    at: location, hint: "W8A8 quantization has `bits: 8` weights"))
+                    at: location, hint: "W8A8 quantization has `bits: 8` weights; for int4 weights use `uses: quantize/weight-only`"))
             default:
                 problems.append(Diagnostic("`weights.bits` must be 4 or 8, got `\(text)`", at: location, hint: "W8A8 quantization has `bits: 8` weights"))
             }
         }
         if let (text, location) = literal(node, "granularity"), !weightGranularities.contains(text) {
             let hint = text == "per_group"
-                ? "per-group scales are for weight-only quantization; int8 weights here are per_channel or per_tensor"
+                ? "per-group scales are for weight-only quantization (`uses: quantize/weight-only`); int8 weights here are per_channel or per_tensor"
                 : Suggestion.hint(for: text, in: weightGranularities) ?? "use `per_channel` (one scale per output row) or `per_tensor`"
             problems.append(Diagnostic("`weights.granularity` must be `per_channel` or `per_tensor`, got `\(text)`", at: location, hint: hint))
         }
@@ -254,22 +254,28 @@ enum QuantizeStages {
             metrics["sqnr_on_held_out"] = .bool(report.evaluatedOnHeldOut)
         }
         for (key, value) in extra { metrics[key] = value }
+        var weights: [String: Value] = [
+            "bits": .int(quantization.weights.bits), "granularity": .string(quantization.weights.granularity.rawValue),
+            "code_range": .array(quantization.weights.codeRange.map(Value.int)),
+        ]
+        if let groupSize = quantization.weights.groupSize {
+            weights["group_size"] = .int(groupSize)
+            weights["symmetric"] = .bool(quantization.weights.symmetric)
+        }
         var object: [String: Value] = [
             "mode": .string(quantization.mode.rawValue),
-            "weights": .object([
-                "bits": .int(quantization.weights.bits), "granularity": .string(quantization.weights.granularity.rawValue),
-                "code_range": .array(quantization.weights.codeRange.map(Value.int)),
-            ]),
-            "activations": .object([
-                "bits": .int(quantization.activations.bits), "granularity": .string(quantization.activations.granularity.rawValue),
-                "symmetric": .bool(quantization.activations.symmetric),
-                "code_range": .array(quantization.activations.codeRange.map(Value.int)),
-            ]),
+            "weights": .object(weights),
             "layers": .array(layers),
             "skipped": .array(report.skipped.map { .object(["module": .string($0.module), "reason": .string($0.reason)]) }),
             "summary": .object(metrics.filter { $0.key != "warnings" }),
             "warnings": .array(warnings.map(Value.string)),
         ]
+        if let activations = quantization.activations {
+            object["activations"] = .object([
+                "bits": .int(activations.bits), "granularity": .string(activations.granularity.rawValue),
+                "symmetric": .bool(activations.symmetric), "code_range": .array(activations.codeRange.map(Value.int)),
+            ])
+        }
         if let observer = quantization.observer { object["observer"] = .string(observer) }
         if let percentile = quantization.percentile { object["percentile"] = .double(percentile) }
         if let bins = quantization.histogramBins { object["histogram_bins"] = .int(bins) }

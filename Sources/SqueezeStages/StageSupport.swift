@@ -48,6 +48,16 @@ struct LoadedClassifier {
 
     var padID: Int32 { Int32(truncatingIfNeeded: tokenizer.padID) }
 
+    /// `dynamic W8A8, 38 int8 Linear modules` / `weight_only int4 g128, 38 Linear modules`.
+    static func describe(_ quantization: ModelQuantization) -> String {
+        switch quantization.mode {
+        case .weightOnly:
+            "weight_only int\(quantization.weights.bits) g\(quantization.weights.groupSize ?? 0), \(quantization.modules.count) quantized Linear modules"
+        case .static, .dynamic:
+            "\(quantization.mode.rawValue) W8A8, \(quantization.modules.count) int8 Linear modules"
+        }
+    }
+
     /// Fails when the artifact in `directory` is quantized (its config has a
     /// `quantization` section), before anything else is read.
     static func refuseQuantized(_ directory: String) throws(StageFailure) {
@@ -56,8 +66,7 @@ struct LoadedClassifier {
         }
         if let quantization {
             throw StageFailure("""
-                the model is already quantized (\(quantization.mode.rawValue) W8A8, \(quantization.modules.count) int8 Linear \
-                modules): it can only be evaluated; training, distilling, pruning or quantizing needs the float model \
+                the model is already quantized (\(Self.describe(quantization))): it can only be evaluated; training, distilling, pruning or quantizing needs the float model \
                 it was quantized from
                 """)
         }

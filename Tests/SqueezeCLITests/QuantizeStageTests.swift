@@ -257,7 +257,7 @@ import Testing
         _ = try project.write("data/sst2/test.tsv", TinySentiment.tsv(rows: 40, seed: 3))
         let overrides = [
             "vars.epochs=6", "vars.batch_size=8", "vars.max_seq_len=16", "vars.calibration_batches=4", "vars.held_out_batches=2",
-            "vars.histogram_bins=256", "stages.finetuned.with.lr=3.0e-3", "stages.eval.with.speed_seq_len=16",
+            "vars.histogram_bins=256", "vars.weight_only_group_size=8", "stages.finetuned.with.lr=3.0e-3", "stages.eval.with.speed_seq_len=16",
             "stages.eval.with.speed_repeats=2", "stages.eval.with.latency_samples=2",
         ]
         let result = try project.run(
@@ -265,7 +265,7 @@ import Testing
         #expect(result.status == 0, "\(result)")
         let eval = try ModelStagesTests.metrics(project, runID: result.runID, stage: "eval")
         let teacher = try #require(eval["teacher.accuracy"] as? Double)
-        for name in ["int8_minmax", "int8_percentile", "int8_mse", "int8_entropy", "int8_dynamic"] {
+        for name in ["int8_minmax", "int8_percentile", "int8_mse", "int8_entropy", "int8_dynamic", "int4_weight_only"] {
             #expect(abs((eval["\(name).accuracy"] as? Double ?? 0) - teacher) <= 0.1, "\(name): \(eval)")
             #expect(eval["\(name).speedup_b32_t16"] is Double, "\(name): \(eval)")
         }

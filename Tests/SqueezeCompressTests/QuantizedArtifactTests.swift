@@ -76,7 +76,7 @@ import Testing
         #expect(float.message.contains("is listed as quantized but is f32"))
         var otherMode = quantized.quantization
         otherMode.mode = .static
-        otherMode.activations.granularity = .perTensor
+        otherMode.activations?.granularity = .perTensor
         otherMode.observer = "minmax"
         let mode = try #require(throws: ModelFileError.self) { try rebuilt(otherMode) }
         #expect(mode.message.contains("activation parameters of another mode"))

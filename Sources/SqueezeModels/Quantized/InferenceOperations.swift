@@ -45,16 +45,36 @@ public struct Int8Linear: Sendable {
     }
 }
 
+/// A Linear layer run with int4/int8 per-group weights and f32 activations:
+/// `Backend.weightOnlyLinear` dequantizes the codes on the fly.
+public struct WeightOnlyLinear: Sendable {
+    public let weights: PackedGroupWeights
+    /// The signed codes, i8 `[out, in]`, unpacked once: the forward pass reads
+    /// a weight's shape every call, which must not unpack the panels.
+    public let codes: Tensor
+
+    public init(weights: PackedGroupWeights) {
+        self.weights = weights
+        self.codes = weights.codes
+    }
+
+    /// `x · Ŵᵀ + bias`: `[…, in]` f32 → `[…, out]` f32.
+    public func apply(_ x: Tensor, bias: Tensor?, backend: any Backend) -> Tensor {
+        backend.weightOnlyLinear(x, weights: weights, bias: bias)
+    }
+}
+
 /// One Linear weight as inference runs it, with the module's name
 /// (`encoder.layer.0.attention.self.query`, `pooler.dense`, `classifier`).
 public struct InferenceLinear: Sendable {
-    /// What computes the product. A weight-only kernel (int8/int4 per-group
-    /// weights, float activations) is a further case beside `int8`.
+    /// What computes the product.
     public enum Kernel: Sendable {
         /// The f32 weight `[out, in]`, through `Backend.linear`.
         case float(Tensor)
         /// W8A8 through `Backend.quantizedLinear`.
         case int8(Int8Linear)
+        /// Int4/int8 per-group weights, f32 activations, through `Backend.weightOnlyLinear`.
+        case weightOnly(WeightOnlyLinear)
     }
 
     public let module: String
@@ -65,18 +85,19 @@ public struct InferenceLinear: Sendable {
         self.kernel = kernel
     }
 
-    /// The stored weight `[out, in]`: f32, or the int8 values.
+    /// The stored weight `[out, in]`: f32, the int8 values, or the weight-only codes.
     public var weight: Tensor {
         switch kernel {
         case .float(let weight): weight
         case .int8(let linear): linear.weights.values
+        case .weightOnly(let linear): linear.codes
         }
     }
 
-    /// True when the product runs in integers.
+    /// True when the weight is stored quantized (int8 or weight-only).
     public var isQuantized: Bool {
-        if case .int8 = kernel { return true }
-        return false
+        if case .float = kernel { return false }
+        return true
     }
 }
 
@@ -129,6 +150,7 @@ public struct InferenceOperations: TensorOperations {
         switch linear.kernel {
         case .float(let matrix): return .tensor(eager.linear(input, weight: matrix, bias: biasTensor))
         case .int8(let quantized): return .tensor(quantized.apply(input, bias: biasTensor, backend: backend))
+        case .weightOnly(let quantized): return .tensor(quantized.apply(input, bias: biasTensor, backend: backend))
         }
     }
 

@@ -16,6 +16,9 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
         case `static`
         /// W8A8, activation ranges measured per batch at run time.
         case dynamic
+        /// Int4 or int8 weights per group, f32 activations (no `activations`
+        /// section), through the dequantize-on-the-fly product.
+        case weightOnly = "weight_only"
     }
 
     public enum Granularity: String, Sendable, Hashable, Codable, CaseIterable {
@@ -25,26 +28,33 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
         case perChannel = "per_channel"
         /// One per row of an activation (token), measured at run time.
         case perRow = "per_row"
+        /// One per `group_size` consecutive inputs of an output row (weight-only).
+        case perGroup = "per_group"
     }
 
-    /// The weights' integers: symmetric (zero point 0), one scale per output
-    /// row (`per_channel`) or one shared by every row (`per_tensor`).
+    /// The weights' integers. W8A8: symmetric (zero point 0), one scale per
+    /// output row (`per_channel`) or one shared by every row (`per_tensor`).
+    /// Weight-only: 4 or 8 bits, `per_group` with `group_size`, symmetric or
+    /// with a zero point per group.
     public struct WeightScheme: Sendable, Hashable, Codable {
         public var bits: Int
         public var granularity: Granularity
         public var symmetric: Bool
-        /// `[−q, q]`: the codes the weights use (int8 storage).
+        /// `[low, high]`: the signed codes the weights use.
         public var codeRange: [Int]
+        /// Inputs sharing a scale (`per_group` only).
+        public var groupSize: Int?
 
-        public init(bits: Int = 8, granularity: Granularity, symmetric: Bool = true, codeRange: [Int]) {
+        public init(bits: Int = 8, granularity: Granularity, symmetric: Bool = true, codeRange: [Int], groupSize: Int? = nil) {
             self.bits = bits
             self.granularity = granularity
             self.symmetric = symmetric
             self.codeRange = codeRange
+            self.groupSize = groupSize
         }
 
         enum CodingKeys: String, CodingKey {
-            case bits, granularity, symmetric, codeRange = "code_range"
+            case bits, granularity, symmetric, codeRange = "code_range", groupSize = "group_size"
         }
     }
 
@@ -83,7 +93,8 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     public var format: String
     public var mode: Mode
     public var weights: WeightScheme
-    public var activations: ActivationScheme
+    /// The activations' integers; nil for weight-only models (f32 activations).
+    public var activations: ActivationScheme?
     /// The calibration observer (`minmax`, `percentile`, `mse`, `entropy`); static only.
     public var observer: String?
     /// The percentile of the `percentile` observer.
@@ -92,7 +103,7 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     public var histogramBins: Int?
     /// Examples the calibration ran over; static only.
     public var calibrationExamples: Int?
-    /// The Linear modules that run in int8, in model order.
+    /// The Linear modules that run quantized (int8 or weight-only), in model order.
     public var modules: [String]
     /// The Linear modules kept in f32.
     public var skipped: [SkippedModule]
@@ -100,7 +111,7 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     public static let observers = ["minmax", "percentile", "mse", "entropy"]
 
     public init(
-        mode: Mode, weights: WeightScheme, activations: ActivationScheme, observer: String? = nil, percentile: Double? = nil,
+        mode: Mode, weights: WeightScheme, activations: ActivationScheme?, observer: String? = nil, percentile: Double? = nil,
         histogramBins: Int? = nil, calibrationExamples: Int? = nil, modules: [String], skipped: [SkippedModule]
     ) {
         self.format = Self.currentFormat
@@ -129,8 +140,8 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
 
     /// The activations' code range, once validated.
     public var activationCodes: ClosedRange<Int32> {
-        let low = activations.codeRange.first ?? 0
-        let high = activations.codeRange.last ?? 255
+        let low = activations?.codeRange.first ?? 0
+        let high = activations?.codeRange.last ?? 255
         return Int32(clamping: low)...Int32(clamping: Swift.max(low, high))
     }
 
@@ -140,14 +151,50 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
         guard format == Self.currentFormat else {
             throw fail("format is \"\(format)\", expected \"\(Self.currentFormat)\"")
         }
+        if mode == .weightOnly {
+            try validateWeightOnly(fail)
+        } else {
+            try validateW8A8(fail)
+        }
+        var seen: Set<String> = []
+        for module in modules + skipped.map(\.module) where !seen.insert(module).inserted {
+            throw fail("module `\(module)` is listed twice in `modules` and `skipped`")
+        }
+    }
+
+    /// The weight-only rules: 4 or 8 bits per group, the codes of the mapping
+    /// (`[−7, 7]` / `[−127, 127]` symmetric, the whole signed range otherwise),
+    /// no activation section, no calibration.
+    private func validateWeightOnly(_ fail: (String) -> ModelFileError) throws(ModelFileError) {
+        guard [4, 8].contains(weights.bits) else { throw fail("weights.bits is \(weights.bits); weight-only models have 4- or 8-bit weights") }
+        guard weights.granularity == .perGroup else {
+            throw fail("weight-only weights are per_group, got \(weights.granularity.rawValue)")
+        }
+        guard let groupSize = weights.groupSize, groupSize >= 1 else {
+            throw fail("weight-only weights need a positive `group_size`, got \(weights.groupSize.map(String.init) ?? "none")")
+        }
+        let high = (1 << (weights.bits - 1)) - 1
+        let expected = weights.symmetric ? [-high, high] : [-high - 1, high]
+        guard weights.codeRange == expected else {
+            throw fail("weights.code_range must be \(expected) for \(weights.symmetric ? "symmetric" : "asymmetric") \(weights.bits)-bit weights, got \(weights.codeRange)")
+        }
+        if activations != nil { throw fail("weight-only models have f32 activations and no `activations` section") }
+        if observer != nil || percentile != nil || histogramBins != nil || calibrationExamples != nil {
+            throw fail("weight-only quantization has no calibration settings")
+        }
+    }
+
+    private func validateW8A8(_ fail: (String) -> ModelFileError) throws(ModelFileError) {
         guard weights.bits == 8 else { throw fail("weights.bits is \(weights.bits); int8 models have 8-bit weights") }
         guard weights.symmetric else { throw fail("weights must be symmetric (the int8 product has no weight zero point)") }
         guard [.perChannel, .perTensor].contains(weights.granularity) else {
             throw fail("weights.granularity must be per_channel or per_tensor, got \(weights.granularity.rawValue)")
         }
+        if weights.groupSize != nil { throw fail("W8A8 weights have no `group_size`") }
         guard weights.codeRange.count == 2, weights.codeRange[0] == -weights.codeRange[1], (1...127).contains(weights.codeRange[1]) else {
             throw fail("weights.code_range must be [-q, q] with 1 <= q <= 127, got \(weights.codeRange)")
         }
+        guard let activations else { throw fail("\(mode.rawValue) quantization needs an `activations` section") }
         guard activations.bits == 8 else { throw fail("activations.bits is \(activations.bits); W8A8 models have 8-bit activations") }
         guard activations.codeRange.count == 2, activations.codeRange[0] >= 0, activations.codeRange[1] <= 255,
             activations.codeRange[0] < activations.codeRange[1]
@@ -178,10 +225,8 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
                 throw fail("dynamic activations are per_tensor or per_row, got \(activations.granularity.rawValue)")
             }
             if observer != nil { throw fail("dynamic quantization has no calibration `observer`") }
-        }
-        var seen: Set<String> = []
-        for module in modules + skipped.map(\.module) where !seen.insert(module).inserted {
-            throw fail("module `\(module)` is listed twice in `modules` and `skipped`")
+        case .weightOnly:
+            throw fail("weight-only quantization has no activation scheme")
         }
     }
 

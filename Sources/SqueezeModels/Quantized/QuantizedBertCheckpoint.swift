@@ -2,16 +2,22 @@ import Foundation
 import SqueezeTensor
 
 /// Tensor names of a quantized Linear `<module>` (with the checkpoint's
-/// `bert.` prefix outside the classifier) besides `<module>.weight` (I8) and
-/// `<module>.bias` (F32).
+/// `bert.` prefix outside the classifier) besides `<module>.weight` and
+/// `<module>.bias` (F32). W8A8 and int8 weight-only weights are I8 `[out, in]`;
+/// int4 weight-only weights are U8 `[⌈out·in/2⌉]`, the signed codes in
+/// row-major order two per byte, element 2i in the low nibble of byte i.
 enum QuantizedTensorNames {
-    /// F32 `[out]`: the weight scale of each output row.
+    /// F32: W8A8 `[out]`, the scale of each output row; weight-only
+    /// `[out, in / group_size]`, the scale of each group.
     static let weightScale = "weight_scale"
+    /// I8 `[out, in / group_size]`: the signed zero point of each group
+    /// (asymmetric weight-only only; absent when all are 0).
+    static let weightZeroPoint = "weight_zero_point"
     /// F32 `[1]`: the static activation scale.
     static let inputScale = "input_scale"
     /// I32 `[1]`: the static activation zero point.
     static let inputZeroPoint = "input_zero_point"
-    static let all = [weightScale, inputScale, inputZeroPoint]
+    static let all = [weightScale, weightZeroPoint, inputScale, inputZeroPoint]
 }
 
 extension QuantizedBertModel {
@@ -64,6 +70,11 @@ extension QuantizedBertModel {
                 expectedNames.insert(base + "." + names.inputScale)
                 expectedNames.insert(base + "." + names.inputZeroPoint)
             }
+            if quantization.mode == .weightOnly {
+                if !quantization.weights.symmetric { expectedNames.insert(base + "." + names.weightZeroPoint) }
+                return .linear(InferenceLinear(
+                    module: module, kernel: .weightOnly(try Self.weightOnlyLinear(file, base: base, quantization: quantization))))
+            }
             return .linear(InferenceLinear(
                 module: module, kernel: .int8(try Self.int8Linear(file, base: base, quantization: quantization))))
         }
@@ -81,6 +92,72 @@ extension QuantizedBertModel {
             throw ModelFileError(file: file.path, "`\(name)` must be a floating-point tensor, got \(file.entries[name]?.dtype.rawValue ?? file.skipped[name] ?? "nothing")")
         }
         return try file.tensor(name)
+    }
+
+    /// The weight-only Linear stored under `base`, validated: the scales F32
+    /// `[N, G]` (finite, positive) give N and K = G · group_size; the codes
+    /// are I8 `[N, K]` (8 bits) or U8 `[⌈N·K/2⌉]` (4 bits) inside the signed
+    /// range; zero points, when stored, I8 `[N, G]` inside it too.
+    static func weightOnlyLinear(_ file: SafetensorsFile, base: String, quantization: ModelQuantization) throws(ModelFileError) -> WeightOnlyLinear {
+        func fail(_ message: String) -> ModelFileError { ModelFileError(file: file.path, message) }
+        func entry(_ suffix: String, _ dtype: SafetensorsDType, required: Bool = true) throws(ModelFileError) -> SafetensorsEntry? {
+            let name = base + "." + suffix
+            guard let entry = file.entries[name] else {
+                if let raw = file.skipped[name] { throw fail("`\(name)` has dtype \(raw), expected \(dtype.rawValue)") }
+                if required { throw fail("missing tensor `\(name)` of the weight-only module `\(base)`") }
+                return nil
+            }
+            guard entry.dtype == dtype else { throw fail("`\(name)` has dtype \(entry.dtype.rawValue), expected \(dtype.rawValue)") }
+            return entry
+        }
+        let bits = quantization.weights.bits
+        let groupSize = quantization.weights.groupSize ?? 0
+        guard let scaleEntry = try entry(QuantizedTensorNames.weightScale, .f32) else { throw fail("missing `\(base).weight_scale`") }
+        guard scaleEntry.shape.count == 2, scaleEntry.shape[0] > 0, scaleEntry.shape[1] > 0 else {
+            throw fail("`\(scaleEntry.name)` has shape \(scaleEntry.shape), expected [out, in / group_size] (non-empty)")
+        }
+        let (rows, groups) = (scaleEntry.shape[0], scaleEntry.shape[1])
+        let (columns, overflow) = groups.multipliedReportingOverflow(by: groupSize)
+        let (count, countOverflow) = rows.multipliedReportingOverflow(by: columns)
+        guard !overflow, !countOverflow else { throw fail("`\(scaleEntry.name)` has shape \(scaleEntry.shape): too many weights for groups of \(groupSize)") }
+        let scales = try file.floats(scaleEntry.name)
+        if let bad = scales.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+            throw fail("`\(scaleEntry.name)`[\(bad)] is \(scales[bad]); weight scales must be finite and positive")
+        }
+        var zeroPoints: [Int32]?
+        if !quantization.weights.symmetric, let zeroEntry = try entry(QuantizedTensorNames.weightZeroPoint, .i8, required: false) {
+            guard zeroEntry.shape == scaleEntry.shape else {
+                throw fail("`\(zeroEntry.name)` has shape \(zeroEntry.shape), expected \(scaleEntry.shape) like the scales")
+            }
+            zeroPoints = try file.int64s(zeroEntry.name).map { Int32(clamping: $0) }
+        }
+        let packed: PackedGroupWeights
+        do {
+            if bits == 4 {
+                guard let codes = try entry("weight", .u8) else { throw fail("missing `\(base).weight`") }
+                guard codes.shape == [(count + 1) / 2] else {
+                    throw fail("`\(codes.name)` has shape \(codes.shape), expected [\((count + 1) / 2)]: \(rows)×\(columns) int4 codes two per byte")
+                }
+                let bytes = try file.int64s(codes.name).map { UInt8(truncatingIfNeeded: $0) }
+                packed = try PackedGroupWeights(
+                    int4Codes: bytes, signed: true, outputCount: rows, inputCount: columns, groupSize: groupSize, scales: scales,
+                    zeroPoints: zeroPoints)
+            } else {
+                guard let codes = try entry("weight", .i8) else { throw fail("missing `\(base).weight`") }
+                guard codes.shape == [rows, columns] else {
+                    throw fail("`\(codes.name)` has shape \(codes.shape), expected [\(rows), \(columns)] from its scales and group size \(groupSize)")
+                }
+                packed = try PackedGroupWeights(
+                    codes: try file.tensor(codes.name), bits: 8, groupSize: groupSize, scales: scales, zeroPoints: zeroPoints)
+            }
+        } catch let error as WeightOnlyQuantizationError {
+            throw fail("`\(base)`: \(error.description)")
+        } catch let error as ModelFileError {
+            throw error
+        } catch {
+            throw fail("`\(base)`: \(error)")
+        }
+        return WeightOnlyLinear(weights: packed)
     }
 
     /// The int8 Linear stored under `base`, validated (shapes against each
@@ -119,7 +196,9 @@ extension QuantizedBertModel {
         let activationCodes = quantization.activationCodes
         switch quantization.mode {
         case .dynamic:
-            return Int8Linear(weights: packed, activations: .dynamic(perRow: quantization.activations.granularity == .perRow, range: activationCodes))
+            return Int8Linear(weights: packed, activations: .dynamic(perRow: quantization.activations?.granularity == .perRow, range: activationCodes))
+        case .weightOnly:
+            throw fail("`\(base)`: a weight-only model has no int8 W8A8 Linears")
         case .static:
             let scaleTensor = try entry(QuantizedTensorNames.inputScale, .f32)
             let zeroTensor = try entry(QuantizedTensorNames.inputZeroPoint, .i32)
@@ -166,6 +245,19 @@ extension QuantizedBertModel {
                     if case .fixed(let parameters) = int8.activations {
                         tensors.append((base + "." + QuantizedTensorNames.inputScale, Tensor(shape: [1], floats: [parameters.scales[0]])))
                         tensors.append((base + "." + QuantizedTensorNames.inputZeroPoint, Tensor(shape: [1], int32s: [parameters.zeroPoints[0]])))
+                    }
+                case .weightOnly(let weightOnly):
+                    let base = stored(linear.module)
+                    let weights = weightOnly.weights
+                    if let packed = weights.int4PackedCodes() {
+                        tensors.append((stored(name), Tensor(shape: [packed.count], uint8s: packed)))
+                    } else {
+                        tensors.append((stored(name), weightOnly.codes))
+                    }
+                    let parameterShape = [weights.outputCount, weights.groupsPerRow]
+                    tensors.append((base + "." + QuantizedTensorNames.weightScale, Tensor(shape: parameterShape, floats: weights.scales)))
+                    if let zeroPoints = weights.zeroPoints {
+                        tensors.append((base + "." + QuantizedTensorNames.weightZeroPoint, Tensor(shape: parameterShape, int8s: zeroPoints.map { Int8(clamping: $0) })))
                     }
                 }
             }

@@ -1,7 +1,8 @@
 import SqueezeTensor
 
 /// A BERT classifier for inference whose Linear layers run in int8 (W8A8:
-/// static or dynamic activations) or, where skipped, in f32. Embeddings,
+/// static or dynamic activations), with int4/int8 per-group weights and f32
+/// activations (weight-only), or, where skipped, in f32. Embeddings,
 /// LayerNorm, softmax, GELU and tanh stay f32. The forward pass is
 /// `BertModel`'s, over `InferenceOperations`; there is no training path.
 public struct QuantizedBertModel: Sendable {
@@ -74,6 +75,10 @@ public struct QuantizedBertModel: Sendable {
                 if !quantized.contains(module) { problems.append("the int8 Linear `\(module)` is not listed in `quantization.modules`") }
                 if shape.contains(0) { problems.append("`\(module)` is empty (\(shape)); empty Linears stay f32") }
                 if let problem = Self.check(int8, module: module, quantization: quantization) { problems.append(problem) }
+            case .weightOnly(let linear):
+                if !quantized.contains(module) { problems.append("the weight-only Linear `\(module)` is not listed in `quantization.modules`") }
+                if shape.contains(0) { problems.append("`\(module)` is empty (\(shape)); empty Linears stay f32") }
+                if let problem = Self.check(linear, module: module, quantization: quantization) { problems.append(problem) }
             }
         }
         for module in quantization.modules + quantization.skipped.map(\.module) where !present.contains(module) {
@@ -90,8 +95,28 @@ public struct QuantizedBertModel: Sendable {
         self.quantization = quantization
     }
 
+    /// What is wrong with a weight-only Linear under `quantization`, if anything.
+    static func check(_ linear: WeightOnlyLinear, module: String, quantization: ModelQuantization) -> String? {
+        guard quantization.mode == .weightOnly else {
+            return "`\(module)` is weight-only in a `\(quantization.mode.rawValue)` model"
+        }
+        let scheme = quantization.weights
+        let weights = linear.weights
+        if weights.bits != scheme.bits || weights.groupSize != scheme.groupSize {
+            return "`\(module)` has \(weights.bits)-bit weights in groups of \(weights.groupSize), the section says \(scheme.bits) bits, groups of \(scheme.groupSize ?? 0)"
+        }
+        if scheme.symmetric && !weights.isSymmetric { return "`\(module)` has zero points, but the section says symmetric" }
+        let codes = quantization.weightCodes
+        let outside = linear.codes.withUnsafeElements(Int8.self) { values in values.first { !codes.contains(Int32($0)) } }
+        if let outside { return "`\(module).weight` holds \(outside), outside the code range \(codes)" }
+        return nil
+    }
+
     /// What is wrong with an int8 Linear under `quantization`, if anything.
     static func check(_ linear: Int8Linear, module: String, quantization: ModelQuantization) -> String? {
+        guard let activationScheme = quantization.activations else {
+            return "`\(module)` is int8 W8A8 in a `\(quantization.mode.rawValue)` model"
+        }
         let codes = quantization.weightCodes
         let outside = linear.weights.values.withUnsafeElements(Int8.self) { values in
             values.first { !codes.contains(Int32($0)) }
@@ -107,8 +132,8 @@ public struct QuantizedBertModel: Sendable {
                 return "`\(module)` quantizes activations to \(parameters.range), the section says \(quantization.activationCodes)"
             }
         case (.dynamic, .dynamic(let perRow, let range)):
-            if perRow != (quantization.activations.granularity == .perRow) || range != quantization.activationCodes {
-                return "`\(module)` has dynamic activations other than the section's \(quantization.activations.granularity.rawValue) \(quantization.activationCodes)"
+            if perRow != (activationScheme.granularity == .perRow) || range != quantization.activationCodes {
+                return "`\(module)` has dynamic activations other than the section's \(activationScheme.granularity.rawValue) \(quantization.activationCodes)"
             }
         default:
             return "`\(module)` has activation parameters of another mode than `\(quantization.mode.rawValue)`"
@@ -128,6 +153,15 @@ public struct QuantizedBertModel: Sendable {
         var result: [String: Int8Linear] = [:]
         _ = weights.map { _, value in
             if case .linear(let linear) = value, case .int8(let int8) = linear.kernel { result[linear.module] = int8 }
+        }
+        return result
+    }
+
+    /// The weight-only Linears by module name.
+    public var weightOnlyLinears: [String: WeightOnlyLinear] {
+        var result: [String: WeightOnlyLinear] = [:]
+        _ = weights.map { _, value in
+            if case .linear(let linear) = value, case .weightOnly(let quantized) = linear.kernel { result[linear.module] = quantized }
         }
         return result
     }
