@@ -65,15 +65,10 @@ public struct QuantizeDynamicStage: Stage {
         } catch {
             throw StageFailure(error.message)
         }
-        let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
-        try QuantizeStages.save(quantized, from: loaded.artifact, to: modelDirectory, source: "quantize/dynamic")
         let report = W8A8Quantizer.weightReport(loaded.model, quantized, skip: params.skip)
-        let extra = try QuantizeStages.sizeMetrics(float: loaded.artifact, quantizedDirectory: modelDirectory)
-        let (reportValue, metrics) = QuantizeStages.report(report, quantization: quantized.quantization, warnings: warnings, extra: extra)
-        try QuantizeStages.writeReport(reportValue, context: context)
-        for layer in report.layers {
-            context.log.line("\(layer.module): weight SQNR " + String(format: "%.2f dB", layer.weightSQNR))
-        }
-        return StageResult(metrics: metrics, outputs: ["model": "model", "report": "report.json"])
+        let metrics = try QuantizeStages.publish(
+            quantized, from: loaded.artifact, report: report, warnings: warnings, source: "quantize/dynamic", context: context)
+        QuantizeStages.logWeightSQNR(report, context: context)
+        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
     }
 }

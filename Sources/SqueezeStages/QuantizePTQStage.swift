@@ -189,12 +189,9 @@ public struct QuantizePTQStage: Stage {
             throw StageFailure(error.message)
         }
 
-        let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
-        try QuantizeStages.save(quantized, from: loaded.artifact, to: modelDirectory, source: "quantize/ptq")
-        var extra = try QuantizeStages.sizeMetrics(float: loaded.artifact, quantizedDirectory: modelDirectory)
-        extra["calibration_split"] = .string(split)
-        let (reportValue, metrics) = QuantizeStages.report(report, quantization: quantized.quantization, warnings: warnings, extra: extra)
-        try QuantizeStages.writeReport(reportValue, context: context)
+        let metrics = try QuantizeStages.publish(
+            quantized, from: loaded.artifact, report: report, warnings: warnings, extra: ["calibration_split": .string(split)],
+            source: "quantize/ptq", context: context)
         for layer in report.layers {
             let sqnr = layer.outputSQNR.map { String(format: "%.2f dB", $0) } ?? "n/a"
             context.log.line("\(layer.module): range [\(layer.chosenRange?.lowerBound ?? 0), \(layer.chosenRange?.upperBound ?? 0)] of observed [\(layer.observedRange?.lowerBound ?? 0), \(layer.observedRange?.upperBound ?? 0)], scale \(layer.scale ?? 0) zero point \(layer.zeroPoint ?? 0), output SQNR \(sqnr)")
@@ -203,7 +200,7 @@ public struct QuantizePTQStage: Stage {
             "logits SQNR " + (report.logitsSQNR.map { String(format: "%.2f dB", $0) } ?? "n/a")
                 + ", prediction agreement " + (report.predictionAgreement.map { String(format: "%.4f", $0) } ?? "n/a")
                 + " on \(report.evaluationExamples) \(onHeldOut ? "held-out" : "calibration") examples")
-        return StageResult(metrics: metrics, outputs: ["model": "model", "report": "report.json"])
+        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
     }
 
     /// `0..<count` in an order fixed by `seed` (Fisher–Yates over `SeededGenerator`).

@@ -282,6 +282,32 @@ enum QuantizeStages {
         return (.object(object), metrics)
     }
 
+    /// What every quantize stage outputs: the model directory and report.json.
+    static let outputs = ["model": "model", "report": "report.json"]
+
+    /// The common end of every quantize stage: saves `quantized` as `model/`
+    /// next to `artifact`'s tokenizer files, writes report.json, and returns
+    /// the stage metrics (sizes, the report's summary, then `extra`).
+    static func publish(
+        _ quantized: QuantizedBertModel, from artifact: ModelArtifact, report: QuantizationReport, warnings: [String],
+        extra: [String: Value] = [:], source: String, context: StageContext
+    ) throws(StageFailure) -> [String: Value] {
+        let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
+        try save(quantized, from: artifact, to: modelDirectory, source: source)
+        let sizes = try sizeMetrics(float: artifact, quantizedDirectory: modelDirectory)
+        let (reportValue, metrics) = Self.report(
+            report, quantization: quantized.quantization, warnings: warnings, extra: sizes.merging(extra) { _, given in given })
+        try writeReport(reportValue, context: context)
+        return metrics
+    }
+
+    /// One log line per quantized module with the SQNR of its weight.
+    static func logWeightSQNR(_ report: QuantizationReport, context: StageContext) {
+        for layer in report.layers {
+            context.log.line("\(layer.module): weight SQNR " + String(format: "%.2f dB", layer.weightSQNR))
+        }
+    }
+
     /// Writes report.json into the stage's output directory.
     static func writeReport(_ report: Value, context: StageContext) throws(StageFailure) {
         let path = (context.outputDirectory as NSString).appendingPathComponent("report.json")

@@ -90,15 +90,10 @@ public struct QuantizeWeightOnlyStage: Stage {
         } catch {
             throw StageFailure(error.message)
         }
-        let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
-        try QuantizeStages.save(quantized, from: loaded.artifact, to: modelDirectory, source: "quantize/weight-only")
         let report = WeightOnlyQuantizer.weightReport(loaded.model, quantized, skip: params.skip)
-        let extra = try QuantizeStages.sizeMetrics(float: loaded.artifact, quantizedDirectory: modelDirectory)
-        let (reportValue, metrics) = QuantizeStages.report(report, quantization: quantized.quantization, warnings: warnings, extra: extra)
-        try QuantizeStages.writeReport(reportValue, context: context)
-        for layer in report.layers {
-            context.log.line("\(layer.module): weight SQNR " + String(format: "%.2f dB", layer.weightSQNR))
-        }
-        return StageResult(metrics: metrics, outputs: ["model": "model", "report": "report.json"])
+        let metrics = try QuantizeStages.publish(
+            quantized, from: loaded.artifact, report: report, warnings: warnings, source: "quantize/weight-only", context: context)
+        QuantizeStages.logWeightSQNR(report, context: context)
+        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
     }
 }
