@@ -12,6 +12,7 @@
 // epilogue is the same sequence of correctly rounded float operations.
 
 #include "sq_kernels.h"
+#include "cpu_features.h"
 
 #include <math.h>
 #include <string.h>
@@ -409,25 +410,13 @@ SQ_AVX2 static void quantize_avx2(const float *x, uint8_t *out, ptrdiff_t n, flo
     sq_quantize_u8_portable(x + i, out + i, n - i, inverse_scale, zero, q_min, q_max);
 }
 
-static int i8_use_avx2(void) {
-    static int cached = -1;
-    int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (value < 0) {
-        __builtin_cpu_init();
-        value = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
-    }
-    return value;
-}
-#else
-static int i8_use_avx2(void) { return 0; }
 #endif
 
 // MARK: Entry points
 
 /// The kernel for activations ≤ activation_max.
 static int choose_kernel(const sq_i8_gemm_problem *p, int32_t activation_max) {
-    if (p->kernel == SQ_I8_KERNEL_PORTABLE || !i8_use_avx2()) return SQ_I8_KERNEL_PORTABLE;
+    if (p->kernel == SQ_I8_KERNEL_PORTABLE || !sq_use_avx2()) return SQ_I8_KERNEL_PORTABLE;
     if (p->kernel == SQ_I8_KERNEL_WIDE) return SQ_I8_KERNEL_WIDE;
     return activation_max <= p->fast_activation_limit ? SQ_I8_KERNEL_MADDUBS : SQ_I8_KERNEL_WIDE;
 }
@@ -456,7 +445,7 @@ int sq_i8_gemm(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_e
 void sq_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero, int32_t q_min,
                     int32_t q_max) {
 #if defined(__x86_64__)
-    if (i8_use_avx2()) {
+    if (sq_use_avx2()) {
         quantize_avx2(x, out, n, inverse_scale, zero, q_min, q_max);
         return;
     }

@@ -1,4 +1,5 @@
 #include "sq_kernels.h"
+#include "cpu_features.h"
 
 #include <math.h>
 #include <string.h>
@@ -42,9 +43,7 @@ typedef double d4 __attribute__((ext_vector_type(4)));
 #undef SQ_TARGET
 #undef SQ_NAME
 
-/// 1 when the CPU has AVX2 and FMA; decided once (relaxed atomics: every
-/// thread computes the same answer).
-static int sq_use_avx2(void) {
+int sq_use_avx2(void) {
     static int cached = -1;
     int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (value < 0) {
@@ -56,7 +55,7 @@ static int sq_use_avx2(void) {
 }
 #define SQ_CALL(x, args) (sq_use_avx2() ? sq_avx2_##x args : sq_base_##x args)
 #else
-static int sq_use_avx2(void) { return 0; }
+int sq_use_avx2(void) { return 0; }
 #define SQ_CALL(x, args) (sq_base_##x args)
 #endif
 

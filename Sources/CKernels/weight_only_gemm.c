@@ -15,6 +15,7 @@
 //   4 rows × 16 columns or 1 row × 64 columns at a time.
 
 #include "sq_weight_only.h"
+#include "cpu_features.h"
 
 #include <math.h>
 #include <string.h>
@@ -362,18 +363,6 @@ WO_AVX2 static void buffered_rows(const sq_wo_problem *p, ptrdiff_t row_begin, p
     }
 }
 
-static int use_avx2(void) {
-    static int cached = -1;
-    int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (value < 0) {
-        __builtin_cpu_init();
-        value = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
-    }
-    return value;
-}
-#else
-static int use_avx2(void) { return 0; }
 #endif
 
 /// Rows below which each row dequantises its weights in registers.
@@ -381,7 +370,7 @@ static int use_avx2(void) { return 0; }
 
 int sq_wo_gemm(const sq_wo_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t panel_begin,
                ptrdiff_t panel_end) {
-    if (p->kernel == SQ_WO_KERNEL_PORTABLE || !use_avx2()) {
+    if (p->kernel == SQ_WO_KERNEL_PORTABLE || !sq_use_avx2()) {
         gemm_portable(p, row_begin, row_end, panel_begin, panel_end);
         return SQ_WO_KERNEL_PORTABLE;
     }
@@ -397,7 +386,7 @@ void sq_wo_dequantize(const sq_wo_problem *p, ptrdiff_t panel_begin, ptrdiff_t p
     for (ptrdiff_t panel = panel_begin; panel < panel_end; panel++) {
         float *o = out + (panel - panel_begin) * PANEL;
 #if defined(__x86_64__)
-        if (p->kernel != SQ_WO_KERNEL_PORTABLE && use_avx2()) {
+        if (p->kernel != SQ_WO_KERNEL_PORTABLE && sq_use_avx2()) {
             dequantize_avx2(p, panel, k_begin, k_end, o, ldo);
             continue;
         }
