@@ -95,25 +95,6 @@ import Testing
     }
 
     /// One way to damage a saved model: tensors by name, and the config object.
-    struct Damage: Sendable, CustomTestStringConvertible {
-        let label: String
-        let expected: String
-        let tensors: @Sendable (inout [String: Tensor]) -> Void
-        let config: @Sendable (inout [String: Any]) -> Void
-
-        init(
-            _ label: String, _ expected: String, tensors: @escaping @Sendable (inout [String: Tensor]) -> Void = { _ in },
-            config: @escaping @Sendable (inout [String: Any]) -> Void = { _ in }
-        ) {
-            self.label = label
-            self.expected = expected
-            self.tensors = tensors
-            self.config = config
-        }
-
-        var testDescription: String { label }
-    }
-
     static let query = "bert.encoder.layer.1.attention.self.query"
 
     static func section(_ config: inout [String: Any], _ change: (inout [String: Any]) -> Void) {
@@ -122,81 +103,81 @@ import Testing
         config["quantization"] = section
     }
 
-    static let damages: [Damage] = [
-        Damage("negative weight scale", "weight scales must be finite and positive") {
+    static let damages: [ArtifactDamage] = [
+        ArtifactDamage("negative weight scale", "weight scales must be finite and positive") {
             $0[query + ".weight_scale"] = Tensor(shape: [32], floats: [-1] + [Float](repeating: 0.01, count: 31))
         },
-        Damage("NaN weight scale", "weight scales must be finite and positive") {
+        ArtifactDamage("NaN weight scale", "weight scales must be finite and positive") {
             $0[query + ".weight_scale"] = Tensor(shape: [32], floats: [Float](repeating: .nan, count: 32))
         },
-        Damage("zero weight scale", "weight scales must be finite and positive") {
+        ArtifactDamage("zero weight scale", "weight scales must be finite and positive") {
             $0[query + ".weight_scale"] = Tensor(shape: [32], floats: [Float](repeating: 0, count: 32))
         },
-        Damage("weight scale shape", "expected [32]") { $0[query + ".weight_scale"] = Tensor(shape: [31], floats: [Float](repeating: 0.01, count: 31)) },
-        Damage("infinite input scale", "positive normal") { $0[query + ".input_scale"] = Tensor(shape: [1], floats: [.infinity]) },
-        Damage("zero input scale", "positive normal") { $0[query + ".input_scale"] = Tensor(shape: [1], floats: [0]) },
-        Damage("subnormal input scale", "positive normal") { $0[query + ".input_scale"] = Tensor(shape: [1], floats: [Float.leastNonzeroMagnitude]) },
-        Damage("input scale shape", "must have shape [1]") { $0[query + ".input_scale"] = Tensor(shape: [2], floats: [1, 1]) },
-        Damage("zero point above the range", "outside the activations' code range") {
+        ArtifactDamage("weight scale shape", "expected [32]") { $0[query + ".weight_scale"] = Tensor(shape: [31], floats: [Float](repeating: 0.01, count: 31)) },
+        ArtifactDamage("infinite input scale", "positive normal") { $0[query + ".input_scale"] = Tensor(shape: [1], floats: [.infinity]) },
+        ArtifactDamage("zero input scale", "positive normal") { $0[query + ".input_scale"] = Tensor(shape: [1], floats: [0]) },
+        ArtifactDamage("subnormal input scale", "positive normal") { $0[query + ".input_scale"] = Tensor(shape: [1], floats: [Float.leastNonzeroMagnitude]) },
+        ArtifactDamage("input scale shape", "must have shape [1]") { $0[query + ".input_scale"] = Tensor(shape: [2], floats: [1, 1]) },
+        ArtifactDamage("zero point above the range", "outside the activations' code range") {
             $0[query + ".input_zero_point"] = Tensor(shape: [1], int32s: [256])
         },
-        Damage("negative zero point", "outside the activations' code range") { $0[query + ".input_zero_point"] = Tensor(shape: [1], int32s: [-1]) },
-        Damage("float zero point", "expected I32") { $0[query + ".input_zero_point"] = Tensor(shape: [1], floats: [3]) },
-        Damage("missing input scale", "missing tensor") { $0[query + ".input_scale"] = nil },
-        Damage("float weight of an int8 module", "expected I8") { $0[query + ".weight"] = Tensor(zeros: [32, 32]) },
-        Damage("int8 weight of another shape", "shape") { $0[query + ".weight"] = Tensor(zeros: [32, 31], dtype: .i8) },
-        Damage("weight outside the code range", "outside the weights' code range") {
+        ArtifactDamage("negative zero point", "outside the activations' code range") { $0[query + ".input_zero_point"] = Tensor(shape: [1], int32s: [-1]) },
+        ArtifactDamage("float zero point", "expected I32") { $0[query + ".input_zero_point"] = Tensor(shape: [1], floats: [3]) },
+        ArtifactDamage("missing input scale", "missing tensor") { $0[query + ".input_scale"] = nil },
+        ArtifactDamage("float weight of an int8 module", "expected I8") { $0[query + ".weight"] = Tensor(zeros: [32, 32]) },
+        ArtifactDamage("int8 weight of another shape", "shape") { $0[query + ".weight"] = Tensor(zeros: [32, 31], dtype: .i8) },
+        ArtifactDamage("weight outside the code range", "outside the weights' code range") {
             $0[query + ".weight"] = Tensor(shape: [32, 32], int8s: [-128] + [Int8](repeating: 1, count: 1023))
         },
-        Damage("int8 weight on a float module", "must be a floating-point tensor") {
+        ArtifactDamage("int8 weight on a float module", "must be a floating-point tensor") {
             $0["bert.embeddings.LayerNorm.weight"] = Tensor(zeros: [32], dtype: .i8)
         },
-        Damage("stray activation scale", "unexpected tensor") { $0["bert.pooler.dense.bias.input_scale"] = Tensor(shape: [1], floats: [1]) },
-        Damage("missing bias", "missing tensors") { $0["bert.encoder.layer.0.output.dense.bias"] = nil },
-        Damage("unknown format", "format", config: { config in section(&config) { $0["format"] = "squeeze.quantized/9" } }),
-        Damage("4-bit weights", "weights.bits", config: { config in
+        ArtifactDamage("stray activation scale", "unexpected tensor") { $0["bert.pooler.dense.bias.input_scale"] = Tensor(shape: [1], floats: [1]) },
+        ArtifactDamage("missing bias", "missing tensors") { $0["bert.encoder.layer.0.output.dense.bias"] = nil },
+        ArtifactDamage("unknown format", "format", config: { config in section(&config) { $0["format"] = "squeeze.quantized/9" } }),
+        ArtifactDamage("4-bit weights", "weights.bits", config: { config in
             section(&config) { section in
                 var weights = section["weights"] as? [String: Any] ?? [:]
                 weights["bits"] = 4
                 section["weights"] = weights
             }
         }),
-        Damage("weight code range", "code_range", config: { config in
+        ArtifactDamage("weight code range", "code_range", config: { config in
             section(&config) { section in
                 var weights = section["weights"] as? [String: Any] ?? [:]
                 weights["code_range"] = [-128, 127]
                 section["weights"] = weights
             }
         }),
-        Damage("activation code range", "code_range", config: { config in
+        ArtifactDamage("activation code range", "code_range", config: { config in
             section(&config) { section in
                 var activations = section["activations"] as? [String: Any] ?? [:]
                 activations["code_range"] = [0, 300]
                 section["activations"] = activations
             }
         }),
-        Damage("unknown mode", "not a valid quantization section", config: { config in section(&config) { $0["mode"] = "fancy" } }),
-        Damage("missing observer", "needs `observer`", config: { config in section(&config) { $0["observer"] = nil } }),
-        Damage("module listed twice", "listed twice", config: { config in
+        ArtifactDamage("unknown mode", "not a valid quantization section", config: { config in section(&config) { $0["mode"] = "fancy" } }),
+        ArtifactDamage("missing observer", "needs `observer`", config: { config in section(&config) { $0["observer"] = nil } }),
+        ArtifactDamage("module listed twice", "listed twice", config: { config in
             section(&config) { section in
                 section["skipped"] = [["module": "classifier", "reason": "x"]]
             }
         }),
-        Damage("unknown module", "does not have", config: { config in
+        ArtifactDamage("unknown module", "does not have", config: { config in
             section(&config) { section in
                 section["skipped"] = [["module": "encoder.layer.7.output.dense", "reason": "x"]]
             }
         }),
-        Damage("int8 module missing from `modules`", "must be a floating-point tensor", config: { config in
+        ArtifactDamage("int8 module missing from `modules`", "must be a floating-point tensor", config: { config in
             section(&config) { section in
                 section["modules"] = (section["modules"] as? [String] ?? []).filter { $0 != "classifier" }
             }
         }),
-        Damage("quantization is not an object", "not a valid quantization section", config: { $0["quantization"] = [1, 2] }),
+        ArtifactDamage("quantization is not an object", "not a valid quantization section", config: { $0["quantization"] = [1, 2] }),
     ]
 
     @Test(arguments: damages)
-    func damagedArtifactsAreErrors(damage: Damage) throws {
+    func damagedArtifactsAreErrors(damage: ArtifactDamage) throws {
         let (directory, _) = try Self.saved()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let weightsPath = directory + "/model.safetensors"

@@ -1,3 +1,4 @@
+import Testing
 import SqueezeTensor
 @testable import SqueezeCompress
 
@@ -34,4 +35,25 @@ func observed<O: RangeObserver>(_ observer: O, _ values: [Float], batchSize: Int
         start = end
     }
     return observer
+}
+
+/// One way of damaging a saved quantized model: a change to its tensors and/or
+/// its config.json, and the text the load error must contain.
+struct ArtifactDamage: Sendable, CustomTestStringConvertible {
+    let label: String
+    let expected: String
+    let tensors: @Sendable (inout [String: Tensor]) -> Void
+    let config: @Sendable (inout [String: Any]) -> Void
+
+    init(
+        _ label: String, _ expected: String, tensors: @escaping @Sendable (inout [String: Tensor]) -> Void = { _ in },
+        config: @escaping @Sendable (inout [String: Any]) -> Void = { _ in }
+    ) {
+        self.label = label
+        self.expected = expected
+        self.tensors = tensors
+        self.config = config
+    }
+
+    var testDescription: String { label }
 }

@@ -129,25 +129,6 @@ import Testing
         #expect(!skipped.quantization.modules.isEmpty)
     }
 
-    struct Damage: Sendable, CustomTestStringConvertible {
-        let label: String
-        let expected: String
-        let tensors: @Sendable (inout [String: Tensor]) -> Void
-        let config: @Sendable (inout [String: Any]) -> Void
-
-        init(
-            _ label: String, _ expected: String, tensors: @escaping @Sendable (inout [String: Tensor]) -> Void = { _ in },
-            config: @escaping @Sendable (inout [String: Any]) -> Void = { _ in }
-        ) {
-            self.label = label
-            self.expected = expected
-            self.tensors = tensors
-            self.config = config
-        }
-
-        var testDescription: String { label }
-    }
-
     static let query = "bert.encoder.layer.1.attention.self.query"
 
     static func weights(_ config: inout [String: Any], _ change: (inout [String: Any]) -> Void) {
@@ -159,35 +140,35 @@ import Testing
     }
 
     /// Damage to an int4, group-16, symmetric dense model (query: 32 × 32, 2 groups per row).
-    static let damages: [Damage] = [
-        Damage("negative scale", "finite and positive") {
+    static let damages: [ArtifactDamage] = [
+        ArtifactDamage("negative scale", "finite and positive") {
             $0[query + ".weight_scale"] = Tensor(shape: [32, 2], floats: [-1] + [Float](repeating: 0.01, count: 63))
         },
-        Damage("NaN scale", "finite and positive") { $0[query + ".weight_scale"] = Tensor(shape: [32, 2], floats: [Float](repeating: .nan, count: 64)) },
-        Damage("scale of another shape", "expected [256]") { $0[query + ".weight_scale"] = Tensor(shape: [32, 1], floats: [Float](repeating: 0.01, count: 32)) },
-        Damage("flat scale", "expected [out, in / group_size]") { $0[query + ".weight_scale"] = Tensor(shape: [64], floats: [Float](repeating: 0.01, count: 64)) },
-        Damage("missing scale", "missing tensor") { $0[query + ".weight_scale"] = nil },
-        Damage("too few int4 bytes", "expected [512]") { $0[query + ".weight"] = Tensor(shape: [511], uint8s: [UInt8](repeating: 0x11, count: 511)) },
-        Damage("int4 codes as I8", "expected U8") { $0[query + ".weight"] = Tensor(shape: [32, 32], int8s: [Int8](repeating: 1, count: 1024)) },
-        Damage("code -8 in a symmetric model", "outside the code range") {
+        ArtifactDamage("NaN scale", "finite and positive") { $0[query + ".weight_scale"] = Tensor(shape: [32, 2], floats: [Float](repeating: .nan, count: 64)) },
+        ArtifactDamage("scale of another shape", "expected [256]") { $0[query + ".weight_scale"] = Tensor(shape: [32, 1], floats: [Float](repeating: 0.01, count: 32)) },
+        ArtifactDamage("flat scale", "expected [out, in / group_size]") { $0[query + ".weight_scale"] = Tensor(shape: [64], floats: [Float](repeating: 0.01, count: 64)) },
+        ArtifactDamage("missing scale", "missing tensor") { $0[query + ".weight_scale"] = nil },
+        ArtifactDamage("too few int4 bytes", "expected [512]") { $0[query + ".weight"] = Tensor(shape: [511], uint8s: [UInt8](repeating: 0x11, count: 511)) },
+        ArtifactDamage("int4 codes as I8", "expected U8") { $0[query + ".weight"] = Tensor(shape: [32, 32], int8s: [Int8](repeating: 1, count: 1024)) },
+        ArtifactDamage("code -8 in a symmetric model", "outside the code range") {
             $0[query + ".weight"] = Tensor(shape: [512], uint8s: [0x08] + [UInt8](repeating: 0x11, count: 511))
         },
-        Damage("stray zero point", "unexpected tensor") { $0[query + ".weight_zero_point"] = Tensor(shape: [32, 2], int8s: [Int8](repeating: 0, count: 64)) },
-        Damage("missing codes", "missing tensors") { $0[query + ".weight"] = nil },
-        Damage("3 bits", "weights.bits", config: { config in weights(&config) { $0["bits"] = 3 } }),
-        Damage("8 bits over int4 codes", "expected I8", config: { config in weights(&config) { $0["bits"] = 8; $0["code_range"] = [-127, 127] } }),
-        Damage("group size 0", "group_size", config: { config in weights(&config) { $0["group_size"] = 0 } }),
-        Damage("no group size", "group_size", config: { config in weights(&config) { $0["group_size"] = nil } }),
-        Damage("group size 8", "expected [256]", config: { config in weights(&config) { $0["group_size"] = 8 } }),
-        Damage("huge group size", "too many weights", config: { config in weights(&config) { $0["group_size"] = Int.max / 2 } }),
-        Damage("per_channel", "per_group", config: { config in weights(&config) { $0["granularity"] = "per_channel" } }),
-        Damage("code range", "code_range", config: { config in weights(&config) { $0["code_range"] = [-8, 7] } }),
-        Damage("activation section", "no `activations` section", config: { config in
+        ArtifactDamage("stray zero point", "unexpected tensor") { $0[query + ".weight_zero_point"] = Tensor(shape: [32, 2], int8s: [Int8](repeating: 0, count: 64)) },
+        ArtifactDamage("missing codes", "missing tensors") { $0[query + ".weight"] = nil },
+        ArtifactDamage("3 bits", "weights.bits", config: { config in weights(&config) { $0["bits"] = 3 } }),
+        ArtifactDamage("8 bits over int4 codes", "expected I8", config: { config in weights(&config) { $0["bits"] = 8; $0["code_range"] = [-127, 127] } }),
+        ArtifactDamage("group size 0", "group_size", config: { config in weights(&config) { $0["group_size"] = 0 } }),
+        ArtifactDamage("no group size", "group_size", config: { config in weights(&config) { $0["group_size"] = nil } }),
+        ArtifactDamage("group size 8", "expected [256]", config: { config in weights(&config) { $0["group_size"] = 8 } }),
+        ArtifactDamage("huge group size", "too many weights", config: { config in weights(&config) { $0["group_size"] = Int.max / 2 } }),
+        ArtifactDamage("per_channel", "per_group", config: { config in weights(&config) { $0["granularity"] = "per_channel" } }),
+        ArtifactDamage("code range", "code_range", config: { config in weights(&config) { $0["code_range"] = [-8, 7] } }),
+        ArtifactDamage("activation section", "no `activations` section", config: { config in
             var section = config["quantization"] as? [String: Any] ?? [:]
             section["activations"] = ["bits": 8, "granularity": "per_tensor", "symmetric": false, "code_range": [0, 255]]
             config["quantization"] = section
         }),
-        Damage("observer", "no calibration", config: { config in
+        ArtifactDamage("observer", "no calibration", config: { config in
             var section = config["quantization"] as? [String: Any] ?? [:]
             section["observer"] = "minmax"
             config["quantization"] = section
@@ -195,7 +176,7 @@ import Testing
     ]
 
     @Test(arguments: damages)
-    func damagedArtifactsAreErrors(damage: Damage) throws {
+    func damagedArtifactsAreErrors(damage: ArtifactDamage) throws {
         let quantized = try WeightOnlyQuantizer.quantize(try TinyQuantBert.dense(), options: Self.options(bits: 4, cofi: false))
         let directory = try TinyQuantBert.temporaryDirectory("weight-only-damage")
         defer { try? FileManager.default.removeItem(atPath: directory) }
