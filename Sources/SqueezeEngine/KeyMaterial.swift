@@ -37,6 +37,19 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
         Digest(bytes: SHA256.hash(data: Data(canonicalValue.canonicalJSON.utf8))).hex
     }
 
+    /// Drops the parameters declared `keyedOnlyWhenChanged` whose resolved value
+    /// equals their default, so keys made before they existed stay valid.
+    public static func omittingUnchangedDefaults(_ params: Value, of descriptor: StageTypeDescriptor) -> Value {
+        guard case .object(var fields) = params else { return params }
+        for parameter in descriptor.parameters where parameter.keyedOnlyWhenChanged {
+            if let value = fields[parameter.name], let defaultValue = parameter.defaultValue,
+               differingPaths(value, defaultValue, prefix: "").isEmpty {
+                fields[parameter.name] = nil
+            }
+        }
+        return .object(fields)
+    }
+
     /// Why a stage with this material must run when `previous` was what last ran.
     public func changes(since previous: KeyMaterial) -> [String] {
         var reasons: [String] = []

@@ -107,7 +107,8 @@ public struct Pipeline: Sendable {
         let resolver = resolver(for: spec, upstream: outputs, outputDirectory: "")
         let params: Value
         do {
-            params = try resolver.resolve(spec, descriptor: type.descriptor, mode: .key)
+            params = KeyMaterial.omittingUnchangedDefaults(
+                try resolver.resolve(spec, descriptor: type.descriptor, mode: .key), of: type.descriptor)
         } catch let error as ParameterResolver.ResolutionError {
             throw StageFailure(error.description)
         }

@@ -60,16 +60,22 @@ public struct ParameterSpec: Sendable, Hashable {
     public var doc: String
     /// Applies to a plain string value of this parameter (not to list items).
     public var quoting: ReferenceQuoting
+    /// A parameter added to an existing stage type whose default reproduces the
+    /// old behaviour exactly: left out of the stage key while it equals that
+    /// default, so adding it does not invalidate every cached stage of the type.
+    /// Changing such a default must bump the stage type's version.
+    public var keyedOnlyWhenChanged: Bool
 
     public init(
         _ name: String, _ type: ParamType, required: Bool = false, default defaultValue: Value? = nil,
-        quoting: ReferenceQuoting = .none, doc: String
+        quoting: ReferenceQuoting = .none, keyedOnlyWhenChanged: Bool = false, doc: String
     ) {
         self.name = name
         self.type = type
         self.required = required
         self.defaultValue = defaultValue
         self.quoting = quoting
+        self.keyedOnlyWhenChanged = keyedOnlyWhenChanged
         self.doc = doc
     }
 }

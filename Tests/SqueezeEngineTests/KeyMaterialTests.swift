@@ -25,4 +25,23 @@ import Testing
         #expect(live.key != recorded.key)
         #expect(live.changes(since: recorded) == ["params changed: epochs", "backend changed (cpu → cpu/r2/avx2-fma)"])
     }
+
+    /// A parameter added with a behaviour-preserving default leaves old keys
+    /// alone until a recipe sets it to something else.
+    @Test func addedParameterAtItsDefaultIsNotKeyed() {
+        let descriptor = StageTypeDescriptor(
+            type: "t", version: 1, summary: "",
+            parameters: [
+                ParameterSpec("lr", .number, default: .double(1e-3), doc: ""),
+                ParameterSpec("extra_weight", .number, default: .double(0), keyedOnlyWhenChanged: true, doc: ""),
+            ],
+            outputs: [])
+        let before = Value.object(["lr": .double(1e-3)])
+        let atDefault = KeyMaterial.omittingUnchangedDefaults(.object(["lr": .double(1e-3), "extra_weight": .int(0)]), of: descriptor)
+        let changed = KeyMaterial.omittingUnchangedDefaults(.object(["lr": .double(1e-3), "extra_weight": .double(0.5)]), of: descriptor)
+        let lrAtDefault = KeyMaterial.omittingUnchangedDefaults(.object(["lr": .double(1e-3)]), of: descriptor)
+        #expect(atDefault == before)
+        #expect(changed == .object(["lr": .double(1e-3), "extra_weight": .double(0.5)]))
+        #expect(lrAtDefault == before, "ordinary parameters stay keyed at their default")
+    }
 }
