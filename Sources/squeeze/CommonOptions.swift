@@ -69,9 +69,27 @@ struct RecipeOptions: ParsableArguments {
 }
 
 
-/// Stage-id lists given as repeated flags or comma-separated.
+/// Stage-id lists given as repeated flags or comma-separated. Commas inside
+/// `[…]` belong to a matrix instance id: `int8[observer=mse,sparsity=0.8]`.
 func stageList(_ values: [String]) -> [String] {
-    values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
+    var ids: [String] = []
+    for value in values {
+        var current = "", depth = 0
+        for character in value {
+            switch character {
+            case "[": depth += 1
+            case "]": depth = max(0, depth - 1)
+            case "," where depth == 0:
+                ids.append(current)
+                current = ""
+                continue
+            default: break
+            }
+            current.append(character)
+        }
+        ids.append(current)
+    }
+    return ids.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 }
 
 /// The stages `ids` select: a stage id, or the base id of a matrix sweep's

@@ -8,6 +8,7 @@ import Testing
         name: sweep
         vars:
           sparsity: 0.5
+          label: none
         matrix:
           sparsity: [0.6, 0.8, 0.9]
         stages:
@@ -26,6 +27,11 @@ import Testing
             with:
               run: [sh, -c, 'cat "$1/p.txt" > "$SQUEEZE_OUT/q.txt"', sh, "${pruned.out}"]
               outputs: [q.txt]
+          labelled:
+            uses: command
+            with:
+              run: [sh, -c, 'echo "$2" | cat "$1/p.txt" - > "$SQUEEZE_OUT/l.txt"', sh, "${pruned.out}", "${vars.label}"]
+              outputs: [l.txt]
         """
 
     @Test func sweepRunPlanOnlyAndShow() throws {
@@ -35,8 +41,8 @@ import Testing
         #expect(run.status == 0, "\(run)")
         #expect(run.stderr.contains("pruned[sparsity=0.8]: done"), "\(run)")
         let record = try project.record(of: run)
-        #expect(record.stages.count == 7)
-        #expect(record.stages.filter { $0.status == "ran" }.count == 7)
+        #expect(record.stages.count == 10)
+        #expect(record.stages.filter { $0.status == "ran" }.count == 10)
         if let id = run.runID {
             #expect(project.read("runs/\(id)/outputs/int8_sparsity_0_9_/out/q.txt") == "T\n0.9\n")
             let show = try project.squeeze(["runs", "show", id] + project.storage())
@@ -52,7 +58,10 @@ import Testing
 
         // `--matrix` replaces the list: 0.6 is cached, 0.95 is new.
         let narrowed = try CLIBehaviourTests.plan(project, ["--matrix", "vars.sparsity=0.6,0.95"])
-        #expect(Set(narrowed.keys) == ["teacher", "pruned[sparsity=0.6]", "pruned[sparsity=0.95]", "int8[sparsity=0.6]", "int8[sparsity=0.95]"])
+        #expect(Set(narrowed.keys) == [
+            "teacher", "pruned[sparsity=0.6]", "pruned[sparsity=0.95]", "int8[sparsity=0.6]", "int8[sparsity=0.95]",
+            "labelled[sparsity=0.6]", "labelled[sparsity=0.95]",
+        ])
         #expect(narrowed["pruned[sparsity=0.6]"]?.status == "cached")
         #expect(narrowed["pruned[sparsity=0.95]"]?.status == "run")
 
@@ -60,6 +69,14 @@ import Testing
         #expect(forced.status == 0, "\(forced)")
         let forcedRecord = try project.record(of: forced)
         #expect(forcedRecord.stages.filter { $0.status == "ran" }.map(\.id) == ["int8[sparsity=0.8]"])
+
+        // Commas inside an instance id do not split a stage list.
+        let twoVariables = try CLIBehaviourTests.plan(project, [
+            "--matrix", "vars.label=a,b", "--only", "labelled[label=b,sparsity=0.6],pruned[sparsity=0.9]",
+        ])
+        #expect(twoVariables["labelled[label=b,sparsity=0.6]"]?.status == "run")
+        #expect(twoVariables["labelled[label=a,sparsity=0.6]"]?.status == "skipped")
+        #expect(twoVariables["pruned[sparsity=0.9]"]?.status == "cached")
     }
 
     @Test func badMatrixFlagsAreInputErrors() throws {
