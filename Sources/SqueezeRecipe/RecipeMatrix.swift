@@ -24,9 +24,17 @@ public struct MatrixSweep: Sendable, Hashable {
         return "\(name)[\(bindings.joined(separator: ","))]"
     }
 
-    /// A value as it appears in an instance id: strings as they are, the rest as JSON.
+    /// A value as it appears in an instance id: a plain word as it is, anything
+    /// else as JSON, so the string `"1"` and the number `1` stay distinct.
     static func text(of value: Value) -> String {
-        if case .string(let text) = value { text } else { value.canonicalJSON }
+        guard case .string(let text) = value, isPlainWord(text) else { return value.canonicalJSON }
+        return text
+    }
+
+    private static func isPlainWord(_ text: String) -> Bool {
+        guard let first = text.unicodeScalars.first, first.properties.isAlphabetic || first == "_",
+              !["true", "false", "null"].contains(text) else { return false }
+        return text.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-./:".unicodeScalars.contains($0) }
     }
 }
 
@@ -168,11 +176,11 @@ extension RecipeValidation {
             for entry in entries {
                 guard let name = mappingKey(entry.key) else { continue }
                 guard let old = declared.first(where: { $0.key.scalar == name })?.value, names.contains(name) else {
-                    let what = axes == nil ? "`matrix.include` sets" : "`matrix.exclude` names"
-                    let sweeps = axes == nil ? "declare it under `vars:`" : "it can only name swept variables: \(Self.list(names))"
-                    error(
-                        "\(what) `\(name)`, which \(axes == nil ? "is not declared under `vars:`" : "the matrix does not sweep")",
-                        at: entry.key.location, hint: Suggestion.hint(for: name, in: names) ?? sweeps)
+                    let problem = axes == nil
+                        ? "`matrix.include` sets `\(name)`, which is not declared under `vars:`"
+                        : "`matrix.exclude` names `\(name)`, which the matrix does not sweep"
+                    let advice = axes == nil ? "declare it under `vars:`" : "it can only name swept variables: \(Self.list(names))"
+                    error(problem, at: entry.key.location, hint: Suggestion.hint(for: name, in: names) ?? advice)
                     continue
                 }
                 if let converted = matrixValue(entry.value, of: name, declared: old) { combination[name] = converted }
@@ -217,9 +225,12 @@ extension RecipeValidation {
                 }
             }
         }
-        let excluded = result.count
+        // A value written twice gives one combination.
+        var seen: Set<[Value]> = []
+        result = result.filter { seen.insert($0.values.map(value)).inserted }
+        let productCount = result.count
         result.removeAll { combination in definition.exclude.contains { matches(combination, $0) } }
-        let excludedCount = excluded - result.count
+        let excludedCount = productCount - result.count
         result = result.map { combination in
             var complete = combination
             for name in swept where complete[name] == nil { complete[name] = defaults[name] }

@@ -34,4 +34,16 @@ import Testing
         #expect(try keys(["vars.profile=full"]) != quick)
         #expect(try keys(["vars.profile=also-short", "vars.text=long"]) == (try keys(["vars.profile=full"])))
     }
+
+    @Test func theRunRecordNamesTheProfile() async throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let record = try await ws.run(try ws.pipeline(recipe, overrides: ["vars.profile=full"]))
+        guard case .object(let recorded) = record.recipe, case .object(let vars)? = recorded["vars"] else {
+            Issue.record("the record has no recipe")
+            return
+        }
+        #expect(recorded["profile"] == .string("full"))
+        #expect(vars["text"] == .string("long"))
+    }
 }

@@ -174,5 +174,17 @@ import Testing
     @Test func instanceIDsSortVariablesAndPrintValues() {
         #expect(MatrixSweep.instanceID("int8", ["sparsity": .double(0.8), "observer": .string("mse")]) == "int8[observer=mse,sparsity=0.8]")
         #expect(MatrixSweep.instanceID("int8", [:]) == "int8")
+        #expect(MatrixSweep.instanceID("s", ["v": .string("1")]) == #"s[v="1"]"#)
+        #expect(MatrixSweep.instanceID("s", ["v": .int(1)]) == "s[v=1]")
+        #expect(MatrixSweep.instanceID("s", ["v": .string("a,b")]) == #"s[v="a,b"]"#)
+        #expect(MatrixSweep.instanceID("s", ["v": .string("true")]) == #"s[v="true"]"#)
+        #expect(MatrixSweep.instanceID("s", ["v": .string("data/x-1.tsv")]) == "s[v=data/x-1.tsv]")
+    }
+
+    @Test func repeatedValuesGiveOneCombination() throws {
+        let text = Self.recipe.replacingOccurrences(of: "lr: [0.1, 0.2]", with: "lr: [0.1, 0.10, 0.2]")
+        let recipe = try Fixtures.load(text)
+        #expect(recipe.matrix?.combinations.count == 4)
+        #expect(recipe.stages.keys.filter { $0.hasPrefix("teacher") } == ["teacher[lr=0.1]", "teacher[lr=0.2]"])
     }
 }
