@@ -59,13 +59,13 @@ public enum RecipeLoader {
         let recipe = base.run(root: root, overrides: overrides)
         let problems = base.finalDiagnostics(overrides: overrides)
         guard let recipe, problems.isEmpty else { throw Diagnostics(problems) }
-        guard let matrix = base.matrix else { return recipe }
+        guard let combinations = base.matrixCombinations else { return recipe }
 
         // Each combination is validated on its own: a value may be fine for
         // one stage type check and wrong for another.
         var instances: [Recipe] = []
         var instanceProblems: [Diagnostic] = []
-        for combination in matrix.combinations {
+        for combination in combinations {
             var instance = validation()
             if let loaded = instance.run(root: root, overrides: overrides, binding: combination) {
                 instances.append(loaded)
@@ -76,11 +76,11 @@ public enum RecipeLoader {
                 return Diagnostic(problem.message, at: problem.location, hint: problem.hint.map { "\($0) (\(context))" } ?? context)
             }
         }
-        guard instanceProblems.isEmpty, instances.count == matrix.combinations.count else {
+        guard instanceProblems.isEmpty, instances.count == combinations.count else {
             throw Diagnostics(instanceProblems)
         }
         return MatrixExpansion.expand(
-            base: recipe, combinations: matrix.combinations.map { $0.mapValues(RecipeJSON.value(of:)) },
+            base: recipe, combinations: combinations.map { $0.mapValues(RecipeJSON.value(of:)) },
             instances: instances, variableUses: base.variableUses, profileVariables: base.profileVariables)
     }
 }

@@ -61,7 +61,7 @@ extension RecipeValidation {
     /// cannot be swept at the same time.
     mutating func checkMatrix(
         _ entry: YAMLNode.Entry, vars: YAMLNode?, setVariables: Set<String>
-    ) -> (definition: MatrixDefinition, combinations: [OrderedDictionary<String, YAMLNode>])? {
+    ) -> [OrderedDictionary<String, YAMLNode>]? {
         let node = entry.value
         guard let entries = node.entries else {
             error(
@@ -128,7 +128,7 @@ extension RecipeValidation {
                 hint: "add a variable with its values, such as `sparsity: [0.6, 0.8]`, or remove `matrix:`")
             return nil
         }
-        return combinations(of: definition, declared: declared).map { (definition, $0) }
+        return combinations(of: definition, declared: declared)
     }
 
     /// The declared value of variable `name`, or nil (reported).

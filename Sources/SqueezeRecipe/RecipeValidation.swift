@@ -29,8 +29,8 @@ struct RecipeValidation {
     var variableUses: [String: Set<String>] = [:]
     /// Every variable some profile sets.
     var profileVariables: Set<String> = []
-    /// `matrix:` and its combinations, when the recipe sweeps.
-    var matrix: (definition: MatrixDefinition, combinations: [OrderedDictionary<String, YAMLNode>])?
+    /// The combinations of `matrix:`, when the recipe sweeps.
+    var matrixCombinations: [OrderedDictionary<String, YAMLNode>]?
 
     init(file: String, directory: String, stageTypes: [String: StageTypeDescriptor], environment: [String: String], backends: Set<String>) {
         self.file = file
@@ -95,7 +95,7 @@ struct RecipeValidation {
         if let node = fields["seed"]?.value, let value = seedValue(node) { seed = value }
         if let entry = fields["vars"] { collectVariables(entry.value) }
         if binding == nil, let entry = fields["matrix"] {
-            matrix = checkMatrix(entry, vars: fields["vars"]?.value, setVariables: setVariables)
+            matrixCombinations = checkMatrix(entry, vars: fields["vars"]?.value, setVariables: setVariables)
         }
 
         guard let stagesEntry = fields["stages"] else {
