@@ -57,8 +57,11 @@ public struct Pipeline: Sendable {
 
     /// A stage's seed: derived from the recipe seed and the stage id, so stages
     /// draw independent random streams and reordering the recipe changes nothing.
+    /// A matrix instance has its base stage's seed, so it shares cache entries
+    /// with a plain run of the same values.
     public func seed(for stageID: String) -> UInt64 {
-        let digest = SHA256.hash(data: Data("squeeze-seed:\(recipe.seed):\(stageID)".utf8))
+        let base = recipe.stages[stageID]?.baseID ?? stageID
+        let digest = SHA256.hash(data: Data("squeeze-seed:\(recipe.seed):\(base)".utf8))
         return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
@@ -81,6 +84,18 @@ public struct Pipeline: Sendable {
             stack += spec.dependencies
         }
         return selected
+    }
+
+    /// The outputs of a stage's dependencies, by the stage ids its references
+    /// name: a matrix instance's references name base stages, and each base
+    /// stage stands for the instance of the same combination.
+    func upstreamOutputs(of spec: StageSpec, in outputs: [String: [String: ArtifactRef]]) -> [String: [String: ArtifactRef]] {
+        var upstream: [String: [String: ArtifactRef]] = [:]
+        for dependency in spec.dependencies {
+            guard let produced = outputs[dependency] else { continue }
+            upstream[recipe.stages[dependency]?.baseID ?? dependency] = produced
+        }
+        return upstream
     }
 
     /// Every `${stage.output}` a stage reads.

@@ -142,9 +142,7 @@ extension Pipeline {
                     guard wanted <= freeCores || runningCores.isEmpty else { continue }
                     freeCores -= wanted
                     runningCores[id] = wanted
-                    let upstream = Dictionary(uniqueKeysWithValues: spec.dependencies.compactMap { dep in
-                        results[dep].map { (dep, $0.outputs) }
-                    })
+                    let upstream = upstreamOutputs(of: spec, in: results.mapValues(\.outputs))
                     let force = options.force.contains(id)
                     group.addTask {
                         Outcome(record: await execute(

@@ -20,19 +20,27 @@ public struct Override: Sendable, Hashable {
         case stageBackend(String)
         case seed
         case backend
+        /// `--matrix vars.NAME=V1,V2`: the values `matrix:` sweeps `NAME` over.
+        case matrixAxis(String)
     }
 
     public var path: [String]
     public var valueText: String
-    /// The flag as given: `stages.teacher.with.lr=1e-4`.
+    /// The flag's argument as given: `stages.teacher.with.lr=1e-4`.
     public var argument: String
+    /// `--set`, or `--matrix` for a matrix axis.
+    public var flag = "--set"
 
-    /// The pseudo-file name of values parsed from this override.
-    public var sourceName: String { "--set \(argument)" }
+    /// The pseudo-file name of values parsed from this override; also how
+    /// messages about it name it.
+    public var sourceName: String { "\(flag) \(argument)" }
 
     /// What this override sets, or nil when `path` is not settable.
     public var target: Target? {
-        switch path.first {
+        if flag == Self.matrixFlag {
+            return path.count == 2 && path[0] == "vars" ? .matrixAxis(path[1]) : nil
+        }
+        return switch path.first {
         case "vars" where path.count == 2: .variable(path[1])
         case "stages" where path.count >= 4 && path[2] == "with": .parameter(stage: path[1], path: Array(path.dropFirst(3)))
         case "stages" where path.count == 3 && path[2] == "backend": .stageBackend(path[1])
@@ -40,6 +48,23 @@ public struct Override: Sendable, Hashable {
         case "backend" where path.count == 1: .backend
         default: nil
         }
+    }
+
+    static let matrixFlag = "--matrix"
+
+    /// Parses a `--matrix vars.NAME=V1,V2,…` argument: the values are YAML flow
+    /// items (`0.6,0.8`, `mse,"a,b"`), read as the list `[V1,V2,…]`.
+    public static func parseMatrix(_ argument: String) throws(Diagnostic) -> Override {
+        func failure(_ message: String) -> Diagnostic {
+            Diagnostic("`\(matrixFlag) \(argument)`: \(message)", hint: "write `\(matrixFlag) vars.NAME=V1,V2,…`, such as `\(matrixFlag) vars.sparsity=0.6,0.8`")
+        }
+        guard let equals = argument.firstIndex(of: "=") else { throw failure("expected vars.NAME=V1,V2,…") }
+        let path = argument[..<equals].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        let values = String(argument[argument.index(after: equals)...])
+        guard path.count == 2, path[0] == "vars", !path[1].isEmpty else {
+            throw failure("only variables are swept: `vars.NAME`")
+        }
+        return Override(path: path, valueText: "[\(values)]", argument: argument, flag: matrixFlag)
     }
 
     /// Parses `PATH=VALUE`, splitting at the first `=`.

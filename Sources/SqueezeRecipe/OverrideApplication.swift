@@ -7,7 +7,7 @@ extension RecipeValidation {
     /// are skipped, since validation reports those.
     mutating func apply(_ override: Override, to root: inout YAMLNode) {
         func failure(_ message: String, hint: String? = nil) {
-            error("`--set \(override.argument)`: \(message)", at: nil, hint: hint)
+            error("`\(override.sourceName)`: \(message)", at: nil, hint: hint)
         }
         guard let target = override.target else {
             failure("cannot set `\(override.path.joined(separator: "."))`")
@@ -27,6 +27,11 @@ extension RecipeValidation {
             root.setValue(value, forKey: "seed", keyLocation: here)
         case .backend:
             root.setValue(value, forKey: "backend", keyLocation: here)
+        case .matrixAxis(let name):
+            var matrix = root["matrix"] ?? YAMLNode(.mapping([]), at: here)
+            guard matrix.entries != nil else { return }
+            matrix.setValue(value, forKey: name, keyLocation: here)
+            root.setValue(matrix, forKey: "matrix", keyLocation: here)
         case .variable(let name):
             guard var vars = root["vars"], let entries = vars.entries, let old = entries.first(where: { $0.key.scalar == name })?.value else {
                 let names = root["vars"]?.entries?.compactMap(\.key.scalar) ?? []
@@ -81,7 +86,7 @@ extension RecipeValidation {
         guard let entries = stages.entries else { return nil }
         guard let stage = entries.first(where: { $0.key.scalar == id })?.value else {
             error(
-                "`--set \(override.argument)`: the recipe has no stage `\(id)`", at: nil,
+                "`\(override.sourceName)`: the recipe has no stage `\(id)`", at: nil,
                 hint: Suggestion.hint(for: id, in: entries.compactMap(\.key.scalar)))
             return nil
         }
@@ -91,7 +96,7 @@ extension RecipeValidation {
     /// The override value for a variable of the old value's type, or nil when
     /// the types differ. A number variable takes an integer (as a float); a
     /// string variable takes any scalar as its text.
-    private func variableValue(_ value: YAMLNode, replacing old: YAMLNode) -> YAMLNode? {
+    func variableValue(_ value: YAMLNode, replacing old: YAMLNode) -> YAMLNode? {
         switch old.kind {
         case .sequence: return value.items != nil ? value : nil
         case .mapping: return value.entries != nil ? value : nil

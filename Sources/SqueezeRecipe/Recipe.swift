@@ -145,12 +145,22 @@ public struct StageSpec: Sendable {
     public var location: SourceLocation
     /// `description:` of the stage, if written.
     public var description: String? = nil
+    /// The stage id as written in the recipe. A stage of a matrix sweep that
+    /// depends on swept variables has one instance per combination of them,
+    /// `id` being `baseID[NAME=VALUE,…]`; its references and its seed use
+    /// `baseID`, so an instance has the key the stage has in a plain run with
+    /// the same values.
+    public var baseID: String
+    /// The swept variables this instance is bound to, sorted by name; empty
+    /// when the stage does not depend on any.
+    public var matrixValues: OrderedDictionary<String, Value> = [:]
 
     public init(
         id: String, uses: String, with: OrderedDictionary<String, ParamValue>, needs: [String],
         dependencies: [String], backend: String, resources: Resources, location: SourceLocation
     ) {
         self.id = id
+        self.baseID = id
         self.uses = uses
         self.with = with
         self.needs = needs
@@ -177,6 +187,11 @@ public struct Recipe: Sendable {
     public var stages: OrderedDictionary<String, StageSpec>
     /// `description:` of the recipe, if written.
     public var description: String? = nil
+    /// The profile `vars.profile` chose, already applied to `vars`.
+    public var profile: String? = nil
+    /// The matrix sweep, when `matrix:` (or `--matrix`) gives one; `stages`
+    /// then holds every instance.
+    public var matrix: MatrixSweep? = nil
 
     public init(
         file: String, directory: String, version: Int, name: String, backend: String, seed: Int,

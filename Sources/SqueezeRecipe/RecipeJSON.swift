@@ -79,6 +79,15 @@ extension Recipe {
             "stages": .object(Dictionary(uniqueKeysWithValues: stages.map { ($0.key, $0.value.resolvedDescription) })),
         ]
         if let description { object["description"] = .string(description) }
+        if let profile { object["profile"] = .string(profile) }
+        if let matrix {
+            object["matrix"] = .object([
+                "variables": .array(matrix.variables.map(Value.string)),
+                "combinations": .array(matrix.combinations.map { combination in
+                    .object(Dictionary(uniqueKeysWithValues: combination.map { ($0.key, $0.value) }))
+                }),
+            ])
+        }
         return .object(object)
     }
 }
@@ -101,6 +110,10 @@ extension StageSpec {
             "resources": .object(resourceFields),
         ]
         if let description { object["description"] = .string(description) }
+        if baseID != id {
+            object["base"] = .string(baseID)
+            object["matrix"] = .object(Dictionary(uniqueKeysWithValues: matrixValues.map { ($0.key, $0.value) }))
+        }
         return .object(object)
     }
 }

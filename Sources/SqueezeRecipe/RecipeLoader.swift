@@ -52,11 +52,35 @@ public enum RecipeLoader {
         root: YAMLNode?, file: String, directory: String, stageTypes: [String: StageTypeDescriptor],
         overrides: [Override], environment: [String: String], backends: Set<String>
     ) throws(Diagnostics) -> Recipe {
-        var validation = RecipeValidation(
-            file: file, directory: directory, stageTypes: stageTypes, environment: environment, backends: backends)
-        let recipe = validation.run(root: root, overrides: overrides)
-        let problems = validation.finalDiagnostics(overrides: overrides)
-        if let recipe, problems.isEmpty { return recipe }
-        throw Diagnostics(problems)
+        func validation() -> RecipeValidation {
+            RecipeValidation(file: file, directory: directory, stageTypes: stageTypes, environment: environment, backends: backends)
+        }
+        var base = validation()
+        let recipe = base.run(root: root, overrides: overrides)
+        let problems = base.finalDiagnostics(overrides: overrides)
+        guard let recipe, problems.isEmpty else { throw Diagnostics(problems) }
+        guard let combinations = base.matrixCombinations else { return recipe }
+
+        // Each combination is validated on its own: a value may be fine for
+        // one stage type check and wrong for another.
+        var instances: [Recipe] = []
+        var instanceProblems: [Diagnostic] = []
+        for combination in combinations {
+            var instance = validation()
+            if let loaded = instance.run(root: root, overrides: overrides, binding: combination) {
+                instances.append(loaded)
+            }
+            let name = MatrixSweep.instanceID("", combination.mapValues(RecipeJSON.value(of:)))
+            instanceProblems += instance.finalDiagnostics(overrides: overrides).map { problem in
+                let context = "in matrix combination `\(name)`"
+                return Diagnostic(problem.message, at: problem.location, hint: problem.hint.map { "\($0) (\(context))" } ?? context)
+            }
+        }
+        guard instanceProblems.isEmpty, instances.count == combinations.count else {
+            throw Diagnostics(instanceProblems)
+        }
+        return MatrixExpansion.expand(
+            base: recipe, combinations: combinations.map { $0.mapValues(RecipeJSON.value(of:)) },
+            instances: instances, variableUses: base.variableUses, profileVariables: base.profileVariables)
     }
 }

@@ -56,6 +56,46 @@ public enum RecipeSchema {
                     "type": .string("object"),
                     "propertyNames": .object(["pattern": .string("^\(Names.identifierPattern)$")]),
                 ]),
+                "profiles": .object([
+                    "description": .string("Named sets of variable values; `vars.profile` chooses one, whose values replace those under `vars:` (variables given with `--set` still win)."),
+                    "type": .string("object"),
+                    "propertyNames": .object(["pattern": .string("^\(Names.stageIDPattern)$")]),
+                    "additionalProperties": .object([
+                        "type": .string("object"),
+                        "propertyNames": .object([
+                            "pattern": .string("^\(Names.identifierPattern)$"),
+                            "not": .object(["const": .string("profile")]),
+                        ]),
+                    ]),
+                ]),
+                "matrix": .object([
+                    "description": .string("A sweep: declared variables and the values to run with. Stages that depend on a swept variable (directly or through another stage's output) run once per combination, as `id[NAME=VALUE,…]`; the others run once."),
+                    "type": .string("object"),
+                    "propertyNames": .object(["pattern": .string("^\(Names.identifierPattern)$")]),
+                    "properties": .object([
+                        "exclude": .object([
+                            "description": .string("Combinations to leave out; an entry removes every combination it matches."),
+                            "type": .string("array"),
+                            "items": .object(["type": .string("object"), "minProperties": .int(1)]),
+                        ]),
+                        "include": .object([
+                            "description": .string("Combinations to add; variables an entry does not give take their value under `vars:`."),
+                            "type": .string("array"),
+                            "items": .object(["type": .string("object"), "minProperties": .int(1)]),
+                        ]),
+                        "max_instances": .object([
+                            "description": .string("The most combinations the sweep may have (default \(MatrixDefinition.defaultMaxInstances))."),
+                            "type": .string("integer"),
+                            "minimum": .int(1),
+                            "default": .int(MatrixDefinition.defaultMaxInstances),
+                        ]),
+                    ]),
+                    "additionalProperties": .object([
+                        "description": .string("The values of one swept variable."),
+                        "type": .string("array"),
+                        "minItems": .int(1),
+                    ]),
+                ]),
                 "stages": .object([
                     "description": .string("The stages by id. A stage refers to another's output as `${id.output}`."),
                     "type": .string("object"),

@@ -4,7 +4,7 @@ import SqueezeYAML
 /// One pass of recipe validation: collects diagnostics and, when there are
 /// none, builds the `Recipe`.
 struct RecipeValidation {
-    static let topLevelKeys = ["version", "name", "description", "backend", "seed", "vars", "stages"]
+    static let topLevelKeys = ["version", "name", "description", "backend", "seed", "vars", "profiles", "matrix", "stages"]
     static let stageKeys = ["uses", "with", "needs", "backend", "resources", "description"]
     static let supportedVersion = 1
 
@@ -25,6 +25,12 @@ struct RecipeValidation {
     var variableScalarLocations: Set<SourceLocation> = []
     /// Every stage id in source order, with its type when `uses` names a known one.
     var stageIDs: OrderedDictionary<String, StageTypeDescriptor?> = [:]
+    /// The variables each stage's body names as `${vars.NAME}`.
+    var variableUses: [String: Set<String>] = [:]
+    /// Every variable some profile sets.
+    var profileVariables: Set<String> = []
+    /// The combinations of `matrix:`, when the recipe sweeps.
+    var matrixCombinations: [OrderedDictionary<String, YAMLNode>]?
 
     init(file: String, directory: String, stageTypes: [String: StageTypeDescriptor], environment: [String: String], backends: Set<String>) {
         self.file = file
@@ -40,7 +46,9 @@ struct RecipeValidation {
 
     // MARK: - Top level
 
-    mutating func run(root: YAMLNode?, overrides: [Override]) -> Recipe? {
+    /// Validates the recipe; `binding` gives swept variables the values of
+    /// one matrix combination (then `matrix:` itself is not checked again).
+    mutating func run(root: YAMLNode?, overrides: [Override], binding: OrderedDictionary<String, YAMLNode>? = nil) -> Recipe? {
         let start = SourceLocation(file: file, line: 1, column: 1)
         guard var root else {
             error("the recipe is empty", at: start, hint: "a recipe has at least `version: 1`, `name:` and `stages:`")
@@ -57,6 +65,14 @@ struct RecipeValidation {
         for override in overrides {
             apply(override, to: &root)
         }
+        let setVariables = Set(overrides.compactMap { override -> String? in
+            if case .variable(let name) = override.target { name } else { nil }
+        })
+        if let binding, var vars = root["vars"] {
+            for (name, value) in binding { vars.setValue(value, forKey: name, keyLocation: value.location) }
+            root.setValue(vars, forKey: "vars", keyLocation: root.location)
+        }
+        let profile = applyProfile(to: &root, explicit: setVariables.union(binding?.keys ?? []))
 
         var fields: [String: YAMLNode.Entry] = [:]
         for entry in root.entries ?? [] {
@@ -78,6 +94,9 @@ struct RecipeValidation {
         var seed = 0
         if let node = fields["seed"]?.value, let value = seedValue(node) { seed = value }
         if let entry = fields["vars"] { collectVariables(entry.value) }
+        if binding == nil, let entry = fields["matrix"] {
+            matrixCombinations = checkMatrix(entry, vars: fields["vars"]?.value, setVariables: setVariables)
+        }
 
         guard let stagesEntry = fields["stages"] else {
             error("missing required key `stages`", at: root.location, hint: "add `stages:` with at least one stage")
@@ -90,6 +109,7 @@ struct RecipeValidation {
             file: file, directory: directory, version: version, name: name, backend: backend, seed: seed,
             vars: variables.mapValues { RecipeJSON.value(of: $0) }, stages: stages)
         recipe.description = description
+        recipe.profile = profile
         return recipe
     }
 
@@ -268,15 +288,12 @@ struct RecipeValidation {
     /// The diagnostics as reported: override errors named by their flag and
     /// placed first, then the rest by position; exact duplicates dropped.
     func finalDiagnostics(overrides: [Override]) -> [Diagnostic] {
-        var arguments: [String: String] = [:]
-        for override in overrides where arguments[override.sourceName] == nil {
-            arguments[override.sourceName] = override.argument
-        }
+        let flags = Set(overrides.map(\.sourceName))
         var seen: Set<Diagnostic> = []
         var unique: [Diagnostic] = []
         for var diagnostic in diagnostics {
-            if let location = diagnostic.location, let argument = arguments[location.file] {
-                diagnostic = Diagnostic("`--set \(argument)`: \(diagnostic.message)", hint: diagnostic.hint)
+            if let location = diagnostic.location, flags.contains(location.file) {
+                diagnostic = Diagnostic("`\(location.file)`: \(diagnostic.message)", hint: diagnostic.hint)
             }
             if seen.insert(diagnostic).inserted { unique.append(diagnostic) }
         }

@@ -36,6 +36,7 @@ extension RecipeValidation {
                 continue
             }
             stageIDs[id] = .some(stageType(of: id, key: stage.key, body: stage.value))
+            variableUses[id] = Self.variablesNamed(in: stage.value)
             bodies.append((id, stage.key, stage.value))
         }
 
@@ -230,6 +231,19 @@ extension RecipeValidation {
             guard diagnostics.count == errorsBefore else { return nil }
         }
         return CheckedWith(parameters: parameters, written: writtenInOrder)
+    }
+
+    /// Every `NAME` written as `${vars.NAME}` in a string of `node`.
+    static func variablesNamed(in node: YAMLNode) -> Set<String> {
+        switch node.kind {
+        case .scalar(let text, _):
+            guard text.contains("${"), let parts = try? TemplateSyntax.parse(text) else { return [] }
+            return Set(parts.compactMap { if case .reference(.variable(let name), _) = $0 { name } else { nil } })
+        case .sequence(let items):
+            return items.reduce(into: []) { $0.formUnion(variablesNamed(in: $1)) }
+        case .mapping(let entries):
+            return entries.reduce(into: []) { $0.formUnion(variablesNamed(in: $1.value)) }
+        }
     }
 
     /// Replaces every scalar that is exactly `${vars.NAME}` with the variable's

@@ -47,11 +47,19 @@ struct RecipeOptions: ParsableArguments {
         valueName: "path=value"))
     var overrides: [String] = []
 
+    @Option(name: .customLong("matrix"), help: ArgumentHelp(
+        "Sweep a variable over values: `vars.NAME=V1,V2,…` (repeatable); replaces that variable's list under `matrix:`.",
+        valueName: "vars.name=values"))
+    var matrix: [String] = []
+
     func load() throws -> Recipe {
         var parsed: [Override] = []
         var problems: [Diagnostic] = []
         for text in overrides {
             do { parsed.append(try Override.parse(text)) } catch { problems.append(error) }
+        }
+        for text in matrix {
+            do { parsed.append(try Override.parseMatrix(text)) } catch { problems.append(error) }
         }
         if !problems.isEmpty { throw Diagnostics(problems) }
         return try RecipeLoader.load(
@@ -61,18 +69,48 @@ struct RecipeOptions: ParsableArguments {
 }
 
 
-/// Stage-id lists given as repeated flags or comma-separated.
+/// Stage-id lists given as repeated flags or comma-separated. Commas inside
+/// `[…]` belong to a matrix instance id: `int8[observer=mse,sparsity=0.8]`.
 func stageList(_ values: [String]) -> [String] {
-    values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
+    var ids: [String] = []
+    for value in values {
+        var current = "", depth = 0
+        for character in value {
+            switch character {
+            case "[": depth += 1
+            case "]": depth = max(0, depth - 1)
+            case "," where depth == 0:
+                ids.append(current)
+                current = ""
+                continue
+            default: break
+            }
+            current.append(character)
+        }
+        ids.append(current)
+    }
+    return ids.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
 }
 
-/// Checks that every named stage exists; a typo is a usage error with a hint.
-func checkStages(_ ids: [String], in recipe: Recipe, flag: String) throws {
-    for id in ids where recipe.stages[id] == nil {
+/// The stages `ids` select: a stage id, or the base id of a matrix sweep's
+/// instances, which selects all of them. A typo is a usage error with a hint.
+func selectStages(_ ids: [String], in recipe: Recipe, flag: String) throws -> [String] {
+    var selected: [String] = []
+    for id in ids {
+        if recipe.stages[id] != nil {
+            selected.append(id)
+            continue
+        }
+        let instances = recipe.stages.values.filter { $0.baseID == id }.map(\.id)
+        guard instances.isEmpty else {
+            selected += instances
+            continue
+        }
         var message = "\(flag) names unknown stage `\(id)`"
         if let hint = Suggestion.hint(for: id, in: recipe.stages.keys) { message += "; \(hint)" }
         throw UserError(message)
     }
+    return selected
 }
 
 extension Encodable {

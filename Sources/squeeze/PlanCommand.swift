@@ -22,9 +22,8 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         let loaded = try recipe.load()
-        let forced = stageList(force), selected = stageList(only)
-        try checkStages(forced, in: loaded, flag: "--force")
-        try checkStages(selected, in: loaded, flag: "--only")
+        let forced = try selectStages(stageList(force), in: loaded, flag: "--force")
+        let selected = try selectStages(stageList(only), in: loaded, flag: "--only")
         let store = try storage.openStore()
         let pipeline = Pipeline(
             recipe: loaded, registry: BuiltinStages.registry, store: store,

@@ -38,11 +38,9 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try recipe.load()
-        var forced = stageList(force)
-        if forced == ["all"] { forced = Array(loaded.stages.keys) }
-        let selected = stageList(only)
-        try checkStages(forced, in: loaded, flag: "--force")
-        try checkStages(selected, in: loaded, flag: "--only")
+        let forced = stageList(force) == ["all"]
+            ? Array(loaded.stages.keys) : try selectStages(stageList(force), in: loaded, flag: "--force")
+        let selected = try selectStages(stageList(only), in: loaded, flag: "--only")
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let options = RunOptions(
             jobs: jobs ?? cores, cores: cores, keepGoing: keepGoing, force: Set(forced),

@@ -46,6 +46,14 @@ struct RunsCommand: ParsableCommand {
             print("recipe \(run.recipeFile)  backend \(run.backend)  jobs \(run.jobs)  host \(run.host)")
             if let git = run.git { print("git \(git.commit)\(git.dirty ? " (dirty)" : "")") }
             if !run.overrides.isEmpty { print("overrides: \(run.overrides.joined(separator: " "))") }
+            if case .object(let recipe) = run.recipe {
+                if case .string(let profile)? = recipe["profile"] { print("profile \(profile)") }
+                if case .object(let matrix)? = recipe["matrix"], case .array(let variables)? = matrix["variables"],
+                   case .array(let combinations)? = matrix["combinations"] {
+                    let names = variables.map { if case .string(let name) = $0 { name } else { $0.canonicalJSON } }
+                    print("matrix over \(names.joined(separator: ", ")): \(combinations.count) combinations")
+                }
+            }
             for stage in run.stages {
                 var line = "  \(stage.id)  \(stage.status.rawValue)  \(String(format: "%.2fs", stage.wallSeconds))"
                 if let key = stage.key { line += "  key \(key.prefix(12))" }

@@ -67,16 +67,15 @@ enum Fixtures {
     static let file = "recipe.yaml"
 
     static func load(
-        _ text: String, set overrides: [String] = [], environment: [String: String] = [:],
+        _ text: String, set overrides: [String] = [], matrix: [String] = [], environment: [String: String] = [:],
         backends: Set<String> = ["cpu", "reference"]
     ) throws(Diagnostics) -> Recipe {
         var parsed: [Override] = []
-        for argument in overrides {
-            do {
-                parsed.append(try Override.parse(argument))
-            } catch {
-                throw Diagnostics([error])
-            }
+        do {
+            for argument in overrides { parsed.append(try Override.parse(argument)) }
+            for argument in matrix { parsed.append(try Override.parseMatrix(argument)) }
+        } catch {
+            throw Diagnostics([error])
         }
         return try RecipeLoader.load(
             text: text, file: file, directory: "/work/project/./recipes/../recipes", stageTypes: registry,
@@ -85,11 +84,11 @@ enum Fixtures {
 
     /// The diagnostics of a recipe that must fail to load.
     static func errors(
-        _ text: String, set overrides: [String] = [], environment: [String: String] = [:],
+        _ text: String, set overrides: [String] = [], matrix: [String] = [], environment: [String: String] = [:],
         sourceLocation: Testing.SourceLocation = #_sourceLocation
     ) -> [Diagnostic] {
         do {
-            let recipe = try load(text, set: overrides, environment: environment)
+            let recipe = try load(text, set: overrides, matrix: matrix, environment: environment)
             Issue.record("expected errors, but \(recipe.name) loaded", sourceLocation: sourceLocation)
             return []
         } catch {
@@ -99,10 +98,10 @@ enum Fixtures {
 
     /// The only diagnostic of a recipe that must fail with exactly one error.
     static func error(
-        _ text: String, set overrides: [String] = [], environment: [String: String] = [:],
+        _ text: String, set overrides: [String] = [], matrix: [String] = [], environment: [String: String] = [:],
         sourceLocation: Testing.SourceLocation = #_sourceLocation
     ) -> Diagnostic? {
-        let items = errors(text, set: overrides, environment: environment, sourceLocation: sourceLocation)
+        let items = errors(text, set: overrides, matrix: matrix, environment: environment, sourceLocation: sourceLocation)
         if items.count != 1 {
             Issue.record("expected exactly one error, got \(items.count):\n\(Diagnostics(items))", sourceLocation: sourceLocation)
         }

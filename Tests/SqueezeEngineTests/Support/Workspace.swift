@@ -18,11 +18,12 @@ struct Workspace {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path(name)))
     }
 
-    func pipeline(_ yaml: String, overrides: [String] = [], registry: StageRegistry = testRegistry) throws -> Pipeline {
+    func pipeline(_ yaml: String, overrides: [String] = [], matrix: [String] = [], registry: StageRegistry = testRegistry) throws -> Pipeline {
         try write("recipe.yaml", yaml)
         let recipe = try RecipeLoader.load(
             file: path("recipe.yaml"), stageTypes: registry.descriptors,
-            overrides: try overrides.map { try Override.parse($0) }, environment: ProcessInfo.processInfo.environment)
+            overrides: try overrides.map { try Override.parse($0) } + matrix.map { try Override.parseMatrix($0) },
+            environment: ProcessInfo.processInfo.environment)
         return Pipeline(recipe: recipe, registry: registry, store: try ContentStore(root: path(".squeeze")), environment: [:])
     }
 
