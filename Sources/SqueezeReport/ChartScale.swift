@@ -10,8 +10,9 @@ struct ChartScale {
     /// an empty span is widened around its value.
     init(minimum: Double, maximum: Double, ticks: Int = 5) {
         var lower = minimum, upper = maximum
-        if !(upper > lower) {
-            let pad = lower == 0 ? 1 : abs(lower) * 0.1
+        // A span lost in rounding (a flat curve) is no span.
+        if !(upper - lower > 1e-9 * max(abs(upper), abs(lower), 1)) {
+            let pad = lower == 0 ? 1 : abs(lower) * 0.02
             lower -= pad
             upper += pad
         }
@@ -21,6 +22,14 @@ struct ChartScale {
         step = (fraction < 1.5 ? 1 : fraction < 3 ? 2 : fraction < 7 ? 5 : 10) * magnitude
         low = (lower / step).rounded(.down) * step
         high = (upper / step).rounded(.up) * step
+    }
+
+    /// A scale over `values` with `margin` (a fraction of their span) added
+    /// on both sides, but never below 0 when no value is negative.
+    init(covering values: [Double], margin: Double) {
+        let low = values.min() ?? 0, high = values.max() ?? 1
+        let pad = (high - low) * margin
+        self.init(minimum: low >= 0 ? max(low - pad, 0) : low - pad, maximum: high + pad)
     }
 
     var ticks: [Double] {

@@ -10,7 +10,7 @@ public enum ComparisonText {
             var table = TextTable(header: ["metric", "A", "B", "change", "relative"])
             table.rows = differing.map { row in
                 [
-                    row.path, row.a.map(Format.number) ?? "missing", row.b.map(Format.number) ?? "missing",
+                    row.path, row.a.map { Format.number($0) } ?? "missing", row.b.map { Format.number($0) } ?? "missing",
                     row.change.map { ($0 >= 0 ? "+" : "") + Format.number($0) } ?? Format.missing,
                     row.relativeChangePercent.map { $0.isFinite ? String(format: "%+.2f%%", $0) : "from 0" } ?? Format.missing,
                 ]
@@ -24,7 +24,7 @@ public enum ComparisonText {
             if outcome.holds {
                 lines.append("FAIL \(outcome.condition): \(outcome.tripped.count) of \(outcome.matched.count) matched metrics")
                 for trip in outcome.tripped {
-                    let values = "\(trip.a.map(Format.number) ?? "missing") → \(trip.b.map(Format.number) ?? "missing")"
+                    let values = "\(trip.a.map { Format.number($0) } ?? "missing") → \(trip.b.map { Format.number($0) } ?? "missing")"
                     lines.append("  \(trip.path): \(values), \(trip.reason)")
                 }
             } else {

@@ -35,7 +35,7 @@ enum Format {
     }
 
     static func rate(_ value: Double?) -> String {
-        value.map { String(format: "%.1f/s", $0) } ?? missing
+        value.map { String(format: $0 < 100 ? "%.1f/s" : "%.0f/s", $0) } ?? missing
     }
 
     /// 3.97 → `3.97×`.
@@ -48,10 +48,10 @@ enum Format {
             : String(format: "%.2fs", value)
     }
 
-    /// A metric value in full: integers without a fraction, others to 6 significant digits.
-    static func number(_ value: Double) -> String {
+    /// A metric value: integers without a fraction, others to `digits` significant digits.
+    static func number(_ value: Double, digits: Int = 6) -> String {
         if value == value.rounded(), abs(value) < 1e15 { return String(format: "%.0f", value) }
-        return String(format: "%.6g", value)
+        return String(format: "%.\(digits)g", value)
     }
 
     /// ISO 8601 in UTC, to the second.

@@ -43,25 +43,29 @@ public enum HTMLReport {
                 + "accuracy in percentage points, <i>smaller</i> = baseline size ÷ size, speedups = baseline latency ÷ latency. "
                 + "★ marks a model on a Pareto front (accuracy vs size or latency).</p>\n"
         }
-        let columns = ModelColumn.columns(for: report.models)
         let onFront = Set(report.fronts.flatMap(\.front))
-        html += "<div class=\"table-wrap\"><table class=\"models\">\n<thead><tr>"
-        html += columns.map { "<th class=\"\($0.isText ? "text" : "num")\">\(e($0.title))</th>" }.joined()
-        html += "</tr></thead>\n<tbody>\n"
-        for model in report.models {
-            let classes = [model.isBaseline ? "baseline" : nil, onFront.contains(model.label) ? "front" : nil].compactMap { $0 }
-            html += "<tr data-model=\"\(e(model.label))\"\(classes.isEmpty ? "" : " class=\"\(classes.joined(separator: " "))\"")>"
-            for column in columns {
-                var cell = e(column.cell(model) ?? Format.missing)
-                if column.title == "model" {
-                    if onFront.contains(model.label) { cell += " <span class=\"star\" title=\"on a Pareto front\">★</span>" }
-                    if model.isBaseline { cell += " <span class=\"tag\">baseline</span>" }
+        for kind in ModelColumn.Table.allCases {
+            let columns = ModelColumn.columns(kind, for: report.models)
+            guard columns.count > 1 else { continue }
+            html += "<h3>\(e(kind.rawValue))</h3>\n<div class=\"table-wrap\"><table class=\"models models-\(kind)\">\n<thead><tr>"
+            html += columns.map { "<th class=\"\($0.isText ? "text" : "num")\">\(e($0.title))</th>" }.joined()
+            html += "</tr></thead>\n<tbody>\n"
+            for model in report.models {
+                let classes = [model.isBaseline ? "baseline" : nil, onFront.contains(model.label) ? "front" : nil].compactMap { $0 }
+                html += "<tr data-model=\"\(e(model.label))\"\(classes.isEmpty ? "" : " class=\"\(classes.joined(separator: " "))\"")>"
+                for column in columns {
+                    var cell = e(column.cell(model) ?? Format.missing)
+                    if column.title == "model" {
+                        if onFront.contains(model.label) { cell += " <span class=\"star\" title=\"on a Pareto front\">★</span>" }
+                        if model.isBaseline { cell += " <span class=\"tag\">baseline</span>" }
+                    }
+                    html += "<td class=\"\(column.isText ? "text" : "num")\">\(cell)</td>"
                 }
-                html += "<td class=\"\(column.isText ? "text" : "num")\">\(cell)</td>"
+                html += "</tr>\n"
             }
-            html += "</tr>\n"
+            html += "</tbody>\n</table></div>\n"
         }
-        return html + "</tbody>\n</table></div>\n</section>\n"
+        return html + "</section>\n"
     }
 
     static func tradeOffSection(_ report: RunReport) -> String {
@@ -117,7 +121,9 @@ public enum HTMLReport {
         var html = "<section id=\"provenance\">\n<h2>Provenance</h2>\n<dl class=\"facts\">\n"
         html += facts.map { "<dt>\(e($0.0))</dt><dd>\(e($0.1))</dd>" }.joined(separator: "\n")
         html += "\n</dl>\n<div class=\"table-wrap\"><table class=\"stages\">\n<thead><tr>"
-        html += ["stage", "uses", "status", "cache", "wall", "cpu", "key", "note"].map { "<th>\($0)</th>" }.joined()
+        html += ["stage", "uses", "status", "cache", "wall", "cpu", "key", "note"].map {
+            "<th class=\"\(["wall", "cpu"].contains($0) ? "num" : "text")\">\($0)</th>"
+        }.joined()
         html += "</tr></thead>\n<tbody>\n"
         for stage in run.stages {
             let cells = [
@@ -125,7 +131,8 @@ public enum HTMLReport {
                 e(stage.cache ?? ""), e(Format.seconds(stage.wallSeconds)), e(Format.seconds(stage.cpuSeconds)),
                 "<code title=\"\(e(stage.key ?? ""))\">\(e(String((stage.key ?? "").prefix(16))))</code>", e(stage.reason ?? ""),
             ]
-            html += "<tr data-stage=\"\(e(stage.id))\">" + cells.map { "<td>\($0)</td>" }.joined() + "</tr>\n"
+            html += "<tr data-stage=\"\(e(stage.id))\">"
+                + cells.enumerated().map { "<td class=\"\([4, 5].contains($0.offset) ? "num" : "text")\">\($0.element)</td>" }.joined() + "</tr>\n"
         }
         return html + "</tbody>\n</table></div>\n</section>\n"
     }

@@ -58,9 +58,9 @@ struct ChartFrame {
 struct LabelBox {
     var minX, minY, maxX, maxY: Double
 
-    /// 12 px text: about 6.8 px per character, 12 px high above the baseline.
+    /// 12 px text: at most about 7.2 px per character (bold included), 12 px high above the baseline.
     init(text: String, x: Double, baseline: Double, anchor: String) {
-        let width = Double(text.count) * 6.8
+        let width = Double(text.count) * 7.2
         minX = anchor == "end" ? x - width : anchor == "middle" ? x - width / 2 : x
         maxX = minX + width
         minY = baseline - 11
@@ -97,12 +97,10 @@ struct ScatterChart {
     var className: String
 
     func svg() -> String {
-        let xs = points.map(\.x), ys = points.map(\.y)
         // Costs start at 0 so ratios read true; accuracy zooms to the data.
-        let ySpread = max((ys.max() ?? 0) - (ys.min() ?? 0), 1)
         let frame = ChartFrame(
-            x: ChartScale(minimum: 0, maximum: (xs.max() ?? 1) * 1.05),
-            y: ChartScale(minimum: (ys.min() ?? 0) - ySpread * 0.1, maximum: (ys.max() ?? 1) + ySpread * 0.1))
+            x: ChartScale(minimum: 0, maximum: (points.map(\.x).max() ?? 1) * 1.05),
+            y: ChartScale(covering: points.map(\.y), margin: 0.1))
         var svg = frame.open(title: title, xTitle: xTitle, yTitle: yTitle, className: className)
 
         let front = points.filter(\.onFront).sorted { ($0.x, -$0.y) < ($1.x, -$1.y) }
@@ -133,7 +131,7 @@ struct ScatterChart {
     }
 
     /// The first spot around the point whose label box stays inside the
-    /// chart and overlaps nothing drawn so far, else the least overlapping.
+    /// plot area and overlaps nothing drawn so far, else the least overlapping.
     static func placeLabel(
         _ text: String, x: Double, y: Double, frame: ChartFrame, occupied: [LabelBox]
     ) -> (x: Double, y: Double, anchor: String, box: LabelBox) {
@@ -146,7 +144,7 @@ struct ScatterChart {
         var bestCost = Double.infinity
         for candidate in candidates {
             let box = LabelBox(text: text, x: x + candidate.dx, baseline: y + candidate.dy, anchor: candidate.anchor)
-            let outside = max(0, 2 - box.minX) + max(0, box.maxX - frame.width + 2)
+            let outside = max(0, frame.plotLeft + 2 - box.minX) + max(0, box.maxX - frame.plotRight + 2)
                 + max(0, frame.plotTop - box.minY) + max(0, box.maxY - frame.plotBottom)
             let cost = occupied.reduce(0) { $0 + box.overlap($1) } + outside * 100
             if cost < bestCost {
@@ -188,11 +186,10 @@ struct LineChart {
             cursor += width
         }
         let legendRows = series.count > 1 ? row + 1 : 0
-        let span = max((ys.max() ?? 0) - (ys.min() ?? 0), 1e-9)
         var frame = ChartFrame(
             height: 300 + Double(legendRows) * 18,
             x: ChartScale(minimum: min(xs.min() ?? 0, 0), maximum: xs.max() ?? 1),
-            y: ChartScale(minimum: (ys.min() ?? 0) - span * 0.05, maximum: (ys.max() ?? 1) + span * 0.05))
+            y: ChartScale(covering: ys, margin: 0.05))
         frame.top = 44 + Double(legendRows) * 18
         var svg = frame.open(title: title, xTitle: xTitle, yTitle: yTitle, className: "curve")
         if legendRows > 0 {

@@ -16,17 +16,21 @@ public enum TextReport {
         } else {
             let baselines = Set(report.models.compactMap(\.delta?.baseline))
             lines.append("models" + (baselines.isEmpty ? "" : " (Δ against baseline \(baselines.sorted().joined(separator: ", ")))"))
-            let columns = ModelColumn.columns(for: report.models)
-            var table = TextTable(
-                header: columns.map(\.title),
-                leftAligned: Set(columns.indices.filter { columns[$0].isText }))
-            table.rows = report.models.map { model in
-                columns.map { column in
-                    let cell = column.cell(model) ?? Format.missing
-                    return column.title == "model" && model.isBaseline ? cell + " (baseline)" : cell
+            for kind in ModelColumn.Table.allCases {
+                let columns = ModelColumn.columns(kind, for: report.models)
+                guard columns.count > 1 else { continue }
+                var table = TextTable(
+                    header: columns.map(\.title),
+                    leftAligned: Set(columns.indices.filter { columns[$0].isText }))
+                table.rows = report.models.map { model in
+                    columns.map { column in
+                        let cell = column.cell(model) ?? Format.missing
+                        return column.title == "model" && model.isBaseline ? cell + " (baseline)" : cell
+                    }
                 }
+                lines += table.lines.map { "  " + $0 }
+                lines.append("")
             }
-            lines += table.lines.map { "  " + $0 }
             for front in report.fronts {
                 lines.append("Pareto front, accuracy vs \(front.axis): \(front.front.joined(separator: ", "))")
             }
@@ -38,10 +42,10 @@ public enum TextReport {
             for curve in report.curves {
                 let summaries = curve.series.compactMap { series -> String? in
                     guard let last = series.points.last else { return nil }
-                    return "\(series.name) \(Format.number(last.value))"
+                    return "\(series.name) \(Format.number(last.value, digits: 4))"
                 }
                 let points = curve.series.map(\.points.count).max() ?? 0
-                let lastStep = curve.series.compactMap(\.points.last?.step).max().map(Format.number) ?? Format.missing
+                let lastStep = curve.series.compactMap(\.points.last?.step).max().map { Format.number($0) } ?? Format.missing
                 lines.append("  \(curve.stage) \(curve.metric): \(points) points to step \(lastStep); last \(summaries.joined(separator: ", "))")
             }
         }

@@ -64,8 +64,10 @@ import Testing
         let report = RunReport(Fixtures.cofiRun())
         let page = try Elements.parse(HTMLReport.render(report))
         let labels = report.models.map(\.label)
-        let rows = page.named("tr", within: Elements.hasClass("models")).compactMap { $0.attributes["data-model"] }
-        #expect(rows == labels)
+        for table in ["models-quality", "models-speed"] {
+            let rows = page.named("tr", within: Elements.hasClass(table)).compactMap { $0.attributes["data-model"] }
+            #expect(rows == labels, "\(table)")
+        }
 
         for cost in ["size", "latency"] {
             let points = page.named("circle", within: Elements.hasClass("trade-off-\(cost)"))
@@ -135,7 +137,7 @@ import Testing
         let first = ScatterChart.placeLabel("teacher", x: 200, y: 200, frame: frame, occupied: [])
         let second = ScatterChart.placeLabel("teacher2", x: 200, y: 200, frame: frame, occupied: [first.box])
         #expect(first.box.overlap(second.box) == 0)
-        let nearRightEdge = ScatterChart.placeLabel("a-long-model-name", x: frame.width - 10, y: 200, frame: frame, occupied: [])
+        let nearRightEdge = ScatterChart.placeLabel("a-long-model-name", x: frame.plotRight - 10, y: 200, frame: frame, occupied: [])
         #expect(nearRightEdge.anchor == "end", "a label that would leave the chart goes left")
     }
 }
