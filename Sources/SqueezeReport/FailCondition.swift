@@ -48,6 +48,9 @@ public struct FailCondition: Sendable, Equatable {
         }
         let pattern = text[..<operatorIndex].trimmingCharacters(in: .whitespaces)
         guard !pattern.isEmpty else { throw fail("no metric pattern before the operator") }
+        if let last = pattern.last, "=!".contains(last) {
+            throw fail("`\(last)\(text[operatorIndex])` is not an operator; use <, <=, > or >=")
+        }
         guard !pattern.contains(where: \.isWhitespace) else { throw fail("the metric pattern `\(pattern)` contains a space") }
         var rest = text[operatorIndex...]
         let comparison = Comparison.allCases.first { rest.hasPrefix($0.rawValue) } ?? .less

@@ -56,6 +56,7 @@ import Testing
         ("eval.*.accuracy < inf", "is not a number"),
         ("eval.*.accuracy < 1..2", "is not a number"),
         ("eval.*.accuracy <> 1", "is not a number"),
+        ("eval.*.accuracy =< 1", "`=<` is not an operator"),
     ])
     func rejectsMalformedConditionsShowingTheGrammar(text: String, problem: String) {
         #expect {
