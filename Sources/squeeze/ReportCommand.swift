@@ -21,7 +21,7 @@ struct ReportCommand: ParsableCommand {
         let report = RunReport(try RunsCommand.load(storage, runReference))
         if let html {
             do {
-                try AtomicFile.write(Data(HTMLReport.render(report).utf8), to: html)
+                try AtomicFile.write(Data(HTMLReport.render(report).utf8), to: absolutePath(html))
             } catch {
                 throw UserError("cannot write \(html): \(error)")
             }
