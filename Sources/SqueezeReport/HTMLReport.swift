@@ -86,7 +86,9 @@ public enum HTMLReport {
             let xTitle = front.cost == .size ? "size (MB)" : axis
             let chart = ScatterChart(
                 title: "Accuracy vs \(front.cost == .size ? "size" : "latency")", xTitle: xTitle, yTitle: "accuracy (%)",
-                points: points, className: "trade-off trade-off-\(front.cost.rawValue)")
+                points: points, className: "trade-off trade-off-\(front.cost.rawValue)",
+                // Many models (a sweep) get the full page width, one chart under the other.
+                width: points.count > 8 ? 1160 : 580)
             html += "<figure>\(chart.svg())<figcaption>Pareto front: \(e(front.front.joined(separator: ", ")))</figcaption></figure>\n"
         }
         return html + "</div>\n</section>\n"

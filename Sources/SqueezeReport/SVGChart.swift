@@ -67,6 +67,13 @@ struct LabelBox {
         maxY = baseline + 3
     }
 
+    init(minX: Double, minY: Double, maxX: Double, maxY: Double) {
+        self.minX = minX
+        self.minY = minY
+        self.maxX = maxX
+        self.maxY = maxY
+    }
+
     init(centerX: Double, centerY: Double, radius: Double) {
         minX = centerX - radius
         maxX = centerX + radius
@@ -95,52 +102,85 @@ struct ScatterChart {
     var yTitle: String
     var points: [Point]
     var className: String
+    var width: Double = 580
 
     func svg() -> String {
         // Costs start at 0 so ratios read true; accuracy zooms to the data.
         let frame = ChartFrame(
+            width: width, height: width > 700 ? 460 : 380,
             x: ChartScale(minimum: 0, maximum: (points.map(\.x).max() ?? 1) * 1.05),
             y: ChartScale(covering: points.map(\.y), margin: 0.1))
         var svg = frame.open(title: title, xTitle: xTitle, yTitle: yTitle, className: className)
 
         let front = points.filter(\.onFront).sorted { ($0.x, -$0.y) < ($1.x, -$1.y) }
-        if front.count > 1 {
-            var steps: [String] = []
-            for (index, point) in front.enumerated() {
-                if index > 0 { steps.append("\(frame.n(frame.px(point.x))),\(frame.n(frame.py(front[index - 1].y)))") }
-                steps.append("\(frame.n(frame.px(point.x))),\(frame.n(frame.py(point.y)))")
-            }
-            svg += "<polyline class=\"front-line\" points=\"\(steps.joined(separator: " "))\"/>\n"
+        var corners: [(x: Double, y: Double)] = []
+        for (index, point) in front.enumerated() {
+            if index > 0 { corners.append((frame.px(point.x), frame.py(front[index - 1].y))) }
+            corners.append((frame.px(point.x), frame.py(point.y)))
+        }
+        if corners.count > 1 {
+            svg += "<polyline class=\"front-line\" points=\"\(corners.map { "\(frame.n($0.x)),\(frame.n($0.y))" }.joined(separator: " "))\"/>\n"
         }
 
         let radius = 6.0
+        // Labels keep off the points and the staircase.
         var occupied = points.map { LabelBox(centerX: frame.px($0.x), centerY: frame.py($0.y), radius: radius + 1) }
-        // Labels of the front first: they matter most and get the best places.
-        for point in points.sorted(by: { ($0.onFront ? 0 : 1, $0.y) < ($1.onFront ? 0 : 1, $1.y) }) {
-            let cx = frame.px(point.x), cy = frame.py(point.y)
+        for (start, end) in zip(corners, corners.dropFirst()) {
+            occupied.append(LabelBox(
+                minX: min(start.x, end.x) - 2, minY: min(start.y, end.y) - 2, maxX: max(start.x, end.x) + 2, maxY: max(start.y, end.y) + 2))
+        }
+        for point in points {
             let classes = ["point", point.onFront ? "front" : "dominated", point.isBaseline ? "baseline" : nil].compactMap { $0 }
             let tip = "\(point.label): \(String(format: "%.2f", point.y)) at \(String(format: "%.3g", point.x))"
             svg += "<circle class=\"\(classes.joined(separator: " "))\" data-model=\"\(HTMLText.escape(point.label))\" "
-                + "cx=\"\(frame.n(cx))\" cy=\"\(frame.n(cy))\" r=\"\(frame.n(radius))\"><title>\(HTMLText.escape(tip))</title></circle>\n"
-            let placed = Self.placeLabel(point.label, x: cx, y: cy, frame: frame, occupied: occupied)
+                + "cx=\"\(frame.n(frame.px(point.x)))\" cy=\"\(frame.n(frame.py(point.y)))\" r=\"\(frame.n(radius))\">"
+                + "<title>\(HTMLText.escape(tip))</title></circle>\n"
+        }
+        for group in labelGroups(frame) {
+            let text = group.count > 1 ? "\(group.lead.label) +\(group.count - 1)" : group.lead.label
+            let placed = Self.placeLabel(text, x: group.x, y: group.y, frame: frame, occupied: occupied)
+            // A dominated model's label only where it collides with nothing; its tooltip still names it.
+            guard placed.cost == 0 || group.lead.onFront || group.lead.isBaseline else { continue }
             occupied.append(placed.box)
-            svg += "<text class=\"point-label\(point.onFront ? " front" : "")\" x=\"\(frame.n(placed.x))\" y=\"\(frame.n(placed.y))\" "
-                + "text-anchor=\"\(placed.anchor)\">\(HTMLText.escape(point.label))</text>\n"
+            svg += "<text class=\"point-label\(group.lead.onFront ? " front" : "")\" x=\"\(frame.n(placed.x))\" y=\"\(frame.n(placed.y))\" "
+                + "text-anchor=\"\(placed.anchor)\">\(HTMLText.escape(text))</text>\n"
         }
         return svg + "</svg>"
     }
 
+    /// Points that coincide on the chart (within 3 px, e.g. the baseline
+    /// evaluated again by every instance of a sweep) share one label naming
+    /// the first and counting the others. Front points come first, then
+    /// baselines, then the more accurate: they get the best places.
+    func labelGroups(_ frame: ChartFrame) -> [(lead: Point, x: Double, y: Double, count: Int)] {
+        let ordered = points.enumerated().sorted { a, b in
+            func rank(_ point: Point) -> Int { point.onFront ? 0 : point.isBaseline ? 1 : 2 }
+            return (rank(a.element), -a.element.y, a.offset) < (rank(b.element), -b.element.y, b.offset)
+        }.map(\.element)
+        var groups: [(lead: Point, x: Double, y: Double, count: Int)] = []
+        for point in ordered {
+            let x = frame.px(point.x), y = frame.py(point.y)
+            if let index = groups.firstIndex(where: { abs($0.x - x) < 3 && abs($0.y - y) < 3 }) {
+                groups[index].count += 1
+            } else {
+                groups.append((point, x, y, 1))
+            }
+        }
+        return groups
+    }
+
     /// The first spot around the point whose label box stays inside the
-    /// plot area and overlaps nothing drawn so far, else the least overlapping.
+    /// plot area and overlaps nothing drawn so far, else the least
+    /// overlapping; `cost` is 0 for a spot clear of everything.
     static func placeLabel(
         _ text: String, x: Double, y: Double, frame: ChartFrame, occupied: [LabelBox]
-    ) -> (x: Double, y: Double, anchor: String, box: LabelBox) {
+    ) -> (x: Double, y: Double, anchor: String, box: LabelBox, cost: Double) {
         let candidates: [(dx: Double, dy: Double, anchor: String)] = [
             (9, 4, "start"), (-9, 4, "end"), (0, -11, "middle"), (0, 19, "middle"),
             (9, -10, "start"), (9, 18, "start"), (-9, -10, "end"), (-9, 18, "end"),
             (9, -24, "start"), (9, 32, "start"), (-9, -24, "end"), (-9, 32, "end"),
         ]
-        var best: (x: Double, y: Double, anchor: String, box: LabelBox)?
+        var best: (x: Double, y: Double, anchor: String, box: LabelBox, cost: Double)?
         var bestCost = Double.infinity
         for candidate in candidates {
             let box = LabelBox(text: text, x: x + candidate.dx, baseline: y + candidate.dy, anchor: candidate.anchor)
@@ -149,11 +189,11 @@ struct ScatterChart {
             let cost = occupied.reduce(0) { $0 + box.overlap($1) } + outside * 100
             if cost < bestCost {
                 bestCost = cost
-                best = (x + candidate.dx, y + candidate.dy, candidate.anchor, box)
+                best = (x + candidate.dx, y + candidate.dy, candidate.anchor, box, cost)
             }
             if cost == 0 { break }
         }
-        return best ?? (x + 9, y + 4, "start", LabelBox(text: text, x: x + 9, baseline: y + 4, anchor: "start"))
+        return best ?? (x + 9, y + 4, "start", LabelBox(text: text, x: x + 9, baseline: y + 4, anchor: "start"), .infinity)
     }
 }
 
