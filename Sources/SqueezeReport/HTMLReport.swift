@@ -101,7 +101,7 @@ public enum HTMLReport {
             html += "<h3>\(e(stage.id)) <span class=\"uses\">\(e(stage.uses))</span></h3>\n<div class=\"charts\">\n"
             for curve in report.curves where curve.stage == stage.id {
                 let chart = LineChart(
-                    title: curve.title, xTitle: "step", yTitle: curve.title.contains("accuracy") || curve.title == "sparsity" ? "fraction" : "loss",
+                    title: curve.title, xTitle: "step", yTitle: curve.axis,
                     series: curve.series.map { LineChart.Series(name: $0.name, points: $0.points.map { ($0.step, $0.value) }) })
                 html += "<figure data-stage=\"\(e(curve.stage))\" data-metric=\"\(e(curve.metric))\">\(chart.svg())</figure>\n"
             }

@@ -77,6 +77,7 @@ import Testing
         ])
         let dev = try #require(curves.first)
         #expect(dev.series.map(\.name) == ["dev accuracy"], "the eval loss column is not plotted")
+        #expect(dev.axis == "fraction")
         #expect(dev.series.first?.points == [.init(step: 50, value: 0.80), .init(step: 100, value: 0.85), .init(step: 150, value: 0.88)])
         let pruning = try #require(curves.first { $0.stage == "cofi" && $0.metric == "loss_curve" })
         #expect(pruning.series.map(\.name) == ["total", "layer distillation", "prediction distillation", "task (CE)", "lagrangian"])
@@ -98,6 +99,7 @@ import Testing
         let curves = RunReport(run).curves
         #expect(curves.map(\.metric) == ["speed_curve"])
         #expect(curves.first?.series.map(\.name) == ["column 1", "column 2"])
+        #expect(curves.first?.axis == "value")
     }
 
     @Test func textReportListsModelsFrontsCurvesAndStages() {
