@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "SqueezeTensor", targets: ["SqueezeTensor"]),
         .library(name: "SqueezeModels", targets: ["SqueezeModels"]),
         .library(name: "SqueezeCompress", targets: ["SqueezeCompress"]),
+        .library(name: "SqueezeReport", targets: ["SqueezeReport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -46,6 +47,9 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
             ]
         ),
+        // Reports over run records: model tables, Pareto plots, training curves
+        // (text, JSON, self-contained HTML) and run-to-run metric comparison.
+        .target(name: "SqueezeReport", dependencies: ["SqueezeEngine", "SqueezeRecipe"]),
         // OpenBLAS (cblas_sgemm), linked through pkg-config (Debian: libopenblas-dev).
         .systemLibrary(
             name: "CBLAS",
@@ -80,6 +84,7 @@ let package = Package(
                 "SqueezeStages",
                 "SqueezeModels",
                 "SqueezeTensor",
+                "SqueezeReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -95,6 +100,7 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "SqueezeCompressTests", dependencies: ["SqueezeCompress"]),
+        .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeRecipe"]),
         .testTarget(
             name: "SqueezeCLITests",
             dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels"],

@@ -121,15 +121,14 @@ public struct RunStore: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw NotFound(description: "no run `\(id)` in \(root)")
         }
-        do {
-            return try SqueezeJSON.decoder().decode(RunRecord.self, from: data)
-        } catch {
-            throw NotFound(description: "run `\(id)` has an unreadable run.json: \(error)")
-        }
+        return try Self.decode(data, from: "run `\(id)`")
     }
 
-    /// Finds a run by full id, unique prefix, unique suffix (the short id), or `latest`.
+    /// Finds a run by full id, unique prefix, unique suffix (the short id),
+    /// `latest`, or a path (anything with a `/`) to a run directory or its
+    /// `run.json`, relative to the working directory.
     public func resolve(_ query: String) throws -> RunRecord {
+        if query.contains("/") { return try Self.load(path: query) }
         let runs = list()
         if query == "latest", let last = runs.last { return last }
         if let exact = runs.first(where: { $0.id == query }) { return exact }
@@ -137,6 +136,23 @@ public struct RunStore: Sendable {
         if matches.count == 1, let only = matches.first { return only }
         if matches.isEmpty { throw NotFound(description: "no run matches `\(query)` in \(root)") }
         throw NotFound(description: "`\(query)` matches \(matches.count) runs; give more of the id")
+    }
+
+    /// The run record at `path`: a run directory or a `run.json` file.
+    public static func load(path: String) throws -> RunRecord {
+        let file = path.hasSuffix(".json") ? path : (path as NSString).appendingPathComponent("run.json")
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw NotFound(description: "no run record at \(file)")
+        }
+        return try decode(data, from: file)
+    }
+
+    private static func decode(_ data: Data, from source: String) throws -> RunRecord {
+        do {
+            return try SqueezeJSON.decoder().decode(RunRecord.self, from: data)
+        } catch {
+            throw NotFound(description: "\(source) has an unreadable run.json: \(error)")
+        }
     }
 
     /// Links `runs/<id>/outputs/<stage>/<output>` to the stored artifact.

@@ -79,6 +79,15 @@ public indirect enum Value: Sendable, Hashable {
         out += "\""
     }
 
+    /// The value as a number, when it is an integer or a double.
+    public var number: Double? {
+        switch self {
+        case .int(let value): Double(value)
+        case .double(let value): value
+        default: nil
+        }
+    }
+
     /// A short name of the value's type for error messages.
     public var typeName: String {
         switch self {

@@ -14,11 +14,11 @@ struct StorageOptions: ParsableArguments {
     var runsDirectory: String?
 
     var resolvedCacheDirectory: String {
-        absolute(cacheDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_CACHE"] ?? ".squeeze")
+        absolutePath(cacheDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_CACHE"] ?? ".squeeze")
     }
 
     var resolvedRunsDirectory: String {
-        absolute(runsDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_RUNS"] ?? "runs")
+        absolutePath(runsDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_RUNS"] ?? "runs")
     }
 
     func openStore() throws -> ContentStore {
@@ -30,11 +30,12 @@ struct StorageOptions: ParsableArguments {
     }
 
     var runStore: RunStore { RunStore(root: resolvedRunsDirectory) }
+}
 
-    private func absolute(_ path: String) -> String {
-        let joined = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
-        return (joined as NSString).standardizingPath
-    }
+/// `path` made absolute against the working directory, `..` and `.` resolved.
+func absolutePath(_ path: String) -> String {
+    let joined = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+    return (joined as NSString).standardizingPath
 }
 
 /// The recipe argument and the flags that change what it says.

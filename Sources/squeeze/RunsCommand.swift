@@ -137,14 +137,7 @@ enum RunDiff {
     }
 
     private static func delta(_ a: Value?, _ b: Value?) -> String {
-        func number(_ v: Value?) -> Double? {
-            switch v {
-            case .int(let i): Double(i)
-            case .double(let d): d
-            default: nil
-            }
-        }
-        guard let x = number(a), let y = number(b) else { return "" }
+        guard let x = a?.number, let y = b?.number else { return "" }
         let change = y - x
         let relative = x != 0 ? String(format: ", %+.1f%%", change / abs(x) * 100) : ""
         return String(format: "  (%+g%@)", change, relative)

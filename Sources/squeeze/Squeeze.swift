@@ -23,7 +23,8 @@ struct Squeeze: AsyncParsableCommand {
         version: version,
         subcommands: [
             ValidateCommand.self, PlanCommand.self, RunCommand.self, RunsCommand.self,
-            CacheCommand.self, StagesCommand.self, SchemaCommand.self, BenchCommand.self,
+            CacheCommand.self, ReportCommand.self, CompareCommand.self, StagesCommand.self, SchemaCommand.self,
+            BenchCommand.self,
         ]
     )
 
