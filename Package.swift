@@ -79,6 +79,7 @@ let package = Package(
             dependencies: [
                 "SqueezeStages",
                 "SqueezeModels",
+                "SqueezeCompress",
                 "SqueezeTensor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
