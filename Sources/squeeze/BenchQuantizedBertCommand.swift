@@ -20,7 +20,10 @@ struct BenchQuantizedBertCommand: ParsableCommand {
             --profile-rounds more times through a backend that times every op (medians per op \
             category; the profiled totals include its small overhead). "int8 op-by-op" is the same \
             int8 model without the fused int8 paths (InferenceOperations(fusing: false)): the same \
-            logits, every quantisation a pass of its own, as before the fusions.
+            logits, every quantisation a pass of its own, as before the fusions. The FFN line times \
+            the feed-forward block's first half alone (int8 product 2048 x 1536 x 384, GELU, codes of \
+            the next layer), op by op and fused, 3 x --rounds times interleaved, after checking that \
+            both give the same codes.
             """)
 
     @Option(name: .customLong("model"), help: "A BERT checkpoint directory (config.json, model.safetensors); default: random weights.")
@@ -96,6 +99,12 @@ struct QuantizedBertBenchReport: Encodable {
     var kernelVariant: String
     var rounds: Int
     var timings: [Timing]
+    /// The feed-forward block's first half alone (int8 product, GELU, codes of
+    /// the second layer) at 2048 x 1536 x 384: median seconds op by op
+    /// (product to f32, GELU, quantize) and fused, and the median ratio.
+    var feedForwardOpByOp: Double
+    var feedForwardFused: Double
+    var feedForwardSpeedup: Double
     /// Median seconds per op category over the profiled runs, per model ("fp32", "int8 op-by-op", "int8").
     var breakdown: [String: [String: Double]]
 
@@ -103,6 +112,9 @@ struct QuantizedBertBenchReport: Encodable {
         case runner = "squeeze"
         case kernelVariant = "kernel_variant"
         case model, threads, rounds, timings, breakdown
+        case feedForwardOpByOp = "ffn_gelu_codes_op_by_op"
+        case feedForwardFused = "ffn_gelu_codes_fused"
+        case feedForwardSpeedup = "ffn_gelu_codes_speedup"
     }
 
     var table: String {
@@ -117,6 +129,9 @@ struct QuantizedBertBenchReport: Encodable {
                     + String(format: "(%.2fx)", timing.speedupOpByOp)
                     + "  int8 \(milliseconds(timing.int8)) " + String(format: "(%.2fx)", timing.speedup))
         }
+        lines.append(
+            "FFN int8 GEMM 2048x1536x384 -> GELU -> codes: op-by-op \(milliseconds(feedForwardOpByOp))  fused "
+                + "\(milliseconds(feedForwardFused)) " + String(format: "(%.2fx)", feedForwardSpeedup))
         if !breakdown.isEmpty {
             let models = QuantizedBertBenchmark.variants
             lines.append("per-op breakdown at B=32 T=64 (profiled):")
@@ -187,6 +202,8 @@ struct QuantizedBertBenchmark {
                     int8OpByOp: BertBenchmark.median(times[1]), speedup: ratio(2), speedupOpByOp: ratio(1)))
         }
 
+        let feedForward = try feedForwardTimes(backend: backend, &generator)
+
         var breakdown: [String: [String: Double]] = [:]
         if profileRounds > 0 {
             let profiler = ProfilingBackend(base: backend)
@@ -207,6 +224,41 @@ struct QuantizedBertBenchmark {
         }
         return QuantizedBertBenchReport(
             runner: Squeeze.version, model: source, threads: threads, kernelVariant: CPUBackend.kernelVariant, rounds: rounds,
-            timings: timings, breakdown: breakdown)
+            timings: timings, feedForwardOpByOp: feedForward.opByOp, feedForwardFused: feedForward.fused,
+            feedForwardSpeedup: feedForward.speedup, breakdown: breakdown)
+    }
+
+    /// The first half of a MiniLM feed-forward block at batch 32 x 64 tokens,
+    /// interleaved 3 x --rounds times: random u8 codes times int8 weights
+    /// within +-63, then GELU and the codes of the next layer.
+    func feedForwardTimes(backend: CPUBackend, _ generator: inout SeededGenerator) throws -> (opByOp: Double, fused: Double, speedup: Double) {
+        let (m, n, k) = (2048, 1536, 384)
+        let codes = Tensor(shape: [m, k], uint8s: (0..<(m * k)).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
+        let weights = PackedInt8Weights(quantizing: Tensor.normal(shape: [n, k], standardDeviation: 0.05, generator: &generator), bits: 7)
+        let bias = Tensor.normal(shape: [n], standardDeviation: 0.1, generator: &generator)
+        let input = ActivationQuantization(scale: 0.02, zeroPoint: 128)
+        let output = ActivationQuantization(scale: 0.01, zeroPoint: 20)
+        let candidates: [() -> Tensor] = [
+            {
+                let product = backend.quantizedLinear(quantized: codes, quantization: input, weights: weights, bias: bias, output: .float)
+                return backend.quantize(backend.gelu(product), output)
+            },
+            { backend.quantizedLinear(quantized: codes, quantization: input, weights: weights, bias: bias, geluCodes: output) },
+        ]
+        guard candidates[0]().uint8s == candidates[1]().uint8s else {
+            throw UserError("the fused feed-forward codes differ from the op-by-op ones")
+        }
+        var times: [[Double]] = [[], []]
+        for _ in 0..<(rounds * 3) {
+            for (index, candidate) in candidates.enumerated() {
+                let start = ContinuousClock.now
+                _ = candidate()
+                times[index].append(BertBenchmark.seconds(since: start))
+            }
+        }
+        return (
+            BertBenchmark.median(times[0]), BertBenchmark.median(times[1]),
+            BertBenchmark.median(zip(times[0], times[1]).map { $0 / $1 })
+        )
     }
 }
