@@ -83,6 +83,7 @@ let package = Package(
             dependencies: [
                 "SqueezeStages",
                 "SqueezeModels",
+                "SqueezeCompress",
                 "SqueezeTensor",
                 "SqueezeReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

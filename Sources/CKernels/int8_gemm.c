@@ -452,3 +452,15 @@ void sq_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_sca
 #endif
     sq_quantize_u8_portable(x, out, n, inverse_scale, zero, q_min, q_max);
 }
+
+void sq_gelu_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero, int32_t q_min,
+                         int32_t q_max) {
+    // Blocks small enough that the GELU values are still in L1 when quantised.
+    enum { BLOCK = 1024 };
+    float values[BLOCK];
+    for (ptrdiff_t start = 0; start < n; start += BLOCK) {
+        ptrdiff_t count = n - start < BLOCK ? n - start : BLOCK;
+        sq_gelu(x + start, values, count);
+        sq_quantize_u8(values, out + start, count, inverse_scale, zero, q_min, q_max);
+    }
+}

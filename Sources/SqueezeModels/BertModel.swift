@@ -232,8 +232,9 @@ public struct BertModel: Sendable {
 
         let fed: Ops.Value
         if ops.tensor(layer.intermediate.weight).shape[0] > 0 {
-            let inner = ops.gelu(ops.linear(afterAttention, weight: layer.intermediate.weight, bias: layer.intermediate.bias))
-            fed = ops.linear(inner, weight: layer.output.weight, bias: layer.output.bias)
+            fed = ops.feedForward(
+                afterAttention, intermediateWeight: layer.intermediate.weight, intermediateBias: layer.intermediate.bias,
+                outputWeight: layer.output.weight, outputBias: layer.output.bias)
         } else {
             fed = ops.add(ops.constant(Tensor(zeros: [batch, length, hidden])), layer.output.bias)
         }

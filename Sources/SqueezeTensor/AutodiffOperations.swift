@@ -20,6 +20,10 @@ public protocol TensorOperations {
     /// `x · scale + shift`.
     func affine(_ x: Value, scale: Float, shift: Float) -> Value
     func gelu(_ x: Value) -> Value
+    /// A feed-forward block, `linear(gelu(linear(x, intermediate)), output)`,
+    /// which an implementation may compute without storing the inner values
+    /// (`InferenceOperations`: int8 GELU codes straight from the first product).
+    func feedForward(_ x: Value, intermediateWeight: Value, intermediateBias: Value?, outputWeight: Value, outputBias: Value?) -> Value
     func tanh(_ x: Value) -> Value
     func softmax(_ x: Value) -> Value
     func logSoftmax(_ x: Value) -> Value
@@ -115,6 +119,12 @@ public struct Eager: TensorOperations, Sendable {
 }
 
 extension TensorOperations {
+    public func feedForward(
+        _ x: Value, intermediateWeight: Value, intermediateBias: Value?, outputWeight: Value, outputBias: Value?
+    ) -> Value {
+        linear(gelu(linear(x, weight: intermediateWeight, bias: intermediateBias)), weight: outputWeight, bias: outputBias)
+    }
+
     /// The pre-softmax attention scores `q·kᵀ·scale`, `[B, heads, T, S]`, of
     /// `[B, heads, T, d]` queries and `[B, heads, S, d]` keys (any layout):
     /// what `attention` puts through the softmax, before its bias. `attention`

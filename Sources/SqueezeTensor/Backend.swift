@@ -156,6 +156,9 @@ public protocol Backend: Sendable {
     func activationRange(_ x: Tensor, perRow: Bool) -> ActivationRange
     /// f32 `x` quantised to u8 (same shape) with per-tensor or per-row parameters.
     func quantize(_ x: Tensor, _ quantization: ActivationQuantization) -> Tensor
+    /// `quantize(gelu(x), quantization)`: the input of a feed-forward
+    /// block's int8 output projection, without the f32 GELU values.
+    func quantize(geluOf x: Tensor, _ quantization: ActivationQuantization) -> Tensor
     /// The int8 product of already-quantised u8 activations `x` (`[..., K]`,
     /// parameters per tensor or per row) and `weights` (`[N, K]`) with `bias`
     /// (f32 `[N]`, or none; ignored for `.accumulators`): `[..., N]` as i32
@@ -163,6 +166,13 @@ public protocol Backend: Sendable {
     func quantizedLinear(
         quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
         output: QuantizedLinearOutput
+    ) -> Tensor
+    /// The u8 codes (`geluCodes`, per tensor) of the GELU of the f32 int8
+    /// product: `quantize(geluOf: quantizedLinear(quantized: x, …, output: .float), geluCodes)`,
+    /// a feed-forward block's first layer feeding its int8 second.
+    func quantizedLinear(
+        quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
+        geluCodes: ActivationQuantization
     ) -> Tensor
     /// f32 `x` quantised with `quantization`, then the int8 product as f32:
     /// `quantizedLinear(quantized: quantize(x, quantization), …, output: .float)`.

@@ -46,9 +46,27 @@ extension CPUBackend {
     }
 
     public func quantize(_ x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
-        x.requireFloat("quantize")
+        quantize(x, quantization, "quantize") { x, out, count, inverseScale, zero, low, high in
+            sq_quantize_u8(x, out, count, inverseScale, zero, low, high)
+        }
+    }
+
+    /// One pass per chunk: the GELU of a block, quantised while still in L1.
+    public func quantize(geluOf x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
+        quantize(x, quantization, "quantize(geluOf:)") { x, out, count, inverseScale, zero, low, high in
+            sq_gelu_quantize_u8(x, out, count, inverseScale, zero, low, high)
+        }
+    }
+
+    /// `kernel(x, out, count, 1/scale, zero, q_min, q_max)` over chunks of
+    /// `x`, with the parameters of each chunk's rows.
+    private func quantize(
+        _ x: Tensor, _ quantization: ActivationQuantization, _ op: String,
+        kernel: (UnsafePointer<Float>, UnsafeMutablePointer<UInt8>, Int, Float, Int32, Int32, Int32) -> Void
+    ) -> Tensor {
+        x.requireFloat(op)
         let (rows, columns) = Shapes.rowsAndColumns(x.shape)
-        quantization.requireRows(rows, "quantize")
+        quantization.requireRows(rows, op)
         let storage = TensorStorage(uninitializedByteCount: x.count)
         let out = storage.bytes.assumingMemoryBound(to: UInt8.self)
         let (low, high) = (quantization.range.lowerBound, quantization.range.upperBound)
@@ -57,14 +75,14 @@ extension CPUBackend {
                 let scale = quantization.scales[0]
                 let zero = quantization.zeroPoints[0]
                 runner.forEachRange(count: x.count, chunkSize: elementChunk) { r in
-                    sq_quantize_u8(px + r.lowerBound, out + r.lowerBound, r.count, 1 / scale, zero, low, high)
+                    kernel(px + r.lowerBound, out + r.lowerBound, r.count, 1 / scale, zero, low, high)
                 }
                 return
             }
             runner.forEachRange(count: rows, chunkSize: rowChunk(columns: columns)) { r in
                 for row in r {
                     let (scale, zero) = quantization.parameters(row: row)
-                    sq_quantize_u8(px + row * columns, out + row * columns, columns, 1 / scale, zero, low, high)
+                    kernel(px + row * columns, out + row * columns, columns, 1 / scale, zero, low, high)
                 }
             }
         }
@@ -92,19 +110,41 @@ extension CPUBackend {
         ).result
     }
 
+    /// Per block of `geluBlockRows` rows, on the workers: the f32 product
+    /// into a scratch block that stays in L2, then its GELU codes; the f32
+    /// pre-activations never go to memory.
+    public func quantizedLinear(
+        quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
+        geluCodes: ActivationQuantization
+    ) -> Tensor {
+        int8Linear(
+            quantized: x, quantization: quantization, weights: weights, bias: bias, output: .float, geluCodes: geluCodes,
+            activationMax: nil, kernel: .automatic
+        ).result
+    }
+
+    /// Rows per block of `quantizedLinear(quantized:…geluCodes:)`: up to 256 KiB
+    /// of f32 scratch (half of a Zen 3 L2), a multiple of 4 rows (the AVX2
+    /// micro-tile), at least 4.
+    static func geluBlockRows(n: Int) -> Int { Swift.max(4, (65_536 / Swift.max(n, 1)) / 4 * 4) }
+
     /// `quantizedLinear(quantized:…)` with a chosen kernel; also returns the
     /// kernel each tile ran (in tile order). `activationMax` bounds every
     /// activation when known; nil: each tile finds the largest of its rows.
+    /// With `geluCodes` (and `.float` output) the result is the u8 codes of
+    /// the GELU of the f32 product, computed per block of rows.
     func int8Linear(
         quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
-        output: QuantizedLinearOutput, activationMax: Int32?, kernel: Int8Kernel
+        output: QuantizedLinearOutput, geluCodes: ActivationQuantization? = nil, activationMax: Int32?, kernel: Int8Kernel
     ) -> (result: Tensor, kernels: [Int8Kernel]) {
         let (rows, n, k) = ReferenceBackend.checkQuantizedLinear(x, quantization, weights, bias, output)
+        precondition(geluCodes == nil || output == .float, "int8Linear: GELU codes come from the f32 output")
+        precondition(geluCodes?.isPerRow != true, "quantizedLinear(geluCodes:): per-tensor GELU parameters only")
         let shape = Array(x.shape.dropLast()) + [n]
         let (dtype, outputKind): (DType, Int32) =
             switch output {
             case .accumulators: (.i32, Int32(SQ_I8_OUT_S32))
-            case .float: (.f32, Int32(SQ_I8_OUT_F32))
+            case .float: (geluCodes == nil ? .f32 : .u8, Int32(SQ_I8_OUT_F32))
             case .quantized: (.u8, Int32(SQ_I8_OUT_U8))
             }
         let storage = TensorStorage(uninitializedByteCount: rows * n * dtype.byteSize)
@@ -115,7 +155,9 @@ extension CPUBackend {
             target = (parameters.scales[0], parameters.zeroPoints[0], parameters.range)
         }
         let tiles = Self.int8Tiles(m: rows, n: n, k: k)
-        var kernels = [Int32](repeating: 0, count: tiles.count)
+        let blockRows = Self.geluBlockRows(n: n)
+        let blocks = (rows + blockRows - 1) / blockRows
+        var kernels = [Int32](repeating: 0, count: geluCodes == nil ? tiles.count : blocks)
         let activations = x.contiguous()
         let biasValues = bias?.contiguous()
         withExtendedLifetime((activations, biasValues)) {
@@ -139,6 +181,29 @@ extension CPUBackend {
                                         out_min: target.range.lowerBound, out_max: target.range.upperBound,
                                         kernel: kernel.rawValue)
                                     let usedBase = used.baseAddress
+                                    if let geluCodes {
+                                        let codes = storage.bytes.assumingMemoryBound(to: UInt8.self)
+                                        runner.run(chunks: blocks) { block in
+                                            let first = block * blockRows
+                                            let count = Swift.min(blockRows, rows - first)
+                                            // From the buffer pool: recycled, so no page faults per block.
+                                            let scratch = TensorStorage(uninitializedByteCount: count * n * 4)
+                                            var local = problem
+                                            local.m = count
+                                            local.a = a + first * k
+                                            local.c = scratch.bytes
+                                            if quantization.isPerRow {
+                                                local.a_scale = problem.a_scale + first
+                                                local.a_zero = problem.a_zero + first
+                                            }
+                                            usedBase?[block] = sq_i8_gemm(&local, 0, count, 0, tiles.panels)
+                                            sq_gelu_quantize_u8(
+                                                scratch.bytes.assumingMemoryBound(to: Float.self), codes + first * n, count * n,
+                                                1 / geluCodes.scales[0], geluCodes.zeroPoints[0], geluCodes.range.lowerBound,
+                                                geluCodes.range.upperBound)
+                                        }
+                                        return
+                                    }
                                     withUnsafePointer(to: problem) { shared in
                                         runner.run(chunks: tiles.count) { tile in
                                             let (rowRange, panelRange) = tiles.ranges(tile)

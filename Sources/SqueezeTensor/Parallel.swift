@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 /// Runs numbered chunks of work on up to `threads` threads.
 ///
@@ -6,6 +7,10 @@ import Dispatch
 /// thread count only decides which thread runs which chunk. Kernels that
 /// combine partial results combine them per chunk in chunk order, so the
 /// output does not depend on the thread count or on scheduling.
+///
+/// Each worker takes the next chunk nobody has taken yet, so on a shared
+/// machine a worker that gets less CPU time runs fewer chunks instead of
+/// holding up the op with a fixed share.
 struct ChunkRunner: Sendable {
     let threads: Int
 
@@ -21,11 +26,12 @@ struct ChunkRunner: Sendable {
             // Chunks write disjoint memory and `concurrentPerform` returns only
             // when every worker has finished, so sharing the closure is safe.
             let shared = UncheckedSendable(escapable)
+            let next = Atomic<Int>(workers)
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 var chunk = worker
                 while chunk < chunks {
                     shared.value(chunk)
-                    chunk += workers
+                    chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 }
             }
         }

@@ -112,11 +112,23 @@ extension Backend {
         ReferenceBackend().quantize(x, quantization)
     }
 
+    public func quantize(geluOf x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
+        quantize(gelu(x), quantization)
+    }
+
     public func quantizedLinear(
         quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
         output: QuantizedLinearOutput
     ) -> Tensor {
         ReferenceBackend().quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, output: output)
+    }
+
+    public func quantizedLinear(
+        quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
+        geluCodes: ActivationQuantization
+    ) -> Tensor {
+        let product = quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, output: .float)
+        return quantize(geluOf: product, geluCodes)
     }
 
     public func quantizedLinear(_ x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?) -> Tensor {

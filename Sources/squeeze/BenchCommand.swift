@@ -14,7 +14,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure training and inference speed on this machine.",
-        subcommands: [BenchBertCommand.self, BenchInt8Command.self, BenchWeightOnlyCommand.self])
+        subcommands: [BenchBertCommand.self, BenchInt8Command.self, BenchWeightOnlyCommand.self, BenchQuantizedBertCommand.self])
 }
 
 /// What `Benchmarks/bert/pytorch_peer.py` measures, on the CPU backend.

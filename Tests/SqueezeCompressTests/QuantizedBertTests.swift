@@ -51,6 +51,27 @@ import Testing
         #expect(sqnr > 25, "logits SQNR \(sqnr) dB")
     }
 
+    /// The fused int8 forward (codes shared by the query, key and value
+    /// projections, GELU codes straight from the pre-activation) gives the
+    /// op-by-op forward's logits bit for bit: dense and CoFi-shaped, static and
+    /// dynamic, on the CPU and the reference backend, with the pooler's
+    /// first-token-only last layer and with padding.
+    @Test(arguments: [false, true])
+    func fusedForwardMatchesOpByOp(dynamic: Bool) throws {
+        let reference = ReferenceBackend()
+        for model in [try TinyQuantBert.dense(seed: 5), try TinyQuantBert.heterogeneous(seed: 6)] {
+            let quantized = dynamic
+                ? try W8A8Quantizer.quantizeDynamic(model) : try TinyQuantBert.calibrated(model, observer: .mse).model
+            for batch in TinyQuantBert.batches(2, size: 5, seed: 11) {
+                for backend in [backend as any Backend, reference] {
+                    let fused = try quantized.logits(batch, backend: backend)
+                    let opByOp = try quantized.logits(batch, backend: backend, fusing: false)
+                    #expect(fused.floats == opByOp.floats, "\(backend.id), dynamic \(dynamic)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: [ObserverKind.minMax, .percentile(99.9), .mse, .entropy])
     func everyObserverCalibrates(observer: ObserverKind) throws {
         let model = try TinyQuantBert.dense(seed: 3)

@@ -1,8 +1,21 @@
+import Synchronization
 import Testing
 @testable import SqueezeTensor
 
 /// Same inputs, same bits: repeated calls and different thread counts.
 @Suite struct DeterminismTests {
+    /// Workers take chunks as they free up: still every chunk exactly once,
+    /// for more, as many and fewer chunks than threads.
+    @Test func chunkRunnerRunsEveryChunkOnce() {
+        for threads in [1, 2, 3, 8] {
+            for chunks in [0, 1, 2, 7, 64] {
+                let counts = Mutex([Int](repeating: 0, count: chunks))
+                ChunkRunner(threads: threads).run(chunks: chunks) { chunk in counts.withLock { $0[chunk] += 1 } }
+                #expect(counts.withLock { $0 } == [Int](repeating: 1, count: chunks), "\(threads) threads, \(chunks) chunks")
+            }
+        }
+    }
+
     @Test func everyOpIsBitIdenticalAcrossRunsAndThreadCounts() {
         var generator = SeededGenerator(seed: 201)
         let backends = [CPUBackend(threads: 1), CPUBackend(threads: 2), CPUBackend(threads: 3)]

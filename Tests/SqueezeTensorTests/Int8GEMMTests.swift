@@ -295,4 +295,48 @@ let hasAVX2 = CPUBackend.kernelVariant == "avx2-fma"
         let noRows = cpu.quantizedLinear(quantized: Tensor(zeros: [0, 6], dtype: .u8), quantization: quantization, weights: weights, bias: nil, output: .float)
         #expect(noRows.shape == [0, 5])
     }
+
+    /// The block-by-block GELU codes of the int8 product equal quantising the
+    /// GELU of the f32 product, bit for bit: row counts around the block size
+    /// (blocks of `geluBlockRows` rows, a last partial one), odd N and K,
+    /// activations up to 255 and 127 (the wide and the maddubs kernels),
+    /// per-row input parameters, bias or none, 1 and 2 threads, leading axes.
+    /// The reference backend's composition agrees within one code.
+    @Test func geluCodesMatchQuantizingTheGELUOfTheProduct() {
+        var generator = SeededGenerator(seed: 31)
+        let geluCodes = ActivationQuantization(scale: 0.004, zeroPoint: 40)
+        for (m, n, k) in [(1, 7, 5), (45, 1536, 33), (97, 385, 64), (130, 17, 385), (5, 16, 0)] {
+            let blockRows = CPUBackend.geluBlockRows(n: n)
+            #expect(blockRows % 4 == 0 && blockRows * n <= 65_536 || blockRows == 4)
+            for maximum in [UInt8(255), 127] {
+                let x = randomActivations([m, k], maximum: maximum, &generator)
+                let weights = randomWeights(n: n, k: k, &generator)
+                let bias = Tensor.uniform(shape: [n], in: -0.5..<0.5, generator: &generator)
+                let perRow = ActivationQuantization(
+                    scales: (0..<m).map { Float($0 % 5 + 1) * 0.01 }, zeroPoints: (0..<m).map { Int32($0 % 7) })
+                for quantization in [ActivationQuantization(scale: 0.02, zeroPoint: 17), perRow] {
+                    for biasTensor in [bias, nil] {
+                        let product = cpu.quantizedLinear(
+                            quantized: x, quantization: quantization, weights: weights, bias: biasTensor, output: .float)
+                        let expected = cpu.quantize(cpu.gelu(product), geluCodes).uint8s
+                        for threads in [1, 2] {
+                            let codes = CPUBackend(threads: threads).quantizedLinear(
+                                quantized: x, quantization: quantization, weights: weights, bias: biasTensor, geluCodes: geluCodes)
+                            #expect(codes.dtype == .u8 && codes.shape == [m, n])
+                            #expect(firstMismatch(codes.uint8s, expected) == nil, "\(m)×\(n)×\(k) max \(maximum) threads \(threads)")
+                        }
+                        let referenceCodes = reference.quantizedLinear(
+                            quantized: x, quantization: quantization, weights: weights, bias: biasTensor, geluCodes: geluCodes)
+                        #expect(zip(referenceCodes.uint8s, expected).allSatisfy { abs(Int($0) - Int($1)) <= 1 }, "\(m)×\(n)×\(k)")
+                    }
+                }
+            }
+        }
+        let batched = randomActivations([2, 3, 9], &generator)
+        let weights = randomWeights(n: 5, k: 9, &generator)
+        let codes = cpu.quantizedLinear(
+            quantized: batched, quantization: ActivationQuantization(scale: 0.1, zeroPoint: 2), weights: weights, bias: nil,
+            geluCodes: geluCodes)
+        #expect(codes.shape == [2, 3, 5])
+    }
 }

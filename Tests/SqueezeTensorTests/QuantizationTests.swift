@@ -43,6 +43,34 @@ import Testing
         #expect(vector[0] == 0 && vector[1] == 2 && vector[2] == 2 && vector[3] == 4)
     }
 
+    /// The fused GELU quantisation gives the codes of quantising the GELU
+    /// values: on the CPU backend bit for bit (odd lengths cross the 1024-value
+    /// blocks and the 8-wide vectors; extreme and non-finite inputs included),
+    /// per tensor and per row; the reference backend's (its own GELU) also.
+    @Test func geluQuantizationMatchesQuantizingTheGELU() {
+        var generator = SeededGenerator(seed: 23)
+        var values = randomTensor([3, 1031], .contiguous, in: -6..<6, &generator).floats
+        for (index, extreme) in [Float(1e30), -1e30, .nan, .infinity, -.infinity, 0, -0.0, 3e-39].enumerated() {
+            values[index * 97] = extreme
+        }
+        let x = Tensor(shape: [3, 1031], floats: values)
+        let perTensor = ActivationQuantization(scale: 0.02, zeroPoint: 9)
+        let perRow = ActivationQuantization(scales: [0.01, 0.05, 0.3], zeroPoints: [0, 128, 255])
+        for quantization in [perTensor, perRow, ActivationQuantization(scale: 0.04, zeroPoint: 3, range: 0...127)] {
+            #expect(cpu.quantize(geluOf: x, quantization).uint8s == cpu.quantize(cpu.gelu(x), quantization).uint8s)
+            #expect(cpu.quantize(geluOf: x, quantization).shape == x.shape)
+            #expect(reference.quantize(geluOf: x, quantization).uint8s == reference.quantize(reference.gelu(x), quantization).uint8s)
+        }
+        // Against the reference: the GELUs agree to rounding, so codes differ by at most one.
+        let smooth = randomTensor([2, 5, 77], .contiguous, in: -5..<5, &generator)
+        let cpuCodes = cpu.quantize(geluOf: smooth, perTensor).uint8s
+        let referenceCodes = reference.quantize(geluOf: smooth, perTensor).uint8s
+        #expect(zip(cpuCodes, referenceCodes).allSatisfy { abs(Int($0) - Int($1)) <= 1 })
+        #expect(cpu.quantize(geluOf: Tensor(zeros: [0, 4]), perTensor).shape == [0, 4])
+        let transposed = randomTensor([4, 9, 13], .transposed, in: -3..<3, &generator)
+        #expect(cpu.quantize(geluOf: transposed, perTensor).uint8s == cpu.quantize(cpu.gelu(transposed), perTensor).uint8s)
+    }
+
     @Test func activationRangeIncludesZeroAndSkipsNonFiniteValues() {
         let x = Tensor(shape: [3, 4], floats: [1, 2, .nan, 3, -1, -5, -.infinity, -2, 0.5, .infinity, -0.25, 4])
         for backend in [cpu as any Backend, reference] {

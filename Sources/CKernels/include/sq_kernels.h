@@ -211,6 +211,10 @@ void sq_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_sca
 void sq_f32_range(const float *x, ptrdiff_t n, float *min, float *max);
 /// The largest of n bytes (0 when n is 0).
 uint8_t sq_u8_max(const uint8_t *x, ptrdiff_t n);
+/// `sq_quantize_u8` of `sq_gelu(x)`, a block at a time (the same bits, without
+/// the f32 GELU values ever leaving the cache).
+void sq_gelu_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero, int32_t q_min,
+                         int32_t q_max);
 /// `sq_quantize_u8` without vector instructions (bit-identical; for tests).
 void sq_quantize_u8_portable(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero,
                              int32_t q_min, int32_t q_max);

@@ -43,6 +43,13 @@ public struct Int8Linear: Sendable {
     public func apply(_ x: Tensor, bias: Tensor?, backend: any Backend) -> Tensor {
         backend.quantizedLinear(x, quantization: activationQuantization(for: x, backend: backend), weights: weights, bias: bias)
     }
+
+    /// The int8 product of already quantised activations (u8 `[…, in]`,
+    /// quantised with `quantization`): `[…, out]` f32, the same values as
+    /// `apply` of the f32 input they came from.
+    public func apply(codes: Tensor, quantization: ActivationQuantization, bias: Tensor?, backend: any Backend) -> Tensor {
+        backend.quantizedLinear(quantized: codes, quantization: quantization, weights: weights, bias: bias, output: .float)
+    }
 }
 
 /// A Linear layer run with int4/int8 per-group weights and f32 activations:
@@ -128,10 +135,21 @@ public struct InferenceOperations: TensorOperations {
     /// Called with each named Linear's module name and f32 input before the
     /// layer runs (calibration watches the inputs through it).
     public var linearInputs: ((String, Tensor) -> Void)?
+    /// The latest int8 Linear input's codes, which the next int8 Linear
+    /// reuses when it reads the same tensor with the same parameters (a
+    /// layer's query, key and value projections share one quantisation).
+    private let latestCodes: LatestCodes?
+    /// Whether int8 Linears share codes and take GELU codes straight from
+    /// the pre-activation; false runs every op on its own (the same results).
+    public let fusing: Bool
 
-    public init(backend: any Backend, linearInputs: ((String, Tensor) -> Void)? = nil) {
+    /// `fusing: false` is for tests and benchmarks that compare the fused
+    /// int8 path with the op-by-op one.
+    public init(backend: any Backend, fusing: Bool = true, linearInputs: ((String, Tensor) -> Void)? = nil) {
         self.eager = Eager(backend: backend)
         self.linearInputs = linearInputs
+        self.fusing = fusing
+        self.latestCodes = fusing ? LatestCodes() : nil
     }
 
     public var backend: any Backend { eager.backend }
@@ -149,9 +167,42 @@ public struct InferenceOperations: TensorOperations {
         linearInputs?(linear.module, input)
         switch linear.kernel {
         case .float(let matrix): return .tensor(eager.linear(input, weight: matrix, bias: biasTensor))
-        case .int8(let quantized): return .tensor(quantized.apply(input, bias: biasTensor, backend: backend))
+        case .int8(let quantized):
+            let parameters = quantized.activationQuantization(for: input, backend: backend)
+            guard let latestCodes else { return .tensor(quantized.apply(input, bias: biasTensor, backend: backend)) }
+            let codes = latestCodes.codes(of: input, parameters) { backend.quantize(input, parameters) }
+            return .tensor(quantized.apply(codes: codes, quantization: parameters, bias: biasTensor, backend: backend))
         case .weightOnly(let quantized): return .tensor(quantized.apply(input, bias: biasTensor, backend: backend))
         }
+    }
+
+    /// With a static int8 output layer (and no `linearInputs` to feed), its
+    /// codes come without f32 GELU values: from the int8 intermediate
+    /// product block by block (`Backend.quantizedLinear(quantized:…geluCodes:)`),
+    /// or from an f32 one through `Backend.quantize(geluOf:)`. The same codes
+    /// as quantising the GELU values.
+    public func feedForward(
+        _ x: InferenceValue, intermediateWeight: InferenceValue, intermediateBias: InferenceValue?,
+        outputWeight: InferenceValue, outputBias: InferenceValue?
+    ) -> InferenceValue {
+        guard let latestCodes, linearInputs == nil, case .linear(let second) = outputWeight,
+            case .int8(let output) = second.kernel, case .fixed(let outputParameters) = output.activations
+        else {
+            let inner = linear(x, weight: intermediateWeight, bias: intermediateBias)
+            return linear(gelu(inner), weight: outputWeight, bias: outputBias)
+        }
+        let codes: Tensor
+        if case .linear(let first) = intermediateWeight, case .int8(let intermediate) = first.kernel {
+            let input = tensor(x)
+            let parameters = intermediate.activationQuantization(for: input, backend: backend)
+            let inputCodes = latestCodes.codes(of: input, parameters) { backend.quantize(input, parameters) }
+            codes = backend.quantizedLinear(
+                quantized: inputCodes, quantization: parameters, weights: intermediate.weights,
+                bias: intermediateBias.map(tensor), geluCodes: outputParameters)
+        } else {
+            codes = backend.quantize(geluOf: tensor(linear(x, weight: intermediateWeight, bias: intermediateBias)), outputParameters)
+        }
+        return .tensor(output.apply(codes: codes, quantization: outputParameters, bias: outputBias.map(tensor), backend: backend))
     }
 
     public func matmul(_ a: InferenceValue, _ b: InferenceValue, transposeA: Bool, transposeB: Bool, alpha: Float) -> InferenceValue {
@@ -221,6 +272,26 @@ public struct InferenceOperations: TensorOperations {
 
     public func crossEntropy(_ logits: InferenceValue, labels: Tensor) -> InferenceValue {
         .tensor(eager.crossEntropy(tensor(logits), labels: labels))
+    }
+}
+
+/// One remembered quantisation: an f32 tensor (kept alive, so its storage
+/// cannot be reused while remembered), its parameters and its codes.
+private final class LatestCodes {
+    private var latest: (input: Tensor, quantization: ActivationQuantization, codes: Tensor)?
+
+    /// The codes of `input` under `quantization`: the remembered ones when
+    /// `input` is the same view of the same storage, else `quantize()`'s,
+    /// which are remembered instead.
+    func codes(of input: Tensor, _ quantization: ActivationQuantization, quantize: () -> Tensor) -> Tensor {
+        if let latest, latest.quantization == quantization, latest.input.storage === input.storage,
+            latest.input.offset == input.offset, latest.input.shape == input.shape, latest.input.strides == input.strides
+        {
+            return latest.codes
+        }
+        let codes = quantize()
+        latest = (input, quantization, codes)
+        return codes
     }
 }
 

@@ -143,8 +143,14 @@ public struct QuantizedBertModel: Sendable {
 
     /// Classification logits `[B, labels]`.
     public func logits(_ batch: BertBatch, backend: any Backend) throws(BertInputError) -> Tensor {
+        try logits(batch, backend: backend, fusing: true)
+    }
+
+    /// Classification logits `[B, labels]`; `fusing` as `InferenceOperations`'
+    /// (false: the op-by-op forward, the same logits, for comparisons).
+    public func logits(_ batch: BertBatch, backend: any Backend, fusing: Bool) throws(BertInputError) -> Tensor {
         try BertModel.check(batch, config: config)
-        let ops = InferenceOperations(backend: backend)
+        let ops = InferenceOperations(backend: backend, fusing: fusing)
         return ops.tensor(BertModel.logits(ops, weights, config: config, pooling: pooling, batch: batch))
     }
 
