@@ -89,10 +89,12 @@ public struct Pipeline: Sendable {
     /// The outputs of a stage's dependencies, by the stage ids its references
     /// name: a matrix instance's references name base stages, and each base
     /// stage stands for the instance of the same combination.
-    func upstreamOutputs(of spec: StageSpec, in outputs: [String: [String: ArtifactRef]]) -> [String: [String: ArtifactRef]] {
+    func upstreamOutputs(
+        of spec: StageSpec, in outputs: (_ stageID: String) -> [String: ArtifactRef]?
+    ) -> [String: [String: ArtifactRef]] {
         var upstream: [String: [String: ArtifactRef]] = [:]
         for dependency in spec.dependencies {
-            guard let produced = outputs[dependency] else { continue }
+            guard let produced = outputs(dependency) else { continue }
             upstream[recipe.stages[dependency]?.baseID ?? dependency] = produced
         }
         return upstream

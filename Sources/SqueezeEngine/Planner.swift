@@ -56,7 +56,7 @@ extension Pipeline {
                 plan.reason = "needs " + missing.map { "`\($0)`" }.joined(separator: ", ") + ", which is not selected"
                 continue
             }
-            let material = try keyMaterial(for: spec, upstream: upstreamOutputs(of: spec, in: outputs))
+            let material = try keyMaterial(for: spec, upstream: upstreamOutputs(of: spec, in: { outputs[$0] }))
             plan.key = material.key
             if force.contains(id) {
                 plan.reason = "forced"

@@ -142,7 +142,7 @@ extension Pipeline {
                     guard wanted <= freeCores || runningCores.isEmpty else { continue }
                     freeCores -= wanted
                     runningCores[id] = wanted
-                    let upstream = upstreamOutputs(of: spec, in: results.mapValues(\.outputs))
+                    let upstream = upstreamOutputs(of: spec, in: { results[$0]?.outputs })
                     let force = options.force.contains(id)
                     group.addTask {
                         Outcome(record: await execute(
