@@ -7,8 +7,12 @@
 //   activations at hand (see `sq_i8_pack_weights`), so it is exact.
 // - "avx2-wide": both operands widened to s16 and multiplied with vpmaddwd
 //   (s16·s16 pairs → s32, exact for every input); for the other cases.
+// - "avx512-vnni": vpdpbusd (four u8·s8 products added straight into s32,
+//   no int16 step, so exact for every input) on 512-bit registers, where the
+//   CPU has AVX-512 VNNI (Zen 4, Ice Lake and later); one register holds a
+//   whole packed group of a panel.
 // - "portable": plain loops over the same packed weights (non-x86, or forced).
-// All three give bit-identical results: the sums are exact integers and the
+// All four give bit-identical results: the sums are exact integers and the
 // epilogue is the same sequence of correctly rounded float operations.
 
 #include "sq_kernels.h"
@@ -394,6 +398,92 @@ SQ_AVX2 static void gemm_wide(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, 
     }
 }
 
+// MARK: AVX-512 VNNI
+
+#define SQ_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/// Rows per micro-tile of the VNNI kernel (× 2 panels of 16 columns: 2·MR accumulators).
+#define VNNI_MR 6
+
+/// Σ a·w over k for `mr` rows × `np` (1 or 2) panels: acc[r][q] holds the 16
+/// columns of panel q; the second panel's weights start `panel_bytes` after the first's.
+SQ_VNNI SQ_I8_INLINE void vnni_tile(int mr, int np, const uint8_t *a, ptrdiff_t lda, const int8_t *w,
+                                    ptrdiff_t panel_bytes, ptrdiff_t k, __m512i acc[][2]) {
+    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    ptrdiff_t full = k / GROUP;
+    for (ptrdiff_t g = 0; g < full; g++) {
+        __m512i w0 = _mm512_loadu_si512((const void *)(w + g * GROUP_BYTES));
+        __m512i w1 = np > 1 ? _mm512_loadu_si512((const void *)(w + panel_bytes + g * GROUP_BYTES)) : w0;
+        for (int r = 0; r < mr; r++) {
+            int32_t v;
+            memcpy(&v, a + r * lda + g * GROUP, sizeof v);
+            __m512i x = _mm512_set1_epi32(v);
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
+            if (np > 1) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
+        }
+    }
+    if (full * GROUP < k) {
+        __m512i w0 = _mm512_loadu_si512((const void *)(w + full * GROUP_BYTES));
+        __m512i w1 = np > 1 ? _mm512_loadu_si512((const void *)(w + panel_bytes + full * GROUP_BYTES)) : w0;
+        for (int r = 0; r < mr; r++) {
+            __m512i x = _mm512_set1_epi32((int32_t)group_bytes(a + r * lda, full, k));
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
+            if (np > 1) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
+        }
+    }
+}
+
+/// The epilogue operands of up to two panels (np of them) starting at column `col`.
+SQ_VNNI SQ_I8_INLINE void load_vnni_columns(const sq_i8_gemm_problem *p, ptrdiff_t col, int np,
+                                            panel_columns c[2]) {
+    for (int q = 0; q < np; q++) {
+        ptrdiff_t first = col + q * SQ_I8_PANEL;
+        c[q] = load_panel_columns(p, first, p->n - first < SQ_I8_PANEL ? p->n - first : SQ_I8_PANEL);
+    }
+}
+
+SQ_VNNI SQ_I8_INLINE void vnni_rows(const sq_i8_gemm_problem *p, int mr, int np, ptrdiff_t row, const int8_t *w,
+                                    ptrdiff_t panel_bytes, ptrdiff_t col, const panel_columns c[2]) {
+    __m512i acc[VNNI_MR][2];
+    ptrdiff_t cols = p->n - col < np * SQ_I8_PANEL ? p->n - col : np * SQ_I8_PANEL;
+    prefetch_output(p, mr, row, col, cols);
+    vnni_tile(mr, np, p->a + row * p->lda, p->lda, w, panel_bytes, p->k, acc);
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < np; q++)
+            store16_avx2(p, row + r, col + q * SQ_I8_PANEL, &c[q], _mm512_castsi512_si256(acc[r][q]),
+                         _mm512_extracti64x4_epi64(acc[r][q], 1));
+}
+
+/// Rows row ..< last of panels `panel` (and `panel + 1` when np is 2), VNNI_MR rows at a time.
+SQ_VNNI SQ_I8_INLINE void vnni_panels(const sq_i8_gemm_problem *p, int np, ptrdiff_t row, ptrdiff_t last,
+                                      ptrdiff_t panel) {
+    ptrdiff_t panel_bytes = groups_of(p->k) * GROUP_BYTES;
+    const int8_t *w = p->packed + panel * panel_bytes;
+    ptrdiff_t col = panel * SQ_I8_PANEL;
+    panel_columns c[2];
+    load_vnni_columns(p, col, np, c);
+    for (; row + VNNI_MR <= last; row += VNNI_MR) vnni_rows(p, VNNI_MR, np, row, w, panel_bytes, col, c);
+    switch (last - row) {
+    case 5: vnni_rows(p, 5, np, row, w, panel_bytes, col, c); break;
+    case 4: vnni_rows(p, 4, np, row, w, panel_bytes, col, c); break;
+    case 3: vnni_rows(p, 3, np, row, w, panel_bytes, col, c); break;
+    case 2: vnni_rows(p, 2, np, row, w, panel_bytes, col, c); break;
+    case 1: vnni_rows(p, 1, np, row, w, panel_bytes, col, c); break;
+    default: break;
+    }
+}
+
+SQ_VNNI static void gemm_vnni(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end,
+                              ptrdiff_t panel_begin, ptrdiff_t panel_end) {
+    ptrdiff_t block = block_rows(p->k, VNNI_MR);
+    for (ptrdiff_t first = row_begin; first < row_end; first += block) {
+        ptrdiff_t last = first + block < row_end ? first + block : row_end;
+        ptrdiff_t panel = panel_begin;
+        for (; panel + 2 <= panel_end; panel += 2) vnni_panels(p, 2, first, last, panel);
+        if (panel < panel_end) vnni_panels(p, 1, first, last, panel);
+    }
+}
+
 SQ_AVX2 static void quantize_avx2(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero,
                                   int32_t q_min, int32_t q_max) {
     __m256 inverse = _mm256_set1_ps(inverse_scale);
@@ -414,15 +504,14 @@ SQ_AVX2 static void quantize_avx2(const float *x, uint8_t *out, ptrdiff_t n, flo
 
 // MARK: Entry points
 
-/// The kernel for activations ≤ activation_max.
-static int choose_kernel(const sq_i8_gemm_problem *p, int32_t activation_max) {
+/// The kernel for rows row_begin ..< row_end: VNNI wherever the CPU has it
+/// (exact for every input) unless an AVX2 kernel is asked for; else maddubs
+/// when the rows' activations allow it.
+static int choose_kernel(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end) {
     if (p->kernel == SQ_I8_KERNEL_PORTABLE || !sq_use_avx2()) return SQ_I8_KERNEL_PORTABLE;
+    if (sq_use_avx512_vnni() && (p->kernel == SQ_I8_KERNEL_AUTO || p->kernel == SQ_I8_KERNEL_VNNI))
+        return SQ_I8_KERNEL_VNNI;
     if (p->kernel == SQ_I8_KERNEL_WIDE) return SQ_I8_KERNEL_WIDE;
-    return activation_max <= p->fast_activation_limit ? SQ_I8_KERNEL_MADDUBS : SQ_I8_KERNEL_WIDE;
-}
-
-int sq_i8_gemm(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t panel_begin,
-               ptrdiff_t panel_end) {
     int32_t activation_max = p->activation_max;
     if (activation_max < 0) {
         activation_max = 0;
@@ -431,11 +520,17 @@ int sq_i8_gemm(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_e
             activation_max = high > activation_max ? high : activation_max;
         }
     }
-    int kernel = choose_kernel(p, activation_max);
+    return activation_max <= p->fast_activation_limit ? SQ_I8_KERNEL_MADDUBS : SQ_I8_KERNEL_WIDE;
+}
+
+int sq_i8_gemm(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t panel_begin,
+               ptrdiff_t panel_end) {
+    int kernel = choose_kernel(p, row_begin, row_end);
     switch (kernel) {
 #if defined(__x86_64__)
     case SQ_I8_KERNEL_MADDUBS: gemm_ubs(p, row_begin, row_end, panel_begin, panel_end); break;
     case SQ_I8_KERNEL_WIDE: gemm_wide(p, row_begin, row_end, panel_begin, panel_end); break;
+    case SQ_I8_KERNEL_VNNI: gemm_vnni(p, row_begin, row_end, panel_begin, panel_end); break;
 #endif
     default: gemm_portable(p, row_begin, row_end, panel_begin, panel_end); break;
     }

@@ -53,9 +53,22 @@ int sq_use_avx2(void) {
     }
     return value;
 }
+int sq_use_avx512_vnni(void) {
+    static int cached = -1;
+    int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (value < 0) {
+        __builtin_cpu_init();
+        // The runtime's feature bits include the OS's XSAVE support of the AVX-512 state.
+        value = sq_use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+        __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
+    }
+    return value;
+}
 #define SQ_CALL(x, args) (sq_use_avx2() ? sq_avx2_##x args : sq_base_##x args)
 #else
 int sq_use_avx2(void) { return 0; }
+int sq_use_avx512_vnni(void) { return 0; }
 #define SQ_CALL(x, args) (sq_base_##x args)
 #endif
 

@@ -11,6 +11,26 @@ enum Int8Kernel: Int32, Sendable, CaseIterable {
     case wide = 2
     /// AVX2 vpmaddubsw; runs only where activations ≤ `fastActivationLimit`.
     case maddubs = 3
+    /// AVX-512 VNNI vpdpbusd (exact for any input; the automatic choice where the CPU has it).
+    case vnni = 4
+    /// The automatic choice among the AVX2 kernels only (maddubs or wide).
+    case avx2 = 5
+
+    /// Whether this CPU runs the VNNI kernel.
+    static var hasVNNI: Bool { sq_use_avx512_vnni() != 0 }
+}
+
+extension CPUBackend {
+    /// The kernel choice of this backend's int8 products.
+    var automaticInt8Kernel: Int8Kernel { int8Kernels == .fastest ? .automatic : .avx2 }
+
+    /// The kernel this backend's automatic choice runs on this machine for
+    /// activations ≤ `activationMax` ("avx512-vnni", "avx2-maddubs", "avx2-wide" or "portable").
+    public func int8KernelName(activationMax: Int32, fastActivationLimit: Int32) -> String {
+        if Self.kernelVariant != "avx2-fma" { return "portable" }
+        if Int8Kernel.hasVNNI && int8Kernels == .fastest { return "avx512-vnni" }
+        return activationMax <= fastActivationLimit ? "avx2-maddubs" : "avx2-wide"
+    }
 }
 
 extension CPUBackend {
@@ -95,7 +115,7 @@ extension CPUBackend {
     ) -> Tensor {
         int8Linear(
             quantized: x, quantization: quantization, weights: weights, bias: bias, output: output, activationMax: nil,
-            kernel: .automatic
+            kernel: automaticInt8Kernel
         ).result
     }
 
@@ -106,7 +126,7 @@ extension CPUBackend {
     ) -> Tensor {
         int8Linear(
             quantized: quantize(x, quantization), quantization: quantization, weights: weights, bias: bias,
-            output: .float, activationMax: quantization.range.upperBound, kernel: .automatic
+            output: .float, activationMax: quantization.range.upperBound, kernel: automaticInt8Kernel
         ).result
     }
 
@@ -119,7 +139,7 @@ extension CPUBackend {
     ) -> Tensor {
         int8Linear(
             quantized: x, quantization: quantization, weights: weights, bias: bias, output: .float, geluCodes: geluCodes,
-            activationMax: nil, kernel: .automatic
+            activationMax: nil, kernel: automaticInt8Kernel
         ).result
     }
 

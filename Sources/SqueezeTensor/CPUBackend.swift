@@ -17,12 +17,25 @@ import Foundation
 /// results are bit-identical run to run and for any `threads`. They agree with
 /// `ReferenceBackend` to about 1e-5 relative.
 public struct CPUBackend: Backend {
+    /// Which int8 GEMM kernels the automatic choice may use. Every kernel
+    /// gives the same bits; `.avx2` exists to measure VNNI against them.
+    public enum Int8Kernels: String, Sendable, CaseIterable {
+        /// The fastest exact kernel: AVX-512 VNNI where the CPU has it.
+        case fastest
+        /// The AVX2 kernels only (vpmaddubsw or int16), as on CPUs without VNNI.
+        case avx2
+    }
+
     public let threads: Int
+    public let int8Kernels: Int8Kernels
     let runner: ChunkRunner
 
-    public init(threads: Int) {
+    public init(threads: Int) { self.init(threads: threads, int8Kernels: .fastest) }
+
+    public init(threads: Int, int8Kernels: Int8Kernels) {
         precondition(threads >= 1, "CPUBackend needs at least one thread")
         self.threads = threads
+        self.int8Kernels = int8Kernels
         self.runner = ChunkRunner(threads: threads)
     }
 

@@ -13,9 +13,9 @@ struct BenchInt8Command: ParsableCommand {
             (384, 1536), and 1 and 2 threads of the CPU backend, each round times in turn:
               - sgemm: `linear` of f32 [M, K] and an f32 weight [N, K] plus bias (OpenBLAS);
               - int8 a7: `quantizedLinear(quantized:)` of u8 activations in 0...127 and int8 \
-            weights, f32 output with bias (the vpmaddubsw kernel on AVX2);
-              - int8 a8: the same with activations in 0...255 (the int16 kernel on AVX2, as \
-            these 8-bit weights allow vpmaddubsw only up to their fastActivationLimit);
+            weights, f32 output with bias (AVX-512 VNNI where the CPU has it, else the vpmaddubsw kernel on AVX2);
+              - int8 a8: the same with activations in 0...255 (VNNI, else the int16 kernel on AVX2, \
+            as these 8-bit weights allow vpmaddubsw only up to their fastActivationLimit);
               - linear a7: `quantizedLinear` from f32 input: quantisation to 0...127 included.
             Rates count 2·M·N·K operations. Each time is the median over --rounds rounds; each \
             ratio (sgemm time / int8 time) is the median of the per-round ratios.
@@ -27,6 +27,9 @@ struct BenchInt8Command: ParsableCommand {
     @Option(help: "Minimum multiply-adds per timed sample (small products repeat until they reach it).")
     var work: Int = 200_000_000
 
+    @Option(help: "Int8 kernels: fastest (AVX-512 VNNI where the CPU has it) or avx2 (as on CPUs without VNNI).")
+    var int8Kernels: CPUBackend.Int8Kernels = .fastest
+
     @Flag(help: "Print the results as JSON.")
     var json = false
 
@@ -36,7 +39,7 @@ struct BenchInt8Command: ParsableCommand {
     }
 
     func run() throws {
-        let report = Int8Benchmark(rounds: rounds, work: work).run()
+        let report = Int8Benchmark(rounds: rounds, work: work, int8Kernels: int8Kernels).run()
         print(json ? report.prettyJSON : report.table)
     }
 }
@@ -97,6 +100,7 @@ struct Int8BenchReport: Encodable {
 struct Int8Benchmark {
     let rounds: Int
     let work: Int
+    let int8Kernels: CPUBackend.Int8Kernels
 
     /// `(M, N, K)`: MiniLM's linear layers at batch 32 × 64 tokens, and at 32 tokens.
     static let shapes = [2048, 32].flatMap { m in [(m, 384, 384), (m, 1536, 384), (m, 384, 1536)] }
@@ -105,7 +109,7 @@ struct Int8Benchmark {
     func run() -> Int8BenchReport {
         var rows: [Int8BenchReport.Row] = []
         for threads in [1, 2] {
-            let backend = CPUBackend(threads: threads)
+            let backend = CPUBackend(threads: threads, int8Kernels: int8Kernels)
             for (m, n, k) in Self.shapes { rows.append(measure(backend: backend, m: m, n: n, k: k)) }
         }
         return Int8BenchReport(runner: Squeeze.version, kernelVariant: CPUBackend.kernelVariant, rounds: rounds, rows: rows)
@@ -152,9 +156,8 @@ struct Int8Benchmark {
             rates[variant] = operationCount / BertBenchmark.median(variantTimes) / 1e9
             speedups[variant] = BertBenchmark.median(zip(sgemm, variantTimes).map { $0 / $1 })
         }
-        let variant = CPUBackend.kernelVariant
         func kernel(activationMax: Int32) -> String {
-            variant != "avx2-fma" ? "portable" : activationMax <= weights.fastActivationLimit ? "avx2-maddubs" : "avx2-wide"
+            backend.int8KernelName(activationMax: activationMax, fastActivationLimit: weights.fastActivationLimit)
         }
         return Int8BenchReport.Row(
             threads: backend.threads, m: m, n: n, k: k, sgemmGFLOPS: operationCount / BertBenchmark.median(sgemm) / 1e9,

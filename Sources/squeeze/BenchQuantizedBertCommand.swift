@@ -41,6 +41,9 @@ struct BenchQuantizedBertCommand: ParsableCommand {
     @Option(help: "Profiled runs of each model at batch 32 for the per-op breakdown (0: none).")
     var profileRounds: Int = 3
 
+    @Option(help: "Int8 kernels: fastest (AVX-512 VNNI where the CPU has it) or avx2 (as on CPUs without VNNI).")
+    var int8Kernels: CPUBackend.Int8Kernels = .fastest
+
     @Flag(help: "Print the results as JSON.")
     var json = false
 
@@ -63,7 +66,8 @@ struct BenchQuantizedBertCommand: ParsableCommand {
             throw UserError("--model \(model ?? "<random>"): \(error)")
         }
         let benchmark = QuantizedBertBenchmark(
-            model: floatModel, threads: threads, rounds: rounds, warmup: warmup, profileRounds: profileRounds)
+            model: floatModel, threads: threads, int8Kernels: int8Kernels, rounds: rounds, warmup: warmup,
+            profileRounds: profileRounds)
         let report: QuantizedBertBenchReport
         do {
             report = try benchmark.run(source: model ?? "random MiniLM-L6-H384")
@@ -97,6 +101,8 @@ struct QuantizedBertBenchReport: Encodable {
     var model: String
     var threads: Int
     var kernelVariant: String
+    /// The kernel of the int8 products (their activations are 8-bit, weights within ±63).
+    var int8Kernel: String
     var rounds: Int
     var timings: [Timing]
     /// The feed-forward block's first half alone (int8 product, GELU, codes of
@@ -111,6 +117,7 @@ struct QuantizedBertBenchReport: Encodable {
     enum CodingKeys: String, CodingKey {
         case runner = "squeeze"
         case kernelVariant = "kernel_variant"
+        case int8Kernel = "int8_kernel"
         case model, threads, rounds, timings, breakdown
         case feedForwardOpByOp = "ffn_gelu_codes_op_by_op"
         case feedForwardFused = "ffn_gelu_codes_fused"
@@ -120,7 +127,7 @@ struct QuantizedBertBenchReport: Encodable {
     var table: String {
         func milliseconds(_ seconds: Double) -> String { String(format: "%8.2f ms", seconds * 1e3) }
         var lines = [
-            "squeeze \(runner), CPU backend, \(threads) threads, kernels \(kernelVariant), \(model), medians of \(rounds) rounds"
+            "squeeze \(runner), CPU backend, \(threads) threads, kernels \(kernelVariant), int8 \(int8Kernel), \(model), medians of \(rounds) rounds"
         ]
         for timing in timings {
             lines.append(
@@ -152,6 +159,7 @@ struct QuantizedBertBenchReport: Encodable {
 struct QuantizedBertBenchmark {
     let model: BertModel
     let threads: Int
+    let int8Kernels: CPUBackend.Int8Kernels
     let rounds: Int
     let warmup: Int
     let profileRounds: Int
@@ -164,7 +172,7 @@ struct QuantizedBertBenchmark {
         vocabSize: 30_522, hiddenSize: 384, numHiddenLayers: 6, numAttentionHeads: 12, intermediateSize: 1536)
 
     func run(source: String) throws -> QuantizedBertBenchReport {
-        let backend = CPUBackend(threads: threads)
+        let backend = CPUBackend(threads: threads, int8Kernels: int8Kernels)
         var generator = SeededGenerator(seed: 0)
         func batch(_ size: Int, _ length: Int) -> BertBatch {
             let vocabulary = model.config.vocabSize
@@ -223,7 +231,8 @@ struct QuantizedBertBenchmark {
             breakdown = samples.mapValues { $0.mapValues(BertBenchmark.median) }
         }
         return QuantizedBertBenchReport(
-            runner: Squeeze.version, model: source, threads: threads, kernelVariant: CPUBackend.kernelVariant, rounds: rounds,
+            runner: Squeeze.version, model: source, threads: threads, kernelVariant: CPUBackend.kernelVariant,
+            int8Kernel: backend.int8KernelName(activationMax: 255, fastActivationLimit: 255), rounds: rounds,
             timings: timings, feedForwardOpByOp: feedForward.opByOp, feedForwardFused: feedForward.fused,
             feedForwardSpeedup: feedForward.speedup, breakdown: breakdown)
     }

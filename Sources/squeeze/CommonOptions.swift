@@ -1,4 +1,5 @@
 import ArgumentParser
+import SqueezeTensor
 import Foundation
 import SqueezeEngine
 import SqueezeRecipe
@@ -124,3 +125,5 @@ extension Encodable {
         (try? SqueezeJSON.encoder(pretty: false).encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }
+
+extension CPUBackend.Int8Kernels: ExpressibleByArgument {}

@@ -24,6 +24,8 @@ func firstMismatch<T: Equatable>(_ a: [T], _ b: [T]) -> Int? {
 
 /// Whether this machine runs the AVX2 kernels (else every product is portable).
 let hasAVX2 = CPUBackend.kernelVariant == "avx2-fma"
+/// Whether this machine runs the AVX-512 VNNI kernel (then the automatic choice everywhere).
+let hasVNNI = Int8Kernel.hasVNNI
 
 @Suite struct Int8GEMMTests {
     let cpu = CPUBackend(threads: 2)
@@ -58,6 +60,7 @@ let hasAVX2 = CPUBackend.kernelVariant == "avx2-fma"
                     activationMax: nil, kernel: kernel)
                 #expect(result.dtype == .i32 && result.shape == [m, n], "\(m)×\(n)×\(k)")
                 #expect(firstMismatch(result.int32s, expected.int32s) == nil, "\(m)×\(n)×\(k) kernel \(kernel) ran \(ran)")
+                if kernel == .vnni && hasVNNI { #expect(ran.allSatisfy { $0 == .vnni }, "\(m)×\(n)×\(k) ran \(ran)") }
             }
         }
     }
@@ -101,19 +104,25 @@ let hasAVX2 = CPUBackend.kernelVariant == "avx2-fma"
                 activationMax: nil, kernel: kernel)
             #expect(firstMismatch(result.int32s, expected) == nil, "kernel \(kernel) ran \(ran)")
         }
-        // (−128, −128) pairs allow activations up to 128 only: the full range must take the wide kernel.
+        // (−128, −128) pairs allow activations up to 128 only: among the AVX2
+        // kernels the full range must take the wide one. VNNI, where present,
+        // is the automatic choice for any activations.
         #expect(weights.fastActivationLimit == 128)
         let automatic = cpu.int8Linear(
             quantized: x, quantization: quantization, weights: weights, bias: nil, output: .accumulators,
             activationMax: nil, kernel: .automatic)
-        #expect(Set(automatic.kernels) == [hasAVX2 ? .wide : .portable])
+        #expect(Set(automatic.kernels) == [hasVNNI ? .vnni : hasAVX2 ? .wide : .portable])
+        let avx2 = cpu.int8Linear(
+            quantized: x, quantization: quantization, weights: weights, bias: nil, output: .accumulators,
+            activationMax: nil, kernel: .avx2)
+        #expect(Set(avx2.kernels) == [hasAVX2 ? .wide : .portable])
 
         // The 7-bit half of the rows runs the maddubs kernel, still exactly.
         let lowRows = rows.indices.filter { rows[$0].allSatisfy { $0 <= 127 } }
         let low = Tensor(shape: [lowRows.count, k], uint8s: lowRows.flatMap { rows[$0] })
         let lowResult = cpu.int8Linear(
             quantized: low, quantization: quantization, weights: weights, bias: nil, output: .accumulators,
-            activationMax: nil, kernel: .automatic)
+            activationMax: nil, kernel: .avx2)
         #expect(Set(lowResult.kernels) == [hasAVX2 ? .maddubs : .portable])
         #expect(firstMismatch(lowResult.result.int32s, lowRows.flatMap { expected[($0 * columns.count)..<(($0 + 1) * columns.count)] }) == nil)
     }
@@ -133,7 +142,7 @@ let hasAVX2 = CPUBackend.kernelVariant == "avx2-fma"
         let expected = reference.quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: nil, output: .accumulators)
         let (result, ran) = cpu.int8Linear(
             quantized: x, quantization: quantization, weights: weights, bias: nil, output: .accumulators,
-            activationMax: nil, kernel: .automatic)
+            activationMax: nil, kernel: .avx2)
         #expect(Set(ran) == [hasAVX2 ? .maddubs : .portable])
         #expect(firstMismatch(result.int32s, expected.int32s) == nil)
     }
@@ -294,6 +303,36 @@ let hasAVX2 = CPUBackend.kernelVariant == "avx2-fma"
         #expect(empty.floats == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4])
         let noRows = cpu.quantizedLinear(quantized: Tensor(zeros: [0, 6], dtype: .u8), quantization: quantization, weights: weights, bias: nil, output: .float)
         #expect(noRows.shape == [0, 5])
+    }
+
+    /// A backend limited to the AVX2 kernels gives the same bits as the
+    /// fastest one (VNNI where present) through the public entry points:
+    /// f32 and requantised outputs, fused GELU codes, per-row parameters.
+    @Test func avx2OnlyBackendGivesTheSameBitsAsTheFastest() {
+        var generator = SeededGenerator(seed: 41)
+        let fastest = CPUBackend(threads: 2)
+        let avx2 = CPUBackend(threads: 2, int8Kernels: .avx2)
+        let codes = ActivationQuantization(scale: 0.03, zeroPoint: 9)
+        for (m, n, k) in [(130, 385, 67), (5, 1536, 384), (64, 33, 1)] {
+            let x = randomActivations([m, k], &generator)
+            let weights = randomWeights(n: n, k: k, &generator)
+            let bias = Tensor.uniform(shape: [n], in: -0.5..<0.5, generator: &generator)
+            let perRow = ActivationQuantization(
+                scales: (0..<m).map { Float($0 % 3 + 1) * 0.02 }, zeroPoints: (0..<m).map { Int32($0 % 11) })
+            for quantization in [ActivationQuantization(scale: 0.05, zeroPoint: 2), perRow] {
+                let outputs: [(CPUBackend) -> Tensor] = [
+                    { $0.quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, output: .float) },
+                    { $0.quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, output: .quantized(codes)) },
+                    { $0.quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, geluCodes: codes) },
+                ]
+                for output in outputs {
+                    let (a, b) = (output(fastest), output(avx2))
+                    #expect(a.dtype == b.dtype && a.shape == b.shape)
+                    #expect(a.dtype == .u8 ? a.uint8s == b.uint8s : bits(a) == bits(b), "\(m)×\(n)×\(k)")
+                }
+            }
+        }
+        #expect(avx2.int8KernelName(activationMax: 255, fastActivationLimit: 255) == (hasAVX2 ? "avx2-maddubs" : "portable"))
     }
 
     /// The block-by-block GELU codes of the int8 product equal quantising the

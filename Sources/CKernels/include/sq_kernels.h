@@ -155,7 +155,16 @@ enum {
     /// AVX2 vpmaddubsw + vpmaddwd (twice the rate of _WIDE); runs only where
     /// every activation ≤ fast_activation_limit, so no pair sum saturates.
     SQ_I8_KERNEL_MADDUBS = 3,
+    /// AVX-512 VNNI vpdpbusd (u8·s8 quadruples straight into int32): exact
+    /// for every input; where the CPU has it, the automatic choice.
+    SQ_I8_KERNEL_VNNI = 4,
+    /// The automatic choice without VNNI: _MADDUBS where the activations
+    /// allow it, else _WIDE (tests, and benchmarks against VNNI).
+    SQ_I8_KERNEL_AVX2 = 5,
 };
+
+/// 1 when this CPU (and OS) runs the AVX-512 VNNI int8 kernel; always 0 off x86_64.
+int sq_use_avx512_vnni(void);
 
 enum {
     /// c[m, n] = Σ_k a[m, k]·w[n, k] (int32), no epilogue.
@@ -198,8 +207,9 @@ typedef struct {
 } sq_i8_gemm_problem;
 
 /// Rows row_begin ..< row_end × column panels panel_begin ..< panel_end of
-/// the product. Returns the kernel that ran (SQ_I8_KERNEL_PORTABLE, _WIDE or
-/// _MADDUBS): the fastest exact one for these rows unless `p->kernel` forces one.
+/// the product. Returns the kernel that ran (SQ_I8_KERNEL_PORTABLE, _WIDE,
+/// _MADDUBS or _VNNI): the fastest exact one for these rows unless `p->kernel`
+/// forces one (a kernel this CPU lacks falls back to the automatic choice).
 int sq_i8_gemm(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t panel_begin,
                ptrdiff_t panel_end);
 
