@@ -289,6 +289,14 @@ def time_models(sessions, inputs, runs, warmup):
     return times
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir")
@@ -362,7 +370,7 @@ def main():
         "threads": args.threads,
         "rounds": args.rounds,
         "warmup": args.warmup,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_name()}",
         "classifier": "random normal(0, 0.02), numpy seed 0 (the checkpoint has none)",
         "parity_last_hidden_max_abs_diff": parity,
         "int8_vs_fp32_16x64": accuracy,
