@@ -142,6 +142,13 @@ public struct EvalClassificationStage: Stage {
                 metrics["\(name).latency_b1_p95_ms"] = .double(Self.percentile(latencies, 0.95) * 1000)
             }
             if timesSpeed { timed[name] = loaded.model }
+            if params.latency_samples > 0 || timesSpeed, let mode = loaded.quantization?.mode, mode != .weightOnly,
+                let cpu = backend as? CPUBackend
+            {
+                // Which int8 GEMM ran the timed products (the weights are within ±63): latencies
+                // compare only between runs that used the same kernel; the accuracy does not depend on it.
+                metrics["\(name).int8_kernel"] = .string(cpu.int8KernelName(activationMax: 255, fastActivationLimit: 255))
+            }
             context.log.line(
                 "\(name): " + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss)
                     + ", \(size.parameters) parameters (\(size.encoderParameters) in the encoder), \(size.fileBytes) bytes, "

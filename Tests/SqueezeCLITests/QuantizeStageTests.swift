@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeModels
+import SqueezeTensor
 import Testing
 
 /// `quantize/ptq` and `quantize/dynamic` end to end through the CLI on the
@@ -95,8 +96,11 @@ import Testing
             #expect((eval["\(name).size_bytes"] as? Int ?? .max) < eval["teacher.size_bytes"] as? Int ?? 0)
             #expect(eval["\(name).quantization"] as? String == name)
             #expect((eval["\(name).speedup_b32_t16"] as? Double ?? 0) > 0, "the speedup is measured: \(eval)")
+            let kernel = CPUBackend(threads: 1).int8KernelName(activationMax: 255, fastActivationLimit: 255)
+            #expect(eval["\(name).int8_kernel"] as? String == kernel, "the timed kernel is recorded: \(eval)")
             #expect(eval["\(name).parameters"] as? Int == eval["teacher.parameters"] as? Int)
         }
+        #expect(eval["teacher.int8_kernel"] == nil)
     }
 
     /// A quantized model is refused, before any work, by every stage that
