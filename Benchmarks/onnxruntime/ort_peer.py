@@ -132,15 +132,18 @@ def build_bert_classifier(model_dir):
     head_dim = hidden // heads
     eps = float(config.get("layer_norm_eps", 1e-12))
     g = GraphBuilder()
+    zero = g.constant("zero", np.array(0, np.int64))
+    one = g.constant("one", np.array(1, np.int64))
+    one_f = g.constant("one_f", np.array(1.0, np.float32))
 
     # Embeddings: word[ids] + position[0:T] + token_type[0].
     words = g.op("Gather", [g.constant("word_embeddings", t("embeddings.word_embeddings.weight")), "input_ids"], "words")
-    length = g.op("Gather", [g.op("Shape", ["input_ids"], "ids_shape"), g.constant("one", np.array(1, np.int64))], "length", axis=0)
+    length = g.op("Gather", [g.op("Shape", ["input_ids"], "ids_shape"), one], "length", axis=0)
     positions = g.op(
         "Gather",
         [
             g.constant("position_embeddings", t("embeddings.position_embeddings.weight")),
-            g.op("Range", [g.constant("zero", np.array(0, np.int64)), length, g.constant("one", np.array(1, np.int64))], "position_ids"),
+            g.op("Range", [zero, length, one], "position_ids"),
         ],
         "positions",
         axis=0,
@@ -151,7 +154,7 @@ def build_bert_classifier(model_dir):
 
     # Additive mask [B, 1, 1, T]: 0 for tokens, -1e9 for padding (as the oracle).
     mask = g.op("Cast", ["attention_mask"], "mask_f32", to=TensorProto.FLOAT)
-    mask = g.op("Mul", [g.op("Sub", [g.constant("one_f", np.array(1.0, np.float32)), mask], "mask_inv"), g.constant("neg", np.array(-1e9, np.float32))], "mask_add")
+    mask = g.op("Mul", [g.op("Sub", [one_f, mask], "mask_inv"), g.constant("neg", np.array(-1e9, np.float32))], "mask_add")
     mask = g.op("Unsqueeze", [mask, g.constant("axes", np.array([1, 2], np.int64))], "mask_bias")
 
     split_heads = g.constant("heads_shape", np.array([0, 0, heads, head_dim], np.int64))
@@ -159,7 +162,6 @@ def build_bert_classifier(model_dir):
     scale = g.constant("scale", np.array(1.0 / math.sqrt(head_dim), np.float32))
     sqrt2 = g.constant("sqrt2", np.array(math.sqrt(2.0), np.float32))
     half = g.constant("half", np.array(0.5, np.float32))
-    one = g.constant("one_f", np.array(1.0, np.float32))
 
     for i in range(config["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
@@ -184,13 +186,13 @@ def build_bert_classifier(model_dir):
         h = lin(x, "intermediate.dense")
         # x * 0.5 * (1 + erf(x / sqrt 2)): the pattern ORT's GeluFusion recognises (as exported from PyTorch).
         erf = g.op("Erf", [g.op("Div", [h, sqrt2], p + "gelu_scaled")], p + "gelu_erf")
-        h = g.op("Mul", [g.op("Mul", [h, half], p + "gelu_half"), g.op("Add", [erf, one], p + "gelu_1p")], p + "gelu")
+        h = g.op("Mul", [g.op("Mul", [h, half], p + "gelu_half"), g.op("Add", [erf, one_f], p + "gelu_1p")], p + "gelu")
         x = g.layer_norm(
             g.op("Add", [x, lin(h, "output.dense")], p + "ffn_residual"),
             t(p + "output.LayerNorm.weight"), t(p + "output.LayerNorm.bias"), eps, p + "output.LayerNorm",
             output="last_hidden_state" if i == config["num_hidden_layers"] - 1 else None)
 
-    cls = g.op("Gather", [x, g.constant("zero", np.array(0, np.int64))], "cls", axis=1)
+    cls = g.op("Gather", [x, zero], "cls", axis=1)
     pooled = g.op("Tanh", [g.linear(cls, t("pooler.dense.weight"), t("pooler.dense.bias"), "pooler.dense")], "pooled")
     rng = np.random.default_rng(0)
     classifier_weight = rng.normal(0.0, 0.02, size=(NUM_LABELS, hidden)).astype(np.float32)
