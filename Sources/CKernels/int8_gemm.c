@@ -504,23 +504,30 @@ SQ_AVX2 static void quantize_avx2(const float *x, uint8_t *out, ptrdiff_t n, flo
 
 // MARK: Entry points
 
-/// The kernel for rows row_begin ..< row_end: VNNI wherever the CPU has it
-/// (exact for every input) unless an AVX2 kernel is asked for; else maddubs
-/// when the rows' activations allow it.
-static int choose_kernel(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end) {
-    if (p->kernel == SQ_I8_KERNEL_PORTABLE || !sq_use_avx2()) return SQ_I8_KERNEL_PORTABLE;
-    if (sq_use_avx512_vnni() && (p->kernel == SQ_I8_KERNEL_AUTO || p->kernel == SQ_I8_KERNEL_VNNI))
+int sq_i8_kernel_for(int requested, int32_t fast_activation_limit, int32_t activation_max) {
+    if (requested == SQ_I8_KERNEL_PORTABLE || !sq_use_avx2()) return SQ_I8_KERNEL_PORTABLE;
+    if (sq_use_avx512_vnni() && (requested == SQ_I8_KERNEL_AUTO || requested == SQ_I8_KERNEL_VNNI))
         return SQ_I8_KERNEL_VNNI;
-    if (p->kernel == SQ_I8_KERNEL_WIDE) return SQ_I8_KERNEL_WIDE;
+    if (requested == SQ_I8_KERNEL_WIDE) return SQ_I8_KERNEL_WIDE;
+    return activation_max <= fast_activation_limit ? SQ_I8_KERNEL_MADDUBS : SQ_I8_KERNEL_WIDE;
+}
+
+/// The kernel for rows row_begin ..< row_end; their largest activation is
+/// looked up only when it decides between maddubs and wide.
+static int choose_kernel(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end) {
     int32_t activation_max = p->activation_max;
     if (activation_max < 0) {
-        activation_max = 0;
-        for (ptrdiff_t row = row_begin; row < row_end; row++) {
-            int32_t high = sq_u8_max(p->a + row * p->lda, p->k);
-            activation_max = high > activation_max ? high : activation_max;
+        int32_t limit = p->fast_activation_limit;
+        activation_max = 255;
+        if (sq_i8_kernel_for(p->kernel, limit, 255) != sq_i8_kernel_for(p->kernel, limit, 0)) {
+            activation_max = 0;
+            for (ptrdiff_t row = row_begin; row < row_end; row++) {
+                int32_t high = sq_u8_max(p->a + row * p->lda, p->k);
+                activation_max = high > activation_max ? high : activation_max;
+            }
         }
     }
-    return activation_max <= p->fast_activation_limit ? SQ_I8_KERNEL_MADDUBS : SQ_I8_KERNEL_WIDE;
+    return sq_i8_kernel_for(p->kernel, p->fast_activation_limit, activation_max);
 }
 
 int sq_i8_gemm(const sq_i8_gemm_problem *p, ptrdiff_t row_begin, ptrdiff_t row_end, ptrdiff_t panel_begin,

@@ -18,6 +18,22 @@ enum Int8Kernel: Int32, Sendable, CaseIterable {
 
     /// Whether this CPU runs the VNNI kernel.
     static var hasVNNI: Bool { sq_use_avx512_vnni() != 0 }
+
+    /// The kernel that runs on this CPU when `self` is asked for (the C side's choice).
+    func resolved(fastActivationLimit: Int32, activationMax: Int32) -> Int8Kernel {
+        Int8Kernel(rawValue: sq_i8_kernel_for(rawValue, fastActivationLimit, activationMax)) ?? .portable
+    }
+
+    /// The name a kernel that ran is reported by.
+    var name: String {
+        switch self {
+        case .portable: "portable"
+        case .wide: "avx2-wide"
+        case .maddubs: "avx2-maddubs"
+        case .vnni: "avx512-vnni"
+        case .automatic, .avx2: "automatic"
+        }
+    }
 }
 
 extension CPUBackend {
@@ -27,9 +43,7 @@ extension CPUBackend {
     /// The kernel this backend's automatic choice runs on this machine for
     /// activations ≤ `activationMax` ("avx512-vnni", "avx2-maddubs", "avx2-wide" or "portable").
     public func int8KernelName(activationMax: Int32, fastActivationLimit: Int32) -> String {
-        if Self.kernelVariant != "avx2-fma" { return "portable" }
-        if Int8Kernel.hasVNNI && int8Kernels == .fastest { return "avx512-vnni" }
-        return activationMax <= fastActivationLimit ? "avx2-maddubs" : "avx2-wide"
+        automaticInt8Kernel.resolved(fastActivationLimit: fastActivationLimit, activationMax: activationMax).name
     }
 }
 

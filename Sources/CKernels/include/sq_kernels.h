@@ -165,6 +165,12 @@ enum {
 
 /// 1 when this CPU (and OS) runs the AVX-512 VNNI int8 kernel; always 0 off x86_64.
 int sq_use_avx512_vnni(void);
+/// The kernel (SQ_I8_KERNEL_*) `sq_i8_gemm` runs on this CPU when asked for
+/// `requested` with activations ≤ activation_max (0...255): VNNI wherever the
+/// CPU has it unless an AVX2 kernel is asked for; else maddubs when
+/// activation_max ≤ fast_activation_limit; a kernel the CPU lacks falls back
+/// to the automatic choice.
+int sq_i8_kernel_for(int requested, int32_t fast_activation_limit, int32_t activation_max);
 
 enum {
     /// c[m, n] = Σ_k a[m, k]·w[n, k] (int32), no epilogue.
