@@ -50,20 +50,20 @@ let package = Package(
         // Reports over run records: model tables, Pareto plots, training curves
         // (text, JSON, self-contained HTML) and run-to-run metric comparison.
         .target(name: "SqueezeReport", dependencies: ["SqueezeEngine", "SqueezeRecipe"]),
-        // OpenBLAS (cblas_sgemm), linked through pkg-config (Debian: libopenblas-dev).
-        .systemLibrary(
-            name: "CBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]
-        ),
         // Vectorised fp32 kernels (clang vector extensions; AVX2+FMA chosen at run
-        // time on x86_64, baseline elsewhere). Always -O3: tests then run the
-        // numerics that ship.
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        // time on x86_64, baseline elsewhere), int8 and weight-only GEMM, and the
+        // run-time loader of OpenBLAS (sgemm; Debian: libopenblas0), which picks
+        // its core type before the library initialises (sq_blas.h). Always -O3:
+        // tests then run the numerics that ship.
+        .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])],
+            linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
+        ),
         // Tensors, backends (CPU via BLAS, reference), autodiff, optimisers, RNG.
         .target(
             name: "SqueezeTensor",
-            dependencies: ["CBLAS", "CKernels"],
+            dependencies: ["CKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // Model files and models: safetensors, HF configs, WordPiece, BERT.
@@ -86,6 +86,7 @@ let package = Package(
                 "SqueezeCompress",
                 "SqueezeTensor",
                 "SqueezeReport",
+                "CKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

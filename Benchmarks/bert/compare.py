@@ -54,7 +54,9 @@ def main(argv):
     peer = [json.load(open(p)) for p in argv[split + 1:]]
     if not ours or not peer:
         sys.exit("compare.py: need at least one run of each side")
-    print(f"squeeze {ours[0].get('squeeze', '?')} ({ours[0].get('kernel_variant', '?')}) vs "
+    machine = ours[0].get("machine", {})
+    print(f"squeeze {ours[0].get('squeeze', '?')} ({machine.get('kernel_variant', '?')}, "
+          f"BLAS core {machine.get('gemm_core', '?')}) vs "
           f"{peer[0].get('peer', '?')}, {ours[0].get('threads')} threads, {len(ours)}+{len(peer)} runs")
     print()
     header = f"| {'metric':<24} | {'squeeze':>14} | {'peer':>14} | {'ratio':>6} | {'goal':>7} | met |"

@@ -2,6 +2,7 @@
 #include "cpu_features.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 // Clang vector extensions: portable 8-lane vectors that lower to one AVX
@@ -43,12 +44,22 @@ typedef double d4 __attribute__((ext_vector_type(4)));
 #undef SQ_TARGET
 #undef SQ_NAME
 
-int sq_use_avx2(void) {
+/// The tier the CPU (and OS) supports: 2 AVX-512 F/BW/DQ/VL with AVX2+FMA,
+/// 1 AVX2+FMA, 0 neither. The runtime's feature bits include the OS's XSAVE
+/// support of the AVX and AVX-512 state.
+static int detected_tier(void) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    return 1;
+}
+int sq_cpu_tier_detected(void) {
     static int cached = -1;
     int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (value < 0) {
-        __builtin_cpu_init();
-        value = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        value = detected_tier();
         __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
     }
     return value;
@@ -58,19 +69,41 @@ int sq_use_avx512_vnni(void) {
     int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (value < 0) {
         __builtin_cpu_init();
-        // The runtime's feature bits include the OS's XSAVE support of the AVX-512 state.
-        value = sq_use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+        value = sq_cpu_tier() >= 2 && __builtin_cpu_supports("avx512vnni");
         __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
     }
     return value;
 }
 #define SQ_CALL(x, args) (sq_use_avx2() ? sq_avx2_##x args : sq_base_##x args)
 #else
-int sq_use_avx2(void) { return 0; }
+int sq_cpu_tier_detected(void) { return 0; }
 int sq_use_avx512_vnni(void) { return 0; }
 #define SQ_CALL(x, args) (sq_base_##x args)
 #endif
+
+int sq_use_avx2(void) { return sq_cpu_tier() >= 1; }
+
+/// SQUEEZE_KERNELS as a tier: -1 unset, -2 not a tier name.
+static int requested_tier(void) {
+    const char *value = getenv("SQUEEZE_KERNELS");
+    if (!value || !*value) return -1;
+    if (strcmp(value, "avx512") == 0) return 2;
+    if (strcmp(value, "avx2") == 0) return 1;
+    if (strcmp(value, "baseline") == 0) return 0;
+    return -2;
+}
+int sq_kernel_request_valid(void) { return requested_tier() != -2; }
+int sq_cpu_tier(void) {
+    static int cached = -1;
+    int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (value < 0) {
+        int requested = requested_tier();
+        value = sq_cpu_tier_detected();
+        if (requested >= 0 && requested < value) value = requested;
+        __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
+    }
+    return value;
+}
 
 const char *sq_kernel_variant(void) { return sq_use_avx2() ? "avx2-fma" : "baseline"; }
 

@@ -1,4 +1,3 @@
-import CBLAS
 import CKernels
 
 /// How the CPU backend runs a weight-only product (benchmarks and tests force one).
@@ -96,7 +95,7 @@ extension CPUBackend {
             sq_wo_dequantize(p, range.lowerBound, range.upperBound, 0, k, w + range.lowerBound * panel, width)
         }
         // As `matmul`: OpenBLAS single-threaded, the backend's workers run the tiles.
-        if openblas_get_num_threads() != 1 { openblas_set_num_threads(1) }
+        Self.keepBLASSingleThreaded()
         let x = p.pointee.x
         let y = p.pointee.y
         let tiles = Self.tiles(m: rows, n: n, k: k)
@@ -113,9 +112,9 @@ extension CPUBackend {
                     for row in 0..<m { (c + row * n).update(from: bias + firstColumn, count: columns) }
                     beta = 1
                 }
-                cblas_sgemm(
-                    CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(columns), blasint(k), 1,
-                    x + firstRow * k, blasint(k), w + firstColumn, blasint(width), beta, c, blasint(n))
+                sq_sgemm(
+                    0, 0, Int32(m), Int32(columns), Int32(k), 1, x + firstRow * k, Int32(k), w + firstColumn,
+                    Int32(width), beta, c, Int32(n))
             }
         }
     }

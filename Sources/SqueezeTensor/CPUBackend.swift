@@ -1,8 +1,8 @@
-import CBLAS
 import CKernels
 import Foundation
 
-/// The fast CPU backend: OpenBLAS `sgemm` for matrix products, vectorised C
+/// The fast CPU backend: OpenBLAS `sgemm` for matrix products (loaded with
+/// the core type of the CPU's tier, see `CPUKernels`), vectorised C
 /// kernels (`CKernels`, AVX2+FMA when the CPU has them) for everything else.
 ///
 /// Threading policy — one budget of `threads`, one pool: every op, matrix
@@ -47,10 +47,14 @@ public struct CPUBackend: Backend {
     /// Bumped whenever a change to a kernel can change any result bit.
     static let numericsRevision = 2
 
-    /// What decides this backend's results on this machine ("cpu/r2/avx2-fma");
-    /// stages put it in cache keys. Thread count is not part of it: results do
-    /// not depend on it.
-    public static var numericsFingerprint: String { "cpu/r\(numericsRevision)/\(kernelVariant)" }
+    /// What decides this backend's results on this machine
+    /// ("cpu/r2/avx2-fma/openblas-0.3.21/SkylakeX"): Squeeze's kernel revision
+    /// and variant, and the BLAS library, version and kernel family; stages put
+    /// it in cache keys. Thread count is not part of it: results do not depend
+    /// on it.
+    public static var numericsFingerprint: String {
+        "cpu/r\(numericsRevision)/\(kernelVariant)/\(CPUKernels.blasIdentity)"
+    }
 
     // MARK: Matrix products
 
@@ -113,8 +117,9 @@ public struct CPUBackend: Backend {
     /// OpenBLAS stays single-threaded: the backend splits products into tiles
     /// itself. Its thread count is process-wide state, so changing it per call
     /// would race with other callers and make rounding depend on it.
-    private static func keepBLASSingleThreaded() {
-        if openblas_get_num_threads() != 1 { openblas_set_num_threads(1) }
+    static func keepBLASSingleThreaded() {
+        precondition(sq_blas_load() == 0, "CPUBackend: \(CPUKernels.gemmDescription)")
+        if sq_blas_threads() != 1 { sq_blas_set_threads(1) }
     }
 
     /// Products below this many multiply-adds are not split.
@@ -163,10 +168,9 @@ public struct CPUBackend: Backend {
             for row in 0..<m { (cStart + row * n).update(from: bias + first, count: columns) }
             beta = 1
         }
-        cblas_sgemm(
-            CblasRowMajor, a.transposed ? CblasTrans : CblasNoTrans, b.transposed ? CblasTrans : CblasNoTrans,
-            blasint(m), blasint(columns), blasint(k), alpha, aStart, blasint(a.leadingDimension),
-            bStart, blasint(b.leadingDimension), beta, cStart, blasint(n))
+        sq_sgemm(
+            a.transposed ? 1 : 0, b.transposed ? 1 : 0, Int32(m), Int32(columns), Int32(k), alpha, aStart,
+            Int32(a.leadingDimension), bStart, Int32(b.leadingDimension), beta, cStart, Int32(n))
     }
 
     // MARK: Element-wise

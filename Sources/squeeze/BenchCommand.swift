@@ -72,7 +72,7 @@ struct BenchBertCommand: ParsableCommand {
         let benchmark = BertBenchmark(model: loaded, threads: threads, steps: steps, warmup: warmup)
         if sgemmOnly {
             let report = SgemmBenchReport(
-                runner: Squeeze.version, threads: threads, kernelVariant: CPUBackend.kernelVariant,
+                runner: Squeeze.version, threads: threads, machine: .current,
                 sgemmGFLOPS: benchmark.sgemmRates(backend: CPUBackend(threads: threads)))
             print(json ? report.prettyJSON : report.table)
             return
@@ -91,7 +91,7 @@ struct BenchBertCommand: ParsableCommand {
 struct BertBenchReport: Encodable {
     var runner: String
     var threads: Int
-    var kernelVariant: String
+    var machine: MachineDescription
     var trainStep: Double
     var trainStepTimes: [Double]
     var inferBatch32: Double
@@ -103,7 +103,7 @@ struct BertBenchReport: Encodable {
     enum CodingKeys: String, CodingKey {
         case runner = "squeeze"
         case threads
-        case kernelVariant = "kernel_variant"
+        case machine
         case trainStep = "train_step_b32_t64"
         case trainStepTimes = "train_step_times"
         case inferBatch32 = "infer_b32_t64"
@@ -118,7 +118,8 @@ struct BertBenchReport: Encodable {
             value < 0.1 ? String(format: "%.2f ms", value * 1000) : String(format: "%.3f s", value)
         }
         var lines = [
-            "squeeze \(runner), CPU backend, \(threads) threads, kernels \(kernelVariant)",
+            "squeeze \(runner), CPU backend, \(threads) threads",
+            machine.line,
             "train step  B=32 T=64   \(seconds(trainStep))",
             "inference   B=32 T=64   \(seconds(inferBatch32))",
             "inference   B=1  T=32   \(seconds(inferBatch1))",
@@ -134,18 +135,18 @@ struct BertBenchReport: Encodable {
 struct SgemmBenchReport: Encodable {
     var runner: String
     var threads: Int
-    var kernelVariant: String
+    var machine: MachineDescription
     var sgemmGFLOPS: [String: Double]
 
     enum CodingKeys: String, CodingKey {
         case runner = "squeeze"
         case threads
-        case kernelVariant = "kernel_variant"
+        case machine
         case sgemmGFLOPS = "sgemm_gflops"
     }
 
     var table: String {
-        (["squeeze \(runner), CPU backend, \(threads) threads, kernels \(kernelVariant)"] + Self.lines(sgemmGFLOPS))
+        (["squeeze \(runner), CPU backend, \(threads) threads", machine.line] + Self.lines(sgemmGFLOPS))
             .joined(separator: "\n")
     }
 
@@ -205,7 +206,7 @@ struct BertBenchmark {
             if index >= warmup { times.append(Self.seconds(since: start)) }
         }
         return BertBenchReport(
-            runner: Squeeze.version, threads: threads, kernelVariant: CPUBackend.kernelVariant,
+            runner: Squeeze.version, threads: threads, machine: .current,
             trainStep: Self.median(times), trainStepTimes: times, inferBatch32: inferBatch32, inferBatch1: inferBatch1,
             sgemmGFLOPS: rates, peakRSSBeforeTraining: rssBeforeTraining, peakRSS: Self.peakRSSMiB())
     }

@@ -67,19 +67,20 @@ struct Int8BenchReport: Encodable {
     }
 
     var runner: String
-    var kernelVariant: String
+    var machine: MachineDescription
     var rounds: Int
     var rows: [Row]
 
     enum CodingKeys: String, CodingKey {
         case runner = "squeeze"
-        case kernelVariant = "kernel_variant"
+        case machine
         case rounds, rows
     }
 
     var table: String {
         var lines = [
-            "squeeze \(runner), CPU backend, kernels \(kernelVariant), medians of \(rounds) rounds",
+            "squeeze \(runner), CPU backend, medians of \(rounds) rounds",
+            machine.line,
             "threads     M     N     K   sgemm GFLOP/s |  int8 a7 GOP/s   ×     |  int8 a8 GOP/s   ×     |  linear a7 GOP/s  ×",
         ]
         for row in rows {
@@ -112,7 +113,7 @@ struct Int8Benchmark {
             let backend = CPUBackend(threads: threads, int8Kernels: int8Kernels)
             for (m, n, k) in Self.shapes { rows.append(measure(backend: backend, m: m, n: n, k: k)) }
         }
-        return Int8BenchReport(runner: Squeeze.version, kernelVariant: CPUBackend.kernelVariant, rounds: rounds, rows: rows)
+        return Int8BenchReport(runner: Squeeze.version, machine: .current, rounds: rounds, rows: rows)
     }
 
     private func measure(backend: CPUBackend, m: Int, n: Int, k: Int) -> Int8BenchReport.Row {

@@ -100,7 +100,7 @@ struct QuantizedBertBenchReport: Encodable {
     var runner: String
     var model: String
     var threads: Int
-    var kernelVariant: String
+    var machine: MachineDescription
     /// The kernel of the int8 products (their activations are 8-bit, weights within ±63).
     var int8Kernel: String
     var rounds: Int
@@ -116,7 +116,7 @@ struct QuantizedBertBenchReport: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case runner = "squeeze"
-        case kernelVariant = "kernel_variant"
+        case machine
         case int8Kernel = "int8_kernel"
         case model, threads, rounds, timings, breakdown
         case feedForwardOpByOp = "ffn_gelu_codes_op_by_op"
@@ -127,7 +127,8 @@ struct QuantizedBertBenchReport: Encodable {
     var table: String {
         func milliseconds(_ seconds: Double) -> String { String(format: "%8.2f ms", seconds * 1e3) }
         var lines = [
-            "squeeze \(runner), CPU backend, \(threads) threads, kernels \(kernelVariant), int8 \(int8Kernel), \(model), medians of \(rounds) rounds"
+            "squeeze \(runner), CPU backend, \(threads) threads, int8 \(int8Kernel), \(model), medians of \(rounds) rounds",
+            machine.line,
         ]
         for timing in timings {
             lines.append(
@@ -231,7 +232,7 @@ struct QuantizedBertBenchmark {
             breakdown = samples.mapValues { $0.mapValues(BertBenchmark.median) }
         }
         return QuantizedBertBenchReport(
-            runner: Squeeze.version, model: source, threads: threads, kernelVariant: CPUBackend.kernelVariant,
+            runner: Squeeze.version, model: source, threads: threads, machine: .current,
             int8Kernel: backend.int8KernelName(activationMax: 255, fastActivationLimit: 255), rounds: rounds,
             timings: timings, feedForwardOpByOp: feedForward.opByOp, feedForwardFused: feedForward.fused,
             feedForwardSpeedup: feedForward.speedup, breakdown: breakdown)

@@ -1,5 +1,5 @@
 import ArgumentParser
-import CBLAS
+import CKernels
 import Foundation
 import SqueezeTensor
 
@@ -106,7 +106,7 @@ struct WeightOnlyBenchSize: Encodable {
 struct WeightOnlyBenchReport: Encodable {
     var runner: String
     var threads: Int
-    var kernelVariant: String
+    var machine: MachineDescription
     var groupSize: Int
     var fusedRows: Int
     var sizes: [WeightOnlyBenchSize]
@@ -115,7 +115,7 @@ struct WeightOnlyBenchReport: Encodable {
     enum CodingKeys: String, CodingKey {
         case runner = "squeeze"
         case threads
-        case kernelVariant = "kernel_variant"
+        case machine
         case groupSize = "group_size"
         case fusedRows = "fused_rows"
         case sizes, results
@@ -127,8 +127,9 @@ struct WeightOnlyBenchReport: Encodable {
         }
         func ratio(_ fp32: Double, _ other: Double) -> String { String(format: "%5.2fx", fp32 / other) }
         var lines = [
-            "squeeze \(runner), CPU backend, \(threads) threads, kernels \(kernelVariant), groups of \(groupSize), "
-                + "fused up to \(fusedRows) rows; ratio = fp32 time / weight-only time"
+            "squeeze \(runner), CPU backend, \(threads) threads, groups of \(groupSize), "
+                + "fused up to \(fusedRows) rows; ratio = fp32 time / weight-only time",
+            machine.line,
         ]
         for size in sizes {
             let bits = { (bytes: Int) in String(format: "%.2f", Double(bytes * 8) / Double(size.n * size.k)) }
@@ -198,7 +199,7 @@ struct WeightOnlyBenchmark {
             }
         }
         return WeightOnlyBenchReport(
-            runner: Squeeze.version, threads: threads, kernelVariant: CPUBackend.kernelVariant, groupSize: groupSize,
+            runner: Squeeze.version, threads: threads, machine: .current, groupSize: groupSize,
             fusedRows: CPUBackend.weightOnlyFusedRows, sizes: sizes, results: results)
     }
 
@@ -230,9 +231,7 @@ struct WeightOnlyBenchmark {
             candidates.append { index in
                 layers[index].weight.withUnsafeFloats { w in
                     y.withUnsafeMutableBufferPointer { out in
-                        cblas_sgemv(
-                            CblasRowMajor, CblasNoTrans, blasint(n), blasint(k), 1, w.baseAddress, blasint(k), input,
-                            1, 0, out.baseAddress, 1)
+                        sq_sgemv(0, Int32(n), Int32(k), 1, w.baseAddress, Int32(k), input, 1, 0, out.baseAddress, 1)
                     }
                 }
             }

@@ -2,7 +2,9 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import SqueezeEngine
+import SqueezeRecipe
 import SqueezeStages
+import SqueezeTensor
 
 #if canImport(Glibc)
 import Glibc
@@ -49,6 +51,7 @@ struct RunCommand: AsyncParsableCommand {
         let pipeline = Pipeline(
             recipe: loaded, registry: BuiltinStages.registry, store: try storage.openStore(),
             environment: ProcessInfo.processInfo.environment)
+        announceCPUBackend(loaded)
         let console = ConsoleDisplay(live: Console.stderrIsTerminal)
         let display: any RunObserver & Sendable = json ? JSONLinesDisplay() : console
         let ticker = Task {
@@ -76,6 +79,17 @@ struct RunCommand: AsyncParsableCommand {
         case .interrupted: throw ExitStatus(code: 130)
         }
     }
+}
+
+/// Names the fp32 GEMM and kernels when a stage runs tensors on the CPU
+/// backend, and warns (once) when the BLAS runs slow kernels for this CPU.
+private func announceCPUBackend(_ recipe: Recipe) {
+    let usesCPU = recipe.stages.values.contains { stage in
+        stage.backend == "cpu" && BuiltinStages.registry[stage.uses]?.descriptor.usesTensorBackend == true
+    }
+    guard usesCPU else { return }
+    FileHandle.standardError.write(Data("squeeze: cpu backend: \(CPUKernels.gemmDescription)\n".utf8))
+    CPUWarnings.emitOnce()
 }
 
 /// Turns SIGINT and SIGTERM into task cancellation, so stages stop, the cache

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SqueezeTensor
 import SqueezeYAML
 
 #if canImport(Glibc)
@@ -29,6 +30,10 @@ struct Squeeze: AsyncParsableCommand {
     )
 
     static func main() async {
+        if let problem = CPUKernels.kernelRequestError {
+            Console.error("error: \(problem)")
+            Foundation.exit(2)
+        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

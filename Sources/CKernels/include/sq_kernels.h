@@ -19,6 +19,16 @@ extern "C" {
 /// Name of the variant in use ("avx2-fma" or "baseline").
 const char *sq_kernel_variant(void);
 
+/// The instruction-set tier the kernels (and the BLAS core, see sq_blas.h)
+/// use: 2 AVX-512 (F/BW/DQ/VL), 1 AVX2+FMA, 0 baseline. It is the CPU's own
+/// tier, lowered by SQUEEZE_KERNELS=avx2|baseline (to measure or reproduce
+/// the kernels of older CPUs); decided once per process.
+int sq_cpu_tier(void);
+/// The tier this CPU and OS support, whatever SQUEEZE_KERNELS says.
+int sq_cpu_tier_detected(void);
+/// 0 when SQUEEZE_KERNELS is set to something other than avx512, avx2 or baseline.
+int sq_kernel_request_valid(void);
+
 /// Binary element-wise op over `n` elements. `stride_a`/`stride_b` are 1
 /// (contiguous) or 0 (one repeated value). op: 0 add, 1 subtract, 2 multiply,
 /// 3 select: `b != 0 ? fill : a` (masked fill).

@@ -1,2 +1,0 @@
-// OpenBLAS (Debian: libopenblas-dev): CBLAS GEMM and its thread-count control.
-#include <cblas.h>
