@@ -65,11 +65,15 @@ static void load(void) {
     if (forced && *forced) {
         core_source = "environment";
     } else if (*sq_blas_preferred_core()) {
-        // Before the library's constructor runs: that is when OpenBLAS reads it.
-        setenv("OPENBLAS_CORETYPE", sq_blas_preferred_core(), 1);
         core_source = "squeeze";
     }
+    // OpenBLAS reads OPENBLAS_CORETYPE once, in the constructor that dlopen
+    // runs; it is set for that moment only, so child processes (command
+    // stages) still see the user's environment.
+    int set_here = strcmp(core_source, "squeeze") == 0;
+    if (set_here) setenv("OPENBLAS_CORETYPE", sq_blas_preferred_core(), 1);
     void *handle = open_library();
+    if (set_here) unsetenv("OPENBLAS_CORETYPE");
     if (!handle) {
         const char *reason = dlerror();
         snprintf(load_error, sizeof load_error,

@@ -44,6 +44,25 @@ typedef double d4 __attribute__((ext_vector_type(4)));
 #undef SQ_TARGET
 #undef SQ_NAME
 
+// AVX-512: the element-wise maps only, 16 lanes at a time. Each lane runs the
+// same operations as in the AVX2 variant, so the bits are the same; where it
+// pays is the transcendental maps (GELU above all), which are compute-bound.
+typedef float f16v __attribute__((ext_vector_type(16)));
+typedef int32_t i16v __attribute__((ext_vector_type(16)));
+#define f8 f16v
+#define i8v i16v
+#define SQ_LANES 16
+#define SQ_MAPS_ONLY
+#define SQ_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define SQ_NAME(x) sq_avx512_##x
+#include "vector_math.h"
+#include "kernels_maps.h"
+#undef SQ_TARGET
+#undef SQ_NAME
+#undef SQ_MAPS_ONLY
+#undef i8v
+#undef f8
+
 /// The tier the CPU (and OS) supports: 2 AVX-512 F/BW/DQ/VL with AVX2+FMA,
 /// 1 AVX2+FMA, 0 neither. The runtime's feature bits include the OS's XSAVE
 /// support of the AVX and AVX-512 state.
@@ -75,10 +94,13 @@ int sq_use_avx512_vnni(void) {
     return value;
 }
 #define SQ_CALL(x, args) (sq_use_avx2() ? sq_avx2_##x args : sq_base_##x args)
+#define SQ_CALL_MAP(x, args)                                                                                           \
+    (sq_cpu_tier() >= 2 ? sq_avx512_##x args : sq_use_avx2() ? sq_avx2_##x args : sq_base_##x args)
 #else
 int sq_cpu_tier_detected(void) { return 0; }
 int sq_use_avx512_vnni(void) { return 0; }
 #define SQ_CALL(x, args) (sq_base_##x args)
+#define SQ_CALL_MAP(x, args) (sq_base_##x args)
 #endif
 
 int sq_use_avx2(void) { return sq_cpu_tier() >= 1; }
@@ -115,15 +137,15 @@ void sq_affine(const float *x, float *out, ptrdiff_t n, float scale, float shift
     SQ_CALL(affine, (x, out, n, scale, shift));
 }
 void sq_accumulate(float *acc, const float *x, ptrdiff_t n) { SQ_CALL(accumulate, (acc, x, n)); }
-void sq_gelu(const float *x, float *out, ptrdiff_t n) { SQ_CALL(gelu, (x, out, n)); }
+void sq_gelu(const float *x, float *out, ptrdiff_t n) { SQ_CALL_MAP(gelu, (x, out, n)); }
 void sq_gelu_backward(const float *x, const float *dy, float *out, ptrdiff_t n) {
-    SQ_CALL(gelu_backward, (x, dy, out, n));
+    SQ_CALL_MAP(gelu_backward, (x, dy, out, n));
 }
-void sq_tanh(const float *x, float *out, ptrdiff_t n) { SQ_CALL(tanh, (x, out, n)); }
+void sq_tanh(const float *x, float *out, ptrdiff_t n) { SQ_CALL_MAP(tanh, (x, out, n)); }
 void sq_tanh_backward(const float *y, const float *dy, float *out, ptrdiff_t n) {
-    SQ_CALL(tanh_backward, (y, dy, out, n));
+    SQ_CALL_MAP(tanh_backward, (y, dy, out, n));
 }
-void sq_exp(const float *x, float *out, ptrdiff_t n) { SQ_CALL(exp, (x, out, n)); }
+void sq_exp(const float *x, float *out, ptrdiff_t n) { SQ_CALL_MAP(exp, (x, out, n)); }
 void sq_softmax_rows(const float *x, float *out, float *log_sum_exp, ptrdiff_t rows, ptrdiff_t cols) {
     SQ_CALL(softmax_rows, (x, out, log_sum_exp, rows, cols));
 }
@@ -167,7 +189,7 @@ void sq_dropout_add(const float *x, const float *residual, float *out, ptrdiff_t
     SQ_CALL(dropout_add, (x, residual, out, n, first_index, key, threshold, scale, dropout));
 }
 void sq_gelu_with_derivative(const float *x, float *out, float *derivative, ptrdiff_t n) {
-    SQ_CALL(gelu_with_derivative, (x, out, derivative, n));
+    SQ_CALL_MAP(gelu_with_derivative, (x, out, derivative, n));
 }
 void sq_small_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
                    const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc) {
@@ -190,4 +212,23 @@ void sq_attention_backward(const sq_attention_problem *p, ptrdiff_t first, ptrdi
                            ptrdiff_t dout_row, float *dq, float *dk, float *dv, float *scratch) {
     SQ_CALL(attention_backward, (p, first, count, probabilities, dout, dout_batch, dout_head, dout_row, dq, dk, dv,
                                  scratch));
+}
+
+void sq_map_with_tier(int tier, int map, const float *x, const float *y, float *out, float *second, ptrdiff_t n) {
+    if (tier > sq_cpu_tier_detected()) tier = sq_cpu_tier_detected();
+#if defined(__x86_64__)
+#define SQ_TIER_CALL(x, args) (tier >= 2 ? sq_avx512_##x args : tier == 1 ? sq_avx2_##x args : sq_base_##x args)
+#else
+#define SQ_TIER_CALL(x, args) (sq_base_##x args)
+#endif
+    switch (map) {
+    case SQ_MAP_GELU: SQ_TIER_CALL(gelu, (x, out, n)); break;
+    case SQ_MAP_GELU_BACKWARD: SQ_TIER_CALL(gelu_backward, (x, y, out, n)); break;
+    case SQ_MAP_TANH: SQ_TIER_CALL(tanh, (x, out, n)); break;
+    case SQ_MAP_TANH_BACKWARD: SQ_TIER_CALL(tanh_backward, (x, y, out, n)); break;
+    case SQ_MAP_EXP: SQ_TIER_CALL(exp, (x, out, n)); break;
+    case SQ_MAP_GELU_WITH_DERIVATIVE: SQ_TIER_CALL(gelu_with_derivative, (x, out, second, n)); break;
+    default: break;
+    }
+#undef SQ_TIER_CALL
 }

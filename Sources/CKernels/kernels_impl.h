@@ -1,6 +1,7 @@
 // Kernel bodies, included twice by kernels.c: once as the baseline variant
 // and (on x86_64) once with AVX2+FMA enabled. SQ_NAME(x) gives the variant's
-// symbol, SQ_TARGET its target attribute. Not a public header.
+// symbol, SQ_TARGET its target attribute. Not a public header. The
+// element-wise maps (kernels_maps.h) also get an AVX-512 variant.
 
 #include "vector_math.h"
 
@@ -40,52 +41,7 @@ SQ_TARGET static void SQ_NAME(accumulate)(float *restrict acc, const float *rest
     for (ptrdiff_t i = 0; i < n; i++) acc[i] += x[i];
 }
 
-// Element-wise transcendental kernels: 8 lanes at a time; the tail goes
-// through the same vector code on a padded copy, so every element gets
-// exactly the same arithmetic wherever it sits.
-#define SQ_MAP1(name, expression)                                                                  \
-    SQ_TARGET static void SQ_NAME(name)(const float *restrict x, float *restrict out, ptrdiff_t n) { \
-        ptrdiff_t i = 0;                                                                           \
-        for (; i + 8 <= n; i += 8) {                                                               \
-            f8 v = load8(x + i);                                                                   \
-            store8(out + i, expression);                                                           \
-        }                                                                                          \
-        if (i < n) {                                                                               \
-            float bx[8] = {0};                                                                     \
-            float bo[8];                                                                           \
-            __builtin_memcpy(bx, x + i, (size_t)(n - i) * sizeof(float));                          \
-            f8 v = load8(bx);                                                                      \
-            store8(bo, expression);                                                                \
-            __builtin_memcpy(out + i, bo, (size_t)(n - i) * sizeof(float));                        \
-        }                                                                                          \
-    }
-
-#define SQ_MAP2(name, expression)                                                                  \
-    SQ_TARGET static void SQ_NAME(name)(const float *restrict x, const float *restrict y,         \
-                                        float *restrict out, ptrdiff_t n) {                        \
-        ptrdiff_t i = 0;                                                                           \
-        for (; i + 8 <= n; i += 8) {                                                               \
-            f8 v = load8(x + i);                                                                   \
-            f8 w = load8(y + i);                                                                   \
-            store8(out + i, expression);                                                           \
-        }                                                                                          \
-        if (i < n) {                                                                               \
-            float bx[8] = {0}, by[8] = {0};                                                        \
-            float bo[8];                                                                           \
-            __builtin_memcpy(bx, x + i, (size_t)(n - i) * sizeof(float));                          \
-            __builtin_memcpy(by, y + i, (size_t)(n - i) * sizeof(float));                          \
-            f8 v = load8(bx);                                                                      \
-            f8 w = load8(by);                                                                      \
-            store8(bo, expression);                                                                \
-            __builtin_memcpy(out + i, bo, (size_t)(n - i) * sizeof(float));                        \
-        }                                                                                          \
-    }
-
-SQ_MAP1(gelu, v * phi8(v))
-SQ_MAP2(gelu_backward, w * (phi8(v) + v * exp8(-0.5f * v * v) * 0.398942280401432678f))
-SQ_MAP1(tanh, tanh8(v))
-SQ_MAP2(tanh_backward, w * (1.0f - v * v))
-SQ_MAP1(exp, exp8(v))
+#include "kernels_maps.h"
 
 /// Maximum of a row (NaN-free inputs).
 SQ_TARGET static float SQ_NAME(row_max)(const float *x, ptrdiff_t n) {
@@ -373,29 +329,6 @@ SQ_TARGET static void SQ_NAME(dropout_add)(const float *restrict x, const float 
     for (; i < n; i++) {
         float dropped = x[i] * SQ_NAME(dropout_factor)(key, first_index + (uint64_t)i, threshold, scale);
         out[i] = dropped + residual[i];
-    }
-}
-
-/// GELU and its derivative Φ(x) + x·φ(x) in one pass.
-SQ_TARGET static void SQ_NAME(gelu_with_derivative)(const float *restrict x, float *restrict out,
-                                                    float *restrict derivative, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 v = load8(x + i);
-        f8 phi = phi8(v);
-        store8(out + i, v * phi);
-        store8(derivative + i, phi + v * exp8(-0.5f * v * v) * 0.398942280401432678f);
-    }
-    if (i < n) {
-        float bx[8] = {0};
-        float bo[8], bd[8];
-        __builtin_memcpy(bx, x + i, (size_t)(n - i) * sizeof(float));
-        f8 v = load8(bx);
-        f8 phi = phi8(v);
-        store8(bo, v * phi);
-        store8(bd, phi + v * exp8(-0.5f * v * v) * 0.398942280401432678f);
-        __builtin_memcpy(out + i, bo, (size_t)(n - i) * sizeof(float));
-        __builtin_memcpy(derivative + i, bd, (size_t)(n - i) * sizeof(float));
     }
 }
 

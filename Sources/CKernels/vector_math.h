@@ -17,6 +17,9 @@ SQ_INLINE SQ_TARGET f8 select8(i8v mask, f8 a, f8 b) { return (f8)((mask & (i8v)
 
 SQ_INLINE SQ_TARGET f8 abs8(f8 x) { return (f8)((i8v)x & 0x7fffffff); }
 
+// Whole-vector reductions exist for 8 lanes only; the AVX-512 variant has
+// maps alone (kernels_maps.h).
+#ifndef SQ_MAPS_ONLY
 SQ_INLINE SQ_TARGET float reduce_max8(f8 v) {
     float best = v[0];
     for (int i = 1; i < 8; i++) best = v[i] > best ? v[i] : best;
@@ -28,6 +31,7 @@ SQ_INLINE SQ_TARGET double reduce_sum8(f8 v) {
     for (int i = 0; i < 8; i++) total += (double)v[i];
     return total;
 }
+#endif
 
 /// floor(x) as integers, for |x| < 2³¹ (truncate, then step down where that rounded up).
 SQ_INLINE SQ_TARGET i8v floor_int8(f8 x) {

@@ -41,7 +41,9 @@ public struct CPUBackend: Backend {
 
     public var id: String { "cpu" }
 
-    /// Which kernel variant this machine runs ("avx2-fma" or "baseline").
+    /// The numerics of the kernels this machine runs ("avx2-fma" or
+    /// "baseline"); the AVX-512 tier runs the avx2-fma numerics (its 16-lane
+    /// maps give the same bits), so it shares this name.
     public static var kernelVariant: String { String(cString: sq_kernel_variant()) }
 
     /// Bumped whenever a change to a kernel can change any result bit.

@@ -52,17 +52,27 @@ public enum CPUKernels {
         return words.joined(separator: "-") + "/" + blasCore
     }
 
+    /// Who chose the BLAS kernel family: Squeeze (from the tier), the user
+    /// (`OPENBLAS_CORETYPE`), or the library's own detection.
+    public enum CoreChooser: String, Sendable {
+        case squeeze, environment, library
+    }
+
+    public static var blasCoreChooser: CoreChooser {
+        CoreChooser(rawValue: String(cString: sq_blas_core_source())) ?? .library
+    }
+
     /// One line for `squeeze bench` and run headers: library, kernel, and who chose it.
     public static var gemmDescription: String {
         guard sq_blas_load() == 0 else { return "fp32 GEMM: unavailable (\(sq_blas_error().map { String(cString: $0) } ?? ""))" }
         let version = blasConfig.split(separator: " ").prefix(2).joined(separator: " ")
-        let chooser: String
-        switch String(cString: sq_blas_core_source()) {
-        case "squeeze": chooser = "chosen by squeeze for the \(tier) tier"
-        case "environment": chooser = "forced by OPENBLAS_CORETYPE"
-        default: chooser = "chosen by OpenBLAS"
-        }
-        return "fp32 GEMM: \(version), \(blasCore) kernels (\(chooser)); squeeze kernels: \(tier)"
+        let chooser =
+            switch blasCoreChooser {
+            case .squeeze: "chosen by squeeze for the \(tier) tier"
+            case .environment: "forced by OPENBLAS_CORETYPE"
+            case .library: "chosen by OpenBLAS"
+            }
+        return "fp32 GEMM: \(version), \(blasCore) kernels (\(chooser)); squeeze kernels: \(tier) tier"
     }
 
     /// A warning when the BLAS runs kernels of a lower tier than this CPU's
@@ -74,7 +84,7 @@ public enum CPUKernels {
         guard coreTier < tier else { return nil }
         let preferred = String(cString: sq_blas_preferred_core())
         let cause =
-            String(cString: sq_blas_core_source()) == "environment"
+            blasCoreChooser == .environment
             ? "OPENBLAS_CORETYPE is set to it; unset it (or set \(preferred)) to run the \(tier) kernels"
             : "this OpenBLAS build cannot run \(preferred) kernels; install a DYNAMIC_ARCH build (Debian's libopenblas0-pthread)"
         return "OpenBLAS runs its \(blasCore) kernels on this \(tier) CPU: fp32 matrix products will be several times slower; \(cause)"

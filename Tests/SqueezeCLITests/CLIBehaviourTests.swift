@@ -49,8 +49,9 @@ import Glibc
         var key: String?
     }
 
-    static func plan(_ project: Project, _ flags: [String] = []) throws -> [String: PlanLine] {
-        let result = try project.squeeze(["plan", "recipe/recipe.yaml", "--json"] + project.storage() + flags)
+    static func plan(_ project: Project, _ flags: [String] = [], environment: [String: String?] = [:]) throws -> [String: PlanLine] {
+        let result = try project.squeeze(
+            ["plan", "recipe/recipe.yaml", "--json"] + project.storage() + flags, environment: environment)
         try #require(result.exitedNormally && result.status == 0, "\(result)")
         let lines = try JSONDecoder().decode([PlanLine].self, from: Data(result.stdout.utf8))
         return Dictionary(uniqueKeysWithValues: lines.map { ($0.id, $0) })

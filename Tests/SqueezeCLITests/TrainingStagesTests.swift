@@ -170,14 +170,3 @@ import Testing
         #expect(result.stderr.contains("has 2 classes but the dataset has 3"), "\(result)")
     }
 }
-
-/// Cache keys of tensor stages carry the backend's numerics, not only its name.
-@Suite struct BackendFingerprintTests {
-    @Test func builtinRegistryKeysKernelRevisionAndVariant() {
-        let fingerprint = BuiltinStages.registry.backendFingerprint
-        #expect(fingerprint("cpu") == CPUBackend.numericsFingerprint)
-        #expect(fingerprint("cpu").hasPrefix("cpu/r") && fingerprint("cpu").hasSuffix("/\(CPUBackend.kernelVariant)"))
-        #expect(fingerprint("reference") == ReferenceBackend.numericsFingerprint)
-        #expect(fingerprint("cpu") != fingerprint("reference"))
-    }
-}

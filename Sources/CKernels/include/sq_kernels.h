@@ -29,6 +29,23 @@ int sq_cpu_tier_detected(void);
 /// 0 when SQUEEZE_KERNELS is set to something other than avx512, avx2 or baseline.
 int sq_kernel_request_valid(void);
 
+/// The element-wise maps, which have a variant per tier (AVX-512: 16 lanes).
+enum {
+    SQ_MAP_GELU = 0,
+    /// y is dy.
+    SQ_MAP_GELU_BACKWARD = 1,
+    SQ_MAP_TANH = 2,
+    /// x is the tanh output, y is dy.
+    SQ_MAP_TANH_BACKWARD = 3,
+    SQ_MAP_EXP = 4,
+    /// out gets GELU, second its derivative.
+    SQ_MAP_GELU_WITH_DERIVATIVE = 5,
+};
+/// One map with the variant of `tier` (lowered to the CPU's own tier), for
+/// tests and benchmarks that compare tiers; `y` and `second` may be NULL
+/// where the map has none.
+void sq_map_with_tier(int tier, int map, const float *x, const float *y, float *out, float *second, ptrdiff_t n);
+
 /// Binary element-wise op over `n` elements. `stride_a`/`stride_b` are 1
 /// (contiguous) or 0 (one repeated value). op: 0 add, 1 subtract, 2 multiply,
 /// 3 select: `b != 0 ? fill : a` (masked fill).
