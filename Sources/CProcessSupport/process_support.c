@@ -17,6 +17,16 @@
 // async-signal-safe calls: squeeze is multithreaded, and after fork only the
 // forking thread exists, possibly while another thread held a lock.
 
+/// fork without the pthread_atfork handlers (of libdispatch, Foundation...),
+/// as posix_spawn does: neither child runs code that needs them.
+static pid_t fork_without_handlers(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return _Fork();
+#else
+    return fork();
+#endif
+}
+
 /// The squeeze side of the "squeeze is alive" pipe: squeeze holds the write
 /// end for its whole life and never writes; each supervisor polls the read
 /// end and sees end-of-file once squeeze is gone.
@@ -147,6 +157,15 @@ static void supervise(
     // Descriptors of squeeze (store locks, other stages' pipes) must not stay
     // open here for as long as the program runs.
     close_descriptors_except(lifeline_read, error_pipe);
+    // Nor squeeze's stdin, stdout and stderr: a reader of squeeze's output
+    // would otherwise wait for the supervisor too.
+    int null_device = open("/dev/null", O_RDWR);
+    if (null_device >= 0) {
+        dup2(null_device, 0);
+        dup2(null_device, 1);
+        dup2(null_device, 2);
+        if (null_device > 2) close(null_device);
+    }
 
     int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     for (unsigned i = 0; i < sizeof ignored / sizeof ignored[0]; i++) set_disposition(ignored[i], SIG_IGN);
@@ -164,7 +183,7 @@ static void supervise(
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    pid_t program = fork();
+    pid_t program = fork_without_handlers();
     if (program < 0) {
         report_failure(error_pipe, SQUEEZE_SPAWN_STEP_SETUP, errno);
         _exit(127);
@@ -201,7 +220,7 @@ int squeeze_spawn_supervised(
     int error_pipe[2];
     if (pipe2(error_pipe, O_CLOEXEC) != 0) return errno;
 
-    pid_t supervisor = fork();
+    pid_t supervisor = fork_without_handlers();
     if (supervisor < 0) {
         int code = errno;
         close(error_pipe[0]);

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The squeeze process that writes a run record, recorded so that readers can
 /// tell a run still going from one whose process died without finishing the
 /// record (kill -9, a crash, a power cut). A pid alone is not enough: pids are
@@ -30,7 +34,12 @@ public struct RunProcess: Sendable, Codable, Equatable {
     /// cannot tell (the record comes from another host, or there is no /proc).
     func isAlive(recordedOnHost host: String) -> Bool? {
         guard host == Self.thisHost, let bootID = Self.currentBootID() else { return nil }
-        guard bootID == self.bootID, let started = Self.startTicks(of: pid) else { return false }
+        guard bootID == self.bootID else { return false }
+        guard let started = Self.startTicks(of: pid) else {
+            // No /proc entry: gone, unless /proc hides other users' processes
+            // (hidepid) and the pid still answers.
+            return kill(pid, 0) == 0 || errno == EPERM ? nil : false
+        }
         return !started.isZombie && started.ticks == startTicks
     }
 
