@@ -97,7 +97,7 @@ struct CacheCommand: ParsableCommand {
                     digests.contains(entry.key) || entry.outputs.values.contains { digests.contains($0.digest.hex) }
                 }.map(\.key)
                 keys.formUnion(kept)
-                Console.error("warning: run \(run.id) is unreadable (\(run.reason)); keeping the \(kept.count) entries it may reference")
+                Console.error("warning: run \(run.id) is unreadable (\(run.reason)); keeping \(kept.count) cache entries it may use")
             }
             return keys
         }

@@ -118,14 +118,6 @@ struct RunSummary: Encodable {
         stages = Dictionary(run.stages.map { ($0.id, $0.status.rawValue) }, uniquingKeysWith: { first, _ in first })
     }
 
-    /// Oldest first. An unreadable run's time comes from its id, in whole
-    /// seconds, so it goes after the readable runs of its second, as `latest` assumes.
-    static func isOlder(_ a: RunSummary, than b: RunSummary) -> Bool {
-        func second(_ run: RunSummary) -> Double { run.startedAt.timeIntervalSince1970.rounded(.down) }
-        func isUnreadable(_ run: RunSummary) -> Int { run.error == nil ? 0 : 1 }
-        return (second(a), isUnreadable(a), a.startedAt, a.id) < (second(b), isUnreadable(b), b.startedAt, b.id)
-    }
-
     init(_ run: UnreadableRun) {
         id = run.id
         status = "unreadable"
@@ -133,6 +125,14 @@ struct RunSummary: Encodable {
         wallSeconds = 0
         stages = [:]
         error = run.reason
+    }
+
+    /// Oldest first. An unreadable run's time comes from its id, in whole
+    /// seconds, so it goes after the readable runs of its second, as `latest` assumes.
+    static func isOlder(_ a: RunSummary, than b: RunSummary) -> Bool {
+        func second(_ run: RunSummary) -> Double { run.startedAt.timeIntervalSince1970.rounded(.down) }
+        func isUnreadable(_ run: RunSummary) -> Int { run.error == nil ? 0 : 1 }
+        return (second(a), isUnreadable(a), a.startedAt, a.id) < (second(b), isUnreadable(b), b.startedAt, b.id)
     }
 }
 
