@@ -63,7 +63,8 @@ extension Pipeline {
             endedAt: nil, wallSeconds: 0, squeezeVersion: options.squeezeVersion, backend: recipe.backend,
             jobs: options.jobs, threads: options.cores, host: Provenance.host(),
             git: Provenance.git(at: recipe.directory), overrides: options.overrides,
-            cacheDirectory: store.root, recipe: recipe.resolvedDescription, stages: [])
+            cacheDirectory: store.root, recipe: recipe.resolvedDescription, stages: [],
+            process: RunProcess.current())
         try runs.save(record)
         observer.handle(.started(runID: runID, directory: runDirectory, stages: order))
 

@@ -18,7 +18,19 @@ extension RecipeValidation {
         do {
             value = try YAMLParser.parse(override.valueText, file: override.sourceName) ?? YAMLNode(.scalar("", .plain), at: here)
         } catch {
-            diagnostics.append(error)
+            // libyaml words its errors for YAML files ("did not find expected
+            // node content"); say instead what the flag's value should be.
+            let given = override.argument.drop { $0 != "=" }.dropFirst()
+            if override.flag == Override.matrixFlag {
+                failure(
+                    "cannot read `\(given)` as a comma-separated list of values",
+                    hint: "give a value between every two commas, and quote a value holding `,`, `[`, `]`, `{`, `}` or `#`, "
+                        + "as in `--matrix 'vars.NAME=0.6,0.8'` or `--matrix 'vars.NAME=\"a,b\",c'`")
+            } else {
+                failure(
+                    "cannot read the value `\(given)`: \(error.message)",
+                    hint: "the value is YAML flow text (`3`, `0.5`, `[a, b]`, `{k: v}`); quote one meant as text, as in `--set 'vars.NAME=\"[a\"'`")
+            }
             return
         }
 

@@ -26,10 +26,13 @@ struct ParamNode: Sendable {
     /// Whether the scalar is a variable's value substituted whole; a string
     /// parameter then takes its text.
     var fromVariable = false
+    /// Written as an integer too large for 64 bits (`kind` is then a string).
+    var isOutOfRangeInteger = false
 
     /// "an integer", "a list", … for "expected X, got Y" messages.
     var kindDescription: String {
-        switch kind {
+        if isOutOfRangeInteger { return YAMLScalar.describeOutOfRangeInteger(text) }
+        return switch kind {
         case .null: "null"
         case .bool: "a boolean"
         case .int: "an integer"

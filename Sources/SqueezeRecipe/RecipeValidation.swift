@@ -264,7 +264,8 @@ struct RecipeValidation {
         switch node.kind {
         case .sequence: return "a list"
         case .mapping: return "a mapping"
-        case .scalar:
+        case .scalar(let text, _):
+            if YAMLScalar.isOutOfRangeInteger(node) { return YAMLScalar.describeOutOfRangeInteger(text) }
             switch YAMLScalar.resolve(node) {
             case .null: return "null"
             case .bool: return "a boolean"

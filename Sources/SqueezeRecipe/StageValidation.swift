@@ -288,7 +288,8 @@ extension RecipeValidation {
             }
             return ParamNode(
                 kind: kind, location: node.location, text: text, quoted: quoted,
-                fromVariable: variableScalarLocations.contains(node.location))
+                fromVariable: variableScalarLocations.contains(node.location),
+                isOutOfRangeInteger: YAMLScalar.isOutOfRangeInteger(node))
         case .sequence(let items):
             return ParamNode(
                 kind: .sequence(items.map { paramNode($0, stage: stage) }), location: node.location, text: "", quoted: false)

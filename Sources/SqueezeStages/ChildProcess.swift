@@ -9,7 +9,8 @@ import Darwin
 
 /// Runs a child process in its own process group, with stdout and stderr
 /// appended to a log file, a timeout, and cancellation that kills the whole
-/// group (the program and everything it started).
+/// group (the program and everything it started). The group also dies when
+/// squeeze does, even by SIGKILL (see `squeeze_spawn_supervised`).
 enum ChildProcess {
     enum Status: Equatable {
         case exited(Int32)
@@ -89,38 +90,15 @@ enum ChildProcess {
         return .signaled(signal)
     }
 
+    /// Grace the supervisor gives the program after squeeze died, before SIGKILL.
+    private static let orphanGraceMilliseconds: Int32 = 2000
+
+    /// Starts the program under the supervisor of `squeeze_spawn_supervised`,
+    /// which ends it (and its process group) when squeeze dies.
     private static func spawn(
         executable: String, arguments: [String], environment: [String: String],
         workingDirectory: String, logPath: String?
     ) throws -> pid_t {
-        var fileActions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fileActions)
-        defer { posix_spawn_file_actions_destroy(&fileActions) }
-        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
-        let logTarget = logPath ?? "/dev/null"
-        posix_spawn_file_actions_addopen(&fileActions, 1, logTarget, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-        posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
-        let chdirResult = squeeze_spawn_add_chdir(&fileActions, workingDirectory)
-        guard chdirResult == 0 else {
-            throw SpawnError(description: "cannot run in `\(workingDirectory)`: \(String(cString: strerror(chdirResult)))")
-        }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        sigaddset(&defaultSignals, SIGINT)
-        sigaddset(&defaultSignals, SIGTERM)
-        sigaddset(&defaultSignals, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -128,9 +106,19 @@ enum ChildProcess {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &fileActions, &attributes, argv, envp)
+        var failedStep: Int32 = 0
+        let result = squeeze_spawn_supervised(
+            executable, argv, envp, workingDirectory, logPath, orphanGraceMilliseconds, &pid, &failedStep)
         guard result == 0 else {
-            throw SpawnError(description: "could not start `\(executable)`: \(String(cString: strerror(result)))")
+            let reason = String(cString: strerror(result))
+            switch UInt32(failedStep) {
+            case SQUEEZE_SPAWN_STEP_LOG.rawValue:
+                throw SpawnError(description: "cannot open the log `\(logPath ?? "/dev/null")`: \(reason)")
+            case SQUEEZE_SPAWN_STEP_CHDIR.rawValue:
+                throw SpawnError(description: "cannot run in `\(workingDirectory)`: \(reason)")
+            default:
+                throw SpawnError(description: "could not start `\(executable)`: \(reason)")
+            }
         }
         return pid
     }

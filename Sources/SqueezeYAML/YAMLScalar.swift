@@ -51,6 +51,20 @@ public enum YAMLScalar {
         }
     }
 
+    /// Whether `node` is written as an integer (plain, or tagged `!!int`) but
+    /// does not fit in `Int`, so `resolve` kept it a string; messages then say
+    /// "out of range" rather than "a string".
+    public static func isOutOfRangeInteger(_ node: YAMLNode) -> Bool {
+        guard case .scalar(let text, let style) = node.kind, case .string = resolve(node) else { return false }
+        guard node.tag == "!!int" || (node.tag == nil && style == .plain) else { return false }
+        return looksLikeInt(text)
+    }
+
+    /// How "expected X, got Y" messages name such an integer.
+    public static func describeOutOfRangeInteger(_ text: String) -> String {
+        "\(text), an integer outside the 64-bit range (\(Int.min)…\(Int.max))"
+    }
+
     static func isNull(_ text: String) -> Bool {
         switch text {
         case "", "~", "null", "Null", "NULL": true

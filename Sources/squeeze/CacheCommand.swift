@@ -45,23 +45,61 @@ struct CacheCommand: ParsableCommand {
 
     struct GC: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "gc", abstract: "Delete cache entries and objects no kept run references.")
+            commandName: "gc", abstract: "Delete cache entries and objects no kept run references.",
+            discussion: """
+                Refuses to run when the runs directory holds no readable run record (every entry would look \
+                unused): run it where your runs are, or pass --runs-dir; `--keep-runs 0` empties the cache on purpose. \
+                A run whose run.json cannot be read keeps every entry it may reference, with a warning.
+                """)
         @OptionGroup var storage: StorageOptions
-        @Option(help: "Keep what the newest N runs reference (default: every recorded run).") var keepRuns: Int?
+        @Option(parsing: .unconditional, help: "Keep what the newest N runs reference (default: every recorded run).")
+        var keepRuns: Int?
 
         func validate() throws {
-            if let keepRuns, keepRuns < 0 { throw ValidationError("--keep-runs must be 0 or more") }
+            if let keepRuns, keepRuns < 0 { throw ValidationError("--keep-runs must be 0 or more; got \(keepRuns)") }
         }
 
         func run() throws {
-            var runs = storage.runStore.list()
+            let listing = try storage.runListing()
+            if listing.records.isEmpty, keepRuns != 0 {
+                let damaged = listing.unreadable.isEmpty ? "" : " (\(listing.unreadable.count) unreadable)"
+                throw UserError(
+                    "no readable run records in \(storage.resolvedRunsDirectory)\(damaged), so every cache entry looks unused; "
+                    + "run gc where your runs are (or pass --runs-dir), or pass --keep-runs 0 to empty the cache on purpose")
+            }
+            let store = try storage.openStore()
+            var runs = listing.records
             if let keepRuns { runs = Array(runs.suffix(keepRuns)) }
-            let keys = Set(runs.flatMap { $0.stages.compactMap { stage in
+            var keys = Set(runs.flatMap { $0.stages.compactMap { stage in
                 stage.status == .ran || stage.status == .cached ? stage.key : nil
             } })
-            let report = try storage.openStore().collectGarbage(keepingKeys: keys)
+            if keepRuns != 0, !listing.unreadable.isEmpty {
+                keys.formUnion(keysPossiblyReferenced(by: listing.unreadable, in: store))
+            }
+            let report: GCReport
+            do {
+                report = try store.collectGarbage(keepingKeys: keys)
+            } catch let error as StoreError where error.kind == .busy {
+                throw UserError("\(error); wait for it to finish, then run gc again")
+            }
             print("removed \(report.removedEntries) entries and \(report.removedObjects) objects "
                 + "(\(ByteCount.format(report.removedBytes))); kept \(report.keptEntries) entries referenced by \(runs.count) runs")
+        }
+
+        /// The keys of entries that unreadable runs may use (their keys or
+        /// output digests appear in what is left of the run), with a warning each.
+        private func keysPossiblyReferenced(by damaged: [UnreadableRun], in store: ContentStore) -> Set<String> {
+            let entries = store.allEntries()
+            var keys = Set<String>()
+            for run in damaged {
+                let digests = run.referencedDigests()
+                let kept = entries.filter { entry in
+                    digests.contains(entry.key) || entry.outputs.values.contains { digests.contains($0.digest.hex) }
+                }.map(\.key)
+                keys.formUnion(kept)
+                Console.error("warning: run \(run.id) is unreadable (\(run.reason)); keeping \(kept.count) cache entries it may use")
+            }
+            return keys
         }
     }
 }

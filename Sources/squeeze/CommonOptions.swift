@@ -31,6 +31,21 @@ struct StorageOptions: ParsableArguments {
     }
 
     var runStore: RunStore { RunStore(root: resolvedRunsDirectory) }
+
+    /// The runs of the runs directory; one that cannot be read is bad input.
+    func runListing() throws -> RunListing {
+        do {
+            return try runStore.listing()
+        } catch let failure as RunStore.Failure {
+            throw UserError(runsDirectoryProblem(failure))
+        }
+    }
+
+    /// A runs-store failure with what to do about it.
+    func runsDirectoryProblem(_ failure: RunStore.Failure) -> String {
+        guard failure.concernsRunsDirectory else { return failure.description }
+        return failure.description + "; point --runs-dir (or $SQUEEZE_RUNS) at a directory of run records"
+    }
 }
 
 /// `path` made absolute against the working directory, `..` and `.` resolved.

@@ -14,16 +14,19 @@ struct ReportCommand: ParsableCommand {
 
     @OptionGroup var storage: StorageOptions
     @Argument(help: "The run (id, unique prefix or suffix, `latest`, or a path).") var runReference: String
-    @Option(help: ArgumentHelp("Also write the report as a self-contained HTML page.", valueName: "file")) var html: String?
+    @Option(help: ArgumentHelp(
+        "Also write the report as a self-contained HTML page. A symbolic link is followed (the link stays); "
+            + "a FIFO or device is written through; the file's folder must exist.",
+        valueName: "file")) var html: String?
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
         let report = RunReport(try RunsCommand.load(storage, runReference))
         if let html {
             do {
-                try AtomicFile.write(Data(HTMLReport.render(report).utf8), to: absolutePath(html))
+                try OutputFile.write(Data(HTMLReport.render(report).utf8), to: html)
             } catch {
-                throw UserError("cannot write \(html): \(error)")
+                throw UserError("--html: \(error)")
             }
             Console.error("wrote \(html)")
         }

@@ -19,7 +19,9 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var recipe: RecipeOptions
     @OptionGroup var storage: StorageOptions
 
-    @Option(name: [.short, .long], help: "Stages running at once (default: number of cores).")
+    // `.unconditional`, so that `--jobs -1` is read as a number (and refused by
+    // `validate`) rather than as a missing value followed by a flag `-1`.
+    @Option(name: [.short, .long], parsing: .unconditional, help: "Stages running at once (default: number of cores).")
     var jobs: Int?
 
     @Flag(help: "After a failure, keep running stages that do not depend on it.")
@@ -35,7 +37,7 @@ struct RunCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (how many stages run at once); got \(jobs)") }
     }
 
     func run() async throws {
@@ -70,11 +72,13 @@ struct RunCommand: AsyncParsableCommand {
         let record: RunRecord
         do {
             record = try await task.value
+        } catch let failure as RunStore.Failure {
+            throw UserError(storage.runsDirectoryProblem(failure))
         } catch {
             throw UserError("\(error)")
         }
         switch record.status {
-        case .succeeded, .running: return
+        case .succeeded, .running, .abandoned: return
         case .failed: throw ExitStatus(code: 1)
         case .interrupted: throw ExitStatus(code: 130)
         }

@@ -11,21 +11,30 @@ struct RunsCommand: ParsableCommand {
         defaultSubcommand: List.self)
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List runs, oldest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List runs, oldest first.",
+            discussion: "A run whose run.json cannot be read is listed as `unreadable`, with the reason.")
         @OptionGroup var storage: StorageOptions
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let runs = storage.runStore.list()
+            let listing = try storage.runListing()
+            let summaries = (listing.records.map(RunSummary.init) + listing.unreadable.map(RunSummary.init))
+                .sorted(by: RunSummary.isOlder)
             if json {
-                print(runs.map { RunSummary($0) }.prettyJSON)
+                print(summaries.prettyJSON)
                 return
             }
-            for run in runs {
-                let counts = Dictionary(grouping: run.stages, by: \.status).mapValues(\.count)
-                print("\(run.id)  \(run.status.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0))"
+            for run in summaries {
+                let status = run.status.padding(toLength: 11, withPad: " ", startingAt: 0)
+                if let error = run.error {
+                    print("\(run.id)  \(status)  \(error)")
+                    continue
+                }
+                let counts = Dictionary(grouping: run.stages.values, by: { $0 }).mapValues(\.count)
+                print("\(run.id)  \(status)"
                     + "  \(String(format: "%8.2fs", run.wallSeconds))"
-                    + "  ran \(counts[.ran] ?? 0), cached \(counts[.cached] ?? 0), failed \(counts[.failed] ?? 0)")
+                    + "  ran \(counts["ran"] ?? 0), cached \(counts["cached"] ?? 0), failed \(counts["failed"] ?? 0)")
             }
         }
     }
@@ -83,26 +92,47 @@ struct RunsCommand: ParsableCommand {
     static func load(_ storage: StorageOptions, _ id: String) throws -> RunRecord {
         do {
             return try storage.runStore.resolve(id)
+        } catch let failure as RunStore.Failure {
+            throw UserError(storage.runsDirectoryProblem(failure))
         } catch {
             throw UserError("\(error)")
         }
     }
 }
 
-/// A compact line per run for `runs list --json`.
+/// A compact line per run for `runs list --json`; an unreadable run has
+/// status `unreadable`, the reason in `error`, and no stages.
 struct RunSummary: Encodable {
     var id: String
     var status: String
     var startedAt: Date
     var wallSeconds: Double
     var stages: [String: String]
+    var error: String?
 
     init(_ run: RunRecord) {
         id = run.id
         status = run.status.rawValue
         startedAt = run.startedAt
         wallSeconds = run.wallSeconds
-        stages = Dictionary(uniqueKeysWithValues: run.stages.map { ($0.id, $0.status.rawValue) })
+        stages = Dictionary(run.stages.map { ($0.id, $0.status.rawValue) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    init(_ run: UnreadableRun) {
+        id = run.id
+        status = "unreadable"
+        startedAt = run.startedAt
+        wallSeconds = 0
+        stages = [:]
+        error = run.reason
+    }
+
+    /// Oldest first. An unreadable run's time comes from its id, in whole
+    /// seconds, so it goes after the readable runs of its second, as `latest` assumes.
+    static func isOlder(_ a: RunSummary, than b: RunSummary) -> Bool {
+        func second(_ run: RunSummary) -> Double { run.startedAt.timeIntervalSince1970.rounded(.down) }
+        func isUnreadable(_ run: RunSummary) -> Int { run.error == nil ? 0 : 1 }
+        return (second(a), isUnreadable(a), a.startedAt, a.id) < (second(b), isUnreadable(b), b.startedAt, b.id)
     }
 }
 
@@ -114,8 +144,9 @@ enum RunDiff {
         for path in differing(a.recipe, b.recipe, prefix: "recipe") {
             lines.append("\(path.path): \(path.left) → \(path.right)")
         }
-        let stagesA = Dictionary(uniqueKeysWithValues: a.stages.map { ($0.id, $0) })
-        let stagesB = Dictionary(uniqueKeysWithValues: b.stages.map { ($0.id, $0) })
+        // Run records are files anyone can edit: a repeated stage id must not crash.
+        let stagesA = Dictionary(a.stages.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let stagesB = Dictionary(b.stages.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let ids = a.stages.map(\.id) + b.stages.map(\.id).filter { stagesA[$0] == nil }
         for id in ids {
             guard let x = stagesA[id] else { lines.append("stage \(id): only in second run"); continue }

@@ -54,7 +54,7 @@ struct Squeeze: AsyncParsableCommand {
             Foundation.exit(2)
         } catch {
             let code = exitCode(for: error)
-            let message = fullMessage(for: error)
+            let message = lowercasingErrorPrefix(fullMessage(for: error))
             if code == .success {
                 if !message.isEmpty { print(message) }
                 Foundation.exit(0)
@@ -64,6 +64,11 @@ struct Squeeze: AsyncParsableCommand {
             Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
         }
     }
+}
+
+/// ArgumentParser starts its messages with `Error:`; squeeze's say `error:`.
+private func lowercasingErrorPrefix(_ message: String) -> String {
+    message.hasPrefix("Error: ") ? "error: " + message.dropFirst("Error: ".count) : message
 }
 
 /// A finished command's exit code, thrown to leave `main` cleanly.

@@ -54,6 +54,7 @@ import Testing
         let curves = try #require(report["curves"] as? [[String: Any]])
         #expect(curves.compactMap { $0["metric"] as? String } == ["dev_curve", "loss_curve"])
 
+        try FileManager.default.createDirectory(atPath: project.path("out"), withIntermediateDirectories: false)
         for file in ["report.html", project.path("out/report.html")] {
             let html = try project.squeeze(["report", "runs/\(second)", "--html", file] + project.storage())
             #expect(html.status == 0, "\(html)")

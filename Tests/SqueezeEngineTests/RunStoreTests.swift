@@ -36,4 +36,93 @@ import Testing
             try store.resolve(workspace.path("broken.json"))
         } throws: { "\($0)".contains("has an unreadable run.json") }
     }
+
+    /// A corrupt newest run.json is listed as unreadable, and `latest` names
+    /// it instead of quietly meaning the run before it.
+    @Test func corruptNewestRecordMakesLatestFail() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let store = RunStore(root: workspace.path("runs"))
+        try store.save(Self.record("20260101T000000Z-demo-aaaa1111", startedAt: 1_767_225_600))
+        try store.save(Self.record("20260102T000000Z-demo-bbbb2222", startedAt: 1_767_312_000))
+        try workspace.write("runs/20260102T000000Z-demo-bbbb2222/run.json", "{\"id\": \"trunc")
+
+        let listing = try store.listing()
+        #expect(listing.records.map(\.id) == ["20260101T000000Z-demo-aaaa1111"])
+        #expect(listing.unreadable.map(\.id) == ["20260102T000000Z-demo-bbbb2222"])
+        #expect(listing.unreadable.first?.reason.contains("not a valid run record") == true)
+
+        for query in ["latest", "bbbb2222", "20260102T000000Z-demo-bbbb2222"] {
+            #expect(throws: RunStore.Failure.self, "\(query)") { try store.resolve(query) }
+            #expect { try store.resolve(query) } throws: { "\($0)".contains("20260102T000000Z-demo-bbbb2222") && "\($0)".contains("unreadable") }
+        }
+        #expect(try store.resolve("aaaa1111").id == "20260101T000000Z-demo-aaaa1111")
+
+        // An older unreadable run does not stop `latest`.
+        try store.save(Self.record("20260103T000000Z-demo-cccc3333", startedAt: 1_767_398_400))
+        #expect(try store.resolve("latest").id == "20260103T000000Z-demo-cccc3333")
+        // A run directory without run.json is unreadable too; stray files and hidden names are not runs.
+        try FileManager.default.createDirectory(atPath: workspace.path("runs/20260104T000000Z-demo-dddd4444"), withIntermediateDirectories: true)
+        try workspace.write("runs/notes.txt", "not a run")
+        try FileManager.default.createDirectory(atPath: workspace.path("runs/.hidden"), withIntermediateDirectories: true)
+        #expect(try store.listing().unreadable.map(\.id) == ["20260102T000000Z-demo-bbbb2222", "20260104T000000Z-demo-dddd4444"])
+        #expect { try store.resolve("latest") } throws: { "\($0)".contains("20260104T000000Z-demo-dddd4444") }
+    }
+
+    @Test func aRunsDirectoryThatIsAFileIsAnError() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        try workspace.write("runs", "a file")
+        let store = RunStore(root: workspace.path("runs"))
+        for attempt in [{ _ = try store.listing() }, { _ = try store.makeRunDirectory(name: "demo", at: Date()) }] {
+            #expect {
+                try attempt()
+            } throws: { error in
+                let failure = error as? RunStore.Failure
+                return failure?.concernsRunsDirectory == true && failure?.description.contains("is a regular file, not a directory") == true
+            }
+        }
+        #expect(try RunStore(root: workspace.path("absent")).listing().records.isEmpty, "no runs directory yet: no runs")
+    }
+
+    /// A `running` record reads as `abandoned` once its process is gone; the
+    /// start time and boot id keep a reused pid from passing for it.
+    @Test func runningRecordOfAGoneProcessIsAbandoned() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let store = RunStore(root: workspace.path("runs"))
+        let this = try #require(RunProcess.current(), "Linux has /proc")
+        func save(_ id: String, _ process: RunProcess?, host: String = ProcessInfo.processInfo.hostName) throws {
+            var record = Self.record(id, startedAt: 1)
+            record.status = .running
+            record.process = process
+            record.host = host
+            try store.save(record)
+        }
+        try save("alive", this)
+        try save("reused-pid", RunProcess(pid: this.pid, startTicks: this.startTicks + 1, bootID: this.bootID))
+        try save("before-reboot", RunProcess(pid: this.pid, startTicks: this.startTicks, bootID: "another-boot"))
+        try save("other-host", RunProcess(pid: this.pid, startTicks: this.startTicks + 1, bootID: this.bootID), host: "elsewhere")
+        try save("old-format", nil)
+
+        let finished = Process()
+        finished.executableURL = URL(fileURLWithPath: "/bin/true")
+        try finished.run()
+        finished.waitUntilExit()
+        try save("exited", RunProcess(pid: finished.processIdentifier, startTicks: this.startTicks, bootID: this.bootID))
+
+        let statuses = Dictionary(uniqueKeysWithValues: try store.listing().records.map { ($0.id, $0.status) })
+        #expect(statuses == [
+            "alive": .running, "reused-pid": .abandoned, "before-reboot": .abandoned,
+            "other-host": .running, "old-format": .running, "exited": .abandoned,
+        ])
+        #expect(try store.resolve("exited").status == .abandoned)
+        #expect(try RunStore.load(path: workspace.path("runs/reused-pid")).status == .abandoned)
+    }
+
+    @Test func digestsLeftInADamagedRecordAreFound() {
+        let key = String(repeating: "ab", count: 32), digest = String(repeating: "0f", count: 32)
+        let text = "{\"key\":\"\(key)\",\"digest\":\"sha256:\(digest)\",\"long\":\"\(key)0\",\"upper\":\"\(key.uppercased())\""
+        #expect(UnreadableRun.hexDigests(in: Array(text.utf8)) == [key, digest])
+    }
 }

@@ -42,7 +42,12 @@ public struct Digest: Hashable, Sendable, Codable, Comparable, CustomStringConve
 
     static func isValidHex(_ utf8: some Collection<UInt8>) -> Bool {
         guard utf8.count == 64 else { return false }
-        return utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+        return utf8.allSatisfy(isHexDigit)
+    }
+
+    /// `0`-`9` or `a`-`f`.
+    static func isHexDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
     }
 
     public init(from decoder: any Decoder) throws {

@@ -74,6 +74,14 @@ enum FileSystem {
         throw StoreError.io(path, "lstat", errno: errno)
     }
 
+    /// `stat` (following links), or nil when nothing exists at `path`.
+    static func statIfPresent(_ path: String) throws -> Status? {
+        var s = Glibc.stat()
+        if systemStat(path, &s) == 0 { return Status(s) }
+        if errno == ENOENT || errno == ENOTDIR { return nil }
+        throw StoreError.io(path, "stat", errno: errno)
+    }
+
     static func fstat(_ fd: Int32, path: String) throws -> Status {
         var s = Glibc.stat()
         guard systemFstat(fd, &s) == 0 else { throw StoreError.io(path, "fstat", errno: errno) }
