@@ -64,7 +64,13 @@ extension Pipeline {
             jobs: options.jobs, threads: options.cores, host: Provenance.host(),
             git: Provenance.git(at: recipe.directory), overrides: options.overrides,
             cacheDirectory: store.root, recipe: recipe.resolvedDescription, stages: [])
-        try runs.save(record)
+        do {
+            try runs.save(record)
+        } catch {
+            // Nothing has run yet: leave no empty run folder behind for `runs` and `report` to trip over.
+            try? FileManager.default.removeItem(atPath: runDirectory)
+            throw error
+        }
         observer.handle(.started(runID: runID, directory: runDirectory, stages: order))
 
         let results = await schedule(
