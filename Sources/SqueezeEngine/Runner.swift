@@ -248,6 +248,10 @@ extension Pipeline {
             let cpuBefore = Self.processCPUSeconds()
             let result = try await type.run(context, params: params)
             try Task.checkCancellation()
+            for warning in result.warnings {
+                log.line("warning: \(warning)")
+                observer.handle(.warning("`\(id)`: \(warning)"))
+            }
             record.cpuSeconds = result.cpuSeconds ?? (Self.processCPUSeconds() - cpuBefore)
 
             try checkNothingEscaped(staging: staging)

@@ -67,11 +67,17 @@ public struct StageResult: Sendable {
     /// CPU seconds the stage used, when it can tell exactly (a child process's
     /// rusage); otherwise the engine measures the process's CPU time.
     public var cpuSeconds: Double?
+    /// Things the user should know that do not make the stage fail; the
+    /// engine writes them to the stage's log and shows them as warnings.
+    public var warnings: [String]
 
-    public init(metrics: [String: Value] = [:], outputs: [String: String] = [:], cpuSeconds: Double? = nil) {
+    public init(
+        metrics: [String: Value] = [:], outputs: [String: String] = [:], cpuSeconds: Double? = nil, warnings: [String] = []
+    ) {
         self.metrics = metrics
         self.outputs = outputs
         self.cpuSeconds = cpuSeconds
+        self.warnings = warnings
     }
 }
 

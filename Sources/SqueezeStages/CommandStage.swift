@@ -141,22 +141,34 @@ public struct CommandStage: Stage {
         case .timedOut:
             throw StageFailure("command timed out after \(formatSeconds(params.timeout ?? 0)) and was killed")
         }
-        let created = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
+        let appeared = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
             .added(since: before)
-        if let first = created.first {
-            throw StageFailure(
-                "command wrote outside its output directory: created `\(first)` in the recipe's directory"
-                    + (created.count > 1 ? " (and \(created.count - 1) more)" : "")
-                    + "; write outputs under ${out} ($SQUEEZE_OUT)")
-        }
         for output in params.outputs {
             let path = (context.outputDirectory as NSString).appendingPathComponent(output)
             guard FileManager.default.fileExists(atPath: path) else {
-                throw StageFailure("command did not create declared output `\(output)` in ${out}")
+                let misplaced = appeared.contains(output)
+                    ? "; `\(output)` appeared in the recipe's directory instead: write it to ${out}/\(output) ($SQUEEZE_OUT/\(output))" : ""
+                throw StageFailure("command did not create declared output `\(output)` in ${out}\(misplaced)")
             }
         }
         return StageResult(
-            metrics: ["command_seconds": .double(elapsed)], outputs: ["out": "."], cpuSeconds: outcome.cpuSeconds)
+            metrics: ["command_seconds": .double(elapsed)], outputs: ["out": "."], cpuSeconds: outcome.cpuSeconds,
+            warnings: Self.appearedWarning(appeared).map { [$0] } ?? [])
+    }
+
+    /// Files that appeared in the recipe's directory while the command ran
+    /// are a warning, never a failure: the snapshot cannot tell the command's
+    /// writes from an editor's, git's, Python's `__pycache__` or a second
+    /// `squeeze run`'s, and failing would throw away a finished output (hours
+    /// of training) for something another program may have done. What the
+    /// stage produces is only ever what is under `${out}`, so a stray file is
+    /// never cached or handed to later stages either way.
+    static func appearedWarning(_ appeared: [String]) -> String? {
+        guard !appeared.isEmpty else { return nil }
+        let shown = appeared.prefix(3).map { "`\($0)`" }.joined(separator: ", ")
+        let more = appeared.count > 3 ? " and \(appeared.count - 3) more" : ""
+        return "\(shown)\(more) appeared in the recipe's directory while the command ran; they are not part of its output. "
+            + "If the command wrote them, write them under ${out} ($SQUEEZE_OUT) so they are cached"
     }
 
     private func logHint(_ context: StageContext) -> String {
@@ -179,8 +191,8 @@ enum OutputPath {
     }
 }
 
-/// The names of files under a recipe's directory, to catch a command that
-/// writes into the workspace instead of `${out}`. Hidden entries, `runs/`,
+/// The names of files under a recipe's directory, to point out files that
+/// appeared while a command ran (see `CommandStage.appearedWarning`). Hidden entries, `runs/`,
 /// build folders and the engine's own directories (cache, run records) are not
 /// looked at; a very large tree is not checked at all.
 struct WorkspaceSnapshot {
