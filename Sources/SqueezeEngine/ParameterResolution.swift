@@ -38,12 +38,29 @@ struct ParameterResolver {
         for (name, value) in spec.with {
             let parameter = descriptor.parameter(named: name)
             if parameter?.quoting == .shell, case .string(let template) = value.kind {
-                fields[name] = .string(try template.render { ShellQuote.quote(try render($0, mode: mode)) })
+                fields[name] = try shellScript(template, mode: mode)
             } else {
                 fields[name] = try resolve(value, as: parameter?.type ?? .any, mode: mode, path: name)
             }
         }
         return .object(fields)
+    }
+
+    /// A shell script parameter: its text alone when nothing is substituted
+    /// (as it is written), otherwise the text and the values it reads from
+    /// the environment (see `ShellScript`); both are part of the key.
+    private func shellScript(_ template: Template, mode: Mode) throws -> Value {
+        let script: ShellScript
+        do {
+            script = try ShellScript(template) { try render($0, mode: mode) }
+        } catch let refusal as ShellScript.Refusal {
+            throw ResolutionError(description: refusal.description)
+        }
+        guard !script.environment.isEmpty else { return .string(script.text) }
+        return .object([
+            "text": .string(script.text),
+            "environment": .object(script.environment.mapValues(Value.string)),
+        ])
     }
 
     private func resolve(_ value: ParamValue, as type: ParamType, mode: Mode, path: String) throws -> Value {

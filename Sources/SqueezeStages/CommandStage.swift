@@ -13,8 +13,9 @@ import Darwin
 /// rule whose outputs live in the content-addressed store.
 ///
 /// The argument list is passed to the program as is (no shell) unless the recipe
-/// says `shell: true`; then references in the script are substituted
-/// single-quoted, so a parameter can never become shell syntax.
+/// says `shell: true`; then every reference and variable in the script reaches
+/// the shell as an environment variable that the script expands (see
+/// `ShellScript`), so a parameter can never become shell syntax.
 public struct CommandStage: Stage {
     public struct Params: Decodable, Sendable {
         /// argv, or a script when `shell` is true.
@@ -26,17 +27,20 @@ public struct CommandStage: Stage {
         public var timeout: Double?
     }
 
-    /// `run:` is a list of arguments, or one string for `shell: true`.
+    /// `run:` is a list of arguments, or one string for `shell: true` (with
+    /// the values it reads, when it has references).
     public enum RunSpec: Decodable, Sendable {
         case arguments([String])
-        case script(String)
+        case script(ShellScript)
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.singleValueContainer()
             if let list = try? container.decode([String].self) {
                 self = .arguments(list)
+            } else if let text = try? container.decode(String.self) {
+                self = .script(ShellScript(text: text, environment: [:]))
             } else {
-                self = .script(try container.decode(String.self))
+                self = .script(try container.decode(ShellScript.self))
             }
         }
     }
@@ -51,7 +55,7 @@ public struct CommandStage: Stage {
                 doc: "The program and its arguments as a list (no shell), or a shell script when `shell: true`. The first element is looked up on PATH unless it contains a slash."),
             ParameterSpec(
                 "shell", .bool, default: .bool(false),
-                doc: "Run `run` (a string) with /bin/sh -c. References inside it are substituted single-quoted."),
+                doc: "Run `run` (a string) with /bin/sh -c. Each reference in it reaches the script as an environment variable, never as script text; one inside single quotes, backquotes or shell arithmetic is an error."),
             ParameterSpec(
                 "inputs", .array(.path), default: .array([]),
                 doc: "Files and directories the command reads; their content is part of the cache key."),
@@ -106,12 +110,14 @@ public struct CommandStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let arguments: [String]
+        var scriptValues: [String: String] = [:]
         switch params.run {
         case .arguments(let list):
             guard !list.isEmpty else { throw StageFailure("`run` is an empty list") }
             arguments = list
         case .script(let script):
-            arguments = ["/bin/sh", "-c", script]
+            arguments = ["/bin/sh", "-c", script.text]
+            scriptValues = script.environment
         }
         guard let executable = ExecutableLookup.find(arguments[0], workingDirectory: context.recipeDirectory) else {
             throw StageFailure("command not found: `\(arguments[0])` (searched PATH and the recipe's directory)")
@@ -122,8 +128,12 @@ public struct CommandStage: Stage {
         environment["SQUEEZE_SEED"] = String(context.seed)
         environment["SQUEEZE_STAGE"] = context.stageID
         environment["SQUEEZE_THREADS"] = String(context.threads)
+        environment.merge(scriptValues) { _, value in value }
 
         context.log.line("$ " + arguments.map(ShellQuote.quote).joined(separator: " "))
+        for name in scriptValues.keys.sorted(by: { ($0.count, $0) < ($1.count, $1) }) {
+            context.log.line("  with \(name)=\(ShellQuote.quote(scriptValues[name] ?? ""))")
+        }
         let started = Date()
         let before = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
         let outcome = try await ChildProcess.run(
