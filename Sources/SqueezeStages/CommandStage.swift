@@ -92,6 +92,13 @@ public struct CommandStage: Stage {
                     hint: "write the arguments as a list (`run: [prog, arg1, arg2]`), or add `shell: true` to run it with /bin/sh"))
             } else if let items = run.items, items.isEmpty {
                 problems.append(Diagnostic("`run` is an empty list", at: run.location, hint: "name the program to run"))
+            } else if let items = run.items, let script = ShellCommandString.script(in: items),
+                      let text = script.scalar, ShellCommandString.hasReference(text) {
+                let program = items.first?.scalar ?? "sh"
+                problems.append(Diagnostic(
+                    "a reference inside the script of `\(program) -c` would be pasted into shell code", at: script.location,
+                    hint: "pass values as arguments after the script and read them as \"$1\", \"$2\" (`[\(program), -c, 'echo \"$1\"', \(program), \"${vars.x}\"]`), "
+                        + "or write the script as a string with `shell: true`, which substitutes values safely"))
             }
         }
         for output in with["outputs"]?.items ?? [] {
@@ -187,6 +194,40 @@ public struct CommandStage: Stage {
 
     private func formatSeconds(_ seconds: Double) -> String {
         seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+    }
+}
+
+/// `run: [sh, -c, SCRIPT, …]`: a shell started explicitly with a command
+/// string. A reference written inside SCRIPT would be pasted into shell code
+/// unquoted, so it is refused; values belong in the arguments after it.
+enum ShellCommandString {
+    static let shells: Set<String> = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"]
+
+    /// The command string of `items` when they start a shell with `-c`
+    /// (`[sh, -c, S]`, `[bash, -euc, S]`, `[bash, -o, pipefail, -c, S]`).
+    static func script(in items: [YAMLNode]) -> YAMLNode? {
+        guard let program = items.first?.scalar, shells.contains((program as NSString).lastPathComponent) else { return nil }
+        var sawCommandOption = false
+        var takesArgument = false
+        for item in items.dropFirst() {
+            guard let word = item.scalar else { return nil }
+            if takesArgument {
+                takesArgument = false
+            } else if word.hasPrefix("-") || word.hasPrefix("+") {
+                guard !word.hasPrefix("--") else { continue }  // `--`, or a long option such as `--norc`
+                takesArgument = word.hasSuffix("o") || word.hasSuffix("O")  // `-o pipefail`, `+o errexit`
+                if word.hasPrefix("-"), word.dropFirst().contains("c") { sawCommandOption = true }
+            } else {
+                // The first operand: the command string after `-c`, otherwise a script file.
+                return sawCommandOption ? item : nil
+            }
+        }
+        return nil
+    }
+
+    /// Whether `text` holds a `${…}` reference (`$${` is a literal `${`).
+    static func hasReference(_ text: String) -> Bool {
+        text.replacingOccurrences(of: "$${", with: "").contains("${")
     }
 }
 

@@ -1,4 +1,6 @@
 import Foundation
+import SqueezeRecipe
+import SqueezeStages
 import Testing
 
 /// The `command` stage as a user meets it: shell scripts with hostile values,
@@ -200,5 +202,39 @@ import Testing
         #expect(result.stderr.contains("recipe/recipe.yaml:9:12: error: `${vars.y}` cannot be substituted \(place)"), "\(result)")
         #expect(!FileManager.default.fileExists(atPath: project.path("recipe/PWNED")))
         #expect(!FileManager.default.fileExists(atPath: project.path("runs")))
+    }
+
+    /// A shell started by `run: [sh, -c, SCRIPT, …]` gets values as arguments,
+    /// never pasted into SCRIPT; everything else in a list is plain argv.
+    @Test(arguments: [
+        (#"[sh, -c, 'echo ${vars.y}']"#, true),
+        (#"[/usr/bin/bash, -euc, "echo ${out}"]"#, true),
+        (#"[bash, -o, pipefail, -c, "cat ${vars.y}"]"#, true),
+        (#"[zsh, +o, nomatch, -c, -, "cat ${vars.y}"]"#, true),
+        (#"[sh, -c, 'echo "$1"', sh, "${vars.y}"]"#, false),
+        (#"[sh, -c, 'echo $${HOME}']"#, false),
+        (#"[bash, script.sh, -c, "${vars.y}"]"#, false),
+        (#"[echo, -c, "${vars.y}"]"#, false),
+        (#"[python3, -c, "print('${vars.y}')"]"#, false),
+    ])
+    func aReferenceInsideTheScriptOfShDashCIsRefused(_ run: String, _ refused: Bool) throws {
+        let text = """
+            version: 1
+            name: sh-c
+            vars: { y: "$(touch PWNED)" }
+            stages:
+              a:
+                uses: command
+                with: { run: \(run) }
+            """
+        do {
+            _ = try RecipeLoader.load(
+                text: text, file: "recipe.yaml", directory: "/tmp", stageTypes: BuiltinStages.registry.descriptors, environment: [:])
+            #expect(!refused, "\(run) loaded")
+        } catch {
+            let message = error.items.map(\.description).joined(separator: "\n")
+            #expect(refused, "\(run): \(message)")
+            #expect(message.contains("recipe.yaml:7:") && message.contains("would be pasted into shell code"), "\(message)")
+        }
     }
 }
