@@ -46,21 +46,13 @@ struct ParameterResolver {
         return .object(fields)
     }
 
-    /// A shell script parameter: its text alone when nothing is substituted
-    /// (as it is written), otherwise the text and the values it reads from
-    /// the environment (see `ShellScript`); both are part of the key.
+    /// A shell script parameter, with the values it reads from the environment.
     private func shellScript(_ template: Template, mode: Mode) throws -> Value {
-        let script: ShellScript
         do {
-            script = try ShellScript(template) { try render($0, mode: mode) }
+            return try ShellScript(template) { try render($0, mode: mode) }.parameterValue
         } catch let refusal as ShellScript.Refusal {
             throw ResolutionError(description: refusal.description)
         }
-        guard !script.environment.isEmpty else { return .string(script.text) }
-        return .object([
-            "text": .string(script.text),
-            "environment": .object(script.environment.mapValues(Value.string)),
-        ])
     }
 
     private func resolve(_ value: ParamValue, as type: ParamType, mode: Mode, path: String) throws -> Value {

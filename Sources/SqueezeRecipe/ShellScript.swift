@@ -58,6 +58,17 @@ public struct ShellScript: Sendable, Hashable, Codable {
         self.init(text: text, environment: environment)
     }
 
+    /// The script as a resolved parameter value: its text alone when nothing
+    /// is substituted (as written), otherwise `{text, environment}`, which
+    /// decodes back into a `ShellScript`. Both are part of the stage's key.
+    public var parameterValue: Value {
+        guard !environment.isEmpty else { return .string(text) }
+        return .object([
+            CodingKeys.text.stringValue: .string(text),
+            CodingKeys.environment.stringValue: .object(environment.mapValues(Value.string)),
+        ])
+    }
+
     /// Why a value cannot stand where the template puts it.
     public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         /// "inside single quotes, where the shell expands nothing".

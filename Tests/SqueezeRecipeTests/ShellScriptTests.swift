@@ -1,3 +1,4 @@
+import Foundation
 import SqueezeRecipe
 import Testing
 
@@ -41,6 +42,11 @@ import Testing
         let script = try ShellScript(template) { $0 == .outputDirectory ? "/out" : "`src`" }
         #expect(script.text == #"cp "${SQUEEZE_ARG_1}" "${SQUEEZE_ARG_2}"/"${SQUEEZE_ARG_3}""#)
         #expect(script.environment == ["SQUEEZE_ARG_1": "`src`", "SQUEEZE_ARG_2": "it's $(x)", "SQUEEZE_ARG_3": "/out"])
+
+        // The stage receives it back through JSON, as every parameter.
+        let json = try JSONEncoder().encode(script.parameterValue)
+        #expect(try JSONDecoder().decode(ShellScript.self, from: json) == script)
+        #expect(try ShellScript(Template(literal: "echo hi")) { _ in "" }.parameterValue == .string("echo hi"))
     }
 
     @Test(arguments: [
