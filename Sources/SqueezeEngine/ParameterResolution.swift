@@ -38,12 +38,21 @@ struct ParameterResolver {
         for (name, value) in spec.with {
             let parameter = descriptor.parameter(named: name)
             if parameter?.quoting == .shell, case .string(let template) = value.kind {
-                fields[name] = .string(try template.render { ShellQuote.quote(try render($0, mode: mode)) })
+                fields[name] = try shellScript(template, mode: mode)
             } else {
                 fields[name] = try resolve(value, as: parameter?.type ?? .any, mode: mode, path: name)
             }
         }
         return .object(fields)
+    }
+
+    /// A shell script parameter, with the values it reads from the environment.
+    private func shellScript(_ template: Template, mode: Mode) throws -> Value {
+        do {
+            return try ShellScript(template) { try render($0, mode: mode) }.parameterValue
+        } catch let refusal as ShellScript.Refusal {
+            throw ResolutionError(description: refusal.description)
+        }
     }
 
     private func resolve(_ value: ParamValue, as type: ParamType, mode: Mode, path: String) throws -> Value {

@@ -181,8 +181,32 @@ public struct Pipeline: Sendable {
         try? AtomicFile.write(data, to: path)
     }
 
-    /// Stage ids may hold characters unfit for file names only in theory; keep them safe.
+    /// The longest file name `fileName(for:)` returns before it shortens one.
+    static let maxFileNameBytes = 200
+
+    /// A stage or matrix instance id (or an output name) as one file name,
+    /// for logs, staging directories, `outputs/` links and the last-run index.
+    ///
+    /// The mapping is injective, so two ids never share a file: ASCII letters,
+    /// digits and `-_.=,[]` are kept (`int8[observer=mse,sparsity=0.6]` stays
+    /// readable), and every other UTF-8 byte, `%` itself included, is written
+    /// `%XX` (`x/y` → `x%2Fy`, `x:y` → `x%3Ay`, `x_y` unchanged). A leading `.`
+    /// is escaped too, so no name is hidden or `..`. A name longer than
+    /// `maxFileNameBytes` is cut and ends in `~` and the digest of the whole id
+    /// (`~` is never kept, so it cannot be mistaken for an unshortened name).
     static func fileName(for stageID: String) -> String {
-        String(stageID.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+        var name = ""
+        for byte in stageID.utf8 {
+            let scalar = Unicode.Scalar(byte)
+            let kept = scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-_.=,[]".unicodeScalars.contains(scalar))
+            if kept, !(name.isEmpty && byte == UInt8(ascii: ".")) {
+                name.unicodeScalars.append(scalar)
+            } else {
+                name += String(format: "%%%02X", byte)
+            }
+        }
+        guard name.utf8.count > maxFileNameBytes else { return name }
+        let digest = Digest(bytes: SHA256.hash(data: Data(stageID.utf8))).short
+        return String(name.prefix(maxFileNameBytes - digest.count - 1)) + "~" + digest
     }
 }

@@ -65,7 +65,13 @@ extension Pipeline {
             git: Provenance.git(at: recipe.directory), overrides: options.overrides,
             cacheDirectory: store.root, recipe: recipe.resolvedDescription, stages: [],
             process: RunProcess.current())
-        try runs.save(record)
+        do {
+            try runs.save(record)
+        } catch {
+            // Nothing has run yet: leave no empty run folder behind for `runs` and `report` to trip over.
+            try? FileManager.default.removeItem(atPath: runDirectory)
+            throw error
+        }
         observer.handle(.started(runID: runID, directory: runDirectory, stages: order))
 
         let results = await schedule(
@@ -243,6 +249,10 @@ extension Pipeline {
             let cpuBefore = Self.processCPUSeconds()
             let result = try await type.run(context, params: params)
             try Task.checkCancellation()
+            for warning in result.warnings {
+                log.line("warning: \(warning)")
+                observer.handle(.warning("`\(id)`: \(warning)"))
+            }
             record.cpuSeconds = result.cpuSeconds ?? (Self.processCPUSeconds() - cpuBefore)
 
             try checkNothingEscaped(staging: staging)

@@ -67,11 +67,17 @@ public struct StageResult: Sendable {
     /// CPU seconds the stage used, when it can tell exactly (a child process's
     /// rusage); otherwise the engine measures the process's CPU time.
     public var cpuSeconds: Double?
+    /// Things the user should know that do not make the stage fail; the
+    /// engine writes them to the stage's log and shows them as warnings.
+    public var warnings: [String]
 
-    public init(metrics: [String: Value] = [:], outputs: [String: String] = [:], cpuSeconds: Double? = nil) {
+    public init(
+        metrics: [String: Value] = [:], outputs: [String: String] = [:], cpuSeconds: Double? = nil, warnings: [String] = []
+    ) {
         self.metrics = metrics
         self.outputs = outputs
         self.cpuSeconds = cpuSeconds
+        self.warnings = warnings
     }
 }
 
@@ -115,16 +121,19 @@ public final class StageLog: Sendable {
     private let handle: Mutex<FileHandle?>
     public let path: String?
 
-    /// A log appending to `path`, created if missing.
+    /// A log appending to `path`, created if missing. It is opened in append
+    /// mode because a child process writes the same file: every line, ours or
+    /// the child's, lands at the end instead of overwriting the other's.
     public init(path: String) throws {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if !FileManager.default.fileExists(atPath: path) {
-            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [
+                NSFilePathErrorKey: path, NSUnderlyingErrorKey: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO),
+            ])
         }
-        let handle = try FileHandle(forWritingTo: url)
-        try handle.seekToEnd()
-        self.handle = Mutex(handle)
+        self.handle = Mutex(FileHandle(fileDescriptor: descriptor, closeOnDealloc: true))
         self.path = path
     }
 

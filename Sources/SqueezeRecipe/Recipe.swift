@@ -29,6 +29,9 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     public enum Part: Sendable, Hashable {
         case literal(String)
         case reference(Reference)
+        /// A variable's text in a shell script: data that must never be read
+        /// as script syntax (see `ShellScript`).
+        case value(String)
     }
 
     public var parts: [Part]
@@ -46,7 +49,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         var text = ""
         for part in parts {
             switch part {
-            case .literal(let s): text += s
+            case .literal(let s), .value(let s): text += s
             case .reference(let r): text += try lookup(r)
             }
         }
@@ -58,7 +61,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         var text = ""
         for part in parts {
             switch part {
-            case .literal(let s): text += s.replacingOccurrences(of: "${", with: "$${")
+            case .literal(let s), .value(let s): text += s.replacingOccurrences(of: "${", with: "$${")
             case .reference(let r): text += r.description
             }
         }

@@ -65,6 +65,7 @@ struct RecipeValidation {
         for override in overrides {
             apply(override, to: &root)
         }
+        reportNonFiniteNumbers(in: root)
         let setVariables = Set(overrides.compactMap { override -> String? in
             if case .variable(let name) = override.target { name } else { nil }
         })
@@ -235,6 +236,29 @@ struct RecipeValidation {
     }
 
     // MARK: - Helpers
+
+    /// Reports every number that is not finite (`.nan`, `.inf`, `-.inf`, or
+    /// `1e400`, which overflows to infinity), in the file and in `--set` /
+    /// `--matrix` values. Run records, cache keys and metrics are JSON, which
+    /// has no such numbers, so they are refused here rather than failing a run.
+    mutating func reportNonFiniteNumbers(in node: YAMLNode) {
+        switch node.kind {
+        case .scalar(let text, _):
+            guard case .double(let value) = YAMLScalar.resolve(node), !value.isFinite else { return }
+            let what = value.isNaN || text.lowercased().hasSuffix(".inf")
+                ? "is not a finite number" : "is too large for a number (it would be infinite)"
+            error(
+                "`\(text)` \(what)", at: node.location,
+                hint: "write a finite number (at most ±1.8e308), or quote it (\"\(text)\") if you mean the text")
+        case .sequence(let items):
+            for item in items { reportNonFiniteNumbers(in: item) }
+        case .mapping(let entries):
+            for entry in entries {
+                reportNonFiniteNumbers(in: entry.key)
+                reportNonFiniteNumbers(in: entry.value)
+            }
+        }
+    }
 
     /// A mapping key's text; keys must be scalars.
     mutating func mappingKey(_ key: YAMLNode) -> String? {

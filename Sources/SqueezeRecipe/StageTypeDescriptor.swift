@@ -45,8 +45,9 @@ public indirect enum ParamType: Sendable, Hashable, CustomStringConvertible {
 public enum ReferenceQuoting: Sendable, Hashable {
     /// As plain text.
     case none
-    /// Each substituted value single-quoted for /bin/sh, so a parameter can
-    /// never become shell syntax (used for `command`'s `run` with `shell: true`).
+    /// A /bin/sh script: each substituted value reaches it through an
+    /// environment variable, never as script text (see `ShellScript`), so a
+    /// parameter can never become shell syntax (`command`'s `run` with `shell: true`).
     case shell
 }
 

@@ -307,8 +307,9 @@ extension RecipeValidation {
         }
     }
 
-    /// The template of a string, with variables spliced in as text; nil when
-    /// any reference is wrong (each is reported).
+    /// The template of a string, with variables spliced in as text (as
+    /// `.value` parts in a shell script, each checked for where it stands);
+    /// nil when any reference is wrong (each is reported).
     private mutating func template(
         _ text: String, at location: SourceLocation, stage: String, quoting: ReferenceQuoting = .none
     ) -> Template? {
@@ -320,6 +321,8 @@ extension RecipeValidation {
             return nil
         }
         var parts: [Template.Part] = []
+        /// How each non-literal part is written, for messages about where it stands.
+        var writtenAs: [String] = []
         var ok = true
         func appendLiteral(_ text: String) {
             if case .literal(let previous)? = parts.last {
@@ -328,13 +331,17 @@ extension RecipeValidation {
                 parts.append(.literal(text))
             }
         }
+        func append(_ part: Template.Part, writtenAs text: String) {
+            parts.append(part)
+            writtenAs.append(text)
+        }
         for part in written {
             switch part {
             case .literal(let text):
                 appendLiteral(text)
-            case .reference(.reference(let reference), _):
+            case .reference(.reference(let reference), let text):
                 if checkReference(reference, at: location, stage: stage) {
-                    parts.append(.reference(reference))
+                    append(.reference(reference), writtenAs: text)
                 } else {
                     ok = false
                 }
@@ -356,19 +363,18 @@ extension RecipeValidation {
                         appendLiteral(raw)
                         continue
                     }
-                    if quoting == .shell, !string.contains("${") {
-                        // A variable spliced into a shell script is one quoted word,
-                        // so `--set vars.x='a; rm -rf ~'` stays data.
-                        appendLiteral(ShellQuote.quote(string))
-                        continue
-                    }
                     // The definition parsed cleanly (it is not broken), and has no variables.
-                    for inner in (try? TemplateSyntax.parse(string)) ?? [] {
+                    let innerParts = (try? TemplateSyntax.parse(string)) ?? []
+                    if quoting == .shell, innerParts.isEmpty { append(.value(""), writtenAs: text) }
+                    for inner in innerParts {
                         switch inner {
-                        case .literal(let literal): appendLiteral(quoting == .shell ? ShellQuote.quote(literal) : literal)
+                        case .literal(let literal):
+                            // In a shell script a variable's text is data, so
+                            // `--set vars.x='a; rm -rf ~'` can never run.
+                            if quoting == .shell { append(.value(literal), writtenAs: text) } else { appendLiteral(literal) }
                         case .reference(.reference(let reference), _):
                             if checkReference(reference, at: location, stage: stage) {
-                                parts.append(.reference(reference))
+                                append(.reference(reference), writtenAs: text)
                             } else {
                                 ok = false
                             }
@@ -381,6 +387,13 @@ extension RecipeValidation {
                         hint: "a list or mapping variable can only be used as a whole value: `\(text)`")
                     ok = false
                 }
+            }
+        }
+        if ok, quoting == .shell {
+            for (refusal, text) in zip(ShellScript.refusals(in: parts), writtenAs) {
+                guard let refusal else { continue }
+                error("`\(text)` cannot be substituted \(refusal.place) (line \(refusal.line) of the script)", at: location, hint: refusal.hint)
+                ok = false
             }
         }
         return ok ? Template(parts) : nil

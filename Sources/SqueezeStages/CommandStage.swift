@@ -13,8 +13,9 @@ import Darwin
 /// rule whose outputs live in the content-addressed store.
 ///
 /// The argument list is passed to the program as is (no shell) unless the recipe
-/// says `shell: true`; then references in the script are substituted
-/// single-quoted, so a parameter can never become shell syntax.
+/// says `shell: true`; then every reference and variable in the script reaches
+/// the shell as an environment variable that the script expands (see
+/// `ShellScript`), so a parameter can never become shell syntax.
 public struct CommandStage: Stage {
     public struct Params: Decodable, Sendable {
         /// argv, or a script when `shell` is true.
@@ -26,17 +27,20 @@ public struct CommandStage: Stage {
         public var timeout: Double?
     }
 
-    /// `run:` is a list of arguments, or one string for `shell: true`.
+    /// `run:` is a list of arguments, or one string for `shell: true` (with
+    /// the values it reads, when it has references).
     public enum RunSpec: Decodable, Sendable {
         case arguments([String])
-        case script(String)
+        case script(ShellScript)
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.singleValueContainer()
             if let list = try? container.decode([String].self) {
                 self = .arguments(list)
+            } else if let text = try? container.decode(String.self) {
+                self = .script(ShellScript(text: text, environment: [:]))
             } else {
-                self = .script(try container.decode(String.self))
+                self = .script(try container.decode(ShellScript.self))
             }
         }
     }
@@ -51,7 +55,7 @@ public struct CommandStage: Stage {
                 doc: "The program and its arguments as a list (no shell), or a shell script when `shell: true`. The first element is looked up on PATH unless it contains a slash."),
             ParameterSpec(
                 "shell", .bool, default: .bool(false),
-                doc: "Run `run` (a string) with /bin/sh -c. References inside it are substituted single-quoted."),
+                doc: "Run `run` (a string) with /bin/sh -c. Each reference in it reaches the script as an environment variable, never as script text; one inside single quotes, backquotes or shell arithmetic is an error."),
             ParameterSpec(
                 "inputs", .array(.path), default: .array([]),
                 doc: "Files and directories the command reads; their content is part of the cache key."),
@@ -88,6 +92,13 @@ public struct CommandStage: Stage {
                     hint: "write the arguments as a list (`run: [prog, arg1, arg2]`), or add `shell: true` to run it with /bin/sh"))
             } else if let items = run.items, items.isEmpty {
                 problems.append(Diagnostic("`run` is an empty list", at: run.location, hint: "name the program to run"))
+            } else if let items = run.items, let script = ShellCommandString.script(in: items),
+                      let text = script.scalar, ShellCommandString.hasReference(text) {
+                let program = items.first?.scalar ?? "sh"
+                problems.append(Diagnostic(
+                    "a reference inside the script of `\(program) -c` would be pasted into shell code", at: script.location,
+                    hint: "pass values as arguments after the script and read them as \"$1\", \"$2\" (`[\(program), -c, 'echo \"$1\"', \(program), \"${vars.x}\"]`), "
+                        + "or write the script as a string with `shell: true`, which substitutes values safely"))
             }
         }
         for output in with["outputs"]?.items ?? [] {
@@ -106,12 +117,14 @@ public struct CommandStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let arguments: [String]
+        var scriptValues: [String: String] = [:]
         switch params.run {
         case .arguments(let list):
             guard !list.isEmpty else { throw StageFailure("`run` is an empty list") }
             arguments = list
         case .script(let script):
-            arguments = ["/bin/sh", "-c", script]
+            arguments = ["/bin/sh", "-c", script.text]
+            scriptValues = script.environment
         }
         guard let executable = ExecutableLookup.find(arguments[0], workingDirectory: context.recipeDirectory) else {
             throw StageFailure("command not found: `\(arguments[0])` (searched PATH and the recipe's directory)")
@@ -122,8 +135,12 @@ public struct CommandStage: Stage {
         environment["SQUEEZE_SEED"] = String(context.seed)
         environment["SQUEEZE_STAGE"] = context.stageID
         environment["SQUEEZE_THREADS"] = String(context.threads)
+        environment.merge(scriptValues) { _, value in value }
 
         context.log.line("$ " + arguments.map(ShellQuote.quote).joined(separator: " "))
+        for name in scriptValues.keys.sorted(by: { ($0.count, $0) < ($1.count, $1) }) {
+            context.log.line("  with \(name)=\(ShellQuote.quote(scriptValues[name] ?? ""))")
+        }
         let started = Date()
         let before = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
         let outcome = try await ChildProcess.run(
@@ -141,22 +158,34 @@ public struct CommandStage: Stage {
         case .timedOut:
             throw StageFailure("command timed out after \(formatSeconds(params.timeout ?? 0)) and was killed")
         }
-        let created = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
+        let appeared = WorkspaceSnapshot(root: context.recipeDirectory, ignoring: context.engineDirectories)
             .added(since: before)
-        if let first = created.first {
-            throw StageFailure(
-                "command wrote outside its output directory: created `\(first)` in the recipe's directory"
-                    + (created.count > 1 ? " (and \(created.count - 1) more)" : "")
-                    + "; write outputs under ${out} ($SQUEEZE_OUT)")
-        }
         for output in params.outputs {
             let path = (context.outputDirectory as NSString).appendingPathComponent(output)
             guard FileManager.default.fileExists(atPath: path) else {
-                throw StageFailure("command did not create declared output `\(output)` in ${out}")
+                let misplaced = appeared.contains(output)
+                    ? "; `\(output)` appeared in the recipe's directory instead: write it to ${out}/\(output) ($SQUEEZE_OUT/\(output))" : ""
+                throw StageFailure("command did not create declared output `\(output)` in ${out}\(misplaced)")
             }
         }
         return StageResult(
-            metrics: ["command_seconds": .double(elapsed)], outputs: ["out": "."], cpuSeconds: outcome.cpuSeconds)
+            metrics: ["command_seconds": .double(elapsed)], outputs: ["out": "."], cpuSeconds: outcome.cpuSeconds,
+            warnings: Self.appearedWarning(appeared).map { [$0] } ?? [])
+    }
+
+    /// Files that appeared in the recipe's directory while the command ran
+    /// are a warning, never a failure: the snapshot cannot tell the command's
+    /// writes from an editor's, git's, Python's `__pycache__` or a second
+    /// `squeeze run`'s, and failing would throw away a finished output (hours
+    /// of training) for something another program may have done. What the
+    /// stage produces is only ever what is under `${out}`, so a stray file is
+    /// never cached or handed to later stages either way.
+    static func appearedWarning(_ appeared: [String]) -> String? {
+        guard !appeared.isEmpty else { return nil }
+        let shown = appeared.prefix(3).map { "`\($0)`" }.joined(separator: ", ")
+        let more = appeared.count > 3 ? " and \(appeared.count - 3) more" : ""
+        return "\(shown)\(more) appeared in the recipe's directory while the command ran; they are not part of its output. "
+            + "If the command wrote them, write them under ${out} ($SQUEEZE_OUT) so they are cached"
     }
 
     private func logHint(_ context: StageContext) -> String {
@@ -165,6 +194,40 @@ public struct CommandStage: Stage {
 
     private func formatSeconds(_ seconds: Double) -> String {
         seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+    }
+}
+
+/// `run: [sh, -c, SCRIPT, …]`: a shell started explicitly with a command
+/// string. A reference written inside SCRIPT would be pasted into shell code
+/// unquoted, so it is refused; values belong in the arguments after it.
+enum ShellCommandString {
+    static let shells: Set<String> = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash"]
+
+    /// The command string of `items` when they start a shell with `-c`
+    /// (`[sh, -c, S]`, `[bash, -euc, S]`, `[bash, -o, pipefail, -c, S]`).
+    static func script(in items: [YAMLNode]) -> YAMLNode? {
+        guard let program = items.first?.scalar, shells.contains((program as NSString).lastPathComponent) else { return nil }
+        var sawCommandOption = false
+        var takesArgument = false
+        for item in items.dropFirst() {
+            guard let word = item.scalar else { return nil }
+            if takesArgument {
+                takesArgument = false
+            } else if word.hasPrefix("-") || word.hasPrefix("+") {
+                guard !word.hasPrefix("--") else { continue }  // `--`, or a long option such as `--norc`
+                takesArgument = word.hasSuffix("o") || word.hasSuffix("O")  // `-o pipefail`, `+o errexit`
+                if word.hasPrefix("-"), word.dropFirst().contains("c") { sawCommandOption = true }
+            } else {
+                // The first operand: the command string after `-c`, otherwise a script file.
+                return sawCommandOption ? item : nil
+            }
+        }
+        return nil
+    }
+
+    /// Whether `text` holds a `${…}` reference (`$${` is a literal `${`).
+    static func hasReference(_ text: String) -> Bool {
+        text.replacingOccurrences(of: "$${", with: "").contains("${")
     }
 }
 
@@ -179,8 +242,8 @@ enum OutputPath {
     }
 }
 
-/// The names of files under a recipe's directory, to catch a command that
-/// writes into the workspace instead of `${out}`. Hidden entries, `runs/`,
+/// The names of files under a recipe's directory, to point out files that
+/// appeared while a command ran (see `CommandStage.appearedWarning`). Hidden entries, `runs/`,
 /// build folders and the engine's own directories (cache, run records) are not
 /// looked at; a very large tree is not checked at all.
 struct WorkspaceSnapshot {

@@ -85,6 +85,10 @@ import Testing
         if testCase.command == .run, testCase.expectedExit == 1 {
             try checkFailedRunLeftNoEntry(scratch, result: result, testCase: testCase)
         }
+        if testCase.command == .run, testCase.expectedExit == 2 {
+            let runs = (try? FileManager.default.contentsOfDirectory(atPath: scratch.runsDirectory)) ?? []
+            #expect(runs.isEmpty, "\(testCase.name): a refused recipe left run folders \(runs)")
+        }
     }
 
     /// The run record says failed, and no cache entry exists for a failed stage.

@@ -7,8 +7,8 @@ import Testing
     @Test(arguments: [false, true])
     func twoRunsShareOneCache(sameRunsDirectory: Bool) throws {
         let project = try Project("concurrent")
-        // The counter lives outside the recipe's directory: a command may not
-        // create files beside the recipe, and appending here is the point.
+        // The counter lives outside the recipe's directory, where a new file
+        // would be warned about; appending here is the point.
         let counter = project.path("counter.txt")
         _ = FileManager.default.createFile(atPath: counter, contents: nil)
         let stage = { (id: String, extra: String) in

@@ -34,6 +34,33 @@ import Testing
               outputs: [l.txt]
         """
 
+    /// `x/y`, `x_y` and `x:y` once all mapped to the log `s_v_x_y_.log`.
+    @Test func instancesWhoseIDsDifferOnlyInPunctuationKeepTheirOwnLogsAndOutputs() throws {
+        let project = try Project("matrix-names")
+        try project.write("recipe/recipe.yaml", """
+            version: 1
+            name: names
+            vars: { v: none }
+            matrix:
+              v: [x/y, x_y, "x:y"]
+            stages:
+              s:
+                uses: command
+                with:
+                  run: [sh, -c, 'echo "$1" > "$SQUEEZE_OUT/v.txt"; echo "log of $1"', sh, "${vars.v}"]
+                  outputs: [v.txt]
+            """)
+        let run = try project.run()
+        #expect(run.status == 0, "\(run)")
+        let id = try #require(run.runID)
+        for (value, name) in [("x/y", "s[v=x%2Fy]"), ("x_y", "s[v=x_y]"), ("x:y", "s[v=x%3Ay]")] {
+            #expect(project.read("runs/\(id)/outputs/\(name)/out/v.txt") == "\(value)\n")
+            #expect(project.read("runs/\(id)/logs/\(name).log")?.contains("log of \(value)\n") == true)
+        }
+        let logs = try FileManager.default.contentsOfDirectory(atPath: project.path("runs/\(id)/logs"))
+        #expect(logs.count == 3, "\(logs)")
+    }
+
     @Test func sweepRunPlanOnlyAndShow() throws {
         let project = try Project("matrix")
         try project.write("recipe/recipe.yaml", Self.recipe)
@@ -44,7 +71,7 @@ import Testing
         #expect(record.stages.count == 10)
         #expect(record.stages.filter { $0.status == "ran" }.count == 10)
         if let id = run.runID {
-            #expect(project.read("runs/\(id)/outputs/int8_sparsity_0_9_/out/q.txt") == "T\n0.9\n")
+            #expect(project.read("runs/\(id)/outputs/int8[sparsity=0.9]/out/q.txt") == "T\n0.9\n")
             let show = try project.squeeze(["runs", "show", id] + project.storage())
             #expect(show.stdout.contains("matrix over sparsity: 3 combinations"), "\(show)")
             #expect(show.stdout.contains("  int8[sparsity=0.6]  ran"), "\(show)")
