@@ -109,16 +109,33 @@ const char *sq_blas_core_source(void) {
     return core_source;
 }
 
+/// Every entry point loads first (a pthread_once check): callers are expected
+/// to have called sq_blas_load and reported its error, so failing here means
+/// one skipped that, and stopping beats jumping through a null pointer.
+static void require_blas(void) {
+    if (sq_blas_load() == 0) return;
+    fprintf(stderr, "squeeze: %s\n", load_error);
+    abort();
+}
+
 void sq_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
+    require_blas();
     blas_sgemm(CBLAS_ROW_MAJOR, transpose_a ? CBLAS_TRANS : CBLAS_NO_TRANS, transpose_b ? CBLAS_TRANS : CBLAS_NO_TRANS, m,
                n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void sq_sgemv(int transpose, int m, int n, float alpha, const float *a, int lda, const float *x, int incx, float beta,
               float *y, int incy) {
+    require_blas();
     blas_sgemv(CBLAS_ROW_MAJOR, transpose ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, alpha, a, lda, x, incx, beta, y, incy);
 }
 
-int sq_blas_threads(void) { return blas_get_threads(); }
-void sq_blas_set_threads(int threads) { blas_set_threads(threads); }
+int sq_blas_threads(void) {
+    require_blas();
+    return blas_get_threads();
+}
+void sq_blas_set_threads(int threads) {
+    require_blas();
+    blas_set_threads(threads);
+}

@@ -35,10 +35,11 @@ const char *sq_blas_core_source(void);
 /// 1 AVX2+FMA, 0 older or unknown.
 int sq_blas_core_tier(const char *core);
 
-/// Row-major C = alpha·op(A)·op(B) + beta·C (cblas_sgemm). Requires a load.
+/// Row-major C = alpha·op(A)·op(B) + beta·C (cblas_sgemm); loads the BLAS first if
+/// needed, and aborts with the reason if it cannot (check sq_blas_load first).
 void sq_sgemm(int transpose_a, int transpose_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc);
-/// Row-major y = alpha·op(A)·x + beta·y (cblas_sgemv). Requires a load.
+/// Row-major y = alpha·op(A)·x + beta·y (cblas_sgemv); loads as sq_sgemm does.
 void sq_sgemv(int transpose, int m, int n, float alpha, const float *a, int lda, const float *x, int incx, float beta,
               float *y, int incy);
 int sq_blas_threads(void);
