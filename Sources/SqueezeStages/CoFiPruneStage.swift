@@ -22,18 +22,10 @@ public struct CoFiPruneStage: Stage {
         public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`).")
         public static let target_sparsity = Parameter("target_sparsity", .number, doc: "Fraction of the prunable encoder parameters (query, key, value, attention output and both FFN matrices) to remove, in [0, 1).")
         public static let units = Parameter("units", .array(.string), default: CoFiUnit.allCases.map(\.rawValue), doc: "What may be pruned: any of `heads`, `ffn_units`, `hidden` (hidden dimensions, shared by all layers) and `layers` (whole attention and FFN sublayers).")
-        public static let epochs = Parameter("epochs", .optional(.number), doc: "Passes over the training split while pruning (fractions allowed). Default 1 when `steps` is not given.")
-        public static let steps = Parameter("steps", .optional(.int), doc: "Number of pruning updates instead of `epochs`.")
         public static let lagrangian_warmup_steps = Parameter("lagrangian_warmup_steps", .optional(.int), doc: "Updates over which the target sparsity rises linearly from 0 (instead of `lagrangian_warmup_ratio`).")
         public static let lagrangian_warmup_ratio = Parameter("lagrangian_warmup_ratio", .optional(.number), doc: "Fraction of the pruning updates over which the target sparsity rises linearly from 0; default 0.1 (the reference: 2 of 20 epochs).")
-        public static let lr = Parameter("lr", .number, default: 2e-5, doc: "Peak learning rate of the weights and the layer map (linear warmup and decay).")
         public static let mask_lr = Parameter("mask_lr", .number, default: 0.01, doc: "Adam learning rate of the masks' log α (the reference's `reg_learning_rate`).")
         public static let lambda_lr = Parameter("lambda_lr", .number, default: 0.01, doc: "Adam learning rate of the Lagrange multipliers λ1, λ2, applied as gradient ascent.")
-        public static let batch_size = Parameter("batch_size", .int, default: 32, doc: "Examples per update.")
-        public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut.")
-        public static let warmup_ratio = Parameter("warmup_ratio", .number, default: 0, doc: "Fraction of the updates over which the weights' learning rate rises linearly from 0; it then decays linearly to 0.")
-        public static let weight_decay = Parameter("weight_decay", .number, default: 0, doc: "Decoupled AdamW weight decay of the weights (never on biases, LayerNorm weights, the layer map or the masks).")
-        public static let grad_clip = Parameter("grad_clip", .number, default: 1, doc: "Clip the weights' and layer map's gradients to this global L2 norm; 0 turns clipping off.")
         public static let layer_distill_weight = Parameter("layer_distill_weight", .number, default: 0.9, doc: "Weight of the layer distillation loss: Σ MSE(W·h_student, h_teacher) over the teacher layers, each matched to the closest remaining student layer with the order kept.")
         public static let pred_distill_weight = Parameter("pred_distill_weight", .number, default: 0.1, doc: "Weight of the prediction-layer loss T²·KL(softmax(t/T) ‖ softmax(s/T)).")
         public static let ce_weight = Parameter("ce_weight", .number, default: 0, doc: "Weight of the task cross-entropy on the labels (0 in the reference).")
@@ -42,36 +34,46 @@ public struct CoFiPruneStage: Stage {
         public static let freeze_embeddings = Parameter("freeze_embeddings", .bool, default: true, doc: "Keep the embeddings (tables and LayerNorm) fixed while pruning, as the reference does.")
         public static let finetune_epochs = Parameter("finetune_epochs", .number, default: 0, doc: "After pruning, fine-tune the pruned model (its structure fixed) for this many epochs with prediction-layer distillation from the teacher (plus cross-entropy when `ce_weight` > 0). 0: none.")
         public static let finetune_lr = Parameter("finetune_lr", .optional(.number), doc: "Peak learning rate of the post-pruning fine-tune; default `lr`.")
-        public static let train_split = Parameter("train_split", .string, default: "train", doc: "The split to train on.")
-        public static let eval_split = Parameter("eval_split", .string, default: "dev", doc: "The split the pruned model is evaluated on (skipped when the dataset has no such split).")
-        public static let eval_every = Parameter("eval_every", .int, default: 0, doc: "Evaluate the model the current masks would give every N pruning updates (0: only at the end).")
-        public static let log_every = Parameter("log_every", .int, default: 50, doc: "Average and record the losses, expected sparsity, target and λ over this many updates.")
-        public static let batching = Parameter("batching", .enumeration(["bucketed", "random"]), default: "bucketed", doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch.")
+
+        /// The shared training options, as this stage documents them.
+        public static let training = TrainingOptions.Parameters()
+            .documenting(
+                \.epochs,
+                "Passes over the training split while pruning (fractions allowed). Default 1 when `steps` is not given.")
+            .documenting(\.steps, "Number of pruning updates instead of `epochs`.")
+            .defaulting(\.lr, to: 2e-5)
+            .documenting(\.lr, "Peak learning rate of the weights and the layer map (linear warmup and decay).")
+            .documenting(
+                \.warmupRatio,
+                "Fraction of the updates over which the weights' learning rate rises linearly from 0; it then decays linearly to 0.")
+            .documenting(
+                \.weightDecay,
+                "Decoupled AdamW weight decay of the weights (never on biases, LayerNorm weights, the layer map or the masks).")
+            .documenting(\.gradClip, "Clip the weights' and layer map's gradients to this global L2 norm; 0 turns clipping off.")
+            .documenting(\.evalSplit, "The split the pruned model is evaluated on (skipped when the dataset has no such split).")
+            .documenting(
+                \.evalEvery,
+                "Evaluate the model the current masks would give every N pruning updates (0: only at the end).")
+            .documenting(\.logEvery, "Average and record the losses, expected sparsity, target and λ over this many updates.")
 
         public static let parameters: [any ParameterDeclaration] = [
-            teacher, student, data, target_sparsity, units, epochs, steps, lagrangian_warmup_steps, lagrangian_warmup_ratio,
-            lr, mask_lr, lambda_lr, batch_size, max_seq_len, warmup_ratio, weight_decay, grad_clip, layer_distill_weight,
-            pred_distill_weight, ce_weight, temperature, teacher_layers, freeze_embeddings, finetune_epochs, finetune_lr,
-            train_split, eval_split, eval_every, log_every, batching,
+            teacher, student, data, target_sparsity, units, training.epochs, training.steps, lagrangian_warmup_steps,
+            lagrangian_warmup_ratio, training.lr, mask_lr, lambda_lr, training.batchSize, training.maxSeqLen,
+            training.warmupRatio, training.weightDecay, training.gradClip, layer_distill_weight, pred_distill_weight,
+            ce_weight, temperature, teacher_layers, freeze_embeddings, finetune_epochs, finetune_lr, training.trainSplit,
+            training.evalSplit, training.evalEvery, training.logEvery, training.batching,
         ]
 
         public var teacher: String
         public var student: String?
         public var data: String
+        public var training: TrainingOptions
         public var target_sparsity: Double
         public var units: [String]
-        public var epochs: Double?
-        public var steps: Int?
         public var lagrangian_warmup_steps: Int?
         public var lagrangian_warmup_ratio: Double?
-        public var lr: Double
         public var mask_lr: Double
         public var lambda_lr: Double
-        public var batch_size: Int
-        public var max_seq_len: Int
-        public var warmup_ratio: Double
-        public var weight_decay: Double
-        public var grad_clip: Double
         public var layer_distill_weight: Double
         public var pred_distill_weight: Double
         public var ce_weight: Double
@@ -80,30 +82,18 @@ public struct CoFiPruneStage: Stage {
         public var freeze_embeddings: Bool
         public var finetune_epochs: Double
         public var finetune_lr: Double?
-        public var train_split: String
-        public var eval_split: String
-        public var eval_every: Int
-        public var log_every: Int
-        public var batching: String
 
         public init(_ arguments: StageArguments) throws {
             teacher = try arguments[Self.teacher]
             student = try arguments[Self.student]
             data = try arguments[Self.data]
+            training = try TrainingOptions(arguments, Self.training)
             target_sparsity = try arguments[Self.target_sparsity]
             units = try arguments[Self.units]
-            epochs = try arguments[Self.epochs]
-            steps = try arguments[Self.steps]
             lagrangian_warmup_steps = try arguments[Self.lagrangian_warmup_steps]
             lagrangian_warmup_ratio = try arguments[Self.lagrangian_warmup_ratio]
-            lr = try arguments[Self.lr]
             mask_lr = try arguments[Self.mask_lr]
             lambda_lr = try arguments[Self.lambda_lr]
-            batch_size = try arguments[Self.batch_size]
-            max_seq_len = try arguments[Self.max_seq_len]
-            warmup_ratio = try arguments[Self.warmup_ratio]
-            weight_decay = try arguments[Self.weight_decay]
-            grad_clip = try arguments[Self.grad_clip]
             layer_distill_weight = try arguments[Self.layer_distill_weight]
             pred_distill_weight = try arguments[Self.pred_distill_weight]
             ce_weight = try arguments[Self.ce_weight]
@@ -112,11 +102,6 @@ public struct CoFiPruneStage: Stage {
             freeze_embeddings = try arguments[Self.freeze_embeddings]
             finetune_epochs = try arguments[Self.finetune_epochs]
             finetune_lr = try arguments[Self.finetune_lr]
-            train_split = try arguments[Self.train_split]
-            eval_split = try arguments[Self.eval_split]
-            eval_every = try arguments[Self.eval_every]
-            log_every = try arguments[Self.log_every]
-            batching = try arguments[Self.batching]
         }
     }
 
@@ -136,7 +121,7 @@ public struct CoFiPruneStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems = FinetuneStage.checkParams(with)
+        var problems = TrainingOptions.check(with)
         if let node = with["target_sparsity"], let value = ParamChecks.number(node), !(value >= 0 && value < 1) {
             problems.append(Diagnostic(
                 "`target_sparsity` must be in [0, 1), got \(node.scalar ?? "")", at: node.location,
@@ -185,7 +170,7 @@ public struct CoFiPruneStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
@@ -207,16 +192,15 @@ public struct CoFiPruneStage: Stage {
         }
         let student = try Self.loadStudent(params, teacher: teacher)
 
-        let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
+        let maxLength = min(params.training.maxSeqLen, student.config.maxPositionEmbeddings)
         let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
 
-        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let length = params.training.length(examples: data.train.count)
         let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let lagrangianWarmup = params.lagrangian_warmup_steps
             ?? Int(((params.lagrangian_warmup_ratio ?? 0.1) * Double(totalSteps)).rounded(.up))
         let options = length.options(
-            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
-            seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
         var trainer: CoFiTrainer
         do {
             let schedule = try CoFiSparsitySchedule(target: params.target_sparsity, warmupSteps: lagrangianWarmup)
@@ -231,12 +215,12 @@ public struct CoFiPruneStage: Stage {
         }
         let startPrunable = Self.prunableParameters(student)
         context.log.line("""
-            prune/cofi: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
+            prune/cofi: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
             labels \(dataset.labels); \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize), \(startPrunable) prunable \
             parameters; target sparsity \(params.target_sparsity) over \(lagrangianWarmup) warm-up updates, units \
             \(units.sorted().map(\.rawValue)); loss \(params.layer_distill_weight)·layer (teacher layers \(trainer.teacherLayers)) + \
             \(params.pred_distill_weight)·pred (T=\(params.temperature)) + \(params.ce_weight)·ce; \(totalSteps) updates \
-            (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), mask lr \(params.mask_lr), \
+            (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.training.lr), mask lr \(params.mask_lr), \
             λ lr \(params.lambda_lr), backend \(backend.id) with \(context.threads) threads
             """)
 
@@ -253,7 +237,7 @@ public struct CoFiPruneStage: Stage {
 
         var loop = TrainingLoop(
             sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
-            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
         loop.divergence = { loss, step, epoch in "the loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`" }
         let outcome = try loop.run(
             context,
@@ -288,7 +272,7 @@ public struct CoFiPruneStage: Stage {
                 let pruned = try Self.compact(trainer)
                 if let scores = try evaluate(pruned) {
                     evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(1 - Double(Self.prunableParameters(pruned)) / Double(max(startPrunable, 1)))]))
-                    context.log.line("step \(step): pruned model \(params.eval_split) " + String(format: "accuracy %.4f", scores.accuracy))
+                    context.log.line("step \(step): pruned model \(params.training.evalSplit) " + String(format: "accuracy %.4f", scores.accuracy))
                 }
                 return false
             })
@@ -300,7 +284,7 @@ public struct CoFiPruneStage: Stage {
         let expectedSparsity = trainer.expectedSparsity
         let prunedScores = try evaluate(model)
         if let prunedScores {
-            context.log.line("pruned model \(params.eval_split) " + String(format: "accuracy %.4f", prunedScores.accuracy))
+            context.log.line("pruned model \(params.training.evalSplit) " + String(format: "accuracy %.4f", prunedScores.accuracy))
         }
 
         var metrics: [String: Value] = [:]
@@ -342,16 +326,16 @@ public struct CoFiPruneStage: Stage {
             "mask_history": .array(maskHistory),
         ], uniquingKeysWith: { _, new in new })
         if let prunedScores {
-            metrics["pruned_\(params.eval_split)_accuracy"] = .double(prunedScores.accuracy)
-            metrics["\(params.eval_split)_curve"] = .array(evalCurve)
+            metrics["pruned_\(params.training.evalSplit)_accuracy"] = .double(prunedScores.accuracy)
+            metrics["\(params.training.evalSplit)_curve"] = .array(evalCurve)
         }
         if let finalScores {
-            metrics["\(params.eval_split)_accuracy"] = .double(finalScores.accuracy)
-            metrics["\(params.eval_split)_macro_f1"] = .double(finalScores.macroF1)
-            metrics["\(params.eval_split)_loss"] = .double(finalScores.loss)
+            metrics["\(params.training.evalSplit)_accuracy"] = .double(finalScores.accuracy)
+            metrics["\(params.training.evalSplit)_macro_f1"] = .double(finalScores.macroF1)
+            metrics["\(params.training.evalSplit)_loss"] = .double(finalScores.loss)
             let teacherScores = try teacher.model.evaluate(
                 encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
+            metrics["teacher_\(params.training.evalSplit)_accuracy"] = .double(teacherScores.accuracy)
         }
         return StageResult(metrics: metrics, outputs: ["model": "."])
     }
@@ -412,10 +396,11 @@ public struct CoFiPruneStage: Stage {
         _ model: BertModel, teacher: LoadedClassifier, _ params: Params, sequences: TokenSequences, labels: [Int], context: StageContext,
         backend: any Backend
     ) throws -> (model: BertModel, steps: Int, curve: [Value]) {
-        let length = TrainingLength(examples: sequences.count, batchSize: params.batch_size, epochs: params.finetune_epochs, steps: nil)
+        let length = TrainingLength(examples: sequences.count, batchSize: params.training.batchSize, epochs: params.finetune_epochs, steps: nil)
+        var finetuning = params.training
+        finetuning.lr = params.finetune_lr ?? params.training.lr
         let options = length.options(
-            lr: params.finetune_lr ?? params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
-            seed: randomBits(seed: context.seed, stream: Streams.finetuneDropout, index: 0))
+            finetuning, seed: randomBits(seed: context.seed, stream: Streams.finetuneDropout, index: 0))
         let (prediction, ce) = (params.pred_distill_weight, params.ce_weight)
         let alpha = prediction + ce > 0 ? prediction / (prediction + ce) : 1
         var trainer: DistillationTrainer
@@ -433,7 +418,7 @@ public struct CoFiPruneStage: Stage {
         var loop = TrainingLoop(
             sequences: sequences, labels: labels, padID: teacher.padID, length: length,
             orderSeed: randomBits(seed: context.seed, stream: Streams.finetuneBatchOrder, index: 0),
-            batching: params.batching, logEvery: params.log_every, evalEvery: 0)
+            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: 0)
         loop.progressPrefix = "fine-tune "
         loop.divergence = { loss, step, _ in "the fine-tune loss became \(loss) at step \(step); lower `finetune_lr`" }
         let outcome = try loop.run(

@@ -34,21 +34,8 @@ public struct DistillStage: Stage {
         public static let student = Parameter("student", .optional(.artifact("model")), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`.")
         public static let initialization = Parameter("init", .optional(.mapping(StudentInit.self)), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier; `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random BERT (seeded by the stage seed) with the teacher's vocabulary, other sizes defaulting to the teacher's. Give either `student` or `init`.")
         public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels must be the teacher's.")
-        public static let epochs = Parameter("epochs", .optional(.number), doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given.")
-        public static let steps = Parameter("steps", .optional(.int), doc: "Number of updates instead of `epochs`.")
-        public static let lr = Parameter("lr", .number, default: 5e-5, doc: "Peak learning rate.")
-        public static let batch_size = Parameter("batch_size", .int, default: 32, doc: "Examples per update.")
-        public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut.")
-        public static let warmup_ratio = Parameter("warmup_ratio", .number, default: 0, doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0.")
-        public static let weight_decay = Parameter("weight_decay", .number, default: 0, doc: "Decoupled AdamW weight decay (never on biases, LayerNorm weights or the projection).")
-        public static let grad_clip = Parameter("grad_clip", .number, default: 1, doc: "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off.")
-        public static let train_split = Parameter("train_split", .string, default: "train", doc: "The split to train on.")
-        public static let eval_split = Parameter("eval_split", .string, default: "dev", doc: "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split).")
-        public static let eval_every = Parameter("eval_every", .int, default: 0, doc: "Evaluate every N updates (0: only at the end).")
         public static let keep_best = Parameter("keep_best", .bool, default: true, doc: "Output the student of the evaluation with the best accuracy (ties: the lower loss) rather than the last one.")
         public static let early_stop_patience = Parameter("early_stop_patience", .optional(.int), doc: "Stop after this many evaluations without a better student.")
-        public static let batching = Parameter("batching", .enumeration(["bucketed", "random"]), default: "bucketed", doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch.")
-        public static let log_every = Parameter("log_every", .int, default: 50, doc: "Average and record the training losses over this many updates.")
         public static let temperature = Parameter("temperature", .number, default: 2, doc: "Softmax temperature T of the KL loss (> 0); the loss is scaled by T².")
         public static let alpha = Parameter("alpha", .number, default: 0.5, doc: "Weight α of the distillation loss; the labels' cross-entropy gets 1 − α. In [0, 1].")
         public static let alpha_start = Parameter("alpha_start", .optional(.number), doc: "Schedule α linearly from this value at the first update to `alpha_end` at the last (instead of `alpha`).")
@@ -60,9 +47,21 @@ public struct DistillStage: Stage {
         public static let hidden_projection = Parameter("hidden_projection", .enumeration(["learned", "none"]), default: "learned", doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only).")
         public static let cache_teacher = Parameter("cache_teacher", .bool, default: false, doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`.")
 
+        /// The shared training options, as this stage documents them.
+        public static let training = TrainingOptions.Parameters()
+            .documenting(\.weightDecay, "Decoupled AdamW weight decay (never on biases, LayerNorm weights or the projection).")
+            .documenting(
+                \.gradClip,
+                "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off.")
+            .documenting(
+                \.evalSplit,
+                "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split).")
+            .documenting(\.logEvery, "Average and record the training losses over this many updates.")
+
         public static let parameters: [any ParameterDeclaration] = [
-            teacher, student, initialization, data, epochs, steps, lr, batch_size, max_seq_len, warmup_ratio, weight_decay,
-            grad_clip, train_split, eval_split, eval_every, keep_best, early_stop_patience, batching, log_every,
+            teacher, student, initialization, data, training.epochs, training.steps, training.lr, training.batchSize,
+            training.maxSeqLen, training.warmupRatio, training.weightDecay, training.gradClip, training.trainSplit,
+            training.evalSplit, training.evalEvery, keep_best, early_stop_patience, training.batching, training.logEvery,
             temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, attention_loss_weight, layer_map,
             hidden_projection, cache_teacher,
         ]
@@ -71,21 +70,9 @@ public struct DistillStage: Stage {
         public var student: String?
         public var initialization: StudentInit?
         public var data: String
-        public var epochs: Double?
-        public var steps: Int?
-        public var lr: Double
-        public var batch_size: Int
-        public var max_seq_len: Int
-        public var warmup_ratio: Double
-        public var weight_decay: Double
-        public var grad_clip: Double
-        public var train_split: String
-        public var eval_split: String
-        public var eval_every: Int
+        public var training: TrainingOptions
         public var keep_best: Bool
         public var early_stop_patience: Int?
-        public var batching: String
-        public var log_every: Int
         public var temperature: Double
         public var alpha: Double
         public var alpha_start: Double?
@@ -102,21 +89,9 @@ public struct DistillStage: Stage {
             student = try arguments[Self.student]
             initialization = try arguments[Self.initialization]
             data = try arguments[Self.data]
-            epochs = try arguments[Self.epochs]
-            steps = try arguments[Self.steps]
-            lr = try arguments[Self.lr]
-            batch_size = try arguments[Self.batch_size]
-            max_seq_len = try arguments[Self.max_seq_len]
-            warmup_ratio = try arguments[Self.warmup_ratio]
-            weight_decay = try arguments[Self.weight_decay]
-            grad_clip = try arguments[Self.grad_clip]
-            train_split = try arguments[Self.train_split]
-            eval_split = try arguments[Self.eval_split]
-            eval_every = try arguments[Self.eval_every]
+            training = try TrainingOptions(arguments, Self.training)
             keep_best = try arguments[Self.keep_best]
             early_stop_patience = try arguments[Self.early_stop_patience]
-            batching = try arguments[Self.batching]
-            log_every = try arguments[Self.log_every]
             temperature = try arguments[Self.temperature]
             alpha = try arguments[Self.alpha]
             alpha_start = try arguments[Self.alpha_start]
@@ -148,7 +123,7 @@ public struct DistillStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems = FinetuneStage.checkParams(with)
+        var problems = TrainingOptions.check(with)
         switch (with["student"], with["init"]) {
         case (nil, nil):
             problems.append(Diagnostic(
@@ -270,7 +245,7 @@ public struct DistillStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
@@ -293,14 +268,13 @@ public struct DistillStage: Stage {
             throw StageFailure("`cache_teacher` keeps only the teacher's logits, but the attention loss needs its attention scores every step")
         }
 
-        let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
+        let maxLength = min(params.training.maxSeqLen, student.config.maxPositionEmbeddings)
         let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
 
-        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let length = params.training.length(examples: data.train.count)
         let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let options = length.options(
-            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
-            seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
         var trainer: DistillationTrainer
         do {
             trainer = try DistillationTrainer(
@@ -309,14 +283,14 @@ public struct DistillStage: Stage {
             throw StageFailure(error.message)
         }
         context.log.line("""
-            distill/kd: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
+            distill/kd: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
             labels \(dataset.labels); teacher \(teacher.model.config.numHiddenLayers) layers × \(teacher.model.config.hiddenSize) \
             (\(teacher.model.parameterCount) parameters), student \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize) \
             (\(student.parameterCount) parameters); loss \(params.loss) T=\(params.temperature) α \(Self.describe(distillation.alpha)), \
             hidden loss weight \(params.hidden_loss_weight), attention loss weight \(params.attention_loss_weight)\
             \(trainer.layerMap.isEmpty ? "" : " on \(trainer.layerMap.map { [$0.student, $0.teacher] })"); \
-            \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), \
-            warmup \(options.warmupSteps), weight decay \(params.weight_decay), clip \(params.grad_clip), \
+            \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.training.lr), \
+            warmup \(options.warmupSteps), weight decay \(params.training.weightDecay), clip \(params.training.gradClip), \
             backend \(backend.id) with \(context.threads) threads
             """)
 
@@ -332,13 +306,13 @@ public struct DistillStage: Stage {
             guard !data.eval.isEmpty else { return nil }
             let scores = try trainer.student.evaluate(
                 encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            selection.record(scores, model: trainer.student, step: step, label: "student \(params.eval_split)", context: context)
+            selection.record(scores, model: trainer.student, step: step, label: "student \(params.training.evalSplit)", context: context)
             return scores
         }
 
         let loop = TrainingLoop(
             sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
-            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
         let outcome = try loop.run(
             context,
             update: { batch, labels in
@@ -397,7 +371,7 @@ public struct DistillStage: Stage {
             "teacher_parameters": .int(teacher.model.parameterCount),
         ]
         let output = selection.finish(
-            keepBest: params.keep_best, last: trainer.student, lastScores: last, steps: step, split: params.eval_split, into: &metrics)
+            keepBest: params.keep_best, last: trainer.student, lastScores: last, steps: step, split: params.training.evalSplit, into: &metrics)
         // The projection is not part of the student: only the student is saved.
         try LoadedClassifier.save(output.model, from: teacher.artifact, to: context.outputDirectory, source: "distill/kd")
         metrics["student_layers"] = .int(output.model.config.numHiddenLayers)
@@ -405,8 +379,8 @@ public struct DistillStage: Stage {
         if output.scores != nil {
             let teacherScores = try teacher.model.evaluate(
                 encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
-            context.log.line("teacher \(params.eval_split) " + String(format: "accuracy %.4f", teacherScores.accuracy))
+            metrics["teacher_\(params.training.evalSplit)_accuracy"] = .double(teacherScores.accuracy)
+            context.log.line("teacher \(params.training.evalSplit) " + String(format: "accuracy %.4f", teacherScores.accuracy))
         }
         return StageResult(metrics: metrics, outputs: ["model": "."])
     }
