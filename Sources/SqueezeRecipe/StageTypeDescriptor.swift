@@ -1,3 +1,4 @@
+import Collections
 import SqueezeYAML
 
 /// The type of a stage parameter, as a stage type declares it.
@@ -94,6 +95,27 @@ public struct OutputSpec: Sendable, Hashable {
     }
 }
 
+/// Whether a stage type's executions draw on the stage seed. Only those that
+/// do key on it, so two recipes that differ only in `seed:` share the cache
+/// entries of every stage that consumes no randomness.
+public enum SeedUse: Sendable, Hashable {
+    /// Every execution (training, sampling): the seed is part of the key.
+    case always
+    /// None (importing, converting): the seed is not part of the key.
+    case never
+    /// Only when the named parameter is given (a split drawn by the seed).
+    case whenGiven(String)
+
+    /// Whether a stage with these parameters draws on its seed.
+    public func drawsSeed(_ parameters: OrderedDictionary<String, ParamValue>) -> Bool {
+        switch self {
+        case .always: true
+        case .never: false
+        case .whenGiven(let name): parameters[name].map { $0.kind != .null } ?? false
+        }
+    }
+}
+
 /// Everything the recipe layer needs to know about a stage type.
 public struct StageTypeDescriptor: Sendable {
     /// The `uses:` value, e.g. `command` or `prune/cofi`.
@@ -113,16 +135,20 @@ public struct StageTypeDescriptor: Sendable {
     /// Whether the stage computes on the recipe's tensor backend; its cache
     /// key then holds the backend's numerics fingerprint, not just its name.
     public var usesTensorBackend: Bool
+    /// Whether its executions draw on the stage seed (and so key on it).
+    public var seedUse: SeedUse
 
     public init(
         type: String, version: Int, summary: String,
         parameters: [ParameterSpec], outputs: [OutputSpec],
         defaultResources: Resources = Resources(),
         usesTensorBackend: Bool = false,
+        seedUse: SeedUse = .always,
         check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
     ) {
         self.defaultResources = defaultResources
         self.usesTensorBackend = usesTensorBackend
+        self.seedUse = seedUse
         self.type = type
         self.version = version
         self.summary = summary

@@ -39,6 +39,7 @@ public struct ModelImportStage: Stage {
         outputs: [
             OutputSpec("model", kind: "model", doc: "The model artifact directory (config.json, model.safetensors, vocab.txt, tokenizer.json when present, squeeze-model.json)."),
         ],
+        seedUse: .never,
         check: checkParams
     )
 

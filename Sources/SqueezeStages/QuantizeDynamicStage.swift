@@ -45,6 +45,7 @@ public struct QuantizeDynamicStage: Stage {
             OutputSpec("report", kind: "file", doc: "report.json: per-layer weight SQNR, skipped modules, summary."),
         ],
         usesTensorBackend: false,
+        seedUse: .never,
         check: checkParams
     )
 

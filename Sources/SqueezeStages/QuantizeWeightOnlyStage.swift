@@ -51,6 +51,7 @@ public struct QuantizeWeightOnlyStage: Stage {
             OutputSpec("report", kind: "file", doc: "report.json: per-layer weight SQNR, skipped modules, summary."),
         ],
         usesTensorBackend: false,
+        seedUse: .never,
         check: checkParams
     )
 

@@ -35,6 +35,7 @@ public struct SelectLayersStage: Stage {
         outputs: [
             OutputSpec("model", kind: "model", doc: "The model with only those layers (same vocabulary and tokenizer)."),
         ],
+        seedUse: .never,
         check: checkParams
     )
 

@@ -87,6 +87,7 @@ public struct TextClassificationDataStage: Stage {
         outputs: [
             OutputSpec("dataset", kind: "dataset", doc: "The dataset directory: manifest.json and <split>.jsonl."),
         ],
+        seedUse: .whenGiven(Params.split_dev_from_train.spec.name),
         check: checkParams
     )
 
