@@ -200,7 +200,7 @@ public struct CoFiPruneStage: Stage {
         let lagrangianWarmup = params.lagrangian_warmup_steps
             ?? Int(((params.lagrangian_warmup_ratio ?? 0.1) * Double(totalSteps)).rounded(.up))
         let options = length.options(
-            params.training, seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: RandomStream.dropout.bits(of: context.seed))
         var trainer: CoFiTrainer
         do {
             let schedule = try CoFiSparsitySchedule(target: params.target_sparsity, warmupSteps: lagrangianWarmup)
@@ -208,7 +208,7 @@ public struct CoFiPruneStage: Stage {
                 units: units, schedule: schedule, maskLearningRate: params.mask_lr, lambdaLearningRate: params.lambda_lr,
                 layerDistillWeight: Float(params.layer_distill_weight), predictionDistillWeight: Float(params.pred_distill_weight),
                 ceWeight: Float(params.ce_weight), temperature: Float(params.temperature), teacherLayers: params.teacher_layers,
-                freezeEmbeddings: params.freeze_embeddings, seed: randomBits(seed: context.seed, stream: Streams.masks, index: 0))
+                freezeEmbeddings: params.freeze_embeddings, seed: RandomStream.masks.bits(of: context.seed))
             trainer = try CoFiTrainer(student: student, teacher: teacher.model, options: options, cofi: cofi, backend: backend)
         } catch {
             throw StageFailure(error.description)
@@ -400,7 +400,7 @@ public struct CoFiPruneStage: Stage {
         var finetuning = params.training
         finetuning.lr = params.finetune_lr ?? params.training.lr
         let options = length.options(
-            finetuning, seed: randomBits(seed: context.seed, stream: Streams.finetuneDropout, index: 0))
+            finetuning, seed: RandomStream.finetuneDropout.bits(of: context.seed))
         let (prediction, ce) = (params.pred_distill_weight, params.ce_weight)
         let alpha = prediction + ce > 0 ? prediction / (prediction + ce) : 1
         var trainer: DistillationTrainer
@@ -417,7 +417,7 @@ public struct CoFiPruneStage: Stage {
         var window = MeanLossWindow()
         var loop = TrainingLoop(
             sequences: sequences, labels: labels, padID: teacher.padID, length: length,
-            orderSeed: randomBits(seed: context.seed, stream: Streams.finetuneBatchOrder, index: 0),
+            orderSeed: RandomStream.finetuneBatchOrder.bits(of: context.seed),
             batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: 0)
         loop.progressPrefix = "fine-tune "
         loop.divergence = { loss, step, _ in "the fine-tune loss became \(loss) at step \(step); lower `finetune_lr`" }
@@ -460,14 +460,5 @@ public struct CoFiPruneStage: Stage {
             let n = Double(max(steps, 1))
             return (total / n, layer / n, prediction / n, task / n, lagrangian / n)
         }
-    }
-
-    /// `randomBits` streams, one per use of the stage seed.
-    enum Streams {
-        static let dropout: UInt64 = 2
-        // 3: the batch order (`TrainingLoop.batchOrderStream`).
-        static let masks: UInt64 = 6
-        static let finetuneDropout: UInt64 = 7
-        static let finetuneBatchOrder: UInt64 = 8
     }
 }

@@ -274,7 +274,7 @@ public struct DistillStage: Stage {
         let length = params.training.length(examples: data.train.count)
         let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let options = length.options(
-            params.training, seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: RandomStream.dropout.bits(of: context.seed))
         var trainer: DistillationTrainer
         do {
             trainer = try DistillationTrainer(
@@ -396,7 +396,7 @@ public struct DistillStage: Stage {
 
     /// The student: the given artifact, or built from the teacher's layers or a config.
     static func makeStudent(_ params: Params, teacher: LoadedClassifier, labels: [String], seed: UInt64) throws(StageFailure) -> BertModel {
-        let headSeed = randomBits(seed: seed, stream: Streams.classifier, index: 0)
+        let headSeed = RandomStream.classifier.bits(of: seed)
         if let directory = params.student {
             let artifact = try StageFailure.wrapping("cannot load the student: ") { () throws(ModelFileError) in
                 try ModelArtifact(directory: directory)
@@ -432,7 +432,7 @@ public struct DistillStage: Stage {
             config.intermediateSize = initialization.intermediate_size ?? config.intermediateSize
             config.pooling = teacher.model.pooling
             return try StageFailure.wrapping("`init: {from: config}`: ") { () throws(ModelFileError) in
-                try BertModel(randomWithConfig: config, hasPooler: teacher.model.weights.pooler != nil, seed: randomBits(seed: seed, stream: Streams.studentInit, index: 0))
+                try BertModel(randomWithConfig: config, hasPooler: teacher.model.weights.pooler != nil, seed: RandomStream.studentInit.bits(of: seed))
             }
         default:
             throw StageFailure("`init`: `from` must be `teacher` or `config`, got \(initialization.from.map { "`\($0)`" } ?? "nothing")")
@@ -459,7 +459,7 @@ public struct DistillStage: Stage {
         return DistillationOptions(
             temperature: Float(params.temperature), alpha: alpha, logitLoss: loss, hiddenLossWeight: Float(params.hidden_loss_weight),
             attentionLossWeight: Float(params.attention_loss_weight), layerMap: layerMap, learnProjection: params.hidden_projection != "none",
-            projectionSeed: randomBits(seed: seed, stream: Streams.projection, index: 0))
+            projectionSeed: RandomStream.projection.bits(of: seed))
     }
 
     /// The teacher's logits for every training example, `[N · classes]` by example index.
@@ -518,14 +518,5 @@ public struct DistillStage: Stage {
             let n = Double(max(steps, 1))
             return (total / n, distillation / n, task / n, hidden.map { $0 / n }, attention.map { $0 / n })
         }
-    }
-
-    /// `randomBits` streams, one per use of the stage seed.
-    enum Streams {
-        static let classifier: UInt64 = 1
-        static let dropout: UInt64 = 2
-        // 3: the batch order (`TrainingLoop.batchOrderStream`).
-        static let studentInit: UInt64 = 4
-        static let projection: UInt64 = 5
     }
 }

@@ -70,13 +70,13 @@ public struct FinetuneStage: Stage {
 
         let loaded = try LoadedClassifier(
             directory: params.model, labels: dataset.labels, pooling: params.pooling.flatMap(BertPooling.init(rawValue:)),
-            seed: randomBits(seed: context.seed, stream: Streams.classifier, index: 0))
+            seed: RandomStream.classifier.bits(of: context.seed))
         let encoded = data.encode(with: loaded, maxLength: params.training.maxSeqLen, context: context)
 
         let length = params.training.length(examples: data.train.count)
         let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let options = length.options(
-            params.training, seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: RandomStream.dropout.bits(of: context.seed))
         var trainer = BertClassifierTrainer(model: loaded.model, options: options, backend: backend)
         context.log.line("""
             train/finetune: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
@@ -135,12 +135,5 @@ public struct FinetuneStage: Stage {
             keepBest: params.keep_best, last: trainer.model, lastScores: last, steps: step, split: params.training.evalSplit, into: &metrics)
         try LoadedClassifier.save(output.model, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
         return StageResult(metrics: metrics, outputs: ["model": "."])
-    }
-
-    /// `randomBits` streams, one per use of the stage seed.
-    enum Streams {
-        static let classifier: UInt64 = 1
-        static let dropout: UInt64 = 2
-        // 3: the batch order (`TrainingLoop.batchOrderStream`).
     }
 }

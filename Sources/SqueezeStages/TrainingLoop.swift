@@ -79,9 +79,6 @@ struct TrainingLoop {
         "the training loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or keep `grad_clip` on"
     }
 
-    /// The stream of the stage seed the batch order is drawn from, per epoch.
-    static let batchOrderStream: UInt64 = 3
-
     struct Outcome {
         var steps: Int
         var stoppedEarly: Bool
@@ -110,7 +107,7 @@ struct TrainingLoop {
         training: while step < totalSteps {
             let batches = LengthBucketing.batches(
                 sequences, batchSize: length.batchSize, padID: padID, shuffle: true,
-                seed: randomBits(seed: orderSeed, stream: Self.batchOrderStream, index: UInt64(epoch)),
+                seed: RandomStream.batchOrder.bits(of: orderSeed, index: UInt64(epoch)),
                 poolBatches: batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
             for batch in batches {
                 try Task.checkCancellation()
