@@ -127,7 +127,8 @@ public struct StageTypeDescriptor: Sendable {
     public var outputs: [OutputSpec]
     /// Extra checks beyond types (for example "`run` must be a list unless
     /// `shell: true`"), run on the stage's `with` mapping after type checking.
-    /// Diagnostics should point at the offending node.
+    /// Diagnostics should point at the offending node; those of severity
+    /// `warning` are reported without failing validation.
     public var check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])?
     /// What a stage of this type asks of the machine when its recipe entry
     /// has no `resources:` (tensor stages ask for all cores).

