@@ -10,6 +10,9 @@ import Synchronization
 /// output directory and a context, and returns metrics. The engine hashes and
 /// stores whatever it left in its declared outputs.
 public protocol Stage: Sendable {
+    /// The typed parameters. A `StageParameters` type declares each parameter
+    /// once (`Parameter`), and the descriptor's `parameters` are its `specs`,
+    /// so what validation checks is what decoding reads.
     associatedtype Params: Decodable & Sendable
     /// Type name, version, parameters and outputs: the single declaration that
     /// validation, `squeeze stages` and the JSON Schema all read.

@@ -139,11 +139,15 @@ public struct CoFiPruneStage: Stage {
                     hint: Suggestion.hint(for: name, in: known)))
             }
         }
-        problems += ParamChecks.eitherOr(with, "lagrangian_warmup_steps", "lagrangian_warmup_ratio")
-        problems += ParamChecks.unitInterval(with, ["lagrangian_warmup_ratio"])
-        problems += ParamChecks.positive(with, ["mask_lr", "temperature", "finetune_lr"])
+        problems += ParamChecks.eitherOr(with, Params.lagrangian_warmup_steps, Params.lagrangian_warmup_ratio)
+        problems += ParamChecks.unitInterval(with, [Params.lagrangian_warmup_ratio])
+        problems += ParamChecks.positive(with, [Params.mask_lr, Params.temperature, Params.finetune_lr])
         problems += ParamChecks.nonNegative(
-            with, ["lambda_lr", "layer_distill_weight", "pred_distill_weight", "ce_weight", "finetune_epochs", "lagrangian_warmup_steps"])
+            with,
+            [
+                Params.lambda_lr, Params.layer_distill_weight, Params.pred_distill_weight, Params.ce_weight, Params.finetune_epochs,
+                Params.lagrangian_warmup_steps,
+            ])
         let weights = ["layer_distill_weight", "pred_distill_weight", "ce_weight"].map { name in
             with[name].map { ParamChecks.number($0) } ?? (name == "ce_weight" ? 0 : 1)
         }

@@ -136,8 +136,8 @@ public struct DistillStage: Stage {
         case (.some, nil):
             break
         }
-        problems += ParamChecks.positive(with, ["temperature"])
-        problems += ParamChecks.unitInterval(with, ["alpha", "alpha_start", "alpha_end"])
+        problems += ParamChecks.positive(with, [Params.temperature])
+        problems += ParamChecks.unitInterval(with, [Params.alpha, Params.alpha_start, Params.alpha_end])
         if let node = with["alpha"], with["alpha_start"] != nil || with["alpha_end"] != nil {
             problems.append(Diagnostic(
                 "give either `alpha` or `alpha_start`/`alpha_end`, not both", at: node.location, hint: "remove `alpha` to schedule α"))
@@ -145,7 +145,7 @@ public struct DistillStage: Stage {
         if (with["alpha_start"] == nil) != (with["alpha_end"] == nil), let node = with["alpha_start"] ?? with["alpha_end"] {
             problems.append(Diagnostic("`alpha_start` and `alpha_end` go together", at: node.location))
         }
-        problems += ParamChecks.nonNegative(with, ["hidden_loss_weight", "attention_loss_weight"])
+        problems += ParamChecks.nonNegative(with, [Params.hidden_loss_weight, Params.attention_loss_weight])
         if let node = with["cache_teacher"], node.scalar == "true" {
             if let weight = with["hidden_loss_weight"], (ParamChecks.number(weight) ?? 1) > 0 {
                 problems.append(Diagnostic(

@@ -85,7 +85,7 @@ public struct QuantizePTQStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems = ParamChecks.atLeast(with, [("max_seq_len", 3), ("histogram_bins", 256)])
+        var problems = ParamChecks.atLeast(with, [(Params.max_seq_len, 3), (Params.histogram_bins, 256)])
         if let node = with["histogram_bins"], let value = ParamChecks.number(node), value > Double(1 << 20) {
             problems.append(Diagnostic("`histogram_bins` must be at most 1048576, got \(node.scalar ?? "")", at: node.location))
         }

@@ -89,11 +89,12 @@ public struct TrainingOptions: Sendable {
 
     /// Checks of the options' values beyond their types.
     static func check(_ with: YAMLNode) -> [Diagnostic] {
-        ParamChecks.eitherOr(with, "epochs", "steps")
-            + ParamChecks.atLeast(with, [("batch_size", 1), ("max_seq_len", 3), ("steps", 1), ("log_every", 1)])
-            + ParamChecks.positive(with, ["lr", "epochs"])
-            + ParamChecks.nonNegative(with, ["weight_decay", "grad_clip", "eval_every"])
-            + ParamChecks.unitInterval(with, ["warmup_ratio"])
+        let options = Parameters()
+        return ParamChecks.eitherOr(with, options.epochs, options.steps)
+            + ParamChecks.atLeast(with, [(options.batchSize, 1), (options.maxSeqLen, 3), (options.steps, 1), (options.logEvery, 1)])
+            + ParamChecks.positive(with, [options.lr, options.epochs])
+            + ParamChecks.nonNegative(with, [options.weightDecay, options.gradClip, options.evalEvery])
+            + ParamChecks.unitInterval(with, [options.warmupRatio])
     }
 
     /// The training and evaluation splits of the dataset in `directory`.
