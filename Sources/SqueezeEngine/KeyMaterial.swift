@@ -17,19 +17,21 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
     /// Digest of every upstream output the stage reads, by reference text.
     public var inputs: [String: String]
     public var backend: String
-    public var seed: UInt64
+    /// The stage seed, for a stage that draws on it (nil: the key holds no seed).
+    public var seed: UInt64?
 
     public var canonicalValue: Value {
-        .object([
+        var fields: [String: Value] = [
             "format_version": .int(formatVersion),
             "stage_type": .string(stageType),
             "stage_version": .int(stageVersion),
             "params": params,
             "inputs": .object(inputs.mapValues { .string($0) }),
             "backend": .string(backend),
-            // A string: seeds use all 64 bits, JSON numbers do not round-trip them.
-            "seed": .string(String(seed)),
-        ])
+        ]
+        // A string: seeds use all 64 bits, JSON numbers do not round-trip them.
+        if let seed { fields["seed"] = .string(String(seed)) }
+        return .object(fields)
     }
 
     /// The stage key: lowercase hex SHA-256 of the canonical JSON.
@@ -70,7 +72,12 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
         let inputChanges = changedInputs + contentChanges
         if !inputChanges.isEmpty { reasons.append("input changed: " + inputChanges.joined(separator: ", ")) }
         if previous.backend != backend { reasons.append("backend changed (\(previous.backend) → \(backend))") }
-        if previous.seed != seed { reasons.append("seed changed") }
+        switch (previous.seed, seed) {
+        case (let before?, let now?) where before != now: reasons.append("seed changed")
+        case (nil, .some): reasons.append("the stage now draws on the seed")
+        case (.some, nil): reasons.append("the stage no longer draws on the seed")
+        default: break
+        }
         return reasons
     }
 

@@ -42,6 +42,10 @@ struct ParameterResolver {
             } else {
                 fields[name] = try resolve(value, as: parameter?.type ?? .any, mode: mode, path: name)
             }
+            if mode == .key, let keyedContent = descriptor.keyedContent, case .string(let text)? = fields[name],
+               let content = try keyedContent(name, text) {
+                fields[name] = .string(text + "@" + (try digestOfPath(content).digest.description))
+            }
         }
         return .object(fields)
     }

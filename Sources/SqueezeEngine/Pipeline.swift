@@ -133,7 +133,7 @@ public struct Pipeline: Sendable {
         return KeyMaterial(
             formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
             stageVersion: type.descriptor.version, params: params, inputs: inputs,
-            backend: backend, seed: seed(for: spec.id))
+            backend: backend, seed: type.descriptor.seedUse.drawsSeed(spec.with) ? seed(for: spec.id) : nil)
     }
 
     func resolver(

@@ -10,6 +10,9 @@ import Synchronization
 /// output directory and a context, and returns metrics. The engine hashes and
 /// stores whatever it left in its declared outputs.
 public protocol Stage: Sendable {
+    /// The typed parameters. A `StageParameters` type declares each parameter
+    /// once (`Parameter`), and the descriptor's `parameters` are its `specs`,
+    /// so what validation checks is what decoding reads.
     associatedtype Params: Decodable & Sendable
     /// Type name, version, parameters and outputs: the single declaration that
     /// validation, `squeeze stages` and the JSON Schema all read.
@@ -160,18 +163,25 @@ public final class StageLog: Sendable {
 public struct StageType: Sendable {
     public let descriptor: StageTypeDescriptor
     private let runner: @Sendable (StageContext, Value) async throws -> StageResult
+    private let decoder: @Sendable (Value) throws(StageFailure) -> Void
 
     public init<S: Stage>(_ stage: S.Type) {
         self.descriptor = S.descriptor
-        self.runner = { context, params in
-            let typed: S.Params
-            do {
-                typed = try params.decode(S.Params.self)
-            } catch {
-                throw StageFailure("parameters of `\(S.descriptor.type)` could not be decoded: \(error)")
-            }
-            return try await S().run(context, typed)
+        self.runner = { context, params in try await S().run(context, try Self.decode(S.self, params)) }
+        self.decoder = { params throws(StageFailure) in _ = try Self.decode(S.self, params) }
+    }
+
+    private static func decode<S: Stage>(_ stage: S.Type, _ params: Value) throws(StageFailure) -> S.Params {
+        do {
+            return try params.decode(S.Params.self)
+        } catch {
+            throw StageFailure("parameters of `\(S.descriptor.type)` could not be decoded: \(error)")
         }
+    }
+
+    /// Decodes resolved parameters exactly as a run would, without running.
+    public func decodeParameters(_ params: Value) throws(StageFailure) {
+        try decoder(params)
     }
 
     /// Runs the stage with resolved parameters (a JSON object of the declared params).

@@ -195,6 +195,9 @@ public struct Recipe: Sendable {
     /// The matrix sweep, when `matrix:` (or `--matrix`) gives one; `stages`
     /// then holds every instance.
     public var matrix: MatrixSweep? = nil
+    /// What validation found worth saying about a valid recipe (an unpinned
+    /// model source, …), by position.
+    public var warnings: [Diagnostic] = []
 
     public init(
         file: String, directory: String, version: Int, name: String, backend: String, seed: Int,

@@ -15,6 +15,8 @@ struct RecipeValidation {
     let backends: Set<String>
 
     var diagnostics: [Diagnostic] = []
+    /// Diagnostics of severity `warning`: reported, but the recipe is valid.
+    var warnings: [Diagnostic] = []
     /// Variables after overrides, as YAML so they substitute with their types.
     var variables: OrderedDictionary<String, YAMLNode> = [:]
     /// Variables whose definition already has an error; uses stay quiet.
@@ -111,6 +113,7 @@ struct RecipeValidation {
             vars: variables.mapValues { RecipeJSON.value(of: $0) }, stages: stages)
         recipe.description = description
         recipe.profile = profile
+        recipe.warnings = Self.ordered(warnings)
         return recipe
     }
 
@@ -322,7 +325,12 @@ struct RecipeValidation {
             }
             if seen.insert(diagnostic).inserted { unique.append(diagnostic) }
         }
-        return unique.enumerated().sorted { a, b in
+        return Self.ordered(unique)
+    }
+
+    /// `diagnostics` by position (those without one first), otherwise in order.
+    static func ordered(_ diagnostics: [Diagnostic]) -> [Diagnostic] {
+        diagnostics.enumerated().sorted { a, b in
             switch (a.element.location, b.element.location) {
             case (nil, nil): return a.offset < b.offset
             case (nil, _): return true

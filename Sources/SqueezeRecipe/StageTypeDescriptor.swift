@@ -1,3 +1,4 @@
+import Collections
 import SqueezeYAML
 
 /// The type of a stage parameter, as a stage type declares it.
@@ -95,6 +96,27 @@ public struct OutputSpec: Sendable, Hashable {
     }
 }
 
+/// Whether a stage type's executions draw on the stage seed. Only those that
+/// do key on it, so two recipes that differ only in `seed:` share the cache
+/// entries of every stage that consumes no randomness.
+public enum SeedUse: Sendable, Hashable {
+    /// Every execution (training, sampling): the seed is part of the key.
+    case always
+    /// None (importing, converting): the seed is not part of the key.
+    case never
+    /// Only when the named parameter is given (a split drawn by the seed).
+    case whenGiven(String)
+
+    /// Whether a stage with these parameters draws on its seed.
+    public func drawsSeed(_ parameters: OrderedDictionary<String, ParamValue>) -> Bool {
+        switch self {
+        case .always: true
+        case .never: false
+        case .whenGiven(let name): parameters[name].map { $0.kind != .null } ?? false
+        }
+    }
+}
+
 /// Everything the recipe layer needs to know about a stage type.
 public struct StageTypeDescriptor: Sendable {
     /// The `uses:` value, e.g. `command` or `prune/cofi`.
@@ -106,7 +128,8 @@ public struct StageTypeDescriptor: Sendable {
     public var outputs: [OutputSpec]
     /// Extra checks beyond types (for example "`run` must be a list unless
     /// `shell: true`"), run on the stage's `with` mapping after type checking.
-    /// Diagnostics should point at the offending node.
+    /// Diagnostics should point at the offending node; those of severity
+    /// `warning` are reported without failing validation.
     public var check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])?
     /// What a stage of this type asks of the machine when its recipe entry
     /// has no `resources:` (tensor stages ask for all cores).
@@ -114,16 +137,27 @@ public struct StageTypeDescriptor: Sendable {
     /// Whether the stage computes on the recipe's tensor backend; its cache
     /// key then holds the backend's numerics fingerprint, not just its name.
     public var usesTensorBackend: Bool
+    /// Whether its executions draw on the stage seed (and so key on it).
+    public var seedUse: SeedUse
+    /// The local file or directory a string parameter's value stands for when
+    /// its text does not pin what the stage will read (an unpinned model
+    /// source), or nil: the key then holds that content's digest beside the
+    /// text. It may throw when the content cannot be found.
+    public var keyedContent: (@Sendable (_ parameter: String, _ value: String) throws -> String?)?
 
     public init(
         type: String, version: Int, summary: String,
         parameters: [ParameterSpec], outputs: [OutputSpec],
         defaultResources: Resources = Resources(),
         usesTensorBackend: Bool = false,
+        seedUse: SeedUse = .always,
+        keyedContent: (@Sendable (_ parameter: String, _ value: String) throws -> String?)? = nil,
         check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
     ) {
+        self.keyedContent = keyedContent
         self.defaultResources = defaultResources
         self.usesTensorBackend = usesTensorBackend
+        self.seedUse = seedUse
         self.type = type
         self.version = version
         self.summary = summary

@@ -227,7 +227,9 @@ extension RecipeValidation {
 
         if let check = descriptor.check {
             let withNode = YAMLNode(.mapping(substituted), at: withLocation, tag: node?.tag)
-            diagnostics += check(withNode)
+            let found = check(withNode)
+            diagnostics += found.filter { $0.severity == .error }
+            warnings += found.filter { $0.severity == .warning }
             guard diagnostics.count == errorsBefore else { return nil }
         }
         return CheckedWith(parameters: parameters, written: writtenInOrder)

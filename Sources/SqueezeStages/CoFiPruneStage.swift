@@ -16,24 +16,64 @@ import SqueezeYAML
 /// the output is a dense model whose layers may differ in size. An optional
 /// fine-tune with prediction-layer distillation follows, masks frozen.
 public struct CoFiPruneStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let teacher = Parameter("teacher", .artifact("model"), doc: "The fine-tuned model to prune (`${finetuned.model}`); it is also the distillation teacher. Its labels must be the dataset's.")
+        public static let student = Parameter("student", .optional(.artifact("model")), doc: "Start the pruned model from this model instead of a copy of the teacher: same labels, vocabulary and hidden size as the teacher.")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`).")
+        public static let target_sparsity = Parameter("target_sparsity", .number, doc: "Fraction of the prunable encoder parameters (query, key, value, attention output and both FFN matrices) to remove, in [0, 1).")
+        public static let units = Parameter("units", .array(.string), default: CoFiUnit.allCases.map(\.rawValue), doc: "What may be pruned: any of `heads`, `ffn_units`, `hidden` (hidden dimensions, shared by all layers) and `layers` (whole attention and FFN sublayers).")
+        public static let lagrangian_warmup_steps = Parameter("lagrangian_warmup_steps", .optional(.int), doc: "Updates over which the target sparsity rises linearly from 0 (instead of `lagrangian_warmup_ratio`).")
+        public static let lagrangian_warmup_ratio = Parameter("lagrangian_warmup_ratio", .optional(.number), doc: "Fraction of the pruning updates over which the target sparsity rises linearly from 0; default 0.1 (the reference: 2 of 20 epochs).")
+        public static let mask_lr = Parameter("mask_lr", .number, default: 0.01, doc: "Adam learning rate of the masks' log α (the reference's `reg_learning_rate`).")
+        public static let lambda_lr = Parameter("lambda_lr", .number, default: 0.01, doc: "Adam learning rate of the Lagrange multipliers λ1, λ2, applied as gradient ascent.")
+        public static let layer_distill_weight = Parameter("layer_distill_weight", .number, default: 0.9, doc: "Weight of the layer distillation loss: Σ MSE(W·h_student, h_teacher) over the teacher layers, each matched to the closest remaining student layer with the order kept.")
+        public static let pred_distill_weight = Parameter("pred_distill_weight", .number, default: 0.1, doc: "Weight of the prediction-layer loss T²·KL(softmax(t/T) ‖ softmax(s/T)).")
+        public static let ce_weight = Parameter("ce_weight", .number, default: 0, doc: "Weight of the task cross-entropy on the labels (0 in the reference).")
+        public static let temperature = Parameter("temperature", .number, default: 2, doc: "Softmax temperature T of the prediction-layer loss (> 0).")
+        public static let teacher_layers = Parameter("teacher_layers", .optional(.array(.int)), doc: "Teacher layers (0-based, increasing) of the layer loss. Default: at most four, every ⌈L/4⌉-th ending at the last (6 layers: [1, 3, 5]; 12 layers: [2, 5, 8, 11], the paper's).")
+        public static let freeze_embeddings = Parameter("freeze_embeddings", .bool, default: true, doc: "Keep the embeddings (tables and LayerNorm) fixed while pruning, as the reference does.")
+        public static let finetune_epochs = Parameter("finetune_epochs", .number, default: 0, doc: "After pruning, fine-tune the pruned model (its structure fixed) for this many epochs with prediction-layer distillation from the teacher (plus cross-entropy when `ce_weight` > 0). 0: none.")
+        public static let finetune_lr = Parameter("finetune_lr", .optional(.number), doc: "Peak learning rate of the post-pruning fine-tune; default `lr`.")
+
+        /// The shared training options, as this stage documents them.
+        public static let training = TrainingOptions.Parameters()
+            .documenting(
+                \.epochs,
+                "Passes over the training split while pruning (fractions allowed). Default 1 when `steps` is not given.")
+            .documenting(\.steps, "Number of pruning updates instead of `epochs`.")
+            .defaulting(\.lr, to: 2e-5)
+            .documenting(\.lr, "Peak learning rate of the weights and the layer map (linear warmup and decay).")
+            .documenting(
+                \.warmupRatio,
+                "Fraction of the updates over which the weights' learning rate rises linearly from 0; it then decays linearly to 0.")
+            .documenting(
+                \.weightDecay,
+                "Decoupled AdamW weight decay of the weights (never on biases, LayerNorm weights, the layer map or the masks).")
+            .documenting(\.gradClip, "Clip the weights' and layer map's gradients to this global L2 norm; 0 turns clipping off.")
+            .documenting(\.evalSplit, "The split the pruned model is evaluated on (skipped when the dataset has no such split).")
+            .documenting(
+                \.evalEvery,
+                "Evaluate the model the current masks would give every N pruning updates (0: only at the end).")
+            .documenting(\.logEvery, "Average and record the losses, expected sparsity, target and λ over this many updates.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            teacher, student, data, target_sparsity, units, training.epochs, training.steps, lagrangian_warmup_steps,
+            lagrangian_warmup_ratio, training.lr, mask_lr, lambda_lr, training.batchSize, training.maxSeqLen,
+            training.warmupRatio, training.weightDecay, training.gradClip, layer_distill_weight, pred_distill_weight,
+            ce_weight, temperature, teacher_layers, freeze_embeddings, finetune_epochs, finetune_lr, training.trainSplit,
+            training.evalSplit, training.evalEvery, training.logEvery, training.batching,
+        ]
+
         public var teacher: String
         public var student: String?
         public var data: String
+        public var training: TrainingOptions
         public var target_sparsity: Double
         public var units: [String]
-        public var epochs: Double?
-        public var steps: Int?
         public var lagrangian_warmup_steps: Int?
         public var lagrangian_warmup_ratio: Double?
-        public var lr: Double
         public var mask_lr: Double
         public var lambda_lr: Double
-        public var batch_size: Int
-        public var max_seq_len: Int
-        public var warmup_ratio: Double
-        public var weight_decay: Double
-        public var grad_clip: Double
         public var layer_distill_weight: Double
         public var pred_distill_weight: Double
         public var ce_weight: Double
@@ -42,49 +82,34 @@ public struct CoFiPruneStage: Stage {
         public var freeze_embeddings: Bool
         public var finetune_epochs: Double
         public var finetune_lr: Double?
-        public var train_split: String
-        public var eval_split: String
-        public var eval_every: Int
-        public var log_every: Int
-        public var batching: String
+
+        public init(_ arguments: StageArguments) throws {
+            teacher = try arguments[Self.teacher]
+            student = try arguments[Self.student]
+            data = try arguments[Self.data]
+            training = try TrainingOptions(arguments, Self.training)
+            target_sparsity = try arguments[Self.target_sparsity]
+            units = try arguments[Self.units]
+            lagrangian_warmup_steps = try arguments[Self.lagrangian_warmup_steps]
+            lagrangian_warmup_ratio = try arguments[Self.lagrangian_warmup_ratio]
+            mask_lr = try arguments[Self.mask_lr]
+            lambda_lr = try arguments[Self.lambda_lr]
+            layer_distill_weight = try arguments[Self.layer_distill_weight]
+            pred_distill_weight = try arguments[Self.pred_distill_weight]
+            ce_weight = try arguments[Self.ce_weight]
+            temperature = try arguments[Self.temperature]
+            teacher_layers = try arguments[Self.teacher_layers]
+            freeze_embeddings = try arguments[Self.freeze_embeddings]
+            finetune_epochs = try arguments[Self.finetune_epochs]
+            finetune_lr = try arguments[Self.finetune_lr]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "prune/cofi",
         version: 1,
         summary: "Structured pruning with CoFi: learned hard-concrete masks over heads, FFN units, hidden dimensions and sublayers, a Lagrangian sparsity target and layer + prediction distillation; outputs a smaller dense model.",
-        parameters: [
-            ParameterSpec("teacher", .artifact("model"), required: true, doc: "The fine-tuned model to prune (`${finetuned.model}`); it is also the distillation teacher. Its labels must be the dataset's."),
-            ParameterSpec("student", .artifact("model"), doc: "Start the pruned model from this model instead of a copy of the teacher: same labels, vocabulary and hidden size as the teacher."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`)."),
-            ParameterSpec("target_sparsity", .number, required: true, doc: "Fraction of the prunable encoder parameters (query, key, value, attention output and both FFN matrices) to remove, in [0, 1)."),
-            ParameterSpec("units", .array(.string), default: .array(CoFiUnit.allCases.map { .string($0.rawValue) }), doc: "What may be pruned: any of `heads`, `ffn_units`, `hidden` (hidden dimensions, shared by all layers) and `layers` (whole attention and FFN sublayers)."),
-            ParameterSpec("epochs", .number, doc: "Passes over the training split while pruning (fractions allowed). Default 1 when `steps` is not given."),
-            ParameterSpec("steps", .int, doc: "Number of pruning updates instead of `epochs`."),
-            ParameterSpec("lagrangian_warmup_steps", .int, doc: "Updates over which the target sparsity rises linearly from 0 (instead of `lagrangian_warmup_ratio`)."),
-            ParameterSpec("lagrangian_warmup_ratio", .number, doc: "Fraction of the pruning updates over which the target sparsity rises linearly from 0; default 0.1 (the reference: 2 of 20 epochs)."),
-            ParameterSpec("lr", .number, default: .double(2e-5), doc: "Peak learning rate of the weights and the layer map (linear warmup and decay)."),
-            ParameterSpec("mask_lr", .number, default: .double(0.01), doc: "Adam learning rate of the masks' log α (the reference's `reg_learning_rate`)."),
-            ParameterSpec("lambda_lr", .number, default: .double(0.01), doc: "Adam learning rate of the Lagrange multipliers λ1, λ2, applied as gradient ascent."),
-            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
-            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the weights' learning rate rises linearly from 0; it then decays linearly to 0."),
-            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay of the weights (never on biases, LayerNorm weights, the layer map or the masks)."),
-            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip the weights' and layer map's gradients to this global L2 norm; 0 turns clipping off."),
-            ParameterSpec("layer_distill_weight", .number, default: .double(0.9), doc: "Weight of the layer distillation loss: Σ MSE(W·h_student, h_teacher) over the teacher layers, each matched to the closest remaining student layer with the order kept."),
-            ParameterSpec("pred_distill_weight", .number, default: .double(0.1), doc: "Weight of the prediction-layer loss T²·KL(softmax(t/T) ‖ softmax(s/T))."),
-            ParameterSpec("ce_weight", .number, default: .double(0), doc: "Weight of the task cross-entropy on the labels (0 in the reference)."),
-            ParameterSpec("temperature", .number, default: .double(2), doc: "Softmax temperature T of the prediction-layer loss (> 0)."),
-            ParameterSpec("teacher_layers", .array(.int), doc: "Teacher layers (0-based, increasing) of the layer loss. Default: at most four, every ⌈L/4⌉-th ending at the last (6 layers: [1, 3, 5]; 12 layers: [2, 5, 8, 11], the paper's)."),
-            ParameterSpec("freeze_embeddings", .bool, default: .bool(true), doc: "Keep the embeddings (tables and LayerNorm) fixed while pruning, as the reference does."),
-            ParameterSpec("finetune_epochs", .number, default: .double(0), doc: "After pruning, fine-tune the pruned model (its structure fixed) for this many epochs with prediction-layer distillation from the teacher (plus cross-entropy when `ce_weight` > 0). 0: none."),
-            ParameterSpec("finetune_lr", .number, doc: "Peak learning rate of the post-pruning fine-tune; default `lr`."),
-            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
-            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split the pruned model is evaluated on (skipped when the dataset has no such split)."),
-            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate the model the current masks would give every N pruning updates (0: only at the end)."),
-            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the losses, expected sparsity, target and λ over this many updates."),
-            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The pruned model artifact: dense, smaller, its config recording each layer's heads and FFN width (`squeeze_layers`) and the head size."),
         ],
@@ -96,7 +121,7 @@ public struct CoFiPruneStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems = FinetuneStage.checkParams(with)
+        var problems = TrainingOptions.check(with)
         if let node = with["target_sparsity"], let value = ParamChecks.number(node), !(value >= 0 && value < 1) {
             problems.append(Diagnostic(
                 "`target_sparsity` must be in [0, 1), got \(node.scalar ?? "")", at: node.location,
@@ -114,11 +139,15 @@ public struct CoFiPruneStage: Stage {
                     hint: Suggestion.hint(for: name, in: known)))
             }
         }
-        problems += ParamChecks.eitherOr(with, "lagrangian_warmup_steps", "lagrangian_warmup_ratio")
-        problems += ParamChecks.unitInterval(with, ["lagrangian_warmup_ratio"])
-        problems += ParamChecks.positive(with, ["mask_lr", "temperature", "finetune_lr"])
+        problems += ParamChecks.eitherOr(with, Params.lagrangian_warmup_steps, Params.lagrangian_warmup_ratio)
+        problems += ParamChecks.unitInterval(with, [Params.lagrangian_warmup_ratio])
+        problems += ParamChecks.positive(with, [Params.mask_lr, Params.temperature, Params.finetune_lr])
         problems += ParamChecks.nonNegative(
-            with, ["lambda_lr", "layer_distill_weight", "pred_distill_weight", "ce_weight", "finetune_epochs", "lagrangian_warmup_steps"])
+            with,
+            [
+                Params.lambda_lr, Params.layer_distill_weight, Params.pred_distill_weight, Params.ce_weight, Params.finetune_epochs,
+                Params.lagrangian_warmup_steps,
+            ])
         let weights = ["layer_distill_weight", "pred_distill_weight", "ce_weight"].map { name in
             with[name].map { ParamChecks.number($0) } ?? (name == "ce_weight" ? 0 : 1)
         }
@@ -145,7 +174,7 @@ public struct CoFiPruneStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
@@ -167,16 +196,15 @@ public struct CoFiPruneStage: Stage {
         }
         let student = try Self.loadStudent(params, teacher: teacher)
 
-        let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
+        let maxLength = min(params.training.maxSeqLen, student.config.maxPositionEmbeddings)
         let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
 
-        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let length = params.training.length(examples: data.train.count)
         let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let lagrangianWarmup = params.lagrangian_warmup_steps
             ?? Int(((params.lagrangian_warmup_ratio ?? 0.1) * Double(totalSteps)).rounded(.up))
         let options = length.options(
-            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
-            seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: RandomStream.dropout.bits(of: context.seed))
         var trainer: CoFiTrainer
         do {
             let schedule = try CoFiSparsitySchedule(target: params.target_sparsity, warmupSteps: lagrangianWarmup)
@@ -184,19 +212,19 @@ public struct CoFiPruneStage: Stage {
                 units: units, schedule: schedule, maskLearningRate: params.mask_lr, lambdaLearningRate: params.lambda_lr,
                 layerDistillWeight: Float(params.layer_distill_weight), predictionDistillWeight: Float(params.pred_distill_weight),
                 ceWeight: Float(params.ce_weight), temperature: Float(params.temperature), teacherLayers: params.teacher_layers,
-                freezeEmbeddings: params.freeze_embeddings, seed: randomBits(seed: context.seed, stream: Streams.masks, index: 0))
+                freezeEmbeddings: params.freeze_embeddings, seed: RandomStream.masks.bits(of: context.seed))
             trainer = try CoFiTrainer(student: student, teacher: teacher.model, options: options, cofi: cofi, backend: backend)
         } catch {
             throw StageFailure(error.description)
         }
         let startPrunable = Self.prunableParameters(student)
         context.log.line("""
-            prune/cofi: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
+            prune/cofi: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
             labels \(dataset.labels); \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize), \(startPrunable) prunable \
             parameters; target sparsity \(params.target_sparsity) over \(lagrangianWarmup) warm-up updates, units \
             \(units.sorted().map(\.rawValue)); loss \(params.layer_distill_weight)·layer (teacher layers \(trainer.teacherLayers)) + \
             \(params.pred_distill_weight)·pred (T=\(params.temperature)) + \(params.ce_weight)·ce; \(totalSteps) updates \
-            (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), mask lr \(params.mask_lr), \
+            (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.training.lr), mask lr \(params.mask_lr), \
             λ lr \(params.lambda_lr), backend \(backend.id) with \(context.threads) threads
             """)
 
@@ -213,7 +241,7 @@ public struct CoFiPruneStage: Stage {
 
         var loop = TrainingLoop(
             sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
-            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
         loop.divergence = { loss, step, epoch in "the loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`" }
         let outcome = try loop.run(
             context,
@@ -248,7 +276,7 @@ public struct CoFiPruneStage: Stage {
                 let pruned = try Self.compact(trainer)
                 if let scores = try evaluate(pruned) {
                     evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(1 - Double(Self.prunableParameters(pruned)) / Double(max(startPrunable, 1)))]))
-                    context.log.line("step \(step): pruned model \(params.eval_split) " + String(format: "accuracy %.4f", scores.accuracy))
+                    context.log.line("step \(step): pruned model \(params.training.evalSplit) " + String(format: "accuracy %.4f", scores.accuracy))
                 }
                 return false
             })
@@ -260,7 +288,7 @@ public struct CoFiPruneStage: Stage {
         let expectedSparsity = trainer.expectedSparsity
         let prunedScores = try evaluate(model)
         if let prunedScores {
-            context.log.line("pruned model \(params.eval_split) " + String(format: "accuracy %.4f", prunedScores.accuracy))
+            context.log.line("pruned model \(params.training.evalSplit) " + String(format: "accuracy %.4f", prunedScores.accuracy))
         }
 
         var metrics: [String: Value] = [:]
@@ -302,16 +330,16 @@ public struct CoFiPruneStage: Stage {
             "mask_history": .array(maskHistory),
         ], uniquingKeysWith: { _, new in new })
         if let prunedScores {
-            metrics["pruned_\(params.eval_split)_accuracy"] = .double(prunedScores.accuracy)
-            metrics["\(params.eval_split)_curve"] = .array(evalCurve)
+            metrics["pruned_\(params.training.evalSplit)_accuracy"] = .double(prunedScores.accuracy)
+            metrics["\(params.training.evalSplit)_curve"] = .array(evalCurve)
         }
         if let finalScores {
-            metrics["\(params.eval_split)_accuracy"] = .double(finalScores.accuracy)
-            metrics["\(params.eval_split)_macro_f1"] = .double(finalScores.macroF1)
-            metrics["\(params.eval_split)_loss"] = .double(finalScores.loss)
+            metrics["\(params.training.evalSplit)_accuracy"] = .double(finalScores.accuracy)
+            metrics["\(params.training.evalSplit)_macro_f1"] = .double(finalScores.macroF1)
+            metrics["\(params.training.evalSplit)_loss"] = .double(finalScores.loss)
             let teacherScores = try teacher.model.evaluate(
                 encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
+            metrics["teacher_\(params.training.evalSplit)_accuracy"] = .double(teacherScores.accuracy)
         }
         return StageResult(metrics: metrics, outputs: ["model": "."])
     }
@@ -372,10 +400,11 @@ public struct CoFiPruneStage: Stage {
         _ model: BertModel, teacher: LoadedClassifier, _ params: Params, sequences: TokenSequences, labels: [Int], context: StageContext,
         backend: any Backend
     ) throws -> (model: BertModel, steps: Int, curve: [Value]) {
-        let length = TrainingLength(examples: sequences.count, batchSize: params.batch_size, epochs: params.finetune_epochs, steps: nil)
+        let length = TrainingLength(examples: sequences.count, batchSize: params.training.batchSize, epochs: params.finetune_epochs, steps: nil)
+        var finetuning = params.training
+        finetuning.lr = params.finetune_lr ?? params.training.lr
         let options = length.options(
-            lr: params.finetune_lr ?? params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
-            seed: randomBits(seed: context.seed, stream: Streams.finetuneDropout, index: 0))
+            finetuning, seed: RandomStream.finetuneDropout.bits(of: context.seed))
         let (prediction, ce) = (params.pred_distill_weight, params.ce_weight)
         let alpha = prediction + ce > 0 ? prediction / (prediction + ce) : 1
         var trainer: DistillationTrainer
@@ -392,8 +421,8 @@ public struct CoFiPruneStage: Stage {
         var window = MeanLossWindow()
         var loop = TrainingLoop(
             sequences: sequences, labels: labels, padID: teacher.padID, length: length,
-            orderSeed: randomBits(seed: context.seed, stream: Streams.finetuneBatchOrder, index: 0),
-            batching: params.batching, logEvery: params.log_every, evalEvery: 0)
+            orderSeed: RandomStream.finetuneBatchOrder.bits(of: context.seed),
+            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: 0)
         loop.progressPrefix = "fine-tune "
         loop.divergence = { loss, step, _ in "the fine-tune loss became \(loss) at step \(step); lower `finetune_lr`" }
         let outcome = try loop.run(
@@ -435,14 +464,5 @@ public struct CoFiPruneStage: Stage {
             let n = Double(max(steps, 1))
             return (total / n, layer / n, prediction / n, task / n, lagrangian / n)
         }
-    }
-
-    /// `randomBits` streams, one per use of the stage seed.
-    enum Streams {
-        static let dropout: UInt64 = 2
-        // 3: the batch order (`TrainingLoop.batchOrderStream`).
-        static let masks: UInt64 = 6
-        static let finetuneDropout: UInt64 = 7
-        static let finetuneBatchOrder: UInt64 = 8
     }
 }

@@ -17,7 +17,18 @@ import Darwin
 /// the shell as an environment variable that the script expands (see
 /// `ShellScript`), so a parameter can never become shell syntax.
 public struct CommandStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let run = Parameter("run", .runSpec, quoting: .shell, doc: "The program and its arguments as a list (no shell), or a shell script when `shell: true`. The first element is looked up on PATH unless it contains a slash.")
+        public static let shell = Parameter("shell", .bool, default: false, doc: "Run `run` (a string) with /bin/sh -c. Each reference in it reaches the script as an environment variable, never as script text; one inside single quotes, backquotes or shell arithmetic is an error.")
+        public static let inputs = Parameter("inputs", .array(.path), default: [], doc: "Files and directories the command reads; their content is part of the cache key.")
+        public static let outputs = Parameter("outputs", .array(.string), default: [], doc: "Paths, relative to ${out}, that the command must create. A missing one fails the stage.")
+        public static let env = Parameter("env", .map(.string), default: [:], doc: "Extra environment variables for the command.")
+        public static let timeout = Parameter("timeout", .optional(.number), doc: "Seconds after which the command (and every process it started) is killed and the stage fails.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            run, shell, inputs, outputs, env, timeout,
+        ]
+
         /// argv, or a script when `shell` is true.
         public var run: RunSpec
         public var shell: Bool
@@ -25,6 +36,15 @@ public struct CommandStage: Stage {
         public var outputs: [String]
         public var env: [String: String]
         public var timeout: Double?
+
+        public init(_ arguments: StageArguments) throws {
+            run = try arguments[Self.run]
+            shell = try arguments[Self.shell]
+            inputs = try arguments[Self.inputs]
+            outputs = try arguments[Self.outputs]
+            env = try arguments[Self.env]
+            timeout = try arguments[Self.timeout]
+        }
     }
 
     /// `run:` is a list of arguments, or one string for `shell: true` (with
@@ -49,26 +69,7 @@ public struct CommandStage: Stage {
         type: "command",
         version: 1,
         summary: "Run a program with an argument list; its outputs are files it writes under ${out}.",
-        parameters: [
-            ParameterSpec(
-                "run", .oneOf([.array(.string), .string]), required: true, quoting: .shell,
-                doc: "The program and its arguments as a list (no shell), or a shell script when `shell: true`. The first element is looked up on PATH unless it contains a slash."),
-            ParameterSpec(
-                "shell", .bool, default: .bool(false),
-                doc: "Run `run` (a string) with /bin/sh -c. Each reference in it reaches the script as an environment variable, never as script text; one inside single quotes, backquotes or shell arithmetic is an error."),
-            ParameterSpec(
-                "inputs", .array(.path), default: .array([]),
-                doc: "Files and directories the command reads; their content is part of the cache key."),
-            ParameterSpec(
-                "outputs", .array(.string), default: .array([]),
-                doc: "Paths, relative to ${out}, that the command must create. A missing one fails the stage."),
-            ParameterSpec(
-                "env", .map(.string), default: .object([:]),
-                doc: "Extra environment variables for the command."),
-            ParameterSpec(
-                "timeout", .number,
-                doc: "Seconds after which the command (and every process it started) is killed and the stage fails."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("out", kind: "directory", doc: "The directory the command wrote (${out} while it ran)."),
         ],
@@ -229,6 +230,10 @@ enum ShellCommandString {
     static func hasReference(_ text: String) -> Bool {
         text.replacingOccurrences(of: "$${", with: "").contains("${")
     }
+}
+
+extension ParameterType where Decoded == CommandStage.RunSpec {
+    static var runSpec: Self { Self(.oneOf([.array(.string), .string])) }
 }
 
 /// Rules for paths a stage declares inside its output directory.

@@ -19,7 +19,9 @@ import SqueezeYAML
 /// attention or null]`, means over the last `log_every` updates.
 public struct DistillStage: Stage {
     public struct StudentInit: Decodable, Sendable {
-        public var from: String
+        /// Nil only when validation was bypassed: `init` is any mapping to the
+        /// decoder, and `check` requires `from`.
+        public var from: String?
         public var layers: [Int]?
         public var hidden_size: Int?
         public var num_hidden_layers: Int?
@@ -27,26 +29,50 @@ public struct DistillStage: Stage {
         public var intermediate_size: Int?
     }
 
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let teacher = Parameter("teacher", .artifact("model"), doc: "The fine-tuned teacher (`${finetuned.model}`); its labels must be the dataset's.")
+        public static let student = Parameter("student", .optional(.artifact("model")), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`.")
+        public static let initialization = Parameter("init", .optional(.mapping(StudentInit.self)), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier; `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random BERT (seeded by the stage seed) with the teacher's vocabulary, other sizes defaulting to the teacher's. Give either `student` or `init`.")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels must be the teacher's.")
+        public static let keep_best = Parameter("keep_best", .bool, default: true, doc: "Output the student of the evaluation with the best accuracy (ties: the lower loss) rather than the last one.")
+        public static let early_stop_patience = Parameter("early_stop_patience", .optional(.int), doc: "Stop after this many evaluations without a better student.")
+        public static let temperature = Parameter("temperature", .number, default: 2, doc: "Softmax temperature T of the KL loss (> 0); the loss is scaled by T².")
+        public static let alpha = Parameter("alpha", .number, default: 0.5, doc: "Weight α of the distillation loss; the labels' cross-entropy gets 1 − α. In [0, 1].")
+        public static let alpha_start = Parameter("alpha_start", .optional(.number), doc: "Schedule α linearly from this value at the first update to `alpha_end` at the last (instead of `alpha`).")
+        public static let alpha_end = Parameter("alpha_end", .optional(.number), doc: "α at the last update, with `alpha_start`.")
+        public static let loss = Parameter("loss", .enumeration(LogitLoss.allCases.map(\.rawValue)), default: "kl", doc: "`kl`: temperature-scaled KL divergence of the softened distributions; `mse`: mean squared error of the raw logits.")
+        public static let hidden_loss_weight = Parameter("hidden_loss_weight", .number, default: 0, doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only). 0 turns it off.")
+        public static let attention_loss_weight = Parameter("attention_loss_weight", .number, default: 0, keyedOnlyWhenChanged: true, doc: "Weight of the attention-score loss (TinyBERT): Σ over `layer_map` of the squared difference between the student's and the teacher's pre-softmax attention scores q·kᵀ/√d_head, averaged over the heads and over the (query, key) pairs of real tokens (padding excluded as query and as key). Mapped layers must have the same number of heads, at least one. 0 turns it off.")
+        public static let layer_map = Parameter("layer_map", .optional(.array(.array(.int))), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden and attention losses. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]]).")
+        public static let hidden_projection = Parameter("hidden_projection", .enumeration(["learned", "none"]), default: "learned", doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only).")
+        public static let cache_teacher = Parameter("cache_teacher", .bool, default: false, doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`.")
+
+        /// The shared training options, as this stage documents them.
+        public static let training = TrainingOptions.Parameters()
+            .documenting(\.weightDecay, "Decoupled AdamW weight decay (never on biases, LayerNorm weights or the projection).")
+            .documenting(
+                \.gradClip,
+                "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off.")
+            .documenting(
+                \.evalSplit,
+                "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split).")
+            .documenting(\.logEvery, "Average and record the training losses over this many updates.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            teacher, student, initialization, data, training.epochs, training.steps, training.lr, training.batchSize,
+            training.maxSeqLen, training.warmupRatio, training.weightDecay, training.gradClip, training.trainSplit,
+            training.evalSplit, training.evalEvery, keep_best, early_stop_patience, training.batching, training.logEvery,
+            temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, attention_loss_weight, layer_map,
+            hidden_projection, cache_teacher,
+        ]
+
         public var teacher: String
         public var student: String?
         public var initialization: StudentInit?
         public var data: String
-        public var epochs: Double?
-        public var steps: Int?
-        public var lr: Double
-        public var batch_size: Int
-        public var max_seq_len: Int
-        public var warmup_ratio: Double
-        public var weight_decay: Double
-        public var grad_clip: Double
-        public var train_split: String
-        public var eval_split: String
-        public var eval_every: Int
+        public var training: TrainingOptions
         public var keep_best: Bool
         public var early_stop_patience: Int?
-        public var batching: String
-        public var log_every: Int
         public var temperature: Double
         public var alpha: Double
         public var alpha_start: Double?
@@ -58,11 +84,24 @@ public struct DistillStage: Stage {
         public var hidden_projection: String
         public var cache_teacher: Bool
 
-        enum CodingKeys: String, CodingKey {
-            case teacher, student, initialization = "init", data, epochs, steps, lr, batch_size, max_seq_len, warmup_ratio
-            case weight_decay, grad_clip, train_split, eval_split, eval_every, keep_best, early_stop_patience, batching
-            case log_every, temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, attention_loss_weight, layer_map
-            case hidden_projection, cache_teacher
+        public init(_ arguments: StageArguments) throws {
+            teacher = try arguments[Self.teacher]
+            student = try arguments[Self.student]
+            initialization = try arguments[Self.initialization]
+            data = try arguments[Self.data]
+            training = try TrainingOptions(arguments, Self.training)
+            keep_best = try arguments[Self.keep_best]
+            early_stop_patience = try arguments[Self.early_stop_patience]
+            temperature = try arguments[Self.temperature]
+            alpha = try arguments[Self.alpha]
+            alpha_start = try arguments[Self.alpha_start]
+            alpha_end = try arguments[Self.alpha_end]
+            loss = try arguments[Self.loss]
+            hidden_loss_weight = try arguments[Self.hidden_loss_weight]
+            attention_loss_weight = try arguments[Self.attention_loss_weight]
+            layer_map = try arguments[Self.layer_map]
+            hidden_projection = try arguments[Self.hidden_projection]
+            cache_teacher = try arguments[Self.cache_teacher]
         }
     }
 
@@ -72,37 +111,7 @@ public struct DistillStage: Stage {
         type: "distill/kd",
         version: 1,
         summary: "Distil a fine-tuned teacher classifier into a student (KL at a temperature or logit MSE, mixed with cross-entropy by α; optional hidden-state MSE through a learned projection and attention-score MSE on a layer map).",
-        parameters: [
-            ParameterSpec("teacher", .artifact("model"), required: true, doc: "The fine-tuned teacher (`${finetuned.model}`); its labels must be the dataset's."),
-            ParameterSpec("student", .artifact("model"), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`."),
-            ParameterSpec("init", .map(.any), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier; `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random BERT (seeded by the stage seed) with the teacher's vocabulary, other sizes defaulting to the teacher's. Give either `student` or `init`."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels must be the teacher's."),
-            ParameterSpec("epochs", .number, doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given."),
-            ParameterSpec("steps", .int, doc: "Number of updates instead of `epochs`."),
-            ParameterSpec("lr", .number, default: .double(5e-5), doc: "Peak learning rate."),
-            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
-            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0."),
-            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay (never on biases, LayerNorm weights or the projection)."),
-            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off."),
-            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
-            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split)."),
-            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate every N updates (0: only at the end)."),
-            ParameterSpec("keep_best", .bool, default: .bool(true), doc: "Output the student of the evaluation with the best accuracy (ties: the lower loss) rather than the last one."),
-            ParameterSpec("early_stop_patience", .int, doc: "Stop after this many evaluations without a better student."),
-            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
-            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the training losses over this many updates."),
-            ParameterSpec("temperature", .number, default: .double(2), doc: "Softmax temperature T of the KL loss (> 0); the loss is scaled by T²."),
-            ParameterSpec("alpha", .number, default: .double(0.5), doc: "Weight α of the distillation loss; the labels' cross-entropy gets 1 − α. In [0, 1]."),
-            ParameterSpec("alpha_start", .number, doc: "Schedule α linearly from this value at the first update to `alpha_end` at the last (instead of `alpha`)."),
-            ParameterSpec("alpha_end", .number, doc: "α at the last update, with `alpha_start`."),
-            ParameterSpec("loss", .enumeration(LogitLoss.allCases.map(\.rawValue)), default: .string("kl"), doc: "`kl`: temperature-scaled KL divergence of the softened distributions; `mse`: mean squared error of the raw logits."),
-            ParameterSpec("hidden_loss_weight", .number, default: .double(0), doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only). 0 turns it off."),
-            ParameterSpec("attention_loss_weight", .number, default: .double(0), keyedOnlyWhenChanged: true, doc: "Weight of the attention-score loss (TinyBERT): Σ over `layer_map` of the squared difference between the student's and the teacher's pre-softmax attention scores q·kᵀ/√d_head, averaged over the heads and over the (query, key) pairs of real tokens (padding excluded as query and as key). Mapped layers must have the same number of heads, at least one. 0 turns it off."),
-            ParameterSpec("layer_map", .array(.array(.int)), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden and attention losses. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]])."),
-            ParameterSpec("hidden_projection", .enumeration(["learned", "none"]), default: .string("learned"), doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only)."),
-            ParameterSpec("cache_teacher", .bool, default: .bool(false), doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The distilled student model artifact (the teacher's vocabulary and tokenizer)."),
         ],
@@ -114,7 +123,7 @@ public struct DistillStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems = FinetuneStage.checkParams(with)
+        var problems = TrainingOptions.check(with)
         switch (with["student"], with["init"]) {
         case (nil, nil):
             problems.append(Diagnostic(
@@ -127,8 +136,8 @@ public struct DistillStage: Stage {
         case (.some, nil):
             break
         }
-        problems += ParamChecks.positive(with, ["temperature"])
-        problems += ParamChecks.unitInterval(with, ["alpha", "alpha_start", "alpha_end"])
+        problems += ParamChecks.positive(with, [Params.temperature])
+        problems += ParamChecks.unitInterval(with, [Params.alpha, Params.alpha_start, Params.alpha_end])
         if let node = with["alpha"], with["alpha_start"] != nil || with["alpha_end"] != nil {
             problems.append(Diagnostic(
                 "give either `alpha` or `alpha_start`/`alpha_end`, not both", at: node.location, hint: "remove `alpha` to schedule α"))
@@ -136,7 +145,7 @@ public struct DistillStage: Stage {
         if (with["alpha_start"] == nil) != (with["alpha_end"] == nil), let node = with["alpha_start"] ?? with["alpha_end"] {
             problems.append(Diagnostic("`alpha_start` and `alpha_end` go together", at: node.location))
         }
-        problems += ParamChecks.nonNegative(with, ["hidden_loss_weight", "attention_loss_weight"])
+        problems += ParamChecks.nonNegative(with, [Params.hidden_loss_weight, Params.attention_loss_weight])
         if let node = with["cache_teacher"], node.scalar == "true" {
             if let weight = with["hidden_loss_weight"], (ParamChecks.number(weight) ?? 1) > 0 {
                 problems.append(Diagnostic(
@@ -236,7 +245,7 @@ public struct DistillStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
@@ -259,14 +268,13 @@ public struct DistillStage: Stage {
             throw StageFailure("`cache_teacher` keeps only the teacher's logits, but the attention loss needs its attention scores every step")
         }
 
-        let maxLength = min(params.max_seq_len, student.config.maxPositionEmbeddings)
+        let maxLength = min(params.training.maxSeqLen, student.config.maxPositionEmbeddings)
         let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
 
-        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let length = params.training.length(examples: data.train.count)
         let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let options = length.options(
-            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
-            seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: RandomStream.dropout.bits(of: context.seed))
         var trainer: DistillationTrainer
         do {
             trainer = try DistillationTrainer(
@@ -275,14 +283,14 @@ public struct DistillStage: Stage {
             throw StageFailure(error.message)
         }
         context.log.line("""
-            distill/kd: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
+            distill/kd: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
             labels \(dataset.labels); teacher \(teacher.model.config.numHiddenLayers) layers × \(teacher.model.config.hiddenSize) \
             (\(teacher.model.parameterCount) parameters), student \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize) \
             (\(student.parameterCount) parameters); loss \(params.loss) T=\(params.temperature) α \(Self.describe(distillation.alpha)), \
             hidden loss weight \(params.hidden_loss_weight), attention loss weight \(params.attention_loss_weight)\
             \(trainer.layerMap.isEmpty ? "" : " on \(trainer.layerMap.map { [$0.student, $0.teacher] })"); \
-            \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.lr), \
-            warmup \(options.warmupSteps), weight decay \(params.weight_decay), clip \(params.grad_clip), \
+            \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.training.lr), \
+            warmup \(options.warmupSteps), weight decay \(params.training.weightDecay), clip \(params.training.gradClip), \
             backend \(backend.id) with \(context.threads) threads
             """)
 
@@ -298,13 +306,13 @@ public struct DistillStage: Stage {
             guard !data.eval.isEmpty else { return nil }
             let scores = try trainer.student.evaluate(
                 encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            selection.record(scores, model: trainer.student, step: step, label: "student \(params.eval_split)", context: context)
+            selection.record(scores, model: trainer.student, step: step, label: "student \(params.training.evalSplit)", context: context)
             return scores
         }
 
         let loop = TrainingLoop(
             sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
-            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
         let outcome = try loop.run(
             context,
             update: { batch, labels in
@@ -363,7 +371,7 @@ public struct DistillStage: Stage {
             "teacher_parameters": .int(teacher.model.parameterCount),
         ]
         let output = selection.finish(
-            keepBest: params.keep_best, last: trainer.student, lastScores: last, steps: step, split: params.eval_split, into: &metrics)
+            keepBest: params.keep_best, last: trainer.student, lastScores: last, steps: step, split: params.training.evalSplit, into: &metrics)
         // The projection is not part of the student: only the student is saved.
         try LoadedClassifier.save(output.model, from: teacher.artifact, to: context.outputDirectory, source: "distill/kd")
         metrics["student_layers"] = .int(output.model.config.numHiddenLayers)
@@ -371,8 +379,8 @@ public struct DistillStage: Stage {
         if output.scores != nil {
             let teacherScores = try teacher.model.evaluate(
                 encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            metrics["teacher_\(params.eval_split)_accuracy"] = .double(teacherScores.accuracy)
-            context.log.line("teacher \(params.eval_split) " + String(format: "accuracy %.4f", teacherScores.accuracy))
+            metrics["teacher_\(params.training.evalSplit)_accuracy"] = .double(teacherScores.accuracy)
+            context.log.line("teacher \(params.training.evalSplit) " + String(format: "accuracy %.4f", teacherScores.accuracy))
         }
         return StageResult(metrics: metrics, outputs: ["model": "."])
     }
@@ -388,7 +396,7 @@ public struct DistillStage: Stage {
 
     /// The student: the given artifact, or built from the teacher's layers or a config.
     static func makeStudent(_ params: Params, teacher: LoadedClassifier, labels: [String], seed: UInt64) throws(StageFailure) -> BertModel {
-        let headSeed = randomBits(seed: seed, stream: Streams.classifier, index: 0)
+        let headSeed = RandomStream.classifier.bits(of: seed)
         if let directory = params.student {
             let artifact = try StageFailure.wrapping("cannot load the student: ") { () throws(ModelFileError) in
                 try ModelArtifact(directory: directory)
@@ -410,13 +418,13 @@ public struct DistillStage: Stage {
             throw StageFailure("`distill/kd` needs `student` or `init`")
         }
         switch initialization.from {
-        case "teacher":
+        case "teacher"?:
             do {
                 return try teacher.model.selectingLayers(initialization.layers ?? [])
             } catch {
                 throw StageFailure("`init`: \(error.message)")
             }
-        case "config":
+        case "config"?:
             var config = teacher.model.config
             config.hiddenSize = initialization.hidden_size ?? config.hiddenSize
             config.numHiddenLayers = initialization.num_hidden_layers ?? config.numHiddenLayers
@@ -424,10 +432,10 @@ public struct DistillStage: Stage {
             config.intermediateSize = initialization.intermediate_size ?? config.intermediateSize
             config.pooling = teacher.model.pooling
             return try StageFailure.wrapping("`init: {from: config}`: ") { () throws(ModelFileError) in
-                try BertModel(randomWithConfig: config, hasPooler: teacher.model.weights.pooler != nil, seed: randomBits(seed: seed, stream: Streams.studentInit, index: 0))
+                try BertModel(randomWithConfig: config, hasPooler: teacher.model.weights.pooler != nil, seed: RandomStream.studentInit.bits(of: seed))
             }
         default:
-            throw StageFailure("`init`: `from` must be `teacher` or `config`, got `\(initialization.from)`")
+            throw StageFailure("`init`: `from` must be `teacher` or `config`, got \(initialization.from.map { "`\($0)`" } ?? "nothing")")
         }
     }
 
@@ -451,7 +459,7 @@ public struct DistillStage: Stage {
         return DistillationOptions(
             temperature: Float(params.temperature), alpha: alpha, logitLoss: loss, hiddenLossWeight: Float(params.hidden_loss_weight),
             attentionLossWeight: Float(params.attention_loss_weight), layerMap: layerMap, learnProjection: params.hidden_projection != "none",
-            projectionSeed: randomBits(seed: seed, stream: Streams.projection, index: 0))
+            projectionSeed: RandomStream.projection.bits(of: seed))
     }
 
     /// The teacher's logits for every training example, `[N · classes]` by example index.
@@ -510,14 +518,5 @@ public struct DistillStage: Stage {
             let n = Double(max(steps, 1))
             return (total / n, distillation / n, task / n, hidden.map { $0 / n }, attention.map { $0 / n })
         }
-    }
-
-    /// `randomBits` streams, one per use of the stage seed.
-    enum Streams {
-        static let classifier: UInt64 = 1
-        static let dropout: UInt64 = 2
-        // 3: the batch order (`TrainingLoop.batchOrderStream`).
-        static let studentInit: UInt64 = 4
-        static let projection: UInt64 = 5
     }
 }

@@ -18,7 +18,23 @@ import SqueezeYAML
 /// `_per_s`, and `speedup_…`); they are recorded as metrics but kept out of
 /// the artifact, so the artifact stays bit-identical across runs.
 public struct EvalClassificationStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let models = Parameter("models", .map(.artifact("model")), doc: "Models by the name their metrics are reported under, e.g. `{teacher: ${teacher.model}}`.")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`).")
+        public static let split = Parameter("split", .string, default: "test", doc: "The split to evaluate.")
+        public static let batch_size = Parameter("batch_size", .int, default: 32, doc: "Examples per batch for accuracy and throughput.")
+        public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per example, [CLS] and [SEP] included.")
+        public static let latency_samples = Parameter("latency_samples", .int, default: 100, doc: "Examples timed one at a time (batch 1) for the latency percentiles; 0 skips latency.")
+        public static let speed_repeats = Parameter("speed_repeats", .int, default: 10, doc: "Timed inference runs (no dropout) per model of one fixed batch of `speed_batch_size` × `speed_seq_len` random token ids (stage seed, attention mask all ones), after 2 warm-ups; the median is reported as `<name>.latency_b<B>_t<T>_ms`. 0 skips this timing.")
+        public static let speed_batch_size = Parameter("speed_batch_size", .int, default: 32, doc: "Sequences in the fixed-shape timing batch.")
+        public static let speed_seq_len = Parameter("speed_seq_len", .int, default: 64, doc: "Tokens per sequence in the fixed-shape timing batch; at most every model's `max_position_embeddings`.")
+        public static let baseline = Parameter("baseline", .optional(.string), doc: "The name (a key of `models`) of the model the others are compared with: every model gets `<name>.parameter_ratio` (its parameters / the baseline's) and `<name>.speedup_b<B>_t<T>` (baseline median latency / its median latency; 1 for the baseline). The fixed-shape runs of all models are interleaved round-robin, so machine noise hits every model alike.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            models, data, split, batch_size, max_seq_len, latency_samples, speed_repeats, speed_batch_size, speed_seq_len,
+            baseline,
+        ]
+
         public var models: [String: String]
         public var data: String
         public var split: String
@@ -29,6 +45,19 @@ public struct EvalClassificationStage: Stage {
         public var speed_batch_size: Int
         public var speed_seq_len: Int
         public var baseline: String?
+
+        public init(_ arguments: StageArguments) throws {
+            models = try arguments[Self.models]
+            data = try arguments[Self.data]
+            split = try arguments[Self.split]
+            batch_size = try arguments[Self.batch_size]
+            max_seq_len = try arguments[Self.max_seq_len]
+            latency_samples = try arguments[Self.latency_samples]
+            speed_repeats = try arguments[Self.speed_repeats]
+            speed_batch_size = try arguments[Self.speed_batch_size]
+            speed_seq_len = try arguments[Self.speed_seq_len]
+            baseline = try arguments[Self.baseline]
+        }
     }
 
     /// Untimed fixed-shape runs of every model before the timed ones.
@@ -38,18 +67,7 @@ public struct EvalClassificationStage: Stage {
         type: "eval/classification",
         version: 2,
         summary: "Evaluate classifier models on a dataset split: accuracy, macro-F1, loss, size, sparsity, latency, throughput and speedup over a baseline.",
-        parameters: [
-            ParameterSpec("models", .map(.artifact("model")), required: true, doc: "Models by the name their metrics are reported under, e.g. `{teacher: ${teacher.model}}`."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`)."),
-            ParameterSpec("split", .string, default: .string("test"), doc: "The split to evaluate."),
-            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per batch for accuracy and throughput."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included."),
-            ParameterSpec("latency_samples", .int, default: .int(100), doc: "Examples timed one at a time (batch 1) for the latency percentiles; 0 skips latency."),
-            ParameterSpec("speed_repeats", .int, default: .int(10), doc: "Timed inference runs (no dropout) per model of one fixed batch of `speed_batch_size` × `speed_seq_len` random token ids (stage seed, attention mask all ones), after 2 warm-ups; the median is reported as `<name>.latency_b<B>_t<T>_ms`. 0 skips this timing."),
-            ParameterSpec("speed_batch_size", .int, default: .int(32), doc: "Sequences in the fixed-shape timing batch."),
-            ParameterSpec("speed_seq_len", .int, default: .int(64), doc: "Tokens per sequence in the fixed-shape timing batch; at most every model's `max_position_embeddings`."),
-            ParameterSpec("baseline", .string, doc: "The name (a key of `models`) of the model the others are compared with: every model gets `<name>.parameter_ratio` (its parameters / the baseline's) and `<name>.speedup_b<B>_t<T>` (baseline median latency / its median latency; 1 for the baseline). The fixed-shape runs of all models are interleaved round-robin, so machine noise hits every model alike."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("report", kind: "file", doc: "report.json: the deterministic metrics per model (no timings)."),
         ],

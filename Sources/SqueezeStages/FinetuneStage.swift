@@ -12,89 +12,76 @@ import SqueezeYAML
 /// evaluates on a dev split every N steps, keeps the best model and stops
 /// early. Outputs the fine-tuned model artifact.
 public struct FinetuneStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let model = Parameter("model", .artifact("model"), doc: "The model to start from (`${stage.model}`).")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels become the classifier's classes.")
+        public static let keep_best = Parameter("keep_best", .bool, default: true, doc: "Output the model of the evaluation with the best accuracy (ties: the lower loss) rather than the last one.")
+        public static let early_stop_patience = Parameter("early_stop_patience", .optional(.int), doc: "Stop after this many evaluations without a better model (higher accuracy, or equal accuracy at a lower loss).")
+        public static let pooling = Parameter("pooling", .optional(.enumeration(BertPooling.allCases.map(\.rawValue))), doc: "Sentence representation for the classifier: `pooler` ([CLS] through the pooler) or `mean`. Default: the model's, else pooler when it has one.")
+
+        /// The shared training options, as this stage documents them.
+        public static let training = TrainingOptions.Parameters()
+            .documenting(
+                \.batching,
+                "`bucketed` groups examples of similar length (less padding, faster); `random` draws batches uniformly. Both are shuffled by the stage seed each epoch.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            model, data, training.epochs, training.steps, training.lr, training.batchSize, training.maxSeqLen,
+            training.warmupRatio, training.weightDecay, training.gradClip, training.trainSplit, training.evalSplit,
+            training.evalEvery, keep_best, early_stop_patience, pooling, training.batching, training.logEvery,
+        ]
+
         public var model: String
         public var data: String
-        public var epochs: Double?
-        public var steps: Int?
-        public var lr: Double
-        public var batch_size: Int
-        public var max_seq_len: Int
-        public var warmup_ratio: Double
-        public var weight_decay: Double
-        public var grad_clip: Double
-        public var train_split: String
-        public var eval_split: String
-        public var eval_every: Int
+        public var training: TrainingOptions
         public var keep_best: Bool
         public var early_stop_patience: Int?
         public var pooling: String?
-        public var batching: String
-        public var log_every: Int
+
+        public init(_ arguments: StageArguments) throws {
+            model = try arguments[Self.model]
+            data = try arguments[Self.data]
+            training = try TrainingOptions(arguments, Self.training)
+            keep_best = try arguments[Self.keep_best]
+            early_stop_patience = try arguments[Self.early_stop_patience]
+            pooling = try arguments[Self.pooling]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "train/finetune",
         version: 1,
         summary: "Fine-tune a BERT model artifact as a sequence classifier (AdamW, linear warmup/decay, clipping, dev evaluation, keep-best, early stop).",
-        parameters: [
-            ParameterSpec("model", .artifact("model"), required: true, doc: "The model to start from (`${stage.model}`)."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels become the classifier's classes."),
-            ParameterSpec("epochs", .number, doc: "Passes over the training split (fractions allowed). Default 1 when `steps` is not given."),
-            ParameterSpec("steps", .int, doc: "Number of updates instead of `epochs`."),
-            ParameterSpec("lr", .number, default: .double(5e-5), doc: "Peak learning rate."),
-            ParameterSpec("batch_size", .int, default: .int(32), doc: "Examples per update."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per example, [CLS] and [SEP] included; longer texts are cut."),
-            ParameterSpec("warmup_ratio", .number, default: .double(0), doc: "Fraction of the updates over which the learning rate rises linearly from 0; it then decays linearly to 0."),
-            ParameterSpec("weight_decay", .number, default: .double(0), doc: "Decoupled AdamW weight decay (never on biases and LayerNorm weights)."),
-            ParameterSpec("grad_clip", .number, default: .double(1), doc: "Clip gradients to this global L2 norm; 0 turns clipping off."),
-            ParameterSpec("train_split", .string, default: .string("train"), doc: "The split to train on."),
-            ParameterSpec("eval_split", .string, default: .string("dev"), doc: "The split to evaluate on during training (skipped when the dataset has no such split)."),
-            ParameterSpec("eval_every", .int, default: .int(0), doc: "Evaluate every N updates (0: only at the end)."),
-            ParameterSpec("keep_best", .bool, default: .bool(true), doc: "Output the model of the evaluation with the best accuracy (ties: the lower loss) rather than the last one."),
-            ParameterSpec("early_stop_patience", .int, doc: "Stop after this many evaluations without a better model (higher accuracy, or equal accuracy at a lower loss)."),
-            ParameterSpec("pooling", .enumeration(BertPooling.allCases.map(\.rawValue)), doc: "Sentence representation for the classifier: `pooler` ([CLS] through the pooler) or `mean`. Default: the model's, else pooler when it has one."),
-            ParameterSpec("batching", .enumeration(["bucketed", "random"]), default: .string("bucketed"), doc: "`bucketed` groups examples of similar length (less padding, faster); `random` draws batches uniformly. Both are shuffled by the stage seed each epoch."),
-            ParameterSpec("log_every", .int, default: .int(50), doc: "Average and record the training loss over this many updates."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The fine-tuned model artifact."),
         ],
         defaultResources: Resources(allCores: true),
         usesTensorBackend: true,
-        check: checkParams
+        check: TrainingOptions.check
     )
 
     public init() {}
 
-    static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        ParamChecks.eitherOr(with, "epochs", "steps")
-            + ParamChecks.atLeast(with, [("batch_size", 1), ("max_seq_len", 3), ("steps", 1), ("log_every", 1)])
-            + ParamChecks.positive(with, ["lr", "epochs"])
-            + ParamChecks.nonNegative(with, ["weight_decay", "grad_clip", "eval_every"])
-            + ParamChecks.unitInterval(with, ["warmup_ratio"])
-    }
-
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try Backends.make(context.backend, threads: context.threads)
-        let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
+        let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 
         let loaded = try LoadedClassifier(
             directory: params.model, labels: dataset.labels, pooling: params.pooling.flatMap(BertPooling.init(rawValue:)),
-            seed: randomBits(seed: context.seed, stream: Streams.classifier, index: 0))
-        let encoded = data.encode(with: loaded, maxLength: params.max_seq_len, context: context)
+            seed: RandomStream.classifier.bits(of: context.seed))
+        let encoded = data.encode(with: loaded, maxLength: params.training.maxSeqLen, context: context)
 
-        let length = TrainingLength(examples: data.train.count, batchSize: params.batch_size, epochs: params.epochs, steps: params.steps)
+        let length = params.training.length(examples: data.train.count)
         let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let options = length.options(
-            lr: params.lr, weightDecay: params.weight_decay, warmupRatio: params.warmup_ratio, gradClip: params.grad_clip,
-            seed: randomBits(seed: context.seed, stream: Streams.dropout, index: 0))
+            params.training, seed: RandomStream.dropout.bits(of: context.seed))
         var trainer = BertClassifierTrainer(model: loaded.model, options: options, backend: backend)
         context.log.line("""
-            train/finetune: \(data.train.count) \(params.train_split) examples, \(data.eval.count) \(params.eval_split) examples, \
-            labels \(dataset.labels), \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(params.max_seq_len), \
-            lr \(params.lr), warmup \(options.warmupSteps), weight decay \(params.weight_decay), clip \(params.grad_clip), \
+            train/finetune: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
+            labels \(dataset.labels), \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(params.training.maxSeqLen), \
+            lr \(params.training.lr), warmup \(options.warmupSteps), weight decay \(params.training.weightDecay), clip \(params.training.gradClip), \
             backend \(backend.id) with \(context.threads) threads
             """)
 
@@ -106,13 +93,13 @@ public struct FinetuneStage: Stage {
             guard !data.eval.isEmpty else { return nil }
             let scores = try trainer.model.evaluate(
                 encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: loaded.padID, backend: backend)
-            selection.record(scores, model: trainer.model, step: step, label: params.eval_split, context: context)
+            selection.record(scores, model: trainer.model, step: step, label: params.training.evalSplit, context: context)
             return scores
         }
 
         let loop = TrainingLoop(
             sequences: encoded.train, labels: encoded.trainLabels, padID: loaded.padID, length: length, orderSeed: context.seed,
-            batching: params.batching, logEvery: params.log_every, evalEvery: params.eval_every)
+            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
         let outcome = try loop.run(
             context,
             update: { batch, labels in
@@ -145,15 +132,8 @@ public struct FinetuneStage: Stage {
             "stopped_early": .bool(outcome.stoppedEarly),
         ]
         let output = selection.finish(
-            keepBest: params.keep_best, last: trainer.model, lastScores: last, steps: step, split: params.eval_split, into: &metrics)
+            keepBest: params.keep_best, last: trainer.model, lastScores: last, steps: step, split: params.training.evalSplit, into: &metrics)
         try LoadedClassifier.save(output.model, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
         return StageResult(metrics: metrics, outputs: ["model": "."])
-    }
-
-    /// `randomBits` streams, one per use of the stage seed.
-    enum Streams {
-        static let classifier: UInt64 = 1
-        static let dropout: UInt64 = 2
-        // 3: the batch order (`TrainingLoop.batchOrderStream`).
     }
 }

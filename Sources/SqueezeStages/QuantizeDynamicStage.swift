@@ -12,28 +12,40 @@ import SqueezeYAML
 /// measured at run time. Needs no data. Outputs the quantized model artifact
 /// and a report of the weights' SQNR per layer.
 public struct QuantizeDynamicStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let model = Parameter("model", .artifact("model"), doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error.")
+        public static let weights = Parameter("weights", .optional(.mapping(QuantizationSchemeParams.self)), doc: "`{bits: 8, granularity: per_channel, symmetric: true}`: int8 weights, symmetric, one scale per output row (`per_channel`) or per matrix (`per_tensor`). 4-bit and per-group weights are weight-only quantization (`quantize/weight-only`), not W8A8.")
+        public static let activations = Parameter("activations", .optional(.mapping(QuantizationSchemeParams.self)), doc: "`{bits: 8, granularity: per_row, symmetric: false}`: u8 activations whose range is measured on every batch, per token (`per_row`) or over the whole input (`per_tensor`); `symmetric: true` centres each range on 0.")
+        public static let skip = Parameter("skip", .array(.string), default: [], doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            model, weights, activations, skip,
+        ]
+
         public var model: String
         public var weights: QuantizationSchemeParams?
         public var activations: QuantizationSchemeParams?
         public var skip: [String]
+
+        public init(_ arguments: StageArguments) throws {
+            model = try arguments[Self.model]
+            weights = try arguments[Self.weights]
+            activations = try arguments[Self.activations]
+            skip = try arguments[Self.skip]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "quantize/dynamic",
         version: 1,
         summary: "Dynamic W8A8 quantization: int8 weights per channel, activation ranges measured per batch at run time; no calibration data.",
-        parameters: [
-            ParameterSpec("model", .artifact("model"), required: true, doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error."),
-            ParameterSpec("weights", .map(.any), doc: "`{bits: 8, granularity: per_channel, symmetric: true}`: int8 weights, symmetric, one scale per output row (`per_channel`) or per matrix (`per_tensor`). 4-bit and per-group weights are weight-only quantization (`quantize/weight-only`), not W8A8."),
-            ParameterSpec("activations", .map(.any), doc: "`{bits: 8, granularity: per_row, symmetric: false}`: u8 activations whose range is measured on every batch, per token (`per_row`) or over the whole input (`per_tensor`); `symmetric: true` centres each range on 0."),
-            ParameterSpec("skip", .array(.string), default: .array([]), doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The quantized model artifact (int8 Linears; see docs/quantized-models.md)."),
             OutputSpec("report", kind: "file", doc: "report.json: per-layer weight SQNR, skipped modules, summary."),
         ],
         usesTensorBackend: false,
+        seedUse: .never,
         check: checkParams
     )
 

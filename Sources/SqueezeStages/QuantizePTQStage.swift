@@ -23,7 +23,22 @@ public struct QuantizePTQStage: Stage {
         public var allow_fewer: Bool?
     }
 
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let model = Parameter("model", .artifact("model"), doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error.")
+        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`) the calibration examples come from.")
+        public static let calibration = Parameter("calibration", .optional(.mapping(Calibration.self)), doc: "`{split: train, batches: 8, batch_size: 32, held_out_batches: 4, allow_fewer: false}`: the observers see `batches` × `batch_size` examples of `split`, drawn by the stage seed; the next `held_out_batches` × `batch_size` examples (held out) measure the SQNRs. A split with fewer than `batches` × `batch_size` examples is an error, or a warning with `allow_fewer: true` (then every example calibrates; the SQNRs are measured on the calibration examples when none are left over).")
+        public static let observer = Parameter("observer", .enumeration(ModelQuantization.observers), default: "minmax", doc: "How each activation range is chosen: `minmax` (observed extremes), `percentile` (the (100 − p)-th and p-th percentiles), `mse` (least squared quantization error), `entropy` (least KL divergence, TensorRT's calibrator; 2048-bin histograms).")
+        public static let percentile = Parameter("percentile", .optional(.number), doc: "p of the `percentile` observer, in (50, 100]. Default 99.99.")
+        public static let histogram_bins = Parameter("histogram_bins", .int, default: 2048, doc: "Bins of the histograms the `percentile`, `mse` and `entropy` observers build (2048, as TensorRT's calibrator); 256 to 1048576.")
+        public static let weights = Parameter("weights", .optional(.mapping(QuantizationSchemeParams.self)), doc: "`{bits: 8, granularity: per_channel, symmetric: true}`: int8 weights, symmetric, one scale per output row (`per_channel`) or per matrix (`per_tensor`). 4-bit and per-group weights are weight-only quantization (`quantize/weight-only`), not W8A8.")
+        public static let activations = Parameter("activations", .optional(.mapping(QuantizationSchemeParams.self)), doc: "`{bits: 8, granularity: per_tensor, symmetric: false}`: u8 activations with one fixed scale and zero point per Linear input (static is per-tensor; per-row needs `quantize/dynamic`); `symmetric: true` centres each range on 0.")
+        public static let skip = Parameter("skip", .array(.string), default: [], doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning.")
+        public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per calibration example, [CLS] and [SEP] included.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            model, data, calibration, observer, percentile, histogram_bins, weights, activations, skip, max_seq_len,
+        ]
+
         public var model: String
         public var data: String
         public var calibration: Calibration?
@@ -34,6 +49,19 @@ public struct QuantizePTQStage: Stage {
         public var activations: QuantizationSchemeParams?
         public var skip: [String]
         public var max_seq_len: Int
+
+        public init(_ arguments: StageArguments) throws {
+            model = try arguments[Self.model]
+            data = try arguments[Self.data]
+            calibration = try arguments[Self.calibration]
+            observer = try arguments[Self.observer]
+            percentile = try arguments[Self.percentile]
+            histogram_bins = try arguments[Self.histogram_bins]
+            weights = try arguments[Self.weights]
+            activations = try arguments[Self.activations]
+            skip = try arguments[Self.skip]
+            max_seq_len = try arguments[Self.max_seq_len]
+        }
     }
 
     static let calibrationKeys = ["split", "batches", "batch_size", "held_out_batches", "allow_fewer"]
@@ -44,18 +72,7 @@ public struct QuantizePTQStage: Stage {
         type: "quantize/ptq",
         version: 1,
         summary: "Static W8A8 post-training quantization: calibrate activation ranges on a dataset split with an observer, int8 weights per channel; outputs the int8 model and a per-layer SQNR report.",
-        parameters: [
-            ParameterSpec("model", .artifact("model"), required: true, doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error."),
-            ParameterSpec("data", .artifact("dataset"), required: true, doc: "The dataset (`${stage.dataset}` of `data/text-classification`) the calibration examples come from."),
-            ParameterSpec("calibration", .map(.any), doc: "`{split: train, batches: 8, batch_size: 32, held_out_batches: 4, allow_fewer: false}`: the observers see `batches` × `batch_size` examples of `split`, drawn by the stage seed; the next `held_out_batches` × `batch_size` examples (held out) measure the SQNRs. A split with fewer than `batches` × `batch_size` examples is an error, or a warning with `allow_fewer: true` (then every example calibrates; the SQNRs are measured on the calibration examples when none are left over)."),
-            ParameterSpec("observer", .enumeration(ModelQuantization.observers), default: .string("minmax"), doc: "How each activation range is chosen: `minmax` (observed extremes), `percentile` (the (100 − p)-th and p-th percentiles), `mse` (least squared quantization error), `entropy` (least KL divergence, TensorRT's calibrator; 2048-bin histograms)."),
-            ParameterSpec("percentile", .number, doc: "p of the `percentile` observer, in (50, 100]. Default 99.99."),
-            ParameterSpec("histogram_bins", .int, default: .int(2048), doc: "Bins of the histograms the `percentile`, `mse` and `entropy` observers build (2048, as TensorRT's calibrator); 256 to 1048576."),
-            ParameterSpec("weights", .map(.any), doc: "`{bits: 8, granularity: per_channel, symmetric: true}`: int8 weights, symmetric, one scale per output row (`per_channel`) or per matrix (`per_tensor`). 4-bit and per-group weights are weight-only quantization (`quantize/weight-only`), not W8A8."),
-            ParameterSpec("activations", .map(.any), doc: "`{bits: 8, granularity: per_tensor, symmetric: false}`: u8 activations with one fixed scale and zero point per Linear input (static is per-tensor; per-row needs `quantize/dynamic`); `symmetric: true` centres each range on 0."),
-            ParameterSpec("skip", .array(.string), default: .array([]), doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning."),
-            ParameterSpec("max_seq_len", .int, default: .int(128), doc: "Tokens per calibration example, [CLS] and [SEP] included."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The quantized model artifact (int8 Linears; see docs/quantized-models.md)."),
             OutputSpec("report", kind: "file", doc: "report.json: per-layer ranges, scales, zero points and SQNRs, skipped modules, summary."),
@@ -68,7 +85,7 @@ public struct QuantizePTQStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems = ParamChecks.atLeast(with, [("max_seq_len", 3), ("histogram_bins", 256)])
+        var problems = ParamChecks.atLeast(with, [(Params.max_seq_len, 3), (Params.histogram_bins, 256)])
         if let node = with["histogram_bins"], let value = ParamChecks.number(node), value > Double(1 << 20) {
             problems.append(Diagnostic("`histogram_bins` must be at most 1048576, got \(node.scalar ?? "")", at: node.location))
         }

@@ -19,10 +19,24 @@ public struct QuantizeWeightOnlyStage: Stage {
         public var symmetric: Bool?
     }
 
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let model = Parameter("model", .artifact("model"), doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error.")
+        public static let weights = Parameter("weights", .mapping(WeightParams.self), doc: "`{bits: 4, group_size: 128, symmetric: true}`: `bits` (required) 4 or 8; one scale per `group_size` consecutive inputs of an output row (it must divide the input width of every quantized module); `symmetric: false` adds a zero point per group and uses the whole signed code range.")
+        public static let skip = Parameter("skip", .array(.string), default: [], doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            model, weights, skip,
+        ]
+
         public var model: String
         public var weights: WeightParams
         public var skip: [String]
+
+        public init(_ arguments: StageArguments) throws {
+            model = try arguments[Self.model]
+            weights = try arguments[Self.weights]
+            skip = try arguments[Self.skip]
+        }
     }
 
     static let weightKeys = ["bits", "group_size", "symmetric"]
@@ -31,16 +45,13 @@ public struct QuantizeWeightOnlyStage: Stage {
         type: "quantize/weight-only",
         version: 1,
         summary: "Weight-only quantization: int4 or int8 weights per group (round to nearest), f32 activations, dequantized on the fly; no calibration data.",
-        parameters: [
-            ParameterSpec("model", .artifact("model"), required: true, doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error."),
-            ParameterSpec("weights", .map(.any), required: true, doc: "`{bits: 4, group_size: 128, symmetric: true}`: `bits` (required) 4 or 8; one scale per `group_size` consecutive inputs of an output row (it must divide the input width of every quantized module); `symmetric: false` adds a zero point per group and uses the whole signed code range."),
-            ParameterSpec("skip", .array(.string), default: .array([]), doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The quantized model artifact (weight-only Linears; see docs/quantized-models.md)."),
             OutputSpec("report", kind: "file", doc: "report.json: per-layer weight SQNR, skipped modules, summary."),
         ],
         usesTensorBackend: false,
+        seedUse: .never,
         check: checkParams
     )
 

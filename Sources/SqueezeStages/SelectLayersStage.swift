@@ -10,22 +10,32 @@ import SqueezeYAML
 /// `init: {from: teacher, layers: …}`, so a student fine-tuned without
 /// distillation starts from exactly the weights the distilled one starts from.
 public struct SelectLayersStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let model = Parameter("model", .artifact("model"), doc: "The model to take layers from (`${finetuned.model}`).")
+        public static let layers = Parameter("layers", .array(.int), doc: "The encoder layers to keep, 0-based and increasing, e.g. `[0, 2, 4]`.")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            model, layers,
+        ]
+
         public var model: String
         public var layers: [Int]
+
+        public init(_ arguments: StageArguments) throws {
+            model = try arguments[Self.model]
+            layers = try arguments[Self.layers]
+        }
     }
 
     public static let descriptor = StageTypeDescriptor(
         type: "model/select-layers",
         version: 1,
         summary: "Keep only some encoder layers of a BERT model artifact (e.g. every other one), with its embeddings, pooler and classifier.",
-        parameters: [
-            ParameterSpec("model", .artifact("model"), required: true, doc: "The model to take layers from (`${finetuned.model}`)."),
-            ParameterSpec("layers", .array(.int), required: true, doc: "The encoder layers to keep, 0-based and increasing, e.g. `[0, 2, 4]`."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The model with only those layers (same vocabulary and tokenizer)."),
         ],
+        seedUse: .never,
         check: checkParams
     )
 

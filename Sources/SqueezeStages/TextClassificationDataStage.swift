@@ -9,7 +9,22 @@ import SqueezeYAML
 /// `manifest.json` with the sorted label names and the splits, and one
 /// `<split>.jsonl` per split with `{"text": …, "label": <index>}` lines.
 public struct TextClassificationDataStage: Stage {
-    public struct Params: Decodable, Sendable {
+    public struct Params: StageParameters {
+        public static let train = Parameter("train", .path, doc: "The training file. Its labels (sorted; numerically when all are integers) are the dataset's labels.")
+        public static let dev = Parameter("dev", .optional(.path), doc: "The development file (optional). Labels must occur in train.")
+        public static let test = Parameter("test", .optional(.path), doc: "The test file (optional, must be labelled). Labels must occur in train.")
+        public static let format = Parameter("format", .optional(.enumeration(TextTableFormat.allCases.map(\.rawValue))), doc: "File format; by default from the train file's extension (.tsv, .csv, .jsonl).")
+        public static let text_column = Parameter("text_column", .column, default: .name("sentence"), doc: "The text column: a header name (or JSONL key), or a 0-based number for files without a header.")
+        public static let label_column = Parameter("label_column", .column, default: .name("label"), doc: "The label column: a header name (or JSONL key), or a 0-based number for files without a header.")
+        public static let has_header = Parameter("has_header", .bool, default: true, doc: "TSV and CSV: whether the first line names the columns.")
+        public static let split_dev_from_train = Parameter("split_dev_from_train", .optional(.number), doc: "Without `dev`: this fraction (between 0 and 1) of the train rows, chosen with the stage's seed, becomes the dev split.")
+        public static let on_bad_rows = Parameter("on_bad_rows", .enumeration(BadRowPolicy.allCases.map(\.rawValue)), default: "error", doc: "A row with the wrong number of columns, an empty text or label, or a dev/test label not in train: `error` stops at it (naming file:line), `skip` leaves it out and counts it.")
+        public static let max_rows = Parameter("max_rows", .optional(.int), doc: "Read at most this many usable rows per file (for quick runs).")
+
+        public static let parameters: [any ParameterDeclaration] = [
+            train, dev, test, format, text_column, label_column, has_header, split_dev_from_train, on_bad_rows, max_rows,
+        ]
+
         public var train: String
         public var dev: String?
         public var test: String?
@@ -20,10 +35,23 @@ public struct TextClassificationDataStage: Stage {
         public var split_dev_from_train: Double?
         public var on_bad_rows: String
         public var max_rows: Int?
+
+        public init(_ arguments: StageArguments) throws {
+            train = try arguments[Self.train]
+            dev = try arguments[Self.dev]
+            test = try arguments[Self.test]
+            format = try arguments[Self.format]
+            text_column = try arguments[Self.text_column]
+            label_column = try arguments[Self.label_column]
+            has_header = try arguments[Self.has_header]
+            split_dev_from_train = try arguments[Self.split_dev_from_train]
+            on_bad_rows = try arguments[Self.on_bad_rows]
+            max_rows = try arguments[Self.max_rows]
+        }
     }
 
     /// A column given by name (a string) or 0-based number (an integer).
-    public enum Column: Decodable, Sendable {
+    public enum Column: ParameterValue {
         case name(String)
         case index(Int)
 
@@ -33,6 +61,13 @@ public struct TextClassificationDataStage: Stage {
                 self = .index(index)
             } else {
                 self = .name(try container.decode(String.self))
+            }
+        }
+
+        public var parameterValue: Value {
+            switch self {
+            case .name(let name): .string(name)
+            case .index(let index): .int(index)
             }
         }
 
@@ -48,31 +83,11 @@ public struct TextClassificationDataStage: Stage {
         type: "data/text-classification",
         version: 1,
         summary: "Read text-classification data (TSV, CSV or JSONL) into a dataset with train/dev/test splits and integer labels.",
-        parameters: [
-            ParameterSpec("train", .path, required: true, doc: "The training file. Its labels (sorted; numerically when all are integers) are the dataset's labels."),
-            ParameterSpec("dev", .path, doc: "The development file (optional). Labels must occur in train."),
-            ParameterSpec("test", .path, doc: "The test file (optional, must be labelled). Labels must occur in train."),
-            ParameterSpec(
-                "format", .enumeration(TextTableFormat.allCases.map(\.rawValue)),
-                doc: "File format; by default from the train file's extension (.tsv, .csv, .jsonl)."),
-            ParameterSpec(
-                "text_column", .oneOf([.string, .int]), default: .string("sentence"),
-                doc: "The text column: a header name (or JSONL key), or a 0-based number for files without a header."),
-            ParameterSpec(
-                "label_column", .oneOf([.string, .int]), default: .string("label"),
-                doc: "The label column: a header name (or JSONL key), or a 0-based number for files without a header."),
-            ParameterSpec("has_header", .bool, default: .bool(true), doc: "TSV and CSV: whether the first line names the columns."),
-            ParameterSpec(
-                "split_dev_from_train", .number,
-                doc: "Without `dev`: this fraction (between 0 and 1) of the train rows, chosen with the stage's seed, becomes the dev split."),
-            ParameterSpec(
-                "on_bad_rows", .enumeration(BadRowPolicy.allCases.map(\.rawValue)), default: .string("error"),
-                doc: "A row with the wrong number of columns, an empty text or label, or a dev/test label not in train: `error` stops at it (naming file:line), `skip` leaves it out and counts it."),
-            ParameterSpec("max_rows", .int, doc: "Read at most this many usable rows per file (for quick runs)."),
-        ],
+        parameters: Params.specs,
         outputs: [
             OutputSpec("dataset", kind: "dataset", doc: "The dataset directory: manifest.json and <split>.jsonl."),
         ],
+        seedUse: .whenGiven(Params.split_dev_from_train.spec.name),
         check: checkParams
     )
 
@@ -153,4 +168,8 @@ public struct TextClassificationDataStage: Stage {
         }
         return StageResult(metrics: metrics, outputs: ["dataset": "."])
     }
+}
+
+extension ParameterType where Decoded == TextClassificationDataStage.Column {
+    static var column: Self { Self(.oneOf([.string, .int])) }
 }

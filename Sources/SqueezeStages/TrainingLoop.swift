@@ -79,9 +79,6 @@ struct TrainingLoop {
         "the training loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or keep `grad_clip` on"
     }
 
-    /// The stream of the stage seed the batch order is drawn from, per epoch.
-    static let batchOrderStream: UInt64 = 3
-
     struct Outcome {
         var steps: Int
         var stoppedEarly: Bool
@@ -110,7 +107,7 @@ struct TrainingLoop {
         training: while step < totalSteps {
             let batches = LengthBucketing.batches(
                 sequences, batchSize: length.batchSize, padID: padID, shuffle: true,
-                seed: randomBits(seed: orderSeed, stream: Self.batchOrderStream, index: UInt64(epoch)),
+                seed: RandomStream.batchOrder.bits(of: orderSeed, index: UInt64(epoch)),
                 poolBatches: batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
             for batch in batches {
                 try Task.checkCancellation()
@@ -221,42 +218,47 @@ struct ModelSelection {
     }
 }
 
-/// Checks of numeric stage parameters shared by the training stages; each
-/// names the parameter and echoes the recipe's text.
+/// Checks of numeric stage parameters beyond their types, by declaration;
+/// each names the parameter and echoes the recipe's text.
 enum ParamChecks {
     static func number(_ node: YAMLNode?) -> Double? { node?.scalar.flatMap(Double.init) }
 
-    static func atLeast(_ with: YAMLNode, _ minimums: [(String, Double)]) -> [Diagnostic] {
-        minimums.compactMap { name, minimum in
+    static func atLeast(_ with: YAMLNode, _ minimums: [(any ParameterDeclaration, Double)]) -> [Diagnostic] {
+        minimums.compactMap { parameter, minimum in
+            let name = parameter.spec.name
             guard let node = with[name], let value = number(node), value < minimum else { return nil }
             return Diagnostic("`\(name)` must be at least \(Int(minimum)), got \(node.scalar ?? "")", at: node.location)
         }
     }
 
-    static func positive(_ with: YAMLNode, _ names: [String]) -> [Diagnostic] {
-        names.compactMap { name in
+    static func positive(_ with: YAMLNode, _ parameters: [any ParameterDeclaration]) -> [Diagnostic] {
+        parameters.compactMap { parameter in
+            let name = parameter.spec.name
             guard let node = with[name], let value = number(node), !(value > 0) else { return nil }
             return Diagnostic("`\(name)` must be positive, got \(node.scalar ?? "")", at: node.location)
         }
     }
 
-    static func nonNegative(_ with: YAMLNode, _ names: [String]) -> [Diagnostic] {
-        names.compactMap { name in
+    static func nonNegative(_ with: YAMLNode, _ parameters: [any ParameterDeclaration]) -> [Diagnostic] {
+        parameters.compactMap { parameter in
+            let name = parameter.spec.name
             guard let node = with[name], let value = number(node), value < 0 else { return nil }
             return Diagnostic("`\(name)` must not be negative, got \(node.scalar ?? "")", at: node.location)
         }
     }
 
-    static func unitInterval(_ with: YAMLNode, _ names: [String]) -> [Diagnostic] {
-        names.compactMap { name in
+    static func unitInterval(_ with: YAMLNode, _ parameters: [any ParameterDeclaration]) -> [Diagnostic] {
+        parameters.compactMap { parameter in
+            let name = parameter.spec.name
             guard let node = with[name], let value = number(node), !(0...1).contains(value) else { return nil }
             return Diagnostic("`\(name)` must be between 0 and 1, got \(node.scalar ?? "")", at: node.location)
         }
     }
 
     /// `first` and `second` are alternatives.
-    static func eitherOr(_ with: YAMLNode, _ first: String, _ second: String) -> [Diagnostic] {
-        guard let node = with[first], with[second] != nil else { return [] }
-        return [Diagnostic("give either `\(first)` or `\(second)`, not both", at: node.location, hint: "remove one of them")]
+    static func eitherOr(_ with: YAMLNode, _ first: any ParameterDeclaration, _ second: any ParameterDeclaration) -> [Diagnostic] {
+        guard let node = with[first.spec.name], with[second.spec.name] != nil else { return [] }
+        return [Diagnostic(
+            "give either `\(first.spec.name)` or `\(second.spec.name)`, not both", at: node.location, hint: "remove one of them")]
     }
 }

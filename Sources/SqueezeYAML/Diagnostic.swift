@@ -18,22 +18,31 @@ public struct SourceLocation: Sendable, Hashable, Codable, CustomStringConvertib
 /// Every error caused by user input (recipes, `--set` flags, data files, cache
 /// contents) is reported as a `Diagnostic`, never as a crash.
 public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Severity: String, Sendable, Hashable {
+        /// The input cannot be used.
+        case error
+        /// The input works, but probably not as meant (reported, never fatal).
+        case warning
+    }
+
     /// Where the problem is; `nil` for problems with no source position
     /// (for example a command-line flag, which names itself in `message`).
     public var location: SourceLocation?
     public var message: String
     /// A suggestion such as "did you mean `teacher`?".
     public var hint: String?
+    public var severity: Severity
 
-    public init(_ message: String, at location: SourceLocation? = nil, hint: String? = nil) {
+    public init(_ message: String, at location: SourceLocation? = nil, hint: String? = nil, severity: Severity = .error) {
         self.location = location
         self.message = message
         self.hint = hint
+        self.severity = severity
     }
 
-    /// `file:line:col: error: message` followed by an indented hint line.
+    /// `file:line:col: error: message` (or `warning:`) followed by an indented hint line.
     public var description: String {
-        var text = location.map { "\($0): error: \(message)" } ?? "error: \(message)"
+        var text = location.map { "\($0): \(severity.rawValue): \(message)" } ?? "\(severity.rawValue): \(message)"
         if let hint { text += "\n  hint: \(hint)" }
         return text
     }

@@ -79,9 +79,11 @@ struct RecipeOptions: ParsableArguments {
             do { parsed.append(try Override.parseMatrix(text)) } catch { problems.append(error) }
         }
         if !problems.isEmpty { throw Diagnostics(problems) }
-        return try RecipeLoader.load(
+        let loaded = try RecipeLoader.load(
             file: recipe, stageTypes: BuiltinStages.registry.descriptors, overrides: parsed,
             environment: ProcessInfo.processInfo.environment)
+        for warning in loaded.warnings { Console.error(warning.description) }
+        return loaded
     }
 }
 

@@ -130,6 +130,32 @@ import Testing
         #expect(result.stderr.contains(message), "\(result)")
     }
 
+    @Test(arguments: [
+        ("pip:tiny-bert", "warning: `pip:tiny-bert` is not pinned to a version"),
+        ("hf:tiny-org/tiny-bert", "warning: `hf:tiny-org/tiny-bert` is not pinned to a revision"),
+        ("pip:tiny-bert==1.0", nil),
+        ("hf:tiny-org/tiny-bert@fedc9876", nil),
+    ])
+    func unpinnedSourcesAreWarnedAbout(source: String, warning: String?) throws {
+        let project = try Project("model-import-unpinned")
+        try project.write("recipe/recipe.yaml", """
+            version: 1
+            name: import
+            stages:
+              model:
+                uses: model/import
+                with: { source: "\(source)" }
+            """)
+        let result = try project.squeeze(["validate", "recipe/recipe.yaml"])
+        #expect(result.status == 0, "\(result)")
+        if let warning {
+            #expect(result.stderr.contains("recipe/recipe.yaml:6:"), "\(result)")
+            #expect(result.stderr.contains(warning), "\(result)")
+        } else {
+            #expect(result.stderr.isEmpty, "\(result)")
+        }
+    }
+
     @Test func importsFromTheHuggingFaceCache() throws {
         let project = try Project("model-import-hf")
         let hub = project.url("hf-home/hub/models--tiny-org--tiny-bert")
@@ -157,6 +183,14 @@ import Testing
         #expect(main.manifest.source == "hf:tiny-org/tiny-bert")
         #expect(main.manifest.files["model.safetensors"] != pinned.manifest.files["model.safetensors"])
         #expect(main.manifest.files["vocab.txt"] == pinned.manifest.files["vocab.txt"])
+
+        // The unpinned source is keyed by the snapshot it resolves to: moving
+        // `main` reimports instead of hitting the old snapshot's entry.
+        try project.write("hf-home/hub/models--tiny-org--tiny-bert/refs/main", "fedc9876")
+        let moved = try project.run(environment: environment)
+        #expect(moved.status == 0, "\(moved)")
+        let reimported = try ModelArtifact(directory: Self.outputDirectory(project, runID: moved.runID, stage: "main", output: "model"))
+        #expect(reimported.manifest.files["model.safetensors"] == pinned.manifest.files["model.safetensors"])
 
         try project.write("recipe/recipe.yaml", """
             version: 1

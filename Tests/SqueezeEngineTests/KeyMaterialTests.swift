@@ -45,3 +45,19 @@ import Testing
         #expect(lrAtDefault == before, "ordinary parameters stay keyed at their default")
     }
 }
+
+@Suite struct SeedlessKeyMaterialTests {
+    /// A stage that draws no randomness keys without a seed; one that does
+    /// keeps the key it always had.
+    @Test func theSeedIsKeyedOnlyWhenGiven() {
+        var seeded = KeyMaterialTests.material([:])
+        #expect(seeded.canonicalValue["seed"] == .string("7"))
+        var seedless = seeded
+        seedless.seed = nil
+        #expect(seedless.canonicalValue["seed"] == nil)
+        #expect(seedless.key != seeded.key)
+        #expect(seedless.changes(since: seeded) == ["the stage no longer draws on the seed"])
+        seeded.seed = 8
+        #expect(seeded.changes(since: KeyMaterialTests.material([:])) == ["seed changed"])
+    }
+}
