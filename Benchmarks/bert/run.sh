@@ -3,7 +3,10 @@
 #
 #   Benchmarks/bert/run.sh [MODEL_DIR]
 #
-# Environment: SQUEEZE_BENCH_THREADS (2), SQUEEZE_BENCH_STEPS (10),
+# Environment: SQUEEZE_BENCH_ENV (extra VAR=value words for squeeze only, e.g.
+# "SQUEEZE_KERNELS=avx2" or "OPENBLAS_CORETYPE=Prescott" to measure other
+# kernels; the peer's numpy and torch would read them too, so they never get
+# them), SQUEEZE_BENCH_THREADS (2), SQUEEZE_BENCH_STEPS (10),
 # SQUEEZE_BENCH_ROUNDS (2; each round runs squeeze, then the peer),
 # SQUEEZE_BENCH_SGEMM_ROUNDS (6 extra sgemm-only rounds: on a shared VM GEMM
 # rates swing by 20% from one second to the next, so they need more samples).
@@ -17,6 +20,7 @@ threads="${SQUEEZE_BENCH_THREADS:-2}"
 steps="${SQUEEZE_BENCH_STEPS:-10}"
 rounds="${SQUEEZE_BENCH_ROUNDS:-2}"
 sgemm_rounds="${SQUEEZE_BENCH_SGEMM_ROUNDS:-6}"
+read -r -a squeeze_env <<< "${SQUEEZE_BENCH_ENV:-}"
 venv="$repo/.cache/torch-venv"
 
 if [[ ! -f "$model/model.safetensors" ]]; then
@@ -38,7 +42,7 @@ ours=()
 peer=()
 for round in $(seq 1 "$rounds"); do
     echo "== round $round/$rounds: squeeze" >&2
-    "$repo/.build/release/squeeze" bench bert --model "$model" --threads "$threads" --steps "$steps" --json \
+    env "${squeeze_env[@]}" "$repo/.build/release/squeeze" bench bert --model "$model" --threads "$threads" --steps "$steps" --json \
         > "$work/squeeze-$round.json"
     ours+=("$work/squeeze-$round.json")
     echo "== round $round/$rounds: pytorch" >&2
@@ -48,7 +52,7 @@ for round in $(seq 1 "$rounds"); do
 done
 for round in $(seq 1 "$sgemm_rounds"); do
     echo "== sgemm round $round/$sgemm_rounds" >&2
-    "$repo/.build/release/squeeze" bench bert --model "$model" --threads "$threads" --steps "$steps" --sgemm-only \
+    env "${squeeze_env[@]}" "$repo/.build/release/squeeze" bench bert --model "$model" --threads "$threads" --steps "$steps" --sgemm-only \
         --json > "$work/squeeze-sgemm-$round.json"
     ours+=("$work/squeeze-sgemm-$round.json")
     "$venv/bin/python" "$repo/Benchmarks/bert/pytorch_peer.py" "$model" --threads "$threads" --steps "$steps" \
