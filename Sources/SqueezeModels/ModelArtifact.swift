@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeSupport
 
 /// `squeeze-model.json`: what a model artifact directory holds and where it came from.
 public struct ModelManifest: Codable, Sendable, Hashable {
@@ -210,8 +211,7 @@ public struct ModelArtifact: Sendable, Hashable {
 
     private static func writeManifest(_ manifest: ModelManifest, in directory: String) throws(ModelFileError) -> ModelArtifact {
         let manifestPath = join(directory, manifestFileName)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let encoder = SqueezeJSON.encoder()
         let data: Data
         do {
             data = try encoder.encode(manifest)

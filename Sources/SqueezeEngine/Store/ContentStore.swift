@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
+import SqueezeSupport
 
 /// The content-addressed store under `.squeeze/` (Bazel's CAS plus action cache).
 ///
@@ -259,7 +260,7 @@ public final class ContentStore: Sendable {
         }
         for path in changed { merged[path] = snapshot[path] }
         merged = merged.filter { path, _ in (try? FileSystem.lstatIfPresent(path)) != nil }
-        try FileSystem.writeAtomically(
+        try AtomicFile.write(
             try StatCacheFile(entries: merged).encoded(), to: statCachePath, temporaryDirectory: privateTemporary)
         state.withLock { state in
             for path in changed where state.statCache[path] == snapshot[path] { state.changed.remove(path) }
@@ -474,7 +475,7 @@ public final class ContentStore: Sendable {
             if existing == bytes { return }
             logger.warning("manifest \(path) was corrupt; rewriting it")
         }
-        try FileSystem.writeAtomically(bytes, to: path, temporaryDirectory: privateTemporary, mode: 0o444)
+        try AtomicFile.write(bytes, to: path, temporaryDirectory: privateTemporary, mode: 0o444)
     }
 
     /// Returns `trees/ab/<hex>/`, building it from the blobs (which must be
