@@ -195,13 +195,14 @@ public struct ModelArtifact: Sendable, Hashable {
 
     /// Writes the manifest for artifact files already in `directory` (for
     /// example weights the caller has just written): every required file and
-    /// `tokenizer.json` when present are hashed.
+    /// `tokenizer.json` when present are hashed, or take the digest recorded
+    /// when this process wrote them.
     public static func seal(directory: String, architecture: String, source: String) throws(ModelFileError) -> ModelArtifact {
         var digests: [String: String] = [:]
         for name in requiredFiles + optionalFiles {
             let filePath = join(directory, name)
             if ModelFiles.isRegularFile(filePath) {
-                digests[name] = try ModelFiles.sha256(of: filePath)
+                digests[name] = try ModelFiles.digest(of: filePath)
             } else if requiredFiles.contains(name) {
                 throw ModelFileError(file: filePath, "missing; a model artifact needs \(requiredFiles.joined(separator: ", "))")
             }

@@ -8,16 +8,17 @@ import Darwin
 #endif
 
 /// `AtomicFile.Writer` (temporary file beside the target, fsync, rename,
-/// directory fsync) with the model files' error type.
+/// directory fsync) with the model files' error type. Model files are hashed
+/// as they are written, so sealing an artifact and the store's ingest need
+/// not read them again (`KnownDigests`).
 final class AtomicFileWriter {
     let path: String
     private let writer: AtomicFile.Writer
 
-    /// Starts writing `path`; with `hashing`, `commit` returns the SHA-256 of what was written.
-    init(path: String, hashing: Bool = false) throws(ModelFileError) {
+    init(path: String) throws(ModelFileError) {
         self.path = path
         do {
-            writer = try AtomicFile.Writer(path: path, hashing: hashing)
+            writer = try AtomicFile.Writer(path: path, hashing: true)
         } catch {
             throw ModelFileError(file: path, "cannot create a temporary file: \(error)")
         }
@@ -44,11 +45,11 @@ final class AtomicFileWriter {
     }
 
     /// Makes the file durable under its final name; returns the lowercase hex
-    /// SHA-256 of its bytes when hashing (otherwise nil).
+    /// SHA-256 of its bytes.
     @discardableResult
-    func commit() throws(ModelFileError) -> String? {
+    func commit() throws(ModelFileError) -> String {
         do {
-            return try writer.commit()?.hex
+            return try writer.commit()?.hex ?? ""
         } catch {
             throw ModelFileError(file: path, "cannot commit: \(error)")
         }
@@ -65,7 +66,7 @@ enum ModelFiles {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw ModelFileError(file: source, "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(input) }
-        let writer = try AtomicFileWriter(path: destination, hashing: true)
+        let writer = try AtomicFileWriter(path: destination)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 4096)
         defer { buffer.deallocate() }
         while true {
@@ -78,12 +79,23 @@ enum ModelFiles {
                 throw ModelFileError(file: source, "cannot read: \(String(cString: strerror(errno)))")
             }
         }
-        return try writer.commit() ?? ""
+        return try writer.commit()
     }
 
     /// SHA-256 (hex) of the regular file at `path`, streamed.
     static func sha256(of path: String) throws(ModelFileError) -> String {
         do {
+            return try Hashing.sha256(fileAt: path).hex
+        } catch {
+            throw ModelFileError(file: path, "cannot hash: \(error)")
+        }
+    }
+
+    /// SHA-256 (hex) of the regular file at `path`: as recorded when this
+    /// process wrote it, while it is unchanged since, otherwise streamed.
+    static func digest(of path: String) throws(ModelFileError) -> String {
+        do {
+            if let known = KnownDigests.digest(path: path, status: try FileSystem.stat(path)) { return known.hex }
             return try Hashing.sha256(fileAt: path).hex
         } catch {
             throw ModelFileError(file: path, "cannot hash: \(error)")

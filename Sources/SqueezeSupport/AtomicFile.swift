@@ -35,7 +35,8 @@ public enum AtomicFile {
         private var hasher: SHA256?
 
         /// Starts writing `path`; with `hashing`, `commit` returns the SHA-256
-        /// of the bytes written (computed as they pass, not by reading back).
+        /// of the bytes written (computed as they pass, not by reading back)
+        /// and records it in `KnownDigests`.
         package init(path: String, temporaryDirectory: String? = nil, mode: mode_t = 0o644, hashing: Bool = false) throws {
             self.path = path
             temporaryPath = temporaryDirectory.map { $0 + "/write-" + FileSystem.randomSuffix() }
@@ -65,8 +66,10 @@ public enum AtomicFile {
             guard fd >= 0 else { throw StoreError(.io, path: path, "committed twice") }
             let descriptor = fd
             fd = -1
+            let status: FileSystem.Status
             do {
                 try FileSystem.fsync(descriptor, path: temporaryPath)
+                status = try FileSystem.fstat(descriptor, path: temporaryPath)
             } catch {
                 close(descriptor)
                 unlink(temporaryPath)
@@ -84,7 +87,10 @@ public enum AtomicFile {
                 throw error
             }
             try FileSystem.fsyncDirectory(FileSystem.parent(of: path))
-            return hasher.map { Digest(bytes: $0.finalize()) }
+            guard let hasher else { return nil }
+            let digest = Digest(bytes: hasher.finalize())
+            KnownDigests.record(digest, path: path, status: status)
+            return digest
         }
 
         deinit {

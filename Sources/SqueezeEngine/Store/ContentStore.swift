@@ -378,10 +378,18 @@ public final class ContentStore: Sendable {
             try FileSystem.chmod(candidate, executable ? 0o555 : 0o444)
             let fd = try FileSystem.open(candidate, O_RDONLY)
             defer { close(fd) }
-            let (digest, size) = try Hashing.sha256(fileDescriptor: fd, path: candidate)
+            let opened = try FileSystem.fstat(fd, path: candidate)
+            let digest: Digest
+            let size: Int64
+            if let known = KnownDigests.digest(path: candidate, status: opened) {
+                // Written (and hashed) by this process, unchanged since: a model file a stage just wrote.
+                (digest, size) = (known, opened.size)
+            } else {
+                (digest, size) = try Hashing.sha256(fileDescriptor: fd, path: candidate)
+                state.withLock { $0.hashCount += 1 }
+            }
             try FileSystem.fsync(fd, path: candidate)
             let candidateStatus = try FileSystem.fstat(fd, path: candidate)
-            state.withLock { $0.hashCount += 1 }
             let blob = BlobID(digest: digest, executable: executable)
             if try placeBlob(candidate, blob: blob, status: candidateStatus) { return (blob, size) }
             // Another filesystem: copy into the staging area, which is on the store's.
