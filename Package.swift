@@ -30,12 +30,14 @@ let package = Package(
         ),
         // YAML text -> node tree with source positions; shared diagnostics.
         .target(name: "SqueezeYAML", dependencies: ["CYAML"]),
+        // posix_spawn helpers Swift's Glibc module does not export.
+        .target(name: "CProcessSupport"),
         // Shared infrastructure, a leaf: atomic file writes, SHA-256 digests and
         // file hashing, POSIX file-system helpers, the JSON text every writer
-        // uses, store errors.
+        // uses, store errors, child processes.
         .target(
             name: "SqueezeSupport",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["CProcessSupport", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Recipe language: model, validation, references, overrides, schema.
         .target(
@@ -83,14 +85,12 @@ let package = Package(
         ),
         // Compression algorithms over models: quantization math and calibration observers.
         .target(name: "SqueezeCompress", dependencies: ["SqueezeModels", "SqueezeTensor"]),
-        // posix_spawn helpers Swift's Glibc module does not export.
-        .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
         .target(
             name: "SqueezeStages",
             dependencies: [
                 "SqueezeEngine", "SqueezeRecipe", "SqueezeYAML", "SqueezeSupport", "SqueezeModels", "SqueezeCompress",
-                "SqueezeTensor", "CProcessSupport",
+                "SqueezeTensor",
             ]
         ),
         // The command-line interface only.
