@@ -6,7 +6,7 @@ final class TemporaryDirectory {
     let path: String
 
     init() throws {
-        path = NSTemporaryDirectory() + "/squeeze-support-" + UUID().uuidString
+        path = FileSystem.absolute(NSTemporaryDirectory() + "/squeeze-support-" + UUID().uuidString)
         try FileSystem.makeDirectories(path)
     }
 
