@@ -33,8 +33,9 @@ let package = Package(
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Shared infrastructure, a leaf: atomic file writes, SHA-256 digests and
-        // file hashing, POSIX file-system helpers, the JSON text every writer
-        // uses, store errors, child processes.
+        // file hashing, POSIX file-system helpers, canonical JSON text
+        // (`JSONText`) and the JSON document coder (`SqueezeJSON`), store
+        // errors, child processes.
         .target(
             name: "SqueezeSupport",
             dependencies: ["CProcessSupport", .product(name: "Crypto", package: "swift-crypto")]

@@ -62,7 +62,7 @@ public struct ModelArtifact: Sendable, Hashable {
             guard Self.isPlainFileName(name) else {
                 throw ModelFileError(file: manifestPath, "file name `\(name)` is not a plain file name")
             }
-            guard digest.count == 64, digest.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            guard Digest(hex: digest) != nil else {
                 throw ModelFileError(file: manifestPath, "SHA-256 of `\(name)` is not 64 lowercase hex digits")
             }
             guard ModelFiles.isRegularFile(Self.join(directory, name)) else {
