@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "squeeze", targets: ["squeeze"]),
+        .library(name: "SqueezeSupport", targets: ["SqueezeSupport"]),
         .library(name: "SqueezeEngine", targets: ["SqueezeEngine"]),
         .library(name: "SqueezeRecipe", targets: ["SqueezeRecipe"]),
         .library(name: "SqueezeStages", targets: ["SqueezeStages"]),
@@ -29,10 +30,21 @@ let package = Package(
         ),
         // YAML text -> node tree with source positions; shared diagnostics.
         .target(name: "SqueezeYAML", dependencies: ["CYAML"]),
+        // posix_spawn helpers Swift's Glibc module does not export.
+        .target(name: "CProcessSupport"),
+        // Shared infrastructure, a leaf: atomic file writes, SHA-256 digests and
+        // file hashing, POSIX file-system helpers, canonical JSON text
+        // (`JSONText`) and the JSON document coder (`SqueezeJSON`), store
+        // errors, child processes.
+        .target(
+            name: "SqueezeSupport",
+            dependencies: ["CProcessSupport", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // Recipe language: model, validation, references, overrides, schema.
         .target(
             name: "SqueezeRecipe",
             dependencies: [
+                "SqueezeSupport",
                 "SqueezeYAML",
                 .product(name: "Collections", package: "swift-collections"),
             ]
@@ -42,7 +54,8 @@ let package = Package(
             name: "SqueezeEngine",
             dependencies: [
                 "SqueezeRecipe",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "SqueezeSupport",
+                "SqueezeYAML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Collections", package: "swift-collections"),
             ]
@@ -69,19 +82,27 @@ let package = Package(
         // Model files and models: safetensors, HF configs, WordPiece, BERT.
         .target(
             name: "SqueezeModels",
-            dependencies: ["SqueezeTensor", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["SqueezeSupport", "SqueezeTensor"]
         ),
         // Compression algorithms over models: quantization math and calibration observers.
-        .target(name: "SqueezeCompress", dependencies: ["SqueezeModels"]),
-        // posix_spawn helpers Swift's Glibc module does not export.
-        .target(name: "CProcessSupport"),
+        .target(name: "SqueezeCompress", dependencies: ["SqueezeModels", "SqueezeTensor"]),
         // Built-in stage types, one file each.
-        .target(name: "SqueezeStages", dependencies: ["SqueezeEngine", "SqueezeModels", "SqueezeCompress", "CProcessSupport"]),
+        .target(
+            name: "SqueezeStages",
+            dependencies: [
+                "SqueezeEngine", "SqueezeRecipe", "SqueezeYAML", "SqueezeSupport", "SqueezeModels", "SqueezeCompress",
+                "SqueezeTensor",
+            ]
+        ),
         // The command-line interface only.
         .executableTarget(
             name: "squeeze",
             dependencies: [
                 "SqueezeStages",
+                "SqueezeEngine",
+                "SqueezeRecipe",
+                "SqueezeYAML",
+                "SqueezeSupport",
                 "SqueezeModels",
                 "SqueezeCompress",
                 "SqueezeTensor",
@@ -91,21 +112,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "SqueezeSupportTests", dependencies: ["SqueezeSupport"]),
         .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
-        .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
-        .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
-        .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor"]),
+        .testTarget(
+            name: "SqueezeRecipeTests",
+            dependencies: ["SqueezeRecipe", "SqueezeYAML", .product(name: "Collections", package: "swift-collections")]
+        ),
+        .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine", "SqueezeRecipe", "SqueezeSupport", "SqueezeYAML"]),
+        .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor", "CKernels"]),
         .testTarget(
             name: "SqueezeModelsTests",
-            dependencies: ["SqueezeModels"],
+            dependencies: ["SqueezeModels", "SqueezeTensor"],
             // Token-id fixtures read from the source tree at test time.
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "SqueezeCompressTests", dependencies: ["SqueezeCompress"]),
-        .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeRecipe"]),
+        .testTarget(name: "SqueezeCompressTests", dependencies: ["SqueezeCompress", "SqueezeModels", "SqueezeTensor"]),
+        .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeRecipe", "SqueezeSupport"]),
         .testTarget(
             name: "SqueezeCLITests",
-            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels"],
+            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeTensor"],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]
         ),

@@ -1,6 +1,6 @@
-import Crypto
 import Foundation
 import SqueezeRecipe
+import SqueezeSupport
 
 /// Everything a stage's outputs may depend on. Its canonical JSON's SHA-256 is
 /// the stage key; nothing else decides whether a stage reruns.
@@ -36,7 +36,7 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
 
     /// The stage key: lowercase hex SHA-256 of the canonical JSON.
     public var key: String {
-        Digest(bytes: SHA256.hash(data: Data(canonicalValue.canonicalJSON.utf8))).hex
+        Hashing.sha256(Data(canonicalValue.canonicalJSON.utf8)).hex
     }
 
     /// Drops the parameters declared `keyedOnlyWhenChanged` whose resolved value

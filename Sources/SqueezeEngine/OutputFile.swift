@@ -1,10 +1,11 @@
 import Foundation
 import Glibc
+import SqueezeSupport
 
 /// Writes a file the user named on the command line (`report --html PATH`),
 /// never replacing something that is not a regular file:
 ///
-/// - nothing or a regular file at PATH: written atomically (`FileSystem.writeAtomically`);
+/// - nothing or a regular file at PATH: written atomically (`AtomicFile`);
 /// - a symbolic link: the file it points to is written (or created) by these
 ///   same rules, and the link stays a link;
 /// - a FIFO or a character device (`/dev/stdout`, a named pipe): written
@@ -35,7 +36,7 @@ public enum OutputFile {
             let directory = FileSystem.parent(of: target)
             try requireDirectory(directory, for: path)
             do {
-                try FileSystem.writeAtomically(Array(data), to: target, temporaryDirectory: directory)
+                try AtomicFile.write(Array(data), to: target)
             } catch {
                 throw Failure(description: "cannot write \(path): \(error)")
             }

@@ -1,7 +1,7 @@
 import Collections
-import Crypto
 import Foundation
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 
 /// A validated recipe bound to the stage types, the store and the environment
@@ -61,8 +61,9 @@ public struct Pipeline: Sendable {
     /// with a plain run of the same values.
     public func seed(for stageID: String) -> UInt64 {
         let base = recipe.stages[stageID]?.baseID ?? stageID
-        let digest = SHA256.hash(data: Data("squeeze-seed:\(recipe.seed):\(base)".utf8))
-        return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        // The first 8 bytes of the SHA-256, big-endian (16 hex digits always parse).
+        let digest = Hashing.sha256(Data("squeeze-seed:\(recipe.seed):\(base)".utf8))
+        return UInt64(digest.hex.prefix(16), radix: 16) ?? 0
     }
 
     public func spec(_ id: String) throws -> StageSpec {
@@ -164,7 +165,7 @@ public struct Pipeline: Sendable {
     // MARK: Last-run index, for explaining why a stage reruns
 
     private var indexDirectory: String {
-        let recipeID = Digest(bytes: SHA256.hash(data: Data(recipe.file.utf8))).short
+        let recipeID = Hashing.sha256(Data(recipe.file.utf8)).short
         return (store.root as NSString).appendingPathComponent("index/\(recipeID)")
     }
 
@@ -206,7 +207,7 @@ public struct Pipeline: Sendable {
             }
         }
         guard name.utf8.count > maxFileNameBytes else { return name }
-        let digest = Digest(bytes: SHA256.hash(data: Data(stageID.utf8))).short
+        let digest = Hashing.sha256(Data(stageID.utf8)).short
         return String(name.prefix(maxFileNameBytes - digest.count - 1)) + "~" + digest
     }
 }

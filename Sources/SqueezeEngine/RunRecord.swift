@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeRecipe
+import SqueezeSupport
 
 /// What happened to one stage in one run (`run.json`).
 public struct StageRecord: Sendable, Codable, Equatable {

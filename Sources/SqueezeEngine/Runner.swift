@@ -3,6 +3,7 @@ import SqueezeRecipe
 
 #if canImport(Glibc)
 import Glibc
+import SqueezeSupport
 #endif
 
 /// How `squeeze run` should run.

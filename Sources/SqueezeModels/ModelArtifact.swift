@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeSupport
 
 /// `squeeze-model.json`: what a model artifact directory holds and where it came from.
 public struct ModelManifest: Codable, Sendable, Hashable {
@@ -61,7 +62,7 @@ public struct ModelArtifact: Sendable, Hashable {
             guard Self.isPlainFileName(name) else {
                 throw ModelFileError(file: manifestPath, "file name `\(name)` is not a plain file name")
             }
-            guard digest.count == 64, digest.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            guard Digest(hex: digest) != nil else {
                 throw ModelFileError(file: manifestPath, "SHA-256 of `\(name)` is not 64 lowercase hex digits")
             }
             guard ModelFiles.isRegularFile(Self.join(directory, name)) else {
@@ -194,13 +195,14 @@ public struct ModelArtifact: Sendable, Hashable {
 
     /// Writes the manifest for artifact files already in `directory` (for
     /// example weights the caller has just written): every required file and
-    /// `tokenizer.json` when present are hashed.
+    /// `tokenizer.json` when present are hashed, or take the digest recorded
+    /// when this process wrote them.
     public static func seal(directory: String, architecture: String, source: String) throws(ModelFileError) -> ModelArtifact {
         var digests: [String: String] = [:]
         for name in requiredFiles + optionalFiles {
             let filePath = join(directory, name)
             if ModelFiles.isRegularFile(filePath) {
-                digests[name] = try ModelFiles.sha256(of: filePath)
+                digests[name] = try ModelFiles.digest(of: filePath)
             } else if requiredFiles.contains(name) {
                 throw ModelFileError(file: filePath, "missing; a model artifact needs \(requiredFiles.joined(separator: ", "))")
             }
@@ -210,8 +212,7 @@ public struct ModelArtifact: Sendable, Hashable {
 
     private static func writeManifest(_ manifest: ModelManifest, in directory: String) throws(ModelFileError) -> ModelArtifact {
         let manifestPath = join(directory, manifestFileName)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let encoder = SqueezeJSON.encoder()
         let data: Data
         do {
             data = try encoder.encode(manifest)

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeSupport
 import SqueezeTensor
 
 /// Writes safetensors files deterministically: header keys sorted by UTF-8
@@ -81,7 +82,7 @@ public enum SafetensorsWriter {
         var members: [(key: String, json: String)] = []
         if !metadata.isEmpty {
             let pairs = metadata.sorted { Safetensors.utf8Less($0.key, $1.key) }
-                .map { "\(ModelFiles.jsonString($0.key)):\(ModelFiles.jsonString($0.value))" }
+                .map { "\(JSONText.string($0.key)):\(JSONText.string($0.value))" }
             members.append((Safetensors.metadataKey, "{" + pairs.joined(separator: ",") + "}"))
         }
         var offset = 0
@@ -105,7 +106,7 @@ public enum SafetensorsWriter {
             offset = end
         }
         members.sort { Safetensors.utf8Less($0.key, $1.key) }
-        let json = "{" + members.map { "\(ModelFiles.jsonString($0.key)):\($0.json)" }.joined(separator: ",") + "}"
+        let json = "{" + members.map { "\(JSONText.string($0.key)):\($0.json)" }.joined(separator: ",") + "}"
         var bytes = Array(json.utf8)
         let padding = (8 - bytes.count % 8) % 8
         bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: padding))

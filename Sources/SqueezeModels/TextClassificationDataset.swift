@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeSupport
 
 /// A text-classification dataset directory (`squeeze.text-classification/1`):
 ///
@@ -153,7 +154,7 @@ public struct TextClassificationDataset: Sendable, Hashable {
                 guard labels.indices.contains(example.label) else {
                     throw ModelFileError(file: path, "label \(example.label) is not an index into the \(labels.count) labels")
                 }
-                chunk += #"{"text":\#(ModelFiles.jsonString(example.text)),"label":\#(example.label)}"# + "\n"
+                chunk += #"{"text":\#(JSONText.string(example.text)),"label":\#(example.label)}"# + "\n"
                 if chunk.utf8.count >= ModelFiles.chunkSize {
                     try writer.write(chunk)
                     chunk = ""
@@ -164,8 +165,7 @@ public struct TextClassificationDataset: Sendable, Hashable {
             entries[name] = Split(file: file, rows: examples.count)
         }
         let manifest = Manifest(format: format, labels: labels, splits: entries)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let encoder = SqueezeJSON.encoder()
         let manifestPath = (directory as NSString).appendingPathComponent(manifestFileName)
         let data: Data
         do {

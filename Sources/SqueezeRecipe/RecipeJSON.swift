@@ -1,3 +1,4 @@
+import SqueezeSupport
 import SqueezeYAML
 
 /// YAML trees as JSON values, for tools that validate recipes against the
@@ -51,10 +52,10 @@ extension Value {
             out += indent + "]"
         case .object(let fields) where !fields.isEmpty:
             out += "{\n"
-            let keys = fields.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            let keys = fields.keys.sorted(by: JSONText.keyPrecedes)
             for (index, key) in keys.enumerated() {
                 out += inner
-                Value.writeJSONString(key, into: &out)
+                JSONText.appendString(key, to: &out)
                 out += ": "
                 fields[key]?.writePretty(into: &out, indent: inner)
                 out += index == keys.count - 1 ? "\n" : ",\n"

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeSupport
 
 /// A plain, resolved JSON-like value: what a stage's parameters become once
 /// every reference has been substituted.
@@ -11,10 +12,10 @@ public indirect enum Value: Sendable, Hashable {
     case array([Value])
     case object([String: Value])
 
-    /// Canonical JSON: object keys sorted by UTF-8 bytes, no insignificant
-    /// white space, integers without a fraction, doubles in their shortest
-    /// round-tripping form, strings escaped minimally. Equal values always give
-    /// equal bytes, which is what cache keys are built from.
+    /// Canonical JSON: no insignificant white space; strings, numbers and
+    /// key order as `JSONText` writes them (integers without a fraction,
+    /// integral doubles with one). Equal values always give equal bytes,
+    /// which is what cache keys are built from.
     public var canonicalJSON: String {
         var out = ""
         writeCanonical(into: &out)
@@ -26,8 +27,8 @@ public indirect enum Value: Sendable, Hashable {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
-        case .double(let d): Value.writeJSONDouble(d, into: &out)
-        case .string(let s): Value.writeJSONString(s, into: &out)
+        case .double(let d): JSONText.appendNumber(d, to: &out)
+        case .string(let s): JSONText.appendString(s, to: &out)
         case .array(let items):
             out += "["
             for (index, item) in items.enumerated() {
@@ -37,46 +38,14 @@ public indirect enum Value: Sendable, Hashable {
             out += "]"
         case .object(let fields):
             out += "{"
-            for (index, key) in fields.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }).enumerated() {
+            for (index, key) in fields.keys.sorted(by: JSONText.keyPrecedes).enumerated() {
                 if index > 0 { out += "," }
-                Value.writeJSONString(key, into: &out)
+                JSONText.appendString(key, to: &out)
                 out += ":"
                 fields[key]?.writeCanonical(into: &out)
             }
             out += "}"
         }
-    }
-
-    static func writeJSONDouble(_ d: Double, into out: inout String) {
-        if d.isFinite, d == d.rounded(), abs(d) < 1e15 {
-            // 3.0 and 3 are different recipe values (a float and an int) but
-            // the same JSON number; keep the float visibly a float.
-            out += String(format: "%.1f", d)
-        } else if d.isFinite {
-            out += "\(d)"
-        } else {
-            // JSON has no NaN/Inf; encode as tagged strings so they still key.
-            out += "\"\(d)\""
-        }
-    }
-
-    /// Appends `s` as a JSON string literal, escaped minimally (the form every
-    /// canonical encoding in Squeeze uses).
-    public static func writeJSONString(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 
     /// The value as a number, when it is an integer or a double.

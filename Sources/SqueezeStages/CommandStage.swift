@@ -1,6 +1,7 @@
 import Foundation
 import SqueezeEngine
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 
 #if canImport(Glibc)

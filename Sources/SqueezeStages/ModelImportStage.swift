@@ -2,6 +2,7 @@ import Foundation
 import SqueezeEngine
 import SqueezeModels
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 
 /// `uses: model/import` — brings a pretrained model into the store as a model

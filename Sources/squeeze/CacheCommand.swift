@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SqueezeEngine
+import SqueezeSupport
 
 struct CacheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

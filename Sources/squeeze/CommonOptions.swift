@@ -1,4 +1,5 @@
 import ArgumentParser
+import SqueezeSupport
 import SqueezeTensor
 import Foundation
 import SqueezeEngine

@@ -4,6 +4,7 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import SqueezeSupport
 #endif
 
 /// `OutputFile.write`, behind `squeeze report --html PATH`: what is at PATH

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import SqueezeEngine
+import SqueezeSupport
 
 @Suite struct StoreEntryTests {
     @Test func entriesRoundTripAndListSortedByKey() throws {

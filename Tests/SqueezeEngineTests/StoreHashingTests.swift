@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import SqueezeEngine
+import SqueezeSupport
 
 @Suite struct StoreHashingTests {
     @Test func digestAcceptsOnlySixtyFourLowercaseHexDigits() throws {

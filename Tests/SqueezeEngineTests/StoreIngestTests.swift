@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import SqueezeEngine
+import SqueezeSupport
 
 @Suite struct StoreIngestTests {
     @Test func ingestingAFileRenamesItIntoAReadOnlyObject() throws {
@@ -24,6 +25,36 @@ import Testing
         #expect(status.permissions == 0o444)
         #expect(try String(contentsOfFile: stored, encoding: .utf8) == "weights")
         #expect(store.contains(ref))
+    }
+
+    /// Files a stage wrote with hashing (model files) are not hashed again by
+    /// ingest; a file changed after it was written is.
+    @Test func ingestTakesTheDigestRecordedWhenTheFileWasWritten() throws {
+        let directory = try StoreTestDirectory()
+        let store = try ContentStore(root: directory.path + "/.squeeze")
+        let staging = try store.makeStagingDirectory(name: "model")
+        var written: [String: Digest] = [:]
+        for name in ["config.json", "model.safetensors"] {
+            let writer = try AtomicFile.Writer(path: staging + "/" + name, hashing: true)
+            try writer.write("contents of \(name)")
+            written[name] = try writer.commit()
+        }
+        let changed = staging + "/vocab.txt"
+        let writer = try AtomicFile.Writer(path: changed, hashing: true)
+        try writer.write("[PAD]\n")
+        try writer.commit()
+        let handle = try #require(FileHandle(forWritingAtPath: changed))
+        handle.seekToEndOfFile()
+        handle.write(Data("[UNK]\n".utf8))
+        try handle.close()
+
+        let tree = try store.ingest(staging)
+        #expect(store.hashCount == 1, "only the file changed after writing is hashed")
+        let root = try store.path(for: tree)
+        for (name, digest) in written {
+            #expect(digest == (try Hashing.sha256(fileAt: root + "/" + name)))
+        }
+        #expect(try FileSystem.readFile(root + "/vocab.txt") == Array("[PAD]\n[UNK]\n".utf8))
     }
 
     @Test func ingestingStoredContentAgainOnlyDropsTheSource() throws {

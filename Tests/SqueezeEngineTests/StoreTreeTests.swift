@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import SqueezeEngine
+import SqueezeSupport
 
 @Suite struct StoreTreeTests {
     /// Builds the same tree (two files, a nested file, an empty directory) in

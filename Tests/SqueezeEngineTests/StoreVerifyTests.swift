@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import SqueezeEngine
+import SqueezeSupport
 
 @Suite struct StoreVerifyTests {
     @Test func aFlippedByteWithRestoredMtimeIsFoundByVerifyAll() throws {

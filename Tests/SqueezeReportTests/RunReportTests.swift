@@ -3,6 +3,7 @@ import SqueezeEngine
 import SqueezeRecipe
 @testable import SqueezeReport
 import Testing
+import SqueezeSupport
 
 @Suite struct RunReportTests {
     @Test func everyModelOfEveryEvalStageLabelledWithItsStage() throws {

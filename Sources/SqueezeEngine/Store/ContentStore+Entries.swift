@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SqueezeSupport
 
 extension ContentStore {
     func entryPath(_ key: String) -> String { stagesDirectory + "/" + key + ".json" }
@@ -57,7 +58,7 @@ extension ContentStore {
         } catch {
             throw StoreError(.io, path: entryPath(entry.key), "could not encode the stage entry: \(error)")
         }
-        try FileSystem.writeAtomically(Array(bytes), to: entryPath(entry.key), temporaryDirectory: privateTemporary)
+        try AtomicFile.write(Array(bytes), to: entryPath(entry.key), temporaryDirectory: privateTemporary)
     }
 
     /// Removes the entry for `key`; removing a missing entry is not an error.

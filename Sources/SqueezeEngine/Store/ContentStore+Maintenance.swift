@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SqueezeSupport
 
 extension ContentStore {
     /// Lists a store directory for maintenance, turning failures into a problem line.

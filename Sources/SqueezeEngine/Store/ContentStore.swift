@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
+import SqueezeSupport
 
 /// The content-addressed store under `.squeeze/` (Bazel's CAS plus action cache).
 ///
@@ -259,7 +260,7 @@ public final class ContentStore: Sendable {
         }
         for path in changed { merged[path] = snapshot[path] }
         merged = merged.filter { path, _ in (try? FileSystem.lstatIfPresent(path)) != nil }
-        try FileSystem.writeAtomically(
+        try AtomicFile.write(
             try StatCacheFile(entries: merged).encoded(), to: statCachePath, temporaryDirectory: privateTemporary)
         state.withLock { state in
             for path in changed where state.statCache[path] == snapshot[path] { state.changed.remove(path) }
@@ -377,10 +378,18 @@ public final class ContentStore: Sendable {
             try FileSystem.chmod(candidate, executable ? 0o555 : 0o444)
             let fd = try FileSystem.open(candidate, O_RDONLY)
             defer { close(fd) }
-            let (digest, size) = try Hashing.sha256(fileDescriptor: fd, path: candidate)
+            let opened = try FileSystem.fstat(fd, path: candidate)
+            let digest: Digest
+            let size: Int64
+            if let known = KnownDigests.digest(path: candidate, status: opened) {
+                // Written (and hashed) by this process, unchanged since: a model file a stage just wrote.
+                (digest, size) = (known, opened.size)
+            } else {
+                (digest, size) = try Hashing.sha256(fileDescriptor: fd, path: candidate)
+                state.withLock { $0.hashCount += 1 }
+            }
             try FileSystem.fsync(fd, path: candidate)
             let candidateStatus = try FileSystem.fstat(fd, path: candidate)
-            state.withLock { $0.hashCount += 1 }
             let blob = BlobID(digest: digest, executable: executable)
             if try placeBlob(candidate, blob: blob, status: candidateStatus) { return (blob, size) }
             // Another filesystem: copy into the staging area, which is on the store's.
@@ -474,7 +483,7 @@ public final class ContentStore: Sendable {
             if existing == bytes { return }
             logger.warning("manifest \(path) was corrupt; rewriting it")
         }
-        try FileSystem.writeAtomically(bytes, to: path, temporaryDirectory: privateTemporary, mode: 0o444)
+        try AtomicFile.write(bytes, to: path, temporaryDirectory: privateTemporary, mode: 0o444)
     }
 
     /// Returns `trees/ab/<hex>/`, building it from the blobs (which must be

@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeRecipe
+import SqueezeSupport
 
 /// One action-cache record, `stages/<key>.json`: what a stage key produced.
 public struct StageEntry: Sendable, Codable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeSupport
 
 /// What was known about a file when it was last hashed. The record is
 /// self-validating: it is trusted only while the file's current size, mtime,
@@ -64,8 +65,6 @@ struct StatCacheFile: Codable {
     }
 
     func encoded() throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(self))
+        Array(try SqueezeJSON.encoder(pretty: false).encode(self))
     }
 }

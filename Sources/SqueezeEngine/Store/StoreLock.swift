@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import SqueezeSupport
 
 /// An exclusive per-key lock (`locks/<key>.lock`, flock). Released by
 /// `release()`, when the value is deallocated, or by the kernel when the

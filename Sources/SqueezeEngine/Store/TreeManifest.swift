@@ -1,5 +1,5 @@
 import Foundation
-import SqueezeRecipe
+import SqueezeSupport
 import Glibc
 
 /// The manifest of a directory artifact, stored as `trees/ab/<hex>.json`.
@@ -49,11 +49,11 @@ struct TreeManifest: Equatable, Sendable {
             switch entry.kind {
             case .file(let digest, let size, let executable):
                 out += "{\"digest\":\"\(digest)\",\"executable\":\(executable),\"path\":"
-                Value.writeJSONString(entry.path, into: &out)
+                JSONText.appendString(entry.path, to: &out)
                 out += ",\"size\":\(size),\"type\":\"file\"}"
             case .emptyDirectory:
                 out += "{\"path\":"
-                Value.writeJSONString(entry.path, into: &out)
+                JSONText.appendString(entry.path, to: &out)
                 out += ",\"type\":\"dir\"}"
             }
         }

@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import SqueezeEngine
+import SqueezeSupport
 
 /// A fresh directory under the system temp directory, removed when dropped.
 final class StoreTestDirectory {

@@ -7,20 +7,21 @@ private func systemStat(_ path: String, _ buffer: inout stat) -> Int32 { stat(pa
 private func systemLstat(_ path: String, _ buffer: inout stat) -> Int32 { lstat(path, &buffer) }
 private func systemFstat(_ fd: Int32, _ buffer: inout stat) -> Int32 { fstat(fd, &buffer) }
 
-/// Thin wrappers over the POSIX calls the store needs, throwing `StoreError`
-/// with the path and `errno` text. Foundation's `FileManager` hides inode,
-/// device, nanosecond mtimes and link semantics, which the store relies on.
-enum FileSystem {
+/// Thin wrappers over the POSIX calls Squeeze needs (the store above all),
+/// throwing `StoreError` with the path and `errno` text. Foundation's
+/// `FileManager` hides inode, device, nanosecond mtimes and link semantics,
+/// which the store relies on. Whole-file writes are `AtomicFile`'s.
+package enum FileSystem {
     /// The `stat` fields the store looks at.
-    struct Status: Equatable {
-        var mode: UInt32
-        var size: Int64
-        var mtimeNanoseconds: Int64
-        var inode: UInt64
-        var device: UInt64
-        var linkCount: UInt64
+    package struct Status: Equatable {
+        package var mode: UInt32
+        package var size: Int64
+        package var mtimeNanoseconds: Int64
+        package var inode: UInt64
+        package var device: UInt64
+        package var linkCount: UInt64
 
-        init(_ s: stat) {
+        package init(_ s: stat) {
             mode = UInt32(s.st_mode)
             size = Int64(s.st_size)
             mtimeNanoseconds = Int64(s.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(s.st_mtim.tv_nsec)
@@ -29,18 +30,18 @@ enum FileSystem {
             linkCount = UInt64(s.st_nlink)
         }
 
-        var fileType: UInt32 { mode & UInt32(S_IFMT) }
-        var isRegularFile: Bool { fileType == UInt32(S_IFREG) }
-        var isDirectory: Bool { fileType == UInt32(S_IFDIR) }
-        var isSymbolicLink: Bool { fileType == UInt32(S_IFLNK) }
-        var isOwnerExecutable: Bool { mode & UInt32(S_IXUSR) != 0 }
-        var permissions: UInt32 { mode & 0o7777 }
+        package var fileType: UInt32 { mode & UInt32(S_IFMT) }
+        package var isRegularFile: Bool { fileType == UInt32(S_IFREG) }
+        package var isDirectory: Bool { fileType == UInt32(S_IFDIR) }
+        package var isSymbolicLink: Bool { fileType == UInt32(S_IFLNK) }
+        package var isOwnerExecutable: Bool { mode & UInt32(S_IXUSR) != 0 }
+        package var permissions: UInt32 { mode & 0o7777 }
 
         /// Same file object (hard links share it).
-        func isSameFile(as other: Status) -> Bool { inode == other.inode && device == other.device }
+        package func isSameFile(as other: Status) -> Bool { inode == other.inode && device == other.device }
 
         /// "a FIFO", "a socket"... for error messages.
-        var kindDescription: String {
+        package var kindDescription: String {
             switch fileType {
             case UInt32(S_IFREG): "a regular file"
             case UInt32(S_IFDIR): "a directory"
@@ -54,20 +55,20 @@ enum FileSystem {
         }
     }
 
-    static func lstat(_ path: String) throws -> Status {
+    package static func lstat(_ path: String) throws -> Status {
         var s = Glibc.stat()
         guard systemLstat(path, &s) == 0 else { throw StoreError.io(path, "lstat", errno: errno) }
         return Status(s)
     }
 
-    static func stat(_ path: String) throws -> Status {
+    package static func stat(_ path: String) throws -> Status {
         var s = Glibc.stat()
         guard systemStat(path, &s) == 0 else { throw StoreError.io(path, "stat", errno: errno) }
         return Status(s)
     }
 
     /// `lstat`, or nil when nothing exists at `path`.
-    static func lstatIfPresent(_ path: String) throws -> Status? {
+    package static func lstatIfPresent(_ path: String) throws -> Status? {
         var s = Glibc.stat()
         if systemLstat(path, &s) == 0 { return Status(s) }
         if errno == ENOENT || errno == ENOTDIR { return nil }
@@ -75,20 +76,20 @@ enum FileSystem {
     }
 
     /// `stat` (following links), or nil when nothing exists at `path`.
-    static func statIfPresent(_ path: String) throws -> Status? {
+    package static func statIfPresent(_ path: String) throws -> Status? {
         var s = Glibc.stat()
         if systemStat(path, &s) == 0 { return Status(s) }
         if errno == ENOENT || errno == ENOTDIR { return nil }
         throw StoreError.io(path, "stat", errno: errno)
     }
 
-    static func fstat(_ fd: Int32, path: String) throws -> Status {
+    package static func fstat(_ fd: Int32, path: String) throws -> Status {
         var s = Glibc.stat()
         guard systemFstat(fd, &s) == 0 else { throw StoreError.io(path, "fstat", errno: errno) }
         return Status(s)
     }
 
-    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
+    package static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
         while true {
             let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
             if fd >= 0 { return fd }
@@ -97,7 +98,7 @@ enum FileSystem {
     }
 
     /// `open`, or nil when the file does not exist.
-    static func openIfPresent(_ path: String, _ flags: Int32) throws -> Int32? {
+    package static func openIfPresent(_ path: String, _ flags: Int32) throws -> Int32? {
         while true {
             let fd = Glibc.open(path, flags | O_CLOEXEC)
             if fd >= 0 { return fd }
@@ -106,33 +107,35 @@ enum FileSystem {
         }
     }
 
-    static func fsync(_ fd: Int32, path: String) throws {
+    package static func fsync(_ fd: Int32, path: String) throws {
         guard Glibc.fsync(fd) == 0 else { throw StoreError.io(path, "fsync", errno: errno) }
     }
 
     /// Flushes a file's data to disk.
-    static func fsyncFile(_ path: String) throws {
+    package static func fsyncFile(_ path: String) throws {
         let fd = try open(path, O_RDONLY)
         defer { close(fd) }
         try fsync(fd, path: path)
     }
 
     /// Makes a directory's entries (new names, renames, unlinks) durable.
-    static func fsyncDirectory(_ path: String) throws {
+    /// A filesystem that cannot sync directories (`EINVAL`) has nothing more
+    /// to make durable and is not an error.
+    package static func fsyncDirectory(_ path: String) throws {
         let fd = try open(path, O_RDONLY | O_DIRECTORY)
         defer { close(fd) }
-        try fsync(fd, path: path)
+        guard Glibc.fsync(fd) == 0 || errno == EINVAL else { throw StoreError.io(path, "fsync", errno: errno) }
     }
 
     /// Reads a whole (small) file.
-    static func readFile(_ path: String) throws -> [UInt8] {
+    package static func readFile(_ path: String) throws -> [UInt8] {
         let fd = try open(path, O_RDONLY)
         defer { close(fd) }
         return try readAll(fd, path: path)
     }
 
     /// Reads a whole file, or nil when it does not exist.
-    static func readFileIfPresent(_ path: String) throws -> [UInt8]? {
+    package static func readFileIfPresent(_ path: String) throws -> [UInt8]? {
         guard let fd = try openIfPresent(path, O_RDONLY) else { return nil }
         defer { close(fd) }
         return try readAll(fd, path: path)
@@ -153,7 +156,7 @@ enum FileSystem {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+    package static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
         var offset = 0
         while offset < bytes.count {
             let written = write(fd, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
@@ -165,32 +168,7 @@ enum FileSystem {
         }
     }
 
-    /// Writes `bytes` to `path` so that a reader (or a crash) sees either the
-    /// old file or the complete new one: a temp file in `temporaryDirectory`
-    /// (same filesystem) is written, fsynced and renamed, then the directory
-    /// is fsynced.
-    static func writeAtomically(_ bytes: [UInt8], to path: String, temporaryDirectory: String, mode: mode_t = 0o644) throws {
-        let temporary = temporaryDirectory + "/write-" + randomSuffix()
-        let fd = try open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
-        do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: temporary) }
-            try fsync(fd, path: temporary)
-            close(fd)
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        do {
-            try rename(temporary, to: path)
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        try fsyncDirectory(parent(of: path))
-    }
-
-    static func rename(_ source: String, to destination: String) throws {
+    package static func rename(_ source: String, to destination: String) throws {
         guard Glibc.rename(source, destination) == 0 else {
             throw StoreError.io(source, "rename to \(destination)", errno: errno)
         }
@@ -198,18 +176,18 @@ enum FileSystem {
 
     /// Renames a directory; false (nothing changed) when a non-empty
     /// directory already has the destination name.
-    static func renameDirectory(_ source: String, to destination: String) throws -> Bool {
+    package static func renameDirectory(_ source: String, to destination: String) throws -> Bool {
         if Glibc.rename(source, destination) == 0 { return true }
         if errno == EEXIST || errno == ENOTEMPTY { return false }
         throw StoreError.io(source, "rename to \(destination)", errno: errno)
     }
 
     /// Outcome of `link`, for the cases callers handle.
-    enum LinkResult { case linked, exists, crossDevice, tooManyLinks }
+    package enum LinkResult { case linked, exists, crossDevice, tooManyLinks }
 
     /// Creates a hard link; "already exists", "other filesystem" and "too
     /// many links" are reported rather than thrown.
-    static func link(_ source: String, to destination: String) throws -> LinkResult {
+    package static func link(_ source: String, to destination: String) throws -> LinkResult {
         if Glibc.link(source, destination) == 0 { return .linked }
         switch errno {
         case EEXIST: return .exists
@@ -220,24 +198,24 @@ enum FileSystem {
     }
 
     /// Removes a file; a missing file is not an error.
-    static func removeFile(_ path: String) throws {
+    package static func removeFile(_ path: String) throws {
         guard Glibc.unlink(path) == 0 || errno == ENOENT else { throw StoreError.io(path, "unlink", errno: errno) }
     }
 
-    static func chmod(_ path: String, _ mode: mode_t) throws {
+    package static func chmod(_ path: String, _ mode: mode_t) throws {
         guard Glibc.chmod(path, mode) == 0 else { throw StoreError.io(path, "chmod", errno: errno) }
     }
 
     /// Creates a directory; returns false if one already exists there.
     @discardableResult
-    static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws -> Bool {
+    package static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws -> Bool {
         if mkdir(path, mode) == 0 { return true }
         if errno == EEXIST, (try? lstat(path))?.isDirectory == true { return false }
         throw StoreError.io(path, "mkdir", errno: errno)
     }
 
     /// `mkdir -p`.
-    static func makeDirectories(_ path: String) throws {
+    package static func makeDirectories(_ path: String) throws {
         if (try lstatIfPresent(path))?.isDirectory == true { return }
         let up = parent(of: path)
         if up != path, !up.isEmpty { try makeDirectories(up) }
@@ -246,7 +224,7 @@ enum FileSystem {
 
     /// The names in a directory except `.` and `..`, unsorted. A name that is
     /// not valid UTF-8 is an `.unsupported` error: the store's manifests are JSON.
-    static func listDirectory(_ path: String) throws -> [String] {
+    package static func listDirectory(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else { throw StoreError.io(path, "opendir", errno: errno) }
         defer { closedir(dir) }
         var names: [String] = []
@@ -270,7 +248,7 @@ enum FileSystem {
 
     /// `rm -rf`, making read-only directories writable first. Missing is fine.
     /// Works on raw name bytes, so names that are not UTF-8 are removed too.
-    static func removeTree(_ path: String) throws {
+    package static func removeTree(_ path: String) throws {
         guard let status = try lstatIfPresent(path) else { return }
         guard status.isDirectory else { return try removeFile(path) }
         if status.permissions & 0o700 != 0o700 { try chmod(path, mode_t(status.permissions | 0o700)) }
@@ -330,14 +308,14 @@ enum FileSystem {
     }
 
     /// The directory part of a path ("/a/b" → "/a", "/a" → "/").
-    static func parent(of path: String) -> String {
+    package static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     /// An absolute, `/`-normalised form of `path` (relative to the working
     /// directory), without resolving symbolic links.
-    static func absolute(_ path: String) -> String {
+    package static func absolute(_ path: String) -> String {
         let joined = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         var parts: [Substring] = []
         for part in joined.split(separator: "/", omittingEmptySubsequences: true) {
@@ -352,12 +330,12 @@ enum FileSystem {
     }
 
     /// 16 random hex characters for unique temporary names.
-    static func randomSuffix() -> String {
+    package static func randomSuffix() -> String {
         String(UInt64.random(in: .min ... .max), radix: 16)
     }
 
     /// Wall-clock time in nanoseconds since 1970, comparable with mtimes.
-    static func nowNanoseconds() -> Int64 {
+    package static func nowNanoseconds() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)

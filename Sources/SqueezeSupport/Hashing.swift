@@ -7,7 +7,7 @@ import Glibc
 public enum Hashing {
     /// Bytes read per `read(2)`: large enough that system-call overhead is
     /// negligible, small enough to stay in the L2/L3 cache while it is hashed.
-    static let readSize = 1 << 20
+    package static let readSize = 1 << 20
 
     /// SHA-256 of the regular file at `path` (symbolic links followed), streamed.
     public static func sha256(fileAt path: String) throws -> Digest {
@@ -27,11 +27,11 @@ public enum Hashing {
     }
 
     /// Files at least this large are read ahead on a second thread.
-    static let pipelineThreshold: Int64 = 16 << 20
+    package static let pipelineThreshold: Int64 = 16 << 20
 
     /// Hashes an open file from its current offset to its end; also returns
     /// the number of bytes hashed.
-    static func sha256(fileDescriptor fd: Int32, path: String) throws -> (digest: Digest, byteCount: Int64) {
+    package static func sha256(fileDescriptor fd: Int32, path: String) throws -> (digest: Digest, byteCount: Int64) {
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var status = stat()
         if fstat(fd, &status) == 0, Int64(status.st_size) >= pipelineThreshold {

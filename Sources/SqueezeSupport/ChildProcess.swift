@@ -11,24 +11,24 @@ import Darwin
 /// appended to a log file, a timeout, and cancellation that kills the whole
 /// group (the program and everything it started). The group also dies when
 /// squeeze does, even by SIGKILL (see `squeeze_spawn_supervised`).
-enum ChildProcess {
-    enum Status: Equatable {
+package enum ChildProcess {
+    package enum Status: Equatable, Sendable {
         case exited(Int32)
         case signaled(Int32)
         case timedOut
     }
 
-    struct Outcome {
-        var status: Status
+    package struct Outcome: Sendable {
+        package var status: Status
         /// User + system CPU seconds of the child (and the children it waited for).
-        var cpuSeconds: Double
+        package var cpuSeconds: Double
     }
 
-    struct SpawnError: Error, CustomStringConvertible {
-        var description: String
+    package struct SpawnError: Error, CustomStringConvertible {
+        package var description: String
     }
 
-    static func run(
+    package static func run(
         executable: String, arguments: [String], environment: [String: String],
         workingDirectory: String, logPath: String?, timeout: Double?
     ) async throws -> Outcome {

@@ -40,12 +40,12 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
     /// Whether a caller should treat the failure as "not cached".
     public var isCacheMiss: Bool { kind == .corrupt || kind == .missing }
 
-    static func corrupt(_ path: String, _ message: String) -> StoreError { StoreError(.corrupt, path: path, message) }
-    static func missing(_ path: String, _ message: String) -> StoreError { StoreError(.missing, path: path, message) }
-    static func unsupported(_ path: String, _ message: String) -> StoreError { StoreError(.unsupported, path: path, message) }
+    package static func corrupt(_ path: String, _ message: String) -> StoreError { StoreError(.corrupt, path: path, message) }
+    package static func missing(_ path: String, _ message: String) -> StoreError { StoreError(.missing, path: path, message) }
+    package static func unsupported(_ path: String, _ message: String) -> StoreError { StoreError(.unsupported, path: path, message) }
 
     /// A failed system call, with the `errno` text.
-    static func io(_ path: String, _ operation: String, errno code: Int32) -> StoreError {
+    package static func io(_ path: String, _ operation: String, errno code: Int32) -> StoreError {
         let reason = String(cString: strerror(code))
         return StoreError(.io, path: path, "\(operation) failed: \(reason)")
     }

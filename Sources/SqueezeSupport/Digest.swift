@@ -19,7 +19,7 @@ public struct Digest: Hashable, Sendable, Codable, Comparable, CustomStringConve
     }
 
     /// Builds a digest from the 32 raw bytes of a SHA-256 result.
-    init(bytes: some Sequence<UInt8>) {
+    package init(bytes: some Sequence<UInt8>) {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(64)
@@ -36,17 +36,17 @@ public struct Digest: Hashable, Sendable, Codable, Comparable, CustomStringConve
     public var short: String { String(hex.prefix(12)) }
 
     /// The two-character fan-out directory used under `objects/` and `trees/`.
-    var fanOut: String { String(hex.prefix(2)) }
+    package var fanOut: String { String(hex.prefix(2)) }
 
     public static func < (lhs: Digest, rhs: Digest) -> Bool { lhs.hex < rhs.hex }
 
-    static func isValidHex(_ utf8: some Collection<UInt8>) -> Bool {
+    package static func isValidHex(_ utf8: some Collection<UInt8>) -> Bool {
         guard utf8.count == 64 else { return false }
         return utf8.allSatisfy(isHexDigit)
     }
 
     /// `0`-`9` or `a`-`f`.
-    static func isHexDigit(_ byte: UInt8) -> Bool {
+    package static func isHexDigit(_ byte: UInt8) -> Bool {
         (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
     }
 
@@ -63,28 +63,5 @@ public struct Digest: Hashable, Sendable, Codable, Comparable, CustomStringConve
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
-    }
-}
-
-/// Whether an artifact is a single file or a directory tree.
-public enum ArtifactType: String, Sendable, Codable {
-    case file
-    case directory
-}
-
-/// A stored artifact: its content digest, kind and total size in bytes.
-///
-/// A file's digest is the SHA-256 of its bytes; a directory's digest is the
-/// SHA-256 of its canonical manifest (see `TreeManifest`).
-public struct ArtifactRef: Hashable, Sendable, Codable {
-    public var digest: Digest
-    public var type: ArtifactType
-    /// Total bytes of the file, or of all files in the directory.
-    public var size: Int64
-
-    public init(digest: Digest, type: ArtifactType, size: Int64) {
-        self.digest = digest
-        self.type = type
-        self.size = size
     }
 }

@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+
+import SqueezeSupport
+
+@Suite struct ChildProcessTests {
+    @Test func exitStatusAndOutputGoToTheLog() async throws {
+        let directory = try TemporaryDirectory()
+        let log = directory.path + "/log.txt"
+        let outcome = try await ChildProcess.run(
+            executable: "/bin/sh", arguments: ["sh", "-c", "echo out; echo err >&2; echo \"$GREETING\"; pwd; exit 3"],
+            environment: ["GREETING": "hello"], workingDirectory: directory.path, logPath: log, timeout: 30)
+        #expect(outcome.status == .exited(3))
+        let text = String(decoding: try directory.contents("log.txt"), as: UTF8.self)
+        let physical = URL(fileURLWithPath: directory.path).resolvingSymlinksInPath().path
+        #expect(text == "out\nerr\nhello\n\(physical)\n")
+    }
+
+    @Test func aSignalAndATimeoutAreReported() async throws {
+        let directory = try TemporaryDirectory()
+        let killed = try await ChildProcess.run(
+            executable: "/bin/sh", arguments: ["sh", "-c", "kill -TERM $$"],
+            environment: [:], workingDirectory: directory.path, logPath: nil, timeout: 30)
+        #expect(killed.status == .signaled(SIGTERM))
+        let slow = try await ChildProcess.run(
+            executable: "/bin/sleep", arguments: ["sleep", "30"],
+            environment: [:], workingDirectory: directory.path, logPath: nil, timeout: 0.2)
+        #expect(slow.status == .timedOut)
+    }
+
+    @Test func aMissingWorkingDirectoryIsASpawnError() async throws {
+        let directory = try TemporaryDirectory()
+        let error = await #expect(throws: ChildProcess.SpawnError.self) {
+            try await ChildProcess.run(
+                executable: "/bin/true", arguments: ["true"], environment: [:],
+                workingDirectory: directory.path + "/missing", logPath: nil, timeout: 30)
+        }
+        #expect(error?.description.contains("cannot run in") == true)
+    }
+}
