@@ -71,8 +71,10 @@ let package = Package(
             name: "SqueezeModels",
             dependencies: ["SqueezeTensor", .product(name: "Crypto", package: "swift-crypto")]
         ),
-        // Compression algorithms over models: quantization math and calibration observers.
-        .target(name: "SqueezeCompress", dependencies: ["SqueezeModels"]),
+        // Compression algorithms over models: quantization math, calibration
+        // observers, post-training and model quantization, quantized inference,
+        // CoFi structured pruning, distillation.
+        .target(name: "SqueezeCompress", dependencies: ["SqueezeModels", "SqueezeTensor"]),
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
@@ -95,17 +97,26 @@ let package = Package(
         .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
         .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
         .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor"]),
+        // Fixtures shared by the model and compression tests: a tiny BERT, a temporary directory.
+        .target(
+            name: "SqueezeModelsTestSupport",
+            dependencies: ["SqueezeModels", "SqueezeTensor"],
+            path: "Tests/SqueezeModelsTestSupport"
+        ),
         .testTarget(
             name: "SqueezeModelsTests",
-            dependencies: ["SqueezeModels"],
+            dependencies: ["SqueezeModels", "SqueezeTensor", "SqueezeModelsTestSupport"],
             // Token-id fixtures read from the source tree at test time.
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "SqueezeCompressTests", dependencies: ["SqueezeCompress"]),
+        .testTarget(
+            name: "SqueezeCompressTests",
+            dependencies: ["SqueezeCompress", "SqueezeModels", "SqueezeTensor", "SqueezeModelsTestSupport"]
+        ),
         .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeRecipe"]),
         .testTarget(
             name: "SqueezeCLITests",
-            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels"],
+            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeCompress"],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]
         ),

@@ -11,14 +11,14 @@ import Darwin
 /// temporary file beside the target, which `commit` fsyncs and renames over
 /// the target before fsyncing the directory. Dropped without `commit`, the
 /// temporary file is removed and the target is untouched.
-final class AtomicFileWriter {
+package final class AtomicFileWriter {
     let path: String
     private let temporaryPath: String
     private var fd: Int32
     private var hasher: SHA256?
 
     /// Starts writing `path`; with `hashing`, `commit` returns the SHA-256 of what was written.
-    init(path: String, hashing: Bool = false) throws(ModelFileError) {
+    package init(path: String, hashing: Bool = false) throws(ModelFileError) {
         self.path = path
         self.temporaryPath = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         self.fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -26,7 +26,7 @@ final class AtomicFileWriter {
         guard fd >= 0 else { throw Self.failure(path, "create \(temporaryPath)") }
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws(ModelFileError) {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws(ModelFileError) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         hasher?.update(bufferPointer: bytes)
         var written = 0
@@ -38,7 +38,7 @@ final class AtomicFileWriter {
         }
     }
 
-    func write(_ bytes: [UInt8]) throws(ModelFileError) {
+    package func write(_ bytes: [UInt8]) throws(ModelFileError) {
         // `withUnsafeBytes` rethrows untyped errors; carry the typed one out.
         let failure = bytes.withUnsafeBytes { raw -> ModelFileError? in
             do throws(ModelFileError) {
@@ -51,14 +51,14 @@ final class AtomicFileWriter {
         if let failure { throw failure }
     }
 
-    func write(_ text: String) throws(ModelFileError) {
+    package func write(_ text: String) throws(ModelFileError) {
         try write(Array(text.utf8))
     }
 
     /// Makes the file durable under its final name; returns the lowercase hex
     /// SHA-256 of its bytes when hashing (otherwise nil).
     @discardableResult
-    func commit() throws(ModelFileError) -> String? {
+    package func commit() throws(ModelFileError) -> String? {
         guard fsync(fd) == 0 else { throw Self.failure(path, "fsync \(temporaryPath)") }
         let descriptor = fd
         fd = -1
