@@ -42,6 +42,7 @@ let package = Package(
             name: "SqueezeEngine",
             dependencies: [
                 "SqueezeRecipe",
+                "SqueezeYAML",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Collections", package: "swift-collections"),
@@ -78,25 +79,36 @@ let package = Package(
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
         // Built-in stage types, one file each.
-        .target(name: "SqueezeStages", dependencies: ["SqueezeEngine", "SqueezeModels", "SqueezeCompress", "CProcessSupport"]),
+        .target(
+            name: "SqueezeStages",
+            dependencies: [
+                "SqueezeEngine", "SqueezeRecipe", "SqueezeYAML", "SqueezeTensor", "SqueezeModels", "SqueezeCompress",
+                "CProcessSupport",
+            ]
+        ),
         // The command-line interface only.
         .executableTarget(
             name: "squeeze",
             dependencies: [
                 "SqueezeStages",
+                "SqueezeEngine",
+                "SqueezeRecipe",
+                "SqueezeYAML",
                 "SqueezeModels",
                 "SqueezeCompress",
                 "SqueezeTensor",
                 "SqueezeReport",
                 "CKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
-        .testTarget(name: "SqueezeRecipeTests", dependencies: ["SqueezeRecipe"]),
-        .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine"]),
-        .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor"]),
+        .testTarget(
+            name: "SqueezeRecipeTests",
+            dependencies: ["SqueezeRecipe", "SqueezeYAML", .product(name: "Collections", package: "swift-collections")]
+        ),
+        .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine", "SqueezeRecipe", "SqueezeYAML"]),
+        .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor", "CKernels"]),
         // Fixtures shared by the model and compression tests: a tiny BERT, a temporary directory.
         .target(
             name: "SqueezeModelsTestSupport",
@@ -116,7 +128,9 @@ let package = Package(
         .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeRecipe"]),
         .testTarget(
             name: "SqueezeCLITests",
-            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeCompress"],
+            dependencies: [
+                "squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeCompress", "SqueezeTensor",
+            ],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]
         ),
