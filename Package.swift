@@ -84,7 +84,9 @@ let package = Package(
             name: "SqueezeModels",
             dependencies: ["SqueezeSupport", "SqueezeTensor"]
         ),
-        // Compression algorithms over models: quantization math and calibration observers.
+        // Compression algorithms over models: quantization math, calibration
+        // observers, post-training and model quantization, quantized inference,
+        // CoFi structured pruning, distillation.
         .target(name: "SqueezeCompress", dependencies: ["SqueezeModels", "SqueezeTensor"]),
         // Built-in stage types, one file each.
         .target(
@@ -109,7 +111,6 @@ let package = Package(
                 "SqueezeReport",
                 "CKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "SqueezeSupportTests", dependencies: ["SqueezeSupport"]),
@@ -120,17 +121,29 @@ let package = Package(
         ),
         .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine", "SqueezeRecipe", "SqueezeSupport", "SqueezeYAML"]),
         .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor", "CKernels"]),
+        // Fixtures shared by the model and compression tests: a tiny BERT, a temporary directory.
+        .target(
+            name: "SqueezeModelsTestSupport",
+            dependencies: ["SqueezeModels", "SqueezeTensor"],
+            path: "Tests/SqueezeModelsTestSupport"
+        ),
         .testTarget(
             name: "SqueezeModelsTests",
-            dependencies: ["SqueezeModels", "SqueezeTensor"],
+            dependencies: ["SqueezeModels", "SqueezeTensor", "SqueezeModelsTestSupport"],
             // Token-id fixtures read from the source tree at test time.
             exclude: ["Fixtures"]
         ),
-        .testTarget(name: "SqueezeCompressTests", dependencies: ["SqueezeCompress", "SqueezeModels", "SqueezeTensor"]),
+        .testTarget(
+            name: "SqueezeCompressTests",
+            dependencies: ["SqueezeCompress", "SqueezeModels", "SqueezeTensor", "SqueezeModelsTestSupport"]
+        ),
         .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeRecipe", "SqueezeSupport"]),
         .testTarget(
             name: "SqueezeCLITests",
-            dependencies: ["squeeze", "SqueezeStages", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeTensor"],
+            dependencies: [
+                "squeeze", "SqueezeStages", "SqueezeEngine", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeCompress",
+                "SqueezeTensor",
+            ],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]
         ),

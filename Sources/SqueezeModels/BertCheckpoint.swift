@@ -11,6 +11,9 @@ extension BertModel {
     /// The Hugging Face file names inside a model directory.
     public static let configFileName = "config.json"
     public static let weightsFileName = "model.safetensors"
+    /// The `__metadata__` key of `model.safetensors` marking a quantized
+    /// checkpoint (value: the mode), so the float loader refuses it by name.
+    package static let quantizationMetadataKey = "squeeze.quantization"
 
     /// Loads `config.json` and `model.safetensors` from a Hugging Face model directory.
     public init(directory: String, pooling: BertPooling? = nil, classifierSeed: UInt64 = 0) throws(ModelFileError) {
@@ -26,7 +29,7 @@ extension BertModel {
     /// is optional. F16 and BF16 weights are widened to f32; f32 weights are
     /// used in place from the file's mapping until first written.
     public init(config: BertConfig, file: SafetensorsFile, pooling: BertPooling? = nil, classifierSeed: UInt64 = 0) throws(ModelFileError) {
-        if let mode = file.metadata[ModelQuantization.metadataKey] {
+        if let mode = file.metadata[Self.quantizationMetadataKey] {
             throw ModelFileError(
                 file: file.path, "is an int8-quantized (\(mode)) checkpoint, not a float one; only inference (QuantizedBertModel) reads it")
         }
@@ -114,7 +117,7 @@ extension BertModel {
     // MARK: Shapes
 
     /// The shape of every parameter for the given layer shapes.
-    static func expectedShapes(config: BertConfig, layerShapes: [BertLayerShape], hasPooler: Bool) -> BertWeights<[Int]> {
+    package static func expectedShapes(config: BertConfig, layerShapes: [BertLayerShape], hasPooler: Bool) -> BertWeights<[Int]> {
         let hidden = config.hiddenSize
         func linear(_ out: Int, _ input: Int) -> LinearWeights<[Int]> { LinearWeights(weight: [out, input], bias: [out]) }
         let norm = LayerNormWeights(weight: [hidden], bias: [hidden])
@@ -176,7 +179,7 @@ extension BertModel {
 
     /// Rejects checkpoints with more encoder layers than the config declares
     /// (a wrong config would otherwise silently drop layers).
-    static func checkLayerCount(_ file: SafetensorsFile, prefix: String, expected: Int) throws(ModelFileError) {
+    package static func checkLayerCount(_ file: SafetensorsFile, prefix: String, expected: Int) throws(ModelFileError) {
         let marker = prefix + "encoder.layer."
         for name in file.entries.keys where name.hasPrefix(marker) {
             let index = name.dropFirst(marker.count).prefix { $0 != "." }

@@ -262,7 +262,7 @@ public struct BertModel: Sendable {
     }
 
     /// The additive attention mask `[B, 1, 1, T]`: 0 for real keys, -1e9 for padding.
-    static func attentionBias(_ mask: Tensor) -> Tensor {
+    package static func attentionBias(_ mask: Tensor) -> Tensor {
         let (batch, length) = (mask.shape[0], mask.shape[1])
         let values = mask.int32s.map { $0 == 0 ? Float(-1e9) : 0 }
         return Tensor(shape: [batch, 1, 1, length], floats: values)

@@ -94,5 +94,5 @@ public struct BertClassifierTrainer: Sendable {
     }
 
     /// The `randomBits` stream that turns `(seed, step)` into a step's dropout seed.
-    static let dropoutSeedStream: UInt64 = 0xD80F
+    package static let dropoutSeedStream: UInt64 = 0xD80F
 }

@@ -37,7 +37,7 @@ public struct ClassificationScores: Sendable, Hashable {
     }
 }
 
-/// A classifier inference runs: a float `BertModel` or a `QuantizedBertModel`.
+/// A classifier inference runs: a float `BertModel` or SqueezeCompress's `QuantizedBertModel`.
 public protocol SequenceClassifier: Sendable {
     var config: BertConfig { get }
     /// Classification logits `[B, labels]`, without dropout.
@@ -49,12 +49,6 @@ public protocol SequenceClassifier: Sendable {
 
 extension BertModel: SequenceClassifier {
     public var namedParameters: [(name: String, tensor: Tensor)] { Array(zip(weights.names, weights.elements)) }
-}
-
-extension QuantizedBertModel: SequenceClassifier {
-    public var namedParameters: [(name: String, tensor: Tensor)] {
-        Array(zip(weights.names, weights.elements.map(\.tensor)))
-    }
 }
 
 extension SequenceClassifier {

@@ -244,7 +244,7 @@ public struct ModelArtifact: Sendable, Hashable {
     }
 
     /// `config.json` as a JSON object.
-    static func readConfig(_ path: String) throws(ModelFileError) -> [String: Any] {
+    package static func readConfig(_ path: String) throws(ModelFileError) -> [String: Any] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelFileError(file: path, "missing or unreadable")
         }
@@ -271,7 +271,7 @@ public struct ModelArtifact: Sendable, Hashable {
         return normalizer?["lowercase"] as? Bool ?? true
     }
 
-    static func describe(_ error: any Error) -> String {
+    package static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, _): "missing field `\(key.stringValue)`"
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):

@@ -11,11 +11,11 @@ import Darwin
 /// directory fsync) with the model files' error type. Model files are hashed
 /// as they are written, so sealing an artifact and the store's ingest need
 /// not read them again (`KnownDigests`).
-final class AtomicFileWriter {
+package final class AtomicFileWriter {
     let path: String
     private let writer: AtomicFile.Writer
 
-    init(path: String) throws(ModelFileError) {
+    package init(path: String) throws(ModelFileError) {
         self.path = path
         do {
             writer = try AtomicFile.Writer(path: path, hashing: true)
@@ -24,7 +24,7 @@ final class AtomicFileWriter {
         }
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws(ModelFileError) {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws(ModelFileError) {
         do {
             try writer.write(bytes)
         } catch {
@@ -32,7 +32,7 @@ final class AtomicFileWriter {
         }
     }
 
-    func write(_ bytes: [UInt8]) throws(ModelFileError) {
+    package func write(_ bytes: [UInt8]) throws(ModelFileError) {
         do {
             try writer.write(bytes)
         } catch {
@@ -40,14 +40,14 @@ final class AtomicFileWriter {
         }
     }
 
-    func write(_ text: String) throws(ModelFileError) {
+    package func write(_ text: String) throws(ModelFileError) {
         try write(Array(text.utf8))
     }
 
     /// Makes the file durable under its final name; returns the lowercase hex
     /// SHA-256 of its bytes.
     @discardableResult
-    func commit() throws(ModelFileError) -> String {
+    package func commit() throws(ModelFileError) -> String {
         do {
             return try writer.commit()?.hex ?? ""
         } catch {

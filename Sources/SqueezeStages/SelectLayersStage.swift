@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeCompress
 import SqueezeEngine
 import SqueezeModels
 import SqueezeRecipe

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeModelsTestSupport
 import SqueezeTensor
 import Testing
 @testable import SqueezeModels

@@ -1,3 +1,4 @@
+import SqueezeModelsTestSupport
 import SqueezeTensor
 import Testing
 @testable import SqueezeModels

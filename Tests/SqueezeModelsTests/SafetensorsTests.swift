@@ -1,21 +1,8 @@
 import Foundation
+import SqueezeModelsTestSupport
 import Testing
 @testable import SqueezeModels
 import SqueezeTensor
-
-/// A fresh temporary directory per test, removed when the value is dropped.
-final class TempDir {
-    let path: String
-
-    init() throws {
-        path = NSTemporaryDirectory() + "safetensors-tests-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
 
 private func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
     values.flatMap { value in withUnsafeBytes(of: value.littleEndian) { Array($0) } }

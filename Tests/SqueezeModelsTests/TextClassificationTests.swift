@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeModels
+import SqueezeModelsTestSupport
 import Testing
 
 @Suite struct TextClassificationReaderTests {

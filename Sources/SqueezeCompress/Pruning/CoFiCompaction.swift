@@ -1,3 +1,4 @@
+import SqueezeModels
 import SqueezeTensor
 
 /// Turns a model and deterministic CoFi masks into a smaller dense model.

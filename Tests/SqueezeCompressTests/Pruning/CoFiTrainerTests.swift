@@ -1,7 +1,8 @@
 import Foundation
+import SqueezeModels
 import SqueezeTensor
 import Testing
-@testable import SqueezeModels
+@testable import SqueezeCompress
 
 @Suite struct CoFiTrainerTests {
     let backend = CPUBackend(threads: 2)

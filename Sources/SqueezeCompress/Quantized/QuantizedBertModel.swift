@@ -1,3 +1,4 @@
+import SqueezeModels
 import SqueezeTensor
 
 /// A BERT classifier for inference whose Linear layers run in int8 (W8A8:
@@ -170,5 +171,11 @@ public struct QuantizedBertModel: Sendable {
             if case .linear(let linear) = value, case .weightOnly(let quantized) = linear.kernel { result[linear.module] = quantized }
         }
         return result
+    }
+}
+
+extension QuantizedBertModel: SequenceClassifier {
+    public var namedParameters: [(name: String, tensor: Tensor)] {
+        Array(zip(weights.names, weights.elements.map(\.tensor)))
     }
 }

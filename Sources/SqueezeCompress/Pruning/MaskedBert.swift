@@ -1,3 +1,4 @@
+import SqueezeModels
 import SqueezeTensor
 
 /// One layer's CoFi masks as forward-pass values; nil means 1 (not masked).

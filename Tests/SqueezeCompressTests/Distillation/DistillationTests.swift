@@ -1,7 +1,9 @@
 import Foundation
+import SqueezeModels
+import SqueezeModelsTestSupport
 import SqueezeTensor
 import Testing
-@testable import SqueezeModels
+@testable import SqueezeCompress
 
 @Suite struct DistillationLossTests {
     let backend = ReferenceBackend()

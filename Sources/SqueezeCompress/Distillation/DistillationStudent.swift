@@ -1,3 +1,4 @@
+import SqueezeModels
 import SqueezeTensor
 
 extension BertModel {

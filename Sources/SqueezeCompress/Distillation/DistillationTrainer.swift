@@ -1,3 +1,4 @@
+import SqueezeModels
 import SqueezeTensor
 
 /// What is distilled and how strongly.

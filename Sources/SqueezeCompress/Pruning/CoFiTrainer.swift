@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeModels
 import SqueezeTensor
 
 /// What CoFi prunes, towards which sparsity, and how it distils while pruning.

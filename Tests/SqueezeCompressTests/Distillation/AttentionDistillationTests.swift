@@ -1,6 +1,8 @@
+import SqueezeModels
+import SqueezeModelsTestSupport
 import SqueezeTensor
 import Testing
-@testable import SqueezeModels
+@testable import SqueezeCompress
 
 /// The attention-score loss of `distill/kd` (TinyBERT): the loss, its
 /// gradients through a student, padding, and the trainer's use of it.

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeModels
 
 /// The `quantization` section of a quantized model's `config.json`: how the
 /// model was quantized and which Linear modules run in int8. Its presence is
@@ -9,7 +10,7 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     public static let configKey = "quantization"
     /// The `__metadata__` key of `model.safetensors` marking a quantized
     /// checkpoint (value: the mode), so float loaders refuse it by name.
-    public static let metadataKey = "squeeze.quantization"
+    public static let metadataKey = BertModel.quantizationMetadataKey
 
     public enum Mode: String, Sendable, Hashable, Codable, CaseIterable {
         /// W8A8, activation parameters fixed by calibration.

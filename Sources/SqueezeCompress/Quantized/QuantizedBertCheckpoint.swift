@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeModels
 import SqueezeTensor
 
 /// Tensor names of a quantized Linear `<module>` (with the checkpoint's

@@ -1,7 +1,8 @@
 import Foundation
+import SqueezeModels
 import SqueezeTensor
 import Testing
-@testable import SqueezeModels
+@testable import SqueezeCompress
 
 /// A tiny heterogeneous mask structure: hidden 6, heads of 2, layers of
 /// 3 heads / 5 units and 1 head / 4 units.

@@ -1,7 +1,8 @@
 import Foundation
+import SqueezeModels
 import SqueezeTensor
 import Testing
-@testable import SqueezeModels
+@testable import SqueezeCompress
 
 @Suite struct HardConcreteTests {
     /// Central difference of `f` at `x`.

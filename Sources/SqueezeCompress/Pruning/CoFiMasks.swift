@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeModels
 import SqueezeTensor
 
 /// How the masks' `log α` start: coarse masks (layers, heads) almost surely

@@ -1,3 +1,5 @@
+import SqueezeModels
+
 /// Sizes of the encoder a mask set is for: hidden size, head size and each
 /// layer's heads and FFN width (layers may differ).
 public struct CoFiStructure: Sendable, Hashable {

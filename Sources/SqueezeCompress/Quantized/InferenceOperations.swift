@@ -1,3 +1,4 @@
+import SqueezeModels
 import SqueezeTensor
 
 /// How one Linear layer's activations are quantised for the int8 product.

@@ -1,4 +1,5 @@
 import Foundation
+import SqueezeModels
 import SqueezeTensor
 
 /// The hard-concrete distribution of CoFi's masks (Louizos et al. 2018, as

@@ -1,3 +1,4 @@
+import SqueezeModels
 import SqueezeTensor
 
 /// Knowledge-distillation losses, written against `TensorOperations` so they
