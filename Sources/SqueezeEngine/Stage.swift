@@ -14,7 +14,6 @@ public protocol Stage: Sendable {
     /// Type name, version, parameters and outputs: the single declaration that
     /// validation, `squeeze stages` and the JSON Schema all read.
     static var descriptor: StageTypeDescriptor { get }
-    init()
     func run(_ context: StageContext, _ params: Params) async throws -> StageResult
 }
 
@@ -152,7 +151,9 @@ public struct StageType: Sendable {
     public let descriptor: StageTypeDescriptor
     private let runner: @Sendable (StageContext, Value) async throws -> StageResult
 
-    public init<S: Stage>(_ stage: S.Type) {
+    /// `stage` runs every execution of its type; what it holds (the
+    /// backends it may make, say) the program gave it when it registered it.
+    public init<S: Stage>(_ stage: S) {
         self.descriptor = S.descriptor
         self.runner = { context, params in
             let typed: S.Params
@@ -161,7 +162,7 @@ public struct StageType: Sendable {
             } catch {
                 throw StageFailure("parameters of `\(S.descriptor.type)` could not be decoded: \(error)")
             }
-            return try await S().run(context, typed)
+            return try await stage.run(context, typed)
         }
     }
 

@@ -111,7 +111,10 @@ public struct DistillStage: Stage {
         check: checkParams
     )
 
-    public init() {}
+    /// The backends a recipe may name.
+    let backends: BackendRegistry
+
+    public init(backends: BackendRegistry) { self.backends = backends }
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         var problems = FinetuneStage.checkParams(with)
@@ -235,7 +238,7 @@ public struct DistillStage: Stage {
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        let backend = try Backends.make(context.backend, threads: context.threads)
+        let backend = try backends.make(context)
         let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
         let dataset = data.dataset
 

@@ -65,7 +65,10 @@ public struct FinetuneStage: Stage {
         check: checkParams
     )
 
-    public init() {}
+    /// The backends a recipe may name.
+    let backends: BackendRegistry
+
+    public init(backends: BackendRegistry) { self.backends = backends }
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         ParamChecks.eitherOr(with, "epochs", "steps")
@@ -76,7 +79,7 @@ public struct FinetuneStage: Stage {
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        let backend = try Backends.make(context.backend, threads: context.threads)
+        let backend = try backends.make(context)
         let data = try TrainingData(directory: params.data, trainSplit: params.train_split, evalSplit: params.eval_split)
         let dataset = data.dataset
 

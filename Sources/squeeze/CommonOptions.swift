@@ -65,8 +65,8 @@ struct RecipeOptions: ParsableArguments {
         }
         if !problems.isEmpty { throw Diagnostics(problems) }
         return try RecipeLoader.load(
-            file: recipe, stageTypes: BuiltinStages.registry.descriptors, overrides: parsed,
-            environment: ProcessInfo.processInfo.environment)
+            file: recipe, stageTypes: Registered.stages.descriptors, overrides: parsed,
+            environment: ProcessInfo.processInfo.environment, backends: Registered.backends.recipeBackends)
     }
 }
 

@@ -47,7 +47,7 @@ struct RunCommand: AsyncParsableCommand {
             only: selected.isEmpty ? nil : Set(selected), squeezeVersion: Squeeze.version,
             overrides: recipe.overrides)
         let pipeline = Pipeline(
-            recipe: loaded, registry: BuiltinStages.registry, store: try storage.openStore(),
+            recipe: loaded, registry: Registered.stages, store: try storage.openStore(),
             environment: ProcessInfo.processInfo.environment)
         let console = ConsoleDisplay(live: Console.stderrIsTerminal)
         let display: any RunObserver & Sendable = json ? JSONLinesDisplay() : console

@@ -174,7 +174,7 @@ import Testing
 /// Cache keys of tensor stages carry the backend's numerics, not only its name.
 @Suite struct BackendFingerprintTests {
     @Test func builtinRegistryKeysKernelRevisionAndVariant() {
-        let fingerprint = BuiltinStages.registry.backendFingerprint
+        let fingerprint = BuiltinStages.registry(backends: .builtin).backendFingerprint
         #expect(fingerprint("cpu") == CPUBackend.numericsFingerprint)
         #expect(fingerprint("cpu").hasPrefix("cpu/r") && fingerprint("cpu").hasSuffix("/\(CPUBackend.kernelVariant)"))
         #expect(fingerprint("reference") == ReferenceBackend.numericsFingerprint)
