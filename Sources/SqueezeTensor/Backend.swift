@@ -25,7 +25,7 @@ public protocol Backend: FusedBackend, QuantizedBackend {}
 
 /// The ops every backend implements itself.
 public protocol CoreBackend: Sendable {
-    /// Identifies the numerics; part of every cache key (`cpu`, `reference`).
+    /// The id of the provider that makes it (`cpu`, `reference`), for logs; cache keys use the provider's numerics fingerprint.
     var id: String { get }
 
     // MARK: Matrix products
