@@ -74,11 +74,9 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
         ),
         // Tensors, backends (CPU via BLAS, reference), autodiff, optimisers, RNG.
-        .target(
-            name: "SqueezeTensor",
-            dependencies: ["CKernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
-        ),
+        // Checked like every target: the preconditions at each op's entry
+        // guard the raw-pointer kernels (docs/architecture.md, `-Ounchecked`).
+        .target(name: "SqueezeTensor", dependencies: ["CKernels"]),
         // Model files and models: safetensors, HF configs, WordPiece, BERT.
         .target(
             name: "SqueezeModels",

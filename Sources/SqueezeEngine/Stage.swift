@@ -17,7 +17,6 @@ public protocol Stage: Sendable {
     /// Type name, version, parameters and outputs: the single declaration that
     /// validation, `squeeze stages` and the JSON Schema all read.
     static var descriptor: StageTypeDescriptor { get }
-    init()
     func run(_ context: StageContext, _ params: Params) async throws -> StageResult
 }
 
@@ -165,9 +164,11 @@ public struct StageType: Sendable {
     private let runner: @Sendable (StageContext, Value) async throws -> StageResult
     private let decoder: @Sendable (Value) throws(StageFailure) -> Void
 
-    public init<S: Stage>(_ stage: S.Type) {
+    /// `stage` runs every execution of its type; what it holds (the
+    /// backends it may make, say) the program gave it when it registered it.
+    public init<S: Stage>(_ stage: S) {
         self.descriptor = S.descriptor
-        self.runner = { context, params in try await S().run(context, try Self.decode(S.self, params)) }
+        self.runner = { context, params in try await stage.run(context, try Self.decode(S.self, params)) }
         self.decoder = { params throws(StageFailure) in _ = try Self.decode(S.self, params) }
     }
 

@@ -9,13 +9,10 @@ import SqueezeYAML
 /// It reports every independent error it finds, sorted by position, as one
 /// `Diagnostics` (errors caused by `--set` flags first, see ``Override``).
 public enum RecipeLoader {
-    /// The tensor backends a recipe may name.
-    public static let defaultBackends: Set<String> = ["cpu", "reference"]
-
     /// Loads the recipe at `path`; its directory is the directory of the file.
     public static func load(
         file path: String, stageTypes: [String: StageTypeDescriptor], overrides: [Override] = [],
-        environment: [String: String], backends: Set<String> = defaultBackends
+        environment: [String: String], backends: RecipeBackends
     ) throws(Diagnostics) -> Recipe {
         let root: YAMLNode?
         do {
@@ -33,7 +30,7 @@ public enum RecipeLoader {
     /// resolved against `directory`.
     public static func load(
         text: String, file: String, directory: String, stageTypes: [String: StageTypeDescriptor],
-        overrides: [Override] = [], environment: [String: String], backends: Set<String> = defaultBackends
+        overrides: [Override] = [], environment: [String: String], backends: RecipeBackends
     ) throws(Diagnostics) -> Recipe {
         let root: YAMLNode?
         do {
@@ -50,7 +47,7 @@ public enum RecipeLoader {
     /// Validates an already parsed tree.
     static func load(
         root: YAMLNode?, file: String, directory: String, stageTypes: [String: StageTypeDescriptor],
-        overrides: [Override], environment: [String: String], backends: Set<String>
+        overrides: [Override], environment: [String: String], backends: RecipeBackends
     ) throws(Diagnostics) -> Recipe {
         func validation() -> RecipeValidation {
             RecipeValidation(file: file, directory: directory, stageTypes: stageTypes, environment: environment, backends: backends)

@@ -15,10 +15,11 @@ public enum RecipeSchema {
     /// The schema for recipes using `stageTypes`; equal inputs (in any order)
     /// give equal output.
     public static func generate(
-        stageTypes: [StageTypeDescriptor], backends: Set<String> = RecipeLoader.defaultBackends
+        stageTypes: [StageTypeDescriptor], backends: RecipeBackends
     ) -> Value {
         let types = stageTypes.sorted { $0.type < $1.type }
-        let backendEnum = Value.array(backends.sorted().map(Value.string))
+        let backendEnum = Value.array(backends.ids.map(Value.string))
+        let backendList = backends.ids.map { "`\($0)`: \(backends.descriptions[$0] ?? "")" }.joined(separator: "; ")
         return .object([
             "$schema": .string("https://json-schema.org/draft/2020-12/schema"),
             "$id": .string(id),
@@ -40,10 +41,11 @@ public enum RecipeSchema {
                 ]),
                 "description": .object(["description": .string("What the recipe is for."), "type": .string("string")]),
                 "backend": .object([
-                    "description": .string("The tensor backend every stage uses unless it names its own (default `cpu`)."),
+                    "description": .string(
+                        "The tensor backend every stage uses unless it names its own (default `\(backends.defaultID)`). \(backendList)."),
                     "type": .string("string"),
                     "enum": backendEnum,
-                    "default": .string("cpu"),
+                    "default": .string(backends.defaultID),
                 ]),
                 "seed": .object([
                     "description": .string("The recipe seed; each stage derives its own from it (default 0)."),

@@ -12,7 +12,7 @@ struct RecipeValidation {
     let directory: String
     let stageTypes: [String: StageTypeDescriptor]
     let environment: [String: String]
-    let backends: Set<String>
+    let backends: RecipeBackends
 
     var diagnostics: [Diagnostic] = []
     /// Diagnostics of severity `warning`: reported, but the recipe is valid.
@@ -34,7 +34,7 @@ struct RecipeValidation {
     /// The combinations of `matrix:`, when the recipe sweeps.
     var matrixCombinations: [OrderedDictionary<String, YAMLNode>]?
 
-    init(file: String, directory: String, stageTypes: [String: StageTypeDescriptor], environment: [String: String], backends: Set<String>) {
+    init(file: String, directory: String, stageTypes: [String: StageTypeDescriptor], environment: [String: String], backends: RecipeBackends) {
         self.file = file
         self.directory = directory
         self.stageTypes = stageTypes
@@ -92,7 +92,7 @@ struct RecipeValidation {
 
         let name = checkName(fields["name"], root: root)
         let description = fields["description"].flatMap { stringValue($0.value, what: "description") }
-        var backend = "cpu"
+        var backend = backends.defaultID
         if let node = fields["backend"]?.value, let value = backendValue(node) { backend = value }
         var seed = 0
         if let node = fields["seed"]?.value, let value = seedValue(node) { seed = value }
@@ -164,7 +164,7 @@ struct RecipeValidation {
     mutating func backendValue(_ node: YAMLNode) -> String? {
         guard let backend = stringValue(node, what: "backend") else { return nil }
         guard backends.contains(backend) else {
-            let known = backends.sorted()
+            let known = backends.ids
             error(
                 "unknown backend `\(backend)`", at: node.location,
                 hint: Suggestion.hint(for: backend, in: known) ?? "available backends: \(Self.list(known))")

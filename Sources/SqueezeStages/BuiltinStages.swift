@@ -1,20 +1,25 @@
 import SqueezeEngine
+import SqueezeTensor
 
 /// The stage types that ship with Squeeze.
 public enum BuiltinStages {
-    public static let registry = StageRegistry(
-        [
-            StageType(CommandStage.self),
-            StageType(ModelImportStage.self),
-            StageType(TextClassificationDataStage.self),
-            StageType(FinetuneStage.self),
-            StageType(EvalClassificationStage.self),
-            StageType(DistillStage.self),
-            StageType(SelectLayersStage.self),
-            StageType(CoFiPruneStage.self),
-            StageType(QuantizePTQStage.self),
-            StageType(QuantizeDynamicStage.self),
-            StageType(QuantizeWeightOnlyStage.self),
-        ],
-        backendFingerprint: Backends.fingerprint)
+    /// The stage types, with `backends` as the tensor backends their stages
+    /// may run on and the source of their cache keys' backend fingerprints.
+    public static func registry(backends: BackendRegistry) -> StageRegistry {
+        StageRegistry(
+            [
+                StageType(CommandStage()),
+                StageType(ModelImportStage()),
+                StageType(TextClassificationDataStage()),
+                StageType(FinetuneStage(backends: backends)),
+                StageType(EvalClassificationStage(backends: backends)),
+                StageType(DistillStage(backends: backends)),
+                StageType(SelectLayersStage()),
+                StageType(CoFiPruneStage(backends: backends)),
+                StageType(QuantizePTQStage(backends: backends)),
+                StageType(QuantizeDynamicStage()),
+                StageType(QuantizeWeightOnlyStage()),
+            ],
+            backendFingerprint: backends.numericsFingerprint)
+    }
 }

@@ -119,7 +119,10 @@ public struct CoFiPruneStage: Stage {
         check: checkParams
     )
 
-    public init() {}
+    /// The backends a recipe may name.
+    let backends: BackendRegistry
+
+    public init(backends: BackendRegistry) { self.backends = backends }
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         var problems = TrainingOptions.check(with)
@@ -174,7 +177,7 @@ public struct CoFiPruneStage: Stage {
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        let backend = try Backends.make(context.backend, threads: context.threads)
+        let backend = try backends.make(context)
         let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 

@@ -121,7 +121,10 @@ public struct DistillStage: Stage {
         check: checkParams
     )
 
-    public init() {}
+    /// The backends a recipe may name.
+    let backends: BackendRegistry
+
+    public init(backends: BackendRegistry) { self.backends = backends }
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         var problems = TrainingOptions.check(with)
@@ -245,7 +248,7 @@ public struct DistillStage: Stage {
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        let backend = try Backends.make(context.backend, threads: context.threads)
+        let backend = try backends.make(context)
         let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 

@@ -77,7 +77,10 @@ public struct EvalClassificationStage: Stage {
         check: checkParams
     )
 
-    public init() {}
+    /// The backends a recipe may name.
+    let backends: BackendRegistry
+
+    public init(backends: BackendRegistry) { self.backends = backends }
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         var problems: [Diagnostic] = []
@@ -108,7 +111,7 @@ public struct EvalClassificationStage: Stage {
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        let backend = try Backends.make(context.backend, threads: context.threads)
+        let backend = try backends.make(context)
         if let baseline = params.baseline, params.models[baseline] == nil {
             throw StageFailure("`baseline` \(baseline) is not one of `models` (\(params.models.keys.sorted().joined(separator: ", ")))")
         }

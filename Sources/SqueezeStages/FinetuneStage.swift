@@ -61,10 +61,13 @@ public struct FinetuneStage: Stage {
         check: TrainingOptions.check
     )
 
-    public init() {}
+    /// The backends a recipe may name.
+    let backends: BackendRegistry
+
+    public init(backends: BackendRegistry) { self.backends = backends }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        let backend = try Backends.make(context.backend, threads: context.threads)
+        let backend = try backends.make(context)
         let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 

@@ -82,7 +82,10 @@ public struct QuantizePTQStage: Stage {
         check: checkParams
     )
 
-    public init() {}
+    /// The backends a recipe may name.
+    let backends: BackendRegistry
+
+    public init(backends: BackendRegistry) { self.backends = backends }
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         var problems = ParamChecks.atLeast(with, [(Params.max_seq_len, 3), (Params.histogram_bins, 256)])
@@ -119,7 +122,7 @@ public struct QuantizePTQStage: Stage {
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        let backend = try Backends.make(context.backend, threads: context.threads)
+        let backend = try backends.make(context)
         // Everything that can be wrong is checked before calibration.
         let loaded = try LoadedClassifier(directory: params.model, seed: 0)
         let options = try QuantizeStages.options(

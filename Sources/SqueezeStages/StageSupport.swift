@@ -5,23 +5,21 @@ import SqueezeModels
 import SqueezeRecipe
 import SqueezeTensor
 
-/// The tensor backend a stage runs on, from the recipe's backend id.
-enum Backends {
-    static func make(_ id: String, threads: Int) throws(StageFailure) -> any Backend {
-        switch id {
-        case "cpu": return CPUBackend(threads: max(threads, 1))
-        case "reference": return ReferenceBackend()
-        default: throw StageFailure("unknown backend `\(id)`; use `cpu` or `reference`")
+extension BackendRegistry {
+    /// The backend a stage runs on, from the recipe's backend id.
+    func make(_ context: StageContext) throws(StageFailure) -> any Backend {
+        if let problem = self[context.backend]?.unavailability() { throw StageFailure(problem) }
+        do {
+            return try make(context.backend, threads: context.threads)
+        } catch {
+            throw StageFailure(error.description)
         }
     }
 
-    /// The cache-key identity of backend `id` on this machine.
-    @Sendable static func fingerprint(_ id: String) -> String {
-        switch id {
-        case "cpu": return CPUBackend.numericsFingerprint
-        case "reference": return ReferenceBackend.numericsFingerprint
-        default: return id
-        }
+    /// What recipe validation and the schema accept for `backend:`.
+    public var recipeBackends: RecipeBackends {
+        RecipeBackends(
+            descriptions: Dictionary(uniqueKeysWithValues: providers.map { ($0.id, $0.summary) }), defaultID: defaultID)
     }
 }
 

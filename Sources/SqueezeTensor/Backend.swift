@@ -13,8 +13,19 @@
 ///
 /// `ReferenceBackend` is the specification; every other backend is tested
 /// against it op by op.
-public protocol Backend: Sendable {
-    /// Identifies the numerics; part of every cache key (`cpu`, `reference`).
+///
+/// The requirements come in three protocols: `CoreBackend` (the ops every
+/// backend needs), `FusedBackend` (one-pass versions of compositions of core
+/// ops) and `QuantizedBackend` (int8 and weight-only products). None has a
+/// default implementation: a backend (a forwarding one included) that does
+/// not implement an op does not compile, instead of silently running another
+/// backend's host loops. `ReferenceBackend` states each fused op as the
+/// composition of core ops it stands for.
+public protocol Backend: FusedBackend, QuantizedBackend {}
+
+/// The ops every backend implements itself.
+public protocol CoreBackend: Sendable {
+    /// The id of the provider that makes it (`cpu`, `reference`), for logs; cache keys use the provider's numerics fingerprint.
     var id: String { get }
 
     // MARK: Matrix products
@@ -107,13 +118,13 @@ public protocol Backend: Sendable {
     func adamWUpdate(
         parameter: inout Tensor, gradient: Tensor, firstMoment: inout Tensor, secondMoment: inout Tensor,
         hyperparameters: AdamWHyperparameters, step: Int)
+}
 
-    // MARK: Fused ops
-    //
-    // One pass where a transformer would otherwise make several. Every
-    // backend gets a composition of the ops above (the specification); the
-    // CPU backend overrides them with kernels that agree with it to rounding.
-
+/// Fused ops: one pass where a transformer would otherwise make several.
+/// `ReferenceBackend` implements each as the composition of core ops it
+/// stands for (the specification); the CPU backend has kernels that agree
+/// with it to rounding.
+public protocol FusedBackend: CoreBackend {
     /// `x · weightᵀ + bias` over the last axis of `x` (`[..., in]`); `weight`
     /// is `[out, in]`, `bias` `[out]` (or none).
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor
@@ -143,13 +154,16 @@ public protocol Backend: Sendable {
         _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, probabilities: Tensor, scale: Float,
         dropout: DropoutParameters?, wantQuery: Bool, wantKey: Bool, wantValue: Bool
     ) -> AttentionGradients
+}
 
+/// Quantised inference products.
+public protocol QuantizedBackend: CoreBackend {
     // MARK: Int8 inference
     //
     // Quantised linear layers computed in integers (u8 activations × s8
-    // weights, exact i32 sums). Every backend gets `ReferenceBackend`'s plain
-    // loops (the specification); the CPU backend overrides them with kernels
-    // whose results are bit-identical to them. See Quantization.swift.
+    // weights, exact i32 sums). `ReferenceBackend` states them as plain loops
+    // (the specification); the CPU backend's kernels give bit-identical
+    // results. See Quantization.swift.
 
     /// The range of f32 `x` (`[..., K]`) for dynamic quantisation: over the
     /// whole tensor, or per row (all leading axes flattened).
@@ -182,8 +196,8 @@ public protocol Backend: Sendable {
     //
     // f32 activations times int4/int8 weights with per-group scales
     // (`PackedGroupWeights`, see WeightOnly.swift), dequantised on the fly.
-    // Every backend gets `ReferenceBackend`'s dequantise-then-loops (the
-    // specification); the CPU backend overrides it with fused kernels.
+    // `ReferenceBackend` dequantises, then loops (the specification); the CPU
+    // backend has fused kernels.
 
     /// `x · ŵᵀ + bias` over the last axis of f32 `x` (`[..., K]`) with the
     /// dequantised weights `ŵ` (`[N, K]`) and `bias` (f32 `[N]`, or none): f32 `[..., N]`.
@@ -261,73 +275,6 @@ public struct AttentionGradients: Sendable {
         self.query = query
         self.key = key
         self.value = value
-    }
-}
-
-extension Backend {
-    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        let product = matmul(x, weight, transposeA: false, transposeB: true, alpha: 1)
-        guard let bias else { return product }
-        return add(product, bias)
-    }
-
-    public func geluWithDerivative(_ x: Tensor) -> (output: Tensor, derivative: Tensor) {
-        let ones = Tensor(shape: x.shape, floats: [Float](repeating: 1, count: x.count))
-        return (gelu(x), geluBackward(x, ones))
-    }
-
-    public func residualLayerNorm(
-        _ x: Tensor, residual: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float, dropout: DropoutParameters?
-    ) -> ResidualLayerNormResult {
-        precondition(x.shape == residual.shape, "residualLayerNorm: x \(x.shape) vs residual \(residual.shape)")
-        let dropped = dropout.map { self.dropout(x, probability: $0.probability, seed: $0.seed, stream: $0.stream).output } ?? x
-        let sum = add(dropped, residual)
-        let normalized = layerNorm(sum, gamma: gamma, beta: beta, epsilon: epsilon)
-        return ResidualLayerNormResult(
-            output: normalized.output, sum: sum, mean: normalized.mean, inverseStd: normalized.inverseStd)
-    }
-
-    public func residualLayerNormBackward(
-        _ dy: Tensor, sum: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor, dropout: DropoutParameters?
-    ) -> ResidualLayerNormGradients {
-        let gradients = layerNormBackward(dy, sum, gamma: gamma, mean: mean, inverseStd: inverseStd)
-        let input = dropout.map {
-            self.dropout(gradients.input, probability: $0.probability, seed: $0.seed, stream: $0.stream).output
-        } ?? gradients.input
-        return ResidualLayerNormGradients(
-            input: input, residual: gradients.input, gamma: gradients.gamma, beta: gradients.beta)
-    }
-
-    public func attention(
-        query: Tensor, key: Tensor, value: Tensor, bias: Tensor?, scale: Float, dropout: DropoutParameters?
-    ) -> AttentionResult {
-        precondition(query.rank == 4 && key.rank == 4 && value.rank == 4, "attention: q, k, v must be [B, H, T, d]")
-        var scores = matmul(query, key, transposeA: false, transposeB: true, alpha: scale)
-        if let bias { scores = add(scores, bias) }
-        let probabilities = softmax(scores)
-        let dropped = dropout.map {
-            self.dropout(probabilities, probability: $0.probability, seed: $0.seed, stream: $0.stream).output
-        } ?? probabilities
-        let context = matmul(dropped, value, transposeA: false, transposeB: false, alpha: 1)
-        return AttentionResult(output: context.transposed(1, 2).contiguous(), probabilities: probabilities)
-    }
-
-    public func attentionBackward(
-        _ gradient: Tensor, query: Tensor, key: Tensor, value: Tensor, probabilities: Tensor, scale: Float,
-        dropout: DropoutParameters?, wantQuery: Bool, wantKey: Bool, wantValue: Bool
-    ) -> AttentionGradients {
-        func dropped(_ x: Tensor) -> Tensor {
-            guard let dropout else { return x }
-            return self.dropout(x, probability: dropout.probability, seed: dropout.seed, stream: dropout.stream).output
-        }
-        let gradValue = wantValue
-            ? matmul(dropped(probabilities), gradient, transposeA: true, transposeB: false, alpha: 1) : nil
-        guard wantQuery || wantKey else { return AttentionGradients(query: nil, key: nil, value: gradValue) }
-        let gradDropped = matmul(gradient, value, transposeA: false, transposeB: true, alpha: 1)
-        let gradScores = softmaxBackward(probabilities, dropped(gradDropped))
-        let gradQuery = wantQuery ? matmul(gradScores, key, transposeA: false, transposeB: false, alpha: scale) : nil
-        let gradKey = wantKey ? matmul(gradScores, query, transposeA: true, transposeB: false, alpha: scale) : nil
-        return AttentionGradients(query: gradQuery, key: gradKey, value: gradValue)
     }
 }
 

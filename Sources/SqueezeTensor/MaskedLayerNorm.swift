@@ -1,24 +1,10 @@
-/// Layer norm restricted to a set of columns (`Backend.maskedLayerNorm`).
-///
-/// With `K` the columns whose mask entry is non-zero and `n = |K|`, each row
-/// gets `μ = Σ_K x / n`, `σ² = Σ_K (x − μ)² / n` and
-/// `y_j = (x_j − μ)/√(σ² + ε) · γ_j + β_j` for `j ∈ K`, `y_j = 0` otherwise.
-/// The backward is the usual layer-norm backward over `K` (with `n`), zero
-/// elsewhere, and `dγ`, `dβ` are zero outside `K`.
-
-extension Backend {
-    /// Backends without a kernel of their own use the specification.
-    public func maskedLayerNorm(_ x: Tensor, columnMask: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> LayerNormResult {
-        ReferenceBackend.maskedLayerNormLoops(x, columnMask: columnMask, gamma: gamma, beta: beta, epsilon: epsilon)
-    }
-
-    public func maskedLayerNormBackward(
-        _ dy: Tensor, _ x: Tensor, columnMask: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor
-    ) -> LayerNormGradients {
-        ReferenceBackend.maskedLayerNormBackwardLoops(
-            dy, x, columnMask: columnMask, gamma: gamma, mean: mean, inverseStd: inverseStd)
-    }
-}
+// Layer norm restricted to a set of columns (`Backend.maskedLayerNorm`).
+//
+// With `K` the columns whose mask entry is non-zero and `n = |K|`, each row
+// gets `μ = Σ_K x / n`, `σ² = Σ_K (x − μ)² / n` and
+// `y_j = (x_j − μ)/√(σ² + ε) · γ_j + β_j` for `j ∈ K`, `y_j = 0` otherwise.
+// The backward is the usual layer-norm backward over `K` (with `n`), zero
+// elsewhere, and `dγ`, `dβ` are zero outside `K`.
 
 /// The selected columns of a `[D]` mask, checked against the row width.
 private func selectedColumns(_ mask: Tensor, columns: Int, _ op: String) -> [Int] {

@@ -103,24 +103,10 @@ extension ReferenceBackend {
     }
 }
 
-extension Backend {
-    public func activationRange(_ x: Tensor, perRow: Bool) -> ActivationRange {
-        ReferenceBackend().activationRange(x, perRow: perRow)
-    }
-
-    public func quantize(_ x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
-        ReferenceBackend().quantize(x, quantization)
-    }
-
+/// The fused int8 ops' specification: the compositions they stand for.
+extension ReferenceBackend {
     public func quantize(geluOf x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
         quantize(gelu(x), quantization)
-    }
-
-    public func quantizedLinear(
-        quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
-        output: QuantizedLinearOutput
-    ) -> Tensor {
-        ReferenceBackend().quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, output: output)
     }
 
     public func quantizedLinear(

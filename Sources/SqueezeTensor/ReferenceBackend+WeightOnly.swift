@@ -36,9 +36,3 @@ extension ReferenceBackend {
         return (rows, weights.outputCount, k)
     }
 }
-
-extension Backend {
-    public func weightOnlyLinear(_ x: Tensor, weights: PackedGroupWeights, bias: Tensor?) -> Tensor {
-        ReferenceBackend().weightOnlyLinear(x, weights: weights, bias: bias)
-    }
-}

@@ -81,8 +81,8 @@ struct RecipeOptions: ParsableArguments {
         }
         if !problems.isEmpty { throw Diagnostics(problems) }
         let loaded = try RecipeLoader.load(
-            file: recipe, stageTypes: BuiltinStages.registry.descriptors, overrides: parsed,
-            environment: ProcessInfo.processInfo.environment)
+            file: recipe, stageTypes: Registered.stages.descriptors, overrides: parsed,
+            environment: ProcessInfo.processInfo.environment, backends: Registered.backends.recipeBackends)
         for warning in loaded.warnings { Console.error(warning.description) }
         return loaded
     }

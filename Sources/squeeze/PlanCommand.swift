@@ -26,7 +26,7 @@ struct PlanCommand: ParsableCommand {
         let selected = try selectStages(stageList(only), in: loaded, flag: "--only")
         let store = try storage.openStore()
         let pipeline = Pipeline(
-            recipe: loaded, registry: BuiltinStages.registry, store: store,
+            recipe: loaded, registry: Registered.stages, store: store,
             environment: ProcessInfo.processInfo.environment)
         let plans: [StagePlan]
         do {

@@ -51,7 +51,7 @@ struct RunCommand: AsyncParsableCommand {
             only: selected.isEmpty ? nil : Set(selected), squeezeVersion: Squeeze.version,
             overrides: recipe.overrides)
         let pipeline = Pipeline(
-            recipe: loaded, registry: BuiltinStages.registry, store: try storage.openStore(),
+            recipe: loaded, registry: Registered.stages, store: try storage.openStore(),
             environment: ProcessInfo.processInfo.environment)
         announceCPUBackend(loaded)
         let console = ConsoleDisplay(live: Console.stderrIsTerminal)
@@ -89,7 +89,7 @@ struct RunCommand: AsyncParsableCommand {
 /// backend, and warns (once) when the BLAS runs slow kernels for this CPU.
 private func announceCPUBackend(_ recipe: Recipe) {
     let usesCPU = recipe.stages.values.contains { stage in
-        stage.backend == "cpu" && BuiltinStages.registry[stage.uses]?.descriptor.usesTensorBackend == true
+        stage.backend == "cpu" && Registered.stages[stage.uses]?.descriptor.usesTensorBackend == true
     }
     guard usesCPU else { return }
     FileHandle.standardError.write(Data("squeeze: cpu backend: \(CPUKernels.gemmDescription)\n".utf8))

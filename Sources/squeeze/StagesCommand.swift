@@ -11,7 +11,7 @@ struct StagesCommand: ParsableCommand {
     @Argument(help: "A stage type, e.g. `command`.") var type: String?
 
     func run() throws {
-        let registry = BuiltinStages.registry
+        let registry = Registered.stages
         guard let type else {
             let width = registry.names.map(\.count).max() ?? 0
             for name in registry.names {
@@ -44,7 +44,7 @@ struct SchemaCommand: ParsableCommand {
         abstract: "Print the JSON Schema of recipes (what schemas/recipe.schema.json holds).")
 
     func run() throws {
-        let descriptors = BuiltinStages.registry.names.compactMap { BuiltinStages.registry[$0]?.descriptor }
-        print(RecipeSchema.generate(stageTypes: descriptors).prettyJSON, terminator: "")
+        let descriptors = Registered.stages.names.compactMap { Registered.stages[$0]?.descriptor }
+        print(RecipeSchema.generate(stageTypes: descriptors, backends: Registered.backends.recipeBackends).prettyJSON, terminator: "")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import SqueezeRecipe
 import SqueezeStages
+import SqueezeTensor
 import Testing
 
 /// The `command` stage as a user meets it: shell scripts with hostile values,
@@ -229,7 +230,8 @@ import Testing
             """
         do {
             _ = try RecipeLoader.load(
-                text: text, file: "recipe.yaml", directory: "/tmp", stageTypes: BuiltinStages.registry.descriptors, environment: [:])
+                text: text, file: "recipe.yaml", directory: "/tmp", stageTypes: BuiltinStages.registry(backends: .builtin).descriptors, environment: [:],
+                backends: BackendRegistry.builtin.recipeBackends)
             #expect(!refused, "\(run) loaded")
         } catch {
             let message = error.items.map(\.description).joined(separator: "\n")

@@ -2,6 +2,7 @@ import Foundation
 import SqueezeEngine
 import SqueezeRecipe
 import SqueezeStages
+import SqueezeTensor
 import Testing
 
 /// Only stages that draw on the stage seed key on it: two recipes that differ
@@ -29,10 +30,11 @@ import Testing
     /// The plan's stage keys of the recipe with `seed`.
     static func keys(in project: Project, seed: Int) throws -> [String: String] {
         let recipe = try RecipeLoader.load(
-            file: project.path("recipe/recipe.yaml"), stageTypes: BuiltinStages.registry.descriptors,
-            overrides: [try Override.parse("seed=\(seed)")], environment: [:])
+            file: project.path("recipe/recipe.yaml"), stageTypes: BuiltinStages.registry(backends: .builtin).descriptors,
+            overrides: [try Override.parse("seed=\(seed)")], environment: [:],
+            backends: BackendRegistry.builtin.recipeBackends)
         let pipeline = Pipeline(
-            recipe: recipe, registry: BuiltinStages.registry, store: try ContentStore(root: project.cacheDirectory), environment: [:])
+            recipe: recipe, registry: BuiltinStages.registry(backends: .builtin), store: try ContentStore(root: project.cacheDirectory), environment: [:])
         var keys: [String: String] = [:]
         for plan in try pipeline.plan() { keys[plan.id] = plan.key }
         return keys

@@ -8,7 +8,7 @@ import Testing
 /// A parameter validated as one type and decoded as another would otherwise
 /// fail only when the stage starts, possibly after hours of upstream work.
 @Suite struct StageParameterTests {
-    static let typeNames = BuiltinStages.registry.names
+    static let typeNames = BuiltinStages.registry(backends: .builtin).names
 
     /// Values of a recipe type as parameter resolution hands them to a stage.
     static func examples(of type: ParamType) -> [Value] {
@@ -42,7 +42,7 @@ import Testing
     }
 
     static func stageType(_ name: String) throws -> StageType {
-        try #require(BuiltinStages.registry[name])
+        try #require(BuiltinStages.registry(backends: .builtin)[name])
     }
 
     @Test(arguments: typeNames) func defaultsDecode(typeName: String) throws {
@@ -83,7 +83,7 @@ import Testing
     /// The check above catches a declaration whose recipe type admits values
     /// its Swift type cannot decode.
     @Test func aNumberDeclaredForAnIntegerIsCaught() throws {
-        let type = StageType(MisdeclaredStage.self)
+        let type = StageType(MisdeclaredStage())
         let defaults = Self.defaults(of: type.descriptor)
         let failures = Self.examples(of: .number).filter { example in
             var fields = defaults

@@ -15,7 +15,7 @@ private struct EchoStage: Stage {
 
 @Suite struct StageRegistryTests {
     @Test func erasedStageDecodesParamsAndRuns() async throws {
-        let registry = StageRegistry([StageType(EchoStage.self)])
+        let registry = StageRegistry([StageType(EchoStage())])
         let type = try #require(registry["test/echo"])
         let context = StageContext(
             stageID: "e", recipeDirectory: "/", outputDirectory: "/tmp", backend: "cpu", seed: 1, threads: 1,

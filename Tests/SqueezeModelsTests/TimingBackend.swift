@@ -60,6 +60,16 @@ final class TimingBackend: Backend, @unchecked Sendable {
     func layerNormBackward(_ dy: Tensor, _ x: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor) -> LayerNormGradients {
         time("layerNormBackward") { base.layerNormBackward(dy, x, gamma: gamma, mean: mean, inverseStd: inverseStd) }
     }
+    func maskedLayerNorm(_ x: Tensor, columnMask: Tensor, gamma: Tensor, beta: Tensor, epsilon: Float) -> LayerNormResult {
+        time("maskedLayerNorm") { base.maskedLayerNorm(x, columnMask: columnMask, gamma: gamma, beta: beta, epsilon: epsilon) }
+    }
+    func maskedLayerNormBackward(
+        _ dy: Tensor, _ x: Tensor, columnMask: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor
+    ) -> LayerNormGradients {
+        time("maskedLayerNormBackward") {
+            base.maskedLayerNormBackward(dy, x, columnMask: columnMask, gamma: gamma, mean: mean, inverseStd: inverseStd)
+        }
+    }
     func gather(_ table: Tensor, _ ids: Tensor) -> Tensor { time("gather") { base.gather(table, ids) } }
     func scatterAdd(_ dy: Tensor, _ ids: Tensor, rows: Int) -> Tensor { time("scatterAdd") { base.scatterAdd(dy, ids, rows: rows) } }
     func maskedFill(_ x: Tensor, mask: Tensor, value: Float) -> Tensor { time("maskedFill") { base.maskedFill(x, mask: mask, value: value) } }
@@ -122,5 +132,36 @@ final class TimingBackend: Backend, @unchecked Sendable {
                 gradient, query: query, key: key, value: value, probabilities: probabilities, scale: scale,
                 dropout: dropout, wantQuery: wantQuery, wantKey: wantKey, wantValue: wantValue)
         }
+    }
+    func activationRange(_ x: Tensor, perRow: Bool) -> ActivationRange {
+        time("activationRange") { base.activationRange(x, perRow: perRow) }
+    }
+    func quantize(_ x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
+        time("quantize") { base.quantize(x, quantization) }
+    }
+    func quantize(geluOf x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
+        time("quantizeGelu") { base.quantize(geluOf: x, quantization) }
+    }
+    func quantizedLinear(
+        quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
+        output: QuantizedLinearOutput
+    ) -> Tensor {
+        time("quantizedLinear") {
+            base.quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, output: output)
+        }
+    }
+    func quantizedLinear(
+        quantized x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?,
+        geluCodes: ActivationQuantization
+    ) -> Tensor {
+        time("quantizedLinearGelu") {
+            base.quantizedLinear(quantized: x, quantization: quantization, weights: weights, bias: bias, geluCodes: geluCodes)
+        }
+    }
+    func quantizedLinear(_ x: Tensor, quantization: ActivationQuantization, weights: PackedInt8Weights, bias: Tensor?) -> Tensor {
+        time("quantizedLinearFloat") { base.quantizedLinear(x, quantization: quantization, weights: weights, bias: bias) }
+    }
+    func weightOnlyLinear(_ x: Tensor, weights: PackedGroupWeights, bias: Tensor?) -> Tensor {
+        time("weightOnlyLinear") { base.weightOnlyLinear(x, weights: weights, bias: bias) }
     }
 }

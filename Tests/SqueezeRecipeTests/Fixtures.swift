@@ -66,9 +66,13 @@ enum Fixtures {
 
     static let file = "recipe.yaml"
 
+    /// The backends the fixtures' recipes may name.
+    static let backends = RecipeBackends(
+        descriptions: ["cpu": "the fast backend", "reference": "the specification"], defaultID: "cpu")
+
     static func load(
         _ text: String, set overrides: [String] = [], matrix: [String] = [], environment: [String: String] = [:],
-        backends: Set<String> = ["cpu", "reference"]
+        backends: RecipeBackends = Fixtures.backends
     ) throws(Diagnostics) -> Recipe {
         var parsed: [Override] = []
         do {

@@ -158,7 +158,7 @@ import Testing
 
         let relative = directory.path + "/./sub/../r.yaml"
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("sub"), withIntermediateDirectories: true)
-        let recipe = try RecipeLoader.load(file: relative, stageTypes: Fixtures.registry, environment: [:])
+        let recipe = try RecipeLoader.load(file: relative, stageTypes: Fixtures.registry, environment: [:], backends: Fixtures.backends)
         #expect(recipe.file == relative)
         #expect(recipe.directory == directory.standardizedFileURL.path)
         #expect(recipe.stages["a"]?.location.file == relative)
@@ -166,7 +166,7 @@ import Testing
 
     @Test func missingFileIsADiagnostic() {
         #expect(throws: Diagnostics.self) {
-            try RecipeLoader.load(file: "/nonexistent/recipe.yaml", stageTypes: Fixtures.registry, environment: [:])
+            try RecipeLoader.load(file: "/nonexistent/recipe.yaml", stageTypes: Fixtures.registry, environment: [:], backends: Fixtures.backends)
         }
     }
 

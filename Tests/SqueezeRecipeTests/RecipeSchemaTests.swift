@@ -5,8 +5,8 @@ import Testing
 
 @Suite struct RecipeSchemaTests {
     @Test func schemaIsDeterministicAndDescribesTheStages() throws {
-        let schema = RecipeSchema.generate(stageTypes: Fixtures.all)
-        #expect(schema.prettyJSON == RecipeSchema.generate(stageTypes: Fixtures.all.reversed()).prettyJSON)
+        let schema = RecipeSchema.generate(stageTypes: Fixtures.all, backends: Fixtures.backends)
+        #expect(schema.prettyJSON == RecipeSchema.generate(stageTypes: Fixtures.all.reversed(), backends: Fixtures.backends).prettyJSON)
         #expect(schema["$schema"] == .string("https://json-schema.org/draft/2020-12/schema"))
         #expect(schema["$id"] == .string("https://squeeze.dev/schemas/recipe.schema.json"))
         #expect(schema["additionalProperties"] == .bool(false))
@@ -92,7 +92,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let schemaPath = directory.appendingPathComponent("schema.json").path
         let instancesPath = directory.appendingPathComponent("instances.json").path
-        try RecipeSchema.generate(stageTypes: Fixtures.all).prettyJSON.write(toFile: schemaPath, atomically: true, encoding: .utf8)
+        try RecipeSchema.generate(stageTypes: Fixtures.all, backends: Fixtures.backends).prettyJSON.write(toFile: schemaPath, atomically: true, encoding: .utf8)
 
         var instances: [Value] = []
         for yaml in Self.validRecipes + Self.invalidRecipes.map(\.yaml) {

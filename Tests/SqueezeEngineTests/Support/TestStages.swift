@@ -113,4 +113,7 @@ struct BackendStage: Stage {
     }
 }
 
-let testRegistry = StageRegistry([StageType(WriteStage.self), StageType(UpperStage.self), StageType(BackendStage.self)])
+/// The backend ids the engine tests' recipes may name; the engine only
+/// passes them through to stages and cache keys.
+let testBackends = RecipeBackends(descriptions: ["cpu": "test CPU", "reference": "test reference"], defaultID: "cpu")
+let testRegistry = StageRegistry([StageType(WriteStage()), StageType(UpperStage()), StageType(BackendStage())])

@@ -23,7 +23,7 @@ struct Workspace {
         let recipe = try RecipeLoader.load(
             file: path("recipe.yaml"), stageTypes: registry.descriptors,
             overrides: try overrides.map { try Override.parse($0) } + matrix.map { try Override.parseMatrix($0) },
-            environment: ProcessInfo.processInfo.environment)
+            environment: ProcessInfo.processInfo.environment, backends: testBackends)
         return Pipeline(recipe: recipe, registry: registry, store: try ContentStore(root: path(".squeeze")), environment: [:])
     }
 
