@@ -281,8 +281,7 @@ public struct CoFiPruneStage: Stage {
             1 - Double(CoFiPruneStage.prunableParameters(model)) / Double(max(startPrunable, 1))
         }
 
-        /// The pruned `model`'s size against `original`'s (logged as the
-        /// realised sparsity) and the final masks.
+        /// The pruned `model`'s size against `original`'s, logged as the realised sparsity.
         func sizeMetrics(of model: BertModel, original: BertModel, target: Double, log: StageLog) -> [String: Value] {
             let remaining = CoFiPruneStage.prunableParameters(model)
             let realised = sparsity(of: model)
@@ -291,7 +290,6 @@ public struct CoFiPruneStage: Stage {
                     + "\(remaining) of \(startPrunable) prunable parameters, hidden \(model.config.hiddenSize), heads \(model.layerShapes.map(\.heads)), "
                     + "FFN \(model.layerShapes.map(\.intermediateSize))")
             return [
-                "steps": .int(steps),
                 "target_sparsity": .double(target),
                 "realised_sparsity": .double(realised),
                 "prunable_parameters": .int(remaining),
@@ -301,7 +299,6 @@ public struct CoFiPruneStage: Stage {
                 "hidden_size": .int(model.config.hiddenSize),
                 "layer_heads": .array(model.layerShapes.map { .int($0.heads) }),
                 "layer_ffn_units": .array(model.layerShapes.map { .int($0.intermediateSize) }),
-                "final_masks": CoFiPruneStage.maskSummary(step: steps, trainer.finalMasks.map { $0 == 0 ? 0 : 1 }),
             ]
         }
 
@@ -309,6 +306,8 @@ public struct CoFiPruneStage: Stage {
 
         var metrics: [String: Value] {
             [
+                "steps": .int(steps),
+                "final_masks": CoFiPruneStage.maskSummary(step: steps, trainer.finalMasks.map { $0 == 0 ? 0 : 1 }),
                 "expected_sparsity": .double(trainer.expectedSparsity),
                 "lambda1": .double(trainer.lambda1),
                 "lambda2": .double(trainer.lambda2),

@@ -14,7 +14,8 @@ protocol TrainingAlgorithm {
     /// The model as trained so far.
     var model: BertModel { get }
 
-    /// The metrics recorded while training: curves and the last window's means.
+    /// The algorithm's metrics, read once training is over: its curves, the
+    /// last window's means, its own end state.
     var metrics: [String: Value] { get }
 
     /// Trains on one batch; `labels` holds its examples' labels.
