@@ -73,7 +73,7 @@ public struct FinetuneStage: Stage {
 
         let length = params.training.length(examples: data.train.count)
         let options = length.options(params.training, seed: RandomStream.dropout.bits(of: context.seed))
-        var finetuning = ClassifierFinetuning(trainer: BertClassifierTrainer(model: loaded.model, options: options, backend: backend))
+        var finetuning = Finetuning(trainer: BertClassifierTrainer(model: loaded.model, options: options, backend: backend))
         context.log.line("""
             train/finetune: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
             labels \(data.dataset.labels), \(length.totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(length.batchSize), \
@@ -89,35 +89,35 @@ public struct FinetuneStage: Stage {
         try LoadedClassifier.save(result.model, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
         return StageResult(metrics: result.metrics, outputs: ["model": "."])
     }
-}
 
-/// Plain fine-tuning: cross-entropy on the labels. Records the `log_every`
-/// mean loss as `loss_curve` rows `[step, loss]`.
-struct ClassifierFinetuning: TrainingAlgorithm {
-    var trainer: BertClassifierTrainer
-    var lossCurve: [Value] = []
-    var window = MeanLossWindow()
+    /// Plain fine-tuning: cross-entropy on the labels. Records the `log_every`
+    /// mean loss as `loss_curve` rows `[step, loss]`.
+    struct Finetuning: TrainingAlgorithm {
+        var trainer: BertClassifierTrainer
+        var lossCurve: [Value] = []
+        var window = MeanLossWindow()
 
-    var model: BertModel { trainer.model }
+        var model: BertModel { trainer.model }
 
-    var metrics: [String: Value] {
-        ["train_loss": TrainingRun.lastRow(of: lossCurve, column: 1), "loss_curve": .array(lossCurve)]
-    }
+        var metrics: [String: Value] {
+            ["train_loss": TrainingRun.lastRow(of: lossCurve, column: 1), "loss_curve": .array(lossCurve)]
+        }
 
-    mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> BertTrainingStep {
-        try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
-    }
+        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> BertTrainingStep {
+            try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+        }
 
-    func loss(of update: BertTrainingStep) -> Double { Double(update.loss) }
+        func loss(of update: BertTrainingStep) -> Double { Double(update.loss) }
 
-    func progress(of update: BertTrainingStep) -> String { String(format: "loss %.4f", update.loss) }
+        func progress(of update: BertTrainingStep) -> String { String(format: "loss %.4f", update.loss) }
 
-    mutating func record(_ update: BertTrainingStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
-        window.add(Double(update.loss))
-        guard closesWindow else { return }
-        let mean = window.mean
-        lossCurve.append(.array([.int(step), .double(mean)]))
-        log.line(String(format: "step %d/%d: loss %.4f lr %.3g", step, totalSteps, mean, update.learningRate))
-        window = MeanLossWindow()
+        mutating func record(_ update: BertTrainingStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+            window.add(Double(update.loss))
+            guard closesWindow else { return }
+            let mean = window.mean
+            lossCurve.append(.array([.int(step), .double(mean)]))
+            log.line(String(format: "step %d/%d: loss %.4f lr %.3g", step, totalSteps, mean, update.learningRate))
+            window = MeanLossWindow()
+        }
     }
 }
