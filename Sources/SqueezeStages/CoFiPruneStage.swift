@@ -179,7 +179,6 @@ public struct CoFiPruneStage: Stage {
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try backends.make(context)
         let data = try params.training.data(in: params.data)
-        let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
         let units: Set<CoFiUnit>
@@ -188,167 +187,192 @@ public struct CoFiPruneStage: Stage {
         } catch {
             throw StageFailure(error.description)
         }
-        let teacher = try LoadedClassifier(directory: params.teacher, seed: 0)
-        guard try DistillStage.hasClassifier(teacher.artifact) else {
-            throw StageFailure("the teacher has no classifier head; fine-tune it on this dataset first (`train/finetune`)")
-        }
-        guard teacher.model.config.labels == dataset.labels else {
-            throw StageFailure("""
-                the teacher's labels \(teacher.model.config.labels) differ from the dataset's \(dataset.labels); \
-                prune a teacher fine-tuned on this dataset
-                """)
-        }
+        let teacher = try LoadedClassifier(teacher: params.teacher, of: data.dataset, task: "prune")
         let student = try Self.loadStudent(params, teacher: teacher)
 
         let maxLength = min(params.training.maxSeqLen, student.config.maxPositionEmbeddings)
         let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
-
         let length = params.training.length(examples: data.train.count)
-        let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
         let lagrangianWarmup = params.lagrangian_warmup_steps
-            ?? Int(((params.lagrangian_warmup_ratio ?? 0.1) * Double(totalSteps)).rounded(.up))
-        let options = length.options(
-            params.training, seed: RandomStream.dropout.bits(of: context.seed))
+            ?? Int(((params.lagrangian_warmup_ratio ?? 0.1) * Double(length.totalSteps)).rounded(.up))
+        let trainer = try Self.makeTrainer(
+            params, student: student, teacher: teacher.model, units: units, lagrangianWarmup: lagrangianWarmup, length: length,
+            seed: context.seed, backend: backend)
+        let startPrunable = Self.prunableParameters(student)
+        context.log.line("""
+            prune/cofi: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
+            labels \(data.dataset.labels); \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize), \(startPrunable) prunable \
+            parameters; target sparsity \(params.target_sparsity) over \(lagrangianWarmup) warm-up updates, units \
+            \(units.sorted().map(\.rawValue)); loss \(params.layer_distill_weight)·layer (teacher layers \(trainer.teacherLayers)) + \
+            \(params.pred_distill_weight)·pred (T=\(params.temperature)) + \(params.ce_weight)·ce; \(length.totalSteps) updates \
+            (\(length.stepsPerEpoch) per epoch), batch \(length.batchSize), max_seq_len \(maxLength), lr \(params.training.lr), \
+            mask lr \(params.mask_lr), λ lr \(params.lambda_lr), backend \(backend.id) with \(context.threads) threads
+            """)
+
+        var loop = params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed)
+        loop.divergence = { loss, step, epoch in "the loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`" }
+        let dev = params.training.dev(of: encoded, padID: teacher.padID, length: length, backend: backend)
+        let pruning = try Self.prune(Pruning(trainer: trainer, startPrunable: startPrunable), loop: loop, dev: dev, context: context)
+
+        var model = try Self.compact(pruning.trainer)
+        let prunedScores = try dev.scores(of: model)
+        if let prunedScores {
+            context.log.line("pruned model \(dev.split) " + String(format: "accuracy %.4f", prunedScores.accuracy))
+        }
+        var metrics = pruning.metrics
+        if params.finetune_epochs > 0 {
+            let result = try Self.finetune(
+                model, teacher: teacher, params, sequences: encoded.train, labels: encoded.trainLabels, context: context, backend: backend)
+            model = result.model
+            metrics.merge(result.metrics) { _, finetune in finetune }
+        }
+        let finalScores = params.finetune_epochs > 0 ? try dev.scores(of: model) : prunedScores
+        try LoadedClassifier.save(model, from: teacher.artifact, to: context.outputDirectory, source: "prune/cofi")
+
+        metrics.merge(pruning.sizeMetrics(of: model, original: student, target: params.target_sparsity, log: context.log)) { _, size in size }
+        metrics["epochs"] = .double(Double(pruning.steps) / Double(length.stepsPerEpoch))
+        metrics["train_examples"] = .int(data.train.count)
+        if let prunedScores {
+            metrics["pruned_\(dev.split)_accuracy"] = .double(prunedScores.accuracy)
+            metrics["\(dev.split)_curve"] = .array(pruning.evalCurve)
+        }
+        if let finalScores, let teacherScores = try dev.scores(of: teacher.model) {
+            metrics["\(dev.split)_accuracy"] = .double(finalScores.accuracy)
+            metrics["\(dev.split)_macro_f1"] = .double(finalScores.macroF1)
+            metrics["\(dev.split)_loss"] = .double(finalScores.loss)
+            metrics["teacher_\(dev.split)_accuracy"] = .double(teacherScores.accuracy)
+        }
+        return StageResult(metrics: metrics, outputs: ["model": "."])
+    }
+
+    /// Runs `pruning`'s updates, evaluating the model the current masks
+    /// would give every `eval_every` updates (accuracy and realised sparsity
+    /// in `evalCurve`).
+    static func prune(_ pruning: Pruning, loop: TrainingLoop, dev: DevEvaluation, context: StageContext) throws -> Pruning {
+        var pruning = pruning
+        let outcome = try loop.run(&pruning, context) { pruning, step in
+            let pruned = try compact(pruning.trainer)
+            if let scores = try dev.scores(of: pruned) {
+                pruning.evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(pruning.sparsity(of: pruned))]))
+                context.log.line("step \(step): pruned model \(dev.split) " + String(format: "accuracy %.4f", scores.accuracy))
+            }
+            return false
+        }
+        context.log.line(TrainingLoop.summary(outcome, verb: "pruned for"))
+        pruning.steps = outcome.steps
+        return pruning
+    }
+
+    /// CoFi's updates: the weights, masks and Lagrange multipliers together.
+    /// Records the `log_every` means as `loss_curve` rows `[step, loss, layer,
+    /// prediction, ce, lagrangian]`, `sparsity_curve` rows `[step, expected,
+    /// target, λ1, λ2]` and the masks' expected sizes as `mask_history`.
+    struct Pruning: TrainingAlgorithm {
         var trainer: CoFiTrainer
+        /// The prunable parameters before pruning.
+        var startPrunable: Int
+        var lossCurve: [Value] = []
+        var sparsityCurve: [Value] = []
+        var maskHistory: [Value] = []
+        /// `[step, accuracy, realised sparsity]` of the periodic evaluations.
+        var evalCurve: [Value] = []
+        /// The updates run, once pruning is over.
+        var steps = 0
+        var window = Window()
+
+        /// The fraction of the prunable parameters `model` no longer has.
+        func sparsity(of model: BertModel) -> Double {
+            1 - Double(CoFiPruneStage.prunableParameters(model)) / Double(max(startPrunable, 1))
+        }
+
+        /// The pruned `model`'s size against `original`'s, logged as the realised sparsity.
+        func sizeMetrics(of model: BertModel, original: BertModel, target: Double, log: StageLog) -> [String: Value] {
+            let remaining = CoFiPruneStage.prunableParameters(model)
+            let realised = sparsity(of: model)
+            log.line(
+                String(format: "realised sparsity %.4f (expected %.4f, target %.4f): ", realised, trainer.expectedSparsity, target)
+                    + "\(remaining) of \(startPrunable) prunable parameters, hidden \(model.config.hiddenSize), heads \(model.layerShapes.map(\.heads)), "
+                    + "FFN \(model.layerShapes.map(\.intermediateSize))")
+            return [
+                "target_sparsity": .double(target),
+                "realised_sparsity": .double(realised),
+                "prunable_parameters": .int(remaining),
+                "original_prunable_parameters": .int(startPrunable),
+                "parameters": .int(model.parameterCount),
+                "original_parameters": .int(original.parameterCount),
+                "hidden_size": .int(model.config.hiddenSize),
+                "layer_heads": .array(model.layerShapes.map { .int($0.heads) }),
+                "layer_ffn_units": .array(model.layerShapes.map { .int($0.intermediateSize) }),
+            ]
+        }
+
+        var model: BertModel { trainer.student }
+
+        var metrics: [String: Value] {
+            [
+                "steps": .int(steps),
+                "final_masks": CoFiPruneStage.maskSummary(step: steps, trainer.finalMasks.map { $0 == 0 ? 0 : 1 }),
+                "expected_sparsity": .double(trainer.expectedSparsity),
+                "lambda1": .double(trainer.lambda1),
+                "lambda2": .double(trainer.lambda2),
+                "loss_curve": .array(lossCurve),
+                "sparsity_curve": .array(sparsityCurve),
+                "mask_history": .array(maskHistory),
+            ]
+        }
+
+        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> CoFiStep {
+            try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+        }
+
+        func loss(of update: CoFiStep) -> Double { update.loss }
+
+        func progress(of update: CoFiStep) -> String {
+            String(
+                format: "loss %.4f (layer %.4f pred %.4f ce %.4f) sparsity %.3f/%.3f λ %.3f,%.3f",
+                update.loss, update.layerLoss, update.predictionLoss, update.taskLoss, update.expectedSparsity,
+                update.targetSparsity, update.lambda1, update.lambda2)
+        }
+
+        mutating func record(_ update: CoFiStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+            window.add(update)
+            guard closesWindow else { return }
+            let mean = window.mean
+            lossCurve.append(.array(
+                [.int(step)] + [mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian].map(Value.double)))
+            sparsityCurve.append(.array([
+                .int(step), .double(update.expectedSparsity), .double(update.targetSparsity), .double(trainer.lambda1), .double(trainer.lambda2),
+            ]))
+            maskHistory.append(CoFiPruneStage.maskSummary(step: step, trainer.masks.probabilities))
+            log.line(
+                String(
+                    format: "step %d/%d: loss %.4f (layer %.4f, pred %.4f, ce %.4f, lagrangian %.4f) sparsity %.4f/%.4f λ1 %.4f λ2 %.4f lr %.3g",
+                    step, totalSteps, mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian, update.expectedSparsity,
+                    update.targetSparsity, trainer.lambda1, trainer.lambda2, update.learningRate))
+            window = Window()
+        }
+    }
+
+    // MARK: Pieces
+
+    /// The CoFi trainer of `student`, its sparsity target reached after `lagrangianWarmup` updates.
+    static func makeTrainer(
+        _ params: Params, student: BertModel, teacher: BertModel, units: Set<CoFiUnit>, lagrangianWarmup: Int, length: TrainingLength,
+        seed: UInt64, backend: any Backend
+    ) throws(StageFailure) -> CoFiTrainer {
         do {
             let schedule = try CoFiSparsitySchedule(target: params.target_sparsity, warmupSteps: lagrangianWarmup)
             let cofi = CoFiOptions(
                 units: units, schedule: schedule, maskLearningRate: params.mask_lr, lambdaLearningRate: params.lambda_lr,
                 layerDistillWeight: Float(params.layer_distill_weight), predictionDistillWeight: Float(params.pred_distill_weight),
                 ceWeight: Float(params.ce_weight), temperature: Float(params.temperature), teacherLayers: params.teacher_layers,
-                freezeEmbeddings: params.freeze_embeddings, seed: RandomStream.masks.bits(of: context.seed))
-            trainer = try CoFiTrainer(student: student, teacher: teacher.model, options: options, cofi: cofi, backend: backend)
+                freezeEmbeddings: params.freeze_embeddings, seed: RandomStream.masks.bits(of: seed))
+            let options = length.options(params.training, seed: RandomStream.dropout.bits(of: seed))
+            return try CoFiTrainer(student: student, teacher: teacher, options: options, cofi: cofi, backend: backend)
         } catch {
             throw StageFailure(error.description)
         }
-        let startPrunable = Self.prunableParameters(student)
-        context.log.line("""
-            prune/cofi: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
-            labels \(dataset.labels); \(student.config.numHiddenLayers) layers × \(student.config.hiddenSize), \(startPrunable) prunable \
-            parameters; target sparsity \(params.target_sparsity) over \(lagrangianWarmup) warm-up updates, units \
-            \(units.sorted().map(\.rawValue)); loss \(params.layer_distill_weight)·layer (teacher layers \(trainer.teacherLayers)) + \
-            \(params.pred_distill_weight)·pred (T=\(params.temperature)) + \(params.ce_weight)·ce; \(totalSteps) updates \
-            (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.training.lr), mask lr \(params.mask_lr), \
-            λ lr \(params.lambda_lr), backend \(backend.id) with \(context.threads) threads
-            """)
-
-        var lossCurve: [Value] = []
-        var sparsityCurve: [Value] = []
-        var maskHistory: [Value] = []
-        var evalCurve: [Value] = []
-        var window = Window()
-
-        func evaluate(_ model: BertModel) throws -> ClassificationScores? {
-            guard !data.eval.isEmpty else { return nil }
-            return try model.evaluate(encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-        }
-
-        var loop = TrainingLoop(
-            sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
-            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
-        loop.divergence = { loss, step, epoch in "the loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`" }
-        let outcome = try loop.run(
-            context,
-            update: { batch, labels in
-                try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
-            },
-            loss: { $0.loss },
-            record: { result, step, closesWindow in
-                window.add(result)
-                guard closesWindow else { return }
-                let mean = window.mean
-                lossCurve.append(.array(
-                    [.int(step)] + [mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian].map(Value.double)))
-                sparsityCurve.append(.array([
-                    .int(step), .double(result.expectedSparsity), .double(result.targetSparsity), .double(trainer.lambda1), .double(trainer.lambda2),
-                ]))
-                maskHistory.append(Self.maskSummary(step: step, trainer.masks.probabilities))
-                context.log.line(
-                    String(
-                        format: "step %d/%d: loss %.4f (layer %.4f, pred %.4f, ce %.4f, lagrangian %.4f) sparsity %.4f/%.4f λ1 %.4f λ2 %.4f lr %.3g",
-                        step, totalSteps, mean.total, mean.layer, mean.prediction, mean.task, mean.lagrangian, result.expectedSparsity,
-                        result.targetSparsity, trainer.lambda1, trainer.lambda2, result.learningRate))
-                window = Window()
-            },
-            progress: { result in
-                String(
-                    format: "loss %.4f (layer %.4f pred %.4f ce %.4f) sparsity %.3f/%.3f λ %.3f,%.3f",
-                    result.loss, result.layerLoss, result.predictionLoss, result.taskLoss, result.expectedSparsity,
-                    result.targetSparsity, result.lambda1, result.lambda2)
-            },
-            periodic: { step in
-                let pruned = try Self.compact(trainer)
-                if let scores = try evaluate(pruned) {
-                    evalCurve.append(.array([.int(step), .double(scores.accuracy), .double(1 - Double(Self.prunableParameters(pruned)) / Double(max(startPrunable, 1)))]))
-                    context.log.line("step \(step): pruned model \(params.training.evalSplit) " + String(format: "accuracy %.4f", scores.accuracy))
-                }
-                return false
-            })
-        let step = outcome.steps
-        context.log.line(TrainingLoop.summary(outcome, verb: "pruned for"))
-
-        let finalMasks = trainer.finalMasks
-        var model = try Self.compact(trainer)
-        let expectedSparsity = trainer.expectedSparsity
-        let prunedScores = try evaluate(model)
-        if let prunedScores {
-            context.log.line("pruned model \(params.training.evalSplit) " + String(format: "accuracy %.4f", prunedScores.accuracy))
-        }
-
-        var metrics: [String: Value] = [:]
-        if params.finetune_epochs > 0 {
-            let result = try Self.finetune(
-                model, teacher: teacher, params, sequences: encoded.train, labels: encoded.trainLabels, context: context, backend: backend)
-            model = result.model
-            metrics["finetune_steps"] = .int(result.steps)
-            metrics["finetune_loss_curve"] = .array(result.curve)
-        }
-        let finalScores = params.finetune_epochs > 0 ? try evaluate(model) : prunedScores
-        try LoadedClassifier.save(model, from: teacher.artifact, to: context.outputDirectory, source: "prune/cofi")
-
-        let remaining = Self.prunableParameters(model)
-        let realised = 1 - Double(remaining) / Double(max(startPrunable, 1))
-        context.log.line(
-            String(format: "realised sparsity %.4f (expected %.4f, target %.4f): ", realised, expectedSparsity, params.target_sparsity)
-                + "\(remaining) of \(startPrunable) prunable parameters, hidden \(model.config.hiddenSize), heads \(model.layerShapes.map(\.heads)), "
-                + "FFN \(model.layerShapes.map(\.intermediateSize))")
-        metrics.merge([
-            "steps": .int(step),
-            "epochs": .double(Double(step) / Double(length.stepsPerEpoch)),
-            "train_examples": .int(data.train.count),
-            "target_sparsity": .double(params.target_sparsity),
-            "realised_sparsity": .double(realised),
-            "expected_sparsity": .double(expectedSparsity),
-            "prunable_parameters": .int(remaining),
-            "original_prunable_parameters": .int(startPrunable),
-            "parameters": .int(model.parameterCount),
-            "original_parameters": .int(student.parameterCount),
-            "hidden_size": .int(model.config.hiddenSize),
-            "layer_heads": .array(model.layerShapes.map { .int($0.heads) }),
-            "layer_ffn_units": .array(model.layerShapes.map { .int($0.intermediateSize) }),
-            "final_masks": Self.maskSummary(step: step, finalMasks.map { $0 == 0 ? 0 : 1 }),
-            "lambda1": .double(trainer.lambda1),
-            "lambda2": .double(trainer.lambda2),
-            "loss_curve": .array(lossCurve),
-            "sparsity_curve": .array(sparsityCurve),
-            "mask_history": .array(maskHistory),
-        ], uniquingKeysWith: { _, new in new })
-        if let prunedScores {
-            metrics["pruned_\(params.training.evalSplit)_accuracy"] = .double(prunedScores.accuracy)
-            metrics["\(params.training.evalSplit)_curve"] = .array(evalCurve)
-        }
-        if let finalScores {
-            metrics["\(params.training.evalSplit)_accuracy"] = .double(finalScores.accuracy)
-            metrics["\(params.training.evalSplit)_macro_f1"] = .double(finalScores.macroF1)
-            metrics["\(params.training.evalSplit)_loss"] = .double(finalScores.loss)
-            let teacherScores = try teacher.model.evaluate(
-                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            metrics["teacher_\(params.training.evalSplit)_accuracy"] = .double(teacherScores.accuracy)
-        }
-        return StageResult(metrics: metrics, outputs: ["model": "."])
     }
-
-    // MARK: Pieces
 
     /// The model pruning starts from: the teacher, or `student` (the teacher's
     /// vocabulary and the dataset's labels; the trainer checks its width).
@@ -399,19 +423,19 @@ public struct CoFiPruneStage: Stage {
     }
 
     /// The post-pruning fine-tune: prediction-layer distillation (plus
-    /// cross-entropy when `ce_weight` > 0) of the pruned model, its structure fixed.
+    /// cross-entropy when `ce_weight` > 0) of the pruned model, its structure
+    /// fixed; its metrics are `finetune_steps` and `finetune_loss_curve`.
     static func finetune(
         _ model: BertModel, teacher: LoadedClassifier, _ params: Params, sequences: TokenSequences, labels: [Int], context: StageContext,
         backend: any Backend
-    ) throws -> (model: BertModel, steps: Int, curve: [Value]) {
+    ) throws -> (model: BertModel, metrics: [String: Value]) {
         let length = TrainingLength(examples: sequences.count, batchSize: params.training.batchSize, epochs: params.finetune_epochs, steps: nil)
-        var finetuning = params.training
-        finetuning.lr = params.finetune_lr ?? params.training.lr
-        let options = length.options(
-            finetuning, seed: RandomStream.finetuneDropout.bits(of: context.seed))
+        var training = params.training
+        training.lr = params.finetune_lr ?? params.training.lr
+        let options = length.options(training, seed: RandomStream.finetuneDropout.bits(of: context.seed))
         let (prediction, ce) = (params.pred_distill_weight, params.ce_weight)
         let alpha = prediction + ce > 0 ? prediction / (prediction + ce) : 1
-        var trainer: DistillationTrainer
+        let trainer: DistillationTrainer
         do {
             trainer = try DistillationTrainer(
                 student: model, teacher: teacher.model, options: options,
@@ -419,31 +443,44 @@ public struct CoFiPruneStage: Stage {
         } catch {
             throw StageFailure("cannot fine-tune the pruned model: \(error.message)")
         }
-        let totalSteps = length.totalSteps
-        context.log.line("fine-tuning the pruned model: \(totalSteps) updates, α \(alpha), lr \(options.learningRate)")
-        var curve: [Value] = []
-        var window = MeanLossWindow()
+        context.log.line("fine-tuning the pruned model: \(length.totalSteps) updates, α \(alpha), lr \(options.learningRate)")
+        var finetuning = PrunedModelFinetuning(trainer: trainer)
         var loop = TrainingLoop(
             sequences: sequences, labels: labels, padID: teacher.padID, length: length,
             orderSeed: RandomStream.finetuneBatchOrder.bits(of: context.seed),
             batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: 0)
         loop.progressPrefix = "fine-tune "
         loop.divergence = { loss, step, _ in "the fine-tune loss became \(loss) at step \(step); lower `finetune_lr`" }
-        let outcome = try loop.run(
-            context,
-            update: { batch, batchLabels in
-                try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: batchLabels)
-            },
-            loss: { Double($0.loss) },
-            record: { result, step, closesWindow in
-                window.add(Double(result.loss))
-                guard closesWindow else { return }
-                curve.append(.array([.int(step), .double(window.mean)]))
-                context.log.line(String(format: "fine-tune step %d/%d: loss %.4f", step, totalSteps, window.mean))
-                window = MeanLossWindow()
-            },
-            progress: { String(format: "loss %.4f", $0.loss) })
-        return (trainer.student, outcome.steps, curve)
+        let outcome = try loop.run(&finetuning, context)
+        return (finetuning.model, finetuning.metrics.merging(["finetune_steps": .int(outcome.steps)]) { _, steps in steps })
+    }
+
+    /// The post-pruning fine-tune's updates: prediction-layer distillation.
+    /// Records the `log_every` mean loss as rows `[step, loss]`.
+    struct PrunedModelFinetuning: TrainingAlgorithm {
+        var trainer: DistillationTrainer
+        var lossCurve: [Value] = []
+        var window = MeanLossWindow()
+
+        var model: BertModel { trainer.student }
+
+        var metrics: [String: Value] { ["finetune_loss_curve": .array(lossCurve)] }
+
+        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> DistillationStep {
+            try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+        }
+
+        func loss(of update: DistillationStep) -> Double { Double(update.loss) }
+
+        func progress(of update: DistillationStep) -> String { String(format: "loss %.4f", update.loss) }
+
+        mutating func record(_ update: DistillationStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+            window.add(Double(update.loss))
+            guard closesWindow else { return }
+            lossCurve.append(.array([.int(step), .double(window.mean)]))
+            log.line(String(format: "fine-tune step %d/%d: loss %.4f", step, totalSteps, window.mean))
+            window = MeanLossWindow()
+        }
     }
 
     /// Means of the loss parts over the last `log_every` updates.

@@ -253,16 +253,7 @@ public struct DistillStage: Stage {
         let dataset = data.dataset
 
         // Everything that can be wrong with the set-up is checked before training.
-        let teacher = try LoadedClassifier(directory: params.teacher, seed: 0)
-        guard try Self.hasClassifier(teacher.artifact) else {
-            throw StageFailure("the teacher has no classifier head; fine-tune it on this dataset first (`train/finetune`)")
-        }
-        guard teacher.model.config.labels == dataset.labels else {
-            throw StageFailure("""
-                the teacher's labels \(teacher.model.config.labels) differ from the dataset's \(dataset.labels); \
-                distil from a teacher fine-tuned on this dataset
-                """)
-        }
+        let teacher = try LoadedClassifier(teacher: params.teacher, of: dataset, task: "distil")
         let student = try Self.makeStudent(params, teacher: teacher, labels: dataset.labels, seed: context.seed)
         let distillation = try Self.distillationOptions(params, seed: context.seed)
         if params.cache_teacher && distillation.usesHiddenLoss {
@@ -276,10 +267,8 @@ public struct DistillStage: Stage {
         let encoded = data.encode(with: teacher, maxLength: maxLength, context: context)
 
         let length = params.training.length(examples: data.train.count)
-        let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
-        let options = length.options(
-            params.training, seed: RandomStream.dropout.bits(of: context.seed))
-        var trainer: DistillationTrainer
+        let options = length.options(params.training, seed: RandomStream.dropout.bits(of: context.seed))
+        let trainer: DistillationTrainer
         do {
             trainer = try DistillationTrainer(
                 student: student, teacher: teacher.model, options: options, distillation: distillation, backend: backend)
@@ -293,100 +282,101 @@ public struct DistillStage: Stage {
             (\(student.parameterCount) parameters); loss \(params.loss) T=\(params.temperature) α \(Self.describe(distillation.alpha)), \
             hidden loss weight \(params.hidden_loss_weight), attention loss weight \(params.attention_loss_weight)\
             \(trainer.layerMap.isEmpty ? "" : " on \(trainer.layerMap.map { [$0.student, $0.teacher] })"); \
-            \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(maxLength), lr \(params.training.lr), \
-            warmup \(options.warmupSteps), weight decay \(params.training.weightDecay), clip \(params.training.gradClip), \
+            \(length.totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(length.batchSize), max_seq_len \(maxLength), \
+            lr \(params.training.lr), warmup \(options.warmupSteps), weight decay \(params.training.weightDecay), clip \(params.training.gradClip), \
             backend \(backend.id) with \(context.threads) threads
             """)
 
         let cachedLogits = params.cache_teacher
-            ? try Self.teacherLogits(trainer, encoded.train, batchSize: batchSize, padID: teacher.padID, context: context) : nil
-
-        var lossCurve: [Value] = []
-        var partsCurve: [Value] = []
-        var window = LossWindow()
-        var selection = ModelSelection()
-
-        func evaluate(step: Int) throws -> ClassificationScores? {
-            guard !data.eval.isEmpty else { return nil }
-            let scores = try trainer.student.evaluate(
-                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
-            selection.record(scores, model: trainer.student, step: step, label: "student \(params.training.evalSplit)", context: context)
-            return scores
-        }
-
-        let loop = TrainingLoop(
-            sequences: encoded.train, labels: encoded.trainLabels, padID: teacher.padID, length: length, orderSeed: context.seed,
-            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
-        let outcome = try loop.run(
-            context,
-            update: { batch, labels in
-                let teacherLogits = cachedLogits.map { Self.rows($0, batch.indices, classes: dataset.labels.count) }
-                return try trainer.step(
-                    batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels, teacherLogits: teacherLogits)
-            },
-            loss: { Double($0.loss) },
-            record: { result, step, closesWindow in
-                window.add(result)
-                guard closesWindow else { return }
-                let mean = window.mean
-                lossCurve.append(.array([.int(step), .double(mean.total)]))
-                partsCurve.append(.array([
-                    .int(step), .double(mean.distillation), .double(mean.task), mean.hidden.map(Value.double) ?? .null,
-                    mean.attention.map(Value.double) ?? .null,
-                ]))
-                context.log.line(
-                    String(format: "step %d/%d: loss %.4f (", step, totalSteps, mean.total) + params.loss
-                        + String(format: " %.4f, ce %.4f", mean.distillation, mean.task)
-                        + (mean.hidden.map { String(format: ", hidden %.4f", $0) } ?? "")
-                        + (mean.attention.map { String(format: ", attention %.4f", $0) } ?? "")
-                        + String(format: ") α %.3f lr %.3g", result.alpha, result.learningRate))
-                window = LossWindow()
-            },
-            progress: { (result: DistillationStep) -> String in
-                let hidden: String = result.hiddenLoss.map { String(format: " hidden %.4f", $0) } ?? ""
-                let attention: String = result.attentionLoss.map { String(format: " attention %.4f", $0) } ?? ""
-                return String(format: "loss %.4f (", result.loss) + params.loss
-                    + String(format: " %.4f ce %.4f", result.distillationLoss, result.taskLoss) + hidden + attention + ")"
-            },
-            periodic: { step in
-                _ = try evaluate(step: step)
-                return selection.shouldStop(patience: params.early_stop_patience, step: step, context: context)
-            })
-        let step = outcome.steps
-        context.log.line(TrainingLoop.summary(outcome))
-
-        let last = outcome.stoppedEarly ? nil : try evaluate(step: step)
-        func lastPart(_ index: Int) -> Value {
-            if case .array(let row)? = partsCurve.last, row.count > index { return row[index] }
-            return .null
-        }
-        var metrics: [String: Value] = [
-            "steps": .int(step),
-            "epochs": .double(Double(step) / Double(length.stepsPerEpoch)),
-            "train_examples": .int(data.train.count),
-            "train_loss": lossCurve.last.flatMap { if case .array(let pair) = $0 { pair.last } else { nil } } ?? .null,
-            "train_distillation_loss": lastPart(1),
-            "train_ce_loss": lastPart(2),
-            "train_hidden_loss": lastPart(3),
-            "train_attention_loss": lastPart(4),
-            "loss_curve": .array(lossCurve),
-            "loss_parts_curve": .array(partsCurve),
-            "stopped_early": .bool(outcome.stoppedEarly),
-            "teacher_parameters": .int(teacher.model.parameterCount),
-        ]
-        let output = selection.finish(
-            keepBest: params.keep_best, last: trainer.student, lastScores: last, steps: step, split: params.training.evalSplit, into: &metrics)
+            ? try Self.teacherLogits(trainer, encoded.train, batchSize: length.batchSize, padID: teacher.padID, context: context) : nil
+        var distilling = Distillation(trainer: trainer, cachedTeacherLogits: cachedLogits, logitLoss: params.loss)
+        let dev = params.training.dev(of: encoded, padID: teacher.padID, length: length, backend: backend)
+        let run = TrainingRun(
+            loop: params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed), dev: dev,
+            evaluationLabel: "student \(params.training.evalSplit)", keepBest: params.keep_best, patience: params.early_stop_patience)
+        let result = try run.run(&distilling, context)
         // The projection is not part of the student: only the student is saved.
-        try LoadedClassifier.save(output.model, from: teacher.artifact, to: context.outputDirectory, source: "distill/kd")
-        metrics["student_layers"] = .int(output.model.config.numHiddenLayers)
-        metrics["student_parameters"] = .int(output.model.parameterCount)
-        if output.scores != nil {
-            let teacherScores = try teacher.model.evaluate(
-                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: teacher.padID, backend: backend)
+        try LoadedClassifier.save(result.model, from: teacher.artifact, to: context.outputDirectory, source: "distill/kd")
+        var metrics = result.metrics
+        metrics["teacher_parameters"] = .int(teacher.model.parameterCount)
+        metrics["student_layers"] = .int(result.model.config.numHiddenLayers)
+        metrics["student_parameters"] = .int(result.model.parameterCount)
+        if result.scores != nil, let teacherScores = try dev.scores(of: teacher.model) {
             metrics["teacher_\(params.training.evalSplit)_accuracy"] = .double(teacherScores.accuracy)
             context.log.line("teacher \(params.training.evalSplit) " + String(format: "accuracy %.4f", teacherScores.accuracy))
         }
         return StageResult(metrics: metrics, outputs: ["model": "."])
+    }
+
+    /// Distillation of the teacher into the student, the teacher's logits
+    /// computed per batch or read from `cachedTeacherLogits`. Records the
+    /// `log_every` means as `loss_curve` rows `[step, loss]` and
+    /// `loss_parts_curve` rows `[step, logit loss, ce, hidden or null,
+    /// attention or null]`.
+    struct Distillation: TrainingAlgorithm {
+        var trainer: DistillationTrainer
+        /// `[N · classes]` by training example, with `cache_teacher`.
+        var cachedTeacherLogits: [Float]?
+        /// `kl` or `mse`, as the log names the logit loss.
+        var logitLoss: String
+        var lossCurve: [Value] = []
+        var partsCurve: [Value] = []
+        var window = LossWindow()
+
+        var model: BertModel { trainer.student }
+
+        var metrics: [String: Value] {
+            [
+                "train_loss": TrainingRun.lastRow(of: lossCurve, column: 1),
+                "train_distillation_loss": TrainingRun.lastRow(of: partsCurve, column: 1),
+                "train_ce_loss": TrainingRun.lastRow(of: partsCurve, column: 2),
+                "train_hidden_loss": TrainingRun.lastRow(of: partsCurve, column: 3),
+                "train_attention_loss": TrainingRun.lastRow(of: partsCurve, column: 4),
+                "loss_curve": .array(lossCurve),
+                "loss_parts_curve": .array(partsCurve),
+            ]
+        }
+
+        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> DistillationStep {
+            let teacherLogits = cachedTeacherLogits.map { rows($0, batch.indices, classes: trainer.teacher.config.labels.count) }
+            return try trainer.step(
+                batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels, teacherLogits: teacherLogits)
+        }
+
+        func loss(of update: DistillationStep) -> Double { Double(update.loss) }
+
+        func progress(of update: DistillationStep) -> String {
+            let hidden: String = update.hiddenLoss.map { String(format: " hidden %.4f", $0) } ?? ""
+            let attention: String = update.attentionLoss.map { String(format: " attention %.4f", $0) } ?? ""
+            return String(format: "loss %.4f (", update.loss) + logitLoss
+                + String(format: " %.4f ce %.4f", update.distillationLoss, update.taskLoss) + hidden + attention + ")"
+        }
+
+        mutating func record(_ update: DistillationStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+            window.add(update)
+            guard closesWindow else { return }
+            let mean = window.mean
+            lossCurve.append(.array([.int(step), .double(mean.total)]))
+            partsCurve.append(.array([
+                .int(step), .double(mean.distillation), .double(mean.task), mean.hidden.map(Value.double) ?? .null,
+                mean.attention.map(Value.double) ?? .null,
+            ]))
+            log.line(
+                String(format: "step %d/%d: loss %.4f (", step, totalSteps, mean.total) + logitLoss
+                    + String(format: " %.4f, ce %.4f", mean.distillation, mean.task)
+                    + (mean.hidden.map { String(format: ", hidden %.4f", $0) } ?? "")
+                    + (mean.attention.map { String(format: ", attention %.4f", $0) } ?? "")
+                    + String(format: ") α %.3f lr %.3g", update.alpha, update.learningRate))
+            window = LossWindow()
+        }
+
+        /// The rows of `logits` (`classes` per example) of the examples at `indices`.
+        private func rows(_ logits: [Float], _ indices: [Int], classes: Int) -> Tensor {
+            var values: [Float] = []
+            values.reserveCapacity(indices.count * classes)
+            for index in indices { values += logits[(index * classes)..<((index + 1) * classes)] }
+            return Tensor(shape: [indices.count, classes], floats: values)
+        }
     }
 
     // MARK: Set-up
@@ -484,13 +474,6 @@ public struct DistillStage: Stage {
         }
         context.log.line("cached the teacher's logits for \(sequences.count) examples")
         return logits
-    }
-
-    static func rows(_ logits: [Float], _ indices: [Int], classes: Int) -> Tensor {
-        var values: [Float] = []
-        values.reserveCapacity(indices.count * classes)
-        for index in indices { values += logits[(index * classes)..<((index + 1) * classes)] }
-        return Tensor(shape: [indices.count, classes], floats: values)
     }
 
     static func describe(_ alpha: AlphaSchedule) -> String {

@@ -122,7 +122,6 @@ public struct EvalClassificationStage: Stage {
         }
         let examples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(params.split) }
         guard !examples.isEmpty else { throw StageFailure("the `\(params.split)` split is empty") }
-        let labels = examples.map(\.label)
 
         var metrics: [String: Value] = ["examples": .int(examples.count)]
         var report: [String: [String: Value]] = [:]
@@ -131,50 +130,12 @@ public struct EvalClassificationStage: Stage {
         for (name, directory) in params.models.sorted(by: { $0.key < $1.key }) {
             try Task.checkCancellation()
             context.progress.report(StageProgress(message: "evaluating \(name)"))
-            let loaded = try LoadedInferenceModel(directory: directory)
-            guard loaded.model.config.labels.count == dataset.labels.count else {
-                throw StageFailure("""
-                    model `\(name)` has \(loaded.model.config.labels.count) classes but the dataset has \(dataset.labels.count) \
-                    (\(dataset.labels.joined(separator: ", "))); evaluate a model fine-tuned on this dataset
-                    """)
-            }
-            let sequences = loaded.encode(examples.map(\.text), maxLength: params.max_seq_len)
-            let started = ContinuousClock.now
-            let scores = try loaded.model.evaluate(
-                sequences, labels: labels, batchSize: params.batch_size, padID: loaded.padID, backend: backend)
-            let evalSeconds = TrainingLoop.seconds(ContinuousClock.now - started)
-
-            let size = Self.sizeMetrics(loaded)
-            parameters[name] = size.parameters
-            report[name] = [
-                "accuracy": .double(scores.accuracy),
-                "macro_f1": .double(scores.macroF1),
-                "loss": .double(scores.loss),
-                "parameters": .int(size.parameters),
-                "encoder_parameters": .int(size.encoderParameters),
-                "size_bytes": .int(size.fileBytes),
-                "sparsity": .double(size.sparsity),
-                "confusion": .array(scores.confusion.map { .array($0.map(Value.int)) }),
-            ]
-            if let quantization = loaded.quantization { report[name]?["quantization"] = .string(quantization.mode.rawValue) }
-            metrics["\(name).throughput_per_s"] = .double(Double(examples.count) / max(evalSeconds, 1e-9))
-            if params.latency_samples > 0 {
-                let latencies = try Self.latencies(loaded, sequences, samples: params.latency_samples, backend: backend)
-                metrics["\(name).latency_b1_p50_ms"] = .double(Self.percentile(latencies, 0.50) * 1000)
-                metrics["\(name).latency_b1_p95_ms"] = .double(Self.percentile(latencies, 0.95) * 1000)
-            }
-            if timesSpeed { timed[name] = loaded.model }
-            if params.latency_samples > 0 || timesSpeed, let mode = loaded.quantization?.mode, mode != .weightOnly,
-                let cpu = backend as? CPUBackend
-            {
-                // Which int8 GEMM ran the timed products (the weights are within ±63): latencies
-                // compare only between runs that used the same kernel; the accuracy does not depend on it.
-                metrics["\(name).int8_kernel"] = .string(cpu.int8KernelName(activationMax: 255, fastActivationLimit: 255))
-            }
-            context.log.line(
-                "\(name): " + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss)
-                    + ", \(size.parameters) parameters (\(size.encoderParameters) in the encoder), \(size.fileBytes) bytes, "
-                    + String(format: "sparsity %.4f", size.sparsity))
+            let evaluation = try Self.evaluate(
+                name, directory: directory, examples: examples, classes: dataset.labels, params, backend: backend, log: context.log)
+            report[name] = evaluation.report
+            parameters[name] = evaluation.parameters
+            metrics.merge(evaluation.timings) { _, timing in timing }
+            if timesSpeed { timed[name] = evaluation.model }
         }
         if let baseline = params.baseline, let baselineParameters = parameters[baseline] {
             for (name, count) in parameters {
@@ -187,26 +148,7 @@ public struct EvalClassificationStage: Stage {
         if timesSpeed {
             try Task.checkCancellation()
             context.progress.report(StageProgress(message: "timing inference"))
-            let shape = "b\(params.speed_batch_size)_t\(params.speed_seq_len)"
-            let order = params.baseline.map { baseline in [baseline] + timed.keys.sorted().filter { $0 != baseline } }
-                ?? timed.keys.sorted()
-            let models = order.compactMap { name in timed[name].map { (name: name, model: $0) } }
-            let input = Self.speedInput(
-                models.map(\.model), batchSize: params.speed_batch_size, length: params.speed_seq_len, seed: context.seed)
-            let medians = try Self.interleavedMedians(models, input: input, repeats: params.speed_repeats, backend: backend)
-            var line = "inference \(params.speed_batch_size) × \(params.speed_seq_len) tokens, median of \(params.speed_repeats):"
-            for name in order {
-                guard let median = medians[name] else { continue }
-                metrics["\(name).latency_\(shape)_ms"] = .double(median * 1000)
-                line += String(format: " \(name) %.3f ms", median * 1000)
-                if let baseline = params.baseline, let reference = medians[baseline] {
-                    let speedup = name == baseline ? 1 : reference / max(median, 1e-12)
-                    metrics["\(name).speedup_\(shape)"] = .double(speedup)
-                    if name != baseline { line += String(format: " (%.2f× `\(baseline)`)", speedup) }
-                }
-                line += ";"
-            }
-            context.log.line(String(line.dropLast()))
+            metrics.merge(try Self.speedMetrics(timed, params, seed: context.seed, backend: backend, log: context.log)) { _, speed in speed }
         }
         let reportPath = (context.outputDirectory as NSString).appendingPathComponent("report.json")
         do {
@@ -215,6 +157,94 @@ public struct EvalClassificationStage: Stage {
             throw StageFailure("cannot write \(reportPath): \(error)")
         }
         return StageResult(metrics: metrics, outputs: ["report": "report.json"])
+    }
+
+    /// One model's evaluation: its `report.json` entry, its throughput and
+    /// latency metrics (`<name>.…`), and the model for the fixed-shape timing.
+    struct ModelEvaluation {
+        var report: [String: Value]
+        var parameters: Int
+        var timings: [String: Value]
+        var model: any SequenceClassifier
+    }
+
+    /// Scores the model in `directory` on `examples`, measures its size and
+    /// speed, and logs the scores and size.
+    static func evaluate(
+        _ name: String, directory: String, examples: [TextClassificationDataset.Example], classes: [String], _ params: Params,
+        backend: any Backend, log: StageLog
+    ) throws -> ModelEvaluation {
+        let loaded = try LoadedInferenceModel(directory: directory)
+        guard loaded.model.config.labels.count == classes.count else {
+            throw StageFailure("""
+                model `\(name)` has \(loaded.model.config.labels.count) classes but the dataset has \(classes.count) \
+                (\(classes.joined(separator: ", "))); evaluate a model fine-tuned on this dataset
+                """)
+        }
+        let sequences = loaded.encode(examples.map(\.text), maxLength: params.max_seq_len)
+        let started = ContinuousClock.now
+        let scores = try loaded.model.evaluate(
+            sequences, labels: examples.map(\.label), batchSize: params.batch_size, padID: loaded.padID, backend: backend)
+        let evalSeconds = TrainingLoop.seconds(ContinuousClock.now - started)
+
+        let size = sizeMetrics(loaded)
+        var report: [String: Value] = [
+            "accuracy": .double(scores.accuracy),
+            "macro_f1": .double(scores.macroF1),
+            "loss": .double(scores.loss),
+            "parameters": .int(size.parameters),
+            "encoder_parameters": .int(size.encoderParameters),
+            "size_bytes": .int(size.fileBytes),
+            "sparsity": .double(size.sparsity),
+            "confusion": .array(scores.confusion.map { .array($0.map(Value.int)) }),
+        ]
+        if let quantization = loaded.quantization { report["quantization"] = .string(quantization.mode.rawValue) }
+        var timings: [String: Value] = ["\(name).throughput_per_s": .double(Double(examples.count) / max(evalSeconds, 1e-9))]
+        if params.latency_samples > 0 {
+            let latencies = try latencies(loaded, sequences, samples: params.latency_samples, backend: backend)
+            timings["\(name).latency_b1_p50_ms"] = .double(percentile(latencies, 0.50) * 1000)
+            timings["\(name).latency_b1_p95_ms"] = .double(percentile(latencies, 0.95) * 1000)
+        }
+        if params.latency_samples > 0 || params.speed_repeats > 0, let mode = loaded.quantization?.mode, mode != .weightOnly,
+            let cpu = backend as? CPUBackend
+        {
+            // Which int8 GEMM ran the timed products (the weights are within ±63): latencies
+            // compare only between runs that used the same kernel; the accuracy does not depend on it.
+            timings["\(name).int8_kernel"] = .string(cpu.int8KernelName(activationMax: 255, fastActivationLimit: 255))
+        }
+        log.line(
+            "\(name): " + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss)
+                + ", \(size.parameters) parameters (\(size.encoderParameters) in the encoder), \(size.fileBytes) bytes, "
+                + String(format: "sparsity %.4f", size.sparsity))
+        return ModelEvaluation(report: report, parameters: size.parameters, timings: timings, model: loaded.model)
+    }
+
+    /// The fixed-shape timing of the `timed` models (the baseline first):
+    /// `<name>.latency_b<B>_t<T>_ms` and, with a baseline, `<name>.speedup_…`.
+    static func speedMetrics(
+        _ timed: [String: any SequenceClassifier], _ params: Params, seed: UInt64, backend: any Backend, log: StageLog
+    ) throws -> [String: Value] {
+        let shape = "b\(params.speed_batch_size)_t\(params.speed_seq_len)"
+        let order = params.baseline.map { baseline in [baseline] + timed.keys.sorted().filter { $0 != baseline } }
+            ?? timed.keys.sorted()
+        let models = order.compactMap { name in timed[name].map { (name: name, model: $0) } }
+        let input = speedInput(models.map(\.model), batchSize: params.speed_batch_size, length: params.speed_seq_len, seed: seed)
+        let medians = try interleavedMedians(models, input: input, repeats: params.speed_repeats, backend: backend)
+        var metrics: [String: Value] = [:]
+        var line = "inference \(params.speed_batch_size) × \(params.speed_seq_len) tokens, median of \(params.speed_repeats):"
+        for name in order {
+            guard let median = medians[name] else { continue }
+            metrics["\(name).latency_\(shape)_ms"] = .double(median * 1000)
+            line += String(format: " \(name) %.3f ms", median * 1000)
+            if let baseline = params.baseline, let reference = medians[baseline] {
+                let speedup = name == baseline ? 1 : reference / max(median, 1e-12)
+                metrics["\(name).speedup_\(shape)"] = .double(speedup)
+                if name != baseline { line += String(format: " (%.2f× `\(baseline)`)", speedup) }
+            }
+            line += ";"
+        }
+        log.line(String(line.dropLast()))
+        return metrics
     }
 
     /// Fails before any evaluation when a model cannot run the fixed-shape batch.

@@ -69,74 +69,58 @@ public struct FinetuneStage: Stage {
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try backends.make(context)
         let data = try params.training.data(in: params.data)
-        let dataset = data.dataset
-
         let loaded = try LoadedClassifier(
-            directory: params.model, labels: dataset.labels, pooling: params.pooling.flatMap(BertPooling.init(rawValue:)),
+            directory: params.model, labels: data.dataset.labels, pooling: params.pooling.flatMap(BertPooling.init(rawValue:)),
             seed: RandomStream.classifier.bits(of: context.seed))
         let encoded = data.encode(with: loaded, maxLength: params.training.maxSeqLen, context: context)
 
         let length = params.training.length(examples: data.train.count)
-        let (batchSize, totalSteps) = (length.batchSize, length.totalSteps)
-        let options = length.options(
-            params.training, seed: RandomStream.dropout.bits(of: context.seed))
-        var trainer = BertClassifierTrainer(model: loaded.model, options: options, backend: backend)
+        let options = length.options(params.training, seed: RandomStream.dropout.bits(of: context.seed))
+        var finetuning = Finetuning(trainer: BertClassifierTrainer(model: loaded.model, options: options, backend: backend))
         context.log.line("""
             train/finetune: \(data.train.count) \(params.training.trainSplit) examples, \(data.eval.count) \(params.training.evalSplit) examples, \
-            labels \(dataset.labels), \(totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(batchSize), max_seq_len \(params.training.maxSeqLen), \
-            lr \(params.training.lr), warmup \(options.warmupSteps), weight decay \(params.training.weightDecay), clip \(params.training.gradClip), \
-            backend \(backend.id) with \(context.threads) threads
+            labels \(data.dataset.labels), \(length.totalSteps) updates (\(length.stepsPerEpoch) per epoch), batch \(length.batchSize), \
+            max_seq_len \(params.training.maxSeqLen), lr \(params.training.lr), warmup \(options.warmupSteps), weight decay \(params.training.weightDecay), \
+            clip \(params.training.gradClip), backend \(backend.id) with \(context.threads) threads
             """)
 
+        let run = TrainingRun(
+            loop: params.training.loop(over: encoded, padID: loaded.padID, length: length, orderSeed: context.seed),
+            dev: params.training.dev(of: encoded, padID: loaded.padID, length: length, backend: backend),
+            evaluationLabel: params.training.evalSplit, keepBest: params.keep_best, patience: params.early_stop_patience)
+        let result = try run.run(&finetuning, context)
+        try LoadedClassifier.save(result.model, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
+        return StageResult(metrics: result.metrics, outputs: ["model": "."])
+    }
+
+    /// Plain fine-tuning: cross-entropy on the labels. Records the `log_every`
+    /// mean loss as `loss_curve` rows `[step, loss]`.
+    struct Finetuning: TrainingAlgorithm {
+        var trainer: BertClassifierTrainer
         var lossCurve: [Value] = []
         var window = MeanLossWindow()
-        var selection = ModelSelection()
 
-        func evaluate(step: Int) throws -> ClassificationScores? {
-            guard !data.eval.isEmpty else { return nil }
-            let scores = try trainer.model.evaluate(
-                encoded.eval, labels: encoded.evalLabels, batchSize: batchSize, padID: loaded.padID, backend: backend)
-            selection.record(scores, model: trainer.model, step: step, label: params.training.evalSplit, context: context)
-            return scores
+        var model: BertModel { trainer.model }
+
+        var metrics: [String: Value] {
+            ["train_loss": TrainingRun.lastRow(of: lossCurve, column: 1), "loss_curve": .array(lossCurve)]
         }
 
-        let loop = TrainingLoop(
-            sequences: encoded.train, labels: encoded.trainLabels, padID: loaded.padID, length: length, orderSeed: context.seed,
-            batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
-        let outcome = try loop.run(
-            context,
-            update: { batch, labels in
-                try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
-            },
-            loss: { Double($0.loss) },
-            record: { result, step, closesWindow in
-                window.add(Double(result.loss))
-                guard closesWindow else { return }
-                let mean = window.mean
-                lossCurve.append(.array([.int(step), .double(mean)]))
-                context.log.line(String(format: "step %d/%d: loss %.4f lr %.3g", step, totalSteps, mean, result.learningRate))
-                window = MeanLossWindow()
-            },
-            progress: { String(format: "loss %.4f", $0.loss) },
-            periodic: { step in
-                _ = try evaluate(step: step)
-                return selection.shouldStop(patience: params.early_stop_patience, step: step, context: context)
-            })
-        let step = outcome.steps
-        context.log.line(TrainingLoop.summary(outcome))
+        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> BertTrainingStep {
+            try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+        }
 
-        let last = outcome.stoppedEarly ? nil : try evaluate(step: step)
-        var metrics: [String: Value] = [
-            "steps": .int(step),
-            "epochs": .double(Double(step) / Double(length.stepsPerEpoch)),
-            "train_examples": .int(data.train.count),
-            "train_loss": lossCurve.last.flatMap { if case .array(let pair) = $0 { pair.last } else { nil } } ?? .null,
-            "loss_curve": .array(lossCurve),
-            "stopped_early": .bool(outcome.stoppedEarly),
-        ]
-        let output = selection.finish(
-            keepBest: params.keep_best, last: trainer.model, lastScores: last, steps: step, split: params.training.evalSplit, into: &metrics)
-        try LoadedClassifier.save(output.model, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
-        return StageResult(metrics: metrics, outputs: ["model": "."])
+        func loss(of update: BertTrainingStep) -> Double { Double(update.loss) }
+
+        func progress(of update: BertTrainingStep) -> String { String(format: "loss %.4f", update.loss) }
+
+        mutating func record(_ update: BertTrainingStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+            window.add(Double(update.loss))
+            guard closesWindow else { return }
+            let mean = window.mean
+            lossCurve.append(.array([.int(step), .double(mean)]))
+            log.line(String(format: "step %d/%d: loss %.4f lr %.3g", step, totalSteps, mean, update.learningRate))
+            window = MeanLossWindow()
+        }
     }
 }

@@ -127,10 +127,53 @@ public struct QuantizePTQStage: Stage {
         let loaded = try LoadedClassifier(directory: params.model, seed: 0)
         let options = try QuantizeStages.options(
             weights: params.weights, activations: params.activations, skip: params.skip, defaultActivationGranularity: "per_tensor")
+        let observer = try Self.observer(params)
+        let selection = ModuleSelection(model: loaded.model, skip: params.skip)
+        try QuantizeStages.requireModules(selection)
+        let selectionWarnings = try QuantizeStages.unmatchedPatternWarnings(selection) + QuantizeStages.headWarnings(loaded.artifact)
+        let sample = try Self.calibrationSample(params, seed: context.seed)
+        let warnings = selectionWarnings + sample.warnings
+
+        let maxLength = min(params.max_seq_len, loaded.model.config.maxPositionEmbeddings)
+        func batchesOf(_ indices: [Int]) -> [BertBatch] {
+            let sequences = loaded.encode(indices.map { sample.examples[$0].text }, maxLength: maxLength)
+            return LengthBucketing.batches(sequences, batchSize: sample.batchSize, padID: loaded.padID, shuffle: false, seed: 0)
+                .map { BertBatch(inputIDs: $0.ids, attentionMask: $0.attentionMask) }
+        }
+        for warning in warnings { context.log.line("warning: " + warning) }
+        context.log.line("""
+            quantize/ptq: observer \(params.observer)\(params.observer == "percentile" ? " \(params.percentile ?? Self.defaultPercentile)" : ""), \
+            \(sample.calibration.count) calibration and \(sample.heldOut.count) held-out examples of `\(sample.split)` in batches of \(sample.batchSize), \
+            max_seq_len \(maxLength); \(selection.quantized.count) Linear modules to int8, \(selection.skipped.count) kept f32; \
+            weights \(options.weightGranularity.rawValue) ±\(options.weightLimit), activations u8 \(options.activationCodes) \
+            \(options.activationSymmetric ? "symmetric" : "asymmetric"); backend \(backend.id) with \(context.threads) threads
+            """)
+
+        let calibrationBatches = batchesOf(sample.calibration)
+        let evaluationBatches = sample.onHeldOut ? batchesOf(sample.heldOut) : calibrationBatches
+        let (quantized, report): (QuantizedBertModel, QuantizationReport)
+        do {
+            (quantized, report) = try W8A8Quantizer.quantizeStatic(
+                loaded.model, calibration: calibrationBatches, evaluation: evaluationBatches, evaluatedOnHeldOut: sample.onHeldOut,
+                settings: CalibrationSettings(observer: observer, bins: params.histogram_bins), options: options, backend: backend,
+                progress: { context.progress.report(StageProgress(message: $0)) })
+        } catch {
+            throw StageFailure(error.message)
+        }
+
+        let metrics = try QuantizeStages.publish(
+            quantized, from: loaded.artifact, report: report, warnings: warnings, extra: ["calibration_split": .string(sample.split)],
+            source: "quantize/ptq", context: context)
+        Self.log(report, onHeldOut: sample.onHeldOut, to: context.log)
+        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
+    }
+
+    /// The activation observer `observer` (with `percentile`, `histogram_bins`) names.
+    static func observer(_ params: Params) throws(StageFailure) -> ObserverKind {
         let observer: ObserverKind
         switch params.observer {
         case "minmax": observer = .minMax
-        case "percentile": observer = .percentile(params.percentile ?? Self.defaultPercentile)
+        case "percentile": observer = .percentile(params.percentile ?? defaultPercentile)
         case "mse": observer = .mse
         case "entropy": observer = .entropy
         default: throw StageFailure("`observer` must be one of \(ModelQuantization.observers.joined(separator: ", ")), got `\(params.observer)`")
@@ -141,15 +184,32 @@ public struct QuantizePTQStage: Stage {
         if params.percentile != nil && params.observer != "percentile" {
             throw StageFailure("`percentile` applies to `observer: percentile`, not `\(params.observer)`")
         }
-        let selection = ModuleSelection(model: loaded.model, skip: params.skip)
-        try QuantizeStages.requireModules(selection)
-        var warnings = try QuantizeStages.unmatchedPatternWarnings(selection) + QuantizeStages.headWarnings(loaded.artifact)
+        return observer
+    }
 
+    /// The examples of the calibration split, drawn by the stage seed: the
+    /// first `batches` × `batch_size` calibrate, the next
+    /// `held_out_batches` × `batch_size` are held out for the SQNRs.
+    struct CalibrationSample {
+        var split: String
+        var batchSize: Int
+        var examples: [TextClassificationDataset.Example]
+        /// Indices into `examples`.
+        var calibration: [Int]
+        var heldOut: [Int]
+        /// Too few examples, or none held out.
+        var warnings: [String]
+
+        /// Whether the SQNRs are measured on held-out examples rather than the calibration ones.
+        var onHeldOut: Bool { !heldOut.isEmpty }
+    }
+
+    static func calibrationSample(_ params: Params, seed: UInt64) throws(StageFailure) -> CalibrationSample {
         let calibration = params.calibration
-        let split = calibration?.split ?? Self.defaults.split
-        let batches = calibration?.batches ?? Self.defaults.batches
-        let batchSize = calibration?.batch_size ?? Self.defaults.batchSize
-        let heldOutBatches = calibration?.held_out_batches ?? Self.defaults.heldOutBatches
+        let split = calibration?.split ?? defaults.split
+        let batches = calibration?.batches ?? defaults.batches
+        let batchSize = calibration?.batch_size ?? defaults.batchSize
+        let heldOutBatches = calibration?.held_out_batches ?? defaults.heldOutBatches
         guard batches >= 1, batchSize >= 1, heldOutBatches >= 0 else {
             throw StageFailure("`calibration.batches` and `batch_size` must be at least 1, `held_out_batches` at least 0")
         }
@@ -163,6 +223,7 @@ public struct QuantizePTQStage: Stage {
         guard !overflow, !heldOutOverflow else {
             throw StageFailure("`calibration.batches` or `held_out_batches` × `batch_size` is too large")
         }
+        var warnings: [String] = []
         if examples.count < wanted {
             let message = "the calibration split `\(split)` has \(examples.count) examples, fewer than `batches` × `batch_size` = \(batches) × \(batchSize) = \(wanted)"
             guard calibration?.allow_fewer == true else {
@@ -171,56 +232,29 @@ public struct QuantizePTQStage: Stage {
             warnings.append(message + "; calibrating on all of them (`allow_fewer`)")
         }
 
-        // Examples drawn by the stage seed: the first `wanted` calibrate, the next ones are held out.
-        let order = Self.shuffled(examples.count, seed: context.seed)
-        let calibrationIndices = Array(order.prefix(wanted))
+        let order = shuffled(examples.count, seed: seed)
         let heldOutIndices = Array(order.dropFirst(wanted).prefix(heldOut))
-        let onHeldOut = !heldOutIndices.isEmpty
-        if !onHeldOut {
+        if heldOutIndices.isEmpty {
             warnings.append(
                 heldOutBatches == 0
                     ? "`held_out_batches` is 0: the SQNRs are measured on the calibration examples"
                     : "no examples are left for the held-out batches: the SQNRs are measured on the calibration examples")
         }
-        let maxLength = min(params.max_seq_len, loaded.model.config.maxPositionEmbeddings)
-        func batchesOf(_ indices: [Int]) -> [BertBatch] {
-            let sequences = loaded.encode(indices.map { examples[$0].text }, maxLength: maxLength)
-            return LengthBucketing.batches(sequences, batchSize: batchSize, padID: loaded.padID, shuffle: false, seed: 0)
-                .map { BertBatch(inputIDs: $0.ids, attentionMask: $0.attentionMask) }
-        }
-        for warning in warnings { context.log.line("warning: " + warning) }
-        context.log.line("""
-            quantize/ptq: observer \(params.observer)\(params.observer == "percentile" ? " \(params.percentile ?? Self.defaultPercentile)" : ""), \
-            \(calibrationIndices.count) calibration and \(heldOutIndices.count) held-out examples of `\(split)` in batches of \(batchSize), \
-            max_seq_len \(maxLength); \(selection.quantized.count) Linear modules to int8, \(selection.skipped.count) kept f32; \
-            weights \(options.weightGranularity.rawValue) ±\(options.weightLimit), activations u8 \(options.activationCodes) \
-            \(options.activationSymmetric ? "symmetric" : "asymmetric"); backend \(backend.id) with \(context.threads) threads
-            """)
+        return CalibrationSample(
+            split: split, batchSize: batchSize, examples: examples, calibration: Array(order.prefix(wanted)), heldOut: heldOutIndices,
+            warnings: warnings)
+    }
 
-        let calibrationBatches = batchesOf(calibrationIndices)
-        let evaluationBatches = onHeldOut ? batchesOf(heldOutIndices) : calibrationBatches
-        let (quantized, report): (QuantizedBertModel, QuantizationReport)
-        do {
-            (quantized, report) = try W8A8Quantizer.quantizeStatic(
-                loaded.model, calibration: calibrationBatches, evaluation: evaluationBatches, evaluatedOnHeldOut: onHeldOut,
-                settings: CalibrationSettings(observer: observer, bins: params.histogram_bins), options: options, backend: backend,
-                progress: { context.progress.report(StageProgress(message: $0)) })
-        } catch {
-            throw StageFailure(error.message)
-        }
-
-        let metrics = try QuantizeStages.publish(
-            quantized, from: loaded.artifact, report: report, warnings: warnings, extra: ["calibration_split": .string(split)],
-            source: "quantize/ptq", context: context)
+    /// Each layer's chosen range and output SQNR, then the logits' SQNR and agreement.
+    static func log(_ report: QuantizationReport, onHeldOut: Bool, to log: StageLog) {
         for layer in report.layers {
             let sqnr = layer.outputSQNR.map { String(format: "%.2f dB", $0) } ?? "n/a"
-            context.log.line("\(layer.module): range [\(layer.chosenRange?.lowerBound ?? 0), \(layer.chosenRange?.upperBound ?? 0)] of observed [\(layer.observedRange?.lowerBound ?? 0), \(layer.observedRange?.upperBound ?? 0)], scale \(layer.scale ?? 0) zero point \(layer.zeroPoint ?? 0), output SQNR \(sqnr)")
+            log.line("\(layer.module): range [\(layer.chosenRange?.lowerBound ?? 0), \(layer.chosenRange?.upperBound ?? 0)] of observed [\(layer.observedRange?.lowerBound ?? 0), \(layer.observedRange?.upperBound ?? 0)], scale \(layer.scale ?? 0) zero point \(layer.zeroPoint ?? 0), output SQNR \(sqnr)")
         }
-        context.log.line(
+        log.line(
             "logits SQNR " + (report.logitsSQNR.map { String(format: "%.2f dB", $0) } ?? "n/a")
                 + ", prediction agreement " + (report.predictionAgreement.map { String(format: "%.4f", $0) } ?? "n/a")
                 + " on \(report.evaluationExamples) \(onHeldOut ? "held-out" : "calibration") examples")
-        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
     }
 
     /// `0..<count` in an order fixed by `seed` (Fisher–Yates over `SeededGenerator`).

@@ -26,15 +26,37 @@ struct TrainingData {
     }
 
     /// Both splits tokenized, with their labels.
-    func encode(with classifier: LoadedClassifier, maxLength: Int, context: StageContext)
-        -> (train: TokenSequences, trainLabels: [Int], eval: TokenSequences, evalLabels: [Int])
-    {
+    func encode(with classifier: LoadedClassifier, maxLength: Int, context: StageContext) -> EncodedTrainingData {
         context.progress.report(StageProgress(message: "tokenizing \(train.count) examples"))
-        return (
-            classifier.encode(train.map(\.text), maxLength: maxLength), train.map(\.label),
-            classifier.encode(eval.map(\.text), maxLength: maxLength), eval.map(\.label)
-        )
+        return EncodedTrainingData(
+            train: classifier.encode(train.map(\.text), maxLength: maxLength), trainLabels: train.map(\.label),
+            eval: classifier.encode(eval.map(\.text), maxLength: maxLength), evalLabels: eval.map(\.label))
     }
+}
+
+extension LoadedClassifier {
+    /// The teacher of a distilling stage (`task`: what the stage does with
+    /// it): a classifier whose labels are the dataset's.
+    init(teacher directory: String, of dataset: TextClassificationDataset, task: String) throws(StageFailure) {
+        self = try LoadedClassifier(directory: directory, seed: 0)
+        guard try DistillStage.hasClassifier(artifact) else {
+            throw StageFailure("the teacher has no classifier head; fine-tune it on this dataset first (`train/finetune`)")
+        }
+        guard model.config.labels == dataset.labels else {
+            throw StageFailure("""
+                the teacher's labels \(model.config.labels) differ from the dataset's \(dataset.labels); \
+                \(task) a teacher fine-tuned on this dataset
+                """)
+        }
+    }
+}
+
+/// The training and evaluation splits tokenized, with their labels.
+struct EncodedTrainingData {
+    var train: TokenSequences
+    var trainLabels: [Int]
+    var eval: TokenSequences
+    var evalLabels: [Int]
 }
 
 /// How many updates a stage runs: `steps`, else `epochs` (default 1) passes
@@ -62,7 +84,8 @@ struct TrainingLength {
 /// The update loop shared by the training stages: epochs of shuffled
 /// batches (`batching` `bucketed` or `random`, the order drawn from
 /// `orderSeed`), a stop on a non-finite loss, the `log_every` window, the
-/// progress line and a periodic hook (evaluation, early stop).
+/// progress line and a periodic hook (evaluation, early stop). What an
+/// update does and records is the `TrainingAlgorithm`'s.
 struct TrainingLoop {
     var sequences: TokenSequences
     var labels: [Int]
@@ -85,18 +108,12 @@ struct TrainingLoop {
         var seconds: Double
     }
 
-    /// Runs the updates. `update` trains on one batch with its labels tensor;
-    /// `loss` reads the update's loss; `record` adds the update to the
-    /// stage's loss window, which `closesWindow` tells it to log and reset;
-    /// `progress` describes the update after `step i/n`; `periodic` runs every
-    /// `evalEvery` updates before the last and returns whether to stop.
-    func run<Update>(
-        _ context: StageContext,
-        update: (TokenBatch, Tensor) throws -> Update,
-        loss: (Update) -> Double,
-        record: (_ update: Update, _ step: Int, _ closesWindow: Bool) -> Void,
-        progress: (Update) -> String,
-        periodic: (_ step: Int) throws -> Bool = { _ in false }
+    /// Runs the updates of `algorithm`. `periodic` runs every `evalEvery`
+    /// updates before the last, on the algorithm as trained so far (it may
+    /// record an evaluation there), and returns whether to stop.
+    func run<Algorithm: TrainingAlgorithm>(
+        _ algorithm: inout Algorithm, _ context: StageContext,
+        periodic: (_ algorithm: inout Algorithm, _ step: Int) throws -> Bool = { _, _ in false }
     ) throws -> Outcome {
         let totalSteps = length.totalSteps
         var windowSteps = 0
@@ -112,22 +129,22 @@ struct TrainingLoop {
             for batch in batches {
                 try Task.checkCancellation()
                 let batchLabels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(labels[$0]) })
-                let result = try update(batch, batchLabels)
+                let update = try algorithm.update(batch, labels: batchLabels)
                 step += 1
-                let value = loss(result)
+                let value = algorithm.loss(of: update)
                 guard value.isFinite else { throw StageFailure(divergence(value, step, epoch)) }
                 windowSteps += 1
                 let closesWindow = windowSteps == max(logEvery, 1) || step == totalSteps
                 if closesWindow { windowSteps = 0 }
-                record(result, step, closesWindow)
+                algorithm.record(update, step: step, of: totalSteps, closesWindow: closesWindow, log: context.log)
                 let elapsed = Self.seconds(ContinuousClock.now - started)
                 let rate = Double(step) / max(elapsed, 1e-9)
                 let eta = Double(totalSteps - step) / max(rate, 1e-9)
                 context.progress.report(StageProgress(
                     fraction: Double(step) / Double(totalSteps),
-                    message: progressPrefix + String(format: "step %d/%d ", step, totalSteps) + progress(result)
+                    message: progressPrefix + String(format: "step %d/%d ", step, totalSteps) + algorithm.progress(of: update)
                         + String(format: " %.2f it/s", rate) + " ETA " + Self.duration(eta)))
-                if evalEvery > 0, step % evalEvery == 0, step < totalSteps, try periodic(step) {
+                if evalEvery > 0, step % evalEvery == 0, step < totalSteps, try periodic(&algorithm, step) {
                     stoppedEarly = true
                     break training
                 }
@@ -167,55 +184,6 @@ struct MeanLossWindow {
     }
 
     var mean: Double { total / Double(steps) }
-}
-
-/// Dev evaluations during training: the eval curve, the best model so far
-/// (higher accuracy, ties by the lower loss) and the early-stop count.
-struct ModelSelection {
-    var curve: [Value] = []
-    var best: (step: Int, model: BertModel, scores: ClassificationScores)?
-    var evaluationsWithoutImprovement = 0
-
-    /// Records the evaluation of `model` at `step` and logs it as `step N: <label> accuracy …`.
-    mutating func record(_ scores: ClassificationScores, model: BertModel, step: Int, label: String, context: StageContext) {
-        curve.append(.array([.int(step), .double(scores.accuracy), .double(scores.loss)]))
-        context.log.line(
-            "step \(step): \(label) "
-                + String(format: "accuracy %.4f macro-F1 %.4f loss %.4f", scores.accuracy, scores.macroF1, scores.loss))
-        // Better: higher accuracy, or the same accuracy at a lower loss.
-        if best.map({ scores.accuracy > $0.scores.accuracy || (scores.accuracy == $0.scores.accuracy && scores.loss < $0.scores.loss) }) ?? true {
-            best = (step, model, scores)
-            evaluationsWithoutImprovement = 0
-        } else {
-            evaluationsWithoutImprovement += 1
-        }
-    }
-
-    /// Whether `patience` evaluations passed without a better model; logs the stop.
-    func shouldStop(patience: Int?, step: Int, context: StageContext) -> Bool {
-        guard let patience, evaluationsWithoutImprovement >= patience else { return false }
-        context.log.line("early stop at step \(step): \(patience) evaluations without a better accuracy")
-        return true
-    }
-
-    /// The output model (the best with `keepBest`, else `last`) and the
-    /// `<split>_…` and `output_step` metrics; the scores are `nil` without an
-    /// evaluation split.
-    func finish(
-        keepBest: Bool, last model: BertModel, lastScores: ClassificationScores?, steps: Int, split: String,
-        into metrics: inout [String: Value]
-    ) -> (model: BertModel, scores: ClassificationScores?) {
-        let chosen = keepBest ? best : nil
-        let scores = chosen?.scores ?? lastScores ?? best?.scores
-        if let scores {
-            metrics["\(split)_accuracy"] = .double(scores.accuracy)
-            metrics["\(split)_macro_f1"] = .double(scores.macroF1)
-            metrics["\(split)_loss"] = .double(scores.loss)
-            metrics["\(split)_curve"] = .array(curve)
-            metrics["output_step"] = .int(chosen?.step ?? steps)
-        }
-        return (chosen?.model ?? model, scores)
-    }
 }
 
 /// Checks of numeric stage parameters beyond their types, by declaration;
