@@ -62,7 +62,8 @@ public struct BackendRegistry: Sendable {
         precondition(!providers.isEmpty, "a backend registry needs at least one backend")
         var byID: [String: BackendProvider] = [:]
         for provider in providers {
-            precondition(byID.updateValue(provider, forKey: provider.id) == nil, "backend `\(provider.id)` registered twice")
+            let previous = byID.updateValue(provider, forKey: provider.id)
+            precondition(previous == nil, "backend `\(provider.id)` registered twice")
         }
         self.providers = providers
         self.byID = byID
