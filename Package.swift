@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SqueezeModels", targets: ["SqueezeModels"]),
         .library(name: "SqueezeCompress", targets: ["SqueezeCompress"]),
         .library(name: "SqueezeReport", targets: ["SqueezeReport"]),
+        .library(name: "SqueezeBench", targets: ["SqueezeBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -94,6 +95,15 @@ let package = Package(
                 "SqueezeTensor",
             ]
         ),
+        // `squeeze bench`: measurements of this machine's numerics against peers,
+        // and the profiling backend they use; kept out of the CLI proper.
+        .target(
+            name: "SqueezeBench",
+            dependencies: [
+                "SqueezeSupport", "SqueezeEngine", "SqueezeModels", "SqueezeCompress", "SqueezeTensor", "CKernels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // The command-line interface only.
         .executableTarget(
             name: "squeeze",
@@ -103,11 +113,9 @@ let package = Package(
                 "SqueezeRecipe",
                 "SqueezeYAML",
                 "SqueezeSupport",
-                "SqueezeModels",
-                "SqueezeCompress",
                 "SqueezeTensor",
                 "SqueezeReport",
-                "CKernels",
+                "SqueezeBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

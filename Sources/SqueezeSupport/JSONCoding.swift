@@ -28,3 +28,14 @@ public enum SqueezeJSON {
         return decoder
     }
 }
+
+extension Encodable {
+    /// Pretty, key-sorted JSON for `--json` output.
+    public var prettyJSON: String {
+        (try? SqueezeJSON.encoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    public var compactJSON: String {
+        (try? SqueezeJSON.encoder(pretty: false).encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}

@@ -132,16 +132,3 @@ func selectStages(_ ids: [String], in recipe: Recipe, flag: String) throws -> [S
     }
     return selected
 }
-
-extension Encodable {
-    /// Pretty, key-sorted JSON for `--json` output.
-    var prettyJSON: String {
-        (try? SqueezeJSON.encoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-    }
-
-    var compactJSON: String {
-        (try? SqueezeJSON.encoder(pretty: false).encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-    }
-}
-
-extension CPUBackend.Int8Kernels: ExpressibleByArgument {}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SqueezeReport
+import SqueezeSupport
 
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SqueezeEngine
 import SqueezeStages
+import SqueezeSupport
 
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SqueezeEngine
 import SqueezeReport
+import SqueezeSupport
 
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

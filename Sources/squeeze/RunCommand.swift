@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import SqueezeBench
 import SqueezeEngine
 import SqueezeRecipe
 import SqueezeStages
@@ -8,6 +9,7 @@ import SqueezeTensor
 
 #if canImport(Glibc)
 import Glibc
+import SqueezeSupport
 #endif
 
 struct RunCommand: AsyncParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SqueezeEngine
 import SqueezeRecipe
+import SqueezeSupport
 
 struct RunsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import SqueezeBench
+import SqueezeSupport
 import SqueezeTensor
 import SqueezeYAML
 
@@ -11,7 +13,7 @@ import Glibc
 /// usage, 130 interrupted.
 @main
 struct Squeeze: AsyncParsableCommand {
-    static let version = "0.1.0"
+    static let version = SqueezeVersion.current
 
     static let configuration = CommandConfiguration(
         commandName: "squeeze",
@@ -74,13 +76,6 @@ private func lowercasingErrorPrefix(_ message: String) -> String {
 /// A finished command's exit code, thrown to leave `main` cleanly.
 struct ExitStatus: Error {
     var code: Int32
-}
-
-/// Bad input that has no source position (a missing file, a bad flag value).
-struct UserError: Error, CustomStringConvertible {
-    var message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
 }
 
 enum Console {

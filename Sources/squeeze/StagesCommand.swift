@@ -2,6 +2,7 @@ import ArgumentParser
 import SqueezeRecipe
 import SqueezeStages
 import SqueezeYAML
+import SqueezeSupport
 
 struct StagesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

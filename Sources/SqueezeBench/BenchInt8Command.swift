@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SqueezeSupport
 import SqueezeTensor
 
 /// `squeeze bench int8`: the int8 GEMM against fp32 sgemm at the model's
@@ -113,7 +114,7 @@ struct Int8Benchmark {
             let backend = CPUBackend(threads: threads, int8Kernels: int8Kernels)
             for (m, n, k) in Self.shapes { rows.append(measure(backend: backend, m: m, n: n, k: k)) }
         }
-        return Int8BenchReport(runner: Squeeze.version, machine: .current, rounds: rounds, rows: rows)
+        return Int8BenchReport(runner: SqueezeVersion.current, machine: .current, rounds: rounds, rows: rows)
     }
 
     private func measure(backend: CPUBackend, m: Int, n: Int, k: Int) -> Int8BenchReport.Row {
@@ -166,3 +167,5 @@ struct Int8Benchmark {
             kernels: ["int8_a7": kernel(activationMax: 127), "int8_a8": kernel(activationMax: 255), "linear_a7": kernel(activationMax: 127)])
     }
 }
+
+extension CPUBackend.Int8Kernels: ExpressibleByArgument {}

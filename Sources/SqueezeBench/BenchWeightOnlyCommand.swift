@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKernels
 import Foundation
+import SqueezeSupport
 import SqueezeTensor
 
 /// `squeeze bench weight-only`: weight-only int4/int8 products against the
@@ -199,7 +200,7 @@ struct WeightOnlyBenchmark {
             }
         }
         return WeightOnlyBenchReport(
-            runner: Squeeze.version, threads: threads, machine: .current, groupSize: groupSize,
+            runner: SqueezeVersion.current, threads: threads, machine: .current, groupSize: groupSize,
             fusedRows: CPUBackend.weightOnlyFusedRows, sizes: sizes, results: results)
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SqueezeSupport
 import SqueezeCompress
 import SqueezeModels
 import SqueezeTensor
@@ -232,7 +233,7 @@ struct QuantizedBertBenchmark {
             breakdown = samples.mapValues { $0.mapValues(BertBenchmark.median) }
         }
         return QuantizedBertBenchReport(
-            runner: Squeeze.version, model: source, threads: threads, machine: .current,
+            runner: SqueezeVersion.current, model: source, threads: threads, machine: .current,
             int8Kernel: backend.int8KernelName(activationMax: 255, fastActivationLimit: 255), rounds: rounds,
             timings: timings, feedForwardOpByOp: feedForward.opByOp, feedForwardFused: feedForward.fused,
             feedForwardSpeedup: feedForward.speedup, breakdown: breakdown)

@@ -33,10 +33,10 @@ struct MachineDescription: Encodable {
 }
 
 /// Warnings about the CPU backend's kernels, printed at most once per process.
-enum CPUWarnings {
+public enum CPUWarnings {
     private static let emitted = Mutex(false)
 
-    static func emitOnce() {
+    public static func emitOnce() {
         let first = emitted.withLock { done in
             defer { done = true }
             return !done

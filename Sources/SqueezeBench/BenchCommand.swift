@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SqueezeSupport
 import SqueezeEngine
 import SqueezeModels
 import SqueezeTensor
@@ -10,8 +11,10 @@ import Glibc
 
 /// `squeeze bench`: measurements of this machine's numerics, made to be
 /// compared with a peer run in the same session (Benchmarks/bert/run.sh).
-struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchCommand: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure training and inference speed on this machine.",
         subcommands: [BenchBertCommand.self, BenchInt8Command.self, BenchWeightOnlyCommand.self, BenchQuantizedBertCommand.self])
@@ -72,7 +75,7 @@ struct BenchBertCommand: ParsableCommand {
         let benchmark = BertBenchmark(model: loaded, threads: threads, steps: steps, warmup: warmup)
         if sgemmOnly {
             let report = SgemmBenchReport(
-                runner: Squeeze.version, threads: threads, machine: .current,
+                runner: SqueezeVersion.current, threads: threads, machine: .current,
                 sgemmGFLOPS: benchmark.sgemmRates(backend: CPUBackend(threads: threads)))
             print(json ? report.prettyJSON : report.table)
             return
@@ -206,7 +209,7 @@ struct BertBenchmark {
             if index >= warmup { times.append(Self.seconds(since: start)) }
         }
         return BertBenchReport(
-            runner: Squeeze.version, threads: threads, machine: .current,
+            runner: SqueezeVersion.current, threads: threads, machine: .current,
             trainStep: Self.median(times), trainStepTimes: times, inferBatch32: inferBatch32, inferBatch1: inferBatch1,
             sgemmGFLOPS: rates, peakRSSBeforeTraining: rssBeforeTraining, peakRSS: Self.peakRSSMiB())
     }
