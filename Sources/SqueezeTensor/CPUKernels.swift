@@ -36,8 +36,16 @@ public enum CPUKernels {
 
     /// Loads OpenBLAS (once per process); throws when it cannot be used.
     public static func loadBLAS() throws(BLASUnavailable) {
-        if sq_blas_load() != 0 { throw BLASUnavailable(reason: sq_blas_error().map { String(cString: $0) } ?? "") }
+        if let reason = blasLoadError { throw BLASUnavailable(reason: reason) }
     }
+
+    /// Why OpenBLAS cannot be used (loading it first), or nil.
+    private static var blasLoadError: String? {
+        sq_blas_load() == 0 ? nil : sq_blas_error().map { String(cString: $0) } ?? ""
+    }
+
+    /// "OpenBLAS 0.3.21": the first two words of the version line.
+    private static var blasVersion: String { blasConfig.split(separator: " ").prefix(2).joined(separator: " ") }
 
     /// The BLAS's version line ("OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH …").
     public static var blasConfig: String { String(cString: sq_blas_config()) }
@@ -47,9 +55,8 @@ public enum CPUKernels {
     /// `openblas-0.3.21/SkylakeX`: library, version and kernel family, which
     /// together decide the bits of an fp32 product.
     public static var blasIdentity: String {
-        guard sq_blas_load() == 0 else { return "blas-unavailable" }
-        let words = blasConfig.split(separator: " ").prefix(2).map { $0.lowercased() }
-        return words.joined(separator: "-") + "/" + blasCore
+        guard blasLoadError == nil else { return "blas-unavailable" }
+        return blasVersion.lowercased().replacingOccurrences(of: " ", with: "-") + "/" + blasCore
     }
 
     /// Who chose the BLAS kernel family: Squeeze (from the tier), the user
@@ -64,22 +71,21 @@ public enum CPUKernels {
 
     /// One line for `squeeze bench` and run headers: library, kernel, and who chose it.
     public static var gemmDescription: String {
-        guard sq_blas_load() == 0 else { return "fp32 GEMM: unavailable (\(sq_blas_error().map { String(cString: $0) } ?? ""))" }
-        let version = blasConfig.split(separator: " ").prefix(2).joined(separator: " ")
+        if let reason = blasLoadError { return "fp32 GEMM: unavailable (\(reason))" }
         let chooser =
             switch blasCoreChooser {
             case .squeeze: "chosen by squeeze for the \(tier) tier"
             case .environment: "forced by OPENBLAS_CORETYPE"
             case .library: "chosen by OpenBLAS"
             }
-        return "fp32 GEMM: \(version), \(blasCore) kernels (\(chooser)); squeeze kernels: \(tier) tier"
+        return "fp32 GEMM: \(blasVersion), \(blasCore) kernels (\(chooser)); squeeze kernels: \(tier) tier"
     }
 
     /// A warning when the BLAS runs kernels of a lower tier than this CPU's
     /// (a generic fallback such as `Prescott` on an AVX2 or AVX-512 CPU runs
     /// matrix products 3–5× slower); nil when it runs the right ones.
     public static var slowGEMMWarning: String? {
-        guard sq_blas_load() == 0 else { return nil }
+        guard blasLoadError == nil else { return nil }
         let coreTier = Tier(rawValue: Int(sq_blas_core_tier(sq_blas_core()))) ?? .baseline
         guard coreTier < tier else { return nil }
         let preferred = String(cString: sq_blas_preferred_core())

@@ -91,7 +91,7 @@ struct RunCommand: AsyncParsableCommand {
 /// backend, and warns (once) when the BLAS runs slow kernels for this CPU.
 private func announceCPUBackend(_ recipe: Recipe) {
     let usesCPU = recipe.stages.values.contains { stage in
-        stage.backend == "cpu" && Registered.stages[stage.uses]?.descriptor.usesTensorBackend == true
+        stage.backend == BackendProvider.cpu.id && Registered.stages[stage.uses]?.descriptor.usesTensorBackend == true
     }
     guard usesCPU else { return }
     FileHandle.standardError.write(Data("squeeze: cpu backend: \(CPUKernels.gemmDescription)\n".utf8))
