@@ -72,6 +72,25 @@ import Testing
         #expect(reason.contains("backend changed (") && reason.hasSuffix("/Prescott)"), "\(reason)")
     }
 
+    /// Generic BLAS kernels on a CPU that has better ones are named, once.
+    @Test func slowBLASKernelsAreWarnedAboutOnce() throws {
+        guard CPUKernels.detectedTier > .baseline else {
+            print("skipped: this CPU runs the baseline kernels only; generic BLAS kernels are its own tier")
+            return
+        }
+        let project = try Project("slow-blas-warning")
+        let forced = try project.squeeze(
+            ["bench", "int8", "--rounds", "1", "--work", "100000"], environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        #expect(forced.status == 0, "\(forced)")
+        #expect(forced.stdout.contains("Prescott kernels (forced by OPENBLAS_CORETYPE)"), "\(forced.stdout)")
+        let warning = "warning: OpenBLAS runs its Prescott kernels"
+        #expect(forced.stderr.components(separatedBy: warning).count == 2, "\(forced.stderr)")
+
+        let chosen = try project.squeeze(["bench", "int8", "--rounds", "1", "--work", "100000"])
+        #expect(chosen.status == 0, "\(chosen)")
+        #expect(!chosen.stderr.contains("warning:"), "\(chosen.stderr)")
+    }
+
     @Test func anUnknownKernelTierIsAUsageError() throws {
         let project = try Project("kernel-tier-typo")
         let result = try project.squeeze(["stages"], environment: ["SQUEEZE_KERNELS": "avx1024"])
