@@ -47,7 +47,18 @@ int sq_blas_core_tier(const char *name) {
     return 0;
 }
 
+/// The library file SQUEEZE_BLAS_LIBRARY names (a path, or a name dlopen
+/// searches for), or NULL when it is unset or empty.
+static const char *chosen_library(void) {
+    const char *chosen = getenv("SQUEEZE_BLAS_LIBRARY");
+    return chosen && *chosen ? chosen : NULL;
+}
+
+/// Exactly the library SQUEEZE_BLAS_LIBRARY names, else the first OpenBLAS
+/// the system's loader finds.
 static void *open_library(void) {
+    const char *chosen = chosen_library();
+    if (chosen) return dlopen(chosen, RTLD_NOW | RTLD_LOCAL);
     static const char *const names[] = {"libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         void *handle = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
@@ -74,11 +85,19 @@ static void load(void) {
     if (set_here) setenv("OPENBLAS_CORETYPE", sq_blas_preferred_core(), 1);
     void *handle = open_library();
     if (set_here) unsetenv("OPENBLAS_CORETYPE");
+    const char *chosen = chosen_library();
     if (!handle) {
         const char *reason = dlerror();
-        snprintf(load_error, sizeof load_error,
-                 "cannot load OpenBLAS (%s); install it (Debian: apt-get install libopenblas0-pthread)",
-                 reason ? reason : "libopenblas.so.0 not found");
+        if (chosen) {
+            snprintf(load_error, sizeof load_error,
+                     "cannot load the BLAS library SQUEEZE_BLAS_LIBRARY=%s (%s); point it at an OpenBLAS library file or "
+                     "unset it",
+                     chosen, reason ? reason : "dlopen failed");
+        } else {
+            snprintf(load_error, sizeof load_error,
+                     "cannot load OpenBLAS (%s); install it (Debian: apt-get install libopenblas0-pthread)",
+                     reason ? reason : "libopenblas.so.0 not found");
+        }
         return;
     }
     blas_sgemm = (sgemm_fn)dlsym(handle, "cblas_sgemm");
@@ -89,7 +108,8 @@ static void load(void) {
     string_fn get_core = (string_fn)dlsym(handle, "openblas_get_corename");
     if (!blas_sgemm || !blas_sgemv || !blas_get_threads || !blas_set_threads || !get_config || !get_core) {
         blas_sgemm = NULL;
-        snprintf(load_error, sizeof load_error, "the loaded libopenblas lacks cblas_sgemm or the openblas_* queries");
+        snprintf(load_error, sizeof load_error, "the loaded BLAS library %s%s lacks cblas_sgemm or the openblas_* queries",
+                 chosen ? "SQUEEZE_BLAS_LIBRARY=" : "", chosen ? chosen : "libopenblas");
         return;
     }
     copy_string(config, sizeof config, get_config());

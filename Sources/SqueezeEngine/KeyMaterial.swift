@@ -67,10 +67,21 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
         let paramPaths = Self.differingPaths(params, previous.params, prefix: "")
         // A path parameter whose digest changed is an input change, not a param edit.
         let contentChanges = paramPaths.filter { Self.isDigest(Self.lookup($0, in: params)) && Self.isDigest(Self.lookup($0, in: previous.params)) }
-        let paramChanges = paramPaths.filter { !contentChanges.contains($0) }
+        // So is an unpinned parameter that now stands for other content (`TEXT[@LABEL]@DIGEST`).
+        let keyedChanges = paramPaths.compactMap { path -> (path: String, before: String, now: String)? in
+            guard let before = Self.keyedText(Self.lookup(path, in: previous.params)),
+                  let now = Self.keyedText(Self.lookup(path, in: params)) else { return nil }
+            return (path, before, now)
+        }
+        let paramChanges = paramPaths.filter { path in !contentChanges.contains(path) && !keyedChanges.contains { $0.path == path } }
         if !paramChanges.isEmpty { reasons.append("params changed: " + paramChanges.joined(separator: ", ")) }
         let inputChanges = changedInputs + contentChanges
         if !inputChanges.isEmpty { reasons.append("input changed: " + inputChanges.joined(separator: ", ")) }
+        for change in keyedChanges {
+            let what = change.before == change.now
+                ? "`\(change.now)` now stands for other content" : "`\(change.before)` → `\(change.now)`"
+            reasons.append("content changed: \(change.path) (\(what))")
+        }
         if previous.backend != backend { reasons.append("backend changed (\(previous.backend) → \(backend))") }
         switch (previous.seed, seed) {
         case (let before?, let now?) where before != now: reasons.append("seed changed")
@@ -82,8 +93,22 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
     }
 
     private static func isDigest(_ value: Value?) -> Bool {
-        if case .string(let s) = value { return s.hasPrefix("sha256:") && s.count == 71 }
+        if case .string(let s) = value { return isDigest(s) }
         return false
+    }
+
+    private static func isDigest(_ text: Substring) -> Bool {
+        text.hasPrefix("sha256:") && text.count == 71 && text.dropFirst(7).allSatisfy(\.isHexDigit)
+    }
+
+    private static func isDigest(_ text: String) -> Bool { isDigest(Substring(text)) }
+
+    /// The `TEXT[@LABEL]` of a parameter keyed by the content it stands for
+    /// (`TEXT[@LABEL]@sha256:…`, see `ParameterResolver.resolveForKey`).
+    private static func keyedText(_ value: Value?) -> String? {
+        guard case .string(let text) = value, let separator = text.lastIndex(of: "@"),
+              isDigest(text[text.index(after: separator)...]) else { return nil }
+        return String(text[..<separator])
     }
 
     private static func lookup(_ path: String, in value: Value) -> Value? {

@@ -16,6 +16,8 @@ struct ParameterResolver {
     var seed: UInt64
     /// Hashes a file or directory a `path` parameter names.
     var digestOfPath: (String) throws -> ArtifactRef
+    /// Handed to a stage type's `keyedContent` hook when a key is made.
+    var keyedContentScope: KeyedContentScope
 
     struct UpstreamOutput {
         var ref: ArtifactRef
@@ -32,8 +34,31 @@ struct ParameterResolver {
         var description: String
     }
 
+    /// The parameters a key is made from, and where the content that keys
+    /// an unpinned parameter was found (by parameter name), for the run.
+    struct KeyParameters {
+        var params: Value
+        var keyedContent: [String: String]
+    }
+
     /// Resolves every declared parameter of `spec` for `mode`.
     func resolve(_ spec: StageSpec, descriptor: StageTypeDescriptor, mode: Mode) throws -> Value {
+        var located: [String: String] = [:]
+        return try resolve(spec, descriptor: descriptor, mode: mode, keyedContent: &located)
+    }
+
+    /// Resolves every declared parameter of `spec` for its key. A parameter
+    /// the stage type's `keyedContent` hook resolves is keyed as
+    /// `TEXT@DIGEST` or `TEXT@LABEL@DIGEST` (the content's digest last).
+    func resolveForKey(_ spec: StageSpec, descriptor: StageTypeDescriptor) throws -> KeyParameters {
+        var located: [String: String] = [:]
+        let params = try resolve(spec, descriptor: descriptor, mode: .key, keyedContent: &located)
+        return KeyParameters(params: params, keyedContent: located)
+    }
+
+    private func resolve(
+        _ spec: StageSpec, descriptor: StageTypeDescriptor, mode: Mode, keyedContent located: inout [String: String]
+    ) throws -> Value {
         var fields: [String: Value] = [:]
         for (name, value) in spec.with {
             let parameter = descriptor.parameter(named: name)
@@ -43,8 +68,10 @@ struct ParameterResolver {
                 fields[name] = try resolve(value, as: parameter?.type ?? .any, mode: mode, path: name)
             }
             if mode == .key, let keyedContent = descriptor.keyedContent, case .string(let text)? = fields[name],
-               let content = try keyedContent(name, text) {
-                fields[name] = .string(text + "@" + (try digestOfPath(content).digest.description))
+               let content = try keyedContent(name, text, keyedContentScope) {
+                let digest = try digestOfPath(content.path).digest.description
+                fields[name] = .string(([text] + (content.label.map { [$0] } ?? []) + [digest]).joined(separator: "@"))
+                located[name] = content.path
             }
         }
         return .object(fields)

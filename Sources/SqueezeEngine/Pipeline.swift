@@ -110,8 +110,18 @@ public struct Pipeline: Sendable {
         }
     }
 
-    /// Computes a stage's key material from the outputs of its dependencies.
-    func keyMaterial(for spec: StageSpec, upstream: [String: [String: ArtifactRef]]) throws -> KeyMaterial {
+    /// A stage's key material, and where the content that keys its unpinned
+    /// parameters was found (`StageContext.keyedContent`).
+    struct StageKey {
+        var material: KeyMaterial
+        var keyedContent: [String: String]
+    }
+
+    /// Computes a stage's key material from the outputs of its dependencies;
+    /// content a stage type's `keyedContent` hook fetches goes into `scratch`.
+    func stageKey(
+        for spec: StageSpec, upstream: [String: [String: ArtifactRef]], scratch: KeyedContentScratch
+    ) throws -> StageKey {
         let type = try stageType(of: spec)
         var outputs: [Reference: ParameterResolver.UpstreamOutput] = [:]
         var inputs: [String: String] = [:]
@@ -122,29 +132,32 @@ public struct Pipeline: Sendable {
             outputs[reference] = .init(ref: ref, path: nil)
             inputs[reference.description] = ref.digest.description
         }
-        let resolver = resolver(for: spec, upstream: outputs, outputDirectory: "")
-        let params: Value
+        let resolver = resolver(for: spec, upstream: outputs, outputDirectory: "", scratch: scratch)
+        let resolved: ParameterResolver.KeyParameters
         do {
-            params = KeyMaterial.omittingUnchangedDefaults(
-                try resolver.resolve(spec, descriptor: type.descriptor, mode: .key), of: type.descriptor)
+            resolved = try resolver.resolveForKey(spec, descriptor: type.descriptor)
         } catch let error as ParameterResolver.ResolutionError {
             throw StageFailure(error.description)
         }
         let backend = type.descriptor.usesTensorBackend ? registry.backendFingerprint(spec.backend) : spec.backend
-        return KeyMaterial(
+        let material = KeyMaterial(
             formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
-            stageVersion: type.descriptor.version, params: params, inputs: inputs,
+            stageVersion: type.descriptor.version,
+            params: KeyMaterial.omittingUnchangedDefaults(resolved.params, of: type.descriptor), inputs: inputs,
             backend: backend, seed: type.descriptor.seedUse.drawsSeed(spec.with) ? seed(for: spec.id) : nil)
+        return StageKey(material: material, keyedContent: resolved.keyedContent)
     }
 
     func resolver(
-        for spec: StageSpec, upstream: [Reference: ParameterResolver.UpstreamOutput], outputDirectory: String
+        for spec: StageSpec, upstream: [Reference: ParameterResolver.UpstreamOutput], outputDirectory: String,
+        scratch: KeyedContentScratch
     ) -> ParameterResolver {
         let store = self.store
         return ParameterResolver(
             upstream: upstream, environment: environment, recipeDirectory: recipe.directory,
             outputDirectory: outputDirectory, seed: seed(for: spec.id),
-            digestOfPath: { try store.digest(ofPath: $0) })
+            digestOfPath: { try store.digest(ofPath: $0) },
+            keyedContentScope: scratch.scope(recipeDirectory: recipe.directory))
     }
 
     /// Checks a cache entry still has every declared output, readable and intact.

@@ -26,9 +26,13 @@ public struct StagePlan: Sendable, Codable, Equatable {
 
 extension Pipeline {
     /// Plans every stage without running anything or hashing store objects
-    /// (inputs from the workspace are hashed, through the stat cache).
+    /// (inputs from the workspace are hashed, through the stat cache). A stage
+    /// type's `keyedContent` hook may fetch what an unpinned parameter stands
+    /// for (a `pip:` wheel) to key it; that is dropped when the plan is made.
     public func plan(force: Set<String> = [], only: Set<String>? = nil) throws -> [StagePlan] {
         let selected = only.map { closure(of: $0) }
+        let scratch = KeyedContentScratch(store: store)
+        defer { scratch.removeAll() }
         var outputs: [String: [String: ArtifactRef]] = [:]
         var statuses: [String: StagePlan.Status] = [:]
         var plans: [StagePlan] = []
@@ -56,7 +60,12 @@ extension Pipeline {
                 plan.reason = "needs " + missing.map { "`\($0)`" }.joined(separator: ", ") + ", which is not selected"
                 continue
             }
-            let material = try keyMaterial(for: spec, upstream: upstreamOutputs(of: spec, in: { outputs[$0] }))
+            let material: KeyMaterial
+            do {
+                material = try stageKey(for: spec, upstream: upstreamOutputs(of: spec, in: { outputs[$0] }), scratch: scratch).material
+            } catch {
+                throw StageFailure("stage `\(id)`: \(error)")
+            }
             plan.key = material.key
             if force.contains(id) {
                 plan.reason = "forced"

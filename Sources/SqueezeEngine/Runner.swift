@@ -203,9 +203,12 @@ extension Pipeline {
     ) async -> StageRecord {
         var record = StageRecord(id: spec.id, uses: spec.uses, status: .failed)
         let logRelative = "logs/\(Pipeline.fileName(for: spec.id)).log"
+        let scratch = KeyedContentScratch(store: store)
+        defer { scratch.removeAll() }
         do {
             let type = try stageType(of: spec)
-            let material = try keyMaterial(for: spec, upstream: upstream)
+            let stageKey = try stageKey(for: spec, upstream: upstream, scratch: scratch)
+            let material = stageKey.material
             let key = material.key
             record.key = key
             if !force, let hit = cachedEntry(key: key, spec: spec) {
@@ -232,7 +235,7 @@ extension Pipeline {
             }
             let params: Value
             do {
-                params = try resolver(for: spec, upstream: upstreamOutputs, outputDirectory: outputDirectory)
+                params = try resolver(for: spec, upstream: upstreamOutputs, outputDirectory: outputDirectory, scratch: scratch)
                     .resolve(spec, descriptor: type.descriptor, mode: .run)
             } catch let error as ParameterResolver.ResolutionError {
                 throw StageFailure(error.description)
@@ -245,7 +248,7 @@ extension Pipeline {
                 stageID: id, recipeDirectory: recipe.directory, outputDirectory: outputDirectory,
                 backend: spec.backend, seed: seed(for: id), threads: cores, log: log,
                 progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) },
-                engineDirectories: [store.root, runsRoot])
+                engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent)
 
             let cpuBefore = Self.processCPUSeconds()
             let result = try await type.run(context, params: params)

@@ -40,12 +40,19 @@ public struct StageContext: Sendable {
     /// Absolute paths of the engine's own directories (the cache, the run
     /// records); writes there are the engine's, never a stage's stray output.
     public var engineDirectories: [String]
+    /// Where the content that keyed an unpinned parameter was found when the
+    /// key was made (see `StageTypeDescriptor.keyedContent`), by parameter
+    /// name: the stage reads it from there instead of looking or fetching
+    /// again, so it runs on exactly what its key names. Read-only.
+    public var keyedContent: [String: String]
 
     public init(
         stageID: String, recipeDirectory: String, outputDirectory: String, backend: String,
-        seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter, engineDirectories: [String] = []
+        seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter, engineDirectories: [String] = [],
+        keyedContent: [String: String] = [:]
     ) {
         self.engineDirectories = engineDirectories
+        self.keyedContent = keyedContent
         self.stageID = stageID
         self.recipeDirectory = recipeDirectory
         self.outputDirectory = outputDirectory

@@ -139,11 +139,13 @@ public struct StageTypeDescriptor: Sendable {
     public var usesTensorBackend: Bool
     /// Whether its executions draw on the stage seed (and so key on it).
     public var seedUse: SeedUse
-    /// The local file or directory a string parameter's value stands for when
-    /// its text does not pin what the stage will read (an unpinned model
-    /// source), or nil: the key then holds that content's digest beside the
-    /// text. It may throw when the content cannot be found.
-    public var keyedContent: (@Sendable (_ parameter: String, _ value: String) throws -> String?)?
+    /// The content a string parameter's value stands for when its text does
+    /// not pin what the stage will read (an unpinned model source), or nil:
+    /// the key then holds that content's digest (and label) beside the text,
+    /// and the stage finds where it is in `StageContext.keyedContent`, so it
+    /// reads exactly what was keyed. It may fetch the content into a scratch
+    /// directory of `scope`, and throws when the content cannot be found.
+    public var keyedContent: (@Sendable (_ parameter: String, _ value: String, _ scope: KeyedContentScope) throws -> KeyedContent?)?
 
     public init(
         type: String, version: Int, summary: String,
@@ -151,7 +153,7 @@ public struct StageTypeDescriptor: Sendable {
         defaultResources: Resources = Resources(),
         usesTensorBackend: Bool = false,
         seedUse: SeedUse = .always,
-        keyedContent: (@Sendable (_ parameter: String, _ value: String) throws -> String?)? = nil,
+        keyedContent: (@Sendable (_ parameter: String, _ value: String, _ scope: KeyedContentScope) throws -> KeyedContent?)? = nil,
         check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
     ) {
         self.keyedContent = keyedContent
@@ -172,5 +174,35 @@ public struct StageTypeDescriptor: Sendable {
 
     public func output(named name: String) -> OutputSpec? {
         outputs.first { $0.name == name }
+    }
+}
+
+/// What an unpinned parameter value stands for when a key is made (see
+/// `StageTypeDescriptor.keyedContent`).
+public struct KeyedContent: Sendable, Hashable {
+    /// The local file or directory whose content digest enters the key.
+    public var path: String
+    /// What was found, in a few words that enter the key and `squeeze plan`'s
+    /// reasons (a fetched file's name, which names its version); nil for none.
+    public var label: String?
+
+    public init(path: String, label: String? = nil) {
+        self.path = path
+        self.label = label
+    }
+}
+
+/// What a `keyedContent` hook may use while it looks for the content.
+public struct KeyedContentScope: Sendable {
+    /// The recipe's directory, where tools the hook runs should start.
+    public var recipeDirectory: String
+    /// A fresh empty directory for content the hook fetches. It lives until
+    /// the stage whose key is being made has run (a plan drops it at its end),
+    /// at the latest until the process ends.
+    public var makeScratchDirectory: @Sendable () throws -> String
+
+    public init(recipeDirectory: String, makeScratchDirectory: @escaping @Sendable () throws -> String) {
+        self.recipeDirectory = recipeDirectory
+        self.makeScratchDirectory = makeScratchDirectory
     }
 }

