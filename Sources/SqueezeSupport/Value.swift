@@ -1,8 +1,8 @@
 import Foundation
 
 /// A plain JSON value: what a stage's parameters become once every reference
-/// has been substituted, and what every JSON document Squeeze writes or reads
-/// passes through (`SqueezeJSON`: Codable ↔ `Value` ↔ text). An integer and
+/// has been substituted, and what Squeeze's own JSON documents pass through
+/// (`SqueezeJSON`: Codable ↔ `Value` ↔ text). An integer and
 /// a double are different values: `.int(3)` is written `3`, `.double(3)` is
 /// written `3.0`, and each reads back as what it was.
 public indirect enum Value: Sendable, Hashable {

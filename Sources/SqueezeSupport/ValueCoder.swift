@@ -345,7 +345,9 @@ private struct ValueDecoding: Decoder {
         case is Double.Type: return cast(try double(value, type, path))
         case is Float.Type:
             let d = try double(value, type, path)
-            let f = Float(d)
+            // From the double's shortest decimal text, as a JSON parser reads a
+            // Float from the text `canonicalJSON` writes: one rounding, not two.
+            let f = d.isFinite ? Float("\(d)") ?? Float(d) : Float(d)
             if d.isFinite, !f.isFinite {
                 throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "\(d) does not fit in a Float"))
             }

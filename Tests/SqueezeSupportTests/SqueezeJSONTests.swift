@@ -99,6 +99,32 @@ import SqueezeSupport
         #expect(throws: JSONSyntaxError.self) { try SqueezeJSON.decode(Inner.self, from: Array(#"{"name":"a",}"#.utf8)) }
     }
 
+    /// Stage parameters used to be decoded by `JSONDecoder` from their
+    /// canonical text; `Value.decode` must give the same bits, floats included
+    /// (a float read through a double could round twice).
+    @Test func floatsAndDoublesDecodeAsJSONDecoderDidFromCanonicalText() throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state
+        }
+        // Halfway between the floats 1 and 1 + 2^-23: as a double it is a tie
+        // (rounds to even, 1), its text "1.0000000596046448" is just above it.
+        let midpoint = Value.double(1 + 0x1p-24)
+        let direct = try JSONDecoder().decode(Float.self, from: Data(midpoint.canonicalJSON.utf8))
+        #expect(try midpoint.decode(Float.self).bitPattern == direct.bitPattern, "\(direct)")
+        for _ in 0..<20_000 {
+            let digits = Double(next() % 100_000_000_000_000_000)
+            let exponent = Int(next() % 60) - 45
+            let value = Value.double(digits * pow(10, Double(exponent)))
+            let text = Data(value.canonicalJSON.utf8)
+            let viaFoundation = try JSONDecoder().decode(Float.self, from: text)
+            let viaValue = try value.decode(Float.self)
+            #expect(viaValue.bitPattern == viaFoundation.bitPattern, "\(value.canonicalJSON)")
+            #expect(try value.decode(Double.self) == JSONDecoder().decode(Double.self, from: text))
+        }
+    }
+
     @Test func nonFiniteDoublesRoundTripAsStrings() throws {
         let values: [Double] = [.nan, .infinity, -.infinity, 1]
         let text = try SqueezeJSON.text(values, pretty: false)
