@@ -277,6 +277,7 @@ public struct ModelArtifact: Sendable, Hashable {
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             "wrong type at `\(context.codingPath.map(\.stringValue).joined(separator: "."))`"
         case DecodingError.dataCorrupted: "not valid JSON"
+        case let syntax as JSONSyntaxError: "not valid JSON (\(syntax))"
         default: "\(error)"
         }
     }
