@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "squeeze", targets: ["squeeze"]),
         .library(name: "SqueezeSupport", targets: ["SqueezeSupport"]),
+        .library(name: "SqueezeStore", targets: ["SqueezeStore"]),
         .library(name: "SqueezeEngine", targets: ["SqueezeEngine"]),
         .library(name: "SqueezeRecipe", targets: ["SqueezeRecipe"]),
         .library(name: "SqueezeStages", targets: ["SqueezeStages"]),
@@ -33,10 +34,10 @@ let package = Package(
         .target(name: "SqueezeYAML", dependencies: ["CYAML"]),
         // posix_spawn helpers Swift's Glibc module does not export.
         .target(name: "CProcessSupport"),
-        // Shared infrastructure, a leaf: atomic file writes, SHA-256 digests and
-        // file hashing, POSIX file-system helpers, canonical JSON text
-        // (`JSONText`) and the JSON document coder (`SqueezeJSON`), store
-        // errors, child processes.
+        // Shared infrastructure, a leaf: `Value` and the one JSON codec (the
+        // strict parser, the canonical and pretty writers, `SqueezeJSON`'s
+        // Codable ↔ `Value` coders), atomic file writes, SHA-256 digests and
+        // file hashing, POSIX file-system helpers, store errors, child processes.
         .target(
             name: "SqueezeSupport",
             dependencies: ["CProcessSupport", .product(name: "Crypto", package: "swift-crypto")]
@@ -50,20 +51,26 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
             ]
         ),
-        // Planner, content-addressed store, scheduler, run records, Stage protocol.
+        // The content-addressed store: blobs, trees and their manifests, stage
+        // entries, the stat cache, locks, verify and gc. Knows no recipes.
+        .target(
+            name: "SqueezeStore",
+            dependencies: ["SqueezeSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Planner, cache keys, scheduler, run records, Stage protocol.
         .target(
             name: "SqueezeEngine",
             dependencies: [
                 "SqueezeRecipe",
+                "SqueezeStore",
                 "SqueezeSupport",
                 "SqueezeYAML",
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Collections", package: "swift-collections"),
             ]
         ),
         // Reports over run records: model tables, Pareto plots, training curves
         // (text, JSON, self-contained HTML) and run-to-run metric comparison.
-        .target(name: "SqueezeReport", dependencies: ["SqueezeEngine", "SqueezeRecipe"]),
+        .target(name: "SqueezeReport", dependencies: ["SqueezeEngine", "SqueezeSupport"]),
         // Vectorised fp32 kernels (clang vector extensions; AVX2+FMA chosen at run
         // time on x86_64, baseline elsewhere), int8 and weight-only GEMM, and the
         // run-time loader of OpenBLAS (sgemm; Debian: libopenblas0), which picks
@@ -111,6 +118,7 @@ let package = Package(
                 "SqueezeStages",
                 "SqueezeEngine",
                 "SqueezeRecipe",
+                "SqueezeStore",
                 "SqueezeYAML",
                 "SqueezeSupport",
                 "SqueezeTensor",
@@ -123,9 +131,15 @@ let package = Package(
         .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
         .testTarget(
             name: "SqueezeRecipeTests",
-            dependencies: ["SqueezeRecipe", "SqueezeYAML", .product(name: "Collections", package: "swift-collections")]
+            dependencies: [
+                "SqueezeRecipe", "SqueezeSupport", "SqueezeYAML", .product(name: "Collections", package: "swift-collections"),
+            ]
         ),
-        .testTarget(name: "SqueezeEngineTests", dependencies: ["SqueezeEngine", "SqueezeRecipe", "SqueezeSupport", "SqueezeYAML"]),
+        .testTarget(name: "SqueezeStoreTests", dependencies: ["SqueezeStore", "SqueezeSupport"]),
+        .testTarget(
+            name: "SqueezeEngineTests",
+            dependencies: ["SqueezeEngine", "SqueezeRecipe", "SqueezeStore", "SqueezeSupport", "SqueezeYAML"]
+        ),
         .testTarget(name: "SqueezeTensorTests", dependencies: ["SqueezeTensor", "CKernels"]),
         // Fixtures shared by the model and compression tests: a tiny BERT, a temporary directory.
         .target(
@@ -143,12 +157,12 @@ let package = Package(
             name: "SqueezeCompressTests",
             dependencies: ["SqueezeCompress", "SqueezeModels", "SqueezeTensor", "SqueezeModelsTestSupport"]
         ),
-        .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeRecipe", "SqueezeSupport"]),
+        .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeSupport"]),
         .testTarget(
             name: "SqueezeCLITests",
             dependencies: [
-                "squeeze", "SqueezeStages", "SqueezeEngine", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeCompress",
-                "SqueezeTensor",
+                "squeeze", "SqueezeStages", "SqueezeEngine", "SqueezeRecipe", "SqueezeStore", "SqueezeYAML", "SqueezeSupport",
+                "SqueezeModels", "SqueezeCompress", "SqueezeTensor",
             ],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]

@@ -77,7 +77,7 @@ struct BenchBertCommand: ParsableCommand {
             let report = SgemmBenchReport(
                 runner: SqueezeVersion.current, threads: threads, machine: .current,
                 sgemmGFLOPS: benchmark.sgemmRates(backend: CPUBackend(threads: threads)))
-            print(json ? report.prettyJSON : report.table)
+            print(json ? report.prettyJSON : report.table, terminator: json ? "" : "\n")
             return
         }
         let report: BertBenchReport
@@ -86,7 +86,7 @@ struct BenchBertCommand: ParsableCommand {
         } catch {
             throw UserError("cannot run the benchmark on \(model): \(error)")
         }
-        print(json ? report.prettyJSON : report.table)
+        print(json ? report.prettyJSON : report.table, terminator: json ? "" : "\n")
     }
 }
 

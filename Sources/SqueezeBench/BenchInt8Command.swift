@@ -41,7 +41,7 @@ struct BenchInt8Command: ParsableCommand {
 
     func run() throws {
         let report = Int8Benchmark(rounds: rounds, work: work, int8Kernels: int8Kernels).run()
-        print(json ? report.prettyJSON : report.table)
+        print(json ? report.prettyJSON : report.table, terminator: json ? "" : "\n")
     }
 }
 

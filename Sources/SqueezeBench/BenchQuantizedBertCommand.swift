@@ -75,7 +75,7 @@ struct BenchQuantizedBertCommand: ParsableCommand {
         } catch {
             throw UserError("cannot run the benchmark: \(error)")
         }
-        print(json ? report.prettyJSON : report.table)
+        print(json ? report.prettyJSON : report.table, terminator: json ? "" : "\n")
     }
 }
 

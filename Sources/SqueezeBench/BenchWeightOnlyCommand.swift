@@ -62,7 +62,7 @@ struct BenchWeightOnlyCommand: ParsableCommand {
         let benchmark = WeightOnlyBenchmark(
             threads: threads, steps: steps, warmup: warmup, groupSize: groupSize, rows: rows, streamed: !noStreamed)
         let report = try benchmark.run()
-        print(json ? report.prettyJSON : report.table)
+        print(json ? report.prettyJSON : report.table, terminator: json ? "" : "\n")
     }
 }
 

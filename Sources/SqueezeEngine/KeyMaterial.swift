@@ -162,3 +162,42 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
         }
     }
 }
+
+extension KeyMaterial {
+    private enum CodingKeys: String, CodingKey {
+        case formatVersion, stageType, stageVersion, params, inputs, backend, seed
+    }
+
+    /// As `Codable` (the last-run index), the seed is its decimal string, as
+    /// in `canonicalValue`: seeds use all 64 bits and a JSON value holds
+    /// integers only up to `Int.max`. Index files written before held it as a
+    /// number, which reads when it is exact.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        formatVersion = try container.decode(Int.self, forKey: .formatVersion)
+        stageType = try container.decode(String.self, forKey: .stageType)
+        stageVersion = try container.decode(Int.self, forKey: .stageVersion)
+        params = try container.decode(Value.self, forKey: .params)
+        inputs = try container.decode([String: String].self, forKey: .inputs)
+        backend = try container.decode(String.self, forKey: .backend)
+        if let text = try? container.decodeIfPresent(String.self, forKey: .seed) {
+            guard let seed = UInt64(text) else {
+                throw DecodingError.dataCorruptedError(forKey: .seed, in: container, debugDescription: "`\(text)` is not a seed")
+            }
+            self.seed = seed
+        } else {
+            seed = try container.decodeIfPresent(UInt64.self, forKey: .seed)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(formatVersion, forKey: .formatVersion)
+        try container.encode(stageType, forKey: .stageType)
+        try container.encode(stageVersion, forKey: .stageVersion)
+        try container.encode(params, forKey: .params)
+        try container.encode(inputs, forKey: .inputs)
+        try container.encode(backend, forKey: .backend)
+        try container.encodeIfPresent(seed.map { String($0) }, forKey: .seed)
+    }
+}

@@ -1,5 +1,7 @@
 import Foundation
 import SqueezeRecipe
+import SqueezeStore
+import SqueezeSupport
 
 /// Turns a stage's written parameters into the two things the engine needs:
 /// the values the stage runs with, and the values its cache key is built from.

@@ -1,6 +1,7 @@
 import Collections
 import Foundation
 import SqueezeRecipe
+import SqueezeStore
 import SqueezeSupport
 import SqueezeYAML
 
@@ -186,12 +187,12 @@ public struct Pipeline: Sendable {
     func lastMaterial(for stageID: String) -> KeyMaterial? {
         let path = (indexDirectory as NSString).appendingPathComponent("\(Self.fileName(for: stageID)).json")
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return try? JSONDecoder().decode(KeyMaterial.self, from: data)
+        return try? SqueezeJSON.decode(KeyMaterial.self, from: data)
     }
 
     func recordMaterial(_ material: KeyMaterial, for stageID: String) {
         let path = (indexDirectory as NSString).appendingPathComponent("\(Self.fileName(for: stageID)).json")
-        guard let data = try? SqueezeJSON.encoder().encode(material) else { return }
+        guard let data = try? Data(SqueezeJSON.encode(material)) else { return }
         try? AtomicFile.write(data, to: path)
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import SqueezeRecipe
+import SqueezeStore
 
 /// What `squeeze plan` says about one stage.
 public struct StagePlan: Sendable, Codable, Equatable {

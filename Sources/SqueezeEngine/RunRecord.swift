@@ -1,5 +1,5 @@
 import Foundation
-import SqueezeRecipe
+import SqueezeStore
 import SqueezeSupport
 
 /// What happened to one stage in one run (`run.json`).
@@ -218,7 +218,7 @@ public struct RunStore: Sendable {
 
     public func save(_ record: RunRecord) throws {
         let path = (root as NSString).appendingPathComponent("\(record.id)/run.json")
-        try AtomicFile.write(try SqueezeJSON.encoder().encode(record), to: path)
+        try AtomicFile.write(Data(try SqueezeJSON.encode(record)), to: path)
     }
 
     /// Every run directory, readable or not, each list oldest first. A runs
@@ -298,7 +298,9 @@ public struct RunStore: Sendable {
     /// A record, with `running` turned into `abandoned` when its process is gone.
     private static func decode(_ data: Data) throws -> RunRecord {
         do {
-            return try SqueezeJSON.decoder().decode(RunRecord.self, from: data).checkingLiveness()
+            return try SqueezeJSON.decode(RunRecord.self, from: data).checkingLiveness()
+        } catch let error as JSONSyntaxError {
+            throw NotFound(description: "run.json is not a valid run record (not valid JSON: \(error))")
         } catch let error as DecodingError {
             throw NotFound(description: "run.json is not a valid run record (\(Self.describe(error)))")
         }

@@ -3,6 +3,7 @@ import SqueezeRecipe
 
 #if canImport(Glibc)
 import Glibc
+import SqueezeStore
 import SqueezeSupport
 #endif
 
@@ -273,10 +274,9 @@ extension Pipeline {
                 observer.handle(.warning(
                     "forced rerun of `\(spec.id)` produced different outputs than its cache entry: the stage is not deterministic"))
             }
-            // Metrics as the cache will hand them back (JSON cannot tell 3.0 from 3),
-            // so a later hit reports exactly what this run reports.
-            let metrics = try SqueezeJSON.decoder().decode(
-                [String: Value].self, from: SqueezeJSON.encoder(pretty: false).encode(result.metrics))
+            // Metrics as the cache will hand them back (NaN and the infinities
+            // are stored as strings), so a later hit reports exactly what this run reports.
+            let metrics = try SqueezeJSON.decode([String: Value].self, from: SqueezeJSON.encode(result.metrics, pretty: false))
             let entry = StageEntry(
                 key: key, stageType: spec.uses, stageVersion: type.descriptor.version, outputs: outputs,
                 metrics: metrics, createdAt: Date(), wallSeconds: Date().timeIntervalSince(started),

@@ -51,7 +51,7 @@ public struct ModelArtifact: Sendable, Hashable {
         }
         let manifest: ModelManifest
         do {
-            manifest = try JSONDecoder().decode(ModelManifest.self, from: data)
+            manifest = try SqueezeJSON.decode(ModelManifest.self, from: data)
         } catch {
             throw ModelFileError(file: manifestPath, "not a valid model manifest: \(Self.describe(error))")
         }
@@ -212,7 +212,7 @@ public struct ModelArtifact: Sendable, Hashable {
 
     private static func writeManifest(_ manifest: ModelManifest, in directory: String) throws(ModelFileError) -> ModelArtifact {
         let manifestPath = join(directory, manifestFileName)
-        let encoder = SqueezeJSON.encoder()
+        let encoder = SqueezeJSON.frozenOutputManifestEncoder()
         let data: Data
         do {
             data = try encoder.encode(manifest)
@@ -277,6 +277,7 @@ public struct ModelArtifact: Sendable, Hashable {
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             "wrong type at `\(context.codingPath.map(\.stringValue).joined(separator: "."))`"
         case DecodingError.dataCorrupted: "not valid JSON"
+        case let syntax as JSONSyntaxError: "not valid JSON (\(syntax))"
         default: "\(error)"
         }
     }

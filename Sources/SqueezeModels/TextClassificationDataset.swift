@@ -45,7 +45,7 @@ public struct TextClassificationDataset: Sendable, Hashable {
         }
         let manifest: Manifest
         do {
-            manifest = try JSONDecoder().decode(Manifest.self, from: data)
+            manifest = try SqueezeJSON.decode(Manifest.self, from: data)
         } catch {
             throw ModelFileError(file: manifestPath, "not a valid dataset manifest: \(error)")
         }
@@ -165,7 +165,7 @@ public struct TextClassificationDataset: Sendable, Hashable {
             entries[name] = Split(file: file, rows: examples.count)
         }
         let manifest = Manifest(format: format, labels: labels, splits: entries)
-        let encoder = SqueezeJSON.encoder()
+        let encoder = SqueezeJSON.frozenOutputManifestEncoder()
         let manifestPath = (directory as NSString).appendingPathComponent(manifestFileName)
         let data: Data
         do {

@@ -1,4 +1,5 @@
 import Collections
+import SqueezeSupport
 import SqueezeYAML
 
 /// Turns a recipe with `matrix:` into one whose stages are the instances of

@@ -1,3 +1,4 @@
+import SqueezeSupport
 /// A `ParamType` together with the Swift type its values decode to.
 ///
 /// The built-in constructors pair each recipe type with the one Swift type
@@ -94,7 +95,7 @@ extension Array: ParameterValue where Element: ParameterValue {
 }
 
 extension Dictionary: ParameterValue where Key == String, Value: ParameterValue {
-    public var parameterValue: SqueezeRecipe.Value { .object(mapValues(\.parameterValue)) }
+    public var parameterValue: SqueezeSupport.Value { .object(mapValues(\.parameterValue)) }
 }
 
 /// One parameter of a stage type, declared once: its name, type, default and

@@ -1,5 +1,6 @@
 import Foundation
 import Collections
+import SqueezeSupport
 import SqueezeYAML
 
 /// A reference inside a `${…}` template.

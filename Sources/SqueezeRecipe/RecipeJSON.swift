@@ -29,44 +29,6 @@ public enum RecipeJSON {
     }
 }
 
-extension Value {
-    /// Indented JSON for people and diffs: keys sorted by UTF-8 bytes, two
-    /// spaces per level, a trailing newline; numbers as in `canonicalJSON`.
-    public var prettyJSON: String {
-        var out = ""
-        writePretty(into: &out, indent: "")
-        out += "\n"
-        return out
-    }
-
-    private func writePretty(into out: inout String, indent: String) {
-        let inner = indent + "  "
-        switch self {
-        case .array(let items) where !items.isEmpty:
-            out += "[\n"
-            for (index, item) in items.enumerated() {
-                out += inner
-                item.writePretty(into: &out, indent: inner)
-                out += index == items.count - 1 ? "\n" : ",\n"
-            }
-            out += indent + "]"
-        case .object(let fields) where !fields.isEmpty:
-            out += "{\n"
-            let keys = fields.keys.sorted(by: JSONText.keyPrecedes)
-            for (index, key) in keys.enumerated() {
-                out += inner
-                JSONText.appendString(key, to: &out)
-                out += ": "
-                fields[key]?.writePretty(into: &out, indent: inner)
-                out += index == keys.count - 1 ? "\n" : ",\n"
-            }
-            out += indent + "}"
-        default:
-            out += canonicalJSON
-        }
-    }
-}
-
 extension Recipe {
     /// The validated recipe as JSON, for run records: parameters as written
     /// (after variables and `--set`, defaults filled in), templates as text.

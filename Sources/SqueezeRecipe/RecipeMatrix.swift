@@ -1,4 +1,5 @@
 import Collections
+import SqueezeSupport
 import SqueezeYAML
 
 /// A matrix sweep: the combinations of variable values a recipe runs with.

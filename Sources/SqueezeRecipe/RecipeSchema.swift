@@ -1,3 +1,4 @@
+import SqueezeSupport
 /// The JSON Schema (draft 2020-12) of recipe files, generated from the stage
 /// type declarations so editors, CI checks and `squeeze` agree.
 ///

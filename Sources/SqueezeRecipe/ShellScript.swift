@@ -1,3 +1,4 @@
+import SqueezeSupport
 /// A `shell: true` script whose substituted values never become part of its
 /// text.
 ///

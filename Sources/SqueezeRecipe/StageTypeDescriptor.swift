@@ -1,4 +1,5 @@
 import Collections
+import SqueezeSupport
 import SqueezeYAML
 
 /// The type of a stage parameter, as a stage type declares it.

@@ -1,4 +1,5 @@
 import Collections
+import SqueezeSupport
 import SqueezeYAML
 
 extension RecipeValidation {

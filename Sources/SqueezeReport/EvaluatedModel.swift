@@ -1,5 +1,5 @@
 import SqueezeEngine
-import SqueezeRecipe
+import SqueezeSupport
 
 /// One model as an `eval/classification` stage scored it, read back from the
 /// stage's `<model>.<metric>` metrics. A metric the stage did not record (no

@@ -1,5 +1,4 @@
 import SqueezeEngine
-import SqueezeRecipe
 
 /// The numeric metrics of two runs side by side, matched by dotted path
 /// `<stage instance>.<metric>` (`eval.teacher.accuracy`,

@@ -1,6 +1,5 @@
 import Foundation
 import SqueezeEngine
-import SqueezeRecipe
 
 /// What `squeeze report` shows of one run: the evaluated models with their
 /// trade-off fronts, the training curves and the provenance. Rendered as

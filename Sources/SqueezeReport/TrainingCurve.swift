@@ -1,5 +1,5 @@
 import SqueezeEngine
-import SqueezeRecipe
+import SqueezeSupport
 
 /// A curve a training stage recorded as a `…_curve` metric: rows of
 /// `[step, value, value, …]`, one series per value column.

@@ -1,4 +1,4 @@
-import SqueezeRecipe
+import SqueezeSupport
 
 extension Value {
     var string: String? {

@@ -2,6 +2,7 @@ import Foundation
 import SqueezeEngine
 import SqueezeModels
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeTensor
 import SqueezeYAML
 

@@ -2,7 +2,6 @@ import Foundation
 import SqueezeCompress
 import SqueezeEngine
 import SqueezeModels
-import SqueezeRecipe
 import SqueezeSupport
 import SqueezeYAML
 

@@ -2,6 +2,7 @@ import Foundation
 import SqueezeEngine
 import SqueezeModels
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 
 /// `uses: data/text-classification` — reads train/dev/test files (TSV, CSV or

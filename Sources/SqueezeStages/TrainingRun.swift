@@ -1,6 +1,6 @@
 import SqueezeEngine
 import SqueezeModels
-import SqueezeRecipe
+import SqueezeSupport
 import SqueezeTensor
 
 /// The part of training that differs between the training stages: how one

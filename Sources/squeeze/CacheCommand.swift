@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SqueezeEngine
+import SqueezeStore
 import SqueezeSupport
 
 struct CacheCommand: ParsableCommand {
@@ -17,7 +18,7 @@ struct CacheCommand: ParsableCommand {
         func run() throws {
             let entries = try storage.openStore().allEntries().sorted { $0.createdAt < $1.createdAt }
             if json {
-                print(entries.prettyJSON)
+                print(entries.prettyJSON, terminator: "")
                 return
             }
             for entry in entries {

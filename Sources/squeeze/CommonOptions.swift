@@ -5,6 +5,7 @@ import Foundation
 import SqueezeEngine
 import SqueezeRecipe
 import SqueezeStages
+import SqueezeStore
 import SqueezeYAML
 
 /// Where the cache and run records live.

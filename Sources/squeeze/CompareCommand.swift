@@ -47,7 +47,7 @@ struct CompareCommand: ParsableCommand {
         }
         let failed = outcomes.contains(where: \.holds)
         if json {
-            print(Output(comparison: comparison, conditions: outcomes, failed: failed).prettyJSON)
+            print(Output(comparison: comparison, conditions: outcomes, failed: failed).prettyJSON, terminator: "")
         } else {
             print(ComparisonText.render(comparison, outcomes: outcomes), terminator: "")
         }

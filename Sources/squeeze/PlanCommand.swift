@@ -37,7 +37,7 @@ struct PlanCommand: ParsableCommand {
         }
         try? store.flush()
         if json {
-            print(plans.prettyJSON)
+            print(plans.prettyJSON, terminator: "")
             return
         }
         let width = plans.map(\.id.count).max() ?? 0

@@ -32,7 +32,7 @@ struct ReportCommand: ParsableCommand {
             Console.error("wrote \(html)")
         }
         if json {
-            print(report.prettyJSON)
+            print(report.prettyJSON, terminator: "")
         } else {
             print(TextReport.render(report), terminator: "")
         }

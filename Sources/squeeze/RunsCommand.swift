@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import SqueezeEngine
-import SqueezeRecipe
 import SqueezeSupport
 
 struct RunsCommand: ParsableCommand {
@@ -23,7 +22,7 @@ struct RunsCommand: ParsableCommand {
             let summaries = (listing.records.map(RunSummary.init) + listing.unreadable.map(RunSummary.init))
                 .sorted(by: RunSummary.isOlder)
             if json {
-                print(summaries.prettyJSON)
+                print(summaries.prettyJSON, terminator: "")
                 return
             }
             for run in summaries {
@@ -49,7 +48,7 @@ struct RunsCommand: ParsableCommand {
         func run() throws {
             let run = try load(storage, id)
             if json {
-                print(run.prettyJSON)
+                print(run.prettyJSON, terminator: "")
                 return
             }
             print("run \(run.id): \(run.status.rawValue) in \(String(format: "%.2f", run.wallSeconds))s")

@@ -1,6 +1,7 @@
 import SqueezeEngine
 import SqueezeRecipe
 import SqueezeStages
+import SqueezeSupport
 import SqueezeTensor
 import SqueezeYAML
 import Testing

@@ -4,7 +4,7 @@ import Testing
 /// Package.swift and the sources agree: every target declares exactly the
 /// project modules and package products it imports, every source directory is
 /// a target, and the layering holds (the engine knows no tensors, the tensor
-/// library no recipes).
+/// library no recipes, the store neither).
 @Suite struct PackageLayoutTests {
     /// Modules the recipe side (engine, recipe language, YAML) must never reach.
     static let numericModules: Set<String> = ["CKernels", "SqueezeTensor", "SqueezeModels", "SqueezeCompress"]
@@ -38,7 +38,7 @@ import Testing
 
     @Test func recipeSideKnowsNoTensors() throws {
         let layout = try Self.layout()
-        for target in ["SqueezeEngine", "SqueezeRecipe", "SqueezeYAML"] {
+        for target in ["SqueezeEngine", "SqueezeStore", "SqueezeRecipe", "SqueezeYAML", "SqueezeSupport"] {
             let reached = layout.reachableTargets(from: target).intersection(Self.numericModules)
             #expect(reached.isEmpty, "\(target) reaches \(reached.sorted())")
             let imported = layout.imports[target, default: []].intersection(Self.numericModules)
@@ -52,6 +52,25 @@ import Testing
         #expect(reached.isEmpty, "SqueezeTensor reaches \(reached.sorted())")
         let imported = layout.imports["SqueezeTensor", default: []].intersection(Self.recipeModules)
         #expect(imported.isEmpty, "SqueezeTensor imports \(imported.sorted())")
+    }
+
+    /// The store keeps bytes, trees and stage entries; it knows no recipe,
+    /// YAML, engine, stage, report or tensor module, only the leaf.
+    @Test func storeKnowsNoRecipesNorTensors() throws {
+        let layout = try Self.layout()
+        let forbidden = Self.recipeModules.union(Self.numericModules)
+        let reached = layout.reachableTargets(from: "SqueezeStore").intersection(forbidden)
+        #expect(reached.isEmpty, "SqueezeStore reaches \(reached.sorted())")
+        let imported = layout.imports["SqueezeStore", default: []].intersection(forbidden)
+        #expect(imported.isEmpty, "SqueezeStore imports \(imported.sorted())")
+        #expect(layout.reachableTargets(from: "SqueezeEngine").contains("SqueezeStore"))
+    }
+
+    /// The leaf stands on nothing of the project but its C helper.
+    @Test func supportIsALeaf() throws {
+        let layout = try Self.layout()
+        let project = Set(layout.targets.filter { $0.kind != .test }.map(\.name))
+        #expect(layout.reachableTargets(from: "SqueezeSupport").intersection(project) == ["CProcessSupport"])
     }
 
     @Test func modelsKnowNoCompressionAlgorithms() throws {

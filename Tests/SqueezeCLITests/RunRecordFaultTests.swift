@@ -144,6 +144,6 @@ import Glibc
         let record = try project.runRecord("latest")
         #expect(record.status == "abandoned")
         let onDisk = try #require(project.read("runs/\(record.id)/run.json"))
-        #expect(onDisk.contains("\"status\" : \"running\"") && onDisk.contains("\"bootID\""), "the file keeps what squeeze wrote")
+        #expect(onDisk.contains("\"status\": \"running\"") && onDisk.contains("\"bootID\""), "the file keeps what squeeze wrote")
     }
 }

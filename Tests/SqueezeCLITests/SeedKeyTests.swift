@@ -2,6 +2,7 @@ import Foundation
 import SqueezeEngine
 import SqueezeRecipe
 import SqueezeStages
+import SqueezeStore
 import SqueezeTensor
 import Testing
 

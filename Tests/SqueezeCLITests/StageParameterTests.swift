@@ -1,6 +1,7 @@
 import SqueezeEngine
 import SqueezeRecipe
 import SqueezeStages
+import SqueezeSupport
 import Testing
 
 /// Every built-in stage type decodes what validation lets through: its

@@ -1,6 +1,7 @@
 @testable import SqueezeEngine
 import SqueezeRecipe
 import Foundation
+import SqueezeSupport
 import Testing
 
 @Suite struct KeyMaterialTests {
@@ -17,6 +18,21 @@ import Testing
         let recorded = try JSONDecoder().decode(KeyMaterial.self, from: JSONEncoder().encode(live))
         #expect(live.changes(since: recorded).isEmpty)
         #expect(Self.material(["epochs": .double(1.5)]).changes(since: Self.material(["epochs": .int(1)])) == ["params changed: epochs"])
+    }
+
+    /// The last-run index keeps a 64-bit seed exactly and a double a double;
+    /// an index file written before (seed as a number) still reads.
+    @Test func indexRoundTripsSeedsAndDoubles() throws {
+        var live = Self.material(["epochs": .double(1), "steps": .int(1)])
+        live.seed = UInt64.max
+        let recorded = try SqueezeJSON.decode(KeyMaterial.self, from: SqueezeJSON.encode(live))
+        #expect(recorded == live)
+        live.seed = nil
+        #expect(try SqueezeJSON.decode(KeyMaterial.self, from: SqueezeJSON.encode(live)) == live)
+        let old = #"{"backend" : "cpu", "formatVersion" : 1, "inputs" : {}, "params" : {"epochs" : 1}, "seed" : 7, "stageType" : "t", "stageVersion" : 1}"#
+        let read = try SqueezeJSON.decode(KeyMaterial.self, from: Array(old.utf8))
+        #expect(read.seed == 7)
+        #expect(Self.material(["epochs": .double(1)]).changes(since: read).isEmpty)
     }
 
     @Test func changesNameParamsAndBackend() {

@@ -1,6 +1,5 @@
 import Foundation
 import SqueezeEngine
-import SqueezeRecipe
 import Testing
 
 @Suite struct PipelineTests {

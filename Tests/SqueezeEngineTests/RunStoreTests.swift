@@ -1,6 +1,6 @@
 import Foundation
 @testable import SqueezeEngine
-import SqueezeRecipe
+import SqueezeSupport
 import Testing
 
 /// How `RunStore.resolve` finds a run: id, prefix, suffix, `latest`, or a path.
@@ -35,6 +35,81 @@ import Testing
         #expect {
             try store.resolve(workspace.path("broken.json"))
         } throws: { "\($0)".contains("has an unreadable run.json") }
+    }
+
+    /// A run record keeps a double metric 3.0 a double (and an integer an
+    /// integer), its dates to the millisecond, and the recipe as written.
+    @Test func recordsRoundTripDoubleMetricsAndDates() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let store = RunStore(root: workspace.path("runs"))
+        var record = Self.record("20260101T000000Z-demo-aaaa1111", startedAt: 1_767_225_600.125)
+        record.endedAt = Date(timeIntervalSince1970: 1_767_225_700.5)
+        record.recipe = .object(["vars": .object(["lr": .double(2), "epochs": .int(2)])])
+        var stage = StageRecord(id: "eval", uses: "eval/classification", status: .ran)
+        stage.metrics = ["accuracy": .double(3), "examples": .int(3), "loss": .double(0.25)]
+        stage.start = record.startedAt
+        record.stages = [stage]
+        try store.save(record)
+
+        let read = try store.resolve("aaaa1111")
+        #expect(read.stages.first?.metrics == stage.metrics)
+        #expect(read.stages.first?.metrics["accuracy"] == .double(3))
+        #expect(read.stages.first?.metrics["examples"] == .int(3))
+        #expect(read.recipe == record.recipe)
+        #expect(read.startedAt == record.startedAt && read.endedAt == record.endedAt)
+        let text = try String(contentsOfFile: workspace.path("runs/20260101T000000Z-demo-aaaa1111/run.json"), encoding: .utf8)
+        #expect(text.contains("\"accuracy\": 3.0,") && text.contains("\"startedAt\": \"2026-01-01T00:00:00.125Z\""), "\(text)")
+    }
+
+    /// A run.json written before the one codec (by `JSONEncoder`) still reads.
+    @Test func recordsWrittenByJSONEncoderStillRead() throws {
+        let workspace = try Workspace()
+        defer { workspace.remove() }
+        let old = """
+            {
+              "backend" : "cpu",
+              "cacheDirectory" : ".squeeze",
+              "host" : "h",
+              "id" : "20260101T000000Z-demo-aaaa1111",
+              "jobs" : 1,
+              "name" : "demo",
+              "overrides" : [
+
+              ],
+              "recipe" : {
+
+              },
+              "recipeFile" : "recipe.yaml",
+              "squeezeVersion" : "test",
+              "stages" : [
+                {
+                  "cpuSeconds" : 0,
+                  "id" : "eval",
+                  "metrics" : {
+                    "accuracy" : 3,
+                    "loss" : 0.25
+                  },
+                  "outputs" : {
+
+                  },
+                  "status" : "ran",
+                  "uses" : "eval/classification",
+                  "wallSeconds" : 1.5
+                }
+              ],
+              "startedAt" : "2026-01-01T00:00:00Z",
+              "status" : "succeeded",
+              "threads" : 1,
+              "wallSeconds" : 1
+            }
+            """
+        try FileManager.default.createDirectory(atPath: workspace.path("runs/20260101T000000Z-demo-aaaa1111"), withIntermediateDirectories: true)
+        try workspace.write("runs/20260101T000000Z-demo-aaaa1111/run.json", old)
+        let read = try RunStore(root: workspace.path("runs")).resolve("latest")
+        #expect(read.startedAt == Date(timeIntervalSince1970: 1_767_225_600))
+        #expect(read.stages.first?.metrics == ["accuracy": .int(3), "loss": .double(0.25)])
+        #expect(read.stages.first?.wallSeconds == 1.5)
     }
 
     /// A corrupt newest run.json is listed as unreadable, and `latest` names

@@ -102,7 +102,7 @@ enum TinyModel {
         let files = #"{"config.json": "\#(digest)", "model.safetensors": "\#(digest)", "vocab.txt": "\#(digest)"}"#
         try expectError(nil, "is not a squeeze model artifact")
         try expectError("[]", "not a valid model manifest")
-        try expectError("{", "not a valid model manifest: not valid JSON")
+        try expectError("{", "not a valid model manifest: not valid JSON (line 1, column 2: expected a string key, found end of input)")
         try expectError(#"{"format": "squeeze.model/1", "architecture": "bert", "source": "x"}"#, "missing field `files`")
         try expectError(#"{"format": "squeeze.model/9", "architecture": "bert", "source": "x", "files": {}}"#, "format is \"squeeze.model/9\"")
         try expectError(#"{"format": "squeeze.model/1", "architecture": "bert", "source": "x", "files": {"config.json": "\#(digest)"}}"#, "does not list the required file `model.safetensors`")

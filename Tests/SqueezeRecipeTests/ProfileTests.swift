@@ -1,4 +1,5 @@
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 import Testing
 

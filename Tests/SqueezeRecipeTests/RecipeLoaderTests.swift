@@ -1,6 +1,7 @@
 import Collections
 import Foundation
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 import Testing
 

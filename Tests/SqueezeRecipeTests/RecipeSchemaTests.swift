@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 import Testing
 

@@ -1,6 +1,6 @@
 import Foundation
 @testable import SqueezeEngine
-import SqueezeRecipe
+import SqueezeSupport
 
 /// Run records built in code, shaped like what the stages record.
 enum Fixtures {

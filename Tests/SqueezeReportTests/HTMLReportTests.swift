@@ -3,7 +3,6 @@ import Foundation
 import FoundationXML
 #endif
 import SqueezeEngine
-import SqueezeRecipe
 @testable import SqueezeReport
 import Testing
 

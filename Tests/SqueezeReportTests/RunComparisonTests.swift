@@ -1,6 +1,6 @@
 import SqueezeEngine
-import SqueezeRecipe
 import SqueezeReport
+import SqueezeSupport
 import Testing
 
 @Suite struct RunComparisonTests {

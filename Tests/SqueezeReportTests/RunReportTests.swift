@@ -1,6 +1,5 @@
 import Foundation
 import SqueezeEngine
-import SqueezeRecipe
 @testable import SqueezeReport
 import Testing
 import SqueezeSupport
@@ -117,8 +116,8 @@ import SqueezeSupport
 
     @Test func jsonRoundTrips() throws {
         let report = RunReport(Fixtures.cofiRun())
-        let data = try SqueezeJSON.encoder().encode(report)
-        let decoded = try SqueezeJSON.decoder().decode(RunReport.self, from: data)
+        let data = try SqueezeJSON.encode(report)
+        let decoded = try SqueezeJSON.decode(RunReport.self, from: data)
         #expect(decoded.models == report.models && decoded.fronts == report.fronts && decoded.curves == report.curves)
     }
 

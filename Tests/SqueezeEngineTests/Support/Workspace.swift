@@ -1,6 +1,7 @@
 import Foundation
 import SqueezeEngine
 import SqueezeRecipe
+import SqueezeStore
 import Synchronization
 
 /// A temporary project directory with a recipe, a cache and a runs folder.

@@ -3,7 +3,7 @@ import Glibc
 import Synchronization
 import Testing
 
-@testable import SqueezeEngine
+@testable import SqueezeStore
 import SqueezeSupport
 
 @Suite struct StoreEntryTests {
@@ -18,12 +18,61 @@ import SqueezeSupport
         #expect(store.entry(forKey: "missing") == nil)
         #expect(store.allEntries().map(\.key) == ["a-key", "b-key"])
         let json = try String(contentsOfFile: store.root + "/stages/b-key.json", encoding: .utf8)
-        #expect(json.contains("\"createdAt\" : \"2023-11-14T22:13:20.250Z\""))
-        #expect(json.contains("\"digest\" : \"\(ref.digest)\""))
+        #expect(json.contains("\"createdAt\": \"2023-11-14T22:13:20.250Z\""))
+        #expect(json.contains("\"digest\": \"\(ref.digest)\""))
 
         try store.removeEntry(forKey: "a-key")
         try store.removeEntry(forKey: "a-key")
         #expect(store.allEntries().map(\.key) == ["b-key"])
+    }
+
+    /// A double metric that happens to be integral comes back a double, and an
+    /// integer an integer: the cache hands back what the run reported.
+    @Test func integralDoubleMetricsRoundTripAsDoubles() throws {
+        let directory = try StoreTestDirectory()
+        let store = try ContentStore(root: directory.path + "/.squeeze")
+        var entry = storeTestEntry(key: "metrics", outputs: [:])
+        entry.metrics = ["accuracy": .double(3), "steps": .int(3), "curve": .array([.double(1), .double(0.5)]), "zero": .double(-0.0)]
+        try store.save(entry)
+        let json = try String(contentsOfFile: store.root + "/stages/metrics.json", encoding: .utf8)
+        #expect(json.contains("\"accuracy\": 3.0,") && json.contains("\"steps\": 3,"), "\(json)")
+        let read = try #require(store.entry(forKey: "metrics"))
+        #expect(read == entry)
+        #expect(read.metrics["accuracy"] == .double(3))
+        #expect(read.metrics["steps"] == .int(3))
+    }
+
+    /// Entries written before the one codec (`JSONEncoder`: `"key" : value`,
+    /// `3.0` written as `3`, an empty object as `{\n\n  }`) still read.
+    @Test func entriesWrittenByJSONEncoderStillRead() throws {
+        let directory = try StoreTestDirectory()
+        let store = try ContentStore(root: directory.path + "/.squeeze")
+        let old = """
+            {
+              "cpuSeconds" : 2.5,
+              "createdAt" : "2023-11-14T22:13:20.250Z",
+              "formatVersion" : 1,
+              "key" : "old",
+              "metrics" : {
+                "accuracy" : 3,
+                "loss" : 0.5
+              },
+              "outputs" : {
+
+              },
+              "recipeName" : "recipe",
+              "stageID" : "stage",
+              "stageType" : "test/stage",
+              "stageVersion" : 1,
+              "wallSeconds" : 1
+            }
+            """
+        try store.save(storeTestEntry(key: "new", outputs: [:]))
+        try storeTestCreateFile(atPath: store.root + "/stages/old.json", contents: Data(old.utf8))
+        var expected = storeTestEntry(key: "old", outputs: [:])
+        expected.metrics = ["accuracy": .int(3), "loss": .double(0.5)]
+        expected.wallSeconds = 1
+        #expect(store.entry(forKey: "old") == expected)
     }
 
     @Test func corruptOrMismatchedEntryFilesReadAsMissing() throws {
@@ -35,8 +84,8 @@ import SqueezeSupport
         let good = try FileSystem.readFile(store.root + "/stages/good.json")
         try storeTestCreateFile(atPath: store.root + "/stages/other.json", contents: Data(good))
         var badDigest = String(decoding: good, as: UTF8.self)
-        badDigest = badDigest.replacingOccurrences(of: "\"key\" : \"good\"", with: "\"key\" : \"baddigest\"")
-        badDigest = badDigest.replacingOccurrences(of: "\"outputs\" : {\n\n  }", with: "\"outputs\" : {\"m\": {\"digest\": \"sha256:XYZ\", \"size\": 1, \"type\": \"file\"}}")
+        badDigest = badDigest.replacingOccurrences(of: "\"key\": \"good\"", with: "\"key\": \"baddigest\"")
+        badDigest = badDigest.replacingOccurrences(of: "\"outputs\": {}", with: "\"outputs\": {\"m\": {\"digest\": \"sha256:XYZ\", \"size\": 1, \"type\": \"file\"}}")
         try storeTestCreateFile(atPath: store.root + "/stages/baddigest.json", contents: Data(badDigest.utf8))
 
         for key in ["truncated", "binary", "other", "baddigest"] {

@@ -1,8 +1,10 @@
 import Foundation
-import SqueezeSupport
 
-/// A plain, resolved JSON-like value: what a stage's parameters become once
-/// every reference has been substituted.
+/// A plain JSON value: what a stage's parameters become once every reference
+/// has been substituted, and what Squeeze's own JSON documents pass through
+/// (`SqueezeJSON`: Codable ↔ `Value` ↔ text). An integer and
+/// a double are different values: `.int(3)` is written `3`, `.double(3)` is
+/// written `3.0`, and each reads back as what it was.
 public indirect enum Value: Sendable, Hashable {
     case null
     case bool(Bool)
@@ -70,23 +72,9 @@ public indirect enum Value: Sendable, Hashable {
         }
     }
 
-    /// The value as `Any` for `JSONSerialization` (used to decode typed params).
-    public var foundationObject: Any {
-        switch self {
-        case .null: NSNull()
-        case .bool(let b): b
-        case .int(let i): i
-        case .double(let d): d
-        case .string(let s): s
-        case .array(let items): items.map(\.foundationObject)
-        case .object(let fields): fields.mapValues(\.foundationObject)
-        }
-    }
-
     /// Decodes this value into a `Decodable` type (a stage's typed parameters).
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        let data = Data(canonicalJSON.utf8)
-        return try JSONDecoder().decode(T.self, from: data)
+        try ValueDecoder().decode(T.self, from: self)
     }
 
     public subscript(key: String) -> Value? {
@@ -95,6 +83,46 @@ public indirect enum Value: Sendable, Hashable {
     }
 }
 
+extension Value {
+    /// Indented JSON for people and diffs: keys sorted by UTF-8 bytes, two
+    /// spaces per level, a trailing newline; numbers as in `canonicalJSON`.
+    public var prettyJSON: String {
+        var out = ""
+        writePretty(into: &out, indent: "")
+        out += "\n"
+        return out
+    }
+
+    private func writePretty(into out: inout String, indent: String) {
+        let inner = indent + "  "
+        switch self {
+        case .array(let items) where !items.isEmpty:
+            out += "[\n"
+            for (index, item) in items.enumerated() {
+                out += inner
+                item.writePretty(into: &out, indent: inner)
+                out += index == items.count - 1 ? "\n" : ",\n"
+            }
+            out += indent + "]"
+        case .object(let fields) where !fields.isEmpty:
+            out += "{\n"
+            let keys = fields.keys.sorted(by: JSONText.keyPrecedes)
+            for (index, key) in keys.enumerated() {
+                out += inner
+                JSONText.appendString(key, to: &out)
+                out += ": "
+                fields[key]?.writePretty(into: &out, indent: inner)
+                out += index == keys.count - 1 ? "\n" : ",\n"
+            }
+            out += indent + "}"
+        default:
+            out += canonicalJSON
+        }
+    }
+}
+
+/// For coders other than `SqueezeJSON`'s (which pass a `Value` through
+/// unchanged); a JSON decoder cannot tell `3.0` from `3` here.
 extension Value: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Testing
 
-@testable import SqueezeEngine
+@testable import SqueezeStore
 import SqueezeSupport
 
 @Suite struct StoreVerifyTests {
@@ -201,6 +201,36 @@ import SqueezeSupport
         }
         #expect(records[first]?.digest == Hashing.sha256(Array("1".utf8)))
         #expect(records[second]?.digest == Hashing.sha256(Array("2".utf8)))
+    }
+
+    /// Inode and device numbers with the top bit set (overlay file systems)
+    /// survive the stat cache; a stat cache written by `JSONEncoder` still
+    /// loads and still saves the re-hash.
+    @Test func statRecordsKeepAll64BitsAndOldFilesLoad() throws {
+        let directory = try StoreTestDirectory()
+        let root = directory.path + "/.squeeze"
+        try FileSystem.makeDirectories(root)
+        let input = try directory.write("in", "data")
+        try storeTestSetMtime(input, seconds: 1_600_000_000)
+        var status = try FileSystem.stat(input)
+        status.inode = UInt64.max - 5
+        status.device = 1 << 63
+        let record = StatRecord(status: status, digest: Hashing.sha256(Array("data".utf8)))
+        let bytes = try StatCacheFile(entries: ["/big": record]).encoded()
+        #expect(String(decoding: bytes, as: UTF8.self).contains(#""inode":-6"#))
+        try storeTestCreateFile(atPath: root + "/statcache.json", contents: Data(bytes))
+        guard case .loaded(let records) = StatCacheFile.load(from: root + "/statcache.json") else {
+            Issue.record("statcache.json with 64-bit inodes unreadable")
+            return
+        }
+        #expect(records["/big"] == record)
+
+        let real = try FileSystem.stat(input)
+        let old = #"{"entries":{"\#(input)":{"device":\#(real.device),"digest":"\#(Hashing.sha256(Array("data".utf8)))","inode":\#(real.inode),"mtime":\#(real.mtimeNanoseconds),"size":4}},"format":1}"#
+        try storeTestCreateFile(atPath: root + "/statcache.json", contents: Data(old.utf8))
+        let store = try ContentStore(root: root)
+        #expect(try store.digest(ofPath: input).digest == Hashing.sha256(Array("data".utf8)))
+        #expect(store.hashCount == 0, "the record written by JSONEncoder was trusted")
     }
 
     @Test func aCorruptStatCacheIsIgnoredAndRebuilt() throws {

@@ -83,7 +83,7 @@ struct TreeManifest: Equatable, Sendable {
     static func parse(_ bytes: [UInt8], origin: String) throws -> TreeManifest {
         let stored: Stored
         do {
-            stored = try JSONDecoder().decode(Stored.self, from: Data(bytes))
+            stored = try SqueezeJSON.decode(Stored.self, from: bytes)
         } catch {
             throw StoreError.corrupt(origin, "manifest is not valid JSON: \(error)")
         }

@@ -34,7 +34,7 @@ extension ContentStore {
         guard let bytes = try FileSystem.readFileIfPresent(path) else { return nil }
         let entry: StageEntry
         do {
-            entry = try StageEntry.decoder().decode(StageEntry.self, from: Data(bytes))
+            entry = try SqueezeJSON.decode(StageEntry.self, from: bytes)
         } catch {
             throw StoreError.corrupt(path, "not a valid stage entry: \(error)")
         }
@@ -54,7 +54,7 @@ extension ContentStore {
         }
         let bytes: Data
         do {
-            bytes = try StageEntry.encoder().encode(entry)
+            bytes = Data(try SqueezeJSON.encode(entry))
         } catch {
             throw StoreError(.io, path: entryPath(entry.key), "could not encode the stage entry: \(error)")
         }

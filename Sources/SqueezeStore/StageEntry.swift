@@ -1,5 +1,4 @@
 import Foundation
-import SqueezeRecipe
 import SqueezeSupport
 
 /// One action-cache record, `stages/<key>.json`: what a stage key produced.
@@ -37,11 +36,6 @@ public struct StageEntry: Sendable, Codable, Equatable {
         self.stageID = stageID
         self.formatVersion = formatVersion
     }
-
-    /// JSON as stored: sorted keys, indented, dates as ISO 8601 with fractional seconds.
-    static func encoder() -> JSONEncoder { SqueezeJSON.encoder() }
-
-    static func decoder() -> JSONDecoder { SqueezeJSON.decoder() }
 
     /// Stage keys become file names, so they are restricted to letters,
     /// digits, `.`, `_` and `-`, do not start with `.` and are at most 200 bytes.

@@ -23,6 +23,32 @@ struct StatRecord: Codable, Equatable, Sendable {
     func matches(_ status: FileSystem.Status) -> Bool {
         size == status.size && mtime == status.mtimeNanoseconds && inode == status.inode && device == status.device
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case size, mtime, inode, device, digest
+    }
+
+    /// Inode and device numbers are stored as the signed integers with their
+    /// bits: a JSON value holds integers up to `Int.max` only, and overlay file
+    /// systems set the top bit of inode numbers. Below 2^63 (every record
+    /// written before) both forms are the same number.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        size = try container.decode(Int64.self, forKey: .size)
+        mtime = try container.decode(Int64.self, forKey: .mtime)
+        inode = UInt64(bitPattern: try container.decode(Int64.self, forKey: .inode))
+        device = UInt64(bitPattern: try container.decode(Int64.self, forKey: .device))
+        digest = try container.decode(Digest.self, forKey: .digest)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(size, forKey: .size)
+        try container.encode(mtime, forKey: .mtime)
+        try container.encode(Int64(bitPattern: inode), forKey: .inode)
+        try container.encode(Int64(bitPattern: device), forKey: .device)
+        try container.encode(digest, forKey: .digest)
+    }
 }
 
 /// `statcache.json`: absolute path → `StatRecord`.
@@ -55,7 +81,7 @@ struct StatCacheFile: Codable {
         } catch {
             return .unusable("\(error)")
         }
-        guard let file = try? JSONDecoder().decode(StatCacheFile.self, from: Data(bytes)) else {
+        guard let file = try? SqueezeJSON.decode(StatCacheFile.self, from: bytes) else {
             return .unusable("not a valid stat cache")
         }
         guard file.format == formatVersion else {
@@ -65,6 +91,6 @@ struct StatCacheFile: Codable {
     }
 
     func encoded() throws -> [UInt8] {
-        Array(try SqueezeJSON.encoder(pretty: false).encode(self))
+        try SqueezeJSON.encode(self, pretty: false)
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Testing
 
-@testable import SqueezeEngine
+@testable import SqueezeStore
 import SqueezeSupport
 
 /// A fresh directory under the system temp directory, removed when dropped.
