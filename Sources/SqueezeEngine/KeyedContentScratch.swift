@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeRecipe
+import SqueezeStore
 import Synchronization
 
 /// The scratch directories `keyedContent` hooks fetch into while keys are
