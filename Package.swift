@@ -148,7 +148,7 @@ let package = Package(
             name: "SqueezeCLITests",
             dependencies: [
                 "squeeze", "SqueezeStages", "SqueezeEngine", "SqueezeRecipe", "SqueezeYAML", "SqueezeModels", "SqueezeCompress",
-                "SqueezeTensor",
+                "SqueezeTensor", "SqueezeModelsTestSupport",
             ],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]
