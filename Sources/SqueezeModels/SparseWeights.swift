@@ -94,28 +94,64 @@ public struct WeightMask: Sendable, Hashable {
     public func zeroPruned(in weight: inout Tensor) {
         precondition(weight.shape == shape && weight.dtype == .f32, "mask \(shape) applied to \(weight.dtype) \(weight.shape)")
         if !weight.isContiguous { weight = weight.contiguous() }
-        let needsChange = weight.withUnsafeFloats { values in
-            values.indices.contains { !isKept($0) && values[$0].bitPattern != 0 }
+        var needsChange = false
+        weight.withUnsafeFloats { values in
+            forEachPruned { index in if values[index].bitPattern != 0 { needsChange = true } }
         }
         guard needsChange else { return }
         weight.withUnsafeMutableFloats { values in
-            for index in values.indices where !isKept(index) { values[index] = 0 }
+            forEachPruned { values[$0] = 0 }
+        }
+    }
+
+    /// Calls `body` with every kept index, in increasing order.
+    func forEachKept(_ body: (Int) -> Void) {
+        packedBits.withUnsafeBufferPointer { bytes in
+            for (byteIndex, byte) in bytes.enumerated() where byte != 0 {
+                var remaining = byte
+                while remaining != 0 {
+                    body(byteIndex << 3 | remaining.trailingZeroBitCount)
+                    remaining &= remaining - 1
+                }
+            }
+        }
+    }
+
+    /// Calls `body` with every pruned index, in increasing order.
+    func forEachPruned(_ body: (Int) -> Void) {
+        let count = elementCount
+        packedBits.withUnsafeBufferPointer { bytes in
+            for (byteIndex, byte) in bytes.enumerated() where byte != 0xFF {
+                let valid = min(count - byteIndex << 3, 8)
+                var remaining = ~byte & UInt8(truncatingIfNeeded: (1 << valid) - 1)
+                while remaining != 0 {
+                    body(byteIndex << 3 | remaining.trailingZeroBitCount)
+                    remaining &= remaining - 1
+                }
+            }
         }
     }
 
     /// Why the bits break `pattern`, or nil.
     func patternViolation() -> String? {
         guard case .nOfM(let n, let m) = pattern else { return nil }
-        let (rows, columns) = (shape[0], shape[1])
+        let columns = shape[1]
         guard columns % m == 0 else { return "a \(pattern) mask needs rows a multiple of \(m) long, got \(shape)" }
-        for row in 0..<rows {
-            for group in stride(from: 0, to: columns, by: m) {
-                let start = row * columns + group
-                let kept = (start..<(start + m)).reduce(0) { $0 + (isKept($1) ? 1 : 0) }
-                if kept > n { return "the \(pattern) mask keeps \(kept) of the \(m) elements at row \(row), column \(group)" }
+        // Groups never straddle rows, so a group is `index / m`.
+        var group = -1
+        var kept = 0
+        var violating: Int?
+        forEachKept { index in
+            if index / m != group {
+                group = index / m
+                kept = 0
             }
+            kept += 1
+            if kept > n, violating == nil { violating = group }
         }
-        return nil
+        guard let violating else { return nil }
+        let start = violating * m
+        return "the \(pattern) mask keeps more than \(n) of the \(m) elements at row \(start / columns), column \(start % columns)"
     }
 
     static func elementCount(_ shape: [Int]) -> Int? {
@@ -149,7 +185,7 @@ public enum SparseStorage {
         weight.contiguous().withUnsafeFloats { values in
             var kept: [Float] = []
             kept.reserveCapacity(mask.keptCount)
-            for index in values.indices where mask.isKept(index) { kept.append(values[index]) }
+            mask.forEachKept { kept.append(values[$0]) }
             return kept
         }
     }
@@ -158,10 +194,12 @@ public enum SparseStorage {
     static func dense(mask: WeightMask, values: [Float]) -> Tensor {
         var result = Tensor(zeros: mask.shape)
         result.withUnsafeMutableFloats { target in
-            var next = 0
-            for index in target.indices where mask.isKept(index) {
-                target[index] = values[next]
-                next += 1
+            values.withUnsafeBufferPointer { source in
+                var next = 0
+                mask.forEachKept { index in
+                    target[index] = source[next]
+                    next += 1
+                }
             }
         }
         return result
