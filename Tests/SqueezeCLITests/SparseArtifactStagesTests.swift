@@ -7,7 +7,8 @@ import Testing
 /// `distill/kd` load it, keep its masks through training and write their
 /// outputs sparse with the same masks (the student is built from the masked
 /// teacher's layers); `eval/classification` reports each
-/// masked layer's zeros and the (smaller) file size.
+/// masked layer's zeros and the (smaller) file size; the quantizers read it
+/// as they read a dense model, and the report reads the run.
 @Suite struct SparseArtifactStagesTests {
     static let recipe = TinySentiment.recipe(name: "tiny-sparse", stages: """
       tuned:
@@ -32,12 +33,23 @@ import Testing
           max_seq_len: 16
           weight_decay: 0.1
           hidden_loss_weight: 0.5
+      int8:
+        uses: quantize/dynamic
+        with:
+          model: ${tuned.model}
+      int4:
+        uses: quantize/weight-only
+        with:
+          model: ${tuned.model}
+          weights: {bits: 4, group_size: 8}
       eval:
         uses: eval/classification
         with:
           models:
             tuned: ${tuned.model}
             student: ${student.model}
+            int8: ${int8.model}
+            int4: ${int4.model}
           data: ${data.dataset}
           latency_samples: 0
           speed_repeats: 0
@@ -80,6 +92,13 @@ import Testing
             let size = try #require(eval["\(model).size_bytes"] as? Int)
             let dense = try #require(denseBytes[model])
             #expect(size > 0 && size < dense, "\(model): \(size) bytes sparse, \(dense) dense")
+        }
+        for model in ["int8", "int4"] {
+            #expect(eval["\(model).accuracy"] is Double, "\(eval)")
+        }
+        for format in [[String](), ["--json"], ["--html", project.path("report.html")]] {
+            let report = try project.squeeze(["report", try #require(result.runID)] + format + project.storage())
+            #expect(report.status == 0, "\(report)")
         }
     }
 }
