@@ -76,6 +76,21 @@ extension BertModel: LinearLayerModel {
         setLinearSlot(name, linear)
     }
 
+    public var linearMasks: [String: WeightMask] {
+        var result: [String: WeightMask] = [:]
+        for (name, mask) in masks where name.hasSuffix(".weight") { result[String(name.dropLast(".weight".count))] = mask }
+        return result
+    }
+
+    public mutating func setLinearMask(_ name: String, to mask: WeightMask?) throws(LinearViewError) {
+        _ = try existingSlot(name)
+        do {
+            try setMask(mask, forParameter: name + ".weight")
+        } catch {
+            throw LinearViewError(error.message)
+        }
+    }
+
     /// The embeddings' output for `batch`, with its mask.
     public func blockInput(for batch: BertBatch, backend: any Backend) throws(LinearViewError) -> BertBlockState {
         do {

@@ -72,6 +72,12 @@ public protocol LinearLayerModel: Sendable {
     mutating func setLinearWeight(_ name: String, to weight: Tensor) throws(LinearViewError)
     /// Replaces the bias of `name`: f32 of the same shape.
     mutating func setLinearBias(_ name: String, to bias: Tensor) throws(LinearViewError)
+    /// The pruning masks of the linear weights that have one, by layer name.
+    var linearMasks: [String: WeightMask] { get }
+    /// Masks the weight of `name` (its pruned positions become +0.0 and stay
+    /// so through training, and the artifact stores it sparse); nil lifts
+    /// the mask and leaves the values.
+    mutating func setLinearMask(_ name: String, to mask: WeightMask?) throws(LinearViewError)
 
     /// The input of block 0 for `batch` (BERT: the embeddings' output).
     func blockInput(for batch: Batch, backend: any Backend) throws(LinearViewError) -> BlockState

@@ -57,6 +57,17 @@ import Testing
         #expect(throws: LinearViewError.self) { try model.setLinearWeight(name, to: Tensor(zeros: [8, 12])) }
         #expect(throws: LinearViewError.self) { try model.setLinearWeight("encoder.layer.2.intermediate.dense", to: replacement) }
         #expect(throws: LinearViewError.self) { try model.linearWeight("encoder.layer.0.attention") }
+
+        // Masks by layer name: applied at once, kept by later weight writes, lifted by nil.
+        let mask = try WeightMask(shape: [12, 8], pattern: .nOfM(n: 2, m: 4), keep: (0..<96).map { $0 % 4 < 2 })
+        try model.setLinearMask(name, to: mask)
+        #expect(model.linearMasks == [name: mask] && model.masks == [name + ".weight": mask])
+        #expect(try model.linearWeight(name).floats.enumerated().allSatisfy { $0.offset % 4 < 2 || $0.element == 0 })
+        try model.setLinearWeight(name, to: replacement)
+        #expect(try model.linearWeight(name).floats.enumerated().allSatisfy { $0.offset % 4 < 2 || $0.element == 0 })
+        #expect(throws: LinearViewError.self) { try model.setLinearMask("encoder.layer.0.intermediate.dense", to: mask) }
+        try model.setLinearMask(name, to: nil)
+        #expect(model.linearMasks.isEmpty)
     }
 
     @Test(arguments: [false, true])
