@@ -162,7 +162,7 @@ let package = Package(
             name: "SqueezeCLITests",
             dependencies: [
                 "squeeze", "SqueezeStages", "SqueezeEngine", "SqueezeRecipe", "SqueezeStore", "SqueezeYAML", "SqueezeSupport",
-                "SqueezeModels", "SqueezeCompress", "SqueezeTensor",
+                "SqueezeModels", "SqueezeCompress", "SqueezeTensor", "SqueezeModelsTestSupport",
             ],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]

@@ -37,22 +37,28 @@ extension BertModel {
         let prefix = file.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         try Self.checkLayerCount(file, prefix: prefix, expected: config.numHiddenLayers)
         let hasPooler = file.entries[prefix + "pooler.dense.weight"] != nil || file.entries[prefix + "pooler.dense.bias"] != nil
-        let hasClassifier = file.entries["classifier.weight"] != nil || file.entries["classifier.bias"] != nil
+        let sparse = try file.sparseMasks()
+        let hasClassifier = ["classifier.weight", "classifier.bias"].contains { file.entries[$0] != nil || sparse[$0] != nil }
 
         let skeleton = BertWeights<Bool>(repeating: true, layerCount: config.numHiddenLayers, hasPooler: hasPooler)
         func stored(_ name: String) -> String? {
             guard name.hasPrefix("classifier.") else { return prefix + name }
             return hasClassifier ? name : nil
         }
-        let missing = skeleton.names.compactMap(stored).filter { file.entries[$0] == nil && file.skipped[$0] == nil }
+        let missing = skeleton.names.compactMap(stored).filter { file.entries[$0] == nil && file.skipped[$0] == nil && sparse[$0] == nil }
         if !missing.isEmpty {
             let shown = missing.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
             let more = missing.count > 5 ? " and \(missing.count - 5) more" : ""
             throw ModelFileError(file: file.path, "missing tensors: \(shown)\(more)")
         }
+        var masks: [String: WeightMask] = [:]
         var weights = try skeleton.map { (name, _) throws(ModelFileError) -> Tensor in
-            guard let name = stored(name) else { return Tensor(zeros: [0]) }
-            return try file.tensor(name)
+            guard let storedName = stored(name) else { return Tensor(zeros: [0]) }
+            if let mask = sparse[storedName] {
+                masks[name] = mask
+                return try file.sparseTensor(storedName, mask: mask)
+            }
+            return try file.tensor(storedName)
         }
         if !hasClassifier {
             var generator = SeededGenerator(seed: classifierSeed)
@@ -62,7 +68,7 @@ extension BertModel {
                     generator: &generator),
                 bias: Tensor(zeros: [config.labels.count]))
         }
-        try self.init(config: config, weights: weights, pooling: pooling, file: file.path)
+        try self.init(config: config, weights: weights, pooling: pooling, masks: masks, file: file.path)
     }
 
     /// A randomly initialised model as Hugging Face initialises BERT: linear
@@ -96,17 +102,19 @@ extension BertModel {
     /// Writes `model.safetensors` (encoder tensors prefixed `bert.`, as
     /// `BertForSequenceClassification` names them) and `config.json` (with
     /// `num_labels`, `id2label` and the pooling) into `directory`, creating it.
-    /// Equal models give byte-identical files.
+    /// Masked weights are stored sparsely (`SparseStorage`). Equal models
+    /// give byte-identical files.
     public func save(toDirectory directory: String) throws(ModelFileError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw ModelFileError(file: directory, "cannot create directory: \(error.localizedDescription)")
         }
-        let tensors = weights.map { name, tensor in
-            (name: name.hasPrefix("classifier.") ? name : "bert." + name, tensor: tensor)
-        }.elements
-        try SafetensorsWriter.write(tensors: tensors, metadata: ["format": "pt"], to: directory + "/" + Self.weightsFileName)
+        func stored(_ name: String) -> String { name.hasPrefix("classifier.") ? name : "bert." + name }
+        let tensors = weights.map { name, tensor in (name: stored(name), tensor: tensor) }.elements
+        let storedMasks = Dictionary(uniqueKeysWithValues: masks.map { (stored($0.key), $0.value) })
+        try SafetensorsWriter.write(
+            tensors: tensors, masks: storedMasks, metadata: ["format": "pt"], to: directory + "/" + Self.weightsFileName)
         var saved = config
         saved.pooling = pooling
         let writer = try AtomicFileWriter(path: directory + "/" + Self.configFileName)

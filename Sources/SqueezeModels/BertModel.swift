@@ -20,14 +20,23 @@ public struct BertLayerShape: Sendable, Hashable {
 /// inference, a `Tape` for training.
 public struct BertModel: Sendable {
     public private(set) var config: BertConfig
-    public private(set) var weights: BertWeights<Tensor>
+    public internal(set) var weights: BertWeights<Tensor>
     public let pooling: BertPooling
     public let layerShapes: [BertLayerShape]
+    /// The pruning masks of sparse weights, by parameter name
+    /// (`encoder.layer.0.intermediate.dense.weight`). Pruned positions are
+    /// +0.0 and stay so: every `updateParameters` re-applies the masks, and
+    /// `save` stores these weights sparsely with their masks.
+    public private(set) var masks: [String: WeightMask] = [:]
 
     /// A model over `weights`, whose shapes are checked against `config`
     /// (`file` names the source in errors). `pooling` defaults to the
     /// config's, else to the pooler when its weights exist, else mean.
-    public init(config: BertConfig, weights: BertWeights<Tensor>, pooling: BertPooling? = nil, file: String = "<weights>") throws(ModelFileError) {
+    /// `masks` (by parameter name) are applied to their weights.
+    public init(
+        config: BertConfig, weights: BertWeights<Tensor>, pooling: BertPooling? = nil, masks: [String: WeightMask] = [:],
+        file: String = "<weights>"
+    ) throws(ModelFileError) {
         try config.validate(file: file)
         let layerShapes = try Self.checkShapes(weights, config: config, file: file)
         let resolved = pooling ?? config.pooling ?? (weights.pooler == nil ? .mean : .pooler)
@@ -38,11 +47,48 @@ public struct BertModel: Sendable {
         self.weights = weights
         self.pooling = resolved
         self.layerShapes = layerShapes
+        for (name, mask) in masks.sorted(by: { $0.key < $1.key }) {
+            try setMask(mask, forParameter: name, file: file)
+        }
+    }
+
+    /// Masks the weight `name` (a 2-D parameter, e.g.
+    /// `encoder.layer.0.attention.self.query.weight`): its pruned positions
+    /// become +0.0 and stay so. `nil` removes the mask, leaving the values.
+    public mutating func setMask(_ mask: WeightMask?, forParameter name: String, file: String = "<weights>") throws(ModelFileError) {
+        guard let mask else {
+            masks[name] = nil
+            return
+        }
+        guard let index = weights.names.firstIndex(of: name), mask.shape.count == 2 else {
+            throw ModelFileError(file: file, "a mask is given for `\(name)`, which is not a weight matrix of the model")
+        }
+        var tensors = weights.elements
+        guard tensors[index].shape == mask.shape else {
+            throw ModelFileError(file: file, "the mask of `\(name)` is \(mask.shape), but the weight is \(tensors[index].shape)")
+        }
+        mask.zeroPruned(in: &tensors[index])
+        weights = weights.replacing(with: tensors)
+        masks[name] = mask
+    }
+
+    /// Zeroes the gradients (in `weights.elements` order) of pruned weights,
+    /// so clipping and the optimiser's moments never see them.
+    public func maskGradients(_ gradients: inout [Tensor?]) {
+        guard !masks.isEmpty else { return }
+        for (index, name) in weights.names.enumerated() where index < gradients.count {
+            guard let mask = masks[name], var gradient = gradients[index], gradient.shape == mask.shape else { continue }
+            gradients[index] = nil
+            mask.zeroPruned(in: &gradient)
+            gradients[index] = gradient
+        }
     }
 
     /// Lets `body` change the parameters in place (in `weights.elements`
     /// order; same shapes), e.g. an optimiser step. The model lets go of its
     /// references first, so uniquely held tensors are updated without copies.
+    /// The masks are applied afterwards: pruned weights stay +0.0 whatever
+    /// `body` (momentum, weight decay) did to them.
     public mutating func updateParameters(_ body: (inout [Tensor]) throws -> Void) rethrows {
         var tensors = weights.elements
         let shapes = tensors.map(\.shape)
@@ -51,6 +97,11 @@ public struct BertModel: Sendable {
         defer { weights = structure.replacing(with: tensors) }
         try body(&tensors)
         precondition(tensors.map(\.shape) == shapes, "updateParameters changed parameter shapes")
+        if !masks.isEmpty {
+            for (index, name) in structure.names.enumerated() {
+                masks[name]?.zeroPruned(in: &tensors[index])
+            }
+        }
     }
 
     /// Number of scalar parameters.

@@ -65,7 +65,10 @@ public struct BertClassifierTrainer: Sendable {
     /// One forward, backward and update on `batch` with i32 `labels` `[B]`.
     public mutating func step(batch: BertBatch, labels: Tensor) throws(BertInputError) -> BertTrainingStep {
         let dropoutSeed = randomBits(seed: options.seed, stream: Self.dropoutSeedStream, index: UInt64(completedSteps))
-        let (loss, gradients) = try gradients(batch: batch, labels: labels, dropoutSeed: dropoutSeed)
+        let (loss, computed) = try gradients(batch: batch, labels: labels, dropoutSeed: dropoutSeed)
+        var gradients = computed
+        // A masked model's pruned weights get no gradient; `updateParameters` keeps them at zero.
+        model.maskGradients(&gradients)
         var norm: Float?
         var scale: Float = 1
         if let maxNorm = options.maxGradientNorm {

@@ -172,8 +172,12 @@ public struct ModelArtifact: Sendable, Hashable {
             files.append(tokenizerFileName)
         }
         // Floating-point tensors only: integer buffers such as position ids are not parameters.
+        // A sparse weight counts all its elements, not its stored values.
         let floating: Set<SafetensorsDType> = [.f64, .f32, .f16, .bf16]
-        let parameters = weights.entries.values.filter { floating.contains($0.dtype) }.reduce(0) { $0 + $1.elementCount }
+        let sparse = try weights.sparseMasks()
+        let parts = Set(sparse.keys.map { $0 + SparseStorage.valuesSuffix })
+        let dense = weights.entries.values.filter { floating.contains($0.dtype) && !parts.contains($0.name) }
+        let parameters = dense.reduce(0) { $0 + $1.elementCount } + sparse.values.reduce(0) { $0 + $1.elementCount }
         return Summary(architecture: modelType, parameterCount: parameters, vocabularySize: vocabulary.count, files: files)
     }
 

@@ -29,27 +29,64 @@ public enum SafetensorsWriter {
     public static func write(
         tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:], to path: String
     ) throws(ModelFileError) {
-        let pending = tensors.map { item in
-            let tensor = item.tensor
-            return Pending(
-                name: item.name, dtype: SafetensorsDType(tensor.dtype), shape: tensor.shape,
-                byteCount: tensor.count * tensor.dtype.byteSize
-            ) { (writer: AtomicFileWriter) throws(ModelFileError) in
-                let contiguous = tensor.contiguous()
-                let size = contiguous.dtype.byteSize
-                let start = contiguous.storage.bytes + contiguous.offset * size
-                #if _endian(little)
-                try writer.write(UnsafeRawBufferPointer(start: start, count: contiguous.count * size))
-                #else
-                var swapped = [UInt8](UnsafeRawBufferPointer(start: start, count: contiguous.count * size))
-                for element in stride(from: 0, to: swapped.count, by: size) {
-                    swapped[element..<(element + size)].reverse()
-                }
-                try writer.write(swapped)
-                #endif
+        try write(tensors.map { pending($0.name, $0.tensor) }, metadata: metadata, to: path)
+    }
+
+    /// Writes `Tensor`s as `write(tensors:)` does, except each f32 weight
+    /// named in `masks` (by its name in `tensors`), which is stored sparsely
+    /// (`SparseStorage`): its mask bits and kept values, the masks listed in
+    /// the `squeeze.sparse` metadata. Pruned positions are not stored at all;
+    /// reading gives +0.0 there.
+    public static func write(
+        tensors: [(name: String, tensor: Tensor)], masks: [String: WeightMask], metadata: [String: String] = [:],
+        to path: String
+    ) throws(ModelFileError) {
+        var pending: [Pending] = []
+        var written: [(name: String, mask: WeightMask)] = []
+        for (name, tensor) in tensors {
+            guard let mask = masks[name] else {
+                pending.append(Self.pending(name, tensor))
+                continue
             }
+            guard tensor.dtype == .f32, tensor.shape == mask.shape else {
+                throw ModelFileError(file: path, "`\(name)` is \(tensor.dtype) \(tensor.shape), but its mask is for f32 \(mask.shape)")
+            }
+            let values = SparseStorage.keptValues(tensor, mask: mask)
+            let bits = mask.packedBits
+            pending.append(Pending(name: name + SparseStorage.maskSuffix, dtype: .u8, shape: [bits.count], byteCount: bits.count) {
+                (writer: AtomicFileWriter) throws(ModelFileError) in try writer.write(bits)
+            })
+            pending.append(Self.pending(name + SparseStorage.valuesSuffix, Tensor(shape: [values.count], floats: values)))
+            written.append((name, mask))
         }
+        let unknown = Set(masks.keys).subtracting(tensors.map(\.name))
+        if let name = unknown.sorted().first {
+            throw ModelFileError(file: path, "a mask is given for `\(name)`, which is not among the tensors written")
+        }
+        var metadata = metadata
+        if !written.isEmpty { metadata[SparseStorage.metadataKey] = SparseStorage.metadataValue(written) }
         try write(pending, metadata: metadata, to: path)
+    }
+
+    /// A tensor to write from its storage.
+    static func pending(_ name: String, _ tensor: Tensor) -> Pending {
+        Pending(
+            name: name, dtype: SafetensorsDType(tensor.dtype), shape: tensor.shape,
+            byteCount: tensor.count * tensor.dtype.byteSize
+        ) { (writer: AtomicFileWriter) throws(ModelFileError) in
+            let contiguous = tensor.contiguous()
+            let size = contiguous.dtype.byteSize
+            let start = contiguous.storage.bytes + contiguous.offset * size
+            #if _endian(little)
+            try writer.write(UnsafeRawBufferPointer(start: start, count: contiguous.count * size))
+            #else
+            var swapped = [UInt8](UnsafeRawBufferPointer(start: start, count: contiguous.count * size))
+            for element in stride(from: 0, to: swapped.count, by: size) {
+                swapped[element..<(element + size)].reverse()
+            }
+            try writer.write(swapped)
+            #endif
+        }
     }
 
     /// One tensor to write: its header fields and how to emit its bytes.

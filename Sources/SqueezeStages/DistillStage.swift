@@ -385,7 +385,9 @@ public struct DistillStage: Stage {
     /// Whether the artifact's checkpoint has a trained classifier.
     static func hasClassifier(_ artifact: ModelArtifact) throws(StageFailure) -> Bool {
         try StageFailure.wrapping("cannot load the model: ") { () throws(ModelFileError) in
-            try artifact.weights().entries["classifier.weight"] != nil
+            let file = try artifact.weights()
+            if file.entries["classifier.weight"] != nil { return true }
+            return try file.sparseMasks()["classifier.weight"] != nil
         }
     }
 

@@ -199,6 +199,7 @@ public struct EvalClassificationStage: Stage {
             "confusion": .array(scores.confusion.map { .array($0.map(Value.int)) }),
         ]
         if let quantization = loaded.quantization { report["quantization"] = .string(quantization.mode.rawValue) }
+        if let masked = maskedLayers(loaded.model) { report["masked_layers"] = masked }
         var timings: [String: Value] = ["\(name).throughput_per_s": .double(Double(examples.count) / max(evalSeconds, 1e-9))]
         if params.latency_samples > 0 {
             let latencies = try latencies(loaded, sequences, samples: params.latency_samples, backend: backend)
@@ -334,6 +335,25 @@ public struct EvalClassificationStage: Stage {
             parameters: parameters, encoderParameters: encoder,
             fileBytes: (attributes?[.size] as? NSNumber)?.intValue ?? 0,
             sparsity: matrixElements == 0 ? 0 : Double(zeros) / Double(matrixElements))
+    }
+
+    /// For a model whose artifact carries pruning masks: per masked weight
+    /// (by parameter name), its pattern and the share of exact zeros in it;
+    /// nil for a model without masks.
+    static func maskedLayers(_ model: any SequenceClassifier) -> Value? {
+        guard let model = model as? BertModel, !model.masks.isEmpty else { return nil }
+        let parameters = Dictionary(model.namedParameters.map { ($0.name, $0.tensor) }, uniquingKeysWith: { first, _ in first })
+        var layers: [String: Value] = [:]
+        for (name, mask) in model.masks {
+            let zeros = parameters[name].map { tensor in
+                tensor.withUnsafeFloats { values in values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
+            } ?? 0
+            layers[name] = .object([
+                "pattern": .string(mask.pattern.description),
+                "zero_share": .double(mask.elementCount == 0 ? 0 : Double(zeros) / Double(mask.elementCount)),
+            ])
+        }
+        return .object(layers)
     }
 
     /// Seconds per forward of single examples (the first `samples`, cycling

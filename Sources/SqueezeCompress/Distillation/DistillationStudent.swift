@@ -5,7 +5,8 @@ extension BertModel {
     /// A shallower model made of this model's encoder layers `layers`
     /// (0-based, strictly increasing, each in range), with its embeddings,
     /// pooler, classifier and pooling: the "every k-th layer" student of
-    /// PKD / DistilBERT (`[0, 2, 4]` of 6). Tensors are shared, not copied.
+    /// PKD / DistilBERT (`[0, 2, 4]` of 6). Tensors are shared, not copied;
+    /// the kept layers keep their masks.
     public func selectingLayers(_ layers: [Int]) throws(DistillationError) -> BertModel {
         let count = weights.layers.count
         guard !layers.isEmpty else { throw DistillationError("the student needs at least one layer; `layers` is empty") }
@@ -24,8 +25,18 @@ extension BertModel {
         config.numHiddenLayers = layers.count
         var selected = weights
         selected.layers = layers.map { weights.layers[$0] }
+        var selectedMasks: [String: WeightMask] = [:]
+        for (name, mask) in masks {
+            guard name.hasPrefix("encoder.layer.") else {
+                selectedMasks[name] = mask
+                continue
+            }
+            for (position, index) in layers.enumerated() where name.hasPrefix("encoder.layer.\(index).") {
+                selectedMasks["encoder.layer.\(position)." + name.dropFirst("encoder.layer.\(index).".count)] = mask
+            }
+        }
         do {
-            return try BertModel(config: config, weights: selected, pooling: pooling, file: "<student>")
+            return try BertModel(config: config, weights: selected, pooling: pooling, masks: selectedMasks, file: "<student>")
         } catch {
             throw DistillationError("cannot build the student: \(error.message)")
         }

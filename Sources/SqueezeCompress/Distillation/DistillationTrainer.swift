@@ -203,7 +203,10 @@ public struct DistillationTrainer: Sendable {
         }
         let dropoutSeed = randomBits(seed: options.seed, stream: BertClassifierTrainer.dropoutSeedStream, index: UInt64(completedSteps))
         let alpha = distillation.alpha.alpha(atStep: completedSteps, of: options.totalSteps)
-        let (parts, gradients) = computeGradients(batch: batch, labels: labels, teacherLogits: teacherLogits, alpha: alpha, dropoutSeed: dropoutSeed)
+        let (parts, computed) = computeGradients(batch: batch, labels: labels, teacherLogits: teacherLogits, alpha: alpha, dropoutSeed: dropoutSeed)
+        var gradients = computed
+        // A masked student's pruned weights get no gradient; `updateParameters` keeps them at zero.
+        student.maskGradients(&gradients)
 
         var norm: Float?
         var scale: Float = 1

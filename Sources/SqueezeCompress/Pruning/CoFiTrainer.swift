@@ -351,6 +351,8 @@ public struct CoFiTrainer: Sendable {
             tape.backward(from: terms.dropFirst().reduce(first) { tape.add($0, $1) })
         }
         var weightGradients = parameters.map { _, variable in tape.gradient(of: variable) }.elements
+        // A masked student's pruned weights get no gradient; `updateParameters` keeps them at zero.
+        student.maskGradients(&weightGradients)
         weightGradients.append(tape.gradient(of: projection))
         return Pass(
             layerLoss: layerLoss, predictionLoss: Double(prediction.value.scalarValue), taskLoss: Double(task.value.scalarValue),
