@@ -117,11 +117,32 @@ enum HessianInverse {
                         for k in i0..<n {
                             let rowU = up + k * n
                             let diagonal = rowU[k]
-                            for i in i0..<Swift.min(i1, k + 1) {
+                            let last = Swift.min(i1, k + 1)
+                            func value(_ i: Int) -> Double {
+                                let v = ((k == i ? 1 : 0) - ap[(i - i0) * n + k]) / diagonal
+                                xp[i * n + k] = v
+                                return v
+                            }
+                            var i = i0
+                            // Four accumulator rows per pass over row k of U; each
+                            // entry still gets one update per k (same bits).
+                            while i + 4 <= last {
+                                let (a0, a1, a2, a3) = (ap + (i - i0) * n, ap + (i + 1 - i0) * n, ap + (i + 2 - i0) * n, ap + (i + 3 - i0) * n)
+                                let (v0, v1, v2, v3) = (value(i), value(i + 1), value(i + 2), value(i + 3))
+                                for j in (k + 1)..<n {
+                                    let u = rowU[j]
+                                    a0[j] += v0 * u
+                                    a1[j] += v1 * u
+                                    a2[j] += v2 * u
+                                    a3[j] += v3 * u
+                                }
+                                i += 4
+                            }
+                            while i < last {
                                 let rowA = ap + (i - i0) * n
-                                let value = ((k == i ? 1 : 0) - rowA[k]) / diagonal
-                                xp[i * n + k] = value
-                                for j in (k + 1)..<n { rowA[j] += value * rowU[j] }
+                                let v = value(i)
+                                for j in (k + 1)..<n { rowA[j] += v * rowU[j] }
+                                i += 1
                             }
                         }
                     }

@@ -41,18 +41,22 @@ public struct LayerInputStatistics: Sendable, Hashable {
         let width = columns
         var gram = [Double](repeating: 0, count: width * width)
         var squares = [Double](repeating: 0, count: width)
-        inputs.withUnsafeBufferPointer { x in
-            gram.withUnsafeMutableBufferPointer { g in
-                var row = [Double](repeating: 0, count: width)
-                for token in 0..<tokens {
-                    for j in 0..<width { row[j] = Double(x[token * width + j]) }
-                    for i in 0..<width {
-                        let xi = row[i]
-                        squares[i] += xi * xi
-                        for j in i..<width { g[i * width + j] += xi * row[j] }
+        var row = [Double](repeating: 0, count: width)
+        inputs.withUnsafeBufferPointer { xb in
+            gram.withUnsafeMutableBufferPointer { gb in
+                row.withUnsafeMutableBufferPointer { rb in
+                    guard let x = xb.baseAddress, let g = gb.baseAddress, let r = rb.baseAddress else { return }
+                    for token in 0..<tokens {
+                        for j in 0..<width { r[j] = Double(x[token * width + j]) }
+                        for i in 0..<width {
+                            let xi = r[i]
+                            squares[i] += xi * xi
+                            let gramRow = g + i * width
+                            for j in i..<width { gramRow[j] += xi * r[j] }
+                        }
                     }
+                    for i in 0..<width { for j in 0..<i { g[i * width + j] = g[j * width + i] } }
                 }
-                for i in 0..<width { for j in 0..<i { g[i * width + j] = g[j * width + i] } }
             }
         }
         merge(gram: gram, squares: squares, tokens: tokens)

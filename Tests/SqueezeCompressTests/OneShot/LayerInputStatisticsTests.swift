@@ -82,6 +82,34 @@ import Testing
         }
     }
 
+    /// The panel-blocked, unrolled loops do each entry's updates in the
+    /// order of the textbook loops, so they give the same bits.
+    @Test func blockedFactorizationHasTheBitsOfTheTextbookLoops() throws {
+        let layer = try OneShotCase(rows: 2, cols: 45, tokens: 90, seed: 78)
+        let n = layer.cols
+        var blocked = layer.statistics.hessian
+        #expect(HessianInverse.choleskyUpperInPlace(&blocked, n: n) == nil)
+        var plain = layer.statistics.hessian
+        for k in 0..<n {
+            plain[k * n + k] = plain[k * n + k].squareRoot()
+            for j in (k + 1)..<n { plain[k * n + j] /= plain[k * n + k] }
+            for i in (k + 1)..<n { for j in i..<n { plain[i * n + j] -= plain[k * n + i] * plain[k * n + j] } }
+        }
+        for i in 0..<n { for j in 0..<i { plain[i * n + j] = 0 } }
+        #expect(blocked.map(\.bitPattern) == plain.map(\.bitPattern))
+
+        let inverse = HessianInverse.upperTriangularInverse(blocked, n: n)
+        var textbook = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            var accumulator = [Double](repeating: 0, count: n)
+            for k in i..<n {
+                textbook[i * n + k] = ((k == i ? 1 : 0) - accumulator[k]) / blocked[k * n + k]
+                for j in (k + 1)..<n { accumulator[j] += textbook[i * n + k] * blocked[k * n + j] }
+            }
+        }
+        #expect(inverse.map(\.bitPattern) == textbook.map(\.bitPattern))
+    }
+
     @Test func owlLowersTheSparsityOfOutlierRichLayers() throws {
         // Layer 1 has the most values far above its mean, layer 0 none.
         let metrics: [[Double]] = [
