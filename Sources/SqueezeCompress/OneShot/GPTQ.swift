@@ -114,6 +114,7 @@ public enum GPTQ {
         var blockSize = options.blockSize
         if !options.usesStaticGroups { blockSize = (blockSize + size - 1) / size * size }
         var errors = [Double](repeating: 0, count: rows * blockSize)
+        var diverged = false
         for i1 in stride(from: 0, to: cols, by: blockSize) {
             let i2 = Swift.min(i1 + blockSize, cols)
             for p in i1..<i2 {
@@ -128,6 +129,7 @@ public enum GPTQ {
                 let group = column / size
                 SparseGPT.compensate(column: p, blockEnd: i2, blockStart: i1, rows: rows, cols: cols, r: r, w: &w, errors: &errors) {
                     index, value in
+                    if !value.isFinite { diverged = true }
                     let row = index / cols
                     let p = parameters[row * groups + group]
                     let code = zeros?[row * cols + column] == true ? p.zero : grid.code(Float(value), p)
@@ -137,6 +139,7 @@ public enum GPTQ {
             }
             SparseGPT.lazyUpdate(blockStart: i1, blockEnd: i2, rows: rows, cols: cols, r: r, w: &w, errors: errors)
         }
+        guard !diverged else { throw .nonFiniteResult(method: "GPTQ", dampening: options.dampening) }
         for row in 0..<rows { for group in 0..<groups { result.setParameters(parameters[row * groups + group], row: row, group: group) } }
         return result
     }

@@ -9,7 +9,7 @@ extension LayerInputStatistics {
     /// batches give the same bits.
     public mutating func accumulate(_ inputs: Tensor, backend: any Backend) throws(OneShotError) {
         guard inputs.dtype == .f32, inputs.rank == 2 else {
-            throw .invalidShape(name: "the calibration inputs (an f32 [tokens, cols] tensor)", count: inputs.count, rows: -1, cols: columns)
+            throw .invalidCalibrationInputs(dtype: "\(inputs.dtype)", shape: inputs.shape)
         }
         guard inputs.shape[1] == columns else { throw .widthMismatch(expected: columns, got: inputs.shape[1]) }
         let tokens = inputs.shape[0]

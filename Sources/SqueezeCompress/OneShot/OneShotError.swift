@@ -15,6 +15,11 @@ public enum OneShotError: Error, Sendable, Hashable, CustomStringConvertible {
     case nonFiniteWeight(row: Int, column: Int)
     /// A NaN or infinite calibration input.
     case nonFiniteInput(row: Int, column: Int)
+    /// Calibration inputs that are not an f32 `[tokens, cols]` tensor.
+    case invalidCalibrationInputs(dtype: String, shape: [Int])
+    /// The error compensation produced a NaN or infinite weight (an
+    /// ill-conditioned Hessian); more dampening helps.
+    case nonFiniteResult(method: String, dampening: Double)
     /// Calibration inputs, statistics or a Hessian of another width than the layer's inputs.
     case widthMismatch(expected: Int, got: Int)
     /// The method needs calibration statistics and none (or no tokens) were given.
@@ -55,6 +60,10 @@ public enum OneShotError: Error, Sendable, Hashable, CustomStringConvertible {
             "weight [\(row), \(column)] is not finite"
         case .nonFiniteInput(let row, let column):
             "calibration input [\(row), \(column)] is not finite"
+        case .invalidCalibrationInputs(let dtype, let shape):
+            "calibration inputs must be an f32 [tokens, cols] tensor, got a \(dtype) tensor of shape \(shape)"
+        case .nonFiniteResult(let method, let dampening):
+            "\(method) produced a non-finite weight with dampening \(dampening); raise the dampening (e.g. 0.1)"
         case .widthMismatch(let expected, let got):
             "calibration data has width \(got), but the layer has \(expected) inputs"
         case .missingCalibration(let method):

@@ -69,6 +69,7 @@ public enum SparseGPT {
             }
             lazyUpdate(blockStart: i1, blockEnd: i2, rows: rows, cols: cols, r: r, w: &w, errors: errors)
         }
+        guard w.allSatisfy(\.isFinite) else { throw .nonFiniteResult(method: "SparseGPT", dampening: options.dampening) }
         var pruned = [Float](repeating: 0, count: rows * cols)
         for index in pruned.indices where mask[index] { pruned[index] = Float(w[index]) }
         return PrunedLayer(rows: rows, cols: cols, weights: pruned, mask: mask)

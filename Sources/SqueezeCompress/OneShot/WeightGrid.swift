@@ -78,12 +78,15 @@ public struct WeightGrid: Sendable, Hashable {
         return parameters(low: low, high: high)
     }
 
-    /// The nearest code (half to even), clamped to the grid.
+    /// The nearest code (half to even), clamped to the grid; NaN (only from
+    /// a numerical failure, which the callers report) maps to the zero point.
     func code(_ value: Float, _ p: Parameters) -> Int32 {
         let codes = codeRange
         let lowest = Float(codes.lowerBound - p.zero)
         let highest = Float(codes.upperBound - p.zero)
-        return Int32(Swift.min(Swift.max(value / p.scale, lowest), highest).rounded(.toNearestOrEven)) + p.zero
+        let t = value / p.scale
+        guard !t.isNaN else { return p.zero }
+        return Int32(Swift.min(Swift.max(t, lowest), highest).rounded(.toNearestOrEven)) + p.zero
     }
 
     func dequantize(_ code: Int32, _ p: Parameters) -> Float { p.scale * Float(code - p.zero) }
