@@ -19,6 +19,8 @@ public enum BuiltinStages {
                 StageType(QuantizePTQStage(backends: backends)),
                 StageType(QuantizeDynamicStage()),
                 StageType(QuantizeWeightOnlyStage()),
+                StageType(PruneOneShotStage(backends: backends)),
+                StageType(QuantizeGPTQStage(backends: backends)),
             ],
             backendFingerprint: backends.numericsFingerprint)
     }
