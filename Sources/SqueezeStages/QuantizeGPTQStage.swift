@@ -188,7 +188,7 @@ public struct QuantizeGPTQStage: Stage {
         let ordered = selection.layers.compactMap { results[$0.name] }
         guard ordered.count == selection.layers.count else { throw StageFailure("not every selected layer was quantized") }
         let quantizedModel = try Self.weightOnlyModel(
-            loaded.model, layers: ordered, storageBits: storageBits, groupSize: groupSize, symmetric: params.symmetric)
+            loaded.model, layers: ordered, grid: grid, storageBits: storageBits, groupSize: groupSize)
         let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
         try QuantizeStages.save(quantizedModel, from: loaded.artifact, to: modelDirectory, source: "quantize/gptq")
         let sizes = try QuantizeStages.sizeMetrics(float: loaded.artifact, quantizedDirectory: modelDirectory)
@@ -314,9 +314,10 @@ public struct QuantizeGPTQStage: Stage {
     }
 
     /// `model` with the GPTQ layers as weight-only Linears (their codes in
-    /// the `storageBits` container) and every other Linear f32.
+    /// the `storageBits` container; the section's `code_bits` says when the
+    /// grid is narrower) and every other Linear f32.
     static func weightOnlyModel(
-        _ model: BertModel, layers: [LayerResult], storageBits: Int, groupSize: Int, symmetric: Bool
+        _ model: BertModel, layers: [LayerResult], grid: WeightGrid, storageBits: Int, groupSize: Int
     ) throws(StageFailure) -> QuantizedBertModel {
         var linears: [String: WeightOnlyLinear] = [:]
         for result in layers {
@@ -334,10 +335,10 @@ public struct QuantizeGPTQStage: Stage {
                 throw StageFailure("`\(result.layer.name)`: \(error.description)")
             }
         }
-        let high = (1 << (storageBits - 1)) - 1
+        let codes = grid.codeRange
         let scheme = ModelQuantization.WeightScheme(
-            bits: storageBits, granularity: .perGroup, symmetric: symmetric, codeRange: symmetric ? [-high, high] : [-high - 1, high],
-            groupSize: groupSize)
+            bits: storageBits, granularity: .perGroup, symmetric: grid.symmetric, codeRange: [Int(codes.lowerBound), Int(codes.upperBound)],
+            groupSize: groupSize, codeBits: grid.bits == storageBits ? nil : grid.bits)
         let modules = layers.map(\.layer.name)
         let quantized = Set(modules)
         let blockLayers = Set(model.linearBlocks.flatMap(\.layers).map(\.name))

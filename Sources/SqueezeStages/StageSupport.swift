@@ -52,7 +52,7 @@ struct LoadedClassifier {
     static func describe(_ quantization: ModelQuantization) -> String {
         switch quantization.mode {
         case .weightOnly:
-            "weight_only int\(quantization.weights.bits) g\(quantization.weights.groupSize ?? 0), \(quantization.modules.count) quantized Linear modules"
+            "weight_only int\(quantization.weights.codeBits.map { "\($0) in int" } ?? "")\(quantization.weights.bits) g\(quantization.weights.groupSize ?? 0), \(quantization.modules.count) quantized Linear modules"
         case .static, .dynamic:
             "\(quantization.mode.rawValue) W8A8, \(quantization.modules.count) int8 Linear modules"
         }

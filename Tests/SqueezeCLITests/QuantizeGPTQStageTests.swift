@@ -63,6 +63,8 @@ import Testing
             try ModelArtifact(directory: directory).verify()
             let quantized = try QuantizedBertModel(directory: directory)
             #expect(quantized.quantization.mode == .weightOnly && quantized.quantization.weights.bits == storage, "\(stage)")
+            #expect(quantized.quantization.weights.codeBits == (stage == "int3" ? 3 : nil), "\(stage)")
+            #expect(quantized.quantization.weights.codeRange == [codes.lowerBound, codes.upperBound], "\(stage)")
             for (module, linear) in quantized.weightOnlyLinears {
                 let values = linear.codes.withUnsafeElements(Int8.self) { Array($0) }
                 #expect(values.allSatisfy { codes.contains(Int($0)) }, "\(stage) \(module): codes inside \(codes)")

@@ -163,6 +163,14 @@ import Testing
         ArtifactDamage("huge group size", "too many weights", config: { config in weights(&config) { $0["group_size"] = Int.max / 2 } }),
         ArtifactDamage("per_channel", "per_group", config: { config in weights(&config) { $0["granularity"] = "per_channel" } }),
         ArtifactDamage("code range", "code_range", config: { config in weights(&config) { $0["code_range"] = [-8, 7] } }),
+        ArtifactDamage("code bits as wide as the storage", "weights.code_bits is 4", config: { config in weights(&config) { $0["code_bits"] = 4 } }),
+        ArtifactDamage("3-bit codes with the int4 range", "must be [-3, 3] for symmetric 3-bit", config: { config in weights(&config) { $0["code_bits"] = 3 } }),
+        ArtifactDamage("int4 codes declared 3-bit", "outside the code range", config: { config in
+            weights(&config) {
+                $0["code_bits"] = 3
+                $0["code_range"] = [-3, 3]
+            }
+        }),
         ArtifactDamage("activation section", "no `activations` section", config: { config in
             var section = config["quantization"] as? [String: Any] ?? [:]
             section["activations"] = ["bits": 8, "granularity": "per_tensor", "symmetric": false, "code_range": [0, 255]]

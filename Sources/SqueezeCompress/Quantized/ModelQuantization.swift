@@ -38,6 +38,7 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     /// Weight-only: 4 or 8 bits, `per_group` with `group_size`, symmetric or
     /// with a zero point per group.
     public struct WeightScheme: Sendable, Hashable, Codable {
+        /// The storage width (weight-only: the container, 4 or 8).
         public var bits: Int
         public var granularity: Granularity
         public var symmetric: Bool
@@ -45,17 +46,27 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
         public var codeRange: [Int]
         /// Inputs sharing a scale (`per_group` only).
         public var groupSize: Int?
+        /// Weight-only: the codes' own width when it is narrower than the
+        /// storage (`quantize/gptq`'s 3-bit codes in the 4-bit container;
+        /// `code_range` is then the narrower grid's); nil when the codes use
+        /// the storage width. Files without it read as before; a reader that
+        /// predates it refuses such a file by its `code_range`.
+        public var codeBits: Int?
 
-        public init(bits: Int = 8, granularity: Granularity, symmetric: Bool = true, codeRange: [Int], groupSize: Int? = nil) {
+        public init(
+            bits: Int = 8, granularity: Granularity, symmetric: Bool = true, codeRange: [Int], groupSize: Int? = nil,
+            codeBits: Int? = nil
+        ) {
             self.bits = bits
             self.granularity = granularity
             self.symmetric = symmetric
             self.codeRange = codeRange
             self.groupSize = groupSize
+            self.codeBits = codeBits
         }
 
         enum CodingKeys: String, CodingKey {
-            case bits, granularity, symmetric, codeRange = "code_range", groupSize = "group_size"
+            case bits, granularity, symmetric, codeRange = "code_range", groupSize = "group_size", codeBits = "code_bits"
         }
     }
 
@@ -174,10 +185,14 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
         guard let groupSize = weights.groupSize, groupSize >= 1 else {
             throw fail("weight-only weights need a positive `group_size`, got \(weights.groupSize.map(String.init) ?? "none")")
         }
-        let high = (1 << (weights.bits - 1)) - 1
+        if let codeBits = weights.codeBits, !(2..<weights.bits).contains(codeBits) {
+            throw fail("weights.code_bits is \(codeBits); narrower codes must have 2 to \(weights.bits - 1) bits in \(weights.bits)-bit storage")
+        }
+        let codeBits = weights.codeBits ?? weights.bits
+        let high = (1 << (codeBits - 1)) - 1
         let expected = weights.symmetric ? [-high, high] : [-high - 1, high]
         guard weights.codeRange == expected else {
-            throw fail("weights.code_range must be \(expected) for \(weights.symmetric ? "symmetric" : "asymmetric") \(weights.bits)-bit weights, got \(weights.codeRange)")
+            throw fail("weights.code_range must be \(expected) for \(weights.symmetric ? "symmetric" : "asymmetric") \(codeBits)-bit weights, got \(weights.codeRange)")
         }
         if activations != nil { throw fail("weight-only models have f32 activations and no `activations` section") }
         if observer != nil || percentile != nil || histogramBins != nil || calibrationExamples != nil {
@@ -192,6 +207,7 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
             throw fail("weights.granularity must be per_channel or per_tensor, got \(weights.granularity.rawValue)")
         }
         if weights.groupSize != nil { throw fail("W8A8 weights have no `group_size`") }
+        if weights.codeBits != nil { throw fail("W8A8 weights have no `code_bits`") }
         guard weights.codeRange.count == 2, weights.codeRange[0] == -weights.codeRange[1], (1...127).contains(weights.codeRange[1]) else {
             throw fail("weights.code_range must be [-q, q] with 1 <= q <= 127, got \(weights.codeRange)")
         }
