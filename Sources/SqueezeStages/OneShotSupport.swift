@@ -177,15 +177,38 @@ enum OneShotStages {
         }
     }
 
-    /// `‖(W − Ŵ)Xᵀ‖ / ‖WXᵀ‖` over the calibration tokens, from the layer's
+    /// `‖(W − Ŵ)Xᵀ‖ / ‖WXᵀ‖` over a layer's calibration tokens, from its
     /// Hessian (`H = (2/n) XᵀX`, so `‖ΔW Xᵀ‖² = (n/2) tr(ΔW H ΔWᵀ)`, and the
-    /// factor cancels): one `[rows, cols] × [cols, cols]` product on the
-    /// backend for each of the two traces. Nil when the output has no energy.
-    static func relativeError(
-        original: [Float], approximation: [Float], rows: Int, cols: Int, statistics: LayerInputStatistics, backend: any Backend
-    ) -> Double? {
-        let hessian = Tensor(shape: [cols, cols], floats: statistics.hessian.map { Float($0) })
-        func energy(_ matrix: [Float]) -> Double {
+    /// factor cancels): one `[rows, cols] × [cols, cols]` backend product per
+    /// trace, the original's computed once.
+    struct ReconstructionError {
+        let original: [Float]
+        let rows: Int
+        let cols: Int
+        let hessian: Tensor
+        let backend: any Backend
+        /// `tr(W H Wᵀ)`.
+        let signal: Double
+
+        init(original: [Float], rows: Int, cols: Int, statistics: LayerInputStatistics, backend: any Backend) {
+            self.original = original
+            self.rows = rows
+            self.cols = cols
+            self.backend = backend
+            hessian = Tensor(shape: [cols, cols], floats: statistics.hessian.map { Float($0) })
+            signal = Self.energy(original, rows: rows, cols: cols, hessian: hessian, backend: backend)
+        }
+
+        /// The relative error of `approximation`; nil when the layer's output has no energy.
+        func relative(_ approximation: [Float]) -> Double? {
+            guard signal > 0, signal.isFinite else { return nil }
+            let difference = zip(original, approximation).map { $0 - $1 }
+            let noise = Self.energy(difference, rows: rows, cols: cols, hessian: hessian, backend: backend)
+            return (Swift.max(noise, 0) / signal).squareRoot()
+        }
+
+        /// `tr(M H Mᵀ)`.
+        static func energy(_ matrix: [Float], rows: Int, cols: Int, hessian: Tensor, backend: any Backend) -> Double {
             let product = backend.matmul(Tensor(shape: [rows, cols], floats: matrix), hessian, transposeA: false, transposeB: false, alpha: 1)
             return product.withUnsafeFloats { p in
                 var sum = 0.0
@@ -193,10 +216,6 @@ enum OneShotStages {
                 return sum
             }
         }
-        let difference = zip(original, approximation).map { $0 - $1 }
-        let signal = energy(original)
-        guard signal > 0, signal.isFinite else { return nil }
-        return (Swift.max(energy(difference), 0) / signal).squareRoot()
     }
 
     /// A number for report.json, rounded to 6 significant digits so the file

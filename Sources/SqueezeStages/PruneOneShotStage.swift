@@ -282,9 +282,9 @@ public struct PruneOneShotStage: Stage {
                 throw StageFailure("`\(layer.name)`: \(error.description)")
             }
             let error = statistics.flatMap {
-                OneShotStages.relativeError(
-                    original: weight, approximation: pruned.weights, rows: layer.outFeatures, cols: layer.inFeatures, statistics: $0,
-                    backend: backend)
+                OneShotStages.ReconstructionError(
+                    original: weight, rows: layer.outFeatures, cols: layer.inFeatures, statistics: $0, backend: backend
+                ).relative(pruned.weights)
             }
             return LayerResult(
                 layer: layer, block: blockOf[layer.name] ?? 0, target: target, pruned: pruned, relativeError: error,

@@ -167,14 +167,11 @@ public struct QuantizeGPTQStage: Stage {
                         throw StageFailure("`\(layer.name)`: \(error)")
                     }
                     let seconds = OneShotStages.seconds(since: start)
-                    func error(_ approximation: [Float]) -> Double? {
-                        OneShotStages.relativeError(
-                            original: weight, approximation: approximation, rows: layer.outFeatures, cols: layer.inFeatures,
-                            statistics: statistics, backend: backend)
-                    }
+                    let error = OneShotStages.ReconstructionError(
+                        original: weight, rows: layer.outFeatures, cols: layer.inFeatures, statistics: statistics, backend: backend)
                     results[layer.name] = LayerResult(
-                        layer: layer, block: block.index, quantized: quantized, gptqError: error(quantized.dequantized),
-                        rtnError: error(rtn.dequantized), maskPattern: masks[layer.name]?.pattern,
+                        layer: layer, block: block.index, quantized: quantized, gptqError: error.relative(quantized.dequantized),
+                        rtnError: error.relative(rtn.dequantized), maskPattern: masks[layer.name]?.pattern,
                         keptZeros: masks[layer.name].map { mask in (0..<mask.elementCount).filter { !mask.isKept($0) }.count },
                         seconds: seconds)
                     updates[layer.name] = Tensor(shape: [layer.outFeatures, layer.inFeatures], floats: quantized.dequantized)

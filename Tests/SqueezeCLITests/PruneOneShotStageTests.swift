@@ -33,6 +33,7 @@ import Testing
         prune("wanda48", method: "wanda", target: "pattern: \"4:8\"", extra: "include: [intermediate.dense, output.dense]\n      skip: [attention.output.dense]"),
         prune("global", method: "magnitude", target: "sparsity: 0.6", extra: "scope: global"),
         prune("owl", method: "wanda", target: "sparsity: 0.5", extra: "allocation: owl\n      owl_lambda: 0.1\n      owl_threshold: 2"),
+        prune("further", method: "wanda", target: "sparsity: 0.75").replacingOccurrences(of: "${base.model}", with: "${sparsegpt24.model}"),
     ].joined(separator: "\n")
 
     static func model(_ project: Project, _ runID: String?, _ stage: String) throws -> BertModel {
@@ -114,6 +115,18 @@ import Testing
         let globalLayers = try #require(Self.report(project, result.runID, "global")["layers"] as? [[String: Any]])
         #expect(Set(globalLayers.compactMap { $0["sparsity"] as? Double }).count > 1, "one threshold, different layer sparsities")
 
+        // A masked input keeps its zeros: they count toward the new target.
+        let further = try Self.model(project, result.runID, "further")
+        #expect(further.keepsItsMasks)
+        for layer in layers {
+            let before = try #require(sparseGPT.linearMasks[layer.name])
+            let after = try #require(further.linearMasks[layer.name])
+            #expect((0..<before.elementCount).allSatisfy { before.isKept($0) || !after.isKept($0) }, "\(layer.name) keeps the 2:4 zeros")
+            #expect(after.keptCount * 4 == after.elementCount, "\(layer.name): 75% pruned")
+        }
+        let furtherMetrics = try ModelStagesTests.metrics(project, runID: result.runID, stage: "further")
+        #expect(furtherMetrics["kept_prior_masks"] as? Int == layers.count && furtherMetrics["realised_sparsity"] as? Double == 0.75, "\(furtherMetrics)")
+
         let owl = try Self.report(project, result.runID, "owl")
         let summary = try #require(owl["summary"] as? [String: Any])
         let blocks = try #require(summary["block_sparsities"] as? [Double])
@@ -121,6 +134,7 @@ import Testing
         #expect(summary["block_outlier_ratios"] is [Double], "\(summary)")
     }
 
+    /// Two runs into two caches: the pruned and the GPTQ artifacts (and reports) are identical.
     @Test func sameSeedGivesTheSameBitsAndMagnitudeSkipsCalibration() throws {
         let stages = [
             Self.prune("sparsegpt24", method: "sparsegpt", target: "pattern: \"2:4\""),
@@ -131,6 +145,15 @@ import Testing
                   model: ${base.model}
                   method: magnitude
                   sparsity: 0.7
+              gptq:
+                uses: quantize/gptq
+                with:
+                  model: ${sparsegpt24.model}
+                  data: ${data.dataset}
+                  bits: 4
+                  group_size: 8
+                  act_order: true
+                  calibration: \(Self.calibration)
             """,
         ].joined(separator: "\n")
         let project = try TinySentiment.makeProject("oneshot-digest", recipe: TinySentiment.recipe(name: "tiny-oneshot", stages: stages))
@@ -141,7 +164,7 @@ import Testing
         #expect(!second.stderr.contains("sparsegpt24: cached"), "the second run prunes again: \(second)")
         let record = try project.record(of: first)
         let again = try project.record(of: second)
-        for stage in ["sparsegpt24", "magnitude"] {
+        for stage in ["sparsegpt24", "magnitude", "gptq"] {
             for output in ["model", "report"] {
                 let digest = try #require(record.stage(stage)?.outputs[output]?.raw)
                 #expect(again.stage(stage)?.outputs[output]?.raw == digest, "same inputs, same \(stage) \(output)")
