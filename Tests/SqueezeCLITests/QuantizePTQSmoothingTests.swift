@@ -76,7 +76,7 @@ import Testing
         ("{alpha: automatic}", "`smoothing.alpha` must be a number in [0, 1] or `auto`, got `automatic`"),
         ("{alpha: [0.5]}", "`smoothing.alpha` must be a number in [0, 1] or `auto`"),
         ("{alfa: 0.5}", "unknown key `alfa` in `smoothing`"),
-        ("0.5", "`smoothing` must be a mapping"),
+        ("0.5", "expected a mapping ({string: any}), got a number"),
     ])
     func badSmoothingIsARecipeErrorAtItsPosition(smoothing: String, message: String) throws {
         let recipe = QuantizeStageTests.recipe(Self.smoothed("static", smoothing, model: "${base.model}"))
