@@ -193,7 +193,7 @@ extension W8A8Quantizer {
         guard !calibration.isEmpty else { throw BertQuantizationError("calibration needs at least one batch") }
         let selection = ModuleSelection(model: model, skip: options.skip)
         let examples = calibration.reduce(0) { $0 + $1.inputIDs.shape[0] }
-        func section(_ smoothed: SmoothedModel, groups: [SmoothingGroup]) -> ModelQuantization {
+        func section(_ smoothed: SmoothedModel) -> ModelQuantization {
             let schemes = options.schemes
             let smoothingSection = smoothing.map { _ in
                 ModelQuantization.Smoothing(
@@ -227,7 +227,7 @@ extension W8A8Quantizer {
                     best = (candidate, result, 0)
                     continue
                 }
-                let quantized = try assemble(candidate.model, linears: result.linears, quantization: section(candidate, groups: groups))
+                let quantized = try assemble(candidate.model, linears: result.linears, quantization: section(candidate))
                 let measured = try logitsMSE(quantized, reference: reference, on: calibration, backend: backend)
                 let loss = measured.isNaN ? Double.infinity : measured
                 tried.append(SmoothingReport.Candidate(alpha: alpha, calibrationLogitsMSE: measured))
@@ -247,8 +247,7 @@ extension W8A8Quantizer {
             calibrated = try calibrate(smoothed, selection: selection, on: calibration, settings: settings, options: options, backend: backend, progress: progress)
         }
 
-        let groups = smoothingReport?.groups ?? []
-        let quantized = try assemble(smoothed.model, linears: calibrated.linears, quantization: section(smoothed, groups: groups))
+        let quantized = try assemble(smoothed.model, linears: calibrated.linears, quantization: section(smoothed))
         let measured = try measure(model, smoothed, quantized, linears: calibrated.linears, on: evaluation, backend: backend, progress: progress)
         var report = QuantizationReport(
             layers: selection.quantized.compactMap { calibrated.layers[$0] }, skipped: selection.skipped, unmatchedPatterns: selection.unmatchedPatterns,

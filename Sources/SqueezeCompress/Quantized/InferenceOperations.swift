@@ -134,7 +134,8 @@ public struct InferenceOperations: TensorOperations {
 
     private let eager: Eager
     /// Called with each named Linear's module name and f32 input before the
-    /// layer runs (calibration watches the inputs through it).
+    /// layer runs (calibration watches the inputs through it); the input as
+    /// the graph has it, before any `inputMultipliers`.
     public var linearInputs: ((String, Tensor) -> Void)?
     /// Per-input-channel multipliers (f32 `[in]`) by module, applied to the
     /// input of the named f32 Linears before their product: the float form
