@@ -58,7 +58,7 @@ public struct QuantizePTQStage: Stage {
         public static let activations = Parameter("activations", .optional(.mapping(QuantizationSchemeParams.self)), doc: "`{bits: 8, granularity: per_tensor, symmetric: false}`: u8 activations with one fixed scale and zero point per Linear input (static is per-tensor; per-row needs `quantize/dynamic`); `symmetric: true` centres each range on 0.")
         public static let skip = Parameter("skip", .array(.string), default: [], doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning.")
         public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per calibration example, [CLS] and [SEP] included.")
-        public static let smoothing = Parameter("smoothing", .optional(.mapping(Smoothing.self)), doc: "SmoothQuant: `{alpha: 0.5}` migrates activation outliers into the weights, per input channel `s_j = max|X_j|^α / max|W_j|^(1−α)` from the calibration batches, at a fixed α in [0, 1] (0.5 when left out), or `{alpha: auto}`: each α of 0, 0.1, …, 1 is tried and the one whose quantized logits are nearest the float model's on the calibration batches (least MSE) is kept. Smoothed: each layer's query/key/value (one factor, in their input's quantization), attention output (folded into the value projection) and FFN input projection; exact in f32 (docs/quantized-models.md). `attention_output: false` leaves the attention outputs unsmoothed. Left out: no smoothing.")
+        public static let smoothing = Parameter("smoothing", .optional(.mapping(Smoothing.self)), doc: "SmoothQuant: `{alpha: 0.5}` migrates activation outliers into the weights, per input channel `s_j = max|X_j|^α / max|W_j|^(1−α)` from the calibration batches, at a fixed α in [0, 1] (0.5 when left out), or `{alpha: auto}`: each α of 0, 0.1, …, 1 is tried and the one whose quantized logits are nearest the float model's on the calibration batches (least MSE) is kept. Smoothed: each layer's query/key/value (one factor, in their input's quantization) and FFN input projection, and with `attention_output: true` its attention output (folded into the value projection); exact in f32 (docs/quantized-models.md). Left out: no smoothing.")
 
         public static let parameters: [any ParameterDeclaration] = [
             model, data, calibration, observer, percentile, histogram_bins, weights, activations, skip, max_seq_len, smoothing,
@@ -173,7 +173,7 @@ public struct QuantizePTQStage: Stage {
     /// The smoothing settings `smoothing` names (nil: none).
     static func smoothing(_ params: Params) throws(StageFailure) -> SmoothingSettings? {
         guard let smoothing = params.smoothing else { return nil }
-        let attentionOutput = smoothing.attention_output ?? true
+        let attentionOutput = smoothing.attention_output ?? false
         switch smoothing.alpha ?? .value(defaultSmoothingAlpha) {
         case .auto:
             return SmoothingSettings(alpha: .search(SmoothingSettings.searchGrid), attentionOutput: attentionOutput)

@@ -33,7 +33,7 @@ import Testing
         let project = try TinySentiment.makeProject(
             "quantize-smooth",
             recipe: QuantizeStageTests.recipe(
-                QuantizeStageTests.teacher, Self.smoothed("fixed", "{alpha: 0.5}"), Self.smoothed("searched", "{alpha: auto}"), eval))
+                QuantizeStageTests.teacher, Self.smoothed("fixed", "{alpha: 0.5, attention_output: true}"), Self.smoothed("searched", "{alpha: auto}"), eval))
         let result = try project.run(timeout: 900)
         #expect(result.status == 0, "\(result)")
 
@@ -53,14 +53,20 @@ import Testing
         let losses = search.compactMap { $0["calibration_logits_mse"] as? Double }
         #expect(losses.count == search.count && losses.min() == search.first { $0["alpha"] as? Double == alpha }?["calibration_logits_mse"] as? Double)
         let modules = try #require(smoothing["modules"] as? [[String: Any]])
-        // Two layers: query, key, value, attention output, FFN input each.
-        #expect(modules.count == 10, "\(modules)")
-        #expect(modules.filter { $0["fold"] as? String == "value_projection" }.count == 2)
+        // Two layers: query, key, value and FFN input each (attention outputs are off by default).
+        #expect(modules.count == 8 && modules.allSatisfy { $0["fold"] as? String == "activation_quantization" }, "\(modules)")
         #expect(modules.allSatisfy { ($0["factor_min"] as? Double ?? 0) > 0 && ($0["factor_max"] as? Double ?? 0) >= $0["factor_min"] as? Double ?? .infinity })
+        let fixedReportPath = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "fixed", output: "report")
+            .replacingOccurrences(of: "/cache/trees/", with: "/cache/objects/")
+        let fixedReport = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixedReportPath))) as? [String: Any])
+        let fixedModules = try #require((fixedReport["smoothing"] as? [String: Any])?["modules"] as? [[String: Any]])
+        // With `attention_output: true`: the attention outputs too, through the value projections.
+        #expect(fixedModules.count == 10 && fixedModules.filter { $0["fold"] as? String == "value_projection" }.count == 2, "\(fixedModules)")
 
         let directory = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "fixed", output: "model")
         let quantized = try QuantizedBertModel(directory: directory)
         #expect(quantized.quantization.format == ModelQuantization.smoothedFormat && quantized.quantization.smoothing?.alpha == 0.5)
+        #expect(quantized.quantization.smoothing?.foldedIntoValue.count == 2)
         let metrics = try ModelStagesTests.metrics(project, runID: result.runID, stage: "eval")
         let teacher = try #require(metrics["teacher.accuracy"] as? Double)
         for name in ["fixed", "searched"] {

@@ -121,11 +121,15 @@ import Testing
         let model = try TinyQuantBert.withOutlierDimensions(TinyQuantBert.dense(seed: 4))
         let evaluation = TinyQuantBert.batches(3, seed: 8)
         let plain = try TinyQuantBert.calibrated(model)
-        let smoothed = try Self.calibrated(model, smoothing: SmoothingSettings(alpha: .fixed(0.5)))
+        let smoothed = try Self.calibrated(model, smoothing: SmoothingSettings(alpha: .fixed(0.5), attentionOutput: true))
+        let withoutOutputs = try Self.calibrated(model, smoothing: SmoothingSettings(alpha: .fixed(0.5)))
         let before = try TinyQuantBert.logitsSQNR(model, plain.model, evaluation, backend: backend)
         let after = try TinyQuantBert.logitsSQNR(model, smoothed.model, evaluation, backend: backend)
-        print("outlier channels: logits SQNR \(before) dB without smoothing, \(after) dB with α 0.5")
+        let afterWithoutOutputs = try TinyQuantBert.logitsSQNR(model, withoutOutputs.model, evaluation, backend: backend)
+        print("outlier channels: logits SQNR \(before) dB without smoothing, \(after) dB with α 0.5, \(afterWithoutOutputs) dB with α 0.5 and unsmoothed attention outputs")
         #expect(after > before + 1)
+        #expect(afterWithoutOutputs > before + 0.5)
+        #expect(withoutOutputs.model.quantization.smoothing?.foldedIntoValue == [])
         let folded = Set(smoothed.model.quantization.smoothing?.modules ?? [])
         #expect(folded.count == 8)
         for (a, b) in zip(plain.report.layers, smoothed.report.layers) where folded.contains(a.module) {
@@ -153,7 +157,7 @@ import Testing
     /// The fused forward (shared q/k/v codes) gives the op-by-op logits with smoothing too.
     @Test func fusedForwardMatchesOpByOpWhenSmoothed() throws {
         let model = try TinyQuantBert.withOutlierDimensions(TinyQuantBert.dense(seed: 4))
-        let quantized = try Self.calibrated(model, smoothing: SmoothingSettings(alpha: .fixed(0.6))).model
+        let quantized = try Self.calibrated(model, smoothing: SmoothingSettings(alpha: .fixed(0.6), attentionOutput: true)).model
         for batch in TinyQuantBert.batches(2, seed: 12) {
             #expect(try quantized.logits(batch, backend: backend, fusing: true).floats == quantized.logits(batch, backend: backend, fusing: false).floats)
         }
@@ -197,13 +201,13 @@ import Testing
     /// same logits bit for bit.
     @Test func smoothedCheckpointRoundTrips() throws {
         let model = try TinyQuantBert.withOutlierDimensions(TinyQuantBert.dense(seed: 4))
-        let quantized = try Self.calibrated(model, smoothing: SmoothingSettings(alpha: .fixed(0.5))).model
+        let quantized = try Self.calibrated(model, smoothing: SmoothingSettings(alpha: .fixed(0.5), attentionOutput: true)).model
         let directory = try TinyQuantBert.temporaryDirectory("smoothed")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try quantized.save(toDirectory: directory)
         let file = try SafetensorsFile(path: directory + "/model.safetensors")
         let smoothing = try #require(quantized.quantization.smoothing)
-        #expect(smoothing.modules.count == 8)
+        #expect(smoothing.modules.count == 8 && smoothing.foldedIntoValue.count == 2)
         for module in smoothing.modules {
             #expect(file.entries["bert." + module + ".input_smoothing"]?.shape == [quantized.int8Linears[module]?.weights.inputCount ?? -1])
         }
