@@ -116,7 +116,7 @@ public struct SmoothingSettings: Sendable, Hashable {
         case fixed(Double)
         /// Every α of the grid is tried; the one whose quantized model's
         /// logits are nearest the float model's on the calibration batches
-        /// (least mean squared error) wins, the smaller α on a tie.
+        /// (least mean squared error) wins, the first of equal losses.
         case search([Double])
     }
 
