@@ -3,6 +3,7 @@ import SqueezeCompress
 import SqueezeEngine
 import SqueezeModels
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeTensor
 import SqueezeYAML
 
