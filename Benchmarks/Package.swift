@@ -22,7 +22,7 @@ let package = Package(
             dependencies: [
                 "BenchmarkSupport",
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "SqueezeEngine", package: "squeeze"),
+                .product(name: "SqueezeSupport", package: "squeeze"),
             ],
             path: "Benchmarks/Hashing",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
@@ -35,6 +35,8 @@ let package = Package(
                 .product(name: "SqueezeEngine", package: "squeeze"),
                 .product(name: "SqueezeRecipe", package: "squeeze"),
                 .product(name: "SqueezeStages", package: "squeeze"),
+                .product(name: "SqueezeStore", package: "squeeze"),
+                .product(name: "SqueezeTensor", package: "squeeze"),
             ],
             path: "Benchmarks/Planning",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

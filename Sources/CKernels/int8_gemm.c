@@ -162,6 +162,16 @@ void sq_quantize_u8_portable(const float *x, uint8_t *out, ptrdiff_t n, float in
     for (ptrdiff_t i = 0; i < n; i++) out[i] = quantize_value(x[i], inverse_scale, low, high, zero);
 }
 
+void sq_quantize_u8_columns_portable(const float *x, uint8_t *out, ptrdiff_t rows, ptrdiff_t columns,
+                                     const float *inverse_scales, int32_t zero, int32_t q_min, int32_t q_max) {
+    float low = (float)(q_min - zero), high = (float)(q_max - zero);
+    for (ptrdiff_t row = 0; row < rows; row++) {
+        const float *in = x + row * columns;
+        uint8_t *codes = out + row * columns;
+        for (ptrdiff_t j = 0; j < columns; j++) codes[j] = quantize_value(in[j], inverse_scales[j], low, high, zero);
+    }
+}
+
 // MARK: AVX2
 
 #if defined(__x86_64__)
@@ -500,6 +510,27 @@ SQ_AVX2 static void quantize_avx2(const float *x, uint8_t *out, ptrdiff_t n, flo
     sq_quantize_u8_portable(x + i, out + i, n - i, inverse_scale, zero, q_min, q_max);
 }
 
+/// `quantize_avx2` with one inverse scale per column, loaded alongside the values.
+SQ_AVX2 static void quantize_columns_avx2(const float *x, uint8_t *out, ptrdiff_t rows, ptrdiff_t columns,
+                                          const float *inverse_scales, int32_t zero, int32_t q_min, int32_t q_max) {
+    __m256 low = _mm256_set1_ps((float)(q_min - zero)), high = _mm256_set1_ps((float)(q_max - zero));
+    __m256i offset = _mm256_set1_epi32(zero);
+    float low1 = (float)(q_min - zero), high1 = (float)(q_max - zero);
+    for (ptrdiff_t row = 0; row < rows; row++) {
+        const float *in = x + row * columns;
+        uint8_t *codes = out + row * columns;
+        ptrdiff_t j = 0;
+        for (; j + 8 <= columns; j += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(in + j), _mm256_loadu_ps(inverse_scales + j));
+            v = _mm256_min_ps(_mm256_max_ps(v, low), high);
+            __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), offset);
+            __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            _mm_storel_epi64((__m128i *)(codes + j), _mm_packus_epi16(words, words));
+        }
+        for (; j < columns; j++) codes[j] = quantize_value(in[j], inverse_scales[j], low1, high1, zero);
+    }
+}
+
 #endif
 
 // MARK: Entry points
@@ -553,6 +584,17 @@ void sq_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_sca
     }
 #endif
     sq_quantize_u8_portable(x, out, n, inverse_scale, zero, q_min, q_max);
+}
+
+void sq_quantize_u8_columns(const float *x, uint8_t *out, ptrdiff_t rows, ptrdiff_t columns, const float *inverse_scales,
+                            int32_t zero, int32_t q_min, int32_t q_max) {
+#if defined(__x86_64__)
+    if (sq_use_avx2()) {
+        quantize_columns_avx2(x, out, rows, columns, inverse_scales, zero, q_min, q_max);
+        return;
+    }
+#endif
+    sq_quantize_u8_columns_portable(x, out, rows, columns, inverse_scales, zero, q_min, q_max);
 }
 
 void sq_gelu_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero, int32_t q_min,

@@ -3,6 +3,7 @@ import SqueezeCompress
 import SqueezeEngine
 import SqueezeModels
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeTensor
 import SqueezeYAML
 
@@ -23,6 +24,30 @@ public struct QuantizePTQStage: Stage {
         public var allow_fewer: Bool?
     }
 
+    /// `smoothing: {alpha: 0.5}` or `{alpha: auto}`.
+    public struct Smoothing: Decodable, Sendable {
+        /// A number, `auto`, or what the recipe wrote otherwise (refused at run time).
+        public enum Alpha: Decodable, Sendable, Equatable {
+            case value(Double)
+            case auto
+            case invalid(String)
+
+            public init(from decoder: any Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let number = try? container.decode(Double.self) {
+                    self = .value(number)
+                } else if let text = try? container.decode(String.self) {
+                    self = text == "auto" ? .auto : Double(text).map(Alpha.value) ?? .invalid(text)
+                } else {
+                    self = .invalid("a value that is neither a number nor `auto`")
+                }
+            }
+        }
+
+        public var alpha: Alpha?
+        public var attention_output: Bool?
+    }
+
     public struct Params: StageParameters {
         public static let model = Parameter("model", .artifact("model"), doc: "The float classifier to quantize (`${finetuned.model}`); an already quantized model is an error.")
         public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`) the calibration examples come from.")
@@ -34,9 +59,10 @@ public struct QuantizePTQStage: Stage {
         public static let activations = Parameter("activations", .optional(.mapping(QuantizationSchemeParams.self)), doc: "`{bits: 8, granularity: per_tensor, symmetric: false}`: u8 activations with one fixed scale and zero point per Linear input (static is per-tensor; per-row needs `quantize/dynamic`); `symmetric: true` centres each range on 0.")
         public static let skip = Parameter("skip", .array(.string), default: [], doc: "Linear modules kept in f32, by pattern: `*` matches any characters, `?` one; a pattern matches a run of whole dot-separated name components (`classifier`, `pooler`, `layer.0.*`, `attention.output.dense`). A pattern matching nothing is a warning.")
         public static let max_seq_len = Parameter("max_seq_len", .int, default: 128, doc: "Tokens per calibration example, [CLS] and [SEP] included.")
+        public static let smoothing = Parameter("smoothing", .optional(.mapping(Smoothing.self)), doc: "SmoothQuant: `{alpha: 0.5}` migrates activation outliers into the weights, per input channel `s_j = max|X_j|^α / max|W_j|^(1−α)` from the calibration batches, at a fixed α in [0, 1] (0.5 when left out), or `{alpha: auto}`: each α of 0, 0.1, …, 1 is tried and the one whose quantized logits are nearest the float model's on the calibration batches (least MSE) is kept. Smoothed: each layer's query/key/value (one factor, in their input's quantization) and FFN input projection, and with `attention_output: true` its attention output (folded into the value projection); exact in f32 (docs/quantized-models.md). Left out: no smoothing.")
 
         public static let parameters: [any ParameterDeclaration] = [
-            model, data, calibration, observer, percentile, histogram_bins, weights, activations, skip, max_seq_len,
+            model, data, calibration, observer, percentile, histogram_bins, weights, activations, skip, max_seq_len, smoothing,
         ]
 
         public var model: String
@@ -49,6 +75,7 @@ public struct QuantizePTQStage: Stage {
         public var activations: QuantizationSchemeParams?
         public var skip: [String]
         public var max_seq_len: Int
+        public var smoothing: Smoothing?
 
         public init(_ arguments: StageArguments) throws {
             model = try arguments[Self.model]
@@ -61,10 +88,14 @@ public struct QuantizePTQStage: Stage {
             activations = try arguments[Self.activations]
             skip = try arguments[Self.skip]
             max_seq_len = try arguments[Self.max_seq_len]
+            smoothing = try arguments[Self.smoothing]
         }
     }
 
     static let calibrationKeys = ["split", "batches", "batch_size", "held_out_batches", "allow_fewer"]
+    static let smoothingKeys = ["alpha", "attention_output"]
+    /// SmoothQuant's α when `smoothing` gives none (the paper's default for most models).
+    static let defaultSmoothingAlpha = 0.5
     static let defaults = (split: "train", batches: 8, batchSize: 32, heldOutBatches: 4)
     static let defaultPercentile = 99.99
 
@@ -118,7 +149,42 @@ public struct QuantizePTQStage: Stage {
             with, granularities: ["per_tensor"],
             otherwise: "static activations have one fixed scale per tensor; per-row (per-token) ranges are measured at run time by `quantize/dynamic`")
         problems += QuantizeStages.checkSkip(with)
+        problems += checkSmoothing(with)
         return problems
+    }
+
+    /// `smoothing: {alpha: <number in [0, 1]> | auto}`.
+    static func checkSmoothing(_ with: YAMLNode) -> [Diagnostic] {
+        guard let node = with["smoothing"] else { return [] }
+        var problems = QuantizeStages.unknownKeys(node, parameter: "smoothing", known: smoothingKeys)
+        guard node.entries != nil else { return problems }
+        problems += QuantizeStages.checkBool(node, "attention_output", parameter: "smoothing")
+        guard let alpha = node["alpha"] else { return problems }
+        guard let text = alpha.scalar else {
+            return problems + [Diagnostic("`smoothing.alpha` must be a number in [0, 1] or `auto`", at: alpha.location, hint: "e.g. `alpha: 0.5` or `alpha: auto`")]
+        }
+        if text.contains("${") || text == "auto" { return problems }
+        if let value = Double(text), (0...1).contains(value) { return problems }
+        problems.append(Diagnostic(
+            "`smoothing.alpha` must be a number in [0, 1] or `auto`, got `\(text)`", at: alpha.location,
+            hint: "α is the share of each channel's range moved from the activations to the weights: e.g. `alpha: 0.5`, or `alpha: auto` to search 0, 0.1, …, 1"))
+        return problems
+    }
+
+    /// The smoothing settings `smoothing` names (nil: none).
+    static func smoothing(_ params: Params) throws(StageFailure) -> SmoothingSettings? {
+        guard let smoothing = params.smoothing else { return nil }
+        let attentionOutput = smoothing.attention_output ?? false
+        switch smoothing.alpha ?? .value(defaultSmoothingAlpha) {
+        case .auto:
+            return SmoothingSettings(alpha: .search(SmoothingSettings.searchGrid), attentionOutput: attentionOutput)
+        case .value(let alpha) where (0...1).contains(alpha):
+            return SmoothingSettings(alpha: .fixed(alpha), attentionOutput: attentionOutput)
+        case .value(let alpha):
+            throw StageFailure("`smoothing.alpha` must be a number in [0, 1] or `auto`, got \(alpha)")
+        case .invalid(let text):
+            throw StageFailure("`smoothing.alpha` must be a number in [0, 1] or `auto`, got `\(text)`")
+        }
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
@@ -128,6 +194,7 @@ public struct QuantizePTQStage: Stage {
         let options = try QuantizeStages.options(
             weights: params.weights, activations: params.activations, skip: params.skip, defaultActivationGranularity: "per_tensor")
         let observer = try Self.observer(params)
+        let smoothing = try Self.smoothing(params)
         let selection = ModuleSelection(model: loaded.model, skip: params.skip)
         try QuantizeStages.requireModules(selection)
         let selectionWarnings = try QuantizeStages.unmatchedPatternWarnings(selection) + QuantizeStages.headWarnings(loaded.artifact)
@@ -146,7 +213,7 @@ public struct QuantizePTQStage: Stage {
             \(sample.calibration.count) calibration and \(sample.heldOut.count) held-out examples of `\(sample.split)` in batches of \(sample.batchSize), \
             max_seq_len \(maxLength); \(selection.quantized.count) Linear modules to int8, \(selection.skipped.count) kept f32; \
             weights \(options.weightGranularity.rawValue) ±\(options.weightLimit), activations u8 \(options.activationCodes) \
-            \(options.activationSymmetric ? "symmetric" : "asymmetric"); backend \(backend.id) with \(context.threads) threads
+            \(options.activationSymmetric ? "symmetric" : "asymmetric")\(Self.describe(smoothing)); backend \(backend.id) with \(context.threads) threads
             """)
 
         let calibrationBatches = batchesOf(sample.calibration)
@@ -155,15 +222,20 @@ public struct QuantizePTQStage: Stage {
         do {
             (quantized, report) = try W8A8Quantizer.quantizeStatic(
                 loaded.model, calibration: calibrationBatches, evaluation: evaluationBatches, evaluatedOnHeldOut: sample.onHeldOut,
-                settings: CalibrationSettings(observer: observer, bins: params.histogram_bins), options: options, backend: backend,
+                settings: CalibrationSettings(observer: observer, bins: params.histogram_bins), smoothing: smoothing, options: options,
+                backend: backend,
                 progress: { context.progress.report(StageProgress(message: $0)) })
         } catch {
             throw StageFailure(error.message)
         }
 
+        var extra: [String: Value] = ["calibration_split": .string(sample.split)]
+        if let chosen = report.smoothing {
+            extra["smoothing_alpha"] = .double(chosen.alpha)
+            extra["smoothing_alpha_searched"] = .bool(chosen.searched)
+        }
         let metrics = try QuantizeStages.publish(
-            quantized, from: loaded.artifact, report: report, warnings: warnings, extra: ["calibration_split": .string(sample.split)],
-            source: "quantize/ptq", context: context)
+            quantized, from: loaded.artifact, report: report, warnings: warnings, extra: extra, source: "quantize/ptq", context: context)
         Self.log(report, onHeldOut: sample.onHeldOut, to: context.log)
         return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
     }
@@ -245,8 +317,22 @@ public struct QuantizePTQStage: Stage {
             warnings: warnings)
     }
 
+    static func describe(_ smoothing: SmoothingSettings?) -> String {
+        switch smoothing?.alpha {
+        case nil: ""
+        case .fixed(let alpha): "; SmoothQuant α \(alpha)"
+        case .search(let grid): "; SmoothQuant α searched over \(grid.map { "\($0)" }.joined(separator: ", "))"
+        }
+    }
+
     /// Each layer's chosen range and output SQNR, then the logits' SQNR and agreement.
     static func log(_ report: QuantizationReport, onHeldOut: Bool, to log: StageLog) {
+        if let smoothing = report.smoothing {
+            for candidate in smoothing.candidates {
+                log.line("smoothing α \(candidate.alpha): calibration logits MSE \(candidate.calibrationLogitsMSE)")
+            }
+            log.line("smoothing: α \(smoothing.alpha)\(smoothing.searched ? " (least calibration logits MSE)" : ""), \(smoothing.groups.flatMap(\.modules).count) Linear modules smoothed")
+        }
         for layer in report.layers {
             let sqnr = layer.outputSQNR.map { String(format: "%.2f dB", $0) } ?? "n/a"
             log.line("\(layer.module): range [\(layer.chosenRange?.lowerBound ?? 0), \(layer.chosenRange?.upperBound ?? 0)] of observed [\(layer.observedRange?.lowerBound ?? 0), \(layer.observedRange?.upperBound ?? 0)], scale \(layer.scale ?? 0) zero point \(layer.zeroPoint ?? 0), output SQNR \(sqnr)")

@@ -279,7 +279,41 @@ enum QuantizeStages {
         if let observer = quantization.observer { object["observer"] = .string(observer) }
         if let percentile = quantization.percentile { object["percentile"] = .double(percentile) }
         if let bins = quantization.histogramBins { object["histogram_bins"] = .int(bins) }
+        if let smoothing = report.smoothing { object["smoothing"] = smoothingReport(smoothing) }
         return (.object(object), metrics)
+    }
+
+    /// report.json's `smoothing`: the α used, the search, and each smoothed
+    /// module with its fold and the range of its factors.
+    static func smoothingReport(_ smoothing: SmoothingReport) -> Value {
+        let modules: [Value] = smoothing.groups.flatMap { group in
+            group.modules.map { module -> Value in
+                var entry: [String: Value] = ["module": .string(module)]
+                switch group.fold {
+                case .activationQuantization:
+                    entry["fold"] = .string("activation_quantization")
+                case .valueProjection(let value):
+                    entry["fold"] = .string("value_projection")
+                    entry["value_projection"] = .string(value)
+                }
+                if let range = smoothing.factorRanges[module] {
+                    entry["factor_min"] = .metric(range.lowerBound)
+                    entry["factor_max"] = .metric(range.upperBound)
+                }
+                return .object(entry)
+            }
+        }
+        var object: [String: Value] = [
+            "alpha": .double(smoothing.alpha),
+            "alpha_searched": .bool(smoothing.searched),
+            "modules": .array(modules),
+        ]
+        if smoothing.searched {
+            object["search"] = .array(smoothing.candidates.map {
+                .object(["alpha": .double($0.alpha), "calibration_logits_mse": $0.calibrationLogitsMSE.isFinite ? .double($0.calibrationLogitsMSE) : .null])
+            })
+        }
+        return .object(object)
     }
 
     /// What every quantize stage outputs: the model directory and report.json.

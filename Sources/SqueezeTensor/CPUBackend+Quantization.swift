@@ -80,14 +80,37 @@ extension CPUBackend {
     }
 
     public func quantize(_ x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
-        quantize(x, quantization, "quantize") { x, out, count, inverseScale, zero, low, high in
+        if quantization.channelMultipliers != nil { return quantizeColumns(x, quantization) }
+        return quantize(x, quantization, "quantize") { x, out, count, inverseScale, zero, low, high in
             sq_quantize_u8(x, out, count, inverseScale, zero, low, high)
         }
     }
 
+    /// Per-tensor parameters with channel multipliers: chunks of whole rows,
+    /// each column with its own inverse scale.
+    private func quantizeColumns(_ x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
+        x.requireFloat("quantize")
+        let (rows, columns) = Shapes.rowsAndColumns(x.shape)
+        quantization.requireRows(rows, "quantize")
+        let inverses = quantization.columnInverseScales(columns, "quantize")
+        let storage = TensorStorage(uninitializedByteCount: x.count)
+        let out = storage.bytes.assumingMemoryBound(to: UInt8.self)
+        let (zero, low, high) = (quantization.zeroPoints[0], quantization.range.lowerBound, quantization.range.upperBound)
+        withFloats(x) { px in
+            inverses.withUnsafeBufferPointer { inverse in
+                runner.forEachRange(count: rows, chunkSize: rowChunk(columns: columns)) { r in
+                    sq_quantize_u8_columns(
+                        px + r.lowerBound * columns, out + r.lowerBound * columns, r.count, columns, inverse.baseAddress, zero, low, high)
+                }
+            }
+        }
+        return Tensor(storage: storage, dtype: .u8, shape: x.shape)
+    }
+
     /// One pass per chunk: the GELU of a block, quantised while still in L1.
     public func quantize(geluOf x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
-        quantize(x, quantization, "quantize(geluOf:)") { x, out, count, inverseScale, zero, low, high in
+        quantization.requireNoChannelMultipliers("quantize(geluOf:)")
+        return quantize(x, quantization, "quantize(geluOf:)") { x, out, count, inverseScale, zero, low, high in
             sq_gelu_quantize_u8(x, out, count, inverseScale, zero, low, high)
         }
     }
@@ -174,6 +197,7 @@ extension CPUBackend {
         let (rows, n, k) = ReferenceBackend.checkQuantizedLinear(x, quantization, weights, bias, output)
         precondition(geluCodes == nil || output == .float, "int8Linear: GELU codes come from the f32 output")
         precondition(geluCodes?.isPerRow != true, "quantizedLinear(geluCodes:): per-tensor GELU parameters only")
+        geluCodes?.requireNoChannelMultipliers("quantizedLinear(geluCodes:)")
         let shape = Array(x.shape.dropLast()) + [n]
         let (dtype, outputKind): (DType, Int32) =
             switch output {

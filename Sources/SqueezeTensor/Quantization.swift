@@ -18,10 +18,26 @@ public struct ActivationQuantization: Sendable, Hashable {
     /// weights; the full `0...255` does so only with weights whose
     /// `fastActivationLimit` is 255 (e.g. quantised to 7 bits).
     public var range: ClosedRange<Int32>
+    /// One positive factor per input column (the last axis), applied with the
+    /// scale: column `j` is quantised as `x · inverseScales[j]`, with
+    /// `inverseScales[j] = (1 / scale) · channelMultipliers[j]`, one multiply
+    /// per element as without them. SmoothQuant's `1 / s_j` lives here
+    /// (the weight holds `W · diag(s)`). Per-tensor parameters only; nil: none.
+    public private(set) var channelMultipliers: [Float]?
 
     /// Per-tensor parameters.
     public init(scale: Float, zeroPoint: Int32, range: ClosedRange<Int32> = 0...255) {
         self.init(scales: [scale], zeroPoints: [zeroPoint], range: range)
+    }
+
+    /// Per-tensor parameters with one multiplier per input column
+    /// (positive normal floats; see `channelMultipliers`).
+    public init(scale: Float, zeroPoint: Int32, range: ClosedRange<Int32> = 0...255, channelMultipliers: [Float]) {
+        precondition(
+            !channelMultipliers.isEmpty && channelMultipliers.allSatisfy { $0.isNormal && $0 > 0 },
+            "ActivationQuantization: channel multipliers must be positive normal numbers")
+        self.init(scales: [scale], zeroPoints: [zeroPoint], range: range)
+        self.channelMultipliers = channelMultipliers
     }
 
     /// Per-tensor (one element each) or per-row parameters.
@@ -57,6 +73,28 @@ public struct ActivationQuantization: Sendable, Hashable {
 
     /// True when every row has its own parameters.
     public var isPerRow: Bool { scales.count > 1 }
+
+    /// These parameters without channel multipliers.
+    public var withoutChannelMultipliers: ActivationQuantization {
+        var copy = self
+        copy.channelMultipliers = nil
+        return copy
+    }
+
+    /// `(1 / scale) · channelMultipliers[j]` per column (per-tensor parameters
+    /// with multipliers only): what each column's values are multiplied by.
+    func columnInverseScales(_ columns: Int, _ op: String) -> [Float] {
+        guard let channelMultipliers else { return [Float](repeating: 1 / scales[0], count: columns) }
+        precondition(!isPerRow, "\(op): channel multipliers with per-row parameters")
+        precondition(channelMultipliers.count == columns, "\(op): \(channelMultipliers.count) channel multipliers for \(columns) columns")
+        let inverse = 1 / scales[0]
+        return channelMultipliers.map { inverse * $0 }
+    }
+
+    /// Precondition that there are no channel multipliers (ops that do not take them).
+    func requireNoChannelMultipliers(_ op: String) {
+        precondition(channelMultipliers == nil, "\(op): channel multipliers are not supported here")
+    }
 
     /// Precondition that these parameters fit a tensor of `rows` rows.
     func requireRows(_ rows: Int, _ op: String) {

@@ -23,11 +23,13 @@ extension ReferenceBackend {
         quantization.requireRows(rows, "quantize")
         let values = x.floats
         var out = [UInt8](repeating: 0, count: values.count)
+        let columnInverses = quantization.channelMultipliers == nil ? nil : quantization.columnInverseScales(columns, "quantize")
         for row in 0..<rows {
             let (scale, zero) = quantization.parameters(row: row)
             for column in 0..<columns {
                 let index = row * columns + column
-                out[index] = Self.quantized(values[index], inverseScale: 1 / scale, zero: zero, range: quantization.range)
+                let inverse = columnInverses?[column] ?? 1 / scale
+                out[index] = Self.quantized(values[index], inverseScale: inverse, zero: zero, range: quantization.range)
             }
         }
         return Tensor(shape: x.shape, uint8s: out)
@@ -98,6 +100,7 @@ extension ReferenceBackend {
         }
         if case .quantized(let target) = output {
             precondition(!target.isPerRow, "quantizedLinear: output quantisation must be per tensor")
+            target.requireNoChannelMultipliers("quantizedLinear(output: .quantized)")
         }
         return (rows, weights.outputCount, k)
     }
@@ -106,7 +109,8 @@ extension ReferenceBackend {
 /// The fused int8 ops' specification: the compositions they stand for.
 extension ReferenceBackend {
     public func quantize(geluOf x: Tensor, _ quantization: ActivationQuantization) -> Tensor {
-        quantize(gelu(x), quantization)
+        quantization.requireNoChannelMultipliers("quantize(geluOf:)")
+        return quantize(gelu(x), quantization)
     }
 
     public func quantizedLinear(

@@ -43,6 +43,54 @@ import Testing
         #expect(vector[0] == 0 && vector[1] == 2 && vector[2] == 2 && vector[3] == 4)
     }
 
+    /// Per-tensor parameters with one multiplier per input column (SmoothQuant's
+    /// `1/s` in the quantize step): column j uses `(1/scale) · m_j`; the CPU
+    /// kernel (AVX2 and portable, vector and tail columns, strided input,
+    /// extreme and non-finite values) gives the reference's codes, and
+    /// quantizedLinear of the f32 input equals the product of those codes.
+    @Test func channelMultipliersScaleEachColumn() {
+        var generator = SeededGenerator(seed: 31)
+        let columns = 19
+        var values = randomTensor([3, 4, columns], .contiguous, in: -6..<6, &generator).floats
+        for (index, extreme) in [Float(1e30), -1e30, .nan, .infinity, -.infinity, 0, -0.0, 3e-39].enumerated() {
+            values[index * 23] = extreme
+        }
+        let x = Tensor(shape: [3, 4, columns], floats: values)
+        let multipliers = (0..<columns).map { Float(0.25) * Float(1 + $0 % 5) + (($0 % 3 == 0) ? 0.01 : 0) }
+        let quantization = ActivationQuantization(scale: 0.05, zeroPoint: 100, range: 0...255, channelMultipliers: multipliers)
+        let expected = reference.quantize(x, quantization).uint8s
+        #expect(cpu.quantize(x, quantization).uint8s == expected)
+        let inverses = multipliers.map { (1 / Float(0.05)) * $0 }
+        var vector = [UInt8](repeating: 0, count: values.count)
+        var portable = vector
+        sq_quantize_u8_columns(values, &vector, 12, columns, inverses, 100, 0, 255)
+        sq_quantize_u8_columns_portable(values, &portable, 12, columns, inverses, 100, 0, 255)
+        #expect(vector == expected && portable == expected)
+        // By hand: column j of a value v is clamp(round(v · 20 · m_j) + 100).
+        for (index, value) in values.enumerated() where value.isFinite && abs(value) < 100 {
+            let v = (value * inverses[index % columns]).rounded(.toNearestOrEven)
+            #expect(expected[index] == UInt8(Swift.min(Swift.max(v + 100, 0), 255)), "element \(index)")
+        }
+        // Unit multipliers give the plain per-tensor codes.
+        let unit = ActivationQuantization(scale: 0.05, zeroPoint: 100, channelMultipliers: [Float](repeating: 1, count: columns))
+        #expect(cpu.quantize(x, unit).uint8s == cpu.quantize(x, ActivationQuantization(scale: 0.05, zeroPoint: 100)).uint8s)
+        // A strided input quantizes as its contiguous copy.
+        let transposed = randomTensor([4, columns, columns], .transposed, in: -3..<3, &generator)
+        #expect(cpu.quantize(transposed, quantization).uint8s == reference.quantize(transposed.contiguous(), quantization).uint8s)
+        // The int8 product of the f32 input quantizes with the multipliers.
+        let weights = PackedInt8Weights(quantizing: randomTensor([6, columns], .contiguous, in: -1..<1, &generator), bits: 7)
+        let finite = randomTensor([5, columns], .contiguous, in: -4..<4, &generator)
+        for backend in [cpu as any Backend, reference] {
+            let direct = backend.quantizedLinear(finite, quantization: quantization, weights: weights, bias: nil)
+            let viaCodes = backend.quantizedLinear(
+                quantized: backend.quantize(finite, quantization), quantization: quantization, weights: weights, bias: nil, output: .float)
+            #expect(direct.floats == viaCodes.floats)
+        }
+        #expect(cpu.quantizedLinear(finite, quantization: quantization, weights: weights, bias: nil).floats
+            == reference.quantizedLinear(finite, quantization: quantization, weights: weights, bias: nil).floats)
+        #expect(quantization != quantization.withoutChannelMultipliers)
+    }
+
     /// The fused GELU quantisation gives the codes of quantising the GELU
     /// values: on the CPU backend bit for bit (odd lengths cross the 1024-value
     /// blocks and the 8-wide vectors; extreme and non-finite inputs included),

@@ -6,7 +6,7 @@
 import Benchmark
 import BenchmarkSupport
 import Foundation
-import SqueezeEngine
+import SqueezeSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -49,7 +49,7 @@ struct HashedFile {
     /// A new file, read once so every page is resident before timing starts.
     static func prepared() throws -> HashedFile {
         let file = try make()
-        _ = try Hashing.sha256(fileAt: file.path)
+        _ = try SqueezeSupport.Hashing.sha256(fileAt: file.path)
         return file
     }
 }
@@ -119,7 +119,7 @@ func peer(_ name: String, _ title: String, samples: Samples, command: @escaping 
             let (digest, seconds) = try secondsElapsed { try externalDigest(command(file.path)) }
             // The peer must agree with Squeeze, or the comparison is meaningless.
             if benchmark.currentIteration == 0 {
-                let ours = try Hashing.sha256(fileAt: file.path)
+                let ours = try SqueezeSupport.Hashing.sha256(fileAt: file.path)
                 guard ours.hex == digest else {
                     throw PeerFailure(description: "digests differ: squeeze \(ours.hex), \(name) \(digest)")
                 }
@@ -136,7 +136,7 @@ let benchmarks: @Sendable () -> Void = {
         "sha256 1 GiB page-cached: Hashing.sha256(fileAt:)",
         configuration: configuration(),
         closure: { (benchmark: Benchmark, file: HashedFile) throws in
-            let (digest, seconds) = try secondsElapsed { try Hashing.sha256(fileAt: file.path) }
+            let (digest, seconds) = try secondsElapsed { try SqueezeSupport.Hashing.sha256(fileAt: file.path) }
             blackHole(digest)
             try record(squeezeSamples, benchmark, seconds: seconds)
         },

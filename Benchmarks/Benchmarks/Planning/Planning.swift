@@ -7,6 +7,8 @@ import Foundation
 import SqueezeEngine
 import SqueezeRecipe
 import SqueezeStages
+import SqueezeStore
+import SqueezeTensor
 
 let suite = "Planning"
 let stageCount = 1_000
@@ -53,6 +55,8 @@ func generatedRecipe() -> String {
 }
 
 struct Fixture {
+    /// The built-in stage types on the built-in backends, as the CLI registers them.
+    static let stages = BuiltinStages.registry(backends: .builtin)
     let directory: ScratchDirectory
     let recipePath: String
     let cachePath: String
@@ -82,12 +86,13 @@ struct Fixture {
 
     func load() throws -> Recipe {
         try RecipeLoader.load(
-            file: recipePath, stageTypes: BuiltinStages.registry.descriptors, environment: [:])
+            file: recipePath, stageTypes: Self.stages.descriptors, environment: [:],
+            backends: BackendRegistry.builtin.recipeBackends)
     }
 
     func pipeline(recipe: Recipe) throws -> Pipeline {
         Pipeline(
-            recipe: recipe, registry: BuiltinStages.registry, store: try ContentStore(root: cachePath),
+            recipe: recipe, registry: Self.stages, store: try ContentStore(root: cachePath),
             environment: [:])
     }
 }

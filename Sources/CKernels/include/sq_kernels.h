@@ -261,6 +261,14 @@ void sq_gelu_quantize_u8(const float *x, uint8_t *out, ptrdiff_t n, float invers
 /// `sq_quantize_u8` without vector instructions (bit-identical; for tests).
 void sq_quantize_u8_portable(const float *x, uint8_t *out, ptrdiff_t n, float inverse_scale, int32_t zero,
                              int32_t q_min, int32_t q_max);
+/// Row-major x (rows × columns) with one inverse scale per column (SmoothQuant's
+/// per-input-channel factor folded into the activation scale):
+/// out[r, j] = clamp(rint(x[r, j]·inverse_scales[j]) + zero, q_min, q_max), NaN → q_min.
+void sq_quantize_u8_columns(const float *x, uint8_t *out, ptrdiff_t rows, ptrdiff_t columns, const float *inverse_scales,
+                            int32_t zero, int32_t q_min, int32_t q_max);
+/// `sq_quantize_u8_columns` without vector instructions (bit-identical; for tests).
+void sq_quantize_u8_columns_portable(const float *x, uint8_t *out, ptrdiff_t rows, ptrdiff_t columns,
+                                     const float *inverse_scales, int32_t zero, int32_t q_min, int32_t q_max);
 
 #ifdef __cplusplus
 }

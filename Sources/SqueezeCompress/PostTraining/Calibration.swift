@@ -72,6 +72,8 @@ public struct QuantizationReport: Sendable, Hashable {
     public var logitsSQNR: Double?
     /// Fraction of evaluation examples whose predicted class is unchanged.
     public var predictionAgreement: Double?
+    /// SmoothQuant's outcome, when the model was smoothed.
+    public var smoothing: SmoothingReport?
 
     /// The finite per-layer output SQNRs (weight SQNRs when there are none), sorted.
     public var sortedLayerSQNRs: [Double] {
@@ -106,6 +108,70 @@ public struct CalibrationSettings: Sendable, Hashable {
     }
 }
 
+/// SmoothQuant for static quantization (`SmoothQuant`): a fixed migration
+/// strength α, or the α of a grid with the least calibration loss.
+public struct SmoothingSettings: Sendable, Hashable {
+    public enum Alpha: Sendable, Hashable {
+        /// α in [0, 1].
+        case fixed(Double)
+        /// Every α of the grid is tried; the one whose quantized model's
+        /// logits are nearest the float model's on the calibration batches
+        /// (least mean squared error) wins, the first of equal losses.
+        case search([Double])
+    }
+
+    public var alpha: Alpha
+    /// Whether the attention output projections are smoothed too (through
+    /// the value projection); the query/key/value and FFN input projections
+    /// always are. Off by default: on the SST-2 teacher it lowered the
+    /// logits SQNR on each of four calibration samples (docs/quantized-models.md).
+    public var attentionOutput: Bool
+
+    /// `alpha: auto`'s grid: 0, 0.1, …, 1.
+    public static let searchGrid: [Double] = (0...10).map { Double($0) / 10 }
+
+    public init(alpha: Alpha, attentionOutput: Bool = false) {
+        self.alpha = alpha
+        self.attentionOutput = attentionOutput
+    }
+
+    var candidates: [Double] {
+        switch alpha {
+        case .fixed(let alpha): [alpha]
+        case .search(let grid): grid
+        }
+    }
+
+    func validate() throws(BertQuantizationError) {
+        let candidates = candidates
+        guard !candidates.isEmpty, candidates.allSatisfy({ (0...1).contains($0) }) else {
+            throw BertQuantizationError("smoothing α must be in [0, 1], got \(candidates.map { "\($0)" }.joined(separator: ", "))")
+        }
+    }
+}
+
+/// What SmoothQuant chose.
+public struct SmoothingReport: Sendable, Hashable {
+    /// One α of the search and its calibration loss.
+    public struct Candidate: Sendable, Hashable {
+        public var alpha: Double
+        /// Mean squared error of the quantized model's logits against the
+        /// float model's over the calibration batches.
+        public var calibrationLogitsMSE: Double
+    }
+
+    /// The α used.
+    public var alpha: Double
+    /// True when α was searched (`alpha: auto`).
+    public var searched: Bool
+    /// Every α tried with its loss (empty for a fixed α).
+    public var candidates: [Candidate]
+    /// The smoothed Linears with their factor's fold, in model order.
+    public var groups: [SmoothingGroup]
+    /// Per smoothed module, the smallest and largest factor `s_j`.
+    public var factorRanges: [String: ClosedRange<Float>]
+}
+
 extension W8A8Quantizer {
     /// Static quantization: runs the float model over `calibration`, feeds
     /// each selected Linear's input (real tokens only) to an observer, fixes
@@ -115,14 +181,99 @@ extension W8A8Quantizer {
     /// int8 layer's output SQNR against its f32 layer on the same f32 inputs,
     /// and the logits' SQNR and prediction agreement end to end.
     /// `progress` gets short messages.
+    /// With `smoothing`, the model is first smoothed (`SmoothQuant`) from its
+    /// activations' per-channel maxima on `calibration`, at a fixed α or at
+    /// each α of a grid (each candidate calibrated, quantized and scored on
+    /// the calibration batches; the held-out batches are never used to choose).
     public static func quantizeStatic(
         _ model: BertModel, calibration: [BertBatch], evaluation: [BertBatch], evaluatedOnHeldOut: Bool,
-        settings: CalibrationSettings, options: W8A8Options = W8A8Options(), backend: any Backend,
+        settings: CalibrationSettings, smoothing: SmoothingSettings? = nil, options: W8A8Options = W8A8Options(), backend: any Backend,
         progress: (String) -> Void = { _ in }
     ) throws(BertQuantizationError) -> (model: QuantizedBertModel, report: QuantizationReport) {
         try options.validate(mode: .static)
+        try smoothing?.validate()
         guard !calibration.isEmpty else { throw BertQuantizationError("calibration needs at least one batch") }
         let selection = ModuleSelection(model: model, skip: options.skip)
+        let examples = calibration.reduce(0) { $0 + $1.inputIDs.shape[0] }
+        func section(_ smoothed: SmoothedModel) -> ModelQuantization {
+            let schemes = options.schemes
+            let smoothingSection = smoothing.map { _ in
+                ModelQuantization.Smoothing(
+                    alpha: smoothed.alpha,
+                    modules: selection.quantized.filter { smoothed.inputMultipliers[$0] != nil },
+                    foldedIntoValue: selection.quantized.filter { smoothed.factors[$0] != nil && smoothed.inputMultipliers[$0] == nil })
+            }
+            return ModelQuantization(
+                mode: .static, weights: schemes.weights, activations: schemes.activations, observer: settings.observerName,
+                percentile: settings.percentile, histogramBins: settings.observer == .minMax ? nil : settings.bins, calibrationExamples: examples,
+                modules: selection.quantized, skipped: selection.skipped, smoothing: smoothingSection)
+        }
+
+        var smoothed = SmoothedModel(unsmoothed: model)
+        var calibrated: Calibrated
+        var smoothingReport: SmoothingReport?
+        if let smoothing {
+            let groups = SmoothQuant.groups(of: model, quantized: Set(selection.quantized), attentionOutput: smoothing.attentionOutput)
+            progress("smoothing: per-channel activation maxima")
+            let maxima = try SmoothQuant.activationMaxima(model, groups: groups, batches: calibration, backend: backend)
+            let candidates = smoothing.candidates
+            let reference = candidates.count > 1 ? try calibration.map { batch throws(BertQuantizationError) in try floatLogits(model, batch, backend) } : []
+            var best: (smoothed: SmoothedModel, calibrated: Calibrated, loss: Double)?
+            var tried: [SmoothingReport.Candidate] = []
+            for alpha in candidates {
+                let candidate = try SmoothQuant.smooth(model, groups: groups, activationMaxima: maxima, alpha: alpha)
+                let result = try calibrate(candidate, selection: selection, on: calibration, settings: settings, options: options, backend: backend) {
+                    progress("α \(alpha): " + $0)
+                }
+                guard candidates.count > 1 else {
+                    best = (candidate, result, 0)
+                    continue
+                }
+                let quantized = try assemble(candidate.model, linears: result.linears, quantization: section(candidate))
+                let measured = try logitsMSE(quantized, reference: reference, on: calibration, backend: backend)
+                let loss = measured.isNaN ? Double.infinity : measured
+                tried.append(SmoothingReport.Candidate(alpha: alpha, calibrationLogitsMSE: measured))
+                progress("α \(alpha): calibration logits MSE \(loss)")
+                if best.map({ loss < $0.loss }) ?? true { best = (candidate, result, loss) }
+            }
+            guard let best else { throw BertQuantizationError("smoothing needs at least one α") }
+            smoothed = best.smoothed
+            calibrated = best.calibrated
+            smoothingReport = SmoothingReport(
+                alpha: smoothed.alpha, searched: candidates.count > 1, candidates: tried, groups: groups,
+                factorRanges: smoothed.factors.compactMapValues { factors in
+                    guard let low = factors.min(), let high = factors.max() else { return nil }
+                    return low...high
+                })
+        } else {
+            calibrated = try calibrate(smoothed, selection: selection, on: calibration, settings: settings, options: options, backend: backend, progress: progress)
+        }
+
+        let quantized = try assemble(smoothed.model, linears: calibrated.linears, quantization: section(smoothed))
+        let measured = try measure(model, smoothed, quantized, linears: calibrated.linears, on: evaluation, backend: backend, progress: progress)
+        var report = QuantizationReport(
+            layers: selection.quantized.compactMap { calibrated.layers[$0] }, skipped: selection.skipped, unmatchedPatterns: selection.unmatchedPatterns,
+            calibrationExamples: examples, evaluationExamples: measured.examples, evaluatedOnHeldOut: evaluatedOnHeldOut,
+            logitsSQNR: measured.logits, predictionAgreement: measured.agreement, smoothing: smoothingReport)
+        for index in report.layers.indices { report.layers[index].outputSQNR = measured.layers[report.layers[index].module] }
+        return (quantized, report)
+    }
+
+    /// The int8 Linears calibration chose, and their report entries.
+    struct Calibrated {
+        var linears: [String: Int8Linear]
+        var layers: [String: LayerQuantizationReport]
+    }
+
+    /// Runs the (smoothed) float model over `batches`, feeds each selected
+    /// Linear's quantized input (real tokens; times its multipliers when
+    /// smoothed) to an observer, and fixes per-tensor activation parameters
+    /// from the chosen ranges and int8 weights from the (smoothed) f32 weights.
+    static func calibrate(
+        _ smoothed: SmoothedModel, selection: ModuleSelection, on batches: [BertBatch], settings: CalibrationSettings, options: W8A8Options,
+        backend: any Backend, progress: (String) -> Void
+    ) throws(BertQuantizationError) -> Calibrated {
+        let model = smoothed.model
         let scheme = options.activationSymmetric ? QuantizationScheme.int8Symmetric : .uint8Asymmetric
         let observers = ObserverState()
         for module in selection.quantized {
@@ -133,13 +284,15 @@ extension W8A8Quantizer {
             }
             observers.extrema[module] = MinMaxObserver()
         }
+        let multipliers = smoothed.multiplierTensors
         let floatWeights = model.inferenceWeights
-        for (index, batch) in calibration.enumerated() {
-            progress("calibrating: batch \(index + 1)/\(calibration.count)")
+        for (index, batch) in batches.enumerated() {
+            progress("calibrating: batch \(index + 1)/\(batches.count)")
             try checked(batch, model)
-            let ops = InferenceOperations(backend: backend) { module, input in
+            let ops = InferenceOperations(backend: backend, inputMultipliers: multipliers) { module, input in
                 guard observers.observers[module] != nil else { return }
-                RealTokens.withRows(of: input, batch: batch) { rows in
+                let quantized = multipliers[module].map { backend.multiply(input, $0) } ?? input
+                RealTokens.withRows(of: quantized, batch: batch) { rows in
                     observers.observers[module]?.observe(rows)
                     observers.extrema[module]?.observe(rows)
                 }
@@ -147,8 +300,7 @@ extension W8A8Quantizer {
             _ = BertModel.logits(ops, floatWeights, config: model.config, pooling: model.pooling, batch: batch)
         }
 
-        var linears: [String: Int8Linear] = [:]
-        var layers: [String: LayerQuantizationReport] = [:]
+        var result = Calibrated(linears: [:], layers: [:])
         for module in selection.quantized {
             guard let observer = observers.observers[module], let extrema = observers.extrema[module] else { continue }
             let observed: ClosedRange<Float>
@@ -164,29 +316,50 @@ extension W8A8Quantizer {
                 let bound = Swift.max(-chosen.lowerBound, chosen.upperBound)
                 chosen = -bound...bound
             }
-            let parameters = ActivationQuantization(
+            var parameters = ActivationQuantization(
                 ranges: ActivationRange(minimums: [chosen.lowerBound], maximums: [chosen.upperBound]), range: options.activationCodes)
+            if let channelMultipliers = smoothed.inputMultipliers[module] {
+                parameters = ActivationQuantization(
+                    scale: parameters.scales[0], zeroPoint: parameters.zeroPoints[0], range: parameters.range, channelMultipliers: channelMultipliers)
+            }
             let floatWeight = try floatWeight(of: model, module: module)
             let packed = try weights(of: model, module: module, options: options)
-            linears[module] = Int8Linear(weights: packed, activations: .fixed(parameters))
-            layers[module] = LayerQuantizationReport(
+            result.linears[module] = Int8Linear(weights: packed, activations: .fixed(parameters))
+            result.layers[module] = LayerQuantizationReport(
                 module: module, shape: floatWeight.shape, observedRange: observed, chosenRange: chosen, scale: parameters.scales[0],
                 zeroPoint: parameters.zeroPoints[0], nonFiniteInputs: observer.nonFiniteCount,
                 weightSQNR: signalToQuantizationNoiseRatio(reference: floatWeight, approximation: packed.dequantized()))
         }
-        let schemes = options.schemes
-        let examples = calibration.reduce(0) { $0 + $1.inputIDs.shape[0] }
-        let section = ModelQuantization(
-            mode: .static, weights: schemes.weights, activations: schemes.activations, observer: settings.observerName,
-            percentile: settings.percentile, histogramBins: settings.observer == .minMax ? nil : settings.bins, calibrationExamples: examples, modules: selection.quantized, skipped: selection.skipped)
-        let quantized = try assemble(model, linears: linears, quantization: section)
-        let measured = try measure(model, quantized, linears: linears, on: evaluation, backend: backend, progress: progress)
-        var report = QuantizationReport(
-            layers: selection.quantized.compactMap { layers[$0] }, skipped: selection.skipped, unmatchedPatterns: selection.unmatchedPatterns,
-            calibrationExamples: examples, evaluationExamples: measured.examples, evaluatedOnHeldOut: evaluatedOnHeldOut,
-            logitsSQNR: measured.logits, predictionAgreement: measured.agreement)
-        for index in report.layers.indices { report.layers[index].outputSQNR = measured.layers[report.layers[index].module] }
-        return (quantized, report)
+        return result
+    }
+
+    /// The float model's logits through the inference forward pass.
+    static func floatLogits(_ model: BertModel, _ batch: BertBatch, _ backend: any Backend) throws(BertQuantizationError) -> Tensor {
+        try checked(batch, model)
+        let ops = InferenceOperations(backend: backend)
+        return ops.tensor(BertModel.logits(ops, model.inferenceWeights, config: model.config, pooling: model.pooling, batch: batch))
+    }
+
+    /// Mean squared difference between `quantized`'s logits and `reference` (one tensor per batch) over `batches`.
+    static func logitsMSE(
+        _ quantized: QuantizedBertModel, reference: [Tensor], on batches: [BertBatch], backend: any Backend
+    ) throws(BertQuantizationError) -> Double {
+        var total = 0.0
+        var count = 0
+        for (batch, expected) in zip(batches, reference) {
+            let logits: Tensor
+            do {
+                logits = try quantized.logits(batch, backend: backend)
+            } catch {
+                throw BertQuantizationError("cannot run the quantized model: \(error.message)")
+            }
+            for (y, yHat) in zip(expected.floats, logits.floats) {
+                let difference = Double(y) - Double(yHat)
+                total += difference * difference
+            }
+            count += expected.count
+        }
+        return total / Double(Swift.max(count, 1))
     }
 
     /// The weight-only part of a report (dynamic quantization has no data):
@@ -205,25 +378,30 @@ extension W8A8Quantizer {
             evaluationExamples: 0, evaluatedOnHeldOut: false)
     }
 
-    /// Per-layer output SQNRs (on the float model's inputs), logits SQNR and agreement over `batches`.
+    /// Per-layer output SQNRs (on the float model's inputs), logits SQNR and
+    /// agreement over `batches`. Each int8 layer is compared with the f32
+    /// layer it was quantized from (`smoothed`'s, on the same inputs); the
+    /// logits with `model`'s.
     static func measure(
-        _ model: BertModel, _ quantized: QuantizedBertModel, linears: [String: Int8Linear], on batches: [BertBatch], backend: any Backend,
-        progress: (String) -> Void
+        _ model: BertModel, _ smoothed: SmoothedModel, _ quantized: QuantizedBertModel, linears: [String: Int8Linear], on batches: [BertBatch],
+        backend: any Backend, progress: (String) -> Void
     ) throws(BertQuantizationError) -> (layers: [String: Double], logits: Double?, agreement: Double?, examples: Int) {
         guard !batches.isEmpty else { return ([:], nil, nil, 0) }
         let state = SQNRState()
-        let floatWeights = model.inferenceWeights
-        let parameters = Dictionary(model.namedParameters.map { ($0.name, $0.tensor) }, uniquingKeysWith: { first, _ in first })
+        let floatWeights = smoothed.model.inferenceWeights
+        let multipliers = smoothed.multiplierTensors
+        let isSmoothed = !smoothed.factors.isEmpty
+        let parameters = Dictionary(smoothed.model.namedParameters.map { ($0.name, $0.tensor) }, uniquingKeysWith: { first, _ in first })
         var logits = SQNRAccumulator()
         var agreeing = 0
         var examples = 0
         for (index, batch) in batches.enumerated() {
             progress("measuring SQNR: batch \(index + 1)/\(batches.count)")
             try checked(batch, model)
-            let ops = InferenceOperations(backend: backend) { module, input in
+            let ops = InferenceOperations(backend: backend, inputMultipliers: multipliers) { module, input in
                 guard let linear = linears[module], let weight = parameters[module + ".weight"], let bias = parameters[module + ".bias"]
                 else { return }
-                let reference = backend.linear(input, weight: weight, bias: bias)
+                let reference = backend.linear(multipliers[module].map { backend.multiply(input, $0) } ?? input, weight: weight, bias: bias)
                 let approximation = linear.apply(input, bias: bias, backend: backend)
                 RealTokens.withRows(of: reference, batch: batch) { y in
                     RealTokens.withRows(of: approximation, batch: batch) { yHat in
@@ -231,7 +409,8 @@ extension W8A8Quantizer {
                     }
                 }
             }
-            let reference = ops.tensor(BertModel.logits(ops, floatWeights, config: model.config, pooling: model.pooling, batch: batch))
+            let hooked = ops.tensor(BertModel.logits(ops, floatWeights, config: model.config, pooling: model.pooling, batch: batch))
+            let reference = isSmoothed ? try floatLogits(model, batch, backend) : hooked
             let approximation: Tensor
             do {
                 approximation = try quantized.logits(batch, backend: backend)

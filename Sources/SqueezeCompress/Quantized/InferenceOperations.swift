@@ -134,8 +134,14 @@ public struct InferenceOperations: TensorOperations {
 
     private let eager: Eager
     /// Called with each named Linear's module name and f32 input before the
-    /// layer runs (calibration watches the inputs through it).
+    /// layer runs (calibration watches the inputs through it); the input as
+    /// the graph has it, before any `inputMultipliers`.
     public var linearInputs: ((String, Tensor) -> Void)?
+    /// Per-input-channel multipliers (f32 `[in]`) by module, applied to the
+    /// input of the named f32 Linears before their product: the float form
+    /// of SmoothQuant's `X · diag(s)⁻¹` (the weights hold `W · diag(s)`).
+    /// Int8 Linears carry theirs in their activation quantization.
+    public var inputMultipliers: [String: Tensor]
     /// The latest int8 Linear input's codes, which the next int8 Linear
     /// reuses when it reads the same tensor with the same parameters (a
     /// layer's query, key and value projections share one quantisation).
@@ -146,9 +152,12 @@ public struct InferenceOperations: TensorOperations {
 
     /// `fusing: false` is for tests and benchmarks that compare the fused
     /// int8 path with the op-by-op one.
-    public init(backend: any Backend, fusing: Bool = true, linearInputs: ((String, Tensor) -> Void)? = nil) {
+    public init(
+        backend: any Backend, fusing: Bool = true, inputMultipliers: [String: Tensor] = [:], linearInputs: ((String, Tensor) -> Void)? = nil
+    ) {
         self.eager = Eager(backend: backend)
         self.linearInputs = linearInputs
+        self.inputMultipliers = inputMultipliers
         self.fusing = fusing
         self.latestCodes = fusing ? LatestCodes() : nil
     }
@@ -167,7 +176,9 @@ public struct InferenceOperations: TensorOperations {
         }
         linearInputs?(linear.module, input)
         switch linear.kernel {
-        case .float(let matrix): return .tensor(eager.linear(input, weight: matrix, bias: biasTensor))
+        case .float(let matrix):
+            let scaled = inputMultipliers[linear.module].map { eager.multiply(input, $0) } ?? input
+            return .tensor(eager.linear(scaled, weight: matrix, bias: biasTensor))
         case .int8(let quantized):
             let parameters = quantized.activationQuantization(for: input, backend: backend)
             guard let latestCodes else { return .tensor(quantized.apply(input, bias: biasTensor, backend: backend)) }
@@ -181,13 +192,15 @@ public struct InferenceOperations: TensorOperations {
     /// codes come without f32 GELU values: from the int8 intermediate
     /// product block by block (`Backend.quantizedLinear(quantized:…geluCodes:)`),
     /// or from an f32 one through `Backend.quantize(geluOf:)`. The same codes
-    /// as quantising the GELU values.
+    /// as quantising the GELU values. A smoothed output layer (channel
+    /// multipliers) runs op by op.
     public func feedForward(
         _ x: InferenceValue, intermediateWeight: InferenceValue, intermediateBias: InferenceValue?,
         outputWeight: InferenceValue, outputBias: InferenceValue?
     ) -> InferenceValue {
         guard let latestCodes, linearInputs == nil, case .linear(let second) = outputWeight,
-            case .int8(let output) = second.kernel, case .fixed(let outputParameters) = output.activations
+            case .int8(let output) = second.kernel, case .fixed(let outputParameters) = output.activations,
+            outputParameters.channelMultipliers == nil
         else {
             let inner = linear(x, weight: intermediateWeight, bias: intermediateBias)
             return linear(gelu(inner), weight: outputWeight, bias: outputBias)

@@ -5,7 +5,12 @@ import SqueezeModels
 /// model was quantized and which Linear modules run in int8. Its presence is
 /// what makes a model artifact quantized (see docs/quantized-models.md).
 public struct ModelQuantization: Sendable, Hashable, Codable {
+    /// The format of sections without smoothing (read and written as before).
     public static let currentFormat = "squeeze.quantized/1"
+    /// The format of sections with `smoothing`: files whose int8 inputs carry
+    /// `input_smoothing` factors, which a `/1` reader would not apply.
+    public static let smoothedFormat = "squeeze.quantized/2"
+    public static let formats = [currentFormat, smoothedFormat]
     /// The key of this section in `config.json`.
     public static let configKey = "quantization"
     /// The `__metadata__` key of `model.safetensors` marking a quantized
@@ -102,6 +107,29 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
         }
     }
 
+    /// SmoothQuant's factors in a static model (docs/quantized-models.md).
+    public struct Smoothing: Sendable, Hashable, Codable {
+        /// The migration strength the factors were computed with.
+        public var alpha: Double
+        /// The int8 Linears whose input quantization divides each input
+        /// channel by its factor (`<module>.input_smoothing`, F32 `[in]`);
+        /// their int8 weights hold `W · diag(s)`.
+        public var modules: [String]
+        /// The int8 Linears whose factors are folded into the preceding
+        /// value projection's output rows and bias (no tensor of their own).
+        public var foldedIntoValue: [String]
+
+        public init(alpha: Double, modules: [String], foldedIntoValue: [String]) {
+            self.alpha = alpha
+            self.modules = modules
+            self.foldedIntoValue = foldedIntoValue
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case alpha, modules, foldedIntoValue = "folded_into_value"
+        }
+    }
+
     public var format: String
     public var mode: Mode
     public var weights: WeightScheme
@@ -119,14 +147,17 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     public var modules: [String]
     /// The Linear modules kept in f32.
     public var skipped: [SkippedModule]
+    /// SmoothQuant's factors (static only; format `/2`); nil: not smoothed.
+    public var smoothing: Smoothing?
 
     public static let observers = ["minmax", "percentile", "mse", "entropy"]
 
     public init(
         mode: Mode, weights: WeightScheme, activations: ActivationScheme?, observer: String? = nil, percentile: Double? = nil,
-        histogramBins: Int? = nil, calibrationExamples: Int? = nil, modules: [String], skipped: [SkippedModule]
+        histogramBins: Int? = nil, calibrationExamples: Int? = nil, modules: [String], skipped: [SkippedModule], smoothing: Smoothing? = nil
     ) {
-        self.format = Self.currentFormat
+        self.format = smoothing == nil ? Self.currentFormat : Self.smoothedFormat
+        self.smoothing = smoothing
         self.mode = mode
         self.weights = weights
         self.activations = activations
@@ -140,7 +171,7 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case format, mode, weights, activations, observer, percentile, histogramBins = "histogram_bins"
-        case calibrationExamples = "calibration_examples", modules, skipped
+        case calibrationExamples = "calibration_examples", modules, skipped, smoothing
     }
 
     /// The weights' code range as integers (`[−q, q]`), once validated.
@@ -160,8 +191,27 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     /// Checks that the section describes something this version runs; `file` names it in errors.
     public func validate(file: String) throws(ModelFileError) {
         func fail(_ message: String) -> ModelFileError { ModelFileError(file: file, "`quantization`: " + message) }
-        guard format == Self.currentFormat else {
-            throw fail("format is \"\(format)\", expected \"\(Self.currentFormat)\"")
+        guard Self.formats.contains(format) else {
+            throw fail("format is \"\(format)\", expected \"\(Self.currentFormat)\" (or \"\(Self.smoothedFormat)\" with `smoothing`)")
+        }
+        if let smoothing {
+            guard format == Self.smoothedFormat else { throw fail("`smoothing` needs format \"\(Self.smoothedFormat)\", got \"\(format)\"") }
+            guard mode == .static else { throw fail("`smoothing` applies to static quantization, not \(mode.rawValue)") }
+            guard smoothing.alpha.isFinite, (0...1).contains(smoothing.alpha) else {
+                throw fail("smoothing.alpha must be in [0, 1], got \(smoothing.alpha)")
+            }
+            let quantized = Set(modules)
+            var seen: Set<String> = []
+            for module in smoothing.modules + smoothing.foldedIntoValue {
+                guard quantized.contains(module) else { throw fail("smoothing lists `\(module)`, which is not an int8 module") }
+                guard seen.insert(module).inserted else { throw fail("smoothing lists `\(module)` twice") }
+            }
+            for module in smoothing.foldedIntoValue where !module.hasSuffix(".attention.output.dense") {
+                throw fail("smoothing.folded_into_value lists `\(module)`; only attention output projections fold into the value projection")
+            }
+            for module in smoothing.modules where module.hasSuffix(".output.dense") && !module.hasSuffix(".attention.output.dense") {
+                throw fail("smoothing lists `\(module)`; a feed-forward output projection's GELU input is not smoothed")
+            }
         }
         if mode == .weightOnly {
             try validateWeightOnly(fail)

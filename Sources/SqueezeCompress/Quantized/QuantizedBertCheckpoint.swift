@@ -18,7 +18,10 @@ enum QuantizedTensorNames {
     static let inputScale = "input_scale"
     /// I32 `[1]`: the static activation zero point.
     static let inputZeroPoint = "input_zero_point"
-    static let all = [weightScale, weightZeroPoint, inputScale, inputZeroPoint]
+    /// F32 `[in]`: SmoothQuant's `1/s_j`, the multiplier of input channel `j`
+    /// in the static activation quantization (smoothed modules only).
+    static let inputSmoothing = "input_smoothing"
+    static let all = [weightScale, weightZeroPoint, inputScale, inputZeroPoint, inputSmoothing]
 }
 
 extension QuantizedBertModel {
@@ -67,9 +70,11 @@ extension QuantizedBertModel {
             let base = stored(module)
             let names = QuantizedTensorNames.self
             expectedNames.insert(base + "." + names.weightScale)
+            let smoothed = quantization.smoothing?.modules.contains(module) ?? false
             if quantization.mode == .static {
                 expectedNames.insert(base + "." + names.inputScale)
                 expectedNames.insert(base + "." + names.inputZeroPoint)
+                if smoothed { expectedNames.insert(base + "." + names.inputSmoothing) }
             }
             if quantization.mode == .weightOnly {
                 if !quantization.weights.symmetric { expectedNames.insert(base + "." + names.weightZeroPoint) }
@@ -77,11 +82,14 @@ extension QuantizedBertModel {
                     module: module, kernel: .weightOnly(try Self.weightOnlyLinear(file, base: base, quantization: quantization))))
             }
             return .linear(InferenceLinear(
-                module: module, kernel: .int8(try Self.int8Linear(file, base: base, quantization: quantization))))
+                module: module, kernel: .int8(try Self.int8Linear(file, base: base, quantization: quantization, smoothed: smoothed))))
         }
         for name in file.names {
             guard QuantizedTensorNames.all.contains(where: { name.hasSuffix("." + $0) }), !expectedNames.contains(name) else { continue }
-            throw fail("unexpected tensor `\(name)`: its module is not quantized \(quantization.mode.rawValue)")
+            throw fail(
+                name.hasSuffix("." + QuantizedTensorNames.inputSmoothing)
+                    ? "unexpected tensor `\(name)`: its module is not listed in `smoothing.modules`"
+                    : "unexpected tensor `\(name)`: its module is not quantized \(quantization.mode.rawValue)")
         }
         let pooling = config.pooling ?? (hasPooler ? .pooler : .mean)
         try self.init(config: config, weights: weights, pooling: pooling, quantization: quantization, file: file.path)
@@ -162,8 +170,11 @@ extension QuantizedBertModel {
     }
 
     /// The int8 Linear stored under `base`, validated (shapes against each
-    /// other here; against the config in `init(config:weights:…)`).
-    static func int8Linear(_ file: SafetensorsFile, base: String, quantization: ModelQuantization) throws(ModelFileError) -> Int8Linear {
+    /// other here; against the config in `init(config:weights:…)`);
+    /// `smoothed`: it has `input_smoothing` multipliers.
+    static func int8Linear(
+        _ file: SafetensorsFile, base: String, quantization: ModelQuantization, smoothed: Bool
+    ) throws(ModelFileError) -> Int8Linear {
         func fail(_ message: String) -> ModelFileError { ModelFileError(file: file.path, message) }
         func entry(_ suffix: String, _ dtype: SafetensorsDType) throws(ModelFileError) -> SafetensorsEntry {
             let name = base + "." + suffix
@@ -214,7 +225,18 @@ extension QuantizedBertModel {
             guard zero >= Int64(activationCodes.lowerBound), zero <= Int64(activationCodes.upperBound) else {
                 throw fail("`\(zeroTensor.name)` is \(zero), outside the activations' code range \(activationCodes)")
             }
-            let parameters = ActivationQuantization(scale: scale, zeroPoint: Int32(zero), range: activationCodes)
+            guard smoothed else {
+                return Int8Linear(weights: packed, activations: .fixed(ActivationQuantization(scale: scale, zeroPoint: Int32(zero), range: activationCodes)))
+            }
+            let smoothingTensor = try entry(QuantizedTensorNames.inputSmoothing, .f32)
+            guard smoothingTensor.shape == [columns] else {
+                throw fail("`\(smoothingTensor.name)` has shape \(smoothingTensor.shape), expected [\(columns)], one multiplier per input")
+            }
+            let multipliers = try file.floats(smoothingTensor.name)
+            if let bad = multipliers.firstIndex(where: { !($0.isNormal && $0 > 0) }) {
+                throw fail("`\(smoothingTensor.name)`[\(bad)] is \(multipliers[bad]); smoothing multipliers must be positive normal numbers")
+            }
+            let parameters = ActivationQuantization(scale: scale, zeroPoint: Int32(zero), range: activationCodes, channelMultipliers: multipliers)
             return Int8Linear(weights: packed, activations: .fixed(parameters))
         }
     }
@@ -246,6 +268,9 @@ extension QuantizedBertModel {
                     if case .fixed(let parameters) = int8.activations {
                         tensors.append((base + "." + QuantizedTensorNames.inputScale, Tensor(shape: [1], floats: [parameters.scales[0]])))
                         tensors.append((base + "." + QuantizedTensorNames.inputZeroPoint, Tensor(shape: [1], int32s: [parameters.zeroPoints[0]])))
+                        if let multipliers = parameters.channelMultipliers {
+                            tensors.append((base + "." + QuantizedTensorNames.inputSmoothing, Tensor(shape: [multipliers.count], floats: multipliers)))
+                        }
                     }
                 case .weightOnly(let weightOnly):
                     let base = stored(linear.module)

@@ -132,6 +132,15 @@ public struct QuantizedBertModel: Sendable {
             if parameters.range != quantization.activationCodes {
                 return "`\(module)` quantizes activations to \(parameters.range), the section says \(quantization.activationCodes)"
             }
+            let listed = quantization.smoothing?.modules.contains(module) ?? false
+            if let multipliers = parameters.channelMultipliers {
+                if !listed { return "`\(module)` has smoothing multipliers but is not listed in `smoothing.modules`" }
+                if multipliers.count != linear.weights.inputCount {
+                    return "`\(module)` has \(multipliers.count) smoothing multipliers for \(linear.weights.inputCount) inputs"
+                }
+            } else if listed {
+                return "`\(module)` is listed in `smoothing.modules` but has no smoothing multipliers"
+            }
         case (.dynamic, .dynamic(let perRow, let range)):
             if perRow != (activationScheme.granularity == .perRow) || range != quantization.activationCodes {
                 return "`\(module)` has dynamic activations other than the section's \(activationScheme.granularity.rawValue) \(quantization.activationCodes)"
