@@ -39,15 +39,7 @@ package enum ChildProcess {
         return try await withTaskCancellationHandler {
             var pollNanoseconds: UInt64 = 1_000_000
             while true {
-                if let outcome = try reapIfEnded(pid) { return outcome }
-                if let deadline, Date() >= deadline {
-                    terminateGroup(pid)
-                    return Outcome(status: .timedOut, cpuSeconds: 0)
-                }
-                if Task.isCancelled {
-                    terminateGroup(pid)
-                    throw CancellationError()
-                }
+                if let outcome = try poll(pid, deadline: deadline) { return outcome }
                 try? await Task.sleep(nanoseconds: pollNanoseconds)
                 pollNanoseconds = min(pollNanoseconds * 2, 20_000_000)
             }
@@ -70,18 +62,26 @@ package enum ChildProcess {
         let deadline = timeout.map { Date().addingTimeInterval($0) }
         var pollMicroseconds: UInt32 = 1000
         while true {
-            if let outcome = try reapIfEnded(pid) { return outcome }
-            if let deadline, Date() >= deadline {
-                terminateGroup(pid)
-                return Outcome(status: .timedOut, cpuSeconds: 0)
-            }
-            if Task.isCancelled {
-                terminateGroup(pid)
-                throw CancellationError()
-            }
+            if let outcome = try poll(pid, deadline: deadline) { return outcome }
             usleep(pollMicroseconds)
             pollMicroseconds = min(pollMicroseconds * 2, 20_000)
         }
+    }
+
+    /// One look at a running child: its outcome once it has ended or timed
+    /// out (the whole group is then ended), nil while it runs; cancelling
+    /// the current task ends the group and throws.
+    private static func poll(_ pid: pid_t, deadline: Date?) throws -> Outcome? {
+        if let outcome = try reapIfEnded(pid) { return outcome }
+        if let deadline, Date() >= deadline {
+            terminateGroup(pid)
+            return Outcome(status: .timedOut, cpuSeconds: 0)
+        }
+        if Task.isCancelled {
+            terminateGroup(pid)
+            throw CancellationError()
+        }
+        return nil
     }
 
     /// The child's outcome if it has ended (and is now reaped), else nil.

@@ -316,8 +316,10 @@ public struct PackedGroupWeights: Sendable {
         return nil
     }
 
-    /// One group's scale and zero point from its range `[low, high]` (which includes 0).
-    private static func parameters(
+    /// One group's scale and zero point from its range `[low, high]` (which
+    /// includes 0), for codes in `codes`; GPTQ's grid (SqueezeCompress) uses
+    /// it too, so its 4- and 8-bit codes are what this format stores.
+    package static func parameters(
         low: Float, high: Float, codes: ClosedRange<Int32>, mapping: Mapping
     ) -> (scale: Float, zero: Int32) {
         let qMin = Double(codes.lowerBound)

@@ -1,3 +1,5 @@
+import SqueezeTensor
+
 /// The integer grid of a group-wise weight-only format: `bits`, one scale
 /// (and, asymmetric, one zero point) per `groupSize` consecutive inputs of a
 /// row (−1: one per row), `ŵ = scale · (q − zero)`.
@@ -48,22 +50,8 @@ public struct WeightGrid: Sendable, Hashable {
     }
 
     func parameters(low: Float, high: Float) -> Parameters {
-        let codes = codeRange
-        let qMin = Double(codes.lowerBound)
-        let qMax = Double(codes.upperBound)
-        var scale: Float
-        var zero: Int32 = 0
-        if symmetric {
-            let bound = Swift.max(-Double(low), Double(high))
-            scale = bound == 0 ? 1 : Swift.max(Float(bound / qMax), Float.leastNormalMagnitude)
-        } else {
-            let width = Double(high) - Double(low)
-            scale = width == 0 ? 1 : Swift.max(Float(width / (qMax - qMin)), Float.leastNormalMagnitude)
-            let shift = (Double(low) / Double(scale)).rounded(.toNearestOrEven)
-            zero = Int32(Swift.min(Swift.max(qMin - shift, qMin), qMax))
-        }
-        let reach = Float(Swift.max(zero - codes.lowerBound, codes.upperBound - zero))
-        while !(scale * reach).isFinite { scale = scale.nextDown }
+        let (scale, zero) = PackedGroupWeights.parameters(
+            low: low, high: high, codes: codeRange, mapping: symmetric ? .symmetric : .asymmetric)
         return Parameters(scale: scale, zero: zero)
     }
 
