@@ -280,34 +280,20 @@ public struct QuantizeGPTQStage: Stage {
                 throw StageFailure("""
                     `group_size: -1` (one scale per output row) needs selected layers of one input width: the weight-only format stores one \
                     group size per model, and the selected layers have input widths \(distinct.map(String.init).joined(separator: ", ")); \
-                    use a group size dividing them all (e.g. \(largestDivisor(of: widths.reduce(0, greatestCommonDivisor), atMost: 128))), \
+                    use a group size dividing them all (e.g. \(WeightOnlyQuantizer.largestDivisor(of: widths.reduce(0, WeightOnlyQuantizer.greatestCommonDivisor), atMost: 128))), \
                     or select layers of one width with `include`
                     """)
             }
             return width
         }
         if let bad = layers.first(where: { $0.inFeatures % groupSize != 0 }) {
-            let fitting = largestDivisor(of: widths.reduce(0, greatestCommonDivisor), atMost: groupSize)
+            let fitting = WeightOnlyQuantizer.largestDivisor(of: widths.reduce(0, WeightOnlyQuantizer.greatestCommonDivisor), atMost: groupSize)
             throw StageFailure("""
                 group_size \(groupSize) does not divide the input width \(bad.inFeatures) of `\(bad.name)`; \
                 use a group_size dividing every selected width, e.g. \(fitting), or skip the layer
                 """)
         }
         return groupSize
-    }
-
-    static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {
-        var (x, y) = (abs(a), abs(b))
-        while y != 0 { (x, y) = (y, x % y) }
-        return x
-    }
-
-    /// The largest divisor of `value` not above `limit` (1 when `value` is 0).
-    static func largestDivisor(of value: Int, atMost limit: Int) -> Int {
-        guard value > 0 else { return 1 }
-        var candidate = Swift.min(limit, value)
-        while candidate > 1 && value % candidate != 0 { candidate -= 1 }
-        return Swift.max(candidate, 1)
     }
 
     /// `model` with the GPTQ layers as weight-only Linears (their codes in

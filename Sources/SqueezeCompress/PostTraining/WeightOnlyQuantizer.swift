@@ -101,14 +101,15 @@ public enum WeightOnlyQuantizer {
             evaluationExamples: 0, evaluatedOnHeldOut: false)
     }
 
-    static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {
+    /// Group-size hints (`quantize/weight-only` and `quantize/gptq` use these).
+    public static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {
         var (x, y) = (abs(a), abs(b))
         while y != 0 { (x, y) = (y, x % y) }
         return x
     }
 
     /// The largest divisor of `value` not above `limit` (1 when `value` is 0).
-    static func largestDivisor(of value: Int, atMost limit: Int) -> Int {
+    public static func largestDivisor(of value: Int, atMost limit: Int) -> Int {
         guard value > 0 else { return 1 }
         var candidate = Swift.min(limit, value)
         while candidate > 1 && value % candidate != 0 { candidate -= 1 }
