@@ -297,7 +297,12 @@ extension Pipeline {
                 record.reason = "interrupted"
             } else {
                 record.status = .failed
-                record.reason = "\(error)"
+                if let failure = error as? StageFailure, let parameter = failure.parameter {
+                    let location = spec.with[parameter]?.location ?? spec.location
+                    record.reason = "\(location): `\(parameter)`: \(failure.message)"
+                } else {
+                    record.reason = "\(error)"
+                }
             }
         }
         return record

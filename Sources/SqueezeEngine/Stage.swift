@@ -92,9 +92,20 @@ public struct StageResult: Sendable {
 }
 
 /// A stage failed for a reason the user should read (exit code 1).
+///
+/// A failure caused by one parameter's value — one that could only be judged
+/// once the stage saw its inputs, e.g. a group size that does not divide a
+/// model's layer width — names that `parameter`; the runner then reports it
+/// at the parameter's position in the recipe (`file:line:column: …`), as
+/// validation does.
 public struct StageFailure: Error, Sendable, CustomStringConvertible {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// The parameter (`with:` key) whose value the failure is about.
+    public var parameter: String?
+    public init(_ message: String, parameter: String? = nil) {
+        self.message = message
+        self.parameter = parameter
+    }
     public var description: String { message }
 }
 

@@ -78,7 +78,7 @@ enum OneShotStages {
         do {
             return try LinearLayerSelection(model: model, include: include, skip: skip)
         } catch {
-            throw StageFailure(error.message)
+            throw StageFailure(error.message, parameter: error.message.hasPrefix("skip") ? "skip" : "include")
         }
     }
 
@@ -105,12 +105,12 @@ enum OneShotStages {
             try TextClassificationDataset(directory: data)
         }
         let examples = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(split) }
-        guard !examples.isEmpty else { throw StageFailure("the calibration split `\(split)` is empty") }
+        guard !examples.isEmpty else { throw StageFailure("the calibration split `\(split)` is empty", parameter: "calibration") }
         var warnings: [String] = []
         if examples.count < samples {
             let message = "the calibration split `\(split)` has \(examples.count) examples, fewer than `calibration.samples` = \(samples)"
             guard calibration?.allow_fewer == true else {
-                throw StageFailure(message + "; lower `calibration.samples`, or set `calibration.allow_fewer: true` to calibrate on all \(examples.count)")
+                throw StageFailure(message + "; lower `calibration.samples`, or set `calibration.allow_fewer: true` to calibrate on all \(examples.count)", parameter: "calibration")
             }
             warnings.append(message + "; calibrating on all of them (`allow_fewer`)")
         }

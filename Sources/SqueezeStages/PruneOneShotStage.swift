@@ -214,23 +214,28 @@ public struct PruneOneShotStage: Stage {
         if global && (method != .magnitude || params.sparsity == nil || params.allocation != "uniform") {
             throw StageFailure("`scope: global` is for `method: magnitude` with an unstructured `sparsity` and `allocation: uniform`")
         }
-        let loaded = try LoadedClassifier(directory: params.model, seed: 0)
+        let loaded: LoadedClassifier
+        do {
+            loaded = try LoadedClassifier(directory: params.model, seed: 0)
+        } catch {
+            throw StageFailure(error.message, parameter: "model")
+        }
         let selection = try OneShotStages.selection(loaded.model, include: params.include, skip: params.skip)
         let blocks = loaded.model.linearBlocks
         if case .uniform(.nOfM(let n, let m)) = targets, let layer = selection.layers.first(where: { $0.inFeatures % m != 0 }) {
             throw StageFailure("""
                 `pattern` \(n):\(m): M = \(m) does not divide the input width \(layer.inFeatures) of `\(layer.name)`; \
                 use an M dividing every selected width (e.g. 4), or skip the layer
-                """)
+                """, parameter: "pattern")
         }
         if case .perBlock(let list) = targets, list.count != blocks.count {
-            throw StageFailure("`layer_sparsity` has \(list.count) entries; the model has \(blocks.count) encoder blocks: give one sparsity per block")
+            throw StageFailure("`layer_sparsity` has \(list.count) entries; the model has \(blocks.count) encoder blocks: give one sparsity per block", parameter: "layer_sparsity")
         }
         let calibrated = method != .magnitude || params.allocation == "owl"
         var sample: OneShotStages.CalibrationSample?
         if calibrated {
             guard let data = params.data else {
-                throw StageFailure("`method: \(method.rawValue)`\(params.allocation == "owl" ? " with `allocation: owl`" : "") needs calibration data: give `data`")
+                throw StageFailure("`method: \(method.rawValue)`\(params.allocation == "owl" ? " with `allocation: owl`" : "") needs calibration data: give `data`", parameter: "method")
             }
             sample = try OneShotStages.calibrationSample(params.calibration, data: data, seed: context.seed)
         }

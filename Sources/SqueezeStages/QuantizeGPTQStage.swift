@@ -113,7 +113,12 @@ public struct QuantizeGPTQStage: Stage {
             throw StageFailure("`damp` must be ≥ 0 and `blocksize` ≥ 1")
         }
         let storageBits = params.bits == 3 ? 4 : params.bits
-        let loaded = try LoadedClassifier(directory: params.model, seed: 0)
+        let loaded: LoadedClassifier
+        do {
+            loaded = try LoadedClassifier(directory: params.model, seed: 0)
+        } catch {
+            throw StageFailure(error.message, parameter: "model")
+        }
         let selection = try OneShotStages.selection(loaded.model, include: params.include, skip: params.skip)
         let groupSize = try Self.storedGroupSize(params.group_size, layers: selection.layers)
         let grid = WeightGrid(bits: params.bits, groupSize: params.group_size, symmetric: params.symmetric)
@@ -282,7 +287,7 @@ public struct QuantizeGPTQStage: Stage {
                     group size per model, and the selected layers have input widths \(distinct.map(String.init).joined(separator: ", ")); \
                     use a group size dividing them all (e.g. \(WeightOnlyQuantizer.largestDivisor(of: widths.reduce(0, WeightOnlyQuantizer.greatestCommonDivisor), atMost: 128))), \
                     or select layers of one width with `include`
-                    """)
+                    """, parameter: "group_size")
             }
             return width
         }
@@ -291,7 +296,7 @@ public struct QuantizeGPTQStage: Stage {
             throw StageFailure("""
                 group_size \(groupSize) does not divide the input width \(bad.inFeatures) of `\(bad.name)`; \
                 use a group_size dividing every selected width, e.g. \(fitting), or skip the layer
-                """)
+                """, parameter: "group_size")
         }
         return groupSize
     }

@@ -232,15 +232,18 @@ import Testing
             "oneshot-fail", recipe: TinySentiment.recipe(name: "tiny-oneshot", stages: stages.joined(separator: "\n")))
         let result = try project.run("recipe/recipe.yaml", ["--keep-going"], timeout: 600)
         #expect(result.status == 1, "\(result)")
-        for message in [
-            "`pattern` 2:16: M = 16 does not divide the input width 8 of `encoder.layer.1.attention.output.dense`",
-            "include pattern `layer.7.*` matches no linear layer",
-            "the include and skip patterns leave no linear layer to compress",
-            "`layer_sparsity` has 3 entries; the model has 2 encoder blocks",
-            "the calibration split `dev` has 40 examples, fewer than `calibration.samples` = 100",
-            "the model is already quantized (weight_only int8 g8",
+        // Each is reported at the recipe position of the parameter it is about.
+        for (parameter, message) in [
+            ("pattern", "`pattern` 2:16: M = 16 does not divide the input width 8 of `encoder.layer.1.attention.output.dense`"),
+            ("include", "include pattern `layer.7.*` matches no linear layer"),
+            ("include", "the include and skip patterns leave no linear layer to compress"),
+            ("layer_sparsity", "`layer_sparsity` has 3 entries; the model has 2 encoder blocks"),
+            ("calibration", "the calibration split `dev` has 40 examples, fewer than `calibration.samples` = 100"),
+            ("model", "the model is already quantized (weight_only int8 g8"),
         ] {
             #expect(result.stderr.contains(message), "\(message): \(result)")
+            let located = #"recipe\.yaml:\d+:\d+: `"# + parameter + "`: .*" + NSRegularExpression.escapedPattern(for: message)
+            #expect(result.stderr.range(of: located, options: .regularExpression) != nil, "\(located) in \(result.stderr)")
         }
         for stage in ["wide", "nothing", "skipall", "blocks", "few", "again"] {
             let log = project.read("runs/\(result.runID ?? "")/logs/\(stage).log") ?? ""

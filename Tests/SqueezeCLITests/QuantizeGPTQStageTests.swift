@@ -202,6 +202,14 @@ import Testing
             """), "\(result)")
         #expect(result.stderr.contains("`group_size: -1` (one scale per output row) needs selected layers of one input width"), "\(result)")
         #expect(result.stderr.contains("the model is already quantized (weight_only int8 g8"), "\(result)")
+        // Each is reported at the recipe position of the parameter it is about.
+        for pattern in [
+            #"recipe\.yaml:\d+:\d+: `group_size`: group_size 16 does not divide"#,
+            #"recipe\.yaml:\d+:\d+: `group_size`: `group_size: -1`"#,
+            #"recipe\.yaml:\d+:\d+: `model`: .*already quantized"#,
+        ] {
+            #expect(result.stderr.range(of: pattern, options: .regularExpression) != nil, "\(pattern) in \(result.stderr)")
+        }
         for stage in ["grouped", "rows", "again"] {
             let log = project.read("runs/\(result.runID ?? "")/logs/\(stage).log") ?? ""
             #expect(!log.contains("quantize/gptq:"), "\(stage) did no work: \(log)")
