@@ -239,7 +239,7 @@ public struct PruneOneShotStage: Stage {
             }
             sample = try OneShotStages.calibrationSample(params.calibration, data: data, seed: context.seed)
         }
-        let warnings = try (sample?.warnings ?? []) + QuantizeStages.headWarnings(loaded.artifact)
+        let warnings = try selection.warnings + (sample?.warnings ?? []) + QuantizeStages.headWarnings(loaded.artifact)
         for warning in warnings { context.log.line("warning: " + warning) }
 
         var model = loaded.model
@@ -403,7 +403,7 @@ public struct PruneOneShotStage: Stage {
         metrics["seconds_per_layer"] = OneShotStages.secondsMetric(ordered.map { ($0.layer.name, $0.seconds) })
         metrics["size_bytes"] = .int(OneShotStages.fileSize(modelDirectory))
         metrics["warnings"] = .array(warnings.map(Value.string))
-        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
+        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs, warnings: warnings)
     }
 
     /// One pruned layer.

@@ -123,7 +123,7 @@ public struct QuantizeGPTQStage: Stage {
         let groupSize = try Self.storedGroupSize(params.group_size, layers: selection.layers)
         let grid = WeightGrid(bits: params.bits, groupSize: params.group_size, symmetric: params.symmetric)
         let sample = try OneShotStages.calibrationSample(params.calibration, data: params.data, seed: context.seed)
-        let warnings = try sample.warnings + QuantizeStages.headWarnings(loaded.artifact)
+        let warnings = try selection.warnings + sample.warnings + QuantizeStages.headWarnings(loaded.artifact)
         for warning in warnings { context.log.line("warning: " + warning) }
 
         var model = loaded.model
@@ -243,7 +243,7 @@ public struct QuantizeGPTQStage: Stage {
         metrics["seconds"] = .double((seconds * 1000).rounded() / 1000)
         metrics["seconds_per_layer"] = OneShotStages.secondsMetric(ordered.map { ($0.layer.name, $0.seconds) })
         metrics["warnings"] = .array(warnings.map(Value.string))
-        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs)
+        return StageResult(metrics: metrics, outputs: QuantizeStages.outputs, warnings: warnings)
     }
 
     /// One quantized layer.

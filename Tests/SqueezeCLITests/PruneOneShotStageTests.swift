@@ -209,6 +209,7 @@ import Testing
         let stages = [
             Self.prune("wide", method: "sparsegpt", target: "pattern: \"2:16\""),
             Self.prune("nothing", method: "wanda", target: "sparsity: 0.5", extra: "include: [layer.7.*]"),
+            Self.prune("typo", method: "magnitude", target: "sparsity: 0.5", extra: "include: [layer.0.*, qeury]"),
             Self.prune("skipall", method: "wanda", target: "sparsity: 0.5", extra: "skip: [\"*\"]"),
             Self.prune("blocks", method: "magnitude", target: "layer_sparsity: [0.5, 0.5, 0.5]"),
             """
@@ -245,6 +246,10 @@ import Testing
             let located = #"recipe\.yaml:\d+:\d+: `"# + parameter + "`: .*" + NSRegularExpression.escapedPattern(for: message)
             #expect(result.stderr.range(of: located, options: .regularExpression) != nil, "\(located) in \(result.stderr)")
         }
+        // A pattern that matches nothing while another selects layers is a warning; the stage runs.
+        #expect(result.stderr.contains("include pattern `qeury` matches no linear layer"), "\(result)")
+        let typo = try ModelStagesTests.metrics(project, runID: result.runID, stage: "typo")
+        #expect(typo["pruned_layers"] as? Int == 6, "\(typo)")
         for stage in ["wide", "nothing", "skipall", "blocks", "few", "again"] {
             let log = project.read("runs/\(result.runID ?? "")/logs/\(stage).log") ?? ""
             #expect(!log.contains("prune/oneshot:"), "\(stage) did no work: \(log)")

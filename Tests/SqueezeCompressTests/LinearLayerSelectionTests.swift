@@ -21,12 +21,16 @@ import Testing
         #expect(noQuery.names.count == 10 && !noQuery.names.contains { $0.hasSuffix("query") })
     }
 
-    @Test func aPatternThatSelectsNothingIsAnError() throws {
+    @Test func anEmptySelectionIsAnErrorAndAPatternThatMatchesNothingAWarning() throws {
         let model = try TinyBert.model()
         #expect(throws: LinearViewError.self) { try LinearLayerSelection(model: model, include: ["classifier"]) }
-        #expect(throws: LinearViewError.self) { try LinearLayerSelection(model: model, include: ["layer.0", "qeury"]) }
-        #expect(throws: LinearViewError.self) { try LinearLayerSelection(model: model, include: ["layer.0"], skip: ["layer.1"]) }
         #expect(throws: LinearViewError.self) { try LinearLayerSelection(model: model, skip: ["*"]) }
+        let typo = try LinearLayerSelection(model: model, include: ["layer.0", "qeury"])
+        #expect(typo.names.allSatisfy { $0.hasPrefix("encoder.layer.0.") } && !typo.names.isEmpty)
+        #expect(typo.warnings.count == 1 && typo.warnings[0].hasPrefix("include pattern `qeury` matches no linear layer"), "\(typo.warnings)")
+        let skipNothing = try LinearLayerSelection(model: model, include: ["layer.0"], skip: ["layer.1"])
+        #expect(skipNothing.warnings == ["skip pattern `layer.1` matches none of the included layers"], "\(skipNothing.warnings)")
+        #expect(try LinearLayerSelection(model: model).warnings.isEmpty)
     }
 
     @Test func prunedAwayLayersAreNotCandidates() throws {
