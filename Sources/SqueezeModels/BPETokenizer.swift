@@ -276,21 +276,87 @@ public struct BPETokenizer: Sendable {
                 previousWasUnknown = true
             }
         }
-        while symbols.count > 1 {
-            var best: Merge?
-            var bestIndex = 0
-            for index in 0..<(symbols.count - 1) {
-                let key = UInt64(UInt32(bitPattern: symbols[index])) << 32 | UInt64(UInt32(bitPattern: symbols[index + 1]))
-                if let merge = merges[key], merge.rank < (best?.rank ?? Int32.max) {
-                    best = merge
-                    bestIndex = index
-                }
-            }
-            guard let best else { break }
-            symbols[bestIndex] = best.id
-            symbols.remove(at: bestIndex + 1)
-        }
+        mergeAll(&symbols)
         for symbol in symbols { ids.append(Int(symbol)) }
+    }
+
+    /// Applies merges lowest rank first, leftmost first among equal ranks, with
+    /// a heap of candidate pairs over a linked list of symbols (as `tokenizers`
+    /// does), so a long word costs n log n rather than n².
+    private func mergeAll(_ symbols: inout [Int32]) {
+        guard symbols.count > 1 else { return }
+        let count = symbols.count
+        var next = Array(1...count)
+        next[count - 1] = -1
+        var previous = Array(-1..<(count - 1))
+        var heap = PairHeap()
+        func candidate(_ left: Int, _ right: Int) {
+            if let merge = merges[Self.pairKey(symbols[left], symbols[right])] {
+                heap.push(PairHeap.Entry(rank: merge.rank, position: left))
+            }
+        }
+        for index in 0..<(count - 1) { candidate(index, index + 1) }
+        while let top = heap.pop() {
+            let left = top.position
+            let right = next[left]
+            guard symbols[left] >= 0, right >= 0,
+                  let merge = merges[Self.pairKey(symbols[left], symbols[right])], merge.rank == top.rank
+            else { continue }
+            symbols[left] = merge.id
+            symbols[right] = -1
+            let after = next[right]
+            next[left] = after
+            if after >= 0 { previous[after] = left }
+            if previous[left] >= 0 { candidate(previous[left], left) }
+            if after >= 0 { candidate(left, after) }
+        }
+        symbols.removeAll { $0 < 0 }
+    }
+
+    static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+    }
+
+    /// A binary min-heap of merge candidates ordered by (rank, position).
+    struct PairHeap {
+        struct Entry {
+            var rank: Int32
+            var position: Int
+            func precedes(_ other: Entry) -> Bool {
+                rank != other.rank ? rank < other.rank : position < other.position
+            }
+        }
+
+        private var entries: [Entry] = []
+
+        mutating func push(_ entry: Entry) {
+            entries.append(entry)
+            var child = entries.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard entries[child].precedes(entries[parent]) else { break }
+                entries.swapAt(child, parent)
+                child = parent
+            }
+        }
+
+        mutating func pop() -> Entry? {
+            guard let first = entries.first else { return nil }
+            let last = entries.removeLast()
+            guard !entries.isEmpty else { return first }
+            entries[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < entries.count, entries[left].precedes(entries[smallest]) { smallest = left }
+                if right < entries.count, entries[right].precedes(entries[smallest]) { smallest = right }
+                guard smallest != parent else { break }
+                entries.swapAt(parent, smallest)
+                parent = smallest
+            }
+            return first
+        }
     }
 
     // MARK: decoding
@@ -424,8 +490,7 @@ public struct BPETokenizer: Sendable {
         self.ignoreMerges = ignoreMerges
         self.specialIDs = Set(addedTokens.filter(\.special).map(\.id))
         let longestFirst = addedTokens.sorted { $0.scalars.count > $1.scalars.count }
-        let hasNormalizer = !normalizer.isEmpty
-        self.rawAddedTokens = longestFirst.filter { !$0.normalized || !hasNormalizer }
-        self.normalizedAddedTokens = hasNormalizer ? longestFirst.filter(\.normalized) : []
+        self.rawAddedTokens = longestFirst.filter { !$0.normalized }
+        self.normalizedAddedTokens = longestFirst.filter(\.normalized)
     }
 }

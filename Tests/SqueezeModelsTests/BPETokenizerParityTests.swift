@@ -129,7 +129,7 @@ import Testing
         byte_level = tokenizers.ByteLevelBPETokenizer()
         byte_level.train([train], vocab_size=4000, min_frequency=2, special_tokens=["<s>", "</s>", "<pad>"], show_progress=False)
         byte_level.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
-        byte_level.add_tokens([AddedToken("hello world", normalized=False, rstrip=True)])
+        byte_level.add_tokens([AddedToken("hello world", normalized=False, rstrip=True), AddedToken("Robert", normalized=True)])
         base = json.loads(byte_level.to_str())
         bos, eos = base["model"]["vocab"]["<s>"], base["model"]["vocab"]["</s>"]
         template = component(lambda t: setattr(t, "post_processor", processors.TemplateProcessing(
