@@ -66,13 +66,16 @@ public struct BPETokenizer: Sendable {
     let tokensByID: [String?]
     let merges: [UInt64: Merge]
     let singleScalarIDs: [Unicode.Scalar: Int]
-    let byteFallbackIDs: [Int]?
+    /// With `byte_fallback`, the id of `<0xXX>` for each byte (nil where the vocabulary lacks it).
+    let byteFallbackIDs: [Int?]?
     let unknownID: Int?
     let fuseUnknown: Bool
     let ignoreMerges: Bool
     let specialIDs: Set<Int>
     private let rawAddedTokens: [AddedToken]
     private let normalizedAddedTokens: [AddedToken]
+    /// The first scalar of every added token, to skip most positions at once.
+    private let addedTokenStarts: Set<Unicode.Scalar>
 
     // MARK: encoding
 
@@ -153,6 +156,7 @@ public struct BPETokenizer: Sendable {
 
     private func longestMatch(in text: [Unicode.Scalar], at position: Int, among tokens: [AddedToken]) -> AddedToken? {
         // `tokens` are sorted longest first.
+        guard addedTokenStarts.contains(text[position]) else { return nil }
         for token in tokens where token.scalars.count <= text.count - position {
             var matches = true
             for (offset, scalar) in token.scalars.enumerated() where text[position + offset] != scalar {
@@ -211,8 +215,8 @@ public struct BPETokenizer: Sendable {
                     if useRegex { Self.splitPieces(piece, pattern: .gpt2, into: &words) } else { words = [piece] }
                     for word in words {
                         var mapped: [Unicode.Scalar] = []
-                        for byte in String(String.UnicodeScalarView(word)).utf8 {
-                            mapped.append(BPEPreTokenization.byteToScalar[Int(byte)])
+                        for scalar in word {
+                            UTF8.encode(scalar) { mapped.append(BPEPreTokenization.byteToScalar[Int($0)]) }
                         }
                         next.append(mapped)
                     }
@@ -267,9 +271,15 @@ public struct BPETokenizer: Sendable {
                 continue
             }
             if let byteIDs = byteFallbackIDs {
-                for byte in String(scalar).utf8 { symbols.append(Int32(byteIDs[Int(byte)])) }
-                previousWasUnknown = false
-                continue
+                var fallback: [Int32] = []
+                UTF8.encode(scalar) { byte in
+                    if let id = byteIDs[Int(byte)] { fallback.append(Int32(id)) }
+                }
+                if fallback.count == UTF8.width(scalar) {
+                    symbols += fallback
+                    previousWasUnknown = false
+                    continue
+                }
             }
             if let unknownID {
                 if !(fuseUnknown && previousWasUnknown) { symbols.append(Int32(unknownID)) }
@@ -480,8 +490,7 @@ public struct BPETokenizer: Sendable {
         }
         self.singleScalarIDs = singles
         if byteFallback {
-            let ids = (0...255).compactMap { vocabulary[Array(Self.fallbackToken(for: UInt8($0)).utf8)] }
-            self.byteFallbackIDs = ids.count == 256 ? ids : nil
+            self.byteFallbackIDs = (0...255).map { vocabulary[Array(Self.fallbackToken(for: UInt8($0)).utf8)] }
         } else {
             self.byteFallbackIDs = nil
         }
@@ -492,5 +501,6 @@ public struct BPETokenizer: Sendable {
         let longestFirst = addedTokens.sorted { $0.scalars.count > $1.scalars.count }
         self.rawAddedTokens = longestFirst.filter { !$0.normalized }
         self.normalizedAddedTokens = longestFirst.filter(\.normalized)
+        self.addedTokenStarts = Set(addedTokens.compactMap(\.scalars.first))
     }
 }
