@@ -34,10 +34,14 @@ public struct BPETokenizer: Sendable {
 
     enum SplitPattern: Sendable { case gpt2, llama3 }
 
+    /// Metaspace's `prepend_scheme`: `first` prepends only to text that starts
+    /// the input (not after an added token).
+    enum MetaspacePrepend: String, Sendable { case always, first, never }
+
     enum PreTokenizerStep: Sendable {
         case split(SplitPattern)
         case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
-        case metaspace(replacement: Unicode.Scalar, prependAlways: Bool, split: Bool)
+        case metaspace(replacement: Unicode.Scalar, prepend: MetaspacePrepend, split: Bool)
     }
 
     enum DecoderStep: Sendable {
@@ -88,12 +92,14 @@ public struct BPETokenizer: Sendable {
         for segment in split(scalars, on: rawAddedTokens) {
             switch segment {
             case .added(let id): ids.append(id)
-            case .text(let raw):
+            case .text(let raw, let rawStart):
                 for inner in split(normalize(raw), on: normalizedAddedTokens) {
                     switch inner {
                     case .added(let id): ids.append(id)
-                    case .text(let normalized):
-                        for word in preTokenize(normalized) { applyModel(to: word, into: &ids) }
+                    case .text(let normalized, let start):
+                        for word in preTokenize(normalized, atInputStart: rawStart == 0 && start == 0) {
+                            applyModel(to: word, into: &ids)
+                        }
                     }
                 }
             }
@@ -122,13 +128,14 @@ public struct BPETokenizer: Sendable {
 
     enum Segment {
         case added(Int)
-        case text([Unicode.Scalar])
+        /// Text and where it starts in the text that was split.
+        case text([Unicode.Scalar], start: Int)
     }
 
     /// Splits at added tokens, leftmost-longest; `lstrip`/`rstrip` swallow the
     /// whitespace beside a match. Empty text segments are dropped.
     private func split(_ text: [Unicode.Scalar], on tokens: [AddedToken]) -> [Segment] {
-        guard !tokens.isEmpty, !text.isEmpty else { return text.isEmpty ? [] : [.text(text)] }
+        guard !tokens.isEmpty, !text.isEmpty else { return text.isEmpty ? [] : [.text(text, start: 0)] }
         var segments: [Segment] = []
         var pendingStart = 0
         var position = 0
@@ -145,12 +152,12 @@ public struct BPETokenizer: Sendable {
             if token.rstrip {
                 while end < text.count, text[end].properties.isWhitespace { end += 1 }
             }
-            if start > pendingStart { segments.append(.text(Array(text[pendingStart..<start]))) }
+            if start > pendingStart { segments.append(.text(Array(text[pendingStart..<start]), start: pendingStart)) }
             segments.append(.added(token.id))
             pendingStart = end
             position = end
         }
-        if pendingStart < text.count { segments.append(.text(Array(text[pendingStart...]))) }
+        if pendingStart < text.count { segments.append(.text(Array(text[pendingStart...]), start: pendingStart)) }
         return segments
     }
 
@@ -200,11 +207,11 @@ public struct BPETokenizer: Sendable {
     }
 
     /// The words the model sees: pieces of `text` after each pre-tokenizer step.
-    private func preTokenize(_ text: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
+    private func preTokenize(_ text: [Unicode.Scalar], atInputStart: Bool) -> [[Unicode.Scalar]] {
         var pieces = [text]
         for step in preTokenizer {
             var next: [[Unicode.Scalar]] = []
-            for piece in pieces {
+            for (pieceIndex, piece) in pieces.enumerated() {
                 switch step {
                 case .split(let pattern):
                     Self.splitPieces(piece, pattern: pattern, into: &next)
@@ -220,9 +227,10 @@ public struct BPETokenizer: Sendable {
                         }
                         next.append(mapped)
                     }
-                case .metaspace(let replacement, let prependAlways, let split):
+                case .metaspace(let replacement, let prepend, let split):
                     var piece = piece.map { $0 == " " ? replacement : $0 }
-                    if prependAlways, piece.first != replacement { piece.insert(replacement, at: 0) }
+                    let prepends = prepend == .always || (prepend == .first && atInputStart && pieceIndex == 0)
+                    if prepends, piece.first != replacement { piece.insert(replacement, at: 0) }
                     guard split else {
                         next.append(piece)
                         continue

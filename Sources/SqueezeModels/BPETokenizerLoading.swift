@@ -3,7 +3,7 @@ import Foundation
 extension BPETokenizer {
     static let supportedNormalizers = "Sequence, Prepend, Replace (string pattern)"
     static let supportedPreTokenizers =
-        "ByteLevel, Metaspace (prepend_scheme always/never), Split (GPT-2 or Llama-3 pattern, Isolated), Sequence of these"
+        "ByteLevel, Metaspace, Split (GPT-2 or Llama-3 pattern, Isolated), Sequence of these"
     static let supportedDecoders = "ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence of these"
     static let supportedPostProcessors = "TemplateProcessing (single), RobertaProcessing, BertProcessing, ByteLevel, Sequence"
 
@@ -174,11 +174,11 @@ extension BPETokenizer {
                 throw reader.fail("\(path).replacement", "must be one character")
             }
             let scheme = try reader.optionalString(object["prepend_scheme"], "\(path).prepend_scheme") ?? "always"
-            guard scheme == "always" || scheme == "never" else {
-                throw reader.fail("\(path).prepend_scheme", "is `\(scheme)`; supported: always, never")
+            guard let prepend = MetaspacePrepend(rawValue: scheme) else {
+                throw reader.fail("\(path).prepend_scheme", "is `\(scheme)`; supported: always, first, never")
             }
             return [.metaspace(
-                replacement: scalar, prependAlways: scheme == "always",
+                replacement: scalar, prepend: prepend,
                 split: try reader.bool(object["split"], "\(path).split", default: true))]
         case "Split":
             let pattern = try reader.object(object["pattern"], "\(path).pattern")

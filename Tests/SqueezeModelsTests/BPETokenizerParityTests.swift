@@ -20,7 +20,7 @@ import Testing
         "Hello <s> world</s><pad> and<mask> masked  <mask> end", "I'm can't we've they'll he'd it's I'M DON'T 'x",
         "123456789 3.14159 ١٢٣ Ⅻ ½ 2024-01-01", "mixed\u{FEFF}bom\u{200D}zwj", "https://example.com/path?q=1&x=2#frag",
         "ＦＵＬＬ ｗｉｄｔｈ", "\u{FFFD} replacement", " = Robert Boulter = \n", "hello world is an added token, hello world!",
-        "  \n  \n\t  ", "!!!???...,,,", "Ünïcödé wörds ΑΒΓ δεζ кириллица",
+        "  \n  \n\t  ", "!!!???...,,,", "<s>starts with a special token", "</s> then text<pad>", "Robert<mask>", "Ünïcödé wörds ΑΒΓ δεζ кириллица",
     ]
 
     @Test func parityWithHuggingFaceTokenizers() throws {
@@ -103,7 +103,7 @@ import Testing
 
     struct SkipReason: Error { var message: String }
 
-    static let variantNames = ["bytelevel", "bytelevel-prefix", "llama3", "sentencepiece", "metaspace"]
+    static let variantNames = ["bytelevel", "bytelevel-prefix", "llama3", "sentencepiece", "metaspace", "metaspace-first"]
 
     /// Trains the tokenizers, writes `<variant>.json` into the directory and
     /// the expected ids and decodes of every text into `expected.json`.
@@ -159,6 +159,9 @@ import Testing
             single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])))["post_processor"]
         d["post_processor"] = sp_template
         variants["metaspace"] = json.loads(json.dumps(d))
+        first = json.loads(json.dumps(d))
+        first["pre_tokenizer"]["prepend_scheme"] = "first"; first["decoder"]["prepend_scheme"] = "first"
+        variants["metaspace-first"] = first
         d["normalizer"] = component(lambda t: setattr(t, "normalizer", normalizers.Sequence([
             normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])))["normalizer"]
         d["pre_tokenizer"] = None
