@@ -108,6 +108,12 @@ public struct BPETokenizer: Sendable {
         return ids
     }
 
+    /// The pre-tokenizer alone on `text` (no added tokens, no normalizer): the
+    /// words BPE would see, as `tokenizers`' `pre_tokenize_str` gives them.
+    public func preTokenizedWords(_ text: String) -> [String] {
+        preTokenize(Array(text.unicodeScalars), atInputStart: true).map { String(String.UnicodeScalarView($0)) }
+    }
+
     /// The tokens of `ids` (nil for an id the tokenizer does not have).
     public func tokens(of ids: [Int]) -> [String?] {
         ids.map { token(of: $0) }
@@ -208,6 +214,7 @@ public struct BPETokenizer: Sendable {
 
     /// The words the model sees: pieces of `text` after each pre-tokenizer step.
     private func preTokenize(_ text: [Unicode.Scalar], atInputStart: Bool) -> [[Unicode.Scalar]] {
+        guard !text.isEmpty else { return [] }
         var pieces = [text]
         for step in preTokenizer {
             var next: [[Unicode.Scalar]] = []
