@@ -84,9 +84,17 @@ import Testing
                 let strips = text.contains("<mask>") || text.contains("hello world")
                 if name == "bytelevel", !strips, tokenizer.decode(ids, skipSpecialTokens: false) != text { roundTripFailures += 1 }
             }
+            var randomDecodeMismatches = 0
+            for (ids, want) in zip(expected.randomIDs, expected.randomDecoded) where tokenizer.decode(ids) != want {
+                randomDecodeMismatches += 1
+                if randomDecodeMismatches <= 3 {
+                    Issue.record("\(name): decode of \(ids) differs: swift \(String(reflecting: tokenizer.decode(ids))) hf \(String(reflecting: want))")
+                }
+            }
+            #expect(randomDecodeMismatches == 0, "\(name): \(randomDecodeMismatches) of \(expected.randomIDs.count) random decodes differ")
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
             print("BPE parity \(name): \(texts.count) texts, \(mismatches) id mismatches, \(specialMismatches) of \(Self.edgeCases.count) edge cases with special tokens, "
-                + "\(decodeMismatches) decode mismatches, \(expected.words == nil ? "no pre-tokenizer" : "\(wordMismatches) pre-tokenization mismatches"); \(lines.count) test.txt lines encoded at \(Int(Double(lines.count) / seconds)) lines/s")
+                + "\(decodeMismatches) decode mismatches (and \(randomDecodeMismatches) of \(expected.randomIDs.count) random id sequences), \(expected.words == nil ? "no pre-tokenizer" : "\(wordMismatches) pre-tokenization mismatches"); \(lines.count) test.txt lines encoded at \(Int(Double(lines.count) / seconds)) lines/s")
             #expect(mismatches == 0, "\(name): \(mismatches) of \(texts.count) texts differ")
             #expect(specialMismatches == 0, "\(name): \(specialMismatches) edge cases differ with special tokens")
             #expect(decodeMismatches == 0, "\(name): \(decodeMismatches) of \(texts.count) decodes differ")
@@ -109,6 +117,9 @@ import Testing
         var decoded: [String]
         /// The pre-tokenizer's words for each text (nil without a pre-tokenizer).
         var words: [[String]]?
+        /// Random id sequences (often invalid UTF-8 for byte-level tokens) and their decodes.
+        var randomIDs: [[Int]]
+        var randomDecoded: [String]
     }
 
     struct SkipReason: Error { var message: String }
@@ -179,8 +190,10 @@ import Testing
             decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])))["decoder"]
         variants["sentencepiece"] = d
 
+        import random
         expected = {}
         for name, spec in variants.items():
+            draw = random.Random(0)
             path = f"{out}/{name}.json"
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(spec, f, ensure_ascii=False)
@@ -190,6 +203,8 @@ import Testing
                 "ids": ids,
                 "idsWithSpecial": [e.ids for e in tokenizer.encode_batch(texts[-int(special_count):], add_special_tokens=True)],
                 "decoded": tokenizer.decode_batch(ids, skip_special_tokens=True),
+                "randomIDs": (random_ids := [[draw.randrange(tokenizer.get_vocab_size()) for _ in range(draw.randint(1, 12))] for _ in range(300)]),
+                "randomDecoded": tokenizer.decode_batch(random_ids, skip_special_tokens=True),
                 "words": None if tokenizer.pre_tokenizer is None
                     else [[w for w, _ in tokenizer.pre_tokenizer.pre_tokenize_str(t)] for t in texts],
             }
