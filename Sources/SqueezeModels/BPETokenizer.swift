@@ -11,7 +11,7 @@ import Foundation
 ///
 /// Added tokens are split off before pre-tokenization (leftmost-longest, the
 /// `normalized: false` ones on the raw text, the others after normalization),
-/// honouring `lstrip` and `rstrip`; `single_word: true` is refused. Post-processors
+/// honouring `lstrip`, `rstrip` and `single_word`. Post-processors
 /// `TemplateProcessing` (single sequence), `RobertaProcessing`, `BertProcessing`
 /// and `ByteLevel` add special tokens when asked. Anything else is a
 /// `ModelFileError` that lists what is supported.
@@ -23,6 +23,8 @@ public struct BPETokenizer: Sendable {
         public var special: Bool
         public var lstrip: Bool
         public var rstrip: Bool
+        /// Matches only where no word character (`\w`) touches either end.
+        public var singleWord: Bool
         public var normalized: Bool
         let scalars: [Unicode.Scalar]
     }
@@ -150,6 +152,16 @@ public struct BPETokenizer: Sendable {
                 position += 1
                 continue
             }
+            if token.singleWord {
+                let matchEnd = position + token.scalars.count
+                let touchesWord = (position > 0 && Self.isWordScalar(text[position - 1]))
+                    || (matchEnd < text.count && Self.isWordScalar(text[matchEnd]))
+                if touchesWord {
+                    // A discarded match still consumes its text, as tokenizers' match iterator does.
+                    position = matchEnd
+                    continue
+                }
+            }
             var start = position
             var end = position + token.scalars.count
             if token.lstrip {
@@ -165,6 +177,16 @@ public struct BPETokenizer: Sendable {
         }
         if pendingStart < text.count { segments.append(.text(Array(text[pendingStart...]), start: pendingStart)) }
         return segments
+    }
+
+    /// Rust regex `\w`: Alphabetic, marks, decimal digits, connector punctuation, Join_Control.
+    static func isWordScalar(_ scalar: Unicode.Scalar) -> Bool {
+        let properties = scalar.properties
+        if properties.isAlphabetic || properties.isJoinControl { return true }
+        switch properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return false
+        }
     }
 
     private func longestMatch(in text: [Unicode.Scalar], at position: Int, among tokens: [AddedToken]) -> AddedToken? {

@@ -59,14 +59,12 @@ extension BPETokenizer {
             let object = try reader.object(entry, path)
             let content = try reader.string(object["content"], "\(path).content")
             guard !content.isEmpty else { throw reader.fail("\(path).content", "is empty") }
-            if try reader.bool(object["single_word"], "\(path).single_word", default: false) {
-                throw reader.fail("\(path).single_word", "is true; only single_word: false is supported")
-            }
             let special = try reader.bool(object["special"], "\(path).special", default: false)
             let token = AddedToken(
                 id: try reader.tokenID(object["id"], "\(path).id"), content: content, special: special,
                 lstrip: try reader.bool(object["lstrip"], "\(path).lstrip", default: false),
                 rstrip: try reader.bool(object["rstrip"], "\(path).rstrip", default: false),
+                singleWord: try reader.bool(object["single_word"], "\(path).single_word", default: false),
                 normalized: try reader.bool(object["normalized"], "\(path).normalized", default: !special),
                 scalars: Array(content.unicodeScalars))
             largestID = max(largestID, token.id)

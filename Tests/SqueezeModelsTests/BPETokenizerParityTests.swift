@@ -20,7 +20,7 @@ import Testing
         "Hello <s> world</s><pad> and<mask> masked  <mask> end", "I'm can't we've they'll he'd it's I'M DON'T 'x",
         "123456789 3.14159 ١٢٣ Ⅻ ½ 2024-01-01", "mixed\u{FEFF}bom\u{200D}zwj", "https://example.com/path?q=1&x=2#frag",
         "ＦＵＬＬ ｗｉｄｔｈ", "\u{FFFD} replacement", " = Robert Boulter = \n", "hello world is an added token, hello world!",
-        "  \n  \n\t  ", "!!!???...,,,", "<s>starts with a special token", "</s> then text<pad>", "Robert<mask>", "Ünïcödé wörds ΑΒΓ δεζ кириллица",
+        "  \n  \n\t  ", "!!!???...,,,", "<s>starts with a special token", "</s> then text<pad>", "Robert<mask>", "theatre the_x the1 (the) the\u{301} ٣the otherthe the", "Ünïcödé wörds ΑΒΓ δεζ кириллица",
     ]
 
     @Test func parityWithHuggingFaceTokenizers() throws {
@@ -150,7 +150,8 @@ import Testing
         byte_level = tokenizers.ByteLevelBPETokenizer()
         byte_level.train([train], vocab_size=4000, min_frequency=2, special_tokens=["<s>", "</s>", "<pad>"], show_progress=False)
         byte_level.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
-        byte_level.add_tokens([AddedToken("hello world", normalized=False, rstrip=True), AddedToken("Robert", normalized=True)])
+        byte_level.add_tokens([AddedToken("hello world", normalized=False, rstrip=True), AddedToken("Robert", normalized=True),
+            AddedToken("the", single_word=True, normalized=False)])
         base = json.loads(byte_level.to_str())
         bos, eos = base["model"]["vocab"]["<s>"], base["model"]["vocab"]["</s>"]
         template = component(lambda t: setattr(t, "post_processor", processors.TemplateProcessing(

@@ -85,8 +85,8 @@ import Testing
                 ["id": -1, "content": "<x>", "special": true],
             ]])), "added_tokens[0].id"),
             (try Self.json(Self.byteLevel(merges: [], extra: ["added_tokens": [
-                ["id": 9, "content": "<x>", "single_word": true],
-            ]])), "single_word"),
+                ["id": 9, "content": "<x>", "single_word": "yes"],
+            ]])), "added_tokens[0].single_word"),
             (try Self.json(Self.byteLevel(merges: [], extra: ["post_processor": [
                 "type": "TemplateProcessing", "single": [["SpecialToken": ["id": "<t>", "type_id": 0]]],
                 "special_tokens": [:] as [String: Any],
