@@ -96,8 +96,8 @@ extension BPETokenizer {
             guard let merged = vocabulary[Array((pair[0] + pair[1]).utf8)] else {
                 throw reader.fail(path, "merges into `\(pair[0] + pair[1])`, which is not in model.vocab")
             }
-            let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
-            if merges[key] == nil { merges[key] = Merge(rank: Int32(rank), id: Int32(merged)) }
+            // A pair listed twice keeps its last rank, as tokenizers' merge map does.
+            merges[Self.pairKey(Int32(left), Int32(right))] = Merge(rank: Int32(rank), id: Int32(merged))
         }
 
         let unknownToken = try reader.optionalString(model["unk_token"], "model.unk_token")

@@ -41,6 +41,16 @@ import Testing
         }
     }
 
+    /// tokenizers keeps the last rank of a pair listed twice ("abc" → ab c there, checked with 0.23.3).
+    @Test func aRepeatedMergeKeepsItsLastRank() throws {
+        let root: [String: Any] = [
+            "model": ["type": "BPE", "vocab": ["a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4], "merges": ["b c", "a b", "b c"]] as [String: Any],
+        ]
+        let tokenizer = try BPETokenizer(json: Self.json(root), file: "repeated.json")
+        #expect(tokenizer.encode("abc") == [3, 2])
+        #expect(tokenizer.tokens(of: [3, 2, 99]) == ["ab", "c", nil])
+    }
+
     @Test func byteFallbackAndFusedUnknown() throws {
         var vocab: [String: Int] = ["<unk>": 0, "▁": 1, "h": 2, "i": 3, "▁h": 4, "▁hi": 5]
         for byte in 0..<256 { vocab[String(format: "<0x%02X>", byte)] = 6 + byte }
