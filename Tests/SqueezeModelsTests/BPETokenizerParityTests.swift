@@ -162,7 +162,10 @@ import Testing
         variants["bytelevel"] = d
         d = json.loads(json.dumps(base)); d["pre_tokenizer"]["add_prefix_space"] = True
         variants["bytelevel-prefix"] = d
-        d = json.loads(json.dumps(base)); d["model"]["ignore_merges"] = True; d["post_processor"] = template
+        d = json.loads(json.dumps(base)); d["model"]["ignore_merges"] = True
+        d["post_processor"] = component(lambda t: setattr(t, "post_processor", processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)])])))["post_processor"]
         d["pre_tokenizer"] = component(lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Sequence([
             pre_tokenizers.Split(tokenizers.Regex(LLAMA3), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])))["pre_tokenizer"]
