@@ -116,6 +116,48 @@ import Testing
         }
     }
 
+    /// Every value of a valid file, replaced in turn by each value of the wrong
+    /// kind, loads or throws — never crashes — and what loads still encodes.
+    @Test func everyValueOfTheWrongKindIsHandled() throws {
+        let replacements: [Any] = [NSNull(), 1.5, -3, 1 << 40, "x", true, [Any](), [String: Any]()]
+        var variants: [Any] = []
+        func mutate(_ value: Any, rebuild: (Any) -> Any) {
+            for replacement in replacements { variants.append(rebuild(replacement)) }
+            if let object = value as? [String: Any] {
+                for (key, child) in object {
+                    mutate(child) { replaced in
+                        var copy = object
+                        copy[key] = replaced
+                        return rebuild(copy)
+                    }
+                }
+            } else if let array = value as? [Any] {
+                for (index, child) in array.enumerated() {
+                    mutate(child) { replaced in
+                        var copy = array
+                        copy[index] = replaced
+                        return rebuild(copy)
+                    }
+                }
+            }
+        }
+        mutate(Self.byteLevel(merges: ["a b", ["Ġ", "ab"]]) as Any) { $0 }
+        var loaded = 0, refused = 0
+        for variant in variants {
+            let data = try JSONSerialization.data(withJSONObject: variant, options: [.fragmentsAllowed])
+            do {
+                let tokenizer = try BPETokenizer(json: data, file: "mutated.json")
+                _ = tokenizer.decode(tokenizer.encode("ab ab<s>a", addSpecialTokens: true))
+                loaded += 1
+            } catch {
+                #expect(error.file == "mutated.json")
+                refused += 1
+            }
+        }
+        #expect(loaded > 0 && refused > 0)
+        print("BPE loader mutations: \(variants.count) variants, \(loaded) load, \(refused) refused with an error")
+    }
+
     @Test func missingFileIsAnError() {
         #expect(throws: ModelFileError.self) { try BPETokenizer(contentsOfFile: "/nonexistent/tokenizer.json") }
     }
