@@ -124,7 +124,7 @@ import Testing
 
     struct SkipReason: Error { var message: String }
 
-    static let variantNames = ["bytelevel", "bytelevel-prefix", "llama3", "sentencepiece", "metaspace", "metaspace-first"]
+    static let variantNames = ["bytelevel", "bytelevel-prefix", "llama3", "split-gpt2", "sentencepiece", "metaspace", "metaspace-first"]
 
     /// Trains the tokenizers, writes `<variant>.json` into the directory and
     /// the expected ids and decodes of every text into `expected.json`.
@@ -170,6 +170,11 @@ import Testing
             pre_tokenizers.Split(tokenizers.Regex(LLAMA3), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])))["pre_tokenizer"]
         variants["llama3"] = d
+        d = json.loads(json.dumps(base))
+        d["pre_tokenizer"] = component(lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Sequence([
+            pre_tokenizers.Split(tokenizers.Regex(GPT2), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])))["pre_tokenizer"]
+        variants["split-gpt2"] = d
 
         sp = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
         sp.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
