@@ -278,7 +278,7 @@ public struct BPETokenizer: Sendable {
         return pieces.filter { !$0.isEmpty }
     }
 
-    private static func splitPieces(_ text: [Unicode.Scalar], pattern: SplitPattern, into pieces: inout [[Unicode.Scalar]]) {
+    static func splitPieces(_ text: [Unicode.Scalar], pattern: SplitPattern, into pieces: inout [[Unicode.Scalar]]) {
         var start = 0
         while start < text.count {
             let end: Int

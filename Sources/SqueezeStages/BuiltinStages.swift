@@ -21,6 +21,7 @@ public enum BuiltinStages {
                 StageType(QuantizeWeightOnlyStage()),
                 StageType(PruneOneShotStage(backends: backends)),
                 StageType(QuantizeGPTQStage(backends: backends)),
+                StageType(TrainBPEStage()),
             ],
             backendFingerprint: backends.numericsFingerprint)
     }

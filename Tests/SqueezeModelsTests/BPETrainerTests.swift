@@ -1,0 +1,129 @@
+import Foundation
+import SqueezeModels
+import Testing
+
+/// `BPETrainer` on texts whose merges can be worked out by hand, determinism
+/// of the written `tokenizer.json`, and parity of a tokenizer trained on
+/// wikitext-2 `valid.txt` with Hugging Face `tokenizers` on every line of
+/// `test.txt` (skips with a printed reason without python3/`tokenizers` or
+/// the data; fails when CI=true).
+@Suite struct BPETrainerTests {
+    @Test func mergesMostFrequentPairFirst() throws {
+        // Words: "ab" once, " ab" twice. (a,b) occurs 3 times, then (Ġ,ab) twice.
+        let result = try BPETrainer(vocabularySize: 300, minimumFrequency: 2, specialTokens: ["<|endoftext|>"]).train(["ab ab ab"])
+        #expect(result.tokens.count == 1 + 256 + 2)
+        #expect(result.tokens[0] == "<|endoftext|>" && result.tokens[1 + 97] == "a" && result.tokens[1 + 32] == "Ġ")
+        #expect(result.tokens[257] == "ab" && result.tokens[258] == "Ġab")
+        #expect(result.merges.map { [$0.left, $0.right] } == [[1 + 97, 1 + 98], [1 + 32, 257]])
+        #expect(result.distinctWords == 2)
+
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try result.write(toDirectory: directory)
+        let tokenizer = try BPETokenizer(contentsOfFile: directory + "/tokenizer.json")
+        #expect(tokenizer.encode("ab ab<|endoftext|>ab") == [257, 258, 0, 257])
+        #expect(tokenizer.decode(tokenizer.encode("ab ab<|endoftext|>ab"), skipSpecialTokens: false) == "ab ab<|endoftext|>ab")
+    }
+
+    @Test func breaksTiesBySmallerPairOfIDs() throws {
+        // Every pair occurs once: (Ġ=32, z=122) < (x=120, y=121) < (Ġz=256, w=119).
+        let result = try BPETrainer(vocabularySize: 1000, minimumFrequency: 1).train(["xy zw"])
+        #expect(result.tokens.dropFirst(256) == ["Ġz", "xy", "Ġzw"])
+        #expect(result.merges.map { [$0.left, $0.right] } == [[32, 122], [120, 121], [256, 119]])
+    }
+
+    @Test func stopsAtMinimumFrequencyAndVocabularySize() throws {
+        let rare = try BPETrainer(vocabularySize: 1000, minimumFrequency: 4).train(["ab ab ab"])
+        #expect(rare.merges.isEmpty && rare.tokens.count == 256)
+        let capped = try BPETrainer(vocabularySize: 257, minimumFrequency: 1).train(["ab ab ab"])
+        #expect(capped.tokens.count == 257 && capped.merges.count == 1)
+        #expect(throws: BPETrainer.TrainingError.vocabularyTooSmall(requested: 256, minimum: 257)) {
+            try BPETrainer(vocabularySize: 256, specialTokens: ["<s>"]).train(["x"])
+        }
+        #expect(throws: BPETrainer.TrainingError.duplicateSpecialToken("<s>")) {
+            try BPETrainer(vocabularySize: 300, specialTokens: ["<s>", "<s>"]).train(["x"])
+        }
+    }
+
+    @Test func sameInputsWriteIdenticalBytes() throws {
+        let text = "The quick brown fox jumps over the lazy dog. " + String(repeating: "the theme then there them ", count: 20) + "日本語 😀😀"
+        let trainer = BPETrainer(vocabularySize: 400, minimumFrequency: 2, specialTokens: ["<|endoftext|>", "<pad>"])
+        let first = try trainer.train([text, "second file the"]).tokenizerJSON
+        let second = try trainer.train([text, "second file the"]).tokenizerJSON
+        #expect(first == second)
+        #expect(first.contains("\"Ġthe\""), "the most frequent word becomes a token")
+    }
+
+    @Test func trainedOnWikitextMatchesHuggingFaceTokenizers() throws {
+        let valid = BPETokenizerParityTests.wikitext.appendingPathComponent("valid.txt")
+        let test = BPETokenizerParityTests.wikitext.appendingPathComponent("test.txt")
+        for needed in [valid, test] where !FileManager.default.fileExists(atPath: needed.path) {
+            return skip("\(needed.path) is missing (set SQUEEZE_DATA)")
+        }
+        let lines = try String(contentsOf: test, encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let texts = lines + BPETokenizerParityTests.edgeCases + ["end<|endoftext|>start", "<|endoftext|>"]
+        let result = try BPETrainer(vocabularySize: 2000, minimumFrequency: 2, specialTokens: ["<|endoftext|>"])
+            .train([try String(contentsOf: valid, encoding: .utf8)])
+        #expect(result.tokens.count == 2000)
+
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try result.write(toDirectory: directory)
+        let tokenizerPath = directory + "/tokenizer.json"
+        let tokenizer = try BPETokenizer(contentsOfFile: tokenizerPath)
+        let request = URL(fileURLWithPath: directory + "/texts.json")
+        try JSONEncoder().encode(texts).write(to: request)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", Self.python, tokenizerPath, request.path, directory + "/expected.json"]
+        let errors = Pipe()
+        process.standardError = errors
+        do {
+            try process.run()
+        } catch {
+            return skip("cannot run python3: \(error)")
+        }
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus == 3 { return skip(stderr) }
+        // Any other failure (tokenizers rejecting the file) is a test failure.
+        try #require(process.terminationStatus == 0, "python3 failed: \(stderr)")
+        let expected = try JSONDecoder().decode([[Int]].self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/expected.json")))
+        try #require(expected.count == texts.count)
+        var mismatches = 0
+        for (index, text) in texts.enumerated() where tokenizer.encode(text) != expected[index] {
+            mismatches += 1
+            if mismatches <= 3 { Issue.record("ids differ for \(String(reflecting: text)): swift \(tokenizer.encode(text)) hf \(expected[index])") }
+        }
+        #expect(mismatches == 0, "\(mismatches) of \(texts.count) texts differ")
+    }
+
+    static let python = #"""
+        import json, sys
+        try:
+            from tokenizers import Tokenizer
+        except Exception as error:
+            print(f"python3 cannot import tokenizers: {error}", file=sys.stderr)
+            sys.exit(3)
+        tokenizer = Tokenizer.from_file(sys.argv[1])
+        texts = json.load(open(sys.argv[2], encoding="utf-8"))
+        ids = [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
+        json.dump(ids, open(sys.argv[3], "w"))
+        """#
+
+    private func temporaryDirectory() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bpe-trainer-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    private func skip(_ reason: String) {
+        if ProcessInfo.processInfo.environment["CI"] == "true" {
+            Issue.record("BPE trainer parity cannot run on CI: \(reason)")
+        } else {
+            print("skipping BPE trainer parity: \(reason)")
+        }
+    }
+}
