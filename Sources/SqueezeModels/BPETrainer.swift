@@ -74,7 +74,7 @@ public struct BPETrainer: Sendable {
             idOfBytes[[UInt8(byte)]] = byteBase + byte
         }
 
-        var words = WordCounts()
+        var words = WordCounts(specialTokens: specialTokens.map { Array($0.unicodeScalars) })
         for text in texts { words.add(text, byteBase: Int32(byteBase)) }
         var state = PairState(words: words.symbols, counts: words.counts)
 
@@ -99,15 +99,33 @@ public struct BPETrainer: Sendable {
 }
 
 /// Distinct pre-tokenized words (as byte-token ids) with their counts, in
-/// order of first appearance.
+/// order of first appearance. Special tokens in the text are cut out first
+/// (leftmost, longest), as encoding splits them off before pre-tokenization,
+/// so their pieces never become merges.
 private struct WordCounts {
+    let specialTokens: [[Unicode.Scalar]]
     var symbols: [[Int32]] = []
     var counts: [Int] = []
     var index: [[UInt8]: Int] = [:]
 
+    init(specialTokens: [[Unicode.Scalar]]) {
+        self.specialTokens = specialTokens.sorted { $0.count > $1.count }
+    }
+
     mutating func add(_ text: String, byteBase: Int32) {
+        let scalars = Array(text.unicodeScalars)
         var pieces: [[Unicode.Scalar]] = []
-        BPETokenizer.splitPieces(Array(text.unicodeScalars), pattern: .gpt2, into: &pieces)
+        var segmentStart = 0, position = 0
+        while position < scalars.count {
+            if let special = specialTokens.first(where: { scalars[position...].starts(with: $0) }) {
+                BPETokenizer.splitPieces(Array(scalars[segmentStart..<position]), pattern: .gpt2, into: &pieces)
+                position += special.count
+                segmentStart = position
+            } else {
+                position += 1
+            }
+        }
+        BPETokenizer.splitPieces(Array(scalars[segmentStart...]), pattern: .gpt2, into: &pieces)
         for piece in pieces {
             var bytes: [UInt8] = []
             for scalar in piece { UTF8.encode(scalar) { bytes.append($0) } }

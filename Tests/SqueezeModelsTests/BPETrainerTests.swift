@@ -25,6 +25,13 @@ import Testing
         #expect(tokenizer.decode(tokenizer.encode("ab ab<|endoftext|>ab"), skipSpecialTokens: false) == "ab ab<|endoftext|>ab")
     }
 
+    @Test func specialTokensInTheTextAreNotMerged() throws {
+        // Without cutting "<|endoftext|>" out, "<|" and "|>" would be the most frequent pairs.
+        let result = try BPETrainer(vocabularySize: 300, minimumFrequency: 2, specialTokens: ["<|endoftext|>"])
+            .train(["ab<|endoftext|>ab<|endoftext|>ab<|endoftext|>"])
+        #expect(result.tokens.dropFirst(257) == ["ab"] && result.distinctWords == 1)
+    }
+
     @Test func breaksTiesBySmallerPairOfIDs() throws {
         // Every pair occurs once: (Ġ=32, z=122) < (x=120, y=121) < (Ġz=256, w=119).
         let result = try BPETrainer(vocabularySize: 1000, minimumFrequency: 1).train(["xy zw"])
