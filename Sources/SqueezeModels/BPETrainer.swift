@@ -104,12 +104,15 @@ public struct BPETrainer: Sendable {
 /// so their pieces never become merges.
 private struct WordCounts {
     let specialTokens: [[Unicode.Scalar]]
+    /// The first scalar of every special token, to skip most positions at once.
+    let specialStarts: Set<Unicode.Scalar>
     var symbols: [[Int32]] = []
     var counts: [Int] = []
     var index: [[UInt8]: Int] = [:]
 
     init(specialTokens: [[Unicode.Scalar]]) {
         self.specialTokens = specialTokens.sorted { $0.count > $1.count }
+        specialStarts = Set(specialTokens.compactMap(\.first))
     }
 
     mutating func add(_ text: String, byteBase: Int32) {
@@ -117,7 +120,7 @@ private struct WordCounts {
         var pieces: [[Unicode.Scalar]] = []
         var segmentStart = 0, position = 0
         while position < scalars.count {
-            if let special = specialTokens.first(where: { scalars[position...].starts(with: $0) }) {
+            if specialStarts.contains(scalars[position]), let special = specialTokens.first(where: { scalars[position...].starts(with: $0) }) {
                 BPETokenizer.splitPieces(Array(scalars[segmentStart..<position]), pattern: .gpt2, into: &pieces)
                 position += special.count
                 segmentStart = position
