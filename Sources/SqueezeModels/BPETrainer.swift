@@ -8,11 +8,13 @@ import SqueezeSupport
 ///   the same code `BPETokenizer` encodes with (`ByteLevel`,
 ///   `add_prefix_space: false`, `use_regex: true`).
 /// - Ids: the special tokens first (in the order given), then the 256 byte
-///   tokens in byte order, then one token per merge.
+///   tokens in the order of their byte-level scalars, then one token per
+///   merge: the layout `tokenizers`' `BpeTrainer` gives.
 /// - Each step merges the adjacent pair with the highest count over all
 ///   words (weighted by word frequency). Ties go to the pair with the smaller
 ///   (left id, right id), as `tokenizers`' `BpeTrainer` breaks them, so the
-///   result depends only on the inputs. Training stops when the vocabulary
+///   result depends only on the inputs (and on wikitext-2 `valid.txt` the
+///   merges equal `BpeTrainer`'s on the whole file as one text). Training stops when the vocabulary
 ///   reaches `vocabularySize` or no pair occurs `minimumFrequency` times.
 /// - Pair counts are kept incrementally with an index from each pair to the
 ///   words that contain it; a merge only revisits those words.
@@ -53,6 +55,13 @@ public struct BPETrainer: Sendable {
         self.specialTokens = specialTokens
     }
 
+    /// The bytes in the order of their byte-level scalars (`!`…`~`, `¡`…, then
+    /// U+0100 onwards), which is how `tokenizers` numbers its alphabet; ties
+    /// between pairs then break as they do there.
+    static let byteTokenOrder: [Int] = (0..<256).sorted {
+        BPEPreTokenization.byteToScalar[$0].value < BPEPreTokenization.byteToScalar[$1].value
+    }
+
     /// The smallest vocabulary size for `specialTokens`.
     public static func minimumVocabularySize(specialTokens: Int) -> Int { 256 + specialTokens }
 
@@ -67,15 +76,16 @@ public struct BPETrainer: Sendable {
         var tokens = specialTokens
         var tokenBytes: [[UInt8]] = specialTokens.map { Array($0.utf8) }
         var idOfBytes: [[UInt8]: Int] = [:]
-        let byteBase = specialTokens.count
-        for byte in 0..<256 {
+        var idOfByte = [Int32](repeating: 0, count: 256)
+        for byte in Self.byteTokenOrder {
+            idOfByte[byte] = Int32(tokens.count)
+            idOfBytes[[UInt8(byte)]] = tokens.count
             tokens.append(String(Character(BPEPreTokenization.byteToScalar[byte])))
             tokenBytes.append([UInt8(byte)])
-            idOfBytes[[UInt8(byte)]] = byteBase + byte
         }
 
         var words = WordCounts(specialTokens: specialTokens.map { Array($0.unicodeScalars) })
-        for text in texts { words.add(text, byteBase: Int32(byteBase)) }
+        for text in texts { words.add(text, idOfByte: idOfByte) }
         var state = PairState(words: words.symbols, counts: words.counts)
 
         var merges: [(left: Int, right: Int)] = []
@@ -115,7 +125,7 @@ private struct WordCounts {
         specialStarts = Set(specialTokens.compactMap(\.first))
     }
 
-    mutating func add(_ text: String, byteBase: Int32) {
+    mutating func add(_ text: String, idOfByte: [Int32]) {
         let scalars = Array(text.unicodeScalars)
         var pieces: [[Unicode.Scalar]] = []
         var segmentStart = 0, position = 0
@@ -136,7 +146,7 @@ private struct WordCounts {
                 counts[existing] += 1
             } else {
                 index[bytes] = counts.count
-                symbols.append(bytes.map { byteBase + Int32($0) })
+                symbols.append(bytes.map { idOfByte[Int($0)] })
                 counts.append(1)
             }
         }
