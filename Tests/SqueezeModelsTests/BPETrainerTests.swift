@@ -5,7 +5,7 @@ import Testing
 /// `BPETrainer` on texts whose merges can be worked out by hand, determinism
 /// of the written `tokenizer.json`, and parity of a tokenizer trained on
 /// wikitext-2 `valid.txt` with Hugging Face `tokenizers` on every line of
-/// `test.txt` (skips with a printed reason without python3/`tokenizers` or
+/// `test.txt`, and with what `tokenizers`' own BpeTrainer learns (skips with a printed reason without python3/`tokenizers` or
 /// the data; fails when CI=true).
 @Suite struct BPETrainerTests {
     @Test func mergesMostFrequentPairFirst() throws {
@@ -85,7 +85,7 @@ import Testing
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.python, tokenizerPath, request.path, directory + "/expected.json"]
+        process.arguments = ["python3", "-c", Self.python, tokenizerPath, request.path, directory + "/expected.json", valid.path]
         let errors = Pipe()
         process.standardError = errors
         do {
@@ -98,8 +98,15 @@ import Testing
         if process.terminationStatus == 3 { return skip(stderr) }
         // Any other failure (tokenizers rejecting the file) is a test failure.
         try #require(process.terminationStatus == 0, "python3 failed: \(stderr)")
-        let expected = try JSONDecoder().decode([[Int]].self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/expected.json")))
+        let answer = try JSONDecoder().decode(HuggingFaceAnswer.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/expected.json")))
+        let expected = answer.ids
         try #require(expected.count == texts.count)
+        // The same training by `tokenizers`' BpeTrainer (whole file as one text) gives the same vocabulary and merges.
+        #expect(answer.trainedVocab == Dictionary(uniqueKeysWithValues: result.tokens.enumerated().map { ($1, $0) }))
+        let merges = result.merges.map { [result.tokens[$0.left], result.tokens[$0.right]] }
+        #expect(answer.trainedMerges.count == merges.count)
+        let firstDifference = zip(answer.trainedMerges, merges).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        #expect(firstDifference == nil, "merge \(firstDifference ?? 0) differs from BpeTrainer's")
         var mismatches = 0
         for (index, text) in texts.enumerated() where tokenizer.encode(text) != expected[index] {
             mismatches += 1
@@ -118,8 +125,23 @@ import Testing
         tokenizer = Tokenizer.from_file(sys.argv[1])
         texts = json.load(open(sys.argv[2], encoding="utf-8"))
         ids = [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
-        json.dump(ids, open(sys.argv[3], "w"))
+        from tokenizers import models, pre_tokenizers, trainers
+        trained = Tokenizer(models.BPE())
+        trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        trainer = trainers.BpeTrainer(
+            vocab_size=8000, min_frequency=2, special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        trained.train_from_iterator([open(sys.argv[4], encoding="utf-8").read()], trainer=trainer)
+        model = json.loads(trained.to_str())["model"]
+        merges = [m if isinstance(m, list) else m.split(" ") for m in model["merges"]]
+        json.dump({"ids": ids, "trainedVocab": model["vocab"], "trainedMerges": merges}, open(sys.argv[3], "w"))
         """#
+
+    struct HuggingFaceAnswer: Decodable {
+        var ids: [[Int]]
+        var trainedVocab: [String: Int]
+        var trainedMerges: [[String]]
+    }
 
     private func temporaryDirectory() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("bpe-trainer-\(UUID().uuidString)").path
