@@ -59,6 +59,15 @@ import Testing
         #expect(result.stderr.contains("input `files[0]` does not exist: ") && result.stderr.contains("recipe/absent.txt"), "\(result)")
     }
 
+    @Test func emptyFileListIsARecipeError() throws {
+        let project = try Project("train-bpe-empty")
+        _ = try project.write("recipe/recipe.yaml", Self.recipe("      files: []\n      special_tokens: [<s>, </s>]\n      vocab_size: 257"))
+        let result = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
+        #expect(result.status == 2, "\(result)")
+        #expect(result.stderr.contains("recipe.yaml:7:14: error: `files` is empty"), "\(result)")
+        #expect(result.stderr.contains("recipe.yaml:9:19: error: `vocab_size` must be at least 258 (256 byte tokens plus 2 special tokens), got 257"), "\(result)")
+    }
+
     @Test func minimumFrequencyBelowOneIsARecipeError() throws {
         let project = try Project("train-bpe-frequency")
         _ = try project.write("recipe/recipe.yaml", Self.recipe("      files: [text.txt]\n      min_frequency: 0"))
