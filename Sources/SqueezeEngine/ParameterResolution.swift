@@ -2,6 +2,7 @@ import Foundation
 import SqueezeRecipe
 import SqueezeStore
 import SqueezeSupport
+import SqueezeYAML
 
 /// Turns a stage's written parameters into the two things the engine needs:
 /// the values the stage runs with, and the values its cache key is built from.
@@ -100,7 +101,7 @@ struct ParameterResolver {
             let chosen = alternatives.first { Self.fits(value, $0) } ?? .any
             return try resolve(value, as: chosen, mode: mode, path: path)
         case (.string(let template), .path):
-            return try resolvePath(template, mode: mode, parameter: path)
+            return try resolvePath(template, mode: mode, parameter: path, at: value.location)
         default:
             return try value.resolve { try render($0, mode: mode) }
         }
@@ -119,7 +120,7 @@ struct ParameterResolver {
     }
 
     /// A `path` parameter: the real absolute path to run with, or its content digest for the key.
-    private func resolvePath(_ template: Template, mode: Mode, parameter: String) throws -> Value {
+    private func resolvePath(_ template: Template, mode: Mode, parameter: String, at location: SourceLocation) throws -> Value {
         let text = try template.render { try render($0, mode: .run) }
         let absolute = Self.absolute(text, relativeTo: recipeDirectory)
         switch mode {
@@ -127,7 +128,7 @@ struct ParameterResolver {
             return .string(absolute)
         case .key:
             guard FileManager.default.fileExists(atPath: absolute) else {
-                throw ResolutionError(description: "input `\(parameter)` does not exist: \(absolute)")
+                throw ResolutionError(description: "\(location): input `\(parameter)` does not exist: \(absolute)")
             }
             return .string(try digestOfPath(absolute).digest.description)
         }

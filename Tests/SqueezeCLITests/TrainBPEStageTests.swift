@@ -50,13 +50,17 @@ import Testing
     }
 
     /// The engine checks `path` inputs when it keys the stage: a missing file
-    /// fails the stage before any work, naming the parameter and the path.
+    /// fails the stage before any work, at the value's recipe position, naming
+    /// the parameter and the path.
     @Test func missingFileFailsNamingIt() throws {
         let project = try Project("train-bpe-missing")
         _ = try project.write("recipe/recipe.yaml", Self.recipe("      files: [absent.txt]"))
         let result = try project.run(timeout: 60)
         #expect(result.status == 1, "\(result)")
         #expect(result.stderr.contains("input `files[0]` does not exist: ") && result.stderr.contains("recipe/absent.txt"), "\(result)")
+        #expect(
+            result.stderr.range(of: #"recipe\.yaml:\d+:\d+: input `files\[0\]` does not exist"#, options: .regularExpression) != nil,
+            "\(result)")
     }
 
     @Test func emptyFileListIsARecipeError() throws {
