@@ -88,7 +88,7 @@ let package = Package(
         // Model files and models: safetensors, HF configs, WordPiece, BERT.
         .target(
             name: "SqueezeModels",
-            dependencies: ["SqueezeSupport", "SqueezeTensor"]
+            dependencies: ["SqueezeSupport", "SqueezeTensor", .product(name: "Collections", package: "swift-collections")]
         ),
         // Compression algorithms over models: quantization math, calibration
         // observers, post-training and model quantization, quantized inference,

@@ -1,4 +1,5 @@
 import Foundation
+import Collections
 
 /// A BPE tokenizer read from a Hugging Face `tokenizer.json`, encoding and
 /// decoding as `tokenizers` does for the two families in use:
@@ -336,14 +337,14 @@ public struct BPETokenizer: Sendable {
         var next = Array(1...count)
         next[count - 1] = -1
         var previous = Array(-1..<(count - 1))
-        var heap = PairHeap()
+        var heap = Heap<MergeCandidate>()
         func candidate(_ left: Int, _ right: Int) {
             if let merge = merges[Self.pairKey(symbols[left], symbols[right])] {
-                heap.push(PairHeap.Entry(rank: merge.rank, position: left))
+                heap.insert(MergeCandidate(rank: merge.rank, position: left))
             }
         }
         for index in 0..<(count - 1) { candidate(index, index + 1) }
-        while let top = heap.pop() {
+        while let top = heap.popMin() {
             let left = top.position
             let right = next[left]
             guard symbols[left] >= 0, right >= 0,
@@ -364,45 +365,13 @@ public struct BPETokenizer: Sendable {
         UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
     }
 
-    /// A binary min-heap of merge candidates ordered by (rank, position).
-    struct PairHeap {
-        struct Entry {
-            var rank: Int32
-            var position: Int
-            func precedes(_ other: Entry) -> Bool {
-                rank != other.rank ? rank < other.rank : position < other.position
-            }
-        }
-
-        private var entries: [Entry] = []
-
-        mutating func push(_ entry: Entry) {
-            entries.append(entry)
-            var child = entries.count - 1
-            while child > 0 {
-                let parent = (child - 1) / 2
-                guard entries[child].precedes(entries[parent]) else { break }
-                entries.swapAt(child, parent)
-                child = parent
-            }
-        }
-
-        mutating func pop() -> Entry? {
-            guard let first = entries.first else { return nil }
-            let last = entries.removeLast()
-            guard !entries.isEmpty else { return first }
-            entries[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var smallest = parent
-                if left < entries.count, entries[left].precedes(entries[smallest]) { smallest = left }
-                if right < entries.count, entries[right].precedes(entries[smallest]) { smallest = right }
-                guard smallest != parent else { break }
-                entries.swapAt(parent, smallest)
-                parent = smallest
-            }
-            return first
+    /// A merge candidate: the merge's rank and the left symbol's position;
+    /// the least (lowest rank, then leftmost) merges first.
+    struct MergeCandidate: Comparable {
+        var rank: Int32
+        var position: Int
+        static func < (a: Self, b: Self) -> Bool {
+            a.rank != b.rank ? a.rank < b.rank : a.position < b.position
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Collections
 import SqueezeSupport
 
 /// Trains a byte-level BPE tokenizer (GPT-2 style) and writes it as a Hugging
@@ -160,31 +161,28 @@ private struct PairState {
     let counts: [Int]
     var pairCounts: [UInt64: Int] = [:]
     var pairWords: [UInt64: Set<Int>] = [:]
-    var heap = PairHeap()
+    var heap = Heap<PairCount>()
 
     init(words: [[Int32]], counts: [Int]) {
         self.words = words
         self.counts = counts
         for (wordIndex, word) in words.enumerated() where word.count > 1 {
             for position in 0..<(word.count - 1) {
-                let pair = Self.key(word[position], word[position + 1])
+                let pair = BPETokenizer.pairKey(word[position], word[position + 1])
                 pairCounts[pair, default: 0] += counts[wordIndex]
                 pairWords[pair, default: []].insert(wordIndex)
             }
         }
-        for (pair, count) in pairCounts { heap.push(.init(count: count, pair: pair)) }
+        for (pair, count) in pairCounts { heap.insert(PairCount(count: count, pair: pair)) }
     }
 
-    static func key(_ left: Int32, _ right: Int32) -> UInt64 {
-        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
-    }
 
     /// The pair with the highest current count (ties: smaller pair), removed from the heap.
     mutating func popBest() -> (UInt64, Int)? {
-        while let entry = heap.pop() {
+        while let entry = heap.popMax() {
             let current = pairCounts[entry.pair] ?? 0
             if current == entry.count, current > 0 { return (entry.pair, current) }
-            if current > 0, current != entry.count { heap.push(.init(count: current, pair: entry.pair)) }
+            if current > 0, current != entry.count { heap.insert(PairCount(count: current, pair: entry.pair)) }
         }
         return nil
     }
@@ -212,11 +210,11 @@ private struct PairState {
             }
             guard changed else { continue }
             for position in 0..<(word.count - 1) {
-                let old = Self.key(word[position], word[position + 1])
+                let old = BPETokenizer.pairKey(word[position], word[position + 1])
                 pairCounts[old, default: 0] -= weight
             }
             for position in 0..<(rewritten.count - 1) {
-                let new = Self.key(rewritten[position], rewritten[position + 1])
+                let new = BPETokenizer.pairKey(rewritten[position], rewritten[position + 1])
                 pairCounts[new, default: 0] += weight
                 pairWords[new, default: []].insert(wordIndex)
                 if rewritten[position] == merged || rewritten[position + 1] == merged { grown.insert(new) }
@@ -226,51 +224,18 @@ private struct PairState {
         pairCounts[pair] = nil
         pairWords[pair] = nil
         for new in grown.sorted() {
-            if let count = pairCounts[new], count > 0 { heap.push(.init(count: count, pair: new)) }
+            if let count = pairCounts[new], count > 0 { heap.insert(PairCount(count: count, pair: new)) }
         }
     }
 }
 
-/// A binary max-heap ordered by count, then by the smaller pair.
-private struct PairHeap {
-    struct Entry {
-        var count: Int
-        var pair: UInt64
-        func precedes(_ other: Entry) -> Bool {
-            count != other.count ? count > other.count : pair < other.pair
-        }
-    }
-
-    private var entries: [Entry] = []
-
-    mutating func push(_ entry: Entry) {
-        entries.append(entry)
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].precedes(entries[parent]) else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> Entry? {
-        guard let top = entries.first else { return nil }
-        let last = entries.removeLast()
-        if !entries.isEmpty {
-            entries[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var best = parent
-                if left < entries.count, entries[left].precedes(entries[best]) { best = left }
-                if right < entries.count, entries[right].precedes(entries[best]) { best = right }
-                if best == parent { break }
-                entries.swapAt(parent, best)
-                parent = best
-            }
-        }
-        return top
+/// A pair's count when it was pushed; the greatest (highest count, then the
+/// smaller pair) merges first.
+private struct PairCount: Comparable {
+    var count: Int
+    var pair: UInt64
+    static func < (a: Self, b: Self) -> Bool {
+        a.count != b.count ? a.count < b.count : a.pair > b.pair
     }
 }
 
