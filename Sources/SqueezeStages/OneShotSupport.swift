@@ -73,6 +73,16 @@ enum OneShotStages {
 
     // MARK: Run time
 
+    /// The float model to compress; a failure (an unreadable or already
+    /// quantized model) is reported at the `model` parameter.
+    static func loadModel(_ directory: String) throws(StageFailure) -> LoadedClassifier {
+        do {
+            return try LoadedClassifier(directory: directory, seed: 0)
+        } catch {
+            throw StageFailure(error.message, parameter: "model")
+        }
+    }
+
     /// The layers `include` and `skip` select, or the view's error.
     static func selection(_ model: BertModel, include: [String], skip: [String]) throws(StageFailure) -> LinearLayerSelection {
         do {

@@ -214,12 +214,7 @@ public struct PruneOneShotStage: Stage {
         if global && (method != .magnitude || params.sparsity == nil || params.allocation != "uniform") {
             throw StageFailure("`scope: global` is for `method: magnitude` with an unstructured `sparsity` and `allocation: uniform`")
         }
-        let loaded: LoadedClassifier
-        do {
-            loaded = try LoadedClassifier(directory: params.model, seed: 0)
-        } catch {
-            throw StageFailure(error.message, parameter: "model")
-        }
+        let loaded = try OneShotStages.loadModel(params.model)
         let selection = try OneShotStages.selection(loaded.model, include: params.include, skip: params.skip)
         let blocks = loaded.model.linearBlocks
         if case .uniform(.nOfM(let n, let m)) = targets, let layer = selection.layers.first(where: { $0.inFeatures % m != 0 }) {

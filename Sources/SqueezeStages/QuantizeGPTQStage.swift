@@ -113,12 +113,7 @@ public struct QuantizeGPTQStage: Stage {
             throw StageFailure("`damp` must be ≥ 0 and `blocksize` ≥ 1")
         }
         let storageBits = params.bits == 3 ? 4 : params.bits
-        let loaded: LoadedClassifier
-        do {
-            loaded = try LoadedClassifier(directory: params.model, seed: 0)
-        } catch {
-            throw StageFailure(error.message, parameter: "model")
-        }
+        let loaded = try OneShotStages.loadModel(params.model)
         let selection = try OneShotStages.selection(loaded.model, include: params.include, skip: params.skip)
         let groupSize = try Self.storedGroupSize(params.group_size, layers: selection.layers)
         let grid = WeightGrid(bits: params.bits, groupSize: params.group_size, symmetric: params.symmetric)
