@@ -30,6 +30,10 @@ typedef double d4 __attribute__((ext_vector_type(4)));
 #define exp8 SQ_NAME(exp8)
 #define phi8 SQ_NAME(phi8)
 #define tanh8 SQ_NAME(tanh8)
+#define sigmoid8 SQ_NAME(sigmoid8)
+#define silu8 SQ_NAME(silu8)
+#define gelu_tanh8 SQ_NAME(gelu_tanh8)
+#define gelu_tanh_derivative8 SQ_NAME(gelu_tanh_derivative8)
 
 #define SQ_TARGET
 #define SQ_NAME(x) sq_base_##x
@@ -191,6 +195,29 @@ void sq_dropout_add(const float *x, const float *residual, float *out, ptrdiff_t
 void sq_gelu_with_derivative(const float *x, float *out, float *derivative, ptrdiff_t n) {
     SQ_CALL_MAP(gelu_with_derivative, (x, out, derivative, n));
 }
+void sq_gelu_tanh(const float *x, float *out, ptrdiff_t n) { SQ_CALL_MAP(gelu_tanh, (x, out, n)); }
+void sq_gelu_tanh_backward(const float *x, const float *dy, float *out, ptrdiff_t n) {
+    SQ_CALL_MAP(gelu_tanh_backward, (x, dy, out, n));
+}
+void sq_gated_silu(const float *gate, const float *up, float *out, ptrdiff_t n) {
+    SQ_CALL_MAP(gated_silu, (gate, up, out, n));
+}
+void sq_gated_silu_backward(const float *dy, const float *gate, const float *up, float *dgate, float *dup,
+                            ptrdiff_t n) {
+    SQ_CALL_MAP(gated_silu_backward, (dy, gate, up, dgate, dup, n));
+}
+void sq_rms_norm_rows(const float *x, const float *gamma, float epsilon, float *out, float *inverse_rms,
+                      ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(rms_norm_rows, (x, gamma, epsilon, out, inverse_rms, rows, cols));
+}
+void sq_rms_norm_backward_rows(const float *dy, const float *x, const float *gamma, const float *inverse_rms,
+                               float *dx, float *gamma_partial, ptrdiff_t rows, ptrdiff_t cols) {
+    SQ_CALL(rms_norm_backward_rows, (dy, x, gamma, inverse_rms, dx, gamma_partial, rows, cols));
+}
+void sq_rotary_rows(const float *x, const float *cosines, const float *sines, float sine_sign, float *out,
+                    ptrdiff_t first, ptrdiff_t rows, ptrdiff_t heads, ptrdiff_t tokens, ptrdiff_t half) {
+    SQ_CALL(rotary_rows, (x, cosines, sines, sine_sign, out, first, rows, heads, tokens, half));
+}
 void sq_small_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
                    const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc) {
     SQ_CALL(small_gemm, (m, n, k, alpha, a, lda, 1, b, ldb, c, ldc));
@@ -228,7 +255,22 @@ void sq_map_with_tier(int tier, int map, const float *x, const float *y, float *
     case SQ_MAP_TANH_BACKWARD: SQ_TIER_CALL(tanh_backward, (x, y, out, n)); break;
     case SQ_MAP_EXP: SQ_TIER_CALL(exp, (x, out, n)); break;
     case SQ_MAP_GELU_WITH_DERIVATIVE: SQ_TIER_CALL(gelu_with_derivative, (x, out, second, n)); break;
+    case SQ_MAP_GELU_TANH: SQ_TIER_CALL(gelu_tanh, (x, out, n)); break;
+    case SQ_MAP_GELU_TANH_BACKWARD: SQ_TIER_CALL(gelu_tanh_backward, (x, y, out, n)); break;
+    case SQ_MAP_GATED_SILU: SQ_TIER_CALL(gated_silu, (x, y, out, n)); break;
     default: break;
     }
 #undef SQ_TIER_CALL
+}
+
+void sq_gated_silu_backward_with_tier(int tier, const float *dy, const float *gate, const float *up, float *dgate,
+                                      float *dup, ptrdiff_t n) {
+    if (tier > sq_cpu_tier_detected()) tier = sq_cpu_tier_detected();
+#if defined(__x86_64__)
+    if (tier >= 2) sq_avx512_gated_silu_backward(dy, gate, up, dgate, dup, n);
+    else if (tier == 1) sq_avx2_gated_silu_backward(dy, gate, up, dgate, dup, n);
+    else sq_base_gated_silu_backward(dy, gate, up, dgate, dup, n);
+#else
+    sq_base_gated_silu_backward(dy, gate, up, dgate, dup, n);
+#endif
 }

@@ -250,6 +250,84 @@ SQ_TARGET static double SQ_NAME(sum_of_squares)(const float *x, ptrdiff_t n) {
     return total;
 }
 
+/// RMS norm of each row (Llama's RMSNorm): inverse_rms = 1/√(mean(x²) + ε)
+/// with Σx² in double, out = (x·inverse_rms)·γ, rounded in that order as
+/// Hugging Face's LlamaRMSNorm does.
+SQ_TARGET static void SQ_NAME(rms_norm_rows)(const float *x, const float *restrict gamma, float epsilon, float *out,
+                                             float *inverse_rms, ptrdiff_t rows, ptrdiff_t cols) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *o = out + r * cols;
+        double squares = SQ_NAME(sum_of_squares)(xr, cols);
+        float inv = (float)(1.0 / sqrt(squares / (double)cols + (double)epsilon));
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            float normalised = xr[j] * inv;
+            o[j] = normalised * gamma[j];
+        }
+        inverse_rms[r] = inv;
+    }
+}
+
+/// Input gradient of each row, dx = r·(γ⊙dy − x̂·mean(γ⊙dy⊙x̂)) with x̂ = x·r,
+/// and Σ over these rows of dy⊙x̂ ADDED to `gamma_partial` (`cols` floats).
+SQ_TARGET static void SQ_NAME(rms_norm_backward_rows)(const float *dy, const float *x, const float *restrict gamma,
+                                                      const float *inverse_rms, float *dx,
+                                                      float *restrict gamma_partial, ptrdiff_t rows, ptrdiff_t cols) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *dr = dy + r * cols;
+        const float *xr = x + r * cols;
+        float *o = dx + r * cols;
+        float inv = inverse_rms[r];
+        f8 s = splat8(0.0f);
+        ptrdiff_t j = 0;
+        for (; j + 8 <= cols; j += 8) {
+            f8 d = load8(dr + j);
+            f8 xh = load8(xr + j) * inv;
+            f8 dxh = d * load8(gamma + j);
+            s += dxh * xh;
+            store8(gamma_partial + j, load8(gamma_partial + j) + d * xh);
+        }
+        double sum = reduce_sum8(s);
+        for (; j < cols; j++) {
+            float xh = xr[j] * inv;
+            float dxh = dr[j] * gamma[j];
+            sum += (double)dxh * xh;
+            gamma_partial[j] += dr[j] * xh;
+        }
+        float mean = (float)(sum / (double)cols);
+        for (j = 0; j < cols; j++) {
+            // Separate statements: the products are rounded exactly as in the sum above.
+            float dxh = dr[j] * gamma[j];
+            float xh = xr[j] * inv;
+            o[j] = inv * (dxh - xh * mean);
+        }
+    }
+}
+
+/// Rotary position embedding, Hugging Face's "rotate half" convention, of
+/// rows `first ..< first + rows` of a contiguous [B, T, H, 2·half] tensor
+/// (row = (b·T + t)·H + h), with angle tables `cosines`, `sines` [T, half]:
+/// out₁ = x₁·cos − x₂·sin, out₂ = x₂·cos + x₁·sin, where sin is multiplied
+/// by `sine_sign` (−1 rotates back, the backward).
+SQ_TARGET static void SQ_NAME(rotary_rows)(const float *x, const float *cosines, const float *sines,
+                                           float sine_sign, float *out, ptrdiff_t first, ptrdiff_t rows,
+                                           ptrdiff_t heads, ptrdiff_t tokens, ptrdiff_t half) {
+    for (ptrdiff_t r = first; r < first + rows; r++) {
+        ptrdiff_t t = (r / heads) % tokens;
+        const float *restrict c = cosines + t * half;
+        const float *restrict s = sines + t * half;
+        const float *restrict x1 = x + r * 2 * half;
+        const float *restrict x2 = x1 + half;
+        float *restrict o1 = out + r * 2 * half;
+        float *restrict o2 = o1 + half;
+        for (ptrdiff_t i = 0; i < half; i++) {
+            float sine = sine_sign * s[i];
+            o1[i] = x1[i] * c[i] - x2[i] * sine;
+            o2[i] = x2[i] * c[i] + x1[i] * sine;
+        }
+    }
+}
+
 // Dropout's keep decision: element `index` of a stream keeps when the top 24
 // bits of splitmix64(key + (index + 1)·golden) are at least `threshold`.
 #define SQ_GOLDEN 0x9E3779B97F4A7C15ull

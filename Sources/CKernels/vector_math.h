@@ -108,3 +108,44 @@ SQ_INLINE SQ_TARGET f8 tanh8(f8 x) {
     return select8(a > 0.625f, large, small);
 }
 
+
+/// σ(x) = 1/(1 + e^−x), with 1 − σ(x) in `*complement`, both from e = e^−|x|
+/// ∈ [0, 1]: for x ≥ 0, σ = 1/(1 + e) and 1 − σ = e/(1 + e); mirrored for
+/// x < 0. Nothing overflows and neither side cancels, whatever |x|.
+SQ_INLINE SQ_TARGET f8 sigmoid8(f8 x, f8 *complement) {
+    f8 e = exp8(-abs8(x));
+    f8 r = 1.0f / (1.0f + e);
+    f8 er = e * r;
+    i8v positive = x >= 0.0f;
+    *complement = select8(positive, er, r);
+    return select8(positive, r, er);
+}
+
+/// SiLU, x·σ(x).
+SQ_INLINE SQ_TARGET f8 silu8(f8 x) {
+    f8 complement;
+    return x * sigmoid8(x, &complement);
+}
+
+#define SQ_GELU_TANH_K 0.797884560802865355f /* √(2/π) */
+#define SQ_GELU_TANH_C 0.044715f
+
+/// GPT-2's gelu_new, ½·x·(1 + tanh(u)) with u = √(2/π)·(x + 0.044715·x³),
+/// computed as x·σ(2u) (the same function: ½(1 + tanh u) = σ(2u)), which
+/// does not cancel in 1 + tanh(u) for negative x.
+SQ_INLINE SQ_TARGET f8 gelu_tanh8(f8 x) {
+    f8 complement;
+    f8 twice_u = (2.0f * SQ_GELU_TANH_K) * (x + SQ_GELU_TANH_C * x * x * x);
+    return x * sigmoid8(twice_u, &complement);
+}
+
+/// d/dx of gelu_tanh8: s + x·s·(1 − s)·2√(2/π)·(1 + 3·0.044715·x²), s = σ(2u).
+/// Beyond |x| = 10⁴ the product s·(1 − s) is exactly 0; x is clamped there
+/// in the second term so that x² cannot overflow into 0·∞.
+SQ_INLINE SQ_TARGET f8 gelu_tanh_derivative8(f8 x) {
+    f8 complement;
+    f8 twice_u = (2.0f * SQ_GELU_TANH_K) * (x + SQ_GELU_TANH_C * x * x * x);
+    f8 s = sigmoid8(twice_u, &complement);
+    f8 c = __builtin_elementwise_min(__builtin_elementwise_max(x, splat8(-1.0e4f)), splat8(1.0e4f));
+    return s + c * (s * complement) * ((2.0f * SQ_GELU_TANH_K) * (1.0f + (3.0f * SQ_GELU_TANH_C) * c * c));
+}

@@ -57,6 +57,21 @@ final class ProfilingBackend: Backend {
     func geluBackward(_ x: Tensor, _ dy: Tensor) -> Tensor { base.geluBackward(x, dy) }
     func tanh(_ x: Tensor) -> Tensor { timed(.other) { base.tanh(x) } }
     func tanhBackward(_ y: Tensor, _ dy: Tensor) -> Tensor { base.tanhBackward(y, dy) }
+    func geluTanh(_ x: Tensor) -> Tensor { timed(.gelu) { base.geluTanh(x) } }
+    func geluTanhBackward(_ x: Tensor, _ dy: Tensor) -> Tensor { base.geluTanhBackward(x, dy) }
+    func gatedSiLU(gate: Tensor, up: Tensor) -> Tensor { timed(.other) { base.gatedSiLU(gate: gate, up: up) } }
+    func gatedSiLUBackward(_ dy: Tensor, gate: Tensor, up: Tensor) -> (gate: Tensor, up: Tensor) {
+        base.gatedSiLUBackward(dy, gate: gate, up: up)
+    }
+    func rotary(_ x: Tensor, cos: Tensor, sin: Tensor, inverse: Bool) -> Tensor {
+        timed(.other) { base.rotary(x, cos: cos, sin: sin, inverse: inverse) }
+    }
+    func rmsNorm(_ x: Tensor, gamma: Tensor, epsilon: Float) -> RMSNormResult {
+        timed(.layerNorm) { base.rmsNorm(x, gamma: gamma, epsilon: epsilon) }
+    }
+    func rmsNormBackward(_ dy: Tensor, _ x: Tensor, gamma: Tensor, inverseRMS: Tensor) -> RMSNormGradients {
+        base.rmsNormBackward(dy, x, gamma: gamma, inverseRMS: inverseRMS)
+    }
     func softmax(_ x: Tensor) -> Tensor { timed(.other) { base.softmax(x) } }
     func softmaxBackward(_ y: Tensor, _ dy: Tensor) -> Tensor { base.softmaxBackward(y, dy) }
     func logSoftmax(_ x: Tensor) -> Tensor { timed(.other) { base.logSoftmax(x) } }

@@ -311,4 +311,8 @@ private struct CapturingOperations: TensorOperations {
     }
 
     func crossEntropy(_ logits: Value, labels: Tensor) -> Value { plain(eager.crossEntropy(logits.tensor, labels: labels)) }
+    func rmsNorm(_ x: Value, gamma: Value, epsilon: Float) -> Value { plain(eager.rmsNorm(x.tensor, gamma: gamma.tensor, epsilon: epsilon)) }
+    func gatedSiLU(gate: Value, up: Value) -> Value { plain(eager.gatedSiLU(gate: gate.tensor, up: up.tensor)) }
+    func geluTanh(_ x: Value) -> Value { plain(eager.geluTanh(x.tensor)) }
+    func rotary(_ x: Value, cos: Tensor, sin: Tensor) -> Value { plain(eager.rotary(x.tensor, cos: cos, sin: sin)) }
 }

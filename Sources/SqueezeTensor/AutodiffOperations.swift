@@ -50,6 +50,18 @@ public protocol TensorOperations {
     func attention(query: Value, key: Value, value: Value, bias: Tensor?, scale: Float, dropout: Float) -> Value
     /// Mean cross-entropy of `[N, C]` logits against i32 labels `[N]` (rank 0).
     func crossEntropy(_ logits: Value, labels: Tensor) -> Value
+
+    // MARK: Decoder ops (Llama, GPT-2)
+
+    /// RMS norm over the last axis with `gamma` `[D]` (`Backend.rmsNorm`).
+    func rmsNorm(_ x: Value, gamma: Value, epsilon: Float) -> Value
+    /// `silu(gate) ⊙ up` (SwiGLU, `Backend.gatedSiLU`).
+    func gatedSiLU(gate: Value, up: Value) -> Value
+    /// GPT-2's `gelu_new`, the tanh approximation (`Backend.geluTanh`).
+    func geluTanh(_ x: Value) -> Value
+    /// Rotary position embedding of `[B, T, H, d]` `x` with `[T, d/2]` angle
+    /// tables (`Backend.rotary`, forward rotation).
+    func rotary(_ x: Value, cos: Tensor, sin: Tensor) -> Value
 }
 
 /// Inference: every operation runs at once on the backend and nothing is kept.
@@ -115,6 +127,17 @@ public struct Eager: TensorOperations, Sendable {
 
     public func crossEntropy(_ logits: Tensor, labels: Tensor) -> Tensor {
         backend.crossEntropy(logits, labels: labels).loss
+    }
+
+    public func rmsNorm(_ x: Tensor, gamma: Tensor, epsilon: Float) -> Tensor {
+        backend.rmsNorm(x, gamma: gamma, epsilon: epsilon).output
+    }
+
+    public func gatedSiLU(gate: Tensor, up: Tensor) -> Tensor { backend.gatedSiLU(gate: gate, up: up) }
+    public func geluTanh(_ x: Tensor) -> Tensor { backend.geluTanh(x) }
+
+    public func rotary(_ x: Tensor, cos: Tensor, sin: Tensor) -> Tensor {
+        backend.rotary(x, cos: cos, sin: sin, inverse: false)
     }
 }
 

@@ -56,6 +56,28 @@ public protocol CoreBackend: Sendable {
     func tanh(_ x: Tensor) -> Tensor
     /// `dy · (1 − y²)` given `y = tanh(x)`.
     func tanhBackward(_ y: Tensor, _ dy: Tensor) -> Tensor
+    /// GPT-2's `gelu_new`, the tanh approximation of GELU:
+    /// `½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    func geluTanh(_ x: Tensor) -> Tensor
+    /// `dy · geluTanh'(x)`.
+    func geluTanhBackward(_ x: Tensor, _ dy: Tensor) -> Tensor
+    /// SwiGLU's gate (Llama's MLP): `silu(gate) ⊙ up`, `silu(g) = g·σ(g)`;
+    /// `gate` and `up` have one shape.
+    func gatedSiLU(gate: Tensor, up: Tensor) -> Tensor
+    /// `(dy ⊙ up ⊙ silu'(gate), dy ⊙ silu(gate))`.
+    func gatedSiLUBackward(_ dy: Tensor, gate: Tensor, up: Tensor) -> (gate: Tensor, up: Tensor)
+
+    // MARK: Position embeddings
+
+    /// Rotary position embedding, Hugging Face's "rotate half" convention
+    /// (Llama, Mistral, Qwen2), of `x` `[B, T, H, d]` (d even) with angle
+    /// tables `cos`, `sin` `[T, d/2]` (row t for the token at index t of axis
+    /// 1; `Rotary.rotaryTables` builds them): for i < d/2,
+    /// `out[…, i] = x[…, i]·cos[t, i] − x[…, i + d/2]·sin[t, i]` and
+    /// `out[…, i + d/2] = x[…, i + d/2]·cos[t, i] + x[…, i]·sin[t, i]`.
+    /// `inverse` rotates by the negative angles, which is also the backward
+    /// (the rotation is orthogonal).
+    func rotary(_ x: Tensor, cos: Tensor, sin: Tensor, inverse: Bool) -> Tensor
 
     // MARK: Normalisation along the last axis
 
@@ -80,6 +102,12 @@ public protocol CoreBackend: Sendable {
     func maskedLayerNormBackward(
         _ dy: Tensor, _ x: Tensor, columnMask: Tensor, gamma: Tensor, mean: Tensor, inverseStd: Tensor
     ) -> LayerNormGradients
+
+    /// RMS norm over the last axis with `gamma` `[D]` (Llama's RMSNorm):
+    /// `x · (mean(x²) + ε)^−½ · gamma`, the statistics in double. Returns the
+    /// output and, per row, the `(mean(x²) + ε)^−½` (`[rows]`) for the backward.
+    func rmsNorm(_ x: Tensor, gamma: Tensor, epsilon: Float) -> RMSNormResult
+    func rmsNormBackward(_ dy: Tensor, _ x: Tensor, gamma: Tensor, inverseRMS: Tensor) -> RMSNormGradients
 
     // MARK: Indexing and masking
 
@@ -287,6 +315,27 @@ public struct LayerNormResult: Sendable {
         self.output = output
         self.mean = mean
         self.inverseStd = inverseStd
+    }
+}
+
+/// What `Backend.rmsNorm` returns.
+public struct RMSNormResult: Sendable {
+    public var output: Tensor
+    /// `(mean(x²) + ε)^−½` per row: `[rows]`, all leading axes of `x` flattened.
+    public var inverseRMS: Tensor
+    public init(output: Tensor, inverseRMS: Tensor) {
+        self.output = output
+        self.inverseRMS = inverseRMS
+    }
+}
+
+/// What `Backend.rmsNormBackward` returns.
+public struct RMSNormGradients: Sendable {
+    public var input: Tensor
+    public var gamma: Tensor
+    public init(input: Tensor, gamma: Tensor) {
+        self.input = input
+        self.gamma = gamma
     }
 }
 

@@ -50,6 +50,21 @@ final class TimingBackend: Backend, @unchecked Sendable {
     func geluBackward(_ x: Tensor, _ dy: Tensor) -> Tensor { time("geluBackward") { base.geluBackward(x, dy) } }
     func tanh(_ x: Tensor) -> Tensor { time("tanh") { base.tanh(x) } }
     func tanhBackward(_ y: Tensor, _ dy: Tensor) -> Tensor { time("tanhBackward") { base.tanhBackward(y, dy) } }
+    func geluTanh(_ x: Tensor) -> Tensor { time("geluTanh") { base.geluTanh(x) } }
+    func geluTanhBackward(_ x: Tensor, _ dy: Tensor) -> Tensor { time("geluTanhBackward") { base.geluTanhBackward(x, dy) } }
+    func gatedSiLU(gate: Tensor, up: Tensor) -> Tensor { time("gatedSiLU") { base.gatedSiLU(gate: gate, up: up) } }
+    func gatedSiLUBackward(_ dy: Tensor, gate: Tensor, up: Tensor) -> (gate: Tensor, up: Tensor) {
+        time("gatedSiLUBackward") { base.gatedSiLUBackward(dy, gate: gate, up: up) }
+    }
+    func rotary(_ x: Tensor, cos: Tensor, sin: Tensor, inverse: Bool) -> Tensor {
+        time(inverse ? "rotaryInverse" : "rotary") { base.rotary(x, cos: cos, sin: sin, inverse: inverse) }
+    }
+    func rmsNorm(_ x: Tensor, gamma: Tensor, epsilon: Float) -> RMSNormResult {
+        time("rmsNorm") { base.rmsNorm(x, gamma: gamma, epsilon: epsilon) }
+    }
+    func rmsNormBackward(_ dy: Tensor, _ x: Tensor, gamma: Tensor, inverseRMS: Tensor) -> RMSNormGradients {
+        time("rmsNormBackward") { base.rmsNormBackward(dy, x, gamma: gamma, inverseRMS: inverseRMS) }
+    }
     func softmax(_ x: Tensor) -> Tensor { time("softmax") { base.softmax(x) } }
     func softmaxBackward(_ y: Tensor, _ dy: Tensor) -> Tensor { time("softmaxBackward") { base.softmaxBackward(y, dy) } }
     func logSoftmax(_ x: Tensor) -> Tensor { time("logSoftmax") { base.logSoftmax(x) } }

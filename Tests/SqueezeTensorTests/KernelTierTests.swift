@@ -9,7 +9,8 @@ import Testing
     static let maps: [(name: String, map: Int32)] = [
         ("gelu", Int32(SQ_MAP_GELU)), ("gelu backward", Int32(SQ_MAP_GELU_BACKWARD)), ("tanh", Int32(SQ_MAP_TANH)),
         ("tanh backward", Int32(SQ_MAP_TANH_BACKWARD)), ("exp", Int32(SQ_MAP_EXP)),
-        ("gelu with derivative", Int32(SQ_MAP_GELU_WITH_DERIVATIVE)),
+        ("gelu with derivative", Int32(SQ_MAP_GELU_WITH_DERIVATIVE)), ("gelu tanh", Int32(SQ_MAP_GELU_TANH)),
+        ("gelu tanh backward", Int32(SQ_MAP_GELU_TANH_BACKWARD)), ("gated silu", Int32(SQ_MAP_GATED_SILU)),
     ]
 
     /// Inputs across the ranges the maps branch on, with the awkward values.
@@ -48,6 +49,31 @@ import Testing
                 #expect(avx2.1.map(\.bitPattern) == avx512.1.map(\.bitPattern), "\(name) derivative, n = \(count)")
             }
         }
+    }
+
+    static func gatedSiLUBackward(tier: Int32, dy: [Float], gate: [Float], up: [Float]) -> [Float] {
+        var dGate = [Float](repeating: .nan, count: gate.count)
+        var dUp = [Float](repeating: .nan, count: gate.count)
+        dGate.withUnsafeMutableBufferPointer { g in
+            dUp.withUnsafeMutableBufferPointer { u in
+                sq_gated_silu_backward_with_tier(tier, dy, gate, up, g.baseAddress, u.baseAddress, gate.count)
+            }
+        }
+        return dGate + dUp
+    }
+
+    @Test(arguments: [1, 7, 8, 15, 16, 17, 33, 1549])
+    func avx512GatedSiLUBackwardGivesTheAVX2Bits(count: Int) {
+        guard CPUKernels.detectedTier == .avx512 else {
+            print("skipped: this CPU has no AVX-512; only the AVX2 and baseline variants exist here")
+            return
+        }
+        let (dy, gate, up) = (Self.inputs(count, seed: 1), Self.inputs(count, seed: 2), Self.inputs(count, seed: 3))
+        let avx2 = Self.gatedSiLUBackward(tier: 1, dy: dy, gate: gate, up: up)
+        let avx512 = Self.gatedSiLUBackward(tier: 2, dy: dy, gate: gate, up: up)
+        #expect(avx2.map(\.bitPattern) == avx512.map(\.bitPattern), "n = \(count)")
+        let baseline = Self.gatedSiLUBackward(tier: 0, dy: dy, gate: gate, up: up)
+        for (a, b) in zip(baseline, avx512) { #expect(abs(a - b) <= 1e-5 * max(1, abs(a)), "\(a) vs \(b)") }
     }
 
     /// Every tier computes the same function: the variants agree with each

@@ -40,11 +40,20 @@ enum {
     SQ_MAP_EXP = 4,
     /// out gets GELU, second its derivative.
     SQ_MAP_GELU_WITH_DERIVATIVE = 5,
+    SQ_MAP_GELU_TANH = 6,
+    /// y is dy.
+    SQ_MAP_GELU_TANH_BACKWARD = 7,
+    /// x is the gate, y the up projection.
+    SQ_MAP_GATED_SILU = 8,
 };
 /// One map with the variant of `tier` (lowered to the CPU's own tier), for
 /// tests and benchmarks that compare tiers; `y` and `second` may be NULL
 /// where the map has none.
 void sq_map_with_tier(int tier, int map, const float *x, const float *y, float *out, float *second, ptrdiff_t n);
+
+/// `sq_gated_silu_backward` with the variant of `tier` (as `sq_map_with_tier`).
+void sq_gated_silu_backward_with_tier(int tier, const float *dy, const float *gate, const float *up, float *dgate,
+                                      float *dup, ptrdiff_t n);
 
 /// Binary element-wise op over `n` elements. `stride_a`/`stride_b` are 1
 /// (contiguous) or 0 (one repeated value). op: 0 add, 1 subtract, 2 multiply,
@@ -109,6 +118,31 @@ void sq_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float l
 /// (dropout as `sq_dropout`; none when `dropout` is 0).
 void sq_dropout_add(const float *x, const float *residual, float *out, ptrdiff_t n, uint64_t first_index,
                     uint64_t key, uint64_t threshold, float scale, int dropout);
+
+/// GPT-2's gelu_new, ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), computed as
+/// x·σ(2·√(2/π)·(x + 0.044715·x³)) (the same function, stable for any |x|).
+void sq_gelu_tanh(const float *x, float *out, ptrdiff_t n);
+/// dy · gelu_tanh'(x)
+void sq_gelu_tanh_backward(const float *x, const float *dy, float *out, ptrdiff_t n);
+/// SwiGLU: silu(gate)·up with silu(g) = g·σ(g), σ stable for any |g|.
+void sq_gated_silu(const float *gate, const float *up, float *out, ptrdiff_t n);
+/// dgate = dy·up·silu'(gate), dup = dy·silu(gate).
+void sq_gated_silu_backward(const float *dy, const float *gate, const float *up, float *dgate, float *dup,
+                            ptrdiff_t n);
+
+/// RMS norm of each row: inverse_rms = 1/√(mean(x²) + ε) (Σx² in double),
+/// out = (x·inverse_rms)·γ.
+void sq_rms_norm_rows(const float *x, const float *gamma, float epsilon, float *out, float *inverse_rms,
+                      ptrdiff_t rows, ptrdiff_t cols);
+/// Input gradient of each row, and Σ over these rows of dy·x̂ ADDED to
+/// `gamma_partial` (`cols` floats).
+void sq_rms_norm_backward_rows(const float *dy, const float *x, const float *gamma, const float *inverse_rms,
+                               float *dx, float *gamma_partial, ptrdiff_t rows, ptrdiff_t cols);
+/// Rotary embedding ("rotate half") of rows `first ..< first + rows` of a
+/// contiguous [B, T, H, 2·half] `x` into `out` (same layout; row r is token
+/// (r / heads) % tokens), with [T, half] tables; `sine_sign` −1 rotates back.
+void sq_rotary_rows(const float *x, const float *cosines, const float *sines, float sine_sign, float *out,
+                    ptrdiff_t first, ptrdiff_t rows, ptrdiff_t heads, ptrdiff_t tokens, ptrdiff_t half);
 
 /// GELU (as `sq_gelu`) and its derivative (as `sq_gelu_backward` with dy = 1).
 void sq_gelu_with_derivative(const float *x, float *out, float *derivative, ptrdiff_t n);

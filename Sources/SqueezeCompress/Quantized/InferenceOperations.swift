@@ -255,6 +255,20 @@ public struct InferenceOperations: TensorOperations {
 
     public func gather(_ table: InferenceValue, ids: Tensor) -> InferenceValue { .tensor(eager.gather(tensor(table), ids: ids)) }
 
+    public func rmsNorm(_ x: InferenceValue, gamma: InferenceValue, epsilon: Float) -> InferenceValue {
+        .tensor(eager.rmsNorm(tensor(x), gamma: tensor(gamma), epsilon: epsilon))
+    }
+
+    public func gatedSiLU(gate: InferenceValue, up: InferenceValue) -> InferenceValue {
+        .tensor(eager.gatedSiLU(gate: tensor(gate), up: tensor(up)))
+    }
+
+    public func geluTanh(_ x: InferenceValue) -> InferenceValue { .tensor(eager.geluTanh(tensor(x))) }
+
+    public func rotary(_ x: InferenceValue, cos: Tensor, sin: Tensor) -> InferenceValue {
+        .tensor(eager.rotary(tensor(x), cos: cos, sin: sin))
+    }
+
     public func maskedFill(_ x: InferenceValue, mask: Tensor, value: Float) -> InferenceValue {
         .tensor(eager.maskedFill(tensor(x), mask: mask, value: value))
     }
