@@ -234,6 +234,38 @@ private func wideInputs(_ shape: [Int], seed: UInt64) -> Tensor {
         expectElementwiseClose(backend.gatedSiLU(gate: x, up: ones), silu, relative: 1e-6, absolute: 1e-12, "\(backend.id) silu")
     }
 
+    /// Hugging Face transformers 4.x / 5.x Llama (`LlamaRotaryEmbedding` with
+    /// θ 10⁴ at positions 5, 6, 7 and `apply_rotary_pos_emb`; `LlamaRMSNorm`
+    /// with ε 1e−6 and weight [0.5, 1, 1.5, 2]) on x[i] = ((7i mod 11) − 5)/4,
+    /// shape [1, 3, 2, 4], as printed by the torch venv (transformers 5.25.0,
+    /// torch 2.15.0, f32): the "rotate half" pairing and RMSNorm's rounding.
+    @Test(arguments: backends)
+    func llamaRotaryAndRMSNormMatchHuggingFace(backend: any Backend) {
+        let x = Tensor(shape: [1, 3, 2, 4], floats: (0..<24).map { Float(($0 * 7) % 11 - 5) / 4 })
+        let (cos, sin) = Rotary.rotaryTables(
+            positions: 5..<8, headDimension: 4, inverseFrequencies: Rotary.inverseFrequencies(headDimension: 4, theta: 10_000))
+        let rotated = Tensor(shape: [1, 3, 2, 4], floats: [
+            -0.8340399265289307, 0.43690118193626404, 1.0568242073059082, 1.2734274864196777, 1.0298398733139038,
+            -0.749062716960907, 0.04393112659454346, -0.03748437389731407, -1.0300241708755493, 0.8236054182052612,
+            0.039372920989990234, -1.202777624130249, 0.8293545246124268, -0.5140912532806396, 1.0605051517486572,
+            0.219568133354187, -0.5654267072677612, 1.0674939155578613, -0.4927399456501007, -0.9276081919670105,
+            1.3866599798202515, -0.2843591868877411, -0.44963786005973816, 0.481289803981781,
+        ])
+        expectElementwiseClose(
+            backend.rotary(x, cos: cos, sin: sin, inverse: false), rotated, relative: 1e-6, absolute: 2e-7, "\(backend.id) rotary")
+        let normalised = Tensor(shape: [1, 3, 2, 4], floats: [
+            -0.6565317511558533, 0.5252254009246826, -0.7878381013870239, 2.626127004623413, 0.1961158961057663,
+            -1.1766953468322754, 2.353390693664551, 0, -0.5601117014884949, 0.8401675224304199, -0.42008376121520996,
+            -2.800558567047119, 0.34299683570861816, -0.6859936714172363, 2.572476387023926, 0.6859936714172363,
+            -0.4685209393501282, 1.2493891716003418, 0, -2.4987783432006836, 0.48038408160209656, -0.3202560544013977,
+            -2.4019203186035156, 1.2810242176055908,
+        ])
+        let gamma = Tensor(shape: [4], floats: [0.5, 1, 1.5, 2])
+        expectElementwiseClose(
+            backend.rmsNorm(x, gamma: gamma, epsilon: 1e-6).output, normalised, relative: 1e-6, absolute: 1e-7,
+            "\(backend.id) rmsNorm")
+    }
+
     /// Bit patterns of `1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))`
     /// from PyTorch (f32), as Hugging Face's default rotary embedding builds them.
     @Test func inverseFrequenciesAreHuggingFacesBits() {
