@@ -206,7 +206,7 @@ extension BertModel: LinearLayerModel {
 /// The inputs of the captured linear layers of one block run, as
 /// `[real tokens, in]` matrices; layers fed the same activation (query, key,
 /// value) share one matrix.
-private final class LinearInputRecorder {
+final class LinearInputRecorder {
     let realRows: [Int]
     private(set) var inputs: [String: Tensor] = [:]
     private var converted: [(source: Tensor, rows: Tensor)] = []
@@ -244,7 +244,7 @@ private final class LinearInputRecorder {
 /// `Eager` with the weights of captured layers tagged by their module name:
 /// every op runs exactly as in `Eager` (same backend calls, same order), and
 /// `linear` first hands its input to the recorder when its weight is tagged.
-private struct CapturingOperations: TensorOperations {
+struct CapturingOperations: TensorOperations {
     struct Value {
         var tensor: Tensor
         var capturedAs: String?

@@ -32,8 +32,19 @@ public struct ModelArtifact: Sendable, Hashable {
     public static let weightsFileName = "model.safetensors"
     public static let vocabularyFileName = "vocab.txt"
     public static let tokenizerFileName = "tokenizer.json"
+    /// A BERT artifact's files: the WordPiece vocabulary is required, `tokenizer.json` optional.
     public static let requiredFiles = [configFileName, weightsFileName, vocabularyFileName]
     public static let optionalFiles = [tokenizerFileName]
+    /// A decoder's files: its tokenizer is `tokenizer.json` (BPE).
+    public static let decoderRequiredFiles = [configFileName, weightsFileName, tokenizerFileName]
+
+    /// The files an artifact of `architecture` (a `model_type`) must have.
+    public static func requiredFiles(for architecture: String) -> [String] {
+        DecoderFamily(rawValue: architecture) == nil ? requiredFiles : decoderRequiredFiles
+    }
+
+    /// Whether `architecture` is a decoder family (`DecoderModel`) rather than BERT.
+    public var isDecoder: Bool { DecoderFamily(rawValue: manifest.architecture) != nil }
 
     public let directory: String
     public let manifest: ModelManifest
@@ -69,7 +80,7 @@ public struct ModelArtifact: Sendable, Hashable {
                 throw ModelFileError(file: Self.join(directory, name), "listed in \(Self.manifestFileName) but missing")
             }
         }
-        for name in Self.requiredFiles where manifest.files[name] == nil {
+        for name in Self.requiredFiles(for: manifest.architecture) where manifest.files[name] == nil {
             throw ModelFileError(file: manifestPath, "does not list the required file `\(name)`")
         }
         self.directory = directory
@@ -141,11 +152,17 @@ public struct ModelArtifact: Sendable, Hashable {
     /// `architectures`; the safetensors header parses and is consistent; the
     /// vocabulary parses, has BERT's special tokens and fits the config's
     /// `vocab_size`; `tokenizer.json`, when present, is JSON.
-    public static func validateFiles(in directory: String, architectures: Set<String> = ["bert"]) throws(ModelFileError) -> Summary {
+    public static func validateFiles(
+        in directory: String, architectures: Set<String> = Set(["bert"] + DecoderFamily.allCases.map(\.rawValue))
+    ) throws(ModelFileError) -> Summary {
+        let configPath = join(directory, configFileName)
+        if let type = try readConfig(configPath)["model_type"] as? String, DecoderFamily(rawValue: type) != nil,
+           architectures.contains(type) {
+            return try validateDecoderFiles(in: directory)
+        }
         for name in requiredFiles where !ModelFiles.isRegularFile(join(directory, name)) {
             throw ModelFileError(file: join(directory, name), "missing; a model directory needs \(requiredFiles.joined(separator: ", "))")
         }
-        let configPath = join(directory, configFileName)
         let config = try readConfig(configPath)
         guard let modelType = config["model_type"] as? String else {
             throw ModelFileError(file: configPath, "has no string `model_type`")
@@ -203,12 +220,13 @@ public struct ModelArtifact: Sendable, Hashable {
     /// when this process wrote them.
     public static func seal(directory: String, architecture: String, source: String) throws(ModelFileError) -> ModelArtifact {
         var digests: [String: String] = [:]
-        for name in requiredFiles + optionalFiles {
+        let required = requiredFiles(for: architecture)
+        for name in Array(Set(required + optionalFiles)).sorted() {
             let filePath = join(directory, name)
             if ModelFiles.isRegularFile(filePath) {
                 digests[name] = try ModelFiles.digest(of: filePath)
-            } else if requiredFiles.contains(name) {
-                throw ModelFileError(file: filePath, "missing; a model artifact needs \(requiredFiles.joined(separator: ", "))")
+            } else if required.contains(name) {
+                throw ModelFileError(file: filePath, "missing; a model artifact needs \(required.joined(separator: ", "))")
             }
         }
         return try writeManifest(ModelManifest(architecture: architecture, source: source, files: digests), in: directory)

@@ -57,12 +57,12 @@ package final class AtomicFileWriter {
 }
 
 /// File helpers shared by the artifact readers and writers.
-enum ModelFiles {
+public enum ModelFiles {
     /// Bytes per `read(2)` when streaming a file.
     static let chunkSize = 1 << 20
 
     /// Copies `source` to `destination` atomically; returns the SHA-256 (hex) of the bytes.
-    static func copy(_ source: String, to destination: String) throws(ModelFileError) -> String {
+    public static func copy(_ source: String, to destination: String) throws(ModelFileError) -> String {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw ModelFileError(file: source, "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(input) }
@@ -83,7 +83,7 @@ enum ModelFiles {
     }
 
     /// SHA-256 (hex) of the regular file at `path`, streamed.
-    static func sha256(of path: String) throws(ModelFileError) -> String {
+    public static func sha256(of path: String) throws(ModelFileError) -> String {
         do {
             return try Hashing.sha256(fileAt: path).hex
         } catch {

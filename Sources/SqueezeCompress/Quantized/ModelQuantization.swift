@@ -316,8 +316,13 @@ public struct ModelQuantization: Sendable, Hashable, Codable {
     /// `config` as `config.json` with this section added (sorted keys, so
     /// equal models give equal bytes).
     func configJSON(_ config: BertConfig) throws(ModelFileError) -> Data {
+        try configJSON(configData: config.jsonData())
+    }
+
+    /// A `config.json` document (a JSON object) with this section added.
+    func configJSON(configData: Data) throws(ModelFileError) -> Data {
         do {
-            var object = try JSONSerialization.jsonObject(with: config.jsonData()) as? [String: Any] ?? [:]
+            var object = try JSONSerialization.jsonObject(with: configData) as? [String: Any] ?? [:]
             object[Self.configKey] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self))
             return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted]) + Data("\n".utf8)
         } catch {
