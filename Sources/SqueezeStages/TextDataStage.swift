@@ -236,7 +236,7 @@ public struct TextDataStage: Stage {
             try TextTokenDataset.write(
                 to: context.outputDirectory, tokenizerSHA256: tokenizerDigest, vocabSize: vocabularySize, eos: eos,
                 eosID: Int(eosID), blockSize: params.blockSize, testProtocol: testProtocol,
-                validFraction: params.valid == nil ? params.validFraction : nil, splits: streams)
+                validFraction: params.validFraction, splits: streams)
         }
         let seconds = Date().timeIntervalSince(started)
         metrics["seconds"] = .double(seconds)
