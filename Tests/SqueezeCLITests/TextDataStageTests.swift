@@ -230,6 +230,30 @@ import Testing
         #expect(!result.stderr.contains("recipe.yaml:11:"), "a model artifact is a tokenizer source: \(result)")
     }
 
+    /// A model artifact without a `tokenizer.json` fails the stage at `tokenizer`.
+    @Test func aModelWithoutTokenizerJSONFailsAtTheTokenizer() throws {
+        let project = try Project("text-data-model-tokenizer")
+        try ModelStagesTests.writeTinyModel(at: project.url("recipe/tiny"))
+        try project.write("recipe/test.txt", Self.test)
+        try project.write("recipe/recipe.yaml", """
+            version: 1
+            name: model-tokenizer
+            stages:
+              model:
+                uses: model/import
+                with:
+                  directory: tiny
+              data:
+                uses: data/text
+                with:
+                  tokenizer: ${model.model}
+                  test: [test.txt]
+            """)
+        let result = try project.run(timeout: 120)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderr.contains("recipe.yaml:11:18: `tokenizer`: ") && result.stderr.contains("has no tokenizer.json"), "\(result)")
+    }
+
     // MARK: wikitext-2 against Hugging Face tokenizers
 
     /// Trains a tokenizer on wikitext-2 `valid.txt`, builds the joined test
