@@ -91,7 +91,7 @@ struct ParamTypeChecker {
             diagnostics.append(mismatch(node, expected: type, hint: quoteHint(node)))
             return nil
         case .artifact(let kind):
-            return artifact(node, kind: kind, into: &diagnostics)
+            return artifact(node, kinds: [kind], type: type, into: &diagnostics)
         case .enumeration(let cases):
             guard case .string(let template) = node.kind else {
                 diagnostics.append(mismatch(node, expected: type, hint: quoteHint(node)))
@@ -134,7 +134,15 @@ struct ParamTypeChecker {
     /// The first alternative that fits. When none fits and exactly one has the
     /// right shape (a list for `[T]`, a scalar for `string`), its own errors
     /// are the useful ones; otherwise the error lists the alternatives.
+    /// Alternatives that are all artifact kinds are one check: a reference
+    /// to an output of any of those kinds.
     private func oneOf(_ node: ParamNode, _ alternatives: [ParamType], type: ParamType, into diagnostics: inout [Diagnostic]) -> ParamValue? {
+        let kinds = alternatives.compactMap { alternative -> String? in
+            if case .artifact(let kind) = alternative { kind } else { nil }
+        }
+        if kinds.count == alternatives.count, !kinds.contains("any") {
+            return artifact(node, kinds: kinds, type: type, into: &diagnostics)
+        }
         var attempts: [[Diagnostic]] = []
         for alternative in alternatives {
             var scratch: [Diagnostic] = []
@@ -160,21 +168,26 @@ struct ParamTypeChecker {
         }
     }
 
-    private func artifact(_ node: ParamNode, kind: String, into diagnostics: inout [Diagnostic]) -> ParamValue? {
+    /// A reference to an output of one of `kinds` ("any": of every kind).
+    private func artifact(_ node: ParamNode, kinds: [String], type: ParamType, into diagnostics: inout [Diagnostic]) -> ParamValue? {
         let example = "write a reference to an upstream stage's output, such as `${teacher.model}`"
         guard case .string(let template) = node.kind else {
-            diagnostics.append(mismatch(node, expected: .artifact(kind), hint: example))
+            diagnostics.append(mismatch(node, expected: type, hint: example))
             return nil
         }
+        let quoted = kinds.map { "`\($0)`" }
+        let wanted = kinds.contains("any")
+            ? "an artifact"
+            : "a \(quoted.count > 1 ? quoted.dropLast().joined(separator: ", ") + " or " + (quoted.last ?? "") : quoted.joined()) artifact"
         guard template.parts.count == 1, case .reference(.stageOutput(let stage, let output)) = template.parts[0] else {
             diagnostics.append(Diagnostic(
-                "expected exactly one stage output reference (\(kind == "any" ? "an artifact" : "a `\(kind)` artifact")), got \"\(node.text)\"",
+                "expected exactly one stage output reference (\(wanted)), got \"\(node.text)\"",
                 at: node.location, hint: example))
             return nil
         }
-        if kind != "any", let actual = outputKind(stage, output), actual != kind {
+        if !kinds.contains("any"), let actual = outputKind(stage, output), !kinds.contains(actual) {
             diagnostics.append(Diagnostic(
-                "expected a `\(kind)` artifact, but `${\(stage).\(output)}` is a `\(actual)`", at: node.location))
+                "expected \(wanted), but `${\(stage).\(output)}` is a `\(actual)`", at: node.location))
             return nil
         }
         return ParamValue(.string(template), at: node.location)

@@ -22,6 +22,7 @@ public enum BuiltinStages {
                 StageType(PruneOneShotStage(backends: backends)),
                 StageType(QuantizeGPTQStage(backends: backends)),
                 StageType(TrainBPEStage()),
+                StageType(TextDataStage()),
             ],
             backendFingerprint: backends.numericsFingerprint)
     }

@@ -283,12 +283,15 @@ struct PipWheelDownload {
 
 extension StageFailure {
     /// Runs `body`, turning a model file error into a stage failure whose
-    /// message is `prefix` followed by `file: reason`.
-    static func wrapping<T>(_ prefix: String = "", _ body: () throws(ModelFileError) -> T) throws(StageFailure) -> T {
+    /// message is `prefix` followed by `file: reason`, reported at
+    /// `parameter` when the file is that parameter's.
+    static func wrapping<T>(
+        _ prefix: String = "", parameter: String? = nil, _ body: () throws(ModelFileError) -> T
+    ) throws(StageFailure) -> T {
         do {
             return try body()
         } catch {
-            throw StageFailure(prefix + error.description)
+            throw StageFailure(prefix + error.description, parameter: parameter)
         }
     }
 }
