@@ -73,8 +73,8 @@ struct TrainingLength {
     }
 
     /// The optimiser settings every training stage derives from its parameters.
-    func options(lr: Double, weightDecay: Double, warmupRatio: Double, gradClip: Double, seed: UInt64) -> BertTrainingOptions {
-        BertTrainingOptions(
+    func options(lr: Double, weightDecay: Double, warmupRatio: Double, gradClip: Double, seed: UInt64) -> TrainingHyperparameters {
+        TrainingHyperparameters(
             learningRate: Float(lr), weightDecay: Float(weightDecay),
             warmupSteps: Int((warmupRatio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
             maxGradientNorm: gradClip > 0 ? Float(gradClip) : nil, seed: seed)

@@ -125,7 +125,7 @@ public struct TrainingOptions: Sendable {
 
 extension TrainingLength {
     /// The optimiser settings of `training` over this length.
-    func options(_ training: TrainingOptions, seed: UInt64) -> BertTrainingOptions {
+    func options(_ training: TrainingOptions, seed: UInt64) -> TrainingHyperparameters {
         options(lr: training.lr, weightDecay: training.weightDecay, warmupRatio: training.warmupRatio, gradClip: training.gradClip, seed: seed)
     }
 }
