@@ -65,8 +65,8 @@ public struct ParameterUpdater: Sendable {
     /// Updates applied so far.
     public private(set) var completedSteps = 0
 
-    /// An updater for `parameterNames.count` model parameters (`decayMask`
-    /// marking those with weight decay) followed by `auxiliaryParameters` without.
+    /// An updater for `decayMask.count` model parameters (true: with weight
+    /// decay) followed by `auxiliaryParameters` without.
     public init(
         decayMask: [Bool], auxiliaryParameters: Int = 0, hyperparameters: TrainingHyperparameters, backend: any Backend
     ) {
