@@ -198,7 +198,7 @@ struct BertBenchmark {
         let rates = sgemmRates(backend: backend)
         let rssBeforeTraining = Self.peakRSSMiB()
 
-        let options = BertTrainingOptions(
+        let options = TrainingHyperparameters(
             learningRate: 5e-5, weightDecay: 0.01, totalSteps: 1_000_000, maxGradientNorm: 1, seed: 0)
         var trainer = BertClassifierTrainer(model: model, options: options, backend: backend)
         let (trainingBatch, labels) = batch(32, 64)

@@ -212,7 +212,7 @@ public struct CoFiPruneStage: Stage {
 
         var loop = params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed)
         loop.divergence = { loss, step, epoch in "the loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`" }
-        let dev = params.training.dev(of: encoded, padID: teacher.padID, length: length, backend: backend)
+        let dev = params.training.evaluation(of: encoded, padID: teacher.padID, length: length, backend: backend)
         let pruning = try Self.prune(Pruning(trainer: trainer, startPrunable: startPrunable), loop: loop, dev: dev, context: context)
 
         var model = try Self.compact(pruning.trainer)
@@ -249,7 +249,9 @@ public struct CoFiPruneStage: Stage {
     /// Runs `pruning`'s updates, evaluating the model the current masks
     /// would give every `eval_every` updates (accuracy and realised sparsity
     /// in `evalCurve`).
-    static func prune(_ pruning: Pruning, loop: TrainingLoop, dev: DevEvaluation, context: StageContext) throws -> Pruning {
+    static func prune(
+        _ pruning: Pruning, loop: TrainingLoop<ClassificationBatch>, dev: ClassificationEvaluation, context: StageContext
+    ) throws -> Pruning {
         var pruning = pruning
         let outcome = try loop.run(&pruning, context) { pruning, step in
             let pruned = try compact(pruning.trainer)
@@ -259,7 +261,7 @@ public struct CoFiPruneStage: Stage {
             }
             return false
         }
-        context.log.line(TrainingLoop.summary(outcome, verb: "pruned for"))
+        context.log.line(outcome.summary(verb: "pruned for"))
         pruning.steps = outcome.steps
         return pruning
     }
@@ -322,8 +324,8 @@ public struct CoFiPruneStage: Stage {
             ]
         }
 
-        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> CoFiStep {
-            try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+        mutating func update(_ batch: ClassificationBatch) throws -> CoFiStep {
+            try trainer.step(batch: batch.bert, labels: batch.labels)
         }
 
         func loss(of update: CoFiStep) -> Double { update.loss }
@@ -467,8 +469,8 @@ public struct CoFiPruneStage: Stage {
 
         var metrics: [String: Value] { ["finetune_loss_curve": .array(lossCurve)] }
 
-        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> DistillationStep {
-            try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+        mutating func update(_ batch: ClassificationBatch) throws -> DistillationStep {
+            try trainer.step(batch: batch.bert, labels: batch.labels)
         }
 
         func loss(of update: DistillationStep) -> Double { Double(update.loss) }

@@ -291,9 +291,10 @@ public struct DistillStage: Stage {
         let cachedLogits = params.cache_teacher
             ? try Self.teacherLogits(trainer, encoded.train, batchSize: length.batchSize, padID: teacher.padID, context: context) : nil
         var distilling = Distillation(trainer: trainer, cachedTeacherLogits: cachedLogits, logitLoss: params.loss)
-        let dev = params.training.dev(of: encoded, padID: teacher.padID, length: length, backend: backend)
+        let evaluation = params.training.evaluation(of: encoded, padID: teacher.padID, length: length, backend: backend)
         let run = TrainingRun(
-            loop: params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed), dev: dev,
+            loop: params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed),
+            evaluation: evaluation,
             evaluationLabel: "student \(params.training.evalSplit)", keepBest: params.keep_best, patience: params.early_stop_patience)
         let result = try run.run(&distilling, context)
         // The projection is not part of the student: only the student is saved.
@@ -302,7 +303,7 @@ public struct DistillStage: Stage {
         metrics["teacher_parameters"] = .int(teacher.model.parameterCount)
         metrics["student_layers"] = .int(result.model.config.numHiddenLayers)
         metrics["student_parameters"] = .int(result.model.parameterCount)
-        if result.scores != nil, let teacherScores = try dev.scores(of: teacher.model) {
+        if result.score != nil, let teacherScores = try evaluation.scores(of: teacher.model) {
             metrics["teacher_\(params.training.evalSplit)_accuracy"] = .double(teacherScores.accuracy)
             context.log.line("teacher \(params.training.evalSplit) " + String(format: "accuracy %.4f", teacherScores.accuracy))
         }
@@ -328,20 +329,19 @@ public struct DistillStage: Stage {
 
         var metrics: [String: Value] {
             [
-                "train_loss": TrainingRun.lastRow(of: lossCurve, column: 1),
-                "train_distillation_loss": TrainingRun.lastRow(of: partsCurve, column: 1),
-                "train_ce_loss": TrainingRun.lastRow(of: partsCurve, column: 2),
-                "train_hidden_loss": TrainingRun.lastRow(of: partsCurve, column: 3),
-                "train_attention_loss": TrainingRun.lastRow(of: partsCurve, column: 4),
+                "train_loss": lossCurve.valueInLastRow(column: 1),
+                "train_distillation_loss": partsCurve.valueInLastRow(column: 1),
+                "train_ce_loss": partsCurve.valueInLastRow(column: 2),
+                "train_hidden_loss": partsCurve.valueInLastRow(column: 3),
+                "train_attention_loss": partsCurve.valueInLastRow(column: 4),
                 "loss_curve": .array(lossCurve),
                 "loss_parts_curve": .array(partsCurve),
             ]
         }
 
-        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> DistillationStep {
-            let teacherLogits = cachedTeacherLogits.map { rows($0, batch.indices, classes: trainer.teacher.config.labels.count) }
-            return try trainer.step(
-                batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels, teacherLogits: teacherLogits)
+        mutating func update(_ batch: ClassificationBatch) throws -> DistillationStep {
+            let teacherLogits = cachedTeacherLogits.map { rows($0, batch.tokens.indices, classes: trainer.teacher.config.labels.count) }
+            return try trainer.step(batch: batch.bert, labels: batch.labels, teacherLogits: teacherLogits)
         }
 
         func loss(of update: DistillationStep) -> Double { Double(update.loss) }

@@ -185,7 +185,7 @@ public struct EvalClassificationStage: Stage {
         let started = ContinuousClock.now
         let scores = try loaded.model.evaluate(
             sequences, labels: examples.map(\.label), batchSize: params.batch_size, padID: loaded.padID, backend: backend)
-        let evalSeconds = TrainingLoop.seconds(ContinuousClock.now - started)
+        let evalSeconds = StageTiming.seconds(ContinuousClock.now - started)
 
         let size = sizeMetrics(loaded)
         var report: [String: Value] = [
@@ -287,7 +287,7 @@ public struct EvalClassificationStage: Stage {
             for (index, entry) in models.enumerated() {
                 let started = ContinuousClock.now
                 _ = try entry.model.logits(input, backend: backend)
-                if round >= speedWarmups { times[index].append(TrainingLoop.seconds(ContinuousClock.now - started)) }
+                if round >= speedWarmups { times[index].append(StageTiming.seconds(ContinuousClock.now - started)) }
             }
         }
         var medians: [String: Double] = [:]
@@ -367,7 +367,7 @@ public struct EvalClassificationStage: Stage {
             let batch = LengthBucketing.batch(sequences, indices: [max(index, 0) % sequences.count], padID: loaded.padID)
             let started = ContinuousClock.now
             _ = try loaded.model.logits(BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), backend: backend)
-            if index >= 0 { times.append(TrainingLoop.seconds(ContinuousClock.now - started)) }
+            if index >= 0 { times.append(StageTiming.seconds(ContinuousClock.now - started)) }
         }
         return times
     }

@@ -87,7 +87,7 @@ public struct FinetuneStage: Stage {
 
         let run = TrainingRun(
             loop: params.training.loop(over: encoded, padID: loaded.padID, length: length, orderSeed: context.seed),
-            dev: params.training.dev(of: encoded, padID: loaded.padID, length: length, backend: backend),
+            evaluation: params.training.evaluation(of: encoded, padID: loaded.padID, length: length, backend: backend),
             evaluationLabel: params.training.evalSplit, keepBest: params.keep_best, patience: params.early_stop_patience)
         let result = try run.run(&finetuning, context)
         try LoadedClassifier.save(result.model, from: loaded.artifact, to: context.outputDirectory, source: "train/finetune")
@@ -104,11 +104,11 @@ public struct FinetuneStage: Stage {
         var model: BertModel { trainer.model }
 
         var metrics: [String: Value] {
-            ["train_loss": TrainingRun.lastRow(of: lossCurve, column: 1), "loss_curve": .array(lossCurve)]
+            ["train_loss": lossCurve.valueInLastRow(column: 1), "loss_curve": .array(lossCurve)]
         }
 
-        mutating func update(_ batch: TokenBatch, labels: Tensor) throws -> BertTrainingStep {
-            try trainer.step(batch: BertBatch(inputIDs: batch.ids, attentionMask: batch.attentionMask), labels: labels)
+        mutating func update(_ batch: ClassificationBatch) throws -> BertTrainingStep {
+            try trainer.step(batch: batch.bert, labels: batch.labels)
         }
 
         func loss(of update: BertTrainingStep) -> Double { Double(update.loss) }

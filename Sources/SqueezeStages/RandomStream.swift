@@ -12,7 +12,7 @@ enum RandomStream: UInt64 {
     case classifier = 1
     /// Dropout masks of the training updates.
     case dropout = 2
-    /// The batch order of each epoch (`TrainingLoop`; index: the epoch).
+    /// The batch order of each epoch (the classification `TrainingLoop`; index: the epoch).
     case batchOrder = 3
     /// `distill/kd`'s random student, `init: {from: config}`.
     case studentInit = 4

@@ -2,62 +2,7 @@ import Foundation
 import SqueezeEngine
 import SqueezeModels
 import SqueezeRecipe
-import SqueezeTensor
 import SqueezeYAML
-
-/// The splits a training stage reads from a `data/text-classification`
-/// artifact: the training split (never empty) and the evaluation split
-/// (empty when the dataset has no such split).
-struct TrainingData {
-    var dataset: TextClassificationDataset
-    var train: [TextClassificationDataset.Example]
-    var eval: [TextClassificationDataset.Example]
-
-    init(directory: String, trainSplit: String, evalSplit: String) throws(StageFailure) {
-        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
-            try TextClassificationDataset(directory: directory)
-        }
-        let train = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(trainSplit) }
-        guard !train.isEmpty else { throw StageFailure("the `\(trainSplit)` split is empty") }
-        self.dataset = dataset
-        self.train = train
-        eval = dataset.splitNames.contains(evalSplit)
-            ? try StageFailure.wrapping { () throws(ModelFileError) in try dataset.split(evalSplit) } : []
-    }
-
-    /// Both splits tokenized, with their labels.
-    func encode(with classifier: LoadedClassifier, maxLength: Int, context: StageContext) -> EncodedTrainingData {
-        context.progress.report(StageProgress(message: "tokenizing \(train.count) examples"))
-        return EncodedTrainingData(
-            train: classifier.encode(train.map(\.text), maxLength: maxLength), trainLabels: train.map(\.label),
-            eval: classifier.encode(eval.map(\.text), maxLength: maxLength), evalLabels: eval.map(\.label))
-    }
-}
-
-extension LoadedClassifier {
-    /// The teacher of a distilling stage (`task`: what the stage does with
-    /// it): a classifier whose labels are the dataset's.
-    init(teacher directory: String, of dataset: TextClassificationDataset, task: String) throws(StageFailure) {
-        self = try LoadedClassifier(directory: directory, seed: 0)
-        guard try DistillStage.hasClassifier(artifact) else {
-            throw StageFailure("the teacher has no classifier head; fine-tune it on this dataset first (`train/finetune`)")
-        }
-        guard model.config.labels == dataset.labels else {
-            throw StageFailure("""
-                the teacher's labels \(model.config.labels) differ from the dataset's \(dataset.labels); \
-                \(task) a teacher fine-tuned on this dataset
-                """)
-        }
-    }
-}
-
-/// The training and evaluation splits tokenized, with their labels.
-struct EncodedTrainingData {
-    var train: TokenSequences
-    var trainLabels: [Int]
-    var eval: TokenSequences
-    var evalLabels: [Int]
-}
 
 /// How many updates a stage runs: `steps`, else `epochs` (default 1) passes
 /// rounded up to whole batches.
@@ -73,26 +18,25 @@ struct TrainingLength {
     }
 
     /// The optimiser settings every training stage derives from its parameters.
-    func options(lr: Double, weightDecay: Double, warmupRatio: Double, gradClip: Double, seed: UInt64) -> BertTrainingOptions {
-        BertTrainingOptions(
+    func options(lr: Double, weightDecay: Double, warmupRatio: Double, gradClip: Double, seed: UInt64) -> TrainingHyperparameters {
+        TrainingHyperparameters(
             learningRate: Float(lr), weightDecay: Float(weightDecay),
             warmupSteps: Int((warmupRatio * Double(totalSteps)).rounded(.up)), totalSteps: totalSteps,
             maxGradientNorm: gradClip > 0 ? Float(gradClip) : nil, seed: seed)
     }
 }
 
-/// The update loop shared by the training stages: epochs of shuffled
-/// batches (`batching` `bucketed` or `random`, the order drawn from
-/// `orderSeed`), a stop on a non-finite loss, the `log_every` window, the
-/// progress line and a periodic hook (evaluation, early stop). What an
-/// update does and records is the `TrainingAlgorithm`'s.
-struct TrainingLoop {
-    var sequences: TokenSequences
-    var labels: [Int]
-    var padID: Int32
+/// The update loop shared by the training stages: epochs of batches (drawn
+/// by the caller from the stage seed), a stop on a non-finite loss, the
+/// `log_every` window, the progress line and a periodic hook (evaluation,
+/// early stop). What an update does and records is the `TrainingAlgorithm`'s.
+struct TrainingLoop<Batch> {
+    /// The batches of epoch `epoch` (0-based), in order; the loop asks for an
+    /// epoch only when it reaches it.
+    var batches: (_ epoch: Int) -> [Batch]
+    /// The training examples, reported as `train_examples`.
+    var examples: Int
     var length: TrainingLength
-    var orderSeed: UInt64
-    var batching: String
     var logEvery: Int
     var evalEvery: Int
     /// Put before `step i/n` in the progress line.
@@ -102,19 +46,13 @@ struct TrainingLoop {
         "the training loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or keep `grad_clip` on"
     }
 
-    struct Outcome {
-        var steps: Int
-        var stoppedEarly: Bool
-        var seconds: Double
-    }
-
     /// Runs the updates of `algorithm`. `periodic` runs every `evalEvery`
     /// updates before the last, on the algorithm as trained so far (it may
     /// record an evaluation there), and returns whether to stop.
     func run<Algorithm: TrainingAlgorithm>(
         _ algorithm: inout Algorithm, _ context: StageContext,
         periodic: (_ algorithm: inout Algorithm, _ step: Int) throws -> Bool = { _, _ in false }
-    ) throws -> Outcome {
+    ) throws -> TrainingOutcome where Algorithm.Batch == Batch {
         let totalSteps = length.totalSteps
         var windowSteps = 0
         var stoppedEarly = false
@@ -122,14 +60,9 @@ struct TrainingLoop {
         var epoch = 0
         var step = 0
         training: while step < totalSteps {
-            let batches = LengthBucketing.batches(
-                sequences, batchSize: length.batchSize, padID: padID, shuffle: true,
-                seed: RandomStream.batchOrder.bits(of: orderSeed, index: UInt64(epoch)),
-                poolBatches: batching == "random" ? 1 : LengthBucketing.defaultPoolBatches)
-            for batch in batches {
+            for batch in batches(epoch) {
                 try Task.checkCancellation()
-                let batchLabels = Tensor(shape: [batch.size], int32s: batch.indices.map { Int32(labels[$0]) })
-                let update = try algorithm.update(batch, labels: batchLabels)
+                let update = try algorithm.update(batch)
                 step += 1
                 let value = algorithm.loss(of: update)
                 guard value.isFinite else { throw StageFailure(divergence(value, step, epoch)) }
@@ -137,13 +70,13 @@ struct TrainingLoop {
                 let closesWindow = windowSteps == max(logEvery, 1) || step == totalSteps
                 if closesWindow { windowSteps = 0 }
                 algorithm.record(update, step: step, of: totalSteps, closesWindow: closesWindow, log: context.log)
-                let elapsed = Self.seconds(ContinuousClock.now - started)
+                let elapsed = StageTiming.seconds(ContinuousClock.now - started)
                 let rate = Double(step) / max(elapsed, 1e-9)
                 let eta = Double(totalSteps - step) / max(rate, 1e-9)
                 context.progress.report(StageProgress(
                     fraction: Double(step) / Double(totalSteps),
                     message: progressPrefix + String(format: "step %d/%d ", step, totalSteps) + algorithm.progress(of: update)
-                        + String(format: " %.2f it/s", rate) + " ETA " + Self.duration(eta)))
+                        + String(format: " %.2f it/s", rate) + " ETA " + StageTiming.duration(eta)))
                 if evalEvery > 0, step % evalEvery == 0, step < totalSteps, try periodic(&algorithm, step) {
                     stoppedEarly = true
                     break training
@@ -152,24 +85,35 @@ struct TrainingLoop {
             }
             epoch += 1
         }
-        return Outcome(steps: step, stoppedEarly: stoppedEarly, seconds: Self.seconds(ContinuousClock.now - started))
+        return TrainingOutcome(steps: step, stoppedEarly: stoppedEarly, seconds: StageTiming.seconds(ContinuousClock.now - started))
     }
+}
 
+/// What a training loop did.
+struct TrainingOutcome {
+    var steps: Int
+    var stoppedEarly: Bool
+    var seconds: Double
+
+    /// `trained N updates in S s (R it/s)`, with another verb for pruning.
+    func summary(verb: String = "trained") -> String {
+        verb + String(format: " %d updates in %.1f s (%.2f it/s)", steps, seconds, Double(steps) / max(seconds, 1e-9))
+    }
+}
+
+/// Wall-clock time as the stages log and record it.
+enum StageTiming {
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
     }
 
+    /// `1h02m` or `3m07s`; `?` when not finite.
     static func duration(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "?" }
         let total = Int(seconds.rounded())
         return total >= 3600
             ? String(format: "%dh%02dm", total / 3600, total % 3600 / 60)
             : String(format: "%dm%02ds", total / 60, total % 60)
-    }
-
-    /// `trained N updates in S s (R it/s)`, with another verb for pruning.
-    static func summary(_ outcome: Outcome, verb: String = "trained") -> String {
-        verb + String(format: " %d updates in %.1f s (%.2f it/s)", outcome.steps, outcome.seconds, Double(outcome.steps) / max(outcome.seconds, 1e-9))
     }
 }
 

@@ -98,25 +98,6 @@ public struct TrainingOptions: Sendable {
             + ParamChecks.unitInterval(with, [options.warmupRatio])
     }
 
-    /// The training and evaluation splits of the dataset in `directory`.
-    func data(in directory: String) throws(StageFailure) -> TrainingData {
-        try TrainingData(directory: directory, trainSplit: trainSplit, evalSplit: evalSplit)
-    }
-
-    /// The update loop over the training split of `encoded`, its batch order drawn from `orderSeed`.
-    func loop(over encoded: EncodedTrainingData, padID: Int32, length: TrainingLength, orderSeed: UInt64) -> TrainingLoop {
-        TrainingLoop(
-            sequences: encoded.train, labels: encoded.trainLabels, padID: padID, length: length, orderSeed: orderSeed,
-            batching: batching, logEvery: logEvery, evalEvery: evalEvery)
-    }
-
-    /// The evaluation split of `encoded`, scored in the training batches of `length`.
-    func dev(of encoded: EncodedTrainingData, padID: Int32, length: TrainingLength, backend: any Backend) -> DevEvaluation {
-        DevEvaluation(
-            split: evalSplit, sequences: encoded.eval, labels: encoded.evalLabels, batchSize: length.batchSize, padID: padID,
-            backend: backend)
-    }
-
     /// How many updates `examples` training examples take.
     func length(examples: Int) -> TrainingLength {
         TrainingLength(examples: examples, batchSize: batchSize, epochs: epochs, steps: steps)
@@ -125,7 +106,7 @@ public struct TrainingOptions: Sendable {
 
 extension TrainingLength {
     /// The optimiser settings of `training` over this length.
-    func options(_ training: TrainingOptions, seed: UInt64) -> BertTrainingOptions {
+    func options(_ training: TrainingOptions, seed: UInt64) -> TrainingHyperparameters {
         options(lr: training.lr, weightDecay: training.weightDecay, warmupRatio: training.warmupRatio, gradClip: training.gradClip, seed: seed)
     }
 }

@@ -30,7 +30,7 @@ import Glibc
         let threads = Int(ProcessInfo.processInfo.environment["SQUEEZE_THREADS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
         let timing = TimingBackend(CPUBackend(threads: threads))
         var trainer = BertClassifierTrainer(
-            model: model, options: BertTrainingOptions(learningRate: 2e-5, weightDecay: 0.01, totalSteps: 100, seed: 1),
+            model: model, options: TrainingHyperparameters(learningRate: 2e-5, weightDecay: 0.01, totalSteps: 100, seed: 1),
             backend: timing)
         var times: [Double] = []
         var losses: [Float] = []

@@ -7,11 +7,11 @@ import Testing
     let backend = ReferenceBackend()
 
     private func train(
-        seed: UInt64, steps: Int, options: BertTrainingOptions? = nil, backend: any Backend = ReferenceBackend()
+        seed: UInt64, steps: Int, options: TrainingHyperparameters? = nil, backend: any Backend = ReferenceBackend()
     ) throws -> (BertClassifierTrainer, [BertTrainingStep]) {
         var trainer = BertClassifierTrainer(
             model: try TinyBert.model(initializerRange: 0.2),
-            options: options ?? BertTrainingOptions(learningRate: 1e-2, weightDecay: 0.01, warmupSteps: 1, totalSteps: 40, seed: seed),
+            options: options ?? TrainingHyperparameters(learningRate: 1e-2, weightDecay: 0.01, warmupSteps: 1, totalSteps: 40, seed: seed),
             backend: backend)
         var results: [BertTrainingStep] = []
         for _ in 0..<steps {
@@ -57,7 +57,7 @@ import Testing
         #expect(bitPatterns(afterOne) == initial.weights.elements.map { $0.floats.map(\.bitPattern) })
         #expect(afterOne.optimizer.steps.allSatisfy { $0 == 1 })
 
-        let options = BertTrainingOptions(learningRate: 1e-2, totalSteps: 30, maxGradientNorm: 1, seed: 1)
+        let options = TrainingHyperparameters(learningRate: 1e-2, totalSteps: 30, maxGradientNorm: 1, seed: 1)
         let (trainer, steps) = try train(seed: 1, steps: 30, options: options)
         #expect(trainer.completedSteps == 30)
         #expect(steps[0].learningRate == 1e-2)
@@ -70,7 +70,7 @@ import Testing
 
     @Test func rejectsBadLabelsWithoutChangingTheModel() throws {
         var trainer = BertClassifierTrainer(
-            model: try TinyBert.model(), options: BertTrainingOptions(totalSteps: 1, seed: 0), backend: backend)
+            model: try TinyBert.model(), options: TrainingHyperparameters(totalSteps: 1, seed: 0), backend: backend)
         #expect(throws: BertInputError.self) {
             try trainer.step(batch: TinyBert.batch, labels: Tensor(shape: [2], int32s: [0, 7]))
         }

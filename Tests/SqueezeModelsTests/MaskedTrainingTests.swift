@@ -7,7 +7,7 @@ import Testing
     @Test func fineTuningKeepsPrunedWeightsAtZeroUnderWeightDecayAndMomentum() throws {
         let model = try TinyBert.model(seed: 2, initializerRange: 0.5).maskedNofM()
         #expect(model.keepsItsMasks)
-        let options = BertTrainingOptions(learningRate: 1e-2, weightDecay: 0.1, totalSteps: 6, maxGradientNorm: 1, seed: 4)
+        let options = TrainingHyperparameters(learningRate: 1e-2, weightDecay: 0.1, totalSteps: 6, maxGradientNorm: 1, seed: 4)
         for backend in [ReferenceBackend() as any Backend, CPUBackend(threads: 2)] {
             var trainer = BertClassifierTrainer(model: model, options: options, backend: backend)
             for _ in 0..<6 { _ = try trainer.step(batch: TinyBert.batch, labels: TinyBert.labels) }

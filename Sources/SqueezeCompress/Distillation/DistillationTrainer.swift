@@ -137,8 +137,8 @@ public struct DistillationStep: Sendable, Hashable {
 }
 
 /// Knowledge distillation of a teacher into a student classifier:
-/// `α·logit loss + (1 − α)·CE (+ w_h · Σ hidden MSE + w_a · Σ attention MSE)`, with the optimiser,
-/// clipping and learning-rate schedule of `BertClassifierTrainer`. The
+/// `α·logit loss + (1 − α)·CE (+ w_h · Σ hidden MSE + w_a · Σ attention MSE)`, with the update
+/// of every trainer (`ParameterUpdater`: clipping, AdamW, the learning-rate schedule). The
 /// teacher runs without a tape (no dropout) once per step unless its logits
 /// are given; a hidden-loss projection is trained with the student and is
 /// not part of it. Every step is a pure function of the models, the batch,
@@ -146,27 +146,22 @@ public struct DistillationStep: Sendable, Hashable {
 public struct DistillationTrainer: Sendable {
     public private(set) var student: BertModel
     public let teacher: BertModel
-    public let options: BertTrainingOptions
     public let distillation: DistillationOptions
     /// The pairs of the hidden and attention losses (empty when both are off).
     public let layerMap: [LayerPair]
     /// `[teacher hidden, student hidden]`, updated with the student; nil when
     /// the hidden loss is off or compares the states directly.
     public private(set) var projection: Tensor?
-    public let backend: any Backend
-    public private(set) var optimizer: AdamW
-    public private(set) var completedSteps = 0
-    public let schedule: LinearWarmupSchedule
+    /// Updates the student's parameters, then the projection's (without weight decay).
+    public private(set) var updater: ParameterUpdater
 
     public init(
-        student: BertModel, teacher: BertModel, options: BertTrainingOptions, distillation: DistillationOptions, backend: any Backend
+        student: BertModel, teacher: BertModel, options: TrainingHyperparameters, distillation: DistillationOptions, backend: any Backend
     ) throws(DistillationError) {
         layerMap = try distillation.validate(student: student, teacher: teacher)
         self.student = student
         self.teacher = teacher
-        self.options = options
         self.distillation = distillation
-        self.backend = backend
         let (studentWidth, teacherWidth) = (student.config.hiddenSize, teacher.config.hiddenSize)
         if distillation.usesHiddenLoss && distillation.learnProjection {
             if studentWidth == teacherWidth {
@@ -180,11 +175,15 @@ public struct DistillationTrainer: Sendable {
             }
         }
         // The projection is not decayed: it only serves the auxiliary loss.
-        let decays = BertModel.decayMask(names: student.weights.names).map { $0 ? options.weightDecay : 0 }
-        optimizer = AdamW(
-            weightDecays: decays + (projection == nil ? [] : [0]), beta1: options.beta1, beta2: options.beta2, epsilon: options.epsilon)
-        schedule = LinearWarmupSchedule(peak: options.learningRate, warmupSteps: options.warmupSteps, totalSteps: options.totalSteps)
+        updater = ParameterUpdater(
+            for: student, auxiliaryParameters: projection == nil ? 0 : 1, hyperparameters: options, backend: backend)
     }
+
+    public var options: TrainingHyperparameters { updater.hyperparameters }
+    public var backend: any Backend { updater.backend }
+    public var optimizer: AdamW { updater.optimizer }
+    public var completedSteps: Int { updater.completedSteps }
+    public var schedule: LinearWarmupSchedule { updater.schedule }
 
     /// The teacher's logits `[B, labels]` for `batch`, without dropout.
     public func teacherLogits(_ batch: BertBatch) throws(BertInputError) -> Tensor {
@@ -201,39 +200,17 @@ public struct DistillationTrainer: Sendable {
         if let teacherLogits, teacherLogits.shape != [batch.inputIDs.shape[0], classes] {
             throw BertInputError("teacher logits must be [\(batch.inputIDs.shape[0]), \(classes)], got \(teacherLogits.shape)")
         }
-        let dropoutSeed = randomBits(seed: options.seed, stream: BertClassifierTrainer.dropoutSeedStream, index: UInt64(completedSteps))
         let alpha = distillation.alpha.alpha(atStep: completedSteps, of: options.totalSteps)
-        let (parts, computed) = computeGradients(batch: batch, labels: labels, teacherLogits: teacherLogits, alpha: alpha, dropoutSeed: dropoutSeed)
-        var gradients = computed
-        // A masked student's pruned weights get no gradient; `updateParameters` keeps them at zero.
-        student.maskGradients(&gradients)
-
-        var norm: Float?
-        var scale: Float = 1
-        if let maxNorm = options.maxGradientNorm {
-            let clipping = clippingScale(gradients, maxNorm: maxNorm, backend: backend)
-            norm = clipping.norm
-            scale = clipping.scale
-        }
-        let learningRate = schedule.learningRate(forUpdate: completedSteps)
-        let backend = self.backend
-        // Moved out so each tensor is uniquely referenced while AdamW writes it.
-        var projection = self.projection
-        self.projection = nil
-        let hasProjection = projection != nil
-        student.updateParameters { parameters in
-            if let matrix = projection {
-                projection = nil
-                parameters.append(matrix)
-            }
-            optimizer.update(&parameters, gradients: gradients, learningRate: learningRate, gradientScale: scale, backend: backend)
-            if hasProjection { projection = parameters.popLast() }
-        }
-        self.projection = projection
-        completedSteps += 1
+        let (parts, gradients) = computeGradients(
+            batch: batch, labels: labels, teacherLogits: teacherLogits, alpha: alpha, dropoutSeed: updater.dropoutSeed)
+        // Moved out so the projection is uniquely referenced while AdamW writes it.
+        var auxiliary = projection.map { [$0] } ?? []
+        projection = nil
+        let update = updater.apply(gradients, to: &student, auxiliary: &auxiliary)
+        projection = auxiliary.first
         return DistillationStep(
             loss: parts.total, distillationLoss: parts.distillation, taskLoss: parts.task, hiddenLoss: parts.hidden,
-            attentionLoss: parts.attention, alpha: alpha, gradientNorm: norm, learningRate: learningRate)
+            attentionLoss: parts.attention, alpha: alpha, gradientNorm: update.gradientNorm, learningRate: update.learningRate)
     }
 
     private struct LossParts {

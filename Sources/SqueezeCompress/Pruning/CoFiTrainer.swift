@@ -170,13 +170,13 @@ public struct CoFiStep: Sendable, Hashable {
 /// teacher, or a model of the same width) trains under sampled hard-concrete
 /// masks on layer distillation, prediction-layer distillation and optionally
 /// cross-entropy, plus the Lagrangian sparsity term. Weights and the layer
-/// map `W` use AdamW with the linear warmup/decay schedule and clipping,
+/// map `W` take the update of every trainer (`ParameterUpdater`: AdamW with
+/// the linear warmup/decay schedule and clipping),
 /// `log α` its own Adam, `λ1`, `λ2` gradient ascent with Adam. Every step is
 /// a pure function of the state, the batch and the step number.
 public struct CoFiTrainer: Sendable {
     public private(set) var student: BertModel
     public let teacher: BertModel
-    public let options: BertTrainingOptions
     public let cofi: CoFiOptions
     public private(set) var masks: CoFiMasks
     /// The teacher layers of the layer loss (0-based).
@@ -185,17 +185,15 @@ public struct CoFiTrainer: Sendable {
     public private(set) var layerMap: Tensor
     public private(set) var lambda1 = 0.0
     public private(set) var lambda2 = 0.0
-    public let backend: any Backend
-    public private(set) var completedSteps = 0
-    public let schedule: LinearWarmupSchedule
-    private var optimizer: AdamW
+    /// Updates the student's parameters, then `W` (without weight decay).
+    private var updater: ParameterUpdater
     private var maskOptimizer: DoubleAdam
     private var lambdaOptimizer = DoubleAdam(count: 2)
     /// Per student parameter (`weights.elements` order): trained or frozen.
     private let trainable: [Bool]
 
     public init(
-        student: BertModel, teacher: BertModel, options: BertTrainingOptions, cofi: CoFiOptions, backend: any Backend
+        student: BertModel, teacher: BertModel, options: TrainingHyperparameters, cofi: CoFiOptions, backend: any Backend
     ) throws(CoFiError) {
         teacherLayers = try cofi.validate(student: student, teacher: teacher)
         masks = try CoFiMasks(
@@ -203,9 +201,7 @@ public struct CoFiTrainer: Sendable {
             seed: randomBits(seed: cofi.seed, stream: Self.initializationStream, index: 0))
         self.student = student
         self.teacher = teacher
-        self.options = options
         self.cofi = cofi
-        self.backend = backend
         let width = student.config.hiddenSize
         var identity = [Float](repeating: 0, count: width * width)
         for i in 0..<width { identity[i * width + i] = 1 }
@@ -213,11 +209,14 @@ public struct CoFiTrainer: Sendable {
         let names = student.weights.names
         trainable = names.map { !(cofi.freezeEmbeddings && $0.hasPrefix("embeddings.")) }
         // W is not decayed: it only serves the auxiliary loss.
-        let decays = BertModel.decayMask(names: names).map { $0 ? options.weightDecay : 0 }
-        optimizer = AdamW(weightDecays: decays + [0], beta1: options.beta1, beta2: options.beta2, epsilon: options.epsilon)
+        updater = ParameterUpdater(for: student, auxiliaryParameters: 1, hyperparameters: options, backend: backend)
         maskOptimizer = DoubleAdam(count: masks.logAlpha.count)
-        schedule = LinearWarmupSchedule(peak: options.learningRate, warmupSteps: options.warmupSteps, totalSteps: options.totalSteps)
     }
+
+    public var options: TrainingHyperparameters { updater.hyperparameters }
+    public var backend: any Backend { updater.backend }
+    public var completedSteps: Int { updater.completedSteps }
+    public var schedule: LinearWarmupSchedule { updater.schedule }
 
     /// The expected sparsity of the current masks.
     public var expectedSparsity: Double { masks.expectedSparsity().value }
@@ -239,32 +238,15 @@ public struct CoFiTrainer: Sendable {
         let index = UInt64(completedSteps)
         var generator = SeededGenerator(seed: randomBits(seed: cofi.seed, stream: Self.sampleStream, index: index))
         let sample = masks.sample(generator: &generator)
-        let dropoutSeed = randomBits(seed: options.seed, stream: BertClassifierTrainer.dropoutSeedStream, index: index)
         let target = cofi.schedule.target(atStep: completedSteps)
         let lagrangian = masks.lagrangian(target: target, lambda1: lambda1, lambda2: lambda2)
-        let pass = computeGradients(batch: batch, labels: labels, sample: sample, dropoutSeed: dropoutSeed)
+        let pass = computeGradients(batch: batch, labels: labels, sample: sample, dropoutSeed: updater.dropoutSeed)
 
-        var norm: Float?
-        var scale: Float = 1
-        if let maxNorm = options.maxGradientNorm {
-            let clipping = clippingScale(pass.weightGradients, maxNorm: maxNorm, backend: backend)
-            norm = clipping.norm
-            scale = clipping.scale
-        }
-        let learningRate = schedule.learningRate(forUpdate: completedSteps)
-        let backend = self.backend
-        // Moved out so each tensor is uniquely referenced while AdamW writes it.
-        var map: Tensor? = layerMap
+        // Moved out so `W` is uniquely referenced while AdamW writes it.
+        var auxiliary = [layerMap]
         layerMap = Tensor(zeros: [0])
-        student.updateParameters { parameters in
-            if let matrix = map {
-                map = nil
-                parameters.append(matrix)
-            }
-            optimizer.update(&parameters, gradients: pass.weightGradients, learningRate: learningRate, gradientScale: scale, backend: backend)
-            map = parameters.popLast()
-        }
-        if let map { layerMap = map }
+        let update = updater.apply(pass.weightGradients, to: &student, auxiliary: &auxiliary)
+        if let map = auxiliary.first { layerMap = map }
 
         let fromLoss = masks.logAlphaGradient(sample, zGradient: pass.zGradient)
         maskOptimizer.update(
@@ -275,14 +257,13 @@ public struct CoFiTrainer: Sendable {
         lambdaOptimizer.update(
             &lambdas, gradients: [lagrangian.lambda1Gradient, lagrangian.lambda2Gradient], learningRate: -cofi.lambdaLearningRate)
         (lambda1, lambda2) = (lambdas[0], lambdas[1])
-        completedSteps += 1
 
         let distillation = Double(cofi.layerDistillWeight) * pass.layerLoss + Double(cofi.predictionDistillWeight) * pass.predictionLoss
             + Double(cofi.ceWeight) * pass.taskLoss
         return CoFiStep(
             loss: distillation + lagrangian.value, layerLoss: pass.layerLoss, predictionLoss: pass.predictionLoss, taskLoss: pass.taskLoss,
             lagrangian: lagrangian.value, expectedSparsity: lagrangian.expectedSparsity, targetSparsity: target,
-            lambda1: usedLambda1, lambda2: usedLambda2, alignment: pass.alignment, gradientNorm: norm, learningRate: learningRate)
+            lambda1: usedLambda1, lambda2: usedLambda2, alignment: pass.alignment, gradientNorm: update.gradientNorm, learningRate: update.learningRate)
     }
 
     private struct Pass {
@@ -290,7 +271,7 @@ public struct CoFiTrainer: Sendable {
         var predictionLoss: Double
         var taskLoss: Double
         var alignment: [Int?]
-        /// Student parameters in `weights.elements` order (nil when frozen), then `W`.
+        /// Student parameters in `weights.elements` order (nil when frozen), then `W`; not yet masked.
         var weightGradients: [Tensor?]
         var zGradient: CoFiMaskValues
     }
@@ -351,8 +332,6 @@ public struct CoFiTrainer: Sendable {
             tape.backward(from: terms.dropFirst().reduce(first) { tape.add($0, $1) })
         }
         var weightGradients = parameters.map { _, variable in tape.gradient(of: variable) }.elements
-        // A masked student's pruned weights get no gradient; `updateParameters` keeps them at zero.
-        student.maskGradients(&weightGradients)
         weightGradients.append(tape.gradient(of: projection))
         return Pass(
             layerLoss: layerLoss, predictionLoss: Double(prediction.value.scalarValue), taskLoss: Double(task.value.scalarValue),

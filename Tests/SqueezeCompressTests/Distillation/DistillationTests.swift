@@ -205,8 +205,8 @@ import Testing
 @Suite struct DistillationTrainerTests {
     let backend = ReferenceBackend()
 
-    static func options(steps: Int = 30, seed: UInt64 = 1) -> BertTrainingOptions {
-        BertTrainingOptions(learningRate: 1e-2, weightDecay: 0.01, warmupSteps: 1, totalSteps: steps, seed: seed)
+    static func options(steps: Int = 30, seed: UInt64 = 1) -> TrainingHyperparameters {
+        TrainingHyperparameters(learningRate: 1e-2, weightDecay: 0.01, warmupSteps: 1, totalSteps: steps, seed: seed)
     }
 
     static func trainer(

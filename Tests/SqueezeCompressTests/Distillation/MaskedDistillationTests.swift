@@ -8,7 +8,7 @@ import Testing
     @Test func distillingIntoAMaskedStudentKeepsItsMasks() throws {
         let teacher = try TinyBert.model(seed: 1, initializerRange: 0.5)
         let student = try TinyBert.model(seed: 2, initializerRange: 0.5).maskedNofM()
-        let options = BertTrainingOptions(learningRate: 1e-2, weightDecay: 0.1, totalSteps: 5, seed: 3)
+        let options = TrainingHyperparameters(learningRate: 1e-2, weightDecay: 0.1, totalSteps: 5, seed: 3)
         var trainer = try DistillationTrainer(
             student: student, teacher: teacher, options: options, distillation: DistillationOptions(),
             backend: CPUBackend(threads: 2))

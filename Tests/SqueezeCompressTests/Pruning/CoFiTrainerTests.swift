@@ -32,7 +32,7 @@ import Testing
         lambdaLearningRate: Double = 0.01, units: Set<CoFiUnit> = Set(CoFiUnit.allCases), seed: UInt64 = 7, backend: any Backend
     ) throws -> CoFiTrainer {
         let teacher = try model()
-        let options = BertTrainingOptions(learningRate: 1e-3, weightDecay: 0.01, warmupSteps: 0, totalSteps: steps, seed: seed)
+        let options = TrainingHyperparameters(learningRate: 1e-3, weightDecay: 0.01, warmupSteps: 0, totalSteps: steps, seed: seed)
         let cofi = CoFiOptions(
             units: units, schedule: try CoFiSparsitySchedule(target: target, warmupSteps: warmup), maskLearningRate: maskLearningRate,
             lambdaLearningRate: lambdaLearningRate, seed: seed)
@@ -165,7 +165,7 @@ import Testing
 
     @Test func badSettingsAreRejected() throws {
         let teacher = try Self.model()
-        let options = BertTrainingOptions(totalSteps: 1, seed: 0)
+        let options = TrainingHyperparameters(totalSteps: 1, seed: 0)
         let schedule = try CoFiSparsitySchedule(target: 0.5, warmupSteps: 0)
         func message(_ cofi: CoFiOptions, student: BertModel? = nil) -> String? {
             do {

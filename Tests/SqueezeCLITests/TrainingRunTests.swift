@@ -1,0 +1,143 @@
+import Foundation
+import SqueezeEngine
+import SqueezeModelsTestSupport
+import SqueezeSupport
+import Testing
+@testable import SqueezeStages
+
+/// The generic training run on a toy algorithm whose model is its update
+/// count, scored by a lower-is-better "perplexity": the loop's batch order,
+/// model selection (ties by the lower loss), keep-best, early stop and the
+/// metrics and log lines of a score that is not accuracy.
+@Suite struct TrainingRunTests {
+    /// Counts its updates; the loss of an update is its batch's value.
+    struct Counting: TrainingAlgorithm {
+        var model = 0
+        var seen: [Double] = []
+        var windows: [Int] = []
+
+        var metrics: [String: Value] { ["seen": .array(seen.map(Value.double)), "windows": .array(windows.map(Value.int))] }
+
+        mutating func update(_ batch: Double) throws -> Double {
+            model += 1
+            seen.append(batch)
+            return batch
+        }
+
+        func loss(of update: Double) -> Double { update }
+
+        func progress(of update: Double) -> String { "loss \(update)" }
+
+        mutating func record(_ update: Double, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+            if closesWindow { windows.append(step) }
+        }
+    }
+
+    /// Scores the model after `n` updates by `scores[n]` (perplexity, loss).
+    struct Perplexity: ModelEvaluation {
+        var scores: [Int: (perplexity: Double, loss: Double)]
+        var split: String { "dev" }
+        var primaryName: String { "perplexity" }
+
+        func score(of model: Int) throws -> EvaluationScore? {
+            guard !scores.isEmpty else { return nil }
+            let score = try #require(scores[model], "no score for step \(model)")
+            return EvaluationScore(
+                primary: score.perplexity, higherIsBetter: false, loss: score.loss,
+                metrics: [("perplexity", score.perplexity), ("loss", score.loss)], logText: "perplexity \(score.perplexity)")
+        }
+    }
+
+    static let scores: [Int: (perplexity: Double, loss: Double)] = [
+        2: (30, 3.4), 4: (20, 3.0), 6: (20, 2.9), 8: (25, 3.2), 10: (22, 3.1),
+    ]
+
+    /// 10 updates over epochs of 4 batches (`10·epoch + i`), logging every 3, evaluating every 2.
+    func run(
+        keepBest: Bool = true, patience: Int? = nil, scores: [Int: (perplexity: Double, loss: Double)] = scores,
+        batches: @escaping (Int) -> [Double] = { epoch in (0..<4).map { Double(10 * epoch + $0) } }
+    ) throws -> (result: TrainingRun<Double, Perplexity>.Result, algorithm: Counting, log: String) {
+        let directory = try TempDir()
+        let context = StageContext(
+            stageID: "toy", recipeDirectory: directory.path, outputDirectory: directory.path, backend: "cpu", seed: 1, threads: 1,
+            log: try StageLog(path: directory.file("toy.log")), progress: .silent)
+        let loop = TrainingLoop(
+            batches: batches, examples: 4, length: TrainingLength(examples: 4, batchSize: 1, epochs: nil, steps: 10), logEvery: 3,
+            evalEvery: 2)
+        let run = TrainingRun(
+            loop: loop, evaluation: Perplexity(scores: scores), evaluationLabel: "toy dev", keepBest: keepBest, patience: patience)
+        var algorithm = Counting()
+        let result = try run.run(&algorithm, context)
+        let log = try String(contentsOfFile: directory.file("toy.log"), encoding: .utf8)
+        return (result, algorithm, log)
+    }
+
+    @Test func keepsTheLowestPerplexityTiesByLossAndRecordsItsMetrics() throws {
+        let (result, algorithm, log) = try run()
+        #expect(algorithm.seen == [0, 1, 2, 3, 10, 11, 12, 13, 20, 21])
+        #expect(algorithm.windows == [3, 6, 9, 10])
+        #expect(result.model == 6)
+        #expect(result.score?.primary == 20)
+        #expect(result.score?.loss == 2.9)
+        let metrics = result.metrics
+        #expect(metrics["dev_perplexity"] == .double(20))
+        #expect(metrics["dev_loss"] == .double(2.9))
+        #expect(metrics["dev_accuracy"] == nil)
+        #expect(metrics["output_step"] == .int(6))
+        #expect(metrics["steps"] == .int(10))
+        #expect(metrics["epochs"] == .double(2.5))
+        #expect(metrics["train_examples"] == .int(4))
+        #expect(metrics["stopped_early"] == .bool(false))
+        let rows: [[Double]] = [[2, 30, 3.4], [4, 20, 3.0], [6, 20, 2.9], [8, 25, 3.2], [10, 22, 3.1]]
+        #expect(metrics["dev_curve"] == .array(rows.map { row in .array([.int(Int(row[0])), .double(row[1]), .double(row[2])]) }))
+        #expect(log.contains("step 4: toy dev perplexity 20.0\n"))
+        #expect(log.contains("step 10: toy dev perplexity 22.0\n"))
+        #expect(log.contains("trained 10 updates in "))
+    }
+
+    @Test func stopsEarlyAfterPatienceEvaluationsWithoutALowerPerplexity() throws {
+        let (result, algorithm, log) = try run(patience: 1)
+        #expect(algorithm.seen.count == 8)
+        #expect(result.model == 6)
+        #expect(result.metrics["stopped_early"] == .bool(true))
+        #expect(result.metrics["steps"] == .int(8))
+        #expect(result.metrics["output_step"] == .int(6))
+        #expect(log.contains("early stop at step 8: 1 evaluations without a better perplexity\n"))
+        #expect(!log.contains("step 10:"))
+    }
+
+    @Test func withoutKeepBestOutputsTheLastModel() throws {
+        let (result, _, _) = try run(keepBest: false)
+        #expect(result.model == 10)
+        #expect(result.metrics["dev_perplexity"] == .double(22))
+        #expect(result.metrics["output_step"] == .int(10))
+    }
+
+    @Test func withoutAnEvaluationSplitThereIsNoScore() throws {
+        let (result, _, log) = try run(scores: [:])
+        #expect(result.model == 10)
+        #expect(result.score == nil)
+        #expect(result.metrics["dev_curve"] == nil)
+        #expect(result.metrics["output_step"] == nil)
+        #expect(!log.contains("toy dev"))
+    }
+
+    @Test func aNonFiniteLossStopsTheRunAtItsStep() throws {
+        let failure = #expect(throws: StageFailure.self) {
+            _ = try run(batches: { epoch in [1, 2, epoch == 1 ? .nan : 3] })
+        }
+        #expect(failure?.message.contains("the training loss became nan at step 6 (epoch 2)") == true, "\(String(describing: failure))")
+    }
+
+    @Test func aLowerIsBetterScoreComparesTheOtherWay() {
+        func score(_ primary: Double, _ loss: Double, higherIsBetter: Bool) -> EvaluationScore {
+            EvaluationScore(primary: primary, higherIsBetter: higherIsBetter, loss: loss, metrics: [], logText: "")
+        }
+        #expect(score(10, 2, higherIsBetter: false).isBetter(than: score(11, 1, higherIsBetter: false)))
+        #expect(!score(11, 1, higherIsBetter: false).isBetter(than: score(10, 2, higherIsBetter: false)))
+        #expect(score(0.9, 2, higherIsBetter: true).isBetter(than: score(0.8, 1, higherIsBetter: true)))
+        #expect(score(0.9, 1, higherIsBetter: true).isBetter(than: score(0.9, 2, higherIsBetter: true)))
+        #expect(!score(0.9, 2, higherIsBetter: true).isBetter(than: score(0.9, 2, higherIsBetter: true)))
+        #expect(!score(.nan, 1, higherIsBetter: false).isBetter(than: score(10, 2, higherIsBetter: false)))
+    }
+}
