@@ -1,7 +1,7 @@
 import SqueezeTensor
 
 /// What one update did.
-public struct BertTrainingStep: Sendable, Hashable {
+public struct TrainingStep: Sendable, Hashable {
     public var loss: Float
     /// Global gradient norm before clipping (nil when clipping is off).
     public var gradientNorm: Float?
@@ -29,10 +29,10 @@ public struct BertClassifierTrainer: Sendable {
     public var schedule: LinearWarmupSchedule { updater.schedule }
 
     /// One forward, backward and update on `batch` with i32 `labels` `[B]`.
-    public mutating func step(batch: BertBatch, labels: Tensor) throws(BertInputError) -> BertTrainingStep {
+    public mutating func step(batch: BertBatch, labels: Tensor) throws(BertInputError) -> TrainingStep {
         let (loss, gradients) = try gradients(batch: batch, labels: labels, dropoutSeed: updater.dropoutSeed)
         let update = updater.apply(gradients, to: &model)
-        return BertTrainingStep(loss: loss, gradientNorm: update.gradientNorm, learningRate: update.learningRate)
+        return TrainingStep(loss: loss, gradientNorm: update.gradientNorm, learningRate: update.learningRate)
     }
 
     /// The loss and the gradients (in `weights.elements` order) on a tape that

@@ -188,6 +188,16 @@ public struct StageArguments: Sendable {
         self.declared = Dictionary(declared.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
+    /// For options shared by several stage types that not all of them take
+    /// (`max_seq_len` of the classification trainers): the value when the
+    /// stage declares `parameter`, else its default.
+    public subscript<Decoded>(ifDeclared parameter: Parameter<Decoded>) -> Decoded {
+        get throws(ParameterDecodingError) {
+            if declared[parameter.spec.name] == nil, let absent = parameter.absent { return absent }
+            return try self[parameter]
+        }
+    }
+
     /// The value of `parameter`: the written or default value decoded as its
     /// declared type, or nil for an optional parameter left out.
     public subscript<Decoded>(_ parameter: Parameter<Decoded>) -> Decoded {

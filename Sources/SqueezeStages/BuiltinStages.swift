@@ -23,6 +23,9 @@ public enum BuiltinStages {
                 StageType(QuantizeGPTQStage(backends: backends)),
                 StageType(TrainBPEStage()),
                 StageType(TextDataStage()),
+                StageType(TrainCausalLMStage(backends: backends)),
+                StageType(EvalPerplexityStage(backends: backends)),
+                StageType(EvalGenerateStage(backends: backends)),
             ],
             backendFingerprint: backends.numericsFingerprint)
     }

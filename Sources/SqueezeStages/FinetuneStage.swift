@@ -107,15 +107,15 @@ public struct FinetuneStage: Stage {
             ["train_loss": lossCurve.valueInLastRow(column: 1), "loss_curve": .array(lossCurve)]
         }
 
-        mutating func update(_ batch: ClassificationBatch) throws -> BertTrainingStep {
+        mutating func update(_ batch: ClassificationBatch) throws -> TrainingStep {
             try trainer.step(batch: batch.bert, labels: batch.labels)
         }
 
-        func loss(of update: BertTrainingStep) -> Double { Double(update.loss) }
+        func loss(of update: TrainingStep) -> Double { Double(update.loss) }
 
-        func progress(of update: BertTrainingStep) -> String { String(format: "loss %.4f", update.loss) }
+        func progress(of update: TrainingStep) -> String { String(format: "loss %.4f", update.loss) }
 
-        mutating func record(_ update: BertTrainingStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+        mutating func record(_ update: TrainingStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
             window.add(Double(update.loss))
             guard closesWindow else { return }
             let mean = window.mean

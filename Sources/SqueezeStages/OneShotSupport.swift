@@ -25,10 +25,10 @@ enum OneShotStages {
 
     static let calibration = Parameter(
         "calibration", .optional(.mapping(OneShotCalibrationParams.self)),
-        doc: "`{split: train, samples: 128, seq_len: 64, batch_size: 16, allow_fewer: false}`: `samples` examples of `split`, drawn by the stage seed, cut to `seq_len` tokens ([CLS] and [SEP] included) and run in batches of `batch_size`; each selected layer sees their real (unpadded) tokens. A split with fewer than `samples` examples is an error, or a warning with `allow_fewer: true` (then every example calibrates).")
+        doc: "`{split: train, samples: 128, seq_len: 64, batch_size: 16, allow_fewer: false}`: BERT: `samples` examples of `split`, drawn by the stage seed, cut to `seq_len` tokens ([CLS] and [SEP] included) and run in batches of `batch_size`; each selected layer sees their real (unpadded) tokens. A split with fewer than `samples` examples is an error, or a warning with `allow_fewer: true` (then every example calibrates). Decoders: `samples` windows of `seq_len` tokens (default: the dataset's block_size) starting at positions of the `split` stream drawn by the stage seed, as SparseGPT and GPTQ calibrate.")
     static let include = Parameter(
         "include", .array(.string), default: ["*"],
-        doc: "The linear layers of the encoder blocks to compress, by pattern (`*` any characters, `?` one; a pattern matches a run of whole dot-separated name components: `attention.self.*`, `layer.0.*`, `intermediate.dense`). The pooler and the classifier are never compressed. A pattern matching no layer is an error.")
+        doc: "The linear layers of the model's blocks to compress, by pattern (`*` any characters, `?` one; a pattern matches a run of whole dot-separated name components: BERT `attention.self.*`, `layer.0.*`, `intermediate.dense`; decoders `self_attn.*`, `layers.0.*`, `mlp.down_proj`). BERT's pooler and classifier and a decoder's `lm_head` are never compressed. A pattern matching no layer is an error.")
     static let skip = Parameter(
         "skip", .array(.string), default: [],
         doc: "Included layers left as they are, by pattern (as `include`). A pattern matching none of the included layers is an error.")
@@ -84,7 +84,7 @@ enum OneShotStages {
     }
 
     /// The layers `include` and `skip` select, or the view's error.
-    static func selection(_ model: BertModel, include: [String], skip: [String]) throws(StageFailure) -> LinearLayerSelection {
+    static func selection<Model: LinearLayerModel>(_ model: Model, include: [String], skip: [String]) throws(StageFailure) -> LinearLayerSelection {
         do {
             return try LinearLayerSelection(model: model, include: include, skip: skip)
         } catch {
@@ -127,6 +127,117 @@ enum OneShotStages {
         let order = QuantizePTQStage.shuffled(examples.count, seed: seed)
         return CalibrationSample(
             split: split, seqLen: seqLen, batchSize: batchSize, texts: order.prefix(samples).map { examples[$0].text }, warnings: warnings)
+    }
+
+    /// Calibration batches ready for the sequential protocol, and what they are.
+    struct Calibration<Batch> {
+        var split: String
+        var samples: Int
+        var seqLen: Int
+        var batchSize: Int
+        var tokens: Int
+        var batches: [Batch]
+        var warnings: [String]
+
+        /// `128 examples of `train` (… tokens, seq_len 64, batches of 16)`.
+        func describe(unit: String) -> String {
+            "\(samples) \(unit) of `\(split)` (\(tokens) tokens, seq_len \(seqLen), batches of \(batchSize))"
+        }
+
+        var reportEntry: Value {
+            .object([
+                "split": .string(split), "samples": .int(samples), "seq_len": .int(seqLen), "batch_size": .int(batchSize),
+                "tokens": .int(tokens),
+            ])
+        }
+    }
+
+    /// The model a one-shot stage compresses — a BERT classifier or a
+    /// decoder — with its calibration and how the result is written.
+    struct Subject<Model: LinearLayerModel> {
+        var model: Model
+        var calibration: Calibration<Model.Batch>?
+        /// Warnings about the model itself (a BERT model without a classifier head).
+        var warnings: [String]
+        /// What a calibration sample is: `examples` or `windows`.
+        var sampleUnit: String
+        /// Writes `model` as an artifact in `directory` with the source's tokenizer files (`source`: the stage type).
+        var save: (_ model: Model, _ directory: String, _ source: String) throws -> Void
+    }
+
+    /// Whether the model artifact in `directory` is a decoder (reported at `model`).
+    static func isDecoder(_ directory: String) throws(StageFailure) -> Bool {
+        do {
+            return try ModelArtifact(directory: directory).isDecoder
+        } catch {
+            throw StageFailure("cannot load the model: " + error.description, parameter: "model")
+        }
+    }
+
+    /// A BERT classifier with `samples` examples of a text-classification split.
+    static func bertSubject(
+        model directory: String, data: String?, calibration: OneShotCalibrationParams?, calibrated: Bool, seed: UInt64
+    ) throws(StageFailure) -> Subject<BertModel> {
+        let loaded = try loadModel(directory)
+        var prepared: Calibration<BertBatch>?
+        if calibrated, let data {
+            let sample = try calibrationSample(calibration, data: data, seed: seed)
+            let batches = batches(sample, for: loaded)
+            prepared = Calibration(
+                split: sample.split, samples: sample.texts.count, seqLen: sample.seqLen, batchSize: sample.batchSize,
+                tokens: tokenCount(batches), batches: batches, warnings: sample.warnings)
+        }
+        let artifact = loaded.artifact
+        return Subject(
+            model: loaded.model, calibration: prepared, warnings: try QuantizeStages.headWarnings(artifact), sampleUnit: "examples",
+            save: { model, directory, source in try LoadedClassifier.save(model, from: artifact, to: directory, source: source) })
+    }
+
+    /// A decoder with `samples` windows of `seq_len` tokens drawn (by `seed`)
+    /// from a `data/text` split, as SparseGPT and GPTQ calibrate.
+    static func decoderSubject(
+        model directory: String, data: String?, calibration: OneShotCalibrationParams?, calibrated: Bool, seed: UInt64
+    ) throws(StageFailure) -> Subject<DecoderModel> {
+        let model = try LoadedDecoder.model(directory, parameter: "model")
+        var prepared: Calibration<Tensor>?
+        if calibrated, let data {
+            let split = calibration?.split ?? defaults.split
+            let samples = calibration?.samples ?? defaults.samples
+            let batchSize = calibration?.batch_size ?? defaults.batchSize
+            let dataset = try StageFailure.wrapping("cannot read the dataset: ", parameter: "data") { () throws(ModelFileError) in
+                try TextTokenDataset(directory: data)
+            }
+            let seqLen = calibration?.seq_len ?? dataset.blockSize
+            guard seqLen <= model.config.maximumSequenceLength else {
+                throw StageFailure(
+                    "`calibration.seq_len` \(seqLen) is longer than the model's context of \(model.config.maximumSequenceLength) tokens",
+                    parameter: "calibration")
+            }
+            guard dataset.splits.contains(split) else {
+                throw StageFailure("the dataset has no `\(split)` split (it has \(dataset.splits.joined(separator: ", ")))", parameter: "calibration")
+            }
+            guard dataset.vocabularySize <= model.config.vocabSize else {
+                throw StageFailure(
+                    "the dataset's tokenizer has \(dataset.vocabularySize) tokens, more than the model's vocabulary of \(model.config.vocabSize)",
+                    parameter: "data")
+            }
+            let stream = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.tokens(split) }
+            guard stream.count > seqLen else {
+                throw StageFailure("the calibration split `\(split)` has \(stream.count) tokens, not more than one window of \(seqLen)", parameter: "calibration")
+            }
+            var generator = SeededGenerator(seed: seed)
+            let starts = (0..<samples).map { _ in Int(generator.next() % UInt64(stream.count - seqLen)) }
+            var batches: [Tensor] = []
+            for first in stride(from: 0, to: samples, by: batchSize) {
+                let group = starts[first..<min(first + batchSize, samples)]
+                batches.append(Tensor(shape: [group.count, seqLen], int32s: group.flatMap { stream[$0..<($0 + seqLen)] }))
+            }
+            prepared = Calibration(
+                split: split, samples: samples, seqLen: seqLen, batchSize: batchSize, tokens: samples * seqLen, batches: batches, warnings: [])
+        }
+        return Subject(
+            model: model, calibration: prepared, warnings: [], sampleUnit: "windows",
+            save: { model, target, source in try LoadedDecoder.save(model, from: directory, to: target, source: source) })
     }
 
     /// Real (unpadded) tokens in `batches`.
@@ -252,4 +363,9 @@ enum OneShotStages {
         let elapsed = ContinuousClock.now - start
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
     }
+}
+
+extension ParameterType where Decoded == String {
+    /// The calibration data of a one-shot stage: a `dataset` (BERT classifiers) or a `text-dataset` (decoders).
+    static var calibrationDataset: Self { Self(.oneOf([.artifact("dataset"), .artifact("text-dataset")])) }
 }

@@ -17,8 +17,8 @@ import SqueezeYAML
 /// realised sparsity, reconstruction error on the calibration inputs).
 public struct PruneOneShotStage: Stage {
     public struct Params: StageParameters {
-        public static let model = Parameter("model", .artifact("model"), doc: "The float classifier to prune (`${finetuned.model}`); an already quantized model is an error. A model with masks keeps its zeros: they count toward the target, and the method chooses the rest.")
-        public static let data = Parameter("data", .optional(.artifact("dataset")), doc: "The dataset the calibration examples come from (`${stage.dataset}` of `data/text-classification`); required by `wanda`, `sparsegpt` and `allocation: owl`, unused by `magnitude` otherwise.")
+        public static let model = Parameter("model", .artifact("model"), doc: "The float model to prune: a BERT classifier (`${finetuned.model}`) or a decoder (Llama, Mistral, Qwen2, GPT-2); an already quantized model is an error. A model with masks keeps its zeros: they count toward the target, and the method chooses the rest.")
+        public static let data = Parameter("data", .optional(.calibrationDataset), doc: "The dataset the calibration samples come from: `${stage.dataset}` of `data/text-classification` for a BERT classifier, of `data/text` for a decoder; required by `wanda`, `sparsegpt` and `allocation: owl`, unused by `magnitude` otherwise.")
         public static let method = Parameter("method", .enumeration(PruningMethod.allCases.map(\.rawValue)), doc: "`magnitude`: the smallest |W| (no calibration); `wanda`: the smallest |W_ij|·‖X_j‖₂ within each output row, no weight update (Sun et al. 2023); `sparsegpt`: mask selection by w²/[H⁻¹]_jj² in blocks of columns with OBS error compensation of the remaining weights (Frantar & Alistarh 2023).")
         public static let sparsity = Parameter("sparsity", .optional(.number), doc: "Unstructured: the fraction of each selected layer's weights set to zero, in [0, 1) (magnitude: per layer, or over all selected layers with `scope: global`; Wanda: per output row; SparseGPT: per block of columns). Give one of `sparsity`, `pattern` and `layer_sparsity`.")
         public static let pattern = Parameter("pattern", .optional(.string), doc: "N:M: keep N weights in every M consecutive inputs of an output row (`\"2:4\"`, `\"4:8\"`; 0 < N < M, M must divide every selected layer's input width). Give one of `sparsity`, `pattern` and `layer_sparsity`.")
@@ -214,9 +214,29 @@ public struct PruneOneShotStage: Stage {
         if global && (method != .magnitude || params.sparsity == nil || params.allocation != "uniform") {
             throw StageFailure("`scope: global` is for `method: magnitude` with an unstructured `sparsity` and `allocation: uniform`")
         }
-        let loaded = try OneShotStages.loadModel(params.model)
-        let selection = try OneShotStages.selection(loaded.model, include: params.include, skip: params.skip)
-        let blocks = loaded.model.linearBlocks
+        let calibrated = method != .magnitude || params.allocation == "owl"
+        if calibrated && params.data == nil {
+            throw StageFailure("`method: \(method.rawValue)`\(params.allocation == "owl" ? " with `allocation: owl`" : "") needs calibration data: give `data`", parameter: "method")
+        }
+        if try OneShotStages.isDecoder(params.model) {
+            let subject = try OneShotStages.decoderSubject(
+                model: params.model, data: params.data, calibration: params.calibration, calibrated: calibrated, seed: context.seed)
+            return try prune(subject, method: method, targets: targets, params: params, backend: backend, context: context, started: started)
+        }
+        let subject = try OneShotStages.bertSubject(
+            model: params.model, data: params.data, calibration: params.calibration, calibrated: calibrated, seed: context.seed)
+        return try prune(subject, method: method, targets: targets, params: params, backend: backend, context: context, started: started)
+    }
+
+    /// Prunes the selected layers of `subject`'s model, writes it and the report.
+    func prune<Model: LinearLayerModel>(
+        _ subject: OneShotStages.Subject<Model>, method: PruningMethod, targets: Targets, params: Params, backend: any Backend,
+        context: StageContext, started: ContinuousClock.Instant
+    ) throws -> StageResult {
+        let global = params.scope == "global"
+        let calibrated = subject.calibration != nil
+        let selection = try OneShotStages.selection(subject.model, include: params.include, skip: params.skip)
+        let blocks = subject.model.linearBlocks
         if case .uniform(.nOfM(let n, let m)) = targets, let layer = selection.layers.first(where: { $0.inFeatures % m != 0 }) {
             throw StageFailure("""
                 `pattern` \(n):\(m): M = \(m) does not divide the input width \(layer.inFeatures) of `\(layer.name)`; \
@@ -226,29 +246,22 @@ public struct PruneOneShotStage: Stage {
         if case .perBlock(let list) = targets, list.count != blocks.count {
             throw StageFailure("`layer_sparsity` has \(list.count) entries; the model has \(blocks.count) encoder blocks: give one sparsity per block", parameter: "layer_sparsity")
         }
-        let calibrated = method != .magnitude || params.allocation == "owl"
-        var sample: OneShotStages.CalibrationSample?
-        if calibrated {
-            guard let data = params.data else {
-                throw StageFailure("`method: \(method.rawValue)`\(params.allocation == "owl" ? " with `allocation: owl`" : "") needs calibration data: give `data`", parameter: "method")
-            }
-            sample = try OneShotStages.calibrationSample(params.calibration, data: data, seed: context.seed)
-        }
-        let warnings = try selection.warnings + (sample?.warnings ?? []) + QuantizeStages.headWarnings(loaded.artifact)
+        let sample = subject.calibration
+        let warnings = selection.warnings + (sample?.warnings ?? []) + subject.warnings
         for warning in warnings { context.log.line("warning: " + warning) }
 
-        var model = loaded.model
+        var model = subject.model
         let priorMasks = model.linearMasks
         var originals: [String: [Float]] = [:]
         for layer in selection.layers {
             originals[layer.name] = try Self.view { () throws(LinearViewError) in try model.linearWeight(layer.name).contiguous().floats }
         }
-        let batches = sample.map { OneShotStages.batches($0, for: loaded) } ?? []
-        let tokens = OneShotStages.tokenCount(batches)
+        let batches = sample?.batches ?? []
+        let tokens = sample?.tokens ?? 0
         context.log.line("""
             prune/oneshot: \(method.rawValue) \(Self.describe(targets)), scope \(params.scope), \(selection.layers.count) of \
             \(selection.candidates.count) block layers\(priorMasks.isEmpty ? "" : ", \(priorMasks.count) already masked (their zeros kept)"); \
-            \(sample.map { "calibration: \($0.texts.count) examples of `\($0.split)` (\(tokens) tokens, seq_len \($0.seqLen), batches of \($0.batchSize))" } ?? "no calibration"); \
+            \(sample.map { "calibration: " + $0.describe(unit: subject.sampleUnit) } ?? "no calibration"); \
             backend \(backend.id) with \(context.threads) threads
             """)
 
@@ -348,7 +361,7 @@ public struct PruneOneShotStage: Stage {
         let seconds = OneShotStages.seconds(since: started)
 
         let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
-        try LoadedClassifier.save(model, from: loaded.artifact, to: modelDirectory, source: "prune/oneshot")
+        try subject.save(model, modelDirectory, "prune/oneshot")
         let ordered = selection.layers.compactMap { results[$0.name] }
         let pruned = ordered.reduce(0) { $0 + $1.pruned.prunedCount }
         let total = ordered.reduce(0) { $0 + $1.pruned.mask.count }
@@ -366,7 +379,7 @@ public struct PruneOneShotStage: Stage {
             "pruned_weights": .int(pruned),
             "selected_weights": .int(total),
             "relative_error_mean": OneShotStages.rounded(meanError),
-            "calibration_samples": .int(sample?.texts.count ?? 0),
+            "calibration_samples": .int(sample?.samples ?? 0),
             "calibration_tokens": .int(tokens),
             "kept_prior_masks": .int(ordered.filter { priorMasks[$0.layer.name] != nil }.count),
         ]
@@ -377,12 +390,7 @@ public struct PruneOneShotStage: Stage {
         let report: Value = .object([
             "stage": .string("prune/oneshot"),
             "summary": .object(summary),
-            "calibration": sample.map { sample in
-                .object([
-                    "split": .string(sample.split), "samples": .int(sample.texts.count), "seq_len": .int(sample.seqLen),
-                    "batch_size": .int(sample.batchSize), "tokens": .int(tokens),
-                ])
-            } ?? .null,
+            "calibration": sample?.reportEntry ?? .null,
             "layers": .array(ordered.map(\.reportEntry)),
             "warnings": .array(warnings.map(Value.string)),
         ])
@@ -457,8 +465,8 @@ public struct PruneOneShotStage: Stage {
 
     /// Block sparsities by OWL: each block's outlier ratio of Wanda's metric
     /// (its selected layers together) on the dense model's calibration inputs.
-    static func owlTargets(
-        _ model: BertModel, batches: [BertBatch], selection: LinearLayerSelection, originals: [String: [Float]], mean: Double,
+    static func owlTargets<Model: LinearLayerModel>(
+        _ model: Model, batches: [Model.Batch], selection: LinearLayerSelection, originals: [String: [Float]], mean: Double,
         params: Params, backend: any Backend
     ) throws -> (targets: [Int: SparsityTarget], ratios: [Int: Double]) {
         var dense = model

@@ -18,8 +18,8 @@ import SqueezeYAML
 /// stored in the 4-bit container. A masked (sparse) input keeps its zeros.
 public struct QuantizeGPTQStage: Stage {
     public struct Params: StageParameters {
-        public static let model = Parameter("model", .artifact("model"), doc: "The float classifier to quantize (`${finetuned.model}`, or a pruned one: its masked zeros stay exactly zero); an already quantized model is an error.")
-        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset the calibration examples come from (`${stage.dataset}` of `data/text-classification`).")
+        public static let model = Parameter("model", .artifact("model"), doc: "The float model to quantize: a BERT classifier (`${finetuned.model}`) or a decoder, or a pruned one (its masked zeros stay exactly zero); an already quantized model is an error.")
+        public static let data = Parameter("data", .calibrationDataset, doc: "The dataset the calibration samples come from: `${stage.dataset}` of `data/text-classification` for a BERT classifier, of `data/text` for a decoder (windows of `calibration.seq_len` tokens, default the dataset's block_size, drawn by the stage seed).")
         public static let bits = Parameter("bits", .int, default: 4, doc: "Code width: 4 or 8, or 3 (3-bit codes stored in the 4-bit container: the file is the size of int4).")
         public static let group_size = Parameter("group_size", .int, default: 128, doc: "Inputs of an output row sharing a scale (and zero point): 128, 64, 32, … dividing every selected layer's input width; -1: one per output row (the weight-only format has one group size per model, so the selected layers must then share one input width).")
         public static let act_order = Parameter("act_order", .bool, default: false, doc: "Quantize the columns in order of decreasing Hessian diagonal (the reference's `actorder`); the groups stay the consecutive columns, their scales fixed from the original weights.")
@@ -113,15 +113,59 @@ public struct QuantizeGPTQStage: Stage {
             throw StageFailure("`damp` must be ≥ 0 and `blocksize` ≥ 1")
         }
         let storageBits = params.bits == 3 ? 4 : params.bits
-        let loaded = try OneShotStages.loadModel(params.model)
-        let selection = try OneShotStages.selection(loaded.model, include: params.include, skip: params.skip)
+        if try OneShotStages.isDecoder(params.model) {
+            let subject = try OneShotStages.decoderSubject(
+                model: params.model, data: params.data, calibration: params.calibration, calibrated: true, seed: context.seed)
+            let source = params.model
+            return try quantize(subject, params: params, storageBits: storageBits, backend: backend, context: context, started: started) {
+                model, layers, section, directory throws(StageFailure) in
+                let linears = try Self.weightOnlyLinears(layers, storageBits: storageBits, groupSize: section.weights.groupSize ?? 0)
+                let blockLayers = Set(model.linearBlocks.flatMap(\.layers).map(\.name))
+                var section = section
+                section.skipped = model.linearLayers.map(\.name).filter { !linears.keys.contains($0) }.map { module in
+                    ModelQuantization.SkippedModule(
+                        module: module, reason: blockLayers.contains(module) ? "not selected (include/skip)" : "outside the decoder blocks")
+                }
+                try StageFailure.wrapping("cannot write the quantized model: ") { () throws(ModelFileError) in
+                    let quantized = try QuantizedDecoderModel(model, linears: linears, quantization: section)
+                    try quantized.save(toDirectory: directory)
+                    try ModelArtifact(directory: source).copy([ModelArtifact.tokenizerFileName], into: directory)
+                    _ = try ModelArtifact.seal(directory: directory, architecture: model.config.family.rawValue, source: "quantize/gptq")
+                }
+                return (section.skipped, Self.fileSizes(float: (source as NSString).appendingPathComponent(ModelArtifact.weightsFileName), quantized: directory))
+            }
+        }
+        let subject = try OneShotStages.bertSubject(
+            model: params.model, data: params.data, calibration: params.calibration, calibrated: true, seed: context.seed)
+        let artifact = try StageFailure.wrapping("cannot load the model: ", parameter: "model") { () throws(ModelFileError) in
+            try ModelArtifact(directory: params.model)
+        }
+        return try quantize(subject, params: params, storageBits: storageBits, backend: backend, context: context, started: started) {
+            model, layers, section, directory throws(StageFailure) in
+            let quantizedModel = try Self.weightOnlyModel(model, layers: layers, section: section, storageBits: storageBits)
+            try QuantizeStages.save(quantizedModel, from: artifact, to: directory, source: "quantize/gptq")
+            return (quantizedModel.quantization.skipped, try QuantizeStages.sizeMetrics(float: artifact, quantizedDirectory: directory))
+        }
+    }
+
+    /// Writes the quantized model into a directory and returns the skipped modules and the size metrics.
+    typealias Writer<Model> = (
+        _ model: Model, _ layers: [LayerResult], _ section: ModelQuantization, _ directory: String
+    ) throws(StageFailure) -> (skipped: [ModelQuantization.SkippedModule], sizes: [String: Value])
+
+    /// GPTQ on the selected layers of `subject`'s model, sequentially; `write` stores the result.
+    func quantize<Model: LinearLayerModel>(
+        _ subject: OneShotStages.Subject<Model>, params: Params, storageBits: Int, backend: any Backend, context: StageContext,
+        started: ContinuousClock.Instant, write: Writer<Model>
+    ) throws -> StageResult {
+        guard let sample = subject.calibration else { throw StageFailure("GPTQ needs calibration data: give `data`", parameter: "data") }
+        let selection = try OneShotStages.selection(subject.model, include: params.include, skip: params.skip)
         let groupSize = try Self.storedGroupSize(params.group_size, layers: selection.layers)
         let grid = WeightGrid(bits: params.bits, groupSize: params.group_size, symmetric: params.symmetric)
-        let sample = try OneShotStages.calibrationSample(params.calibration, data: params.data, seed: context.seed)
-        let warnings = try selection.warnings + sample.warnings + QuantizeStages.headWarnings(loaded.artifact)
+        let warnings = selection.warnings + sample.warnings + subject.warnings
         for warning in warnings { context.log.line("warning: " + warning) }
 
-        var model = loaded.model
+        var model = subject.model
         let masks = model.linearMasks
         var originals: [String: [Float]] = [:]
         for layer in selection.layers {
@@ -129,15 +173,14 @@ public struct QuantizeGPTQStage: Stage {
                 try model.linearWeight(layer.name).contiguous().floats
             }
         }
-        let batches = OneShotStages.batches(sample, for: loaded)
-        let tokens = OneShotStages.tokenCount(batches)
+        let batches = sample.batches
+        let tokens = sample.tokens
         let blocks = model.linearBlocks
         context.log.line("""
             quantize/gptq: \(selection.layers.count) of \(selection.candidates.count) block layers to int\(params.bits)\
             \(params.bits == 3 ? " (in the int4 container)" : "") in groups of \(params.group_size == -1 ? "a row" : "\(params.group_size)") \
             (\(params.symmetric ? "symmetric" : "asymmetric")\(params.act_order ? ", act order" : "")), damp \(params.damp), blocksize \(params.blocksize)\
-            \(masks.isEmpty ? "" : "; \(masks.count) masked layers keep their zeros"); calibration: \(sample.texts.count) examples of `\(sample.split)` \
-            (\(tokens) tokens, seq_len \(sample.seqLen), batches of \(sample.batchSize)); backend \(backend.id) with \(context.threads) threads
+            \(masks.isEmpty ? "" : "; \(masks.count) masked layers keep their zeros"); calibration: \(sample.describe(unit: subject.sampleUnit)); backend \(backend.id) with \(context.threads) threads
             """)
 
         var results: [String: LayerResult] = [:]
@@ -184,11 +227,9 @@ public struct QuantizeGPTQStage: Stage {
 
         let ordered = selection.layers.compactMap { results[$0.name] }
         guard ordered.count == selection.layers.count else { throw StageFailure("not every selected layer was quantized") }
-        let quantizedModel = try Self.weightOnlyModel(
-            loaded.model, layers: ordered, grid: grid, storageBits: storageBits, groupSize: groupSize)
         let modelDirectory = (context.outputDirectory as NSString).appendingPathComponent("model")
-        try QuantizeStages.save(quantizedModel, from: loaded.artifact, to: modelDirectory, source: "quantize/gptq")
-        let sizes = try QuantizeStages.sizeMetrics(float: loaded.artifact, quantizedDirectory: modelDirectory)
+        let written = try write(model, ordered, Self.section(layers: ordered, grid: grid, storageBits: storageBits, groupSize: groupSize), modelDirectory)
+        let sizes = written.sizes
 
         let gptqErrors = ordered.compactMap(\.gptqError)
         let rtnErrors = ordered.compactMap(\.rtnError)
@@ -208,7 +249,7 @@ public struct QuantizeGPTQStage: Stage {
             "rtn_relative_error_mean": OneShotStages.rounded(mean(rtnErrors)),
             "layers_better_than_rtn": .int(ordered.filter { ($0.gptqError ?? .infinity) <= ($0.rtnError ?? .infinity) }.count),
             "kept_zero_layers": .int(ordered.filter { $0.keptZeros != nil }.count),
-            "calibration_samples": .int(sample.texts.count),
+            "calibration_samples": .int(sample.samples),
             "calibration_tokens": .int(tokens),
         ]
         if params.bits == 3 {
@@ -218,12 +259,9 @@ public struct QuantizeGPTQStage: Stage {
             "stage": .string("quantize/gptq"),
             "mode": .string("weight_only"),
             "summary": .object(summary),
-            "calibration": .object([
-                "split": .string(sample.split), "samples": .int(sample.texts.count), "seq_len": .int(sample.seqLen),
-                "batch_size": .int(sample.batchSize), "tokens": .int(tokens),
-            ]),
+            "calibration": sample.reportEntry,
             "layers": .array(ordered.map(\.reportEntry)),
-            "skipped": .array(quantizedModel.quantization.skipped.map { .object(["module": .string($0.module), "reason": .string($0.reason)]) }),
+            "skipped": .array(written.skipped.map { .object(["module": .string($0.module), "reason": .string($0.reason)]) }),
             "warnings": .array(warnings.map(Value.string)),
         ])
         try QuantizeStages.writeReport(report, context: context)
@@ -296,12 +334,9 @@ public struct QuantizeGPTQStage: Stage {
         return groupSize
     }
 
-    /// `model` with the GPTQ layers as weight-only Linears (their codes in
-    /// the `storageBits` container; the section's `code_bits` says when the
-    /// grid is narrower) and every other Linear f32.
-    static func weightOnlyModel(
-        _ model: BertModel, layers: [LayerResult], grid: WeightGrid, storageBits: Int, groupSize: Int
-    ) throws(StageFailure) -> QuantizedBertModel {
+    /// The GPTQ layers as weight-only Linears (their codes in the
+    /// `storageBits` container), by module.
+    static func weightOnlyLinears(_ layers: [LayerResult], storageBits: Int, groupSize: Int) throws(StageFailure) -> [String: WeightOnlyLinear] {
         var linears: [String: WeightOnlyLinear] = [:]
         for result in layers {
             let layer = result.quantized
@@ -318,18 +353,32 @@ public struct QuantizeGPTQStage: Stage {
                 throw StageFailure("`\(result.layer.name)`: \(error.description)")
             }
         }
+        return linears
+    }
+
+    /// The weight-only quantization section of the GPTQ layers (the
+    /// section's `code_bits` says when the grid is narrower than the
+    /// container); `skipped` is the writer's to fill.
+    static func section(layers: [LayerResult], grid: WeightGrid, storageBits: Int, groupSize: Int) -> ModelQuantization {
         let codes = grid.codeRange
         let scheme = ModelQuantization.WeightScheme(
             bits: storageBits, granularity: .perGroup, symmetric: grid.symmetric, codeRange: [Int(codes.lowerBound), Int(codes.upperBound)],
             groupSize: groupSize, codeBits: grid.bits == storageBits ? nil : grid.bits)
-        let modules = layers.map(\.layer.name)
-        let quantized = Set(modules)
+        return ModelQuantization(mode: .weightOnly, weights: scheme, activations: nil, modules: layers.map(\.layer.name), skipped: [])
+    }
+
+    /// `model` with the GPTQ layers as weight-only Linears and every other Linear f32.
+    static func weightOnlyModel(
+        _ model: BertModel, layers: [LayerResult], section: ModelQuantization, storageBits: Int
+    ) throws(StageFailure) -> QuantizedBertModel {
+        let linears = try weightOnlyLinears(layers, storageBits: storageBits, groupSize: section.weights.groupSize ?? 0)
+        let quantized = Set(section.modules)
         let blockLayers = Set(model.linearBlocks.flatMap(\.layers).map(\.name))
-        let skipped = model.weights.linearModules.filter { !quantized.contains($0) }.map { module in
+        var section = section
+        section.skipped = model.weights.linearModules.filter { !quantized.contains($0) }.map { module in
             ModelQuantization.SkippedModule(
                 module: module, reason: blockLayers.contains(module) ? "not selected (include/skip)" : "outside the encoder blocks")
         }
-        let section = ModelQuantization(mode: .weightOnly, weights: scheme, activations: nil, modules: modules, skipped: skipped)
         let weights = model.inferenceWeights.map { _, value -> InferenceValue in
             guard case .linear(let linear) = value, let weightOnly = linears[linear.module] else { return value }
             return .linear(InferenceLinear(module: linear.module, kernel: .weightOnly(weightOnly)))
@@ -339,5 +388,16 @@ public struct QuantizeGPTQStage: Stage {
         } catch {
             throw StageFailure("the quantized model is inconsistent: \(error.message)")
         }
+    }
+
+    /// `size_bytes` of the float and the quantized `model.safetensors`.
+    static func fileSizes(float: String, quantized directory: String) -> [String: Value] {
+        func size(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0 }
+        let before = size(float)
+        let after = size((directory as NSString).appendingPathComponent(ModelArtifact.weightsFileName))
+        return [
+            "float_size_bytes": .int(before), "size_bytes": .int(after),
+            "compression": .double(after == 0 ? 0 : Double(before) / Double(after)),
+        ]
     }
 }

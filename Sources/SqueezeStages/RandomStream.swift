@@ -24,6 +24,8 @@ enum RandomStream: UInt64 {
     case finetuneDropout = 7
     /// The seed of the batch order of `prune/cofi`'s fine-tune after pruning.
     case finetuneBatchOrder = 8
+    /// `train/causal-lm`'s random initialisation from `config`.
+    case modelInit = 9
 
     /// Bits `index` of this stream of `seed`.
     func bits(of seed: UInt64, index: UInt64 = 0) -> UInt64 {

@@ -77,7 +77,7 @@ public struct TrainingOptions: Sendable {
         steps = try arguments[parameters.steps]
         lr = try arguments[parameters.lr]
         batchSize = try arguments[parameters.batchSize]
-        maxSeqLen = try arguments[parameters.maxSeqLen]
+        maxSeqLen = try arguments[ifDeclared: parameters.maxSeqLen]
         warmupRatio = try arguments[parameters.warmupRatio]
         weightDecay = try arguments[parameters.weightDecay]
         gradClip = try arguments[parameters.gradClip]
@@ -85,7 +85,7 @@ public struct TrainingOptions: Sendable {
         evalSplit = try arguments[parameters.evalSplit]
         evalEvery = try arguments[parameters.evalEvery]
         logEvery = try arguments[parameters.logEvery]
-        batching = try arguments[parameters.batching]
+        batching = try arguments[ifDeclared: parameters.batching]
     }
 
     /// Checks of the options' values beyond their types.

@@ -8,12 +8,12 @@ import Testing
 
     private func train(
         seed: UInt64, steps: Int, options: TrainingHyperparameters? = nil, backend: any Backend = ReferenceBackend()
-    ) throws -> (BertClassifierTrainer, [BertTrainingStep]) {
+    ) throws -> (BertClassifierTrainer, [TrainingStep]) {
         var trainer = BertClassifierTrainer(
             model: try TinyBert.model(initializerRange: 0.2),
             options: options ?? TrainingHyperparameters(learningRate: 1e-2, weightDecay: 0.01, warmupSteps: 1, totalSteps: 40, seed: seed),
             backend: backend)
-        var results: [BertTrainingStep] = []
+        var results: [TrainingStep] = []
         for _ in 0..<steps {
             results.append(try trainer.step(batch: TinyBert.batch, labels: TinyBert.labels))
         }

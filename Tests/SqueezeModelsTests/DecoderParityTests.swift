@@ -1,7 +1,6 @@
 import Foundation
 import SqueezeModels
 import SqueezeModelsTestSupport
-import SqueezeSupport
 import SqueezeTensor
 import Testing
 

@@ -1,6 +1,5 @@
 import Foundation
 import SqueezeModels
-import SqueezeSupport
 import SqueezeTensor
 
 /// A decoder language model whose selected Linear layers hold int4/int8

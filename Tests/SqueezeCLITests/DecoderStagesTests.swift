@@ -1,0 +1,116 @@
+import Foundation
+import SqueezeModels
+import Testing
+
+/// The decoder stages end to end through the CLI on a tiny Llama: a BPE
+/// tokenizer and a token dataset from small text files, pre-training from a
+/// config, one-shot pruning and GPTQ on the decoder, perplexity and
+/// generation of the float and quantized models, and importing the trained
+/// checkpoint back as a model directory.
+@Suite struct DecoderStagesTests {
+    static let text = (0..<120).map { index in
+        "the cat \(["sat", "ran", "slept"][index % 3]) on the \(["mat", "log", "rug", "bed"][index % 4]) and the dog saw it .\n"
+    }.joined()
+
+    static let recipe = """
+        version: 1
+        name: decoder
+        backend: cpu
+        seed: 7
+        stages:
+          bpe:
+            uses: tokenizer/train-bpe
+            with: {files: [train.txt], vocab_size: 300}
+          text:
+            uses: data/text
+            with: {tokenizer: "${bpe.tokenizer}", train: [train.txt], test: [test.txt], valid_fraction: 0.2, block_size: 16}
+          pretrain:
+            uses: train/causal-lm
+            with:
+              config: {model_type: llama, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, tie_word_embeddings: true}
+              tokenizer: ${bpe.tokenizer}
+              data: ${text.dataset}
+              steps: 60
+              lr: 0.01
+              batch_size: 8
+              eval_every: 20
+              log_every: 10
+          wanda:
+            uses: prune/oneshot
+            with: {model: "${pretrain.model}", data: "${text.dataset}", method: wanda, sparsity: 0.5, calibration: {samples: 8, seq_len: 16, batch_size: 4}}
+          gptq:
+            uses: quantize/gptq
+            with: {model: "${pretrain.model}", data: "${text.dataset}", bits: 4, group_size: 16, calibration: {samples: 8, seq_len: 16, batch_size: 4}}
+          ppl:
+            uses: eval/perplexity
+            with: {models: {dense: "${pretrain.model}", wanda: "${wanda.model}", gptq: "${gptq.model}"}, data: "${text.dataset}", seq_len: 16}
+          generate:
+            uses: eval/generate
+            with: {models: {dense: "${pretrain.model}", gptq: "${gptq.model}"}, prompts: ["the cat", "the dog saw"], max_new_tokens: 6, repeats: 1}
+        """
+
+    @Test func pretrainCompressEvaluateAndGenerate() throws {
+        let project = try Project("decoder-stages")
+        _ = try project.write("recipe/train.txt", Self.text)
+        _ = try project.write("recipe/test.txt", String(Self.text.split(separator: "\n").reversed().joined(separator: "\n")))
+        _ = try project.write("recipe/recipe.yaml", Self.recipe)
+        let result = try project.run(timeout: 600)
+        #expect(result.status == 0, "\(result)")
+
+        let training = try ModelStagesTests.metrics(project, runID: result.runID, stage: "pretrain")
+        let loss = training["train_loss"] as? Double ?? .nan
+        #expect(loss.isFinite && loss < log(300.0), "\(training)")
+        #expect(training["valid_perplexity"] as? Double ?? .infinity < 300, "\(training)")
+
+        let ppl = try ModelStagesTests.metrics(project, runID: result.runID, stage: "ppl")
+        let dense = ppl["dense.perplexity"] as? Double ?? .nan
+        let gptq = ppl["gptq.perplexity"] as? Double ?? .nan
+        let wanda = ppl["wanda.perplexity"] as? Double ?? .nan
+        #expect(dense.isFinite && dense > 1 && dense < 300, "\(ppl)")
+        #expect(gptq.isFinite && wanda.isFinite, "\(ppl)")
+        let sparsity = ppl["wanda.sparsity"] as? Double ?? 0
+        #expect(abs(sparsity - 0.5) < 0.02, "\(ppl)")
+
+        let json: [String: Any]? = try PruneOneShotStageTests.report(project, result.runID, "generate")
+        let samples = (json?["dense"] as? [String: Any])?["samples"] as? [[String: Any]] ?? []
+        #expect(samples.count == 2 && samples.allSatisfy { ($0["tokens"] as? [Int])?.count == 6 }, "\(json ?? [:])")
+        let generation = try ModelStagesTests.metrics(project, runID: result.runID, stage: "generate")
+        #expect((generation["gptq.decode_tokens_per_s"] as? Double ?? 0) > 0, "\(generation)")
+
+        // The trained artifact is a Hugging Face checkpoint directory: it imports as a decoder.
+        let trained = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "pretrain", output: "model")
+        _ = try project.write("import/recipe.yaml", """
+            version: 1
+            name: import
+            stages:
+              base:
+                uses: model/import
+                with: {directory: \(trained)}
+            """)
+        let imported = try project.run("import/recipe.yaml", timeout: 120)
+        #expect(imported.status == 0, "\(imported)")
+        #expect(imported.stdout.contains("llama") || imported.stderr.contains("llama"), "\(imported)")
+
+        let second = try project.run(timeout: 300)
+        #expect(second.status == 0 && second.stderr.contains("ppl: cached"), "\(second)")
+    }
+
+    @Test func decoderMistakesAreErrorsAtTheirParameter() throws {
+        let project = try Project("decoder-stages-errors")
+        _ = try project.write("recipe/train.txt", Self.text)
+        _ = try project.write("recipe/test.txt", Self.text)
+        let recipe = Self.recipe
+            .replacingOccurrences(of: "max_position_embeddings: 64", with: "max_position_embeddings: 8")
+        _ = try project.write("recipe/recipe.yaml", recipe)
+        let result = try project.run(timeout: 300)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderr.contains("block_size 16 is longer than the model's context of 8"), "\(result)")
+        #expect(result.stderr.range(of: #"recipe\.yaml:\d+:\d+: "#, options: .regularExpression) != nil, "\(result)")
+
+        let unsupported = Self.recipe.replacingOccurrences(of: "model_type: llama", with: "model_type: falcon")
+        _ = try project.write("recipe/recipe.yaml", unsupported)
+        let second = try project.run(timeout: 300)
+        #expect(second.status == 1, "\(second)")
+        #expect(second.stderr.contains("`llama`, `mistral`, `qwen2`, `gpt2`"), "\(second)")
+    }
+}
