@@ -142,8 +142,9 @@ enum LanguageModelRows {
     }
 
     /// Labels unique in the run: the name when the run has one stage of the
-    /// kind, else `stage/name`; a generated-only model, or one whose label a
-    /// classifier already has, also gets `stage/name`.
+    /// row's kind (perplexity, or generate for a generated-only model), else
+    /// `stage/name`; `stage/name` too when an earlier row (a classifier
+    /// included) already has the name, and a counter if even that is taken.
     static func label(_ rows: inout [EvaluatedModel], scoredRows: Int, perplexityStages: Int, generateStages: Int, takenLabels: Set<String>) {
         var taken = takenLabels
         for index in rows.indices {

@@ -104,6 +104,8 @@ struct ScatterChart {
     var className: String
     /// Which way the y axis improves (the front and the label order follow it).
     var better: ParetoFront.Better = .higher
+    /// A logarithmic y axis (the values must be positive).
+    var logarithmicY = false
     var width: Double = 580
 
     /// `y` with the sign that makes larger better.
@@ -114,7 +116,7 @@ struct ScatterChart {
         let frame = ChartFrame(
             width: width, height: width > 700 ? 460 : 380,
             x: ChartScale(minimum: 0, maximum: (points.map(\.x).max() ?? 1) * 1.05),
-            y: ChartScale(covering: points.map(\.y), margin: 0.1))
+            y: logarithmicY ? ChartScale(logarithmicCovering: points.map(\.y)) : ChartScale(covering: points.map(\.y), margin: 0.1))
         var svg = frame.open(title: title, xTitle: xTitle, yTitle: yTitle, className: className)
 
         let front = points.filter(\.onFront).sorted { ($0.x, -merit($0.y)) < ($1.x, -merit($1.y)) }

@@ -1,5 +1,6 @@
-/// `squeeze report` on a terminal: the run in a few lines, the model table,
-/// the Pareto fronts, a line per training curve and the stages.
+/// `squeeze report` on a terminal: the run in a few lines, the model tables
+/// (classifiers, then language models), the Pareto fronts, the generated
+/// texts, a line per training curve and the stages.
 public enum TextReport {
     public static func render(_ report: RunReport) -> String {
         let run = report.run

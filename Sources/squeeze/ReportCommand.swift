@@ -8,7 +8,7 @@ import SqueezeSupport
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Summarise a run: evaluated models, Pareto fronts, training curves, provenance.",
+        abstract: "Summarise a run: evaluated models (classifiers, language models), Pareto fronts, generated texts, training curves, provenance.",
         discussion: """
             The run is a run id, a unique prefix or suffix of one, `latest`, or a path to a run directory or its run.json. \
             Prints a text summary (or JSON with --json); --html also writes a self-contained HTML page.

@@ -280,6 +280,24 @@ enum LanguageModelFixtures {
         #expect(html.contains("Decoding: greedy, up to 48 new tokens."))
     }
 
+    @Test func perplexitiesFarApartGetALogarithmicAxis() throws {
+        let scale = ChartScale(logarithmicCovering: [30, 33, 900])
+        #expect(scale.ticks == [50, 100, 200, 500, 1000])
+        #expect(scale.ticks.map(scale.label) == ["50", "100", "200", "500", "1000"])
+        #expect(scale.position(scale.low, from: 0, to: 100) == 0 && abs(scale.position(scale.high, from: 0, to: 100) - 100) < 1e-9)
+        let decade = scale.position(300, from: 0, to: 100) - scale.position(30, from: 0, to: 100)
+        #expect(abs(decade - (scale.position(1000, from: 0, to: 100) - scale.position(100, from: 0, to: 100))) < 1e-9, "equal ratios, equal distances")
+
+        var run = try LanguageModelFixtures.run()
+        run.stages[3].metrics["wanda_50.perplexity"] = .double(900)
+        let page = try HTMLReportTests.Elements.parse(HTMLReport.render(RunReport(run)))
+        let axes = page.all.filter { HTMLReportTests.Elements.hasClass("axis-title")($0) }.map(\.text)
+        #expect(axes.filter { $0 == "perplexity (log scale, lower is better)" }.count == 1, "only the size chart has wanda_50: \(axes)")
+        let ticks = page.named("text", within: HTMLReportTests.Elements.hasClass("lm-trade-off-size"))
+            .filter { HTMLReportTests.Elements.hasClass("tick")($0) }.map(\.text)
+        #expect(ticks.contains("100") && ticks.contains("500"), "\(ticks)")
+    }
+
     @Test func anUnreadableGenerateReportIsSaidNotSkipped() throws {
         struct Gone: Error, CustomStringConvertible { var description: String { "object missing" } }
         let report = RunReport(try LanguageModelFixtures.run()) { _, _ in throw Gone() }
