@@ -179,3 +179,41 @@ enum LanguageModelRows {
         return models[root].name
     }
 }
+
+/// How one language-model evaluation stage measured, from its stage-level
+/// metrics: perplexities are comparable only under the same split, window
+/// and stride, and generation speeds under the same prompt and token counts.
+public struct LanguageModelStage: Sendable, Codable, Equatable {
+    public var stage: String
+    public var uses: String
+    /// `the test split, 280.0k tokens, non-overlapping windows of 128 tokens`,
+    /// or `2 prompts, 48 new tokens each; peak resident memory 400.0 MB`.
+    public var summary: String
+
+    static func all(in run: RunRecord) -> [LanguageModelStage] {
+        run.stages.compactMap { stage in
+            let metrics = stage.metrics
+            var parts: [String] = []
+            switch stage.uses {
+            case LanguageModelRows.perplexityStageType:
+                let split = ModelReference.recipeStage(stage.id, in: run.recipe)?[member: "with"]?[member: "split"]?.string
+                if let split { parts.append("the \(split) split") }
+                if let tokens = metrics["split_tokens"]?.number { parts.append("\(Format.count(tokens)) tokens") }
+                if let length = metrics["seq_len"]?.number {
+                    parts.append(metrics["stride"]?.number.map { "sliding windows of \(Format.number(length)) tokens, stride \(Format.number($0))" }
+                        ?? "non-overlapping windows of \(Format.number(length)) tokens")
+                }
+            case LanguageModelRows.generateStageType:
+                var prompts: [String] = []
+                if let count = metrics["prompts"]?.number { prompts.append("\(Format.number(count)) prompt\(count == 1 ? "" : "s")") }
+                if let tokens = metrics["max_new_tokens"]?.number { prompts.append("up to \(Format.number(tokens)) new tokens each") }
+                if !prompts.isEmpty { parts.append(prompts.joined(separator: ", ") + " at batch 1") }
+                if let rss = metrics["peak_rss_bytes"]?.number { parts.append("peak resident memory \(Format.bytes(rss)) (the whole squeeze process)") }
+            default:
+                return nil
+            }
+            guard !parts.isEmpty else { return nil }
+            return LanguageModelStage(stage: stage.id, uses: stage.uses, summary: parts.joined(separator: ", "))
+        }
+    }
+}

@@ -13,6 +13,8 @@ public struct RunReport: Sendable, Codable {
     /// The continuations of each `eval/generate` stage, read from its
     /// `report` output; nil when the run has none or no reader was given.
     public var generations: [GenerationSamples]?
+    /// How each eval/perplexity and eval/generate stage measured; nil when the run has none.
+    public var languageModelStages: [LanguageModelStage]?
 
     /// A quality (accuracy of classifiers, perplexity of language models)
     /// against one cost, and the labels of the models on its Pareto front.
@@ -125,6 +127,8 @@ public struct RunReport: Sendable, Codable {
             generations = outputs.generations(in: record, models: models)
         }
         self.models = models
+        let stages = LanguageModelStage.all(in: record)
+        languageModelStages = stages.isEmpty ? nil : stages
         curves = TrainingCurve.all(in: record)
         let classifiers = models.filter { !$0.isLanguageModel }
         let languageModels = models.filter(\.isLanguageModel)

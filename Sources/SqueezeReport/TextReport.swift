@@ -19,6 +19,10 @@ public enum TextReport {
             let languageModels = report.models.filter(\.isLanguageModel)
             if !classifiers.isEmpty { lines += tables("models", classifiers, ModelColumn.Table.classifierTables) }
             if !languageModels.isEmpty { lines += tables("language models", languageModels, ModelColumn.Table.languageModelTables) }
+            for stage in report.languageModelStages ?? [] {
+                lines.append("\(stage.stage) (\(stage.uses)): \(stage.summary)")
+            }
+            if report.languageModelStages?.isEmpty == false { lines.append("") }
             for front in report.fronts {
                 let quality = front.quality == .accuracy ? "accuracy" : "perplexity (lower is better)"
                 lines.append("Pareto front, \(quality) vs \(front.axis): \(front.front.joined(separator: ", "))")

@@ -248,6 +248,8 @@ enum LanguageModelFixtures {
         #expect(text.contains("Pareto front, perplexity (lower is better) vs decode time per token (ms): dense, gptq_int4_g128"))
         #expect(!text.contains("accuracy"), "no classifier columns or fronts")
         #expect(text.contains("generated text (generate: greedy, up to 48 new tokens)"))
+        #expect(text.contains("ppl (eval/perplexity): 280.0k tokens, non-overlapping windows of 128 tokens\n"), "\(text)")
+        #expect(text.contains("generate (eval/generate): 2 prompts, up to 48 new tokens each at batch 1, peak resident memory 400.0 MB (the whole squeeze process)"))
         #expect(text.contains("  prompt 1: \" = Robert Boulter = \\n\""))
         #expect(text.contains("    dense: \" is an English actor .\\nHe had a guest role\""), "the generated row is labelled as its perplexity row")
     }
@@ -278,6 +280,9 @@ enum LanguageModelFixtures {
         let sampleRows = page.named("tr", within: HTMLReportTests.Elements.hasClass("samples")).compactMap { $0.attributes["data-model"] }
         #expect(sampleRows == ["dense", "gptq_int4_g128", "dense", "gptq_int4_g128"], "generated models under their table labels")
         #expect(html.contains("Decoding: greedy, up to 48 new tokens."))
+        let stages = page.all.filter { $0.name == "li" && $0.ancestors.contains { HTMLReportTests.Elements.hasClass("lm-stages")(page.all[$0]) } }
+        #expect(stages.map(\.text) == [" : 280.0k tokens, non-overlapping windows of 128 tokens",
+                                       " : 2 prompts, up to 48 new tokens each at batch 1, peak resident memory 400.0 MB (the whole squeeze process)"])
     }
 
     @Test func perplexitiesFarApartGetALogarithmicAxis() throws {
