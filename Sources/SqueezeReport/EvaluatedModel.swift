@@ -2,8 +2,10 @@ import SqueezeEngine
 import SqueezeSupport
 
 /// One model as an `eval/classification` stage scored it, read back from the
-/// stage's `<model>.<metric>` metrics. A metric the stage did not record (no
-/// latency with `latency_samples: 0`, no speedup without a baseline) is nil.
+/// stage's `<model>.<metric>` metrics, or a decoder language model as
+/// `eval/perplexity` and `eval/generate` measured it (`languageModel`). A
+/// metric the stage did not record (no latency with `latency_samples: 0`, no
+/// speedup without a baseline) is nil.
 public struct EvaluatedModel: Sendable, Codable, Equatable {
     /// The eval stage instance (`eval`, or `eval[sparsity=0.8]` in a sweep).
     public var stage: String
@@ -27,6 +29,8 @@ public struct EvaluatedModel: Sendable, Codable, Equatable {
     public var batchLatency: BatchLatency?
     /// Changes relative to the stage's baseline model; nil without one.
     public var delta: Delta?
+    /// Perplexity and generation speed; nil for a classifier.
+    public var languageModel: LanguageModel?
 
     public struct BatchLatency: Sendable, Codable, Equatable {
         /// `b32_t64`: 32 sequences of 64 tokens.
@@ -47,15 +51,26 @@ public struct EvaluatedModel: Sendable, Codable, Equatable {
         public var parameterRatio: Double?
         /// The baseline's batch-1 p50 latency over this model's.
         public var latencyP50Speedup: Double?
+        /// This model's perplexity relative to the baseline's, (ppl − ppl₀) / ppl₀:
+        /// 0.05 is 5 % higher, i.e. worse.
+        public var perplexityChange: Double?
+        /// This model's decode tokens/s over the baseline's.
+        public var decodeSpeedup: Double?
     }
 }
 
 extension EvaluatedModel {
     static let evalStageType = "eval/classification"
 
-    /// Every model of every eval stage of `run` that produced metrics, in
-    /// stage order and by name within a stage.
+    /// Every model of every eval stage of `run` that produced metrics: the
+    /// classifiers in stage order and by name within a stage, then the
+    /// language models (`LanguageModelRows`).
     static func all(in run: RunRecord) -> [EvaluatedModel] {
+        let scored = classifiers(in: run)
+        return scored + LanguageModelRows.all(in: run, takenLabels: Set(scored.map(\.label)))
+    }
+
+    static func classifiers(in run: RunRecord) -> [EvaluatedModel] {
         let stages = run.stages.filter { $0.uses == evalStageType && !$0.metrics.isEmpty }
         var models: [EvaluatedModel] = []
         for stage in stages {
@@ -149,6 +164,8 @@ extension EvaluatedModel.Delta {
             macroF1: difference(model.macroF1, baseline.macroF1),
             sizeReduction: ratio(baseline.sizeBytes, model.sizeBytes),
             parameterRatio: ratio(model.parameters, baseline.parameters),
-            latencyP50Speedup: ratio(baseline.latencyP50Milliseconds, model.latencyP50Milliseconds))
+            latencyP50Speedup: ratio(baseline.latencyP50Milliseconds, model.latencyP50Milliseconds),
+            perplexityChange: ratio(model.languageModel?.perplexity, baseline.languageModel?.perplexity).map { $0 - 1 },
+            decodeSpeedup: ratio(model.languageModel?.decodeTokensPerSecond, baseline.languageModel?.decodeTokensPerSecond))
     }
 }

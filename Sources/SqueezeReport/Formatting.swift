@@ -14,6 +14,16 @@ enum Format {
         difference.map { String(format: "%+.2f pp", $0 * 100) } ?? missing
     }
 
+    /// A relative change of a fraction: 0.0321 → `+3.21%`.
+    static func signedPercent(_ fraction: Double?) -> String {
+        fraction.map { String(format: "%+.2f%%", $0 * 100) } ?? missing
+    }
+
+    /// Two decimals: a perplexity of `31.42`.
+    static func decimal(_ value: Double?) -> String {
+        value.map { String(format: "%.2f", $0) } ?? missing
+    }
+
     /// Bytes in decimal units: `87.6 MB`.
     static func bytes(_ bytes: Double?) -> String {
         guard let bytes else { return missing }

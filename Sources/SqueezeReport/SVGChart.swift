@@ -102,17 +102,24 @@ struct ScatterChart {
     var yTitle: String
     var points: [Point]
     var className: String
+    /// Which way the y axis improves (the front and the label order follow it).
+    var better: ParetoFront.Better = .higher
+    /// A logarithmic y axis (the values must be positive).
+    var logarithmicY = false
     var width: Double = 580
+
+    /// `y` with the sign that makes larger better.
+    func merit(_ y: Double) -> Double { better == .higher ? y : -y }
 
     func svg() -> String {
         // Costs start at 0 so ratios read true; accuracy zooms to the data.
         let frame = ChartFrame(
             width: width, height: width > 700 ? 460 : 380,
             x: ChartScale(minimum: 0, maximum: (points.map(\.x).max() ?? 1) * 1.05),
-            y: ChartScale(covering: points.map(\.y), margin: 0.1))
+            y: logarithmicY ? ChartScale(logarithmicCovering: points.map(\.y)) : ChartScale(covering: points.map(\.y), margin: 0.1))
         var svg = frame.open(title: title, xTitle: xTitle, yTitle: yTitle, className: className)
 
-        let front = points.filter(\.onFront).sorted { ($0.x, -$0.y) < ($1.x, -$1.y) }
+        let front = points.filter(\.onFront).sorted { ($0.x, -merit($0.y)) < ($1.x, -merit($1.y)) }
         var corners: [(x: Double, y: Double)] = []
         for (index, point) in front.enumerated() {
             if index > 0 { corners.append((frame.px(point.x), frame.py(front[index - 1].y))) }
@@ -151,11 +158,11 @@ struct ScatterChart {
     /// Points that coincide on the chart (within 3 px, e.g. the baseline
     /// evaluated again by every instance of a sweep) share one label naming
     /// the first and counting the others. Front points come first, then
-    /// baselines, then the more accurate: they get the best places.
+    /// baselines, then the better valued: they get the best places.
     func labelGroups(_ frame: ChartFrame) -> [(lead: Point, x: Double, y: Double, count: Int)] {
         let ordered = points.enumerated().sorted { a, b in
             func rank(_ point: Point) -> Int { point.onFront ? 0 : point.isBaseline ? 1 : 2 }
-            return (rank(a.element), -a.element.y, a.offset) < (rank(b.element), -b.element.y, b.offset)
+            return (rank(a.element), -merit(a.element.y), a.offset) < (rank(b.element), -merit(b.element.y), b.offset)
         }.map(\.element)
         var groups: [(lead: Point, x: Double, y: Double, count: Int)] = []
         for point in ordered {

@@ -1,5 +1,6 @@
-/// `squeeze report` on a terminal: the run in a few lines, the model table,
-/// the Pareto fronts, a line per training curve and the stages.
+/// `squeeze report` on a terminal: the run in a few lines, the model tables
+/// (classifiers, then language models), the Pareto fronts, the generated
+/// texts, a line per training curve and the stages.
 public enum TextReport {
     public static func render(_ report: RunReport) -> String {
         let run = report.run
@@ -14,26 +15,22 @@ public enum TextReport {
         if report.models.isEmpty {
             lines.append("no evaluated models (no eval/classification stage produced metrics)")
         } else {
-            let baselines = Set(report.models.compactMap(\.delta?.baseline))
-            lines.append("models" + (baselines.isEmpty ? "" : " (Δ against baseline \(baselines.sorted().joined(separator: ", ")))"))
-            for kind in ModelColumn.Table.allCases {
-                let columns = ModelColumn.columns(kind, for: report.models)
-                guard columns.count > 1 else { continue }
-                var table = TextTable(
-                    header: columns.map(\.title),
-                    leftAligned: Set(columns.indices.filter { columns[$0].isText }))
-                table.rows = report.models.map { model in
-                    columns.map { column in
-                        let cell = column.cell(model) ?? Format.missing
-                        return column.title == "model" && model.isBaseline ? cell + " (baseline)" : cell
-                    }
-                }
-                lines += table.lines.map { "  " + $0 }
-                lines.append("")
+            let classifiers = report.models.filter { !$0.isLanguageModel }
+            let languageModels = report.models.filter(\.isLanguageModel)
+            if !classifiers.isEmpty { lines += tables("models", classifiers, ModelColumn.Table.classifierTables) }
+            if !languageModels.isEmpty { lines += tables("language models", languageModels, ModelColumn.Table.languageModelTables) }
+            for stage in report.languageModelStages ?? [] {
+                lines.append("\(stage.stage) (\(stage.uses)): \(stage.summary)")
             }
+            if report.languageModelStages?.isEmpty == false { lines.append("") }
             for front in report.fronts {
-                lines.append("Pareto front, accuracy vs \(front.axis): \(front.front.joined(separator: ", "))")
+                let quality = front.quality == .accuracy ? "accuracy" : "perplexity (lower is better)"
+                lines.append("Pareto front, \(quality) vs \(front.axis): \(front.front.joined(separator: ", "))")
             }
+        }
+        for generation in report.generations ?? [] {
+            lines.append("")
+            lines += samples(generation)
         }
 
         if !report.curves.isEmpty {
@@ -59,5 +56,71 @@ public enum TextReport {
         }
         lines += stages.lines.map { "  " + $0 }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A heading naming the baselines, then each table with a value, as text.
+    static func tables(_ heading: String, _ models: [EvaluatedModel], _ kinds: [ModelColumn.Table]) -> [String] {
+        let baselines = Set(models.compactMap(\.delta?.baseline))
+        var lines = [heading + (baselines.isEmpty ? "" : " (Δ against baseline \(baselines.sorted().joined(separator: ", ")))")]
+        for kind in kinds {
+            let columns = ModelColumn.columns(kind, for: models)
+            guard columns.count > 1 else { continue }
+            var table = TextTable(
+                header: columns.map(\.title),
+                leftAligned: Set(columns.indices.filter { columns[$0].isText }))
+            table.rows = models.map { model in
+                columns.map { column in
+                    let cell = column.cell(model) ?? Format.missing
+                    return column.title == "model" && model.isBaseline ? cell + " (baseline)" : cell
+                }
+            }
+            lines += table.lines.map { "  " + $0 }
+            lines.append("")
+        }
+        return lines
+    }
+
+    /// Longer texts are cut here, with `…`; the HTML page shows them whole.
+    static let sampleCharacters = 160
+
+    /// Each prompt, then every model's continuation of it, quoted on one line.
+    static func samples(_ generation: GenerationSamples) -> [String] {
+        var lines = ["generated text (\(generation.stage)\(generation.sampling.map { ": \($0)" } ?? ""))"]
+        if let problem = generation.problem {
+            lines.append("  not shown: \(problem)")
+            return lines
+        }
+        for (index, prompt) in GenerationSamples.prompts(of: generation).enumerated() {
+            lines.append("  prompt \(index + 1): \(quoted(prompt))")
+            for model in generation.models {
+                for sample in model.samples where sample.prompt == prompt {
+                    lines.append("    \(model.label): \(quoted(sample.continuation))")
+                }
+            }
+        }
+        return lines
+    }
+
+    /// `"text"` on one line: quotes, backslashes and line breaks escaped,
+    /// other control characters dropped, cut at `sampleCharacters`.
+    static func quoted(_ text: String) -> String {
+        var out = ""
+        var count = 0
+        for character in text {
+            guard count < sampleCharacters else {
+                out += "…"
+                break
+            }
+            switch character {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n", "\r\n": out += "\\n"
+            case "\t": out += "\\t"
+            default:
+                if character.unicodeScalars.allSatisfy({ $0.properties.generalCategory != .control }) { out.append(character) }
+            }
+            count += 1
+        }
+        return "\"" + out + "\""
     }
 }

@@ -12,3 +12,20 @@ extension Value {
         return nil
     }
 }
+
+extension Value {
+    var integer: Int? {
+        if case .int(let value) = self { return value }
+        return nil
+    }
+
+    var boolean: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
+    var items: [Value]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+}

@@ -23,3 +23,21 @@ import Testing
         #expect(ParetoFront.indices([Point(cost: 1, value: 0)]) == [0])
     }
 }
+
+@Suite struct LowerIsBetterParetoFrontTests {
+    typealias Point = ParetoFront.Point
+
+    @Test func perplexityLikeValues() {
+        let points = [
+            Point(cost: 20, value: 30),  // 0: front (lowest perplexity)
+            Point(cost: 14, value: 33),  // 1: dominated by 2: costlier and worse
+            Point(cost: 4, value: 31),  // 2: front
+            Point(cost: 2, value: 900),  // 3: front (cheapest)
+            Point(cost: 4, value: 31),  // 4: equal to 2: both stay
+            Point(cost: 25, value: 30),  // 5: as good as 0, costlier
+        ]
+        #expect(ParetoFront.indices(points, better: .lower) == [0, 2, 3, 4])
+        #expect(ParetoFront.indices(points, better: .higher) == [3], "read the other way, the cheapest is also the best")
+        #expect(ParetoFront.indices(points) == ParetoFront.indices(points, better: .higher))
+    }
+}

@@ -122,3 +122,26 @@ import Testing
         #expect(Glob(pattern).matches(path) == matches)
     }
 }
+
+@Suite struct PerplexityGateTests {
+    static func run(_ id: String, _ perplexities: [String: Double]) -> RunRecord {
+        Fixtures.run(id: id, stages: [
+            Fixtures.stage("eval", "eval/perplexity", metrics: perplexities.reduce(into: ["seq_len": .int(128)]) { metrics, entry in
+                metrics[entry.key + ".perplexity"] = .double(entry.value)
+                metrics[entry.key + ".tokens_per_s"] = .double(1000)
+            }),
+        ])
+    }
+
+    @Test func aPerplexityRiseOfMoreThanThreePercentTrips() throws {
+        let before = Self.run("run-a", ["dense": 30.0, "int4": 31.0, "wanda": 40.0])
+        let after = Self.run("run-b", ["dense": 30.0, "int4": 32.55, "wanda": 38.0])
+        let outcome = try FailCondition.parse("eval.*.perplexity > +3%").evaluate(RunComparison(before, after))
+        #expect(outcome.matched == ["eval.dense.perplexity", "eval.int4.perplexity", "eval.wanda.perplexity"])
+        #expect(outcome.holds)
+        #expect(outcome.tripped.map(\.path) == ["eval.int4.perplexity"], "+5 % trips; unchanged and lower do not")
+        #expect(abs((outcome.tripped.first?.change ?? 0) - 5) < 1e-9)
+        let within = Self.run("run-c", ["dense": 30.8, "int4": 31.0, "wanda": 40.0])
+        #expect(try !FailCondition.parse("eval.*.perplexity > +3%").evaluate(RunComparison(before, within)).holds, "+2.7 % is within")
+    }
+}
