@@ -129,8 +129,13 @@ enum TinyModel {
         try expectInvalid("missing; a model directory needs", file: "vocab.txt") { try FileManager.default.removeItem(atPath: $0 + "/vocab.txt") }
         try expectInvalid("is not valid JSON", file: "config.json") { try write("{oops", $0 + "/config.json") }
         try expectInvalid("has no string `model_type`", file: "config.json") { try write("{}", $0 + "/config.json") }
-        try expectInvalid("model_type \"gpt2\" is not supported (supported: bert)", file: "config.json") {
-            try write(#"{"model_type": "gpt2"}"#, $0 + "/config.json")
+        try expectInvalid("model_type \"falcon\" is not supported (supported: bert, gpt2, llama, mistral, qwen2)", file: "config.json") {
+            try write(#"{"model_type": "falcon"}"#, $0 + "/config.json")
+        }
+        try expectInvalid("missing required field `n_embd`", file: "config.json") { try write(#"{"model_type": "gpt2"}"#, $0 + "/config.json") }
+        try expectInvalid("missing; a decoder model directory needs config.json, model.safetensors, tokenizer.json", file: "tokenizer.json") {
+            try? FileManager.default.removeItem(atPath: $0 + "/tokenizer.json")
+            try write(#"{"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2}"#, $0 + "/config.json")
         }
         try expectInvalid("shorter than the 8-byte header length", file: "model.safetensors") { try write("", $0 + "/model.safetensors") }
         try expectInvalid("the vocabulary is empty", file: "vocab.txt") { try write("", $0 + "/vocab.txt") }
