@@ -137,14 +137,49 @@ import Testing
         #expect(second.status == 0 && second.stderr.contains("student: cached"), "\(second)")
     }
 
+    /// A random, narrower student from a config (hidden 8 against 16: a
+    /// random projection for the hidden loss; logit MSE) learns, keeps the
+    /// teacher's family, vocabulary and rotary settings, and the same seed
+    /// gives the same student in a fresh cache.
+    @Test func aRandomStudentFromAConfigLearnsReproducibly() throws {
+        let distill = Self.distill
+            .replacingOccurrences(
+                of: "      init: {from: teacher, layers: [1]}",
+                with: "      init: {from: config, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16}")
+            .replacingOccurrences(of: "      alpha: 0.5", with: "      alpha: 0.5\n      loss: mse")
+        let project = try Self.makeProject("decoder-distill-config", recipe: Self.recipe(distill: distill))
+        let first = try project.run(timeout: 600)
+        #expect(first.status == 0, "\(first)")
+        let second = try project.squeeze(["run", "recipe/recipe.yaml"] + project.storage(cache: project.path("cache2")), timeout: 600)
+        #expect(second.status == 0 && !second.stderr.contains("student: cached"), "\(second)")
+        let digest = try #require(try project.modelDigest(first, stage: "student"))
+        #expect(try project.modelDigest(second, stage: "student") == digest, "same seed: identical students")
+
+        let metrics = try ModelStagesTests.metrics(project, runID: first.runID, stage: "student")
+        let parts = try #require(metrics["loss_parts_curve"] as? [[Any]])
+        let firstHidden = try #require(parts.first?[3] as? Double)
+        let lastHidden = try #require(parts.last?[3] as? Double)
+        #expect(lastHidden < firstHidden, "hidden loss \(firstHidden) → \(lastHidden)")
+        let curve = try #require(metrics["valid_curve"] as? [[Double]])
+        let perplexities = curve.map { $0[1] }
+        #expect(perplexities.allSatisfy(\.isFinite) && (perplexities.last ?? .infinity) < (perplexities.first ?? 0), "\(curve)")
+
+        let teacher = try DecoderModel(directory: try ModelStagesTests.outputDirectory(project, runID: first.runID, stage: "pretrain", output: "model"))
+        let student = try DecoderModel(directory: try ModelStagesTests.outputDirectory(project, runID: first.runID, stage: "student", output: "model"))
+        #expect(student.config.family == .llama && student.config.vocabSize == teacher.config.vocabSize)
+        #expect(student.config.hiddenSize == 8 && student.config.numHiddenLayers == 1 && student.config.intermediateSize == 16)
+        #expect(student.config.numAttentionHeads == 2 && student.config.numKeyValueHeads == 2 && student.config.headDimension == 4)
+        #expect(student.config.positions == teacher.config.positions && student.config.tieWordEmbeddings)
+    }
+
     /// Set-ups that cannot work stop the stage before any update, with the
     /// error at the parameter's line.
     @Test(arguments: [
         ("      init: {from: teacher, layers: [1]}\n", "      student: ${wide.model}\n", "student",
          "the student's vocabulary has 320 tokens"),
-        ("      hidden_loss_weight: 0.5\n", "      attention_loss_weight: 1.0\n", "attention_loss_weight",
+        ("      hidden_loss_weight: 0.5", "      attention_loss_weight: 1.0", "attention_loss_weight",
          "the attention-score loss is for BERT students"),
-        ("      hidden_loss_weight: 0.5\n", "      cache_teacher: true\n", "cache_teacher",
+        ("      hidden_loss_weight: 0.5", "      cache_teacher: true", "cache_teacher",
          "`cache_teacher` is for BERT teachers"),
         ("      teacher: ${pretrain.model}\n", "      teacher: ${bert.model}\n", "data",
          "the teacher is a BERT classifier, which distils on a `data/text-classification` dataset"),
