@@ -63,7 +63,7 @@ extension DistillStage {
             backend \(backend.id) with \(context.threads) threads
             """)
 
-        var distilling = DecoderDistilling(trainer: trainer, curves: DistillationRecord(logitLoss: params.loss))
+        var distilling = DecoderDistilling(trainer: trainer, curves: DistillationCurves(logitLoss: params.loss))
         let evaluation = data.evaluation(split: evalSplit, batchSize: length.batchSize, maxWindows: nil, backend: backend)
         let run = TrainingRun(
             loop: data.loop(length: length, orderSeed: context.seed, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery),
@@ -88,7 +88,7 @@ extension DistillStage {
     /// curves and log lines of every distillation run.
     struct DecoderDistilling: TrainingAlgorithm {
         var trainer: DecoderDistillationTrainer
-        var curves: DistillationRecord
+        var curves: DistillationCurves
 
         var model: DecoderModel { trainer.student }
 

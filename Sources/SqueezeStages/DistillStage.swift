@@ -320,7 +320,7 @@ public struct DistillStage: Stage {
 
         let cachedLogits = params.cache_teacher
             ? try Self.teacherLogits(trainer, encoded.train, batchSize: length.batchSize, padID: teacher.padID, context: context) : nil
-        var distilling = Distillation(trainer: trainer, cachedTeacherLogits: cachedLogits, curves: DistillationRecord(logitLoss: params.loss))
+        var distilling = Distillation(trainer: trainer, cachedTeacherLogits: cachedLogits, curves: DistillationCurves(logitLoss: params.loss))
         let evaluation = params.training.evaluation(of: encoded, padID: teacher.padID, length: length, backend: backend)
         let run = TrainingRun(
             loop: params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed),
@@ -346,7 +346,7 @@ public struct DistillStage: Stage {
         var trainer: DistillationTrainer
         /// `[N · classes]` by training example, with `cache_teacher`.
         var cachedTeacherLogits: [Float]?
-        var curves: DistillationRecord
+        var curves: DistillationCurves
 
         var model: BertModel { trainer.student }
 
@@ -378,7 +378,7 @@ public struct DistillStage: Stage {
     /// `loss_curve` rows `[step, loss]` and `loss_parts_curve` rows `[step,
     /// logit loss, ce, hidden or null, attention or null]`, their log lines
     /// and the progress line of an update.
-    struct DistillationRecord {
+    struct DistillationCurves {
         /// `kl` or `mse`, as the log names the logit loss.
         var logitLoss: String
         var lossCurve: [Value] = []
