@@ -213,4 +213,18 @@ import Testing
         let result = try project.run(timeout: 300)
         #expect(result.stderr.contains("recipe.yaml:\(line):") && result.stderr.contains("`\(parameter)`: "), "the error names line \(line): \(result)")
     }
+
+    /// The decoder-only `init` size is refused for a BERT student, at `init`.
+    @Test func keyValueHeadsAreForDecoderStudents() throws {
+        let distill = DistillStageTests.defaultDistill.replacingOccurrences(
+            of: "      init: {from: teacher, layers: [0]}",
+            with: "      init: {from: config, num_hidden_layers: 1, num_key_value_heads: 2}")
+        let recipe = DistillStageTests.recipe(distill: distill, teacherLength: "steps: 2")
+        let project = try DistillStageTests.makeProject("distill-bert-kv-heads", recipe: recipe)
+        try project.expectFailureBeforeTraining(stage: "student", "`num_key_value_heads` is for decoder students")
+        let lines = recipe.components(separatedBy: "\n")
+        let line = try #require(lines.firstIndex { $0.hasPrefix("      init: {from: config") }) + 1
+        let result = try project.run(timeout: 300)
+        #expect(result.stderr.contains("recipe.yaml:\(line):") && result.stderr.contains("`init`: "), "the error names line \(line): \(result)")
+    }
 }
