@@ -124,12 +124,22 @@ public struct DecoderModel: Sendable {
     public static func languageModelLoss<Ops: TensorOperations>(
         _ ops: Ops, _ weights: DecoderWeights<Ops.Value>, config: DecoderConfig, inverseFrequencies: [Float], ids: Tensor
     ) -> Ops.Value {
-        let (batch, length) = (ids.shape[0], ids.shape[1])
         var cache: DecoderKVCache?
         let hidden = Self.hiddenStates(ops, weights, config: config, inverseFrequencies: inverseFrequencies, ids: ids, cache: &cache)
-        let predicting = ops.reshape(ops.slice(hidden, axis: 1, 0..<(length - 1)), [batch * (length - 1), config.hiddenSize])
-        let logits = head(ops, predicting, weights)
+        let logits = nextTokenLogits(ops, hidden, weights, config: config)
         return ops.crossEntropy(logits, labels: nextTokenLabels(ids))
+    }
+
+    /// The logits `[B·(T−1), vocab]` of every position that predicts a next
+    /// token (all but the last of each row), rows in `nextTokenLabels`
+    /// order, from the final-norm hidden states `[B, T, hidden]`.
+    public static func nextTokenLogits<Ops: TensorOperations>(
+        _ ops: Ops, _ hidden: Ops.Value, _ weights: DecoderWeights<Ops.Value>, config: DecoderConfig
+    ) -> Ops.Value {
+        let shape = ops.tensor(hidden).shape
+        let (batch, length) = (shape[0], shape[1])
+        let predicting = ops.reshape(ops.slice(hidden, axis: 1, 0..<(length - 1)), [batch * (length - 1), config.hiddenSize])
+        return head(ops, predicting, weights)
     }
 
     /// `ids[:, 1:]` flattened: the labels of `languageModelLoss`.
@@ -174,14 +184,27 @@ public struct DecoderModel: Sendable {
         _ ops: Ops, _ weights: DecoderWeights<Ops.Value>, config: DecoderConfig, inverseFrequencies: [Float], ids: Tensor,
         cache: inout DecoderKVCache?
     ) -> Ops.Value {
+        layerStates(ops, weights, config: config, inverseFrequencies: inverseFrequencies, ids: ids, cache: &cache, keeping: []).hidden
+    }
+
+    /// The final-norm hidden states `[B, T, hidden]` and the outputs
+    /// (residual stream, `[B, T, hidden]`) of the blocks in `keeping`
+    /// (0-based), as layer distillation compares them. Only the blocks asked
+    /// for are kept, so inference holds one block's activations at a time.
+    public static func layerStates<Ops: TensorOperations>(
+        _ ops: Ops, _ weights: DecoderWeights<Ops.Value>, config: DecoderConfig, inverseFrequencies: [Float], ids: Tensor,
+        cache: inout DecoderKVCache?, keeping: Set<Int>
+    ) -> (hidden: Ops.Value, blockOutputs: [Int: Ops.Value]) {
         let past = cache?.length ?? 0
         let context = AttentionContext(config: config, inverseFrequencies: inverseFrequencies, length: ids.shape[1], past: past)
         var x = embed(ops, weights, config: config, ids: ids, past: past)
+        var kept: [Int: Ops.Value] = [:]
         for (index, layer) in weights.layers.enumerated() {
             x = block(ops, x, layer, config: config, context: context, layerIndex: index, cache: &cache)
+            if keeping.contains(index) { kept[index] = x }
         }
         cache?.advance(by: ids.shape[1])
-        return norm(ops, x, weights.finalNorm, config: config)
+        return (norm(ops, x, weights.finalNorm, config: config), kept)
     }
 
     /// Token embeddings (plus learned positions `past..<past+T`), with dropout.

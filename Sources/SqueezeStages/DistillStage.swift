@@ -19,6 +19,11 @@ import SqueezeYAML
 /// keep-best, early stop). Outputs the student as a model artifact. Each
 /// `loss_parts_curve` row is `[step, logit loss, ce, hidden or null,
 /// attention or null]`, means over the last `log_every` updates.
+///
+/// A decoder teacher distils a decoder student on a `data/text` dataset,
+/// token by token (`DistillStage+Decoder.swift`): the same loss over every
+/// position that predicts a next token, the hidden loss on block outputs, no
+/// attention loss and no teacher cache; the score is validation perplexity.
 public struct DistillStage: Stage {
     public struct StudentInit: Decodable, Sendable {
         /// Nil only when validation was bypassed: `init` is any mapping to the
@@ -29,25 +34,27 @@ public struct DistillStage: Stage {
         public var num_hidden_layers: Int?
         public var num_attention_heads: Int?
         public var intermediate_size: Int?
+        /// Decoders only.
+        public var num_key_value_heads: Int?
     }
 
     public struct Params: StageParameters {
-        public static let teacher = Parameter("teacher", .artifact("model"), doc: "The fine-tuned teacher (`${finetuned.model}`); its labels must be the dataset's.")
-        public static let student = Parameter("student", .optional(.artifact("model")), doc: "The student model to train. Its vocabulary must be the teacher's; a student without a classifier gets a fresh one, seeded. Give either `student` or `init`.")
-        public static let initialization = Parameter("init", .optional(.mapping(StudentInit.self)), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier; `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random BERT (seeded by the stage seed) with the teacher's vocabulary, other sizes defaulting to the teacher's. Give either `student` or `init`.")
-        public static let data = Parameter("data", .artifact("dataset"), doc: "The dataset (`${stage.dataset}` of `data/text-classification`); its labels must be the teacher's.")
-        public static let keep_best = Parameter("keep_best", .bool, default: true, doc: "Output the student of the evaluation with the best accuracy (ties: the lower loss) rather than the last one.")
+        public static let teacher = Parameter("teacher", .artifact("model"), doc: "The teacher: a fine-tuned BERT classifier (`${finetuned.model}`) whose labels are the dataset's, or a decoder language model (`${pretrain.model}` of `train/causal-lm`, or an imported Llama/Mistral/Qwen2/GPT-2), which distils a decoder student on a `data/text` dataset.")
+        public static let student = Parameter("student", .optional(.artifact("model")), doc: "The student model to train. Its vocabulary must be the teacher's; a BERT student without a classifier gets a fresh one, seeded; a decoder student must have the teacher's `tokenizer.json` (a pruned one keeps its zeros). Give either `student` or `init`.")
+        public static let initialization = Parameter("init", .optional(.mapping(StudentInit.self)), doc: "Build the student instead of giving one: `{from: teacher, layers: [0, 2, 4]}` copies the teacher's embeddings, those encoder layers (0-based, increasing), pooler and classifier (a decoder: its embeddings, those blocks, final norm and head); `{from: config, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024}` is a random model of the teacher's family (seeded by the stage seed) with the teacher's vocabulary (and, for a decoder, positions and rotary settings), other sizes defaulting to the teacher's; a decoder also takes `num_key_value_heads` (default: the teacher's when it divides `num_attention_heads`, else `num_attention_heads`). Give either `student` or `init`.")
+        public static let data = Parameter("data", .classificationOrTextDataset, doc: "The dataset: `${stage.dataset}` of `data/text-classification` for a BERT teacher (its labels must be the teacher's), of `data/text` for a decoder teacher (made with the teacher's tokenizer; training blocks of its `block_size`).")
+        public static let keep_best = Parameter("keep_best", .bool, default: true, doc: "Output the student of the evaluation with the best accuracy (decoders: the lowest perplexity; ties: the lower loss) rather than the last one.")
         public static let early_stop_patience = Parameter("early_stop_patience", .optional(.int), doc: "Stop after this many evaluations without a better student.")
         public static let temperature = Parameter("temperature", .number, default: 2, doc: "Softmax temperature T of the KL loss (> 0); the loss is scaled by T².")
         public static let alpha = Parameter("alpha", .number, default: 0.5, doc: "Weight α of the distillation loss; the labels' cross-entropy gets 1 − α. In [0, 1].")
         public static let alpha_start = Parameter("alpha_start", .optional(.number), doc: "Schedule α linearly from this value at the first update to `alpha_end` at the last (instead of `alpha`).")
         public static let alpha_end = Parameter("alpha_end", .optional(.number), doc: "α at the last update, with `alpha_start`.")
         public static let loss = Parameter("loss", .enumeration(LogitLoss.allCases.map(\.rawValue)), default: "kl", doc: "`kl`: temperature-scaled KL divergence of the softened distributions; `mse`: mean squared error of the raw logits.")
-        public static let hidden_loss_weight = Parameter("hidden_loss_weight", .number, default: 0, doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only). 0 turns it off.")
-        public static let attention_loss_weight = Parameter("attention_loss_weight", .number, default: 0, keyedOnlyWhenChanged: true, doc: "Weight of the attention-score loss (TinyBERT): Σ over `layer_map` of the squared difference between the student's and the teacher's pre-softmax attention scores q·kᵀ/√d_head, averaged over the heads and over the (query, key) pairs of real tokens (padding excluded as query and as key). Mapped layers must have the same number of heads, at least one. 0 turns it off.")
-        public static let layer_map = Parameter("layer_map", .optional(.array(.array(.int))), doc: "`[student, teacher]` pairs of 0-based encoder layers for the hidden and attention losses. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]]).")
+        public static let hidden_loss_weight = Parameter("hidden_loss_weight", .number, default: 0, doc: "Weight of the hidden-state loss: Σ over `layer_map` of the MSE between the projected student layer output and the teacher's (real tokens only; for decoders the block outputs before the final norm, every position). 0 turns it off.")
+        public static let attention_loss_weight = Parameter("attention_loss_weight", .number, default: 0, keyedOnlyWhenChanged: true, doc: "Weight of the attention-score loss (TinyBERT): Σ over `layer_map` of the squared difference between the student's and the teacher's pre-softmax attention scores q·kᵀ/√d_head, averaged over the heads and over the (query, key) pairs of real tokens (padding excluded as query and as key). Mapped layers must have the same number of heads, at least one. 0 turns it off. BERT only: an error with a decoder teacher.")
+        public static let layer_map = Parameter("layer_map", .optional(.array(.array(.int))), doc: "`[student, teacher]` pairs of 0-based encoder layers (decoder blocks) for the hidden and attention losses. Default: evenly spaced, the last student layer on the last teacher layer (3 of 6: [[0, 1], [1, 3], [2, 5]]).")
         public static let hidden_projection = Parameter("hidden_projection", .enumeration(["learned", "none"]), default: "learned", doc: "`learned`: a linear map from the student's width to the teacher's (identity at first when equal, else random), trained with the student and dropped at the end; `none`: compare directly (equal widths only).")
-        public static let cache_teacher = Parameter("cache_teacher", .bool, default: false, doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`.")
+        public static let cache_teacher = Parameter("cache_teacher", .bool, default: false, doc: "Compute the teacher's logits for the whole training split once (no dropout) and reuse them every epoch, instead of one teacher forward per update. Logits only: not with `hidden_loss_weight` or `attention_loss_weight`. BERT only: a decoder's logits (blocks × block_size × vocabulary) are too many to keep, so it is an error with a decoder teacher.")
 
         /// The shared training options, as this stage documents them.
         public static let training = TrainingOptions.Parameters()
@@ -57,7 +64,14 @@ public struct DistillStage: Stage {
                 "Clip gradients (student and projection together) to this global L2 norm; 0 turns clipping off.")
             .documenting(
                 \.evalSplit,
-                "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split).")
+                "The split to evaluate the student (and once the teacher) on (skipped when the dataset has no such split). With a decoder teacher, the `data/text` split whose perplexity is measured; `dev`, which a `data/text` dataset never has, reads as `valid`.")
+            .documenting(
+                \.maxSeqLen,
+                "Tokens per example, [CLS] and [SEP] included; longer texts are cut. BERT only: a decoder trains on blocks of the dataset's `block_size`.")
+            .documenting(\.batchSize, "Examples (decoders: token blocks) per update.")
+            .documenting(
+                \.batching,
+                "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch. BERT only: a decoder's blocks are all one length, shuffled each epoch.")
             .documenting(\.logEvery, "Average and record the training losses over this many updates.")
 
         public static let parameters: [any ParameterDeclaration] = [
@@ -107,12 +121,14 @@ public struct DistillStage: Stage {
         }
     }
 
-    static let initKeys = ["from", "layers", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"]
+    static let initKeys = ["from", "layers"] + initConfigKeys
+    /// The sizes `init: {from: config}` takes (`num_key_value_heads`: decoders only).
+    static let initConfigKeys = ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_key_value_heads"]
 
     public static let descriptor = StageTypeDescriptor(
         type: "distill/kd",
         version: 1,
-        summary: "Distil a fine-tuned teacher classifier into a student (KL at a temperature or logit MSE, mixed with cross-entropy by α; optional hidden-state MSE through a learned projection and attention-score MSE on a layer map).",
+        summary: "Distil a fine-tuned teacher classifier into a student (KL at a temperature or logit MSE, mixed with cross-entropy by α; optional hidden-state MSE through a learned projection and attention-score MSE on a layer map), or a decoder language model into a smaller decoder (token-level KL on the next-token logits on data/text blocks, optional hidden-state MSE; validation perplexity).",
         parameters: Params.specs,
         outputs: [
             OutputSpec("model", kind: "model", doc: "The distilled student model artifact (the teacher's vocabulary and tokenizer)."),
@@ -198,7 +214,7 @@ public struct DistillStage: Stage {
                 hint: "for example `init: {from: teacher, layers: [0, 2, 4]}`"))
             return problems
         }
-        let configKeys = ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"]
+        let configKeys = initConfigKeys
         switch from.scalar {
         case "teacher":
             for key in configKeys {
@@ -250,6 +266,20 @@ public struct DistillStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try backends.make(context)
+        if try OneShotStages.isDecoder(params.teacher, parameter: "teacher") {
+            return try distilDecoder(context, params, backend: backend)
+        }
+        if LanguageModelData.isTokenDataset(params.data) {
+            throw StageFailure(
+                "the teacher is a BERT classifier, which distils on a `data/text-classification` dataset, but `data` is a `data/text` token dataset (for decoder teachers)",
+                parameter: "data")
+        }
+        if params.initialization?.num_key_value_heads != nil {
+            throw StageFailure("`num_key_value_heads` is for decoder students; a BERT student has one key and value head per query head", parameter: "init")
+        }
+        if let directory = params.student, try OneShotStages.isDecoder(directory, parameter: "student") {
+            throw StageFailure("the student is a decoder, but the teacher is a BERT classifier; a decoder student needs a decoder teacher", parameter: "student")
+        }
         let data = try params.training.data(in: params.data)
         let dataset = data.dataset
 
@@ -290,7 +320,7 @@ public struct DistillStage: Stage {
 
         let cachedLogits = params.cache_teacher
             ? try Self.teacherLogits(trainer, encoded.train, batchSize: length.batchSize, padID: teacher.padID, context: context) : nil
-        var distilling = Distillation(trainer: trainer, cachedTeacherLogits: cachedLogits, logitLoss: params.loss)
+        var distilling = Distillation(trainer: trainer, cachedTeacherLogits: cachedLogits, curves: DistillationCurves(logitLoss: params.loss))
         let evaluation = params.training.evaluation(of: encoded, padID: teacher.padID, length: length, backend: backend)
         let run = TrainingRun(
             loop: params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed),
@@ -311,21 +341,51 @@ public struct DistillStage: Stage {
     }
 
     /// Distillation of the teacher into the student, the teacher's logits
-    /// computed per batch or read from `cachedTeacherLogits`. Records the
-    /// `log_every` means as `loss_curve` rows `[step, loss]` and
-    /// `loss_parts_curve` rows `[step, logit loss, ce, hidden or null,
-    /// attention or null]`.
+    /// computed per batch or read from `cachedTeacherLogits`.
     struct Distillation: TrainingAlgorithm {
         var trainer: DistillationTrainer
         /// `[N · classes]` by training example, with `cache_teacher`.
         var cachedTeacherLogits: [Float]?
+        var curves: DistillationCurves
+
+        var model: BertModel { trainer.student }
+
+        var metrics: [String: Value] { curves.metrics }
+
+        mutating func update(_ batch: ClassificationBatch) throws -> DistillationStep {
+            let teacherLogits = cachedTeacherLogits.map { rows($0, batch.tokens.indices, classes: trainer.teacher.config.labels.count) }
+            return try trainer.step(batch: batch.bert, labels: batch.labels, teacherLogits: teacherLogits)
+        }
+
+        func loss(of update: DistillationStep) -> Double { Double(update.loss) }
+
+        func progress(of update: DistillationStep) -> String { curves.progress(of: update) }
+
+        mutating func record(_ update: DistillationStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
+            curves.record(update, step: step, of: totalSteps, closesWindow: closesWindow, log: log)
+        }
+
+        /// The rows of `logits` (`classes` per example) of the examples at `indices`.
+        private func rows(_ logits: [Float], _ indices: [Int], classes: Int) -> Tensor {
+            var values: [Float] = []
+            values.reserveCapacity(indices.count * classes)
+            for index in indices { values += logits[(index * classes)..<((index + 1) * classes)] }
+            return Tensor(shape: [indices.count, classes], floats: values)
+        }
+    }
+
+    /// What every distillation run records: the `log_every` means as
+    /// `loss_curve` rows `[step, loss]` and `loss_parts_curve` rows `[step,
+    /// logit loss, ce, hidden or null, attention or null]`, their log lines
+    /// and the progress line of an update.
+    struct DistillationCurves {
         /// `kl` or `mse`, as the log names the logit loss.
         var logitLoss: String
         var lossCurve: [Value] = []
         var partsCurve: [Value] = []
         var window = LossWindow()
 
-        var model: BertModel { trainer.student }
+        init(logitLoss: String) { self.logitLoss = logitLoss }
 
         var metrics: [String: Value] {
             [
@@ -338,13 +398,6 @@ public struct DistillStage: Stage {
                 "loss_parts_curve": .array(partsCurve),
             ]
         }
-
-        mutating func update(_ batch: ClassificationBatch) throws -> DistillationStep {
-            let teacherLogits = cachedTeacherLogits.map { rows($0, batch.tokens.indices, classes: trainer.teacher.config.labels.count) }
-            return try trainer.step(batch: batch.bert, labels: batch.labels, teacherLogits: teacherLogits)
-        }
-
-        func loss(of update: DistillationStep) -> Double { Double(update.loss) }
 
         func progress(of update: DistillationStep) -> String {
             let hidden: String = update.hiddenLoss.map { String(format: " hidden %.4f", $0) } ?? ""
@@ -369,14 +422,6 @@ public struct DistillStage: Stage {
                     + (mean.attention.map { String(format: ", attention %.4f", $0) } ?? "")
                     + String(format: ") α %.3f lr %.3g", update.alpha, update.learningRate))
             window = LossWindow()
-        }
-
-        /// The rows of `logits` (`classes` per example) of the examples at `indices`.
-        private func rows(_ logits: [Float], _ indices: [Int], classes: Int) -> Tensor {
-            var values: [Float] = []
-            values.reserveCapacity(indices.count * classes)
-            for index in indices { values += logits[(index * classes)..<((index + 1) * classes)] }
-            return Tensor(shape: [indices.count, classes], floats: values)
         }
     }
 

@@ -165,12 +165,12 @@ enum OneShotStages {
         var save: (_ model: Model, _ directory: String, _ source: String) throws -> Void
     }
 
-    /// Whether the model artifact in `directory` is a decoder (reported at `model`).
-    static func isDecoder(_ directory: String) throws(StageFailure) -> Bool {
+    /// Whether the model artifact in `directory` is a decoder (failures reported at `parameter`).
+    static func isDecoder(_ directory: String, parameter: String = "model") throws(StageFailure) -> Bool {
         do {
             return try ModelArtifact(directory: directory).isDecoder
         } catch {
-            throw StageFailure("cannot load the model: " + error.description, parameter: "model")
+            throw StageFailure("cannot load the model: " + error.description, parameter: parameter)
         }
     }
 
@@ -363,9 +363,4 @@ enum OneShotStages {
         let elapsed = ContinuousClock.now - start
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
     }
-}
-
-extension ParameterType where Decoded == String {
-    /// The calibration data of a one-shot stage: a `dataset` (BERT classifiers) or a `text-dataset` (decoders).
-    static var calibrationDataset: Self { Self(.oneOf([.artifact("dataset"), .artifact("text-dataset")])) }
 }

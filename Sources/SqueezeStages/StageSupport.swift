@@ -130,3 +130,10 @@ struct LoadedInferenceModel {
         tokenizer.encodeAll(texts, maxLength: min(maxLength, model.config.maxPositionEmbeddings))
     }
 }
+
+extension ParameterType where Decoded == String {
+    /// The data of a stage that takes a BERT classifier or a decoder: a
+    /// `dataset` (`data/text-classification`, for BERT) or a `text-dataset`
+    /// (`data/text`, for decoders).
+    static var classificationOrTextDataset: Self { Self(.oneOf([.artifact("dataset"), .artifact("text-dataset")])) }
+}

@@ -101,29 +101,11 @@ public struct TrainCausalLMStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try backends.make(context)
-        let dataset = try StageFailure.wrapping("cannot read the dataset: ", parameter: "data") { () throws(ModelFileError) in
-            try TextTokenDataset(directory: params.data)
-        }
+        let dataset = try LanguageModelData.dataset(params.data)
         let (model, tokenizerSource) = try Self.startingModel(params, dataset: dataset, seed: context.seed)
-        guard dataset.vocabularySize <= model.config.vocabSize else {
-            throw StageFailure(
-                "the dataset's tokenizer has \(dataset.vocabularySize) tokens, more than the model's vocabulary of \(model.config.vocabSize)",
-                parameter: "data")
-        }
-        let blockSize = dataset.blockSize
-        guard blockSize <= model.config.maximumSequenceLength else {
-            throw StageFailure(
-                "the dataset's block_size \(blockSize) is longer than the model's context of \(model.config.maximumSequenceLength) tokens",
-                parameter: "data")
-        }
-        guard dataset.splits.contains(params.training.trainSplit) else {
-            throw StageFailure("the dataset has no `\(params.training.trainSplit)` split (it has \(dataset.splits.joined(separator: ", ")))", parameter: "train_split")
-        }
-        let blocks = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.blocks(params.training.trainSplit, length: blockSize) }
-        let blockCount = blocks.shape[0]
-        guard blockCount > 0 else { throw StageFailure("the `\(params.training.trainSplit)` split has fewer tokens than one block of \(blockSize)") }
-        let evalTokens = dataset.splits.contains(params.training.evalSplit)
-            ? try StageFailure.wrapping { () throws(ModelFileError) in try dataset.tokens(params.training.evalSplit) } : []
+        let data = try LanguageModelData(
+            dataset, model: model.config, trainSplit: params.training.trainSplit, evalSplit: params.training.evalSplit)
+        let (blockCount, blockSize) = (data.blockCount, data.blockSize)
 
         let length = params.training.length(examples: blockCount)
         let options = length.options(params.training, seed: RandomStream.dropout.bits(of: context.seed))
@@ -136,14 +118,8 @@ public struct TrainCausalLMStage: Stage {
             \(model.masks.isEmpty ? "" : ", \(model.masks.count) masked weights kept sparse"), backend \(backend.id) with \(context.threads) threads
             """)
 
-        let orderSeed = context.seed
-        let batchSize = length.batchSize
-        let loop = TrainingLoop<Tensor>(
-            batches: { epoch in Self.batches(blocks, batchSize: batchSize, seed: RandomStream.batchOrder.bits(of: orderSeed, index: UInt64(epoch))) },
-            examples: blockCount, length: length, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
-        let dev = PerplexityEvaluation(
-            split: params.training.evalSplit, tokens: evalTokens,
-            settings: PerplexityProtocol(sequenceLength: blockSize, batchSize: batchSize, maxWindows: params.eval_windows), backend: backend)
+        let loop = data.loop(length: length, orderSeed: context.seed, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
+        let dev = data.evaluation(split: params.training.evalSplit, batchSize: length.batchSize, maxWindows: params.eval_windows, backend: backend)
         let run = TrainingRun(
             loop: loop, evaluation: dev, evaluationLabel: params.training.evalSplit, keepBest: params.keep_best, patience: params.early_stop_patience)
         let result = try run.run(&training, context)
@@ -163,14 +139,14 @@ public struct TrainCausalLMStage: Stage {
         if let directory = params.model {
             let model = try LoadedDecoder.model(directory, parameter: "model")
             let tokenizer = (directory as NSString).appendingPathComponent(ModelArtifact.tokenizerFileName)
-            try checkTokenizer(tokenizer, dataset: dataset, parameter: "model")
+            try LanguageModelData.checkTokenizer(tokenizer, dataset: dataset, parameter: "model")
             return (model, tokenizer)
         }
         guard var fields = params.config, let tokenizerDirectory = params.tokenizer else {
             throw StageFailure("give `model` (fine-tune) or `config` with `tokenizer` (pre-train)", parameter: "config")
         }
         let tokenizer = (tokenizerDirectory as NSString).appendingPathComponent(ModelArtifact.tokenizerFileName)
-        try checkTokenizer(tokenizer, dataset: dataset, parameter: "tokenizer")
+        try LanguageModelData.checkTokenizer(tokenizer, dataset: dataset, parameter: "tokenizer")
         if fields["vocab_size"] == nil { fields["vocab_size"] = .int(dataset.vocabularySize) }
         if fields["eos_token_id"] == nil { fields["eos_token_id"] = .int(dataset.eosID) }
         let config = try StageFailure.wrapping("`config`: ", parameter: "config") { () throws(ModelFileError) in
@@ -180,31 +156,6 @@ public struct TrainCausalLMStage: Stage {
             try DecoderModel(randomWithConfig: config, seed: RandomStream.modelInit.bits(of: seed))
         }
         return (model, tokenizer)
-    }
-
-    /// The tokenizer must be the one the dataset was made with.
-    static func checkTokenizer(_ path: String, dataset: TextTokenDataset, parameter: String) throws(StageFailure) {
-        let digest = try StageFailure.wrapping("cannot read the tokenizer: ", parameter: parameter) { () throws(ModelFileError) in
-            try ModelFiles.sha256(of: path)
-        }
-        guard digest == dataset.manifest.tokenizerSHA256 else {
-            throw StageFailure(
-                "the dataset was tokenized with another tokenizer (sha256 \(dataset.manifest.tokenizerSHA256.prefix(12))…, this one \(digest.prefix(12))…); make the dataset with this model's tokenizer",
-                parameter: parameter)
-        }
-    }
-
-    /// `blocks` `[N, T]` shuffled by `seed` into batches of `batchSize` (the last may be smaller).
-    static func batches(_ blocks: Tensor, batchSize: Int, seed: UInt64) -> [Tensor] {
-        let (count, length) = (blocks.shape[0], blocks.shape[1])
-        var order = Array(0..<count)
-        var generator = SeededGenerator(seed: seed)
-        order.shuffle(using: &generator)
-        let ids = blocks.int32s
-        return stride(from: 0, to: count, by: batchSize).map { first in
-            let rows = order[first..<min(first + batchSize, count)]
-            return Tensor(shape: [rows.count, length], int32s: rows.flatMap { ids[($0 * length)..<(($0 + 1) * length)] })
-        }
     }
 
     /// Causal-LM training: next-token cross-entropy. Records the `log_every`
@@ -236,23 +187,5 @@ public struct TrainCausalLMStage: Stage {
             log.line(String(format: "step %d/%d: loss %.4f (perplexity %.2f) lr %.3g", step, totalSteps, mean, exp(mean), update.learningRate))
             window = MeanLossWindow()
         }
-    }
-}
-
-/// Validation perplexity during training: lower is better, ties by the lower mean NLL.
-struct PerplexityEvaluation: ModelEvaluation {
-    var split: String
-    var primaryName: String { "perplexity" }
-    var tokens: [Int32]
-    var settings: PerplexityProtocol
-    var backend: any Backend
-
-    func score(of model: DecoderModel) throws -> EvaluationScore? {
-        guard tokens.count >= settings.sequenceLength else { return nil }
-        let result = try model.perplexity(of: tokens, protocol: settings, backend: backend)
-        return EvaluationScore(
-            primary: result.perplexity, higherIsBetter: false, loss: result.meanNLL,
-            metrics: [("perplexity", result.perplexity), ("loss", result.meanNLL)],
-            logText: String(format: "perplexity %.3f loss %.4f (%d tokens)", result.perplexity, result.meanNLL, result.predictedTokens))
     }
 }

@@ -45,6 +45,39 @@ public struct DistillationOptions: Sendable, Hashable {
     /// Checks the options against the two models and returns the layer map
     /// in use (empty without the hidden and attention losses).
     public func validate(student: BertModel, teacher: BertModel) throws(DistillationError) -> [LayerPair] {
+        try validateSettings()
+        guard student.config.labels == teacher.config.labels else {
+            throw DistillationError(
+                "the student's labels \(student.config.labels) differ from the teacher's \(teacher.config.labels)")
+        }
+        try Self.checkVocabularies(student: student.config.vocabSize, teacher: teacher.config.vocabSize)
+        guard usesHiddenLoss || usesAttentionLoss else { return [] }
+        let map = try resolvedLayerMap(studentLayers: student.weights.layers.count, teacherLayers: teacher.weights.layers.count)
+        if usesAttentionLoss {
+            try Self.checkHeads(map, student: student, teacher: teacher)
+        }
+        try checkWidths(student: student.config.hiddenSize, teacher: teacher.config.hiddenSize)
+        return map
+    }
+
+    /// Checks the options against two decoders and returns the layer map of
+    /// the hidden loss (empty when it is off). The attention-score loss is
+    /// refused: it is TinyBERT's, for BERT students.
+    public func validate(student: DecoderModel, teacher: DecoderModel) throws(DistillationError) -> [LayerPair] {
+        try validateSettings()
+        guard !usesAttentionLoss else {
+            throw DistillationError(
+                "`attention_loss_weight`: the attention-score loss is for BERT students; a decoder is distilled on its logits and, with `hidden_loss_weight`, its hidden states")
+        }
+        try Self.checkVocabularies(student: student.config.vocabSize, teacher: teacher.config.vocabSize)
+        guard usesHiddenLoss else { return [] }
+        let map = try resolvedLayerMap(studentLayers: student.weights.layers.count, teacherLayers: teacher.weights.layers.count)
+        try checkWidths(student: student.config.hiddenSize, teacher: teacher.config.hiddenSize)
+        return map
+    }
+
+    /// The temperature, α and loss weights in range.
+    func validateSettings() throws(DistillationError) {
         guard temperature > 0, temperature.isFinite else {
             throw DistillationError("`temperature` must be a positive number, got \(temperature)")
         }
@@ -57,17 +90,18 @@ public struct DistillationOptions: Sendable, Hashable {
         guard attentionLossWeight >= 0, attentionLossWeight.isFinite else {
             throw DistillationError("`attention_loss_weight` must not be negative, got \(attentionLossWeight)")
         }
-        guard student.config.labels == teacher.config.labels else {
+    }
+
+    /// The logits are compared token for token: the vocabularies must be one.
+    static func checkVocabularies(student: Int, teacher: Int) throws(DistillationError) {
+        guard student == teacher else {
             throw DistillationError(
-                "the student's labels \(student.config.labels) differ from the teacher's \(teacher.config.labels)")
+                "the student's vocabulary has \(student) tokens, the teacher's \(teacher): they must share a tokenizer")
         }
-        guard student.config.vocabSize == teacher.config.vocabSize else {
-            throw DistillationError(
-                "the student's vocabulary has \(student.config.vocabSize) tokens, the teacher's \(teacher.config.vocabSize): they must share a tokenizer")
-        }
-        guard usesHiddenLoss || usesAttentionLoss else { return [] }
-        let studentLayers = student.weights.layers.count
-        let teacherLayers = teacher.weights.layers.count
+    }
+
+    /// `layerMap` (or the evenly spaced default) checked against the layer counts.
+    func resolvedLayerMap(studentLayers: Int, teacherLayers: Int) throws(DistillationError) -> [LayerPair] {
         let map = layerMap ?? LayerPair.evenlySpaced(studentLayers: studentLayers, teacherLayers: teacherLayers)
         guard !map.isEmpty else { throw DistillationError("the layer map is empty; give at least one [student, teacher] pair") }
         var seen = Set<Int>()
@@ -82,15 +116,30 @@ public struct DistillationOptions: Sendable, Hashable {
                 throw DistillationError("student layer \(pair.student) appears twice in the layer map")
             }
         }
-        if usesAttentionLoss {
-            try Self.checkHeads(map, student: student, teacher: teacher)
-        }
-        let (studentWidth, teacherWidth) = (student.config.hiddenSize, teacher.config.hiddenSize)
+        return map
+    }
+
+    /// Without a learned projection the hidden states are compared directly: equal widths only.
+    func checkWidths(student studentWidth: Int, teacher teacherWidth: Int) throws(DistillationError) {
         if usesHiddenLoss, !learnProjection, studentWidth != teacherWidth {
             throw DistillationError(
                 "the student's hidden size \(studentWidth) differs from the teacher's \(teacherWidth); hidden states can only be compared through a learned projection")
         }
-        return map
+    }
+
+    /// The hidden-loss projection `[teacher width, student width]` before
+    /// training: nil when the loss is off or compares the states directly,
+    /// the identity when the widths are equal, else normal with σ =
+    /// `standardDeviation` drawn from `projectionSeed`.
+    func initialProjection(studentWidth: Int, teacherWidth: Int, standardDeviation: Float) -> Tensor? {
+        guard usesHiddenLoss && learnProjection else { return nil }
+        if studentWidth == teacherWidth {
+            var identity = [Float](repeating: 0, count: studentWidth * studentWidth)
+            for i in 0..<studentWidth { identity[i * studentWidth + i] = 1 }
+            return Tensor(shape: [teacherWidth, studentWidth], floats: identity)
+        }
+        var generator = SeededGenerator(seed: projectionSeed)
+        return Tensor.normal(shape: [teacherWidth, studentWidth], standardDeviation: standardDeviation, generator: &generator)
     }
 
     /// Attention scores are compared head for head: every mapped pair needs
@@ -162,18 +211,9 @@ public struct DistillationTrainer: Sendable {
         self.student = student
         self.teacher = teacher
         self.distillation = distillation
-        let (studentWidth, teacherWidth) = (student.config.hiddenSize, teacher.config.hiddenSize)
-        if distillation.usesHiddenLoss && distillation.learnProjection {
-            if studentWidth == teacherWidth {
-                var identity = [Float](repeating: 0, count: studentWidth * studentWidth)
-                for i in 0..<studentWidth { identity[i * studentWidth + i] = 1 }
-                projection = Tensor(shape: [teacherWidth, studentWidth], floats: identity)
-            } else {
-                var generator = SeededGenerator(seed: distillation.projectionSeed)
-                projection = Tensor.normal(
-                    shape: [teacherWidth, studentWidth], standardDeviation: Float(student.config.initializerRange), generator: &generator)
-            }
-        }
+        projection = distillation.initialProjection(
+            studentWidth: student.config.hiddenSize, teacherWidth: teacher.config.hiddenSize,
+            standardDeviation: Float(student.config.initializerRange))
         // The projection is not decayed: it only serves the auxiliary loss.
         updater = ParameterUpdater(
             for: student, auxiliaryParameters: projection == nil ? 0 : 1, hyperparameters: options, backend: backend)
