@@ -14,7 +14,8 @@ Measures, each the median of --repeats timed runs after --warmup untimed ones:
 - train_step: forward + causal-LM cross-entropy (labels = input ids, shifted inside the model)
   + backward + torch.optim.AdamW step + zero_grad, on --batch x --seq-len tokens, train mode;
 - prefill: an eval-mode forward under no_grad over --prompt-len tokens at batch 1 with
-  use_cache=True (the KV cache is built, as generation would);
+  use_cache=True (the KV cache is built, as generation would), logits for every prompt position
+  as a plain forward computes them (generate() would keep only the last row);
 - decode: after an untimed prefill of --prompt-len tokens, --decode-tokens greedy steps at
   batch 1, each a forward of one token with the growing KV cache (transformers 5 calls it
   `cache`, formerly `past_key_values`) and an argmax; only the steps are timed. The tokens are
