@@ -48,11 +48,11 @@ public struct EvalPerplexityStage: Stage {
 
     public static let descriptor = StageTypeDescriptor(
         type: "eval/perplexity",
-        version: 1,
+        version: 2,
         summary: "Perplexity of decoder language models on a data/text split (non-overlapping or sliding windows), with size, sparsity and tokens/s.",
         parameters: Params.specs,
         outputs: [
-            OutputSpec("report", kind: "file", doc: "report.json: per model the perplexity, mean NLL, tokens scored, windows, parameters and sparsity (no timings)."),
+            OutputSpec("report", kind: "file", doc: "report.json: per model the perplexity, mean NLL, tokens scored, windows, parameters and the fraction of zero linear weights — `sparsity` for a float model, `zero_fraction` for a quantized one, whose zeros include weights rounded to zero (no timings)."),
         ],
         defaultResources: Resources(allCores: true),
         usesTensorBackend: true,
@@ -121,26 +121,28 @@ public struct EvalPerplexityStage: Stage {
                     context.progress.report(fraction: Double(done) / Double(total), "\(name): window \(done)/\(total)")
                 }
             }
-            let size = (parameters: model.parameters, sparsity: model.sparsity)
+            // A quantized model's zeros include weights rounded to zero: not a sparsity.
+            let zeroKey = model.quantization == nil ? "sparsity" : "zero_fraction"
             var entry: [String: Value] = [
                 "perplexity": .double(result.perplexity),
                 "mean_nll": .double(result.meanNLL),
                 "predicted_tokens": .int(result.predictedTokens),
                 "windows": .int(result.windows),
-                "parameters": .int(size.parameters),
-                "sparsity": .double(size.sparsity),
+                "parameters": .int(model.parameters),
+                zeroKey: .double(model.zeroFraction),
             ]
             if let quantization = model.quantization { entry["quantization"] = .string(quantization) }
             report[name] = .object(entry)
-            for (key, value) in ["perplexity": result.perplexity, "mean_nll": result.meanNLL, "sparsity": size.sparsity] {
+            for (key, value) in ["perplexity": result.perplexity, "mean_nll": result.meanNLL, zeroKey: model.zeroFraction] {
                 metrics["\(name).\(key)"] = .double(value)
             }
-            metrics["\(name).parameters"] = .int(size.parameters)
+            metrics["\(name).parameters"] = .int(model.parameters)
             metrics["\(name).tokens_per_s"] = .double(Double(result.processedTokens) / max(result.seconds, 1e-9))
             context.log.line(String(
-                format: "%@: perplexity %.3f (mean NLL %.4f) over %d tokens in %d windows of %d, %.0f tokens/s, sparsity %.4f",
+                format: "%@: perplexity %.3f (mean NLL %.4f) over %d tokens in %d windows of %d, %.0f tokens/s, %@ %.4f",
                 name, result.perplexity, result.meanNLL, result.predictedTokens, result.windows, length,
-                Double(result.processedTokens) / max(result.seconds, 1e-9), size.sparsity))
+                Double(result.processedTokens) / max(result.seconds, 1e-9), zeroKey.replacingOccurrences(of: "_", with: " "),
+                model.zeroFraction))
         }
         let reportPath = (context.outputDirectory as NSString).appendingPathComponent("report.json")
         do {
@@ -159,7 +161,10 @@ enum LoadedDecoder {
         var config: DecoderConfig
         var parameters: Int
         /// Fraction of zero weights in the linear layers (quantized: of the dequantized weights).
-        var sparsity: Double
+        /// Fraction of exactly-zero weights in the linear layers: the
+        /// pruned fraction of a float model; for a quantized one it also
+        /// counts weights rounded to zero, so it is not called sparsity.
+        var zeroFraction: Double
         /// `int4 g128 weight-only, 28 modules` for a quantized model.
         var quantization: String?
         var forward: (any Backend) -> DecoderInference.Forward
@@ -201,7 +206,7 @@ enum LoadedDecoder {
                 zeros += weight.contiguous().floats.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
             }
             return Inference(
-                config: model.config, parameters: model.parameterCount, sparsity: total == 0 ? 0 : Double(zeros) / Double(total),
+                config: model.config, parameters: model.parameterCount, zeroFraction: total == 0 ? 0 : Double(zeros) / Double(total),
                 quantization: LoadedClassifier.describe(section), forward: model.forward(backend:))
         }
         let model = try StageFailure.wrapping("cannot load the model: ", parameter: parameter) { () throws(ModelFileError) in
@@ -209,7 +214,7 @@ enum LoadedDecoder {
         }
         let size = size(model)
         return Inference(
-            config: model.config, parameters: size.parameters, sparsity: size.sparsity, quantization: nil, forward: model.forward(backend:))
+            config: model.config, parameters: size.parameters, zeroFraction: size.sparsity, quantization: nil, forward: model.forward(backend:))
     }
 
     private static func decoderArtifact(_ directory: String, parameter: String) throws(StageFailure) -> ModelArtifact {
