@@ -104,7 +104,8 @@ public struct EvalPerplexityStage: Stage {
             }
             guard length <= model.config.maximumSequenceLength else {
                 throw StageFailure(
-                    "`seq_len` \(length) is longer than model `\(name)`'s context of \(model.config.maximumSequenceLength) tokens",
+                    "\(params.seq_len == nil ? "the dataset's block_size" : "") \(length) is longer than model `\(name)`'s context of \(model.config.maximumSequenceLength) tokens"
+                        .trimmingCharacters(in: .whitespaces),
                     parameter: params.seq_len == nil ? "data" : "seq_len")
             }
             models.append((name, model))

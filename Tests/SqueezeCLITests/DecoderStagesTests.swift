@@ -41,9 +41,12 @@ import Testing
           gptq:
             uses: quantize/gptq
             with: {model: "${pretrain.model}", data: "${text.dataset}", bits: 4, group_size: 16, calibration: {samples: 8, seq_len: 16, batch_size: 4}}
+          recover:
+            uses: train/causal-lm
+            with: {model: "${wanda.model}", data: "${text.dataset}", steps: 10, lr: 0.003, batch_size: 8}
           ppl:
             uses: eval/perplexity
-            with: {models: {dense: "${pretrain.model}", wanda: "${wanda.model}", gptq: "${gptq.model}"}, data: "${text.dataset}", seq_len: 16}
+            with: {models: {dense: "${pretrain.model}", wanda: "${wanda.model}", gptq: "${gptq.model}", recovered: "${recover.model}"}, data: "${text.dataset}", seq_len: 16}
           generate:
             uses: eval/generate
             with: {models: {dense: "${pretrain.model}", gptq: "${gptq.model}"}, prompts: ["the cat", "the dog saw"], max_new_tokens: 6, repeats: 1}
@@ -70,6 +73,9 @@ import Testing
         #expect(gptq.isFinite && wanda.isFinite, "\(ppl)")
         let sparsity = ppl["wanda.sparsity"] as? Double ?? 0
         #expect(abs(sparsity - 0.5) < 0.02, "\(ppl)")
+        // Fine-tuning the pruned model keeps its zeros; a quantized model reports zeros, not sparsity.
+        #expect(abs((ppl["recovered.sparsity"] as? Double ?? 0) - sparsity) < 1e-9, "\(ppl)")
+        #expect(ppl["gptq.sparsity"] == nil && ppl["gptq.zero_fraction"] is Double, "\(ppl)")
 
         let json: [String: Any]? = try PruneOneShotStageTests.report(project, result.runID, "generate")
         let samples = (json?["dense"] as? [String: Any])?["samples"] as? [[String: Any]] ?? []
@@ -106,6 +112,16 @@ import Testing
         #expect(result.status == 1, "\(result)")
         #expect(result.stderr.contains("block_size 16 is longer than the model's context of 8"), "\(result)")
         #expect(result.stderr.range(of: #"recipe\.yaml:\d+:\d+: "#, options: .regularExpression) != nil, "\(result)")
+
+        // A window or a prompt that does not fit the context fails before any work, at its parameter.
+        let tooLong = Self.recipe
+            .replacingOccurrences(of: "seq_len: 16}", with: "seq_len: 65}")
+            .replacingOccurrences(of: "max_new_tokens: 6", with: "max_new_tokens: 70")
+        _ = try project.write("recipe/recipe.yaml", tooLong)
+        let windows = try project.run("recipe/recipe.yaml", ["--keep-going"], timeout: 300)
+        #expect(windows.status == 1, "\(windows)")
+        #expect(windows.stderr.range(of: #"recipe\.yaml:\d+:\d+: `seq_len`: 65 is longer than model `dense`'s context of 64 tokens"#, options: .regularExpression) != nil, "\(windows)")
+        #expect(windows.stderr.range(of: #"recipe\.yaml:\d+:\d+: `prompts`: prompt 1 has \d+ tokens; with max_new_tokens 70 it exceeds model `dense`'s context of 64"#, options: .regularExpression) != nil, "\(windows)")
 
         let unsupported = Self.recipe.replacingOccurrences(of: "model_type: llama", with: "model_type: falcon")
         _ = try project.write("recipe/recipe.yaml", unsupported)

@@ -102,6 +102,53 @@ enum TinyDecoder {
         #expect(stop.tokens == [greedy.tokens[0]] && stop.stoppedAtEnd)
     }
 
+    /// Non-overlapping windows predict all but each window's first token;
+    /// sliding windows predict every token after the first exactly once, each
+    /// with the context its window gives, as a direct computation says.
+    @Test func perplexityProtocols() throws {
+        let model = try DecoderModel(randomWithConfig: TinyDecoder.llama(), seed: 8)
+        var generator = SeededGenerator(seed: 3)
+        let stream = (0..<37).map { _ in Int32(generator.next() % 23) }
+        func nll(_ window: ArraySlice<Int32>, targets: Range<Int>) throws -> Double {
+            let ids = Tensor(shape: [1, window.count], int32s: Array(window))
+            let logits = try model.logits(ids, backend: backend).floats
+            let vocabulary = model.config.vocabSize
+            return targets.reduce(0.0) { total, position in
+                let row = logits[((position - 1) * vocabulary)..<(position * vocabulary)].map(Double.init)
+                let top = row.max() ?? 0
+                return total + log(row.reduce(0) { $0 + exp($1 - top) }) + top - row[Int(window[window.startIndex + position])]
+            }
+        }
+        let plain = try model.perplexity(of: stream, protocol: PerplexityProtocol(sequenceLength: 8, batchSize: 3), backend: backend)
+        #expect(plain.windows == 4 && plain.predictedTokens == 4 * 7)
+        var expected = 0.0
+        for window in 0..<4 { expected += try nll(stream[(window * 8)..<(window * 8 + 8)], targets: 1..<8) }
+        #expect(abs(plain.meanNLL - expected / 28) < 1e-5)
+        let same = try model.perplexity(of: stream, protocol: PerplexityProtocol(sequenceLength: 8, stride: 8), backend: backend)
+        #expect(abs(same.meanNLL - plain.meanNLL) < 1e-6 && same.predictedTokens == 28)
+
+        let sliding = try model.perplexity(of: stream, protocol: PerplexityProtocol(sequenceLength: 8, stride: 4), backend: backend)
+        #expect(sliding.predictedTokens == 36)
+        // Windows start at 0, 4, …, 28 (the last ends at 36… 37): the first predicts 1..<8, each later one its last 4 (or fewer).
+        var slidingExpected = try nll(stream[0..<8], targets: 1..<8)
+        var previousEnd = 8
+        var begin = 4
+        while previousEnd < stream.count {
+            let end = min(begin + 8, stream.count)
+            let window = stream[begin..<end]
+            slidingExpected += try nll(window, targets: (window.count - (end - previousEnd))..<window.count)
+            previousEnd = end
+            begin += 4
+        }
+        #expect(abs(sliding.meanNLL - slidingExpected / 36) < 1e-5)
+        #expect(throws: DecoderInputError.self) {
+            try model.perplexity(of: stream, protocol: PerplexityProtocol(sequenceLength: 17), backend: backend)
+        }
+        #expect(throws: DecoderInputError.self) {
+            try model.perplexity(of: Array(stream.prefix(5)), protocol: PerplexityProtocol(sequenceLength: 8), backend: backend)
+        }
+    }
+
     @Test func badInputIsAnErrorNotACrash() throws {
         let model = try DecoderModel(randomWithConfig: TinyDecoder.llama(), seed: 1)
         #expect(throws: DecoderInputError.self) { try model.logits(Tensor(shape: [1, 2], int32s: [1, 23]), backend: backend) }
