@@ -27,7 +27,7 @@ public struct BertModel: Sendable {
     /// (`encoder.layer.0.intermediate.dense.weight`). Pruned positions are
     /// +0.0 and stay so: every `updateParameters` re-applies the masks, and
     /// `save` stores these weights sparsely with their masks.
-    public private(set) var masks: [String: WeightMask] = [:]
+    public internal(set) var masks: [String: WeightMask] = [:]
 
     /// A model over `weights`, whose shapes are checked against `config`
     /// (`file` names the source in errors). `pooling` defaults to the
@@ -56,33 +56,12 @@ public struct BertModel: Sendable {
     /// `encoder.layer.0.attention.self.query.weight`): its pruned positions
     /// become +0.0 and stay so. `nil` removes the mask, leaving the values.
     public mutating func setMask(_ mask: WeightMask?, forParameter name: String, file: String = "<weights>") throws(ModelFileError) {
-        guard let mask else {
-            masks[name] = nil
-            return
-        }
-        guard let index = weights.names.firstIndex(of: name), mask.shape.count == 2 else {
-            throw ModelFileError(file: file, "a mask is given for `\(name)`, which is not a weight matrix of the model")
-        }
-        var tensors = weights.elements
-        guard tensors[index].shape == mask.shape else {
-            throw ModelFileError(file: file, "the mask of `\(name)` is \(mask.shape), but the weight is \(tensors[index].shape)")
-        }
-        mask.zeroPruned(in: &tensors[index])
-        weights = weights.replacing(with: tensors)
-        masks[name] = mask
+        try applyMask(mask, forParameter: name, file: file)
     }
 
     /// Zeroes the gradients (in `weights.elements` order) of pruned weights,
     /// so clipping and the optimiser's moments never see them.
-    public func maskGradients(_ gradients: inout [Tensor?]) {
-        guard !masks.isEmpty else { return }
-        for (index, name) in weights.names.enumerated() where index < gradients.count {
-            guard let mask = masks[name], var gradient = gradients[index], gradient.shape == mask.shape else { continue }
-            gradients[index] = nil
-            mask.zeroPruned(in: &gradient)
-            gradients[index] = gradient
-        }
-    }
+    public func maskGradients(_ gradients: inout [Tensor?]) { zeroMaskedGradients(&gradients) }
 
     /// Lets `body` change the parameters in place (in `weights.elements`
     /// order; same shapes), e.g. an optimiser step. The model lets go of its
@@ -90,18 +69,7 @@ public struct BertModel: Sendable {
     /// The masks are applied afterwards: pruned weights stay +0.0 whatever
     /// `body` (momentum, weight decay) did to them.
     public mutating func updateParameters(_ body: (inout [Tensor]) throws -> Void) rethrows {
-        var tensors = weights.elements
-        let shapes = tensors.map(\.shape)
-        let structure = weights.map { _, _ in () }
-        weights = structure.map { _, _ in Tensor(zeros: [0]) }
-        defer { weights = structure.replacing(with: tensors) }
-        try body(&tensors)
-        precondition(tensors.map(\.shape) == shapes, "updateParameters changed parameter shapes")
-        if !masks.isEmpty {
-            for (index, name) in structure.names.enumerated() {
-                masks[name]?.zeroPruned(in: &tensors[index])
-            }
-        }
+        try updateMaskedParameters(body)
     }
 
     /// Number of scalar parameters.
@@ -329,5 +297,17 @@ public struct BertModel: Sendable {
             inverse[row] = 1 / Swift.max(count, 1)
         }
         return (Tensor(shape: [batch, length, 1], floats: values), Tensor(shape: [batch, 1], floats: inverse))
+    }
+}
+
+extension BertModel: MaskedParameters {
+    var parameterTensors: [Tensor] { weights.elements }
+
+    mutating func replaceParameters(_ tensors: [Tensor]) { weights = weights.replacing(with: tensors) }
+
+    mutating func takeParameters() -> [Tensor] {
+        let tensors = weights.elements
+        weights = weights.map { _, _ in Tensor(zeros: [0]) }
+        return tensors
     }
 }

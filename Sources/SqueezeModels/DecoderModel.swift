@@ -23,7 +23,7 @@ public struct DecoderModel: Sendable {
     /// The pruning masks of sparse weights, by parameter name
     /// (`model.layers.0.mlp.up_proj.weight`): pruned positions are +0.0 and
     /// stay so through `updateParameters`, and `save` stores them sparsely.
-    public private(set) var masks: [String: WeightMask] = [:]
+    public internal(set) var masks: [String: WeightMask] = [:]
     /// The rotary inverse frequencies (scaling applied); empty for learned positions.
     public let inverseFrequencies: [Float]
 
@@ -56,48 +56,16 @@ public struct DecoderModel: Sendable {
     /// Masks the weight `name`: its pruned positions become +0.0 and stay so.
     /// `nil` removes the mask, leaving the values.
     public mutating func setMask(_ mask: WeightMask?, forParameter name: String, file: String = "<weights>") throws(ModelFileError) {
-        guard let mask else {
-            masks[name] = nil
-            return
-        }
-        guard let index = weights.names.firstIndex(of: name), mask.shape.count == 2 else {
-            throw ModelFileError(file: file, "a mask is given for `\(name)`, which is not a weight matrix of the model")
-        }
-        var tensors = weights.elements
-        guard tensors[index].shape == mask.shape else {
-            throw ModelFileError(file: file, "the mask of `\(name)` is \(mask.shape), but the weight is \(tensors[index].shape)")
-        }
-        mask.zeroPruned(in: &tensors[index])
-        weights = weights.replacing(with: tensors)
-        masks[name] = mask
+        try applyMask(mask, forParameter: name, file: file)
     }
 
     /// Zeroes the gradients (in `weights.elements` order) of pruned weights.
-    public func maskGradients(_ gradients: inout [Tensor?]) {
-        guard !masks.isEmpty else { return }
-        for (index, name) in weights.names.enumerated() where index < gradients.count {
-            guard let mask = masks[name], var gradient = gradients[index], gradient.shape == mask.shape else { continue }
-            gradients[index] = nil
-            mask.zeroPruned(in: &gradient)
-            gradients[index] = gradient
-        }
-    }
+    public func maskGradients(_ gradients: inout [Tensor?]) { zeroMaskedGradients(&gradients) }
 
     /// Lets `body` change the parameters in place (in `weights.elements`
     /// order; same shapes); the masks are applied afterwards.
     public mutating func updateParameters(_ body: (inout [Tensor]) throws -> Void) rethrows {
-        var tensors = weights.elements
-        let shapes = tensors.map(\.shape)
-        let structure = weights.map { _, _ in () }
-        weights = structure.map { _, _ in Tensor(zeros: [0]) }
-        defer { weights = structure.replacing(with: tensors) }
-        try body(&tensors)
-        precondition(tensors.map(\.shape) == shapes, "updateParameters changed parameter shapes")
-        if !masks.isEmpty {
-            for (index, name) in structure.names.enumerated() {
-                masks[name]?.zeroPruned(in: &tensors[index])
-            }
-        }
+        try updateMaskedParameters(body)
     }
 
     // MARK: Inference and training
@@ -393,5 +361,17 @@ public struct DecoderModel: Sendable {
                 throw ModelFileError(file: file, "`\(name)` has shape \(tensor.shape), but the config implies \(shape)")
             }
         }
+    }
+}
+
+extension DecoderModel: MaskedParameters {
+    var parameterTensors: [Tensor] { weights.elements }
+
+    mutating func replaceParameters(_ tensors: [Tensor]) { weights = weights.replacing(with: tensors) }
+
+    mutating func takeParameters() -> [Tensor] {
+        let tensors = weights.elements
+        weights = weights.map { _, _ in Tensor(zeros: [0]) }
+        return tensors
     }
 }
