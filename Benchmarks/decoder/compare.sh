@@ -18,7 +18,8 @@
 #   SQUEEZE_BENCH_ROUNDS   rounds (1)
 #   SQUEEZE_BENCH_THREADS (2), SQUEEZE_BENCH_BATCH (16), SQUEEZE_BENCH_SEQ_LEN (128),
 #   SQUEEZE_BENCH_PROMPT_LEN (128), SQUEEZE_BENCH_DECODE_TOKENS (64), SQUEEZE_BENCH_REPEATS (5),
-#   SQUEEZE_BENCH_WARMUP (2), SQUEEZE_BENCH_GROUP_SIZE (128)
+#   SQUEEZE_BENCH_WARMUP (2), SQUEEZE_BENCH_GROUP_SIZE (squeeze's default: 128 where it divides every
+#                          block layer's input width, else the largest divisor of them all, e.g. 16 for small-llama's FFN 688)
 #   SQUEEZE_BENCH_KEEP     a directory to keep every JSON in (default: a temporary one, removed)
 #   SQUEEZE_BENCH_NO_BUILD=1  use the existing .build/release/squeeze
 # Creates .cache/torch-venv (torch, transformers, numpy from PyPI) when it is missing (run.sh);
@@ -35,7 +36,8 @@ settings=(
     --prompt-len "${SQUEEZE_BENCH_PROMPT_LEN:-128}" --decode-tokens "${SQUEEZE_BENCH_DECODE_TOKENS:-64}"
     --repeats "${SQUEEZE_BENCH_REPEATS:-5}" --warmup "${SQUEEZE_BENCH_WARMUP:-2}"
 )
-group_size="${SQUEEZE_BENCH_GROUP_SIZE:-128}"
+group_size=()
+[[ -n "${SQUEEZE_BENCH_GROUP_SIZE:-}" ]] && group_size=(--group-size "$SQUEEZE_BENCH_GROUP_SIZE")
 squeeze="$repo/.build/release/squeeze"
 
 for tier in "${tiers[@]}"; do
@@ -68,7 +70,7 @@ for round in $(seq 1 "$rounds"); do
         environment=()
         [[ "$tier" != native ]] && environment=(SQUEEZE_KERNELS="$tier")
         env "${environment[@]}" "$squeeze" bench decoder "$config" --threads "$threads" "${settings[@]}" \
-            --group-size "$group_size" --json > "$work/squeeze-$tier-$round.json"
+            "${group_size[@]}" --json > "$work/squeeze-$tier-$round.json"
     done
     echo "== round $round/$rounds: pytorch" >&2
     SQUEEZE_BENCH_THREADS="$threads" "$repo/Benchmarks/decoder/run.sh" "$config" "${settings[@]}" \

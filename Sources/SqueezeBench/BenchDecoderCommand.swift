@@ -68,8 +68,12 @@ struct BenchDecoderCommand: ParsableCommand {
     @Option(help: "AdamW learning rate of the training step.")
     var lr: Float = 1e-4
 
-    @Option(help: "Consecutive inputs sharing a scale in the weight-only models (must divide every block layer's input width).")
-    var groupSize: Int = WeightOnlyOptions.defaultGroupSize
+    @Option(
+        help: """
+            Consecutive inputs sharing a scale in the weight-only models; must divide every block layer's input width. \
+            Default: 128, or the largest divisor of every width below it (e.g. 16 for FFN 688).
+            """)
+    var groupSize: Int?
 
     @Flag(help: "Print the results as JSON (the peer script's keys).")
     var json = false
@@ -83,7 +87,7 @@ struct BenchDecoderCommand: ParsableCommand {
         if seqLen < 2 { throw ValidationError("--seq-len must be at least 2 (a training sequence predicts its next tokens)") }
         if repeats < 1 || repeats > 100_000 { throw ValidationError("--repeats must be between 1 and 100000") }
         if warmup < 0 || warmup > 100_000 { throw ValidationError("--warmup must be between 0 and 100000") }
-        if groupSize < 1 { throw ValidationError("--group-size must be at least 1") }
+        if let groupSize, groupSize < 1 { throw ValidationError("--group-size must be at least 1") }
         if !(lr.isFinite && lr >= 0) { throw ValidationError("--lr must be a finite number ≥ 0") }
     }
 
@@ -108,7 +112,7 @@ struct BenchDecoderCommand: ParsableCommand {
         }
         let benchmark = DecoderBenchmark(
             model: model, threads: threads, batch: batch, seqLen: seqLen, promptLen: promptLen, decodeTokens: decodeTokens,
-            repeats: repeats, warmup: warmup, seed: seed, learningRate: lr, groupSize: groupSize)
+            repeats: repeats, warmup: warmup, seed: seed, learningRate: lr, groupSize: groupSize ?? Self.defaultGroupSize(model))
         let report: DecoderBenchReport
         do {
             report = try benchmark.run()
@@ -116,6 +120,13 @@ struct BenchDecoderCommand: ParsableCommand {
             throw UserError("cannot run the benchmark on \(config): \(error)")
         }
         print(json ? report.prettyJSON : report.table, terminator: json ? "" : "\n")
+    }
+
+    /// 128 where it divides every block layer's input width, else the largest divisor of them all below it.
+    static func defaultGroupSize(_ model: DecoderModel) -> Int {
+        let widths = model.linearBlocks.flatMap(\.layers).map(\.inFeatures)
+        return WeightOnlyQuantizer.largestDivisor(
+            of: widths.reduce(0, WeightOnlyQuantizer.greatestCommonDivisor), atMost: WeightOnlyOptions.defaultGroupSize)
     }
 
     /// A directory's `config.json`, a JSON file or JSON text, with

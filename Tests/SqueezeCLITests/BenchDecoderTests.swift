@@ -71,6 +71,15 @@ import Testing
         #expect(bytes[1] < bytes[2] && bytes[2] < bytes[0], "int4 < int8 < fp32 bytes: \(bytes)")
     }
 
+    /// 128 does not divide the tiny config's widths (16, 32): the default is their largest common divisor.
+    @Test func theDefaultGroupSizeDividesEveryBlockWidth() throws {
+        let project = try Project("bench-decoder-group")
+        let result = try project.squeeze(["bench", "decoder", Self.tinyConfig, "--json"] + Self.quick.dropLast(4), timeout: 120)
+        #expect(result.status == 0, "\(result)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
+        #expect((object["settings"] as? [String: Any])?["group_size"] as? Int == 16)
+    }
+
     @Test func theTableNamesTheCPUAndEveryMeasurement() throws {
         let project = try Project("bench-decoder-table")
         let result = try project.squeeze(["bench", "decoder", Self.tinyConfig] + Self.quick, timeout: 120)
