@@ -17,7 +17,10 @@ public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure training and inference speed on this machine.",
-        subcommands: [BenchBertCommand.self, BenchInt8Command.self, BenchWeightOnlyCommand.self, BenchQuantizedBertCommand.self])
+        subcommands: [
+            BenchBertCommand.self, BenchInt8Command.self, BenchWeightOnlyCommand.self, BenchQuantizedBertCommand.self,
+            BenchDecoderCommand.self,
+        ])
 }
 
 /// What `Benchmarks/bert/pytorch_peer.py` measures, on the CPU backend.
