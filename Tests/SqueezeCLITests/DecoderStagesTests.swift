@@ -84,18 +84,41 @@ import Testing
         #expect((generation["gptq.decode_tokens_per_s"] as? Double ?? 0) > 0, "\(generation)")
 
         // The trained artifact is a Hugging Face checkpoint directory: it imports as a decoder.
+        // … also when its weights are split into shards, as `save_pretrained` writes large models.
         let trained = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "pretrain", output: "model")
-        _ = try project.write("import/recipe.yaml", """
-            version: 1
-            name: import
-            stages:
-              base:
-                uses: model/import
-                with: {directory: \(trained)}
-            """)
-        let imported = try project.run("import/recipe.yaml", timeout: 120)
-        #expect(imported.status == 0, "\(imported)")
-        #expect(imported.stdout.contains("llama") || imported.stderr.contains("llama"), "\(imported)")
+        let sharded = project.path("sharded")
+        try FileManager.default.createDirectory(atPath: sharded, withIntermediateDirectories: true)
+        for name in ["config.json", "tokenizer.json"] {
+            try FileManager.default.copyItem(atPath: trained + "/" + name, toPath: sharded + "/" + name)
+        }
+        let model = try DecoderModel(directory: trained)
+        let tensors = model.weights.map { name, tensor in (name: name, tensor: tensor) }.elements
+        let half = tensors.count / 2
+        var weightMap: [String: String] = [:]
+        for (index, part) in [Array(tensors[..<half]), Array(tensors[half...])].enumerated() {
+            let file = "model-0000\(index + 1)-of-00002.safetensors"
+            try SafetensorsWriter.write(tensors: part, to: sharded + "/" + file)
+            for tensor in part { weightMap[tensor.name] = file }
+        }
+        let index = try JSONSerialization.data(withJSONObject: ["metadata": [:], "weight_map": weightMap], options: [.sortedKeys])
+        try index.write(to: URL(fileURLWithPath: sharded + "/model.safetensors.index.json"))
+        for source in [trained, sharded] {
+            _ = try project.write("import/recipe.yaml", """
+                version: 1
+                name: import
+                stages:
+                  base:
+                    uses: model/import
+                    with: {directory: \(source)}
+                """)
+            let imported = try project.run("import/recipe.yaml", timeout: 120)
+            #expect(imported.status == 0, "\(imported)")
+            let metrics = try ModelStagesTests.metrics(project, runID: imported.runID, stage: "base")
+            #expect(metrics["architecture"] as? String == "llama" && metrics["parameters"] as? Int == model.parameterCount, "\(metrics)")
+            let directory = try ModelStagesTests.outputDirectory(project, runID: imported.runID, stage: "base", output: "model")
+            let reloaded = try DecoderModel(directory: directory)
+            #expect(zip(reloaded.weights.elements, model.weights.elements).allSatisfy { $0.floats == $1.floats })
+        }
 
         let second = try project.run(timeout: 300)
         #expect(second.status == 0 && second.stderr.contains("ppl: cached"), "\(second)")
