@@ -127,6 +127,24 @@ enum LanguageModelRows {
                 rows[index].delta = EvaluatedModel.Delta(rows[index], over: reference)
             }
         }
+        // A model scored alone (one per sweep instance) is compared with a
+        // baseline of another stage when that baseline's model is upstream of
+        // it and both stages measured the same way (split, window, stride).
+        var protocols: [String: [Double?]] = [:]
+        for stage in perplexityStages {
+            protocols[stage.id] = ["split_tokens", "seq_len", "stride"].map { key in stage.metrics[key]?.number }
+        }
+        let baselines = rows.indices.filter { rows[$0].isBaseline && rows[$0].languageModel?.perplexity != nil }
+        for index in rows.indices where rows[index].delta == nil && rows[index].languageModel?.perplexity != nil {
+            guard let producer = references[index]?.producer else { continue }
+            let upstream = ModelReference.ancestors(of: producer, in: run.recipe)
+            let candidates = baselines.filter { candidate in
+                guard let root = references[candidate]?.producer, upstream.contains(root) else { return false }
+                return protocols[rows[candidate].stage] == protocols[rows[index].stage]
+            }
+            guard candidates.count == 1, let candidate = candidates.first else { continue }
+            rows[index].delta = EvaluatedModel.Delta(rows[index], over: rows[candidate])
+        }
         return rows
     }
 

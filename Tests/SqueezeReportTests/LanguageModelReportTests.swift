@@ -162,6 +162,37 @@ enum LanguageModelFixtures {
         #expect(report.models.first?.delta?.perplexityChange == 0)
     }
 
+    /// A sweep instance scored by its own stage (one model) is compared with
+    /// the baseline of another stage when that model is upstream of it and
+    /// both stages measured the same way; not when the protocol differs.
+    @Test func aModelScoredAloneIsComparedWithAnUpstreamBaseline() throws {
+        typealias F = LanguageModelFixtures
+        guard case .object(var stages)? = F.recipe[member: "stages"] else {
+            Issue.record("the fixture recipe has no stages")
+            return
+        }
+        stages["ppl_pruned[method=magnitude]"] = F.recipeStage(
+            "eval/perplexity", models: ["pruned_50": "${pruned[method=magnitude].model}"], dependencies: ["pruned[method=magnitude]"])
+        stages["pruned[method=magnitude]"] = F.recipeStage("prune/oneshot", dependencies: ["pretrain"])
+        stages["ppl_other"] = F.recipeStage(
+            "eval/perplexity", models: ["pruned_50": "${pruned[method=magnitude].model}"], dependencies: ["pruned[method=magnitude]"])
+        var alone = F.perplexityMetrics([("pruned_50", 31.5, 0.5, 2000)])
+        var otherProtocol = alone
+        otherProtocol["seq_len"] = .int(64)
+        alone["stride"] = nil
+        let run = Fixtures.run(id: "20261207T100000Z-wikitext-llama-oneshot-0badcafe", stages: try F.run().stages + [
+            try F.producer("pruned[method=magnitude]", "prune/oneshot", outputs: ["model": (F.digest("ee"), 14_000_000)]),
+            Fixtures.stage("ppl_pruned[method=magnitude]", "eval/perplexity", metrics: alone),
+            Fixtures.stage("ppl_other", "eval/perplexity", metrics: otherProtocol),
+        ], recipe: .object(["stages": .object(stages)]))
+        let report = RunReport(run)
+        let pruned = try #require(report.models.first { $0.stage == "ppl_pruned[method=magnitude]" })
+        #expect(pruned.delta?.baseline == "dense")
+        #expect(abs((pruned.delta?.perplexityChange ?? 0) - 0.05) < 1e-12)
+        let other = try #require(report.models.first { $0.stage == "ppl_other" })
+        #expect(other.delta == nil, "seq_len 64 is another protocol")
+    }
+
     @Test func aWrittenBaselineWins() throws {
         var run = try LanguageModelFixtures.run()
         guard case .object(var recipe) = run.recipe, case .object(var stages)? = recipe["stages"], case .object(var ppl)? = stages["ppl"],
