@@ -111,7 +111,7 @@ enum TinyDecoder {
         let stream = (0..<37).map { _ in Int32(generator.next() % 23) }
         func nll(_ window: ArraySlice<Int32>, targets: Range<Int>) throws -> Double {
             let ids = Tensor(shape: [1, window.count], int32s: Array(window))
-            let logits = try model.logits(ids, backend: backend).floats
+            let logits = try model.logits(ids, backend: backend).floats as [Float]
             let vocabulary = model.config.vocabSize
             return targets.reduce(0.0) { total, position in
                 let row = logits[((position - 1) * vocabulary)..<(position * vocabulary)].map(Double.init)
