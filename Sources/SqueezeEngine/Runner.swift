@@ -222,6 +222,9 @@ extension Pipeline {
             }
             record.cache = "miss"
             record.reason = force ? "forced" : explanation(for: spec.id, material: material)
+            if let shortfall = LocalMachine.current.shortfall(spec.resources) {
+                throw ResourceShortfall(resource: shortfall.resource, message: shortfall.message)
+            }
             observer.handle(.stageStarted(id: spec.id, cores: cores))
 
             let staging = try store.makeStagingDirectory(name: Pipeline.fileName(for: spec.id))
@@ -252,7 +255,9 @@ extension Pipeline {
                 engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent)
 
             let cpuBefore = Self.processCPUSeconds()
-            let result = try await type.run(context, params: params)
+            let result = try await Self.withTimeLimit(spec.resources.timeLimitSeconds) {
+                try await type.run(context, params: params)
+            }
             try Task.checkCancellation()
             for warning in result.warnings {
                 log.line("warning: \(warning)")
@@ -300,12 +305,35 @@ extension Pipeline {
                 if let failure = error as? StageFailure, let parameter = failure.parameter {
                     let location = spec.with[parameter]?.location ?? spec.location
                     record.reason = "\(location): `\(parameter)`: \(failure.message)"
+                } else if let shortfall = error as? ResourceShortfall {
+                    let location = spec.resources.locations[shortfall.resource] ?? spec.location
+                    record.reason = "\(location): `resources.\(shortfall.resource)`: \(shortfall.message)"
+                } else if let limit = error as? TimeLimitExceeded {
+                    let location = spec.resources.locations["time"] ?? spec.location
+                    record.reason = "\(location): TIMEOUT: \(limit)"
                 } else {
                     record.reason = "\(error)"
                 }
             }
         }
         return record
+    }
+
+    /// `body`, stopped (cancelled) when it runs longer than `seconds`.
+    static func withTimeLimit<T: Sendable>(_ seconds: Int?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let seconds else { return try await body() }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(nanoseconds: UInt64(seconds) * 1_000_000_000)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw TimeLimitExceeded(seconds: seconds)
+            }
+            return value
+        }
     }
 
     private func cachedEntry(key: String, spec: StageSpec) -> StageEntry? {
@@ -336,5 +364,21 @@ extension Pipeline {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+}
+
+/// A stage asked for more of a resource than the local machine has.
+struct ResourceShortfall: Error {
+    var resource: String
+    var message: String
+}
+
+/// A stage ran longer than its `resources.time`.
+struct TimeLimitExceeded: Error, CustomStringConvertible {
+    var seconds: Int
+    var description: String { "the stage ran longer than its time limit of \(Self.duration(seconds)) and was stopped" }
+
+    static func duration(_ seconds: Int) -> String {
+        seconds % 3600 == 0 ? "\(seconds / 3600)h" : seconds % 60 == 0 ? "\(seconds / 60)m" : "\(seconds)s"
     }
 }

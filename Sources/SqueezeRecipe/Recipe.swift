@@ -122,10 +122,97 @@ public struct Resources: Sendable, Hashable {
     /// core count (or `all`) makes the stage run alone.
     public var cores: Int?
     public var allCores: Bool
+    /// Memory the stage needs (`memory: 8G`), in bytes.
+    public var memoryBytes: Int?
+    /// GPUs the stage needs (`gpus: 1`).
+    public var gpus: Int?
+    /// Wall-clock limit (`time: 2h`, or Slurm's `[D-]HH:MM:SS`), in seconds:
+    /// the stage is stopped and fails with TIMEOUT when it runs longer.
+    public var timeLimitSeconds: Int?
+    /// The cluster partition the stage asks for (cluster executors only).
+    public var partition: String?
+    /// Where each written resource is, by name, for errors about it (not
+    /// part of equality: two stages asking the same things are equal).
+    public var locations: [String: SourceLocation]
 
-    public init(cores: Int? = nil, allCores: Bool = false) {
+    public static func == (a: Resources, b: Resources) -> Bool {
+        (a.cores, a.allCores, a.memoryBytes, a.gpus, a.timeLimitSeconds, a.partition)
+            == (b.cores, b.allCores, b.memoryBytes, b.gpus, b.timeLimitSeconds, b.partition)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(cores)
+        hasher.combine(allCores)
+        hasher.combine(memoryBytes)
+        hasher.combine(gpus)
+        hasher.combine(timeLimitSeconds)
+        hasher.combine(partition)
+    }
+
+    public init(
+        cores: Int? = nil, allCores: Bool = false, memoryBytes: Int? = nil, gpus: Int? = nil, timeLimitSeconds: Int? = nil,
+        partition: String? = nil, locations: [String: SourceLocation] = [:]
+    ) {
         self.cores = cores
         self.allCores = allCores
+        self.memoryBytes = memoryBytes
+        self.gpus = gpus
+        self.timeLimitSeconds = timeLimitSeconds
+        self.partition = partition
+        self.locations = locations
+    }
+
+    /// The resource names a recipe may write.
+    public static let names = ["cores", "memory", "gpus", "time", "partition"]
+
+    /// `8G`, `512M`, `1.5T`, `64K` (binary units, as Slurm's `--mem`; a
+    /// trailing `B` or `iB` allowed) in bytes; nil for anything else.
+    public static func memory(_ text: String) -> Int? {
+        var body = text.trimmingCharacters(in: .whitespaces).uppercased()
+        for suffix in ["IB", "B"] where body.hasSuffix(suffix) && body.count > suffix.count {
+            body.removeLast(suffix.count)
+            break
+        }
+        guard let unit = body.last, let power = ["K": 1, "M": 2, "G": 3, "T": 4][String(unit)],
+              let number = Double(body.dropLast()), number > 0, number.isFinite
+        else { return nil }
+        let bytes = number * pow(1024, Double(power))
+        return bytes < Double(Int.max) ? Int(bytes.rounded(.up)) : nil
+    }
+
+    /// `90s`, `30m`, `2h`, `1d`, or Slurm's `MM`, `MM:SS`, `HH:MM:SS`,
+    /// `D-HH`, `D-HH:MM`, `D-HH:MM:SS`, in seconds; nil for anything else.
+    public static func duration(_ text: String) -> Int? {
+        let body = text.trimmingCharacters(in: .whitespaces)
+        if let unit = body.last, let scale = ["s": 1, "m": 60, "h": 3600, "d": 86400][String(unit)],
+           let number = Double(body.dropLast()), number > 0, number.isFinite, number * Double(scale) < 1e12
+        {
+            return Int((number * Double(scale)).rounded(.up))
+        }
+        var days = 0
+        var clock = Substring(body)
+        if let dash = body.firstIndex(of: "-") {
+            guard let value = Int(body[..<dash]), value >= 0 else { return nil }
+            days = value
+            clock = body[body.index(after: dash)...]
+        }
+        let parts = clock.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+        guard !parts.isEmpty, parts.count <= 3, parts.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+        let values = parts.map { $0 ?? 0 }
+        let seconds: Int
+        if body.contains("-") {
+            // D-HH, D-HH:MM, D-HH:MM:SS
+            seconds = values[0] * 3600 + (values.count > 1 ? values[1] * 60 : 0) + (values.count > 2 ? values[2] : 0)
+        } else {
+            // MM, MM:SS, HH:MM:SS
+            switch values.count {
+            case 1: seconds = values[0] * 60
+            case 2: seconds = values[0] * 60 + values[1]
+            default: seconds = values[0] * 3600 + values[1] * 60 + values[2]
+            }
+        }
+        let total = days * 86400 + seconds
+        return total > 0 ? total : nil
     }
 }
 

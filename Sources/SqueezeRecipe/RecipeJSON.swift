@@ -64,6 +64,10 @@ extension StageSpec {
         } else if let cores = resources.cores {
             resourceFields["cores"] = .int(cores)
         }
+        if let memory = resources.memoryBytes { resourceFields["memory_bytes"] = .int(memory) }
+        if let gpus = resources.gpus { resourceFields["gpus"] = .int(gpus) }
+        if let time = resources.timeLimitSeconds { resourceFields["time_seconds"] = .int(time) }
+        if let partition = resources.partition { resourceFields["partition"] = .string(partition) }
         var object: [String: Value] = [
             "uses": .string(uses),
             "with": .object(Dictionary(uniqueKeysWithValues: with.map { ($0.key, $0.value.writtenValue) })),

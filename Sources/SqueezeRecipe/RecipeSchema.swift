@@ -162,6 +162,25 @@ public enum RecipeSchema {
                                 .object(["const": .string("all")]),
                             ]),
                         ]),
+                        "memory": .object([
+                            "description": .string("Memory the stage needs, with a binary unit (`8G`, `512M`); the local executor fails the stage when the machine has less."),
+                            "type": .string("string"), "pattern": .string("^[0-9]+(\\.[0-9]+)?[KMGTkmgt](i?[Bb])?$"),
+                        ]),
+                        "gpus": .object([
+                            "description": .string("GPUs the stage needs; the local executor fails the stage when the machine has fewer."),
+                            "type": .string("integer"), "minimum": .int(0),
+                        ]),
+                        "time": .object([
+                            "description": .string("Wall-clock limit: `90m`, `2h`, `1d`, Slurm's `[D-]HH:MM:SS`, or a number of minutes; a stage that runs longer is stopped and fails with TIMEOUT."),
+                            "anyOf": .array([
+                                .object(["type": .string("integer"), "minimum": .int(1)]),
+                                .object(["type": .string("string")]),
+                            ]),
+                        ]),
+                        "partition": .object([
+                            "description": .string("The cluster partition the stage asks for (cluster executors; the local executor ignores it)."),
+                            "type": .string("string"), "minLength": .int(1),
+                        ]),
                     ]),
                 ]),
                 "description": .object(["description": .string("What the stage does."), "type": .string("string")]),

@@ -134,29 +134,46 @@ extension RecipeValidation {
         var resources = Resources()
         for entry in entries {
             guard let name = mappingKey(entry.key) else { continue }
-            guard name == "cores" else {
+            guard Resources.names.contains(name) else {
                 error(
                     "unknown resource `\(name)`", at: entry.key.location,
-                    hint: Suggestion.hint(for: name, in: ["cores"]) ?? "the only resource is `cores`")
+                    hint: Suggestion.hint(for: name, in: Resources.names)
+                        ?? "resources are \(Resources.names.map { "`\($0)`" }.joined(separator: ", "))")
                 continue
             }
             let value = entry.value
-            switch value.kind {
-            case .scalar:
-                switch YAMLScalar.resolve(value) {
-                case .int(let cores) where cores >= 1:
-                    resources.cores = cores
-                    continue
-                case .string("all"):
-                    resources.allCores = true
-                    continue
-                default: break
-                }
-            default: break
+            resources.locations[name] = value.location
+            var scalar: YAMLScalar.Resolved?
+            if case .scalar = value.kind { scalar = YAMLScalar.resolve(value) }
+            let shown = value.scalar.map { "`\($0)`" } ?? Self.describe(value)
+            switch (name, scalar) {
+            case ("cores", .int(let cores)?) where cores >= 1:
+                resources.cores = cores
+            case ("cores", .string("all")?):
+                resources.allCores = true
+            case ("cores", _):
+                error("`cores` must be a whole number of at least 1 or \"all\", got \(shown)", at: value.location)
+            case ("gpus", .int(let gpus)?) where gpus >= 0:
+                resources.gpus = gpus
+            case ("gpus", _):
+                error("`gpus` must be a whole number of at least 0, got \(shown)", at: value.location)
+            case ("memory", .string(let text)?) where Resources.memory(text) != nil:
+                resources.memoryBytes = Resources.memory(text)
+            case ("memory", _):
+                error("`memory` must be an amount with a unit, got \(shown)", at: value.location, hint: "e.g. `memory: 8G` or `memory: 512M`")
+            case ("time", .string(let text)?) where Resources.duration(text) != nil:
+                resources.timeLimitSeconds = Resources.duration(text)
+            case ("time", .int(let minutes)?) where minutes >= 1:
+                resources.timeLimitSeconds = minutes * 60
+            case ("time", _):
+                error(
+                    "`time` must be a duration, got \(shown)", at: value.location,
+                    hint: "e.g. `time: 2h`, `time: 90m` or Slurm's `time: \"1-12:00:00\"` (a bare number is minutes)")
+            case ("partition", .string(let text)?) where !text.isEmpty:
+                resources.partition = text
+            default:
+                error("`partition` must be a partition name, got \(shown)", at: value.location)
             }
-            error(
-                "`cores` must be a whole number of at least 1 or \"all\", got \(value.scalar.map { "`\($0)`" } ?? Self.describe(value))",
-                at: value.location)
         }
         return resources
     }

@@ -379,13 +379,13 @@ import Testing
         let errors = Fixtures.errors("""
             \(header)
             stages:
-              a: { uses: command, resources: { cores: 0, memory: 3 }, with: { run: [x] } }
+              a: { uses: command, resources: { cores: 0, memroy: 3 }, with: { run: [x] } }
               b: { uses: command, resources: { cores: most }, with: { run: [x] } }
               c: { uses: command, resources: 4, with: { run: [x] } }
             """)
         #expect(errors.map(\.message) == [
             "`cores` must be a whole number of at least 1 or \"all\", got `0`",
-            "unknown resource `memory`",
+            "unknown resource `memroy`",
             "`cores` must be a whole number of at least 1 or \"all\", got `most`",
             "`resources` must be a mapping such as `{cores: 2}`, got an integer",
         ])
