@@ -63,7 +63,7 @@ extension BertModel: LinearLayerModel {
     /// become +0.0 (`setMask(nil, …)` first to lift it).
     public mutating func setLinearWeight(_ name: String, to weight: Tensor) throws(LinearViewError) {
         var linear = try existingSlot(name)
-        try Self.checkReplacement(weight, for: linear.weight, name: name + ".weight")
+        try LinearSlots.checkReplacement(weight, for: linear.weight, name: name + ".weight")
         linear.weight = weight
         masks[name + ".weight"]?.zeroPruned(in: &linear.weight)
         setLinearSlot(name, linear)
@@ -71,24 +71,16 @@ extension BertModel: LinearLayerModel {
 
     public mutating func setLinearBias(_ name: String, to bias: Tensor) throws(LinearViewError) {
         var linear = try existingSlot(name)
-        try Self.checkReplacement(bias, for: linear.bias, name: name + ".bias")
+        try LinearSlots.checkReplacement(bias, for: linear.bias, name: name + ".bias")
         linear.bias = bias
         setLinearSlot(name, linear)
     }
 
-    public var linearMasks: [String: WeightMask] {
-        var result: [String: WeightMask] = [:]
-        for (name, mask) in masks where name.hasSuffix(".weight") { result[String(name.dropLast(".weight".count))] = mask }
-        return result
-    }
+    public var linearMasks: [String: WeightMask] { linearLayerMasks }
 
     public mutating func setLinearMask(_ name: String, to mask: WeightMask?) throws(LinearViewError) {
         _ = try existingSlot(name)
-        do {
-            try setMask(mask, forParameter: name + ".weight")
-        } catch {
-            throw LinearViewError(error.message)
-        }
+        try setLinearLayerMask(name, to: mask)
     }
 
     /// The embeddings' output for `batch`, with its mask.
@@ -139,7 +131,7 @@ extension BertModel: LinearLayerModel {
         case "pooler.dense": linear = weights.pooler
         case "classifier": linear = weights.classifier
         default:
-            guard let (index, suffix) = Self.blockAddress(name), weights.layers.indices.contains(index) else { return nil }
+            guard let (index, suffix) = LinearSlots.blockAddress(name, marker: "encoder.layer."), weights.layers.indices.contains(index) else { return nil }
             let layer = weights.layers[index]
             switch suffix {
             case "attention.self.query": linear = layer.query
@@ -168,7 +160,7 @@ extension BertModel: LinearLayerModel {
         case "pooler.dense": weights.pooler = linear
         case "classifier": weights.classifier = linear
         default:
-            guard let (index, suffix) = Self.blockAddress(name), weights.layers.indices.contains(index) else { return }
+            guard let (index, suffix) = LinearSlots.blockAddress(name, marker: "encoder.layer."), weights.layers.indices.contains(index) else { return }
             switch suffix {
             case "attention.self.query": weights.layers[index].query = linear
             case "attention.self.key": weights.layers[index].key = linear
@@ -181,14 +173,6 @@ extension BertModel: LinearLayerModel {
         }
     }
 
-    /// `encoder.layer.3.intermediate.dense` → (3, `intermediate.dense`).
-    private static func blockAddress(_ name: String) -> (Int, String)? {
-        let marker = "encoder.layer."
-        guard name.hasPrefix(marker) else { return nil }
-        let rest = name.dropFirst(marker.count)
-        guard let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]), index >= 0 else { return nil }
-        return (index, String(rest[rest.index(after: dot)...]))
-    }
 
     private static func describe(_ name: String, _ linear: LinearWeights<Tensor>) -> LinearLayer? {
         let shape = linear.weight.shape
@@ -196,11 +180,6 @@ extension BertModel: LinearLayerModel {
         return LinearLayer(name: name, outFeatures: shape[0], inFeatures: shape[1], hasBias: true)
     }
 
-    private static func checkReplacement(_ tensor: Tensor, for current: Tensor, name: String) throws(LinearViewError) {
-        guard tensor.dtype == .f32, tensor.shape == current.shape else {
-            throw LinearViewError("`\(name)` must be f32 \(current.shape), got \(tensor.dtype) \(tensor.shape)")
-        }
-    }
 }
 
 /// The inputs of the captured linear layers of one block run, as

@@ -47,7 +47,7 @@ extension DecoderModel: LinearLayerModel {
     /// A masked weight keeps its mask: the new weight's pruned positions become +0.0.
     public mutating func setLinearWeight(_ name: String, to weight: Tensor) throws(LinearViewError) {
         var linear = try existingSlot(name)
-        try Self.checkReplacement(weight, for: linear.weight, name: name + ".weight")
+        try LinearSlots.checkReplacement(weight, for: linear.weight, name: name + ".weight")
         linear.weight = weight
         masks[name + ".weight"]?.zeroPruned(in: &linear.weight)
         setLinearSlot(name, linear)
@@ -56,24 +56,16 @@ extension DecoderModel: LinearLayerModel {
     public mutating func setLinearBias(_ name: String, to bias: Tensor) throws(LinearViewError) {
         var linear = try existingSlot(name)
         guard let current = linear.bias else { throw LinearViewError("`\(name)` has no bias") }
-        try Self.checkReplacement(bias, for: current, name: name + ".bias")
+        try LinearSlots.checkReplacement(bias, for: current, name: name + ".bias")
         linear.bias = bias
         setLinearSlot(name, linear)
     }
 
-    public var linearMasks: [String: WeightMask] {
-        var result: [String: WeightMask] = [:]
-        for (name, mask) in masks where name.hasSuffix(".weight") { result[String(name.dropLast(".weight".count))] = mask }
-        return result
-    }
+    public var linearMasks: [String: WeightMask] { linearLayerMasks }
 
     public mutating func setLinearMask(_ name: String, to mask: WeightMask?) throws(LinearViewError) {
         _ = try existingSlot(name)
-        do {
-            try setMask(mask, forParameter: name + ".weight")
-        } catch {
-            throw LinearViewError(error.message)
-        }
+        try setLinearLayerMask(name, to: mask)
     }
 
     /// The embeddings' output for the token ids `batch` `[B, T]`.
@@ -115,7 +107,7 @@ extension DecoderModel: LinearLayerModel {
     /// The linear layer `name` when the model has it.
     private func linearSlot(_ name: String) -> OptionalBiasLinear<Tensor>? {
         if name == "lm_head" { return weights.head.map { OptionalBiasLinear(weight: $0, bias: nil) } }
-        guard let (index, suffix) = Self.blockAddress(name), weights.layers.indices.contains(index) else { return nil }
+        guard let (index, suffix) = LinearSlots.blockAddress(name, marker: "model.layers."), weights.layers.indices.contains(index) else { return nil }
         let layer = weights.layers[index]
         switch suffix {
         case "self_attn.q_proj": return layer.query
@@ -141,7 +133,7 @@ extension DecoderModel: LinearLayerModel {
             weights.head = linear.weight
             return
         }
-        guard let (index, suffix) = Self.blockAddress(name), weights.layers.indices.contains(index) else { return }
+        guard let (index, suffix) = LinearSlots.blockAddress(name, marker: "model.layers."), weights.layers.indices.contains(index) else { return }
         switch suffix {
         case "self_attn.q_proj": weights.layers[index].query = linear
         case "self_attn.k_proj": weights.layers[index].key = linear
@@ -154,22 +146,9 @@ extension DecoderModel: LinearLayerModel {
         }
     }
 
-    /// `model.layers.3.mlp.up_proj` → (3, `mlp.up_proj`).
-    private static func blockAddress(_ name: String) -> (Int, String)? {
-        let marker = "model.layers."
-        guard name.hasPrefix(marker) else { return nil }
-        let rest = name.dropFirst(marker.count)
-        guard let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]), index >= 0 else { return nil }
-        return (index, String(rest[rest.index(after: dot)...]))
-    }
 
     private static func describe(_ name: String, _ linear: OptionalBiasLinear<Tensor>) -> LinearLayer {
         LinearLayer(name: name, outFeatures: linear.weight.shape[0], inFeatures: linear.weight.shape[1], hasBias: linear.bias != nil)
     }
 
-    private static func checkReplacement(_ tensor: Tensor, for current: Tensor, name: String) throws(LinearViewError) {
-        guard tensor.dtype == .f32, tensor.shape == current.shape else {
-            throw LinearViewError("`\(name)` must be f32 \(current.shape), got \(tensor.dtype) \(tensor.shape)")
-        }
-    }
 }

@@ -191,3 +191,40 @@ public enum SequentialCalibration {
         return Tensor(shape: [width == 0 ? 0 : values.count / width, width], floats: values)
     }
 }
+
+/// What every model family's linear-layer view shares: masks by layer name,
+/// the replacement check, and block addresses in layer names.
+extension MaskedParameters {
+    /// The masks of linear weights by layer name (`…q_proj` for `…q_proj.weight`).
+    var linearLayerMasks: [String: WeightMask] {
+        var result: [String: WeightMask] = [:]
+        for (name, mask) in masks where name.hasSuffix(".weight") { result[String(name.dropLast(".weight".count))] = mask }
+        return result
+    }
+
+    /// Masks the weight of the linear layer `name`, which the caller has found.
+    mutating func setLinearLayerMask(_ name: String, to mask: WeightMask?) throws(LinearViewError) {
+        do {
+            try applyMask(mask, forParameter: name + ".weight", file: "<weights>")
+        } catch {
+            throw LinearViewError(error.message)
+        }
+    }
+}
+
+enum LinearSlots {
+    /// `<marker>3.mlp.up_proj` → (3, `mlp.up_proj`).
+    static func blockAddress(_ name: String, marker: String) -> (Int, String)? {
+        guard name.hasPrefix(marker) else { return nil }
+        let rest = name.dropFirst(marker.count)
+        guard let dot = rest.firstIndex(of: "."), let index = Int(rest[..<dot]), index >= 0 else { return nil }
+        return (index, String(rest[rest.index(after: dot)...]))
+    }
+
+    /// A replacement weight or bias must be f32 of the current one's shape.
+    static func checkReplacement(_ tensor: Tensor, for current: Tensor, name: String) throws(LinearViewError) {
+        guard tensor.dtype == .f32, tensor.shape == current.shape else {
+            throw LinearViewError("`\(name)` must be f32 \(current.shape), got \(tensor.dtype) \(tensor.shape)")
+        }
+    }
+}
