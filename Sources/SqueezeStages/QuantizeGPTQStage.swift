@@ -120,12 +120,9 @@ public struct QuantizeGPTQStage: Stage {
             return try quantize(subject, params: params, storageBits: storageBits, backend: backend, context: context, started: started) {
                 model, layers, section, directory throws(StageFailure) in
                 let linears = try Self.weightOnlyLinears(layers, storageBits: storageBits, groupSize: section.weights.groupSize ?? 0)
-                let blockLayers = Set(model.linearBlocks.flatMap(\.layers).map(\.name))
                 var section = section
-                section.skipped = model.linearLayers.map(\.name).filter { !linears.keys.contains($0) }.map { module in
-                    ModelQuantization.SkippedModule(
-                        module: module, reason: blockLayers.contains(module) ? "not selected (include/skip)" : "outside the decoder blocks")
-                }
+                section.skipped = Self.skippedModules(
+                    model.linearLayers.map(\.name), of: model, quantized: section.modules, outside: "outside the decoder blocks")
                 try StageFailure.wrapping("cannot write the quantized model: ") { () throws(ModelFileError) in
                     let quantized = try QuantizedDecoderModel(model, linears: linears, quantization: section)
                     try quantized.save(toDirectory: directory)
@@ -367,18 +364,26 @@ public struct QuantizeGPTQStage: Stage {
         return ModelQuantization(mode: .weightOnly, weights: scheme, activations: nil, modules: layers.map(\.layer.name), skipped: [])
     }
 
+    /// The `modules` GPTQ left f32, each with why: not selected, or outside
+    /// the model's blocks (`outside`).
+    static func skippedModules<Model: LinearLayerModel>(
+        _ modules: [String], of model: Model, quantized: [String], outside: String
+    ) -> [ModelQuantization.SkippedModule] {
+        let quantized = Set(quantized)
+        let blockLayers = Set(model.linearBlocks.flatMap(\.layers).map(\.name))
+        return modules.filter { !quantized.contains($0) }.map { module in
+            ModelQuantization.SkippedModule(module: module, reason: blockLayers.contains(module) ? "not selected (include/skip)" : outside)
+        }
+    }
+
     /// `model` with the GPTQ layers as weight-only Linears and every other Linear f32.
     static func weightOnlyModel(
         _ model: BertModel, layers: [LayerResult], section: ModelQuantization, storageBits: Int
     ) throws(StageFailure) -> QuantizedBertModel {
         let linears = try weightOnlyLinears(layers, storageBits: storageBits, groupSize: section.weights.groupSize ?? 0)
-        let quantized = Set(section.modules)
-        let blockLayers = Set(model.linearBlocks.flatMap(\.layers).map(\.name))
         var section = section
-        section.skipped = model.weights.linearModules.filter { !quantized.contains($0) }.map { module in
-            ModelQuantization.SkippedModule(
-                module: module, reason: blockLayers.contains(module) ? "not selected (include/skip)" : "outside the encoder blocks")
-        }
+        section.skipped = skippedModules(
+            model.weights.linearModules, of: model, quantized: section.modules, outside: "outside the encoder blocks")
         let weights = model.inferenceWeights.map { _, value -> InferenceValue in
             guard case .linear(let linear) = value, let weightOnly = linears[linear.module] else { return value }
             return .linear(InferenceLinear(module: linear.module, kernel: .weightOnly(weightOnly)))
