@@ -193,21 +193,16 @@ enum LoadedDecoder {
             let model = try StageFailure.wrapping("cannot load the model: ", parameter: parameter) { () throws(ModelFileError) in
                 try QuantizedDecoderModel(directory: directory)
             }
-            var zeros = 0
-            var total = 0
-            _ = model.weights.map { _, value in
-                guard case .linear(let linear) = value else { return }
-                let weight: Tensor = switch linear.kernel {
-                case .weightOnly(let quantized): quantized.weights.dequantized()
-                case .float(let tensor): tensor
-                case .int8(let quantized): quantized.weights.values
+            let linearWeights = model.weights.elements.compactMap { value -> Tensor? in
+                guard case .linear(let linear) = value else { return nil }
+                switch linear.kernel {
+                case .weightOnly(let quantized): return quantized.weights.dequantized()
+                case .float(let tensor): return tensor
+                case .int8: return nil
                 }
-                guard weight.dtype == .f32 else { return }
-                total += weight.count
-                zeros += weight.contiguous().floats.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
             }
             return Inference(
-                config: model.config, parameters: model.parameterCount, zeroFraction: total == 0 ? 0 : Double(zeros) / Double(total),
+                config: model.config, parameters: model.parameterCount, zeroFraction: zeroFraction(of: linearWeights),
                 quantization: LoadedClassifier.describe(section), forward: model.forward(backend:))
         }
         let model = try StageFailure.wrapping("cannot load the model: ", parameter: parameter) { () throws(ModelFileError) in
@@ -247,13 +242,17 @@ enum LoadedDecoder {
 
     /// Parameters (a tied head counted once) and the fraction of zero weights in the linear layers.
     static func size(_ model: DecoderModel) -> (parameters: Int, sparsity: Double) {
+        (model.parameterCount, zeroFraction(of: model.linearLayers.compactMap { try? model.linearWeight($0.name) }))
+    }
+
+    /// The fraction of exactly-zero elements over the f32 `weights`.
+    static func zeroFraction(of weights: [Tensor]) -> Double {
         var zeros = 0
         var total = 0
-        for layer in model.linearLayers {
-            guard let weight = try? model.linearWeight(layer.name) else { continue }
+        for weight in weights where weight.dtype == .f32 {
             total += weight.count
-            zeros += weight.contiguous().floats.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }
+            zeros += weight.withUnsafeFloats { values in values.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
         }
-        return (model.parameterCount, total == 0 ? 0 : Double(zeros) / Double(total))
+        return total == 0 ? 0 : Double(zeros) / Double(total)
     }
 }
