@@ -83,9 +83,7 @@ public struct EvalPerplexityStage: Stage {
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try backends.make(context)
-        let dataset = try StageFailure.wrapping("cannot read the dataset: ") { () throws(ModelFileError) in
-            try TextTokenDataset(directory: params.data)
-        }
+        let dataset = try LanguageModelData.dataset(params.data)
         guard dataset.splits.contains(params.split) else {
             throw StageFailure("the dataset has no `\(params.split)` split (it has \(dataset.splits.joined(separator: ", ")))", parameter: "split")
         }

@@ -35,6 +35,15 @@ struct LanguageModelData {
         }
     }
 
+    /// The dataset's token ids must index the model's embedding (errors at `data`).
+    static func checkVocabulary(of dataset: TextTokenDataset, fits config: DecoderConfig) throws(StageFailure) {
+        guard dataset.vocabularySize <= config.vocabSize else {
+            throw StageFailure(
+                "the dataset's tokenizer has \(dataset.vocabularySize) tokens, more than the model's vocabulary of \(config.vocabSize)",
+                parameter: "data")
+        }
+    }
+
     /// Whether `directory` holds a `data/text` token dataset (its manifest's
     /// format says so), to tell it from a `data/text-classification` one.
     static func isTokenDataset(_ directory: String) -> Bool {
@@ -46,11 +55,7 @@ struct LanguageModelData {
     /// The splits of `dataset` for a model of `config`: its tokens must fit
     /// the vocabulary and a block the context.
     init(_ dataset: TextTokenDataset, model config: DecoderConfig, trainSplit: String, evalSplit: String) throws(StageFailure) {
-        guard dataset.vocabularySize <= config.vocabSize else {
-            throw StageFailure(
-                "the dataset's tokenizer has \(dataset.vocabularySize) tokens, more than the model's vocabulary of \(config.vocabSize)",
-                parameter: "data")
-        }
+        try Self.checkVocabulary(of: dataset, fits: config)
         let blockSize = dataset.blockSize
         guard blockSize <= config.maximumSequenceLength else {
             throw StageFailure(

@@ -204,9 +204,7 @@ enum OneShotStages {
             let split = calibration?.split ?? defaults.split
             let samples = calibration?.samples ?? defaults.samples
             let batchSize = calibration?.batch_size ?? defaults.batchSize
-            let dataset = try StageFailure.wrapping("cannot read the dataset: ", parameter: "data") { () throws(ModelFileError) in
-                try TextTokenDataset(directory: data)
-            }
+            let dataset = try LanguageModelData.dataset(data)
             let seqLen = calibration?.seq_len ?? dataset.blockSize
             guard seqLen <= model.config.maximumSequenceLength else {
                 throw StageFailure(
@@ -216,11 +214,7 @@ enum OneShotStages {
             guard dataset.splits.contains(split) else {
                 throw StageFailure("the dataset has no `\(split)` split (it has \(dataset.splits.joined(separator: ", ")))", parameter: "calibration")
             }
-            guard dataset.vocabularySize <= model.config.vocabSize else {
-                throw StageFailure(
-                    "the dataset's tokenizer has \(dataset.vocabularySize) tokens, more than the model's vocabulary of \(model.config.vocabSize)",
-                    parameter: "data")
-            }
+            try LanguageModelData.checkVocabulary(of: dataset, fits: model.config)
             let stream = try StageFailure.wrapping { () throws(ModelFileError) in try dataset.tokens(split) }
             guard stream.count > seqLen else {
                 throw StageFailure("the calibration split `\(split)` has \(stream.count) tokens, not more than one window of \(seqLen)", parameter: "calibration")
