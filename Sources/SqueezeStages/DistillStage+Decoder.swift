@@ -70,7 +70,7 @@ extension DistillStage {
             evaluation: evaluation, evaluationLabel: "student \(evalSplit)", keepBest: params.keep_best, patience: params.early_stop_patience)
         let result = try run.run(&distilling, context)
         // The projection is not part of the student: only the student is saved, with the teacher's tokenizer.
-        try LoadedDecoder.save(result.model, from: params.teacher, to: context.outputDirectory, source: "distill/kd")
+        try LoadedDecoder.save(result.model, tokenizerFrom: params.teacher, to: context.outputDirectory, source: "distill/kd")
         var metrics = result.metrics
         metrics["teacher_parameters"] = .int(teacher.parameterCount)
         metrics["student_layers"] = .int(result.model.config.numHiddenLayers)

@@ -229,11 +229,15 @@ enum LoadedDecoder {
         }
     }
 
-    /// Writes `model` as an artifact in `target` with the tokenizer of the artifact in `source`.
-    static func save(_ model: DecoderModel, from source: String, to target: String, source stage: String) throws(StageFailure) {
+    /// Writes `model` as an artifact in `target` with the `tokenizer.json`
+    /// found in the directory `tokenizerDirectory` (a model artifact or a
+    /// `tokenizer/train-bpe` output); `stage` is the artifact's source.
+    static func save(_ model: DecoderModel, tokenizerFrom tokenizerDirectory: String, to target: String, source stage: String) throws(StageFailure) {
         try StageFailure.wrapping("cannot write the model: ") { () throws(ModelFileError) in
             try model.save(toDirectory: target)
-            try ModelArtifact(directory: source).copy([ModelArtifact.tokenizerFileName], into: target)
+            _ = try ModelFiles.copy(
+                (tokenizerDirectory as NSString).appendingPathComponent(ModelArtifact.tokenizerFileName),
+                to: (target as NSString).appendingPathComponent(ModelArtifact.tokenizerFileName))
             _ = try ModelArtifact.seal(directory: target, architecture: model.config.family.rawValue, source: stage)
         }
     }

@@ -231,7 +231,7 @@ enum OneShotStages {
         }
         return Subject(
             model: model, calibration: prepared, warnings: [], sampleUnit: "windows",
-            save: { model, target, source in try LoadedDecoder.save(model, from: directory, to: target, source: source) })
+            save: { model, target, source in try LoadedDecoder.save(model, tokenizerFrom: directory, to: target, source: source) })
     }
 
     /// Real (unpadded) tokens in `batches`.

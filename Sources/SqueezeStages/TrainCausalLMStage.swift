@@ -102,7 +102,7 @@ public struct TrainCausalLMStage: Stage {
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
         let backend = try backends.make(context)
         let dataset = try LanguageModelData.dataset(params.data)
-        let (model, tokenizerSource) = try Self.startingModel(params, dataset: dataset, seed: context.seed)
+        let (model, tokenizerDirectory) = try Self.startingModel(params, dataset: dataset, seed: context.seed)
         let data = try LanguageModelData(
             dataset, model: model.config, trainSplit: params.training.trainSplit, evalSplit: params.training.evalSplit)
         let (blockCount, blockSize) = (data.blockCount, data.blockSize)
@@ -123,24 +123,19 @@ public struct TrainCausalLMStage: Stage {
         let run = TrainingRun(
             loop: loop, evaluation: dev, evaluationLabel: params.training.evalSplit, keepBest: params.keep_best, patience: params.early_stop_patience)
         let result = try run.run(&training, context)
-        try StageFailure.wrapping("cannot write the model: ") { () throws(ModelFileError) in
-            let directory = context.outputDirectory
-            try result.model.save(toDirectory: directory)
-            _ = try ModelFiles.copy(tokenizerSource, to: (directory as NSString).appendingPathComponent(ModelArtifact.tokenizerFileName))
-            _ = try ModelArtifact.seal(directory: directory, architecture: result.model.config.family.rawValue, source: "train/causal-lm")
-        }
+        try LoadedDecoder.save(result.model, tokenizerFrom: tokenizerDirectory, to: context.outputDirectory, source: "train/causal-lm")
         var metrics = result.metrics
         metrics["parameters"] = .int(result.model.parameterCount)
         return StageResult(metrics: metrics, outputs: ["model": "."])
     }
 
-    /// The model to train and the `tokenizer.json` to ship with it.
+    /// The model to train and the directory whose `tokenizer.json` ships with it.
     static func startingModel(_ params: Params, dataset: TextTokenDataset, seed: UInt64) throws(StageFailure) -> (DecoderModel, String) {
         if let directory = params.model {
             let model = try LoadedDecoder.model(directory, parameter: "model")
             let tokenizer = (directory as NSString).appendingPathComponent(ModelArtifact.tokenizerFileName)
             try LanguageModelData.checkTokenizer(tokenizer, dataset: dataset, parameter: "model")
-            return (model, tokenizer)
+            return (model, directory)
         }
         guard var fields = params.config, let tokenizerDirectory = params.tokenizer else {
             throw StageFailure("give `model` (fine-tune) or `config` with `tokenizer` (pre-train)", parameter: "config")
@@ -155,7 +150,7 @@ public struct TrainCausalLMStage: Stage {
         let model = try StageFailure.wrapping("`config`: ", parameter: "config") { () throws(ModelFileError) in
             try DecoderModel(randomWithConfig: config, seed: RandomStream.modelInit.bits(of: seed))
         }
-        return (model, tokenizer)
+        return (model, tokenizerDirectory)
     }
 
     /// Causal-LM training: next-token cross-entropy. Records the `log_every`
