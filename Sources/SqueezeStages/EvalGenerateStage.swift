@@ -122,9 +122,8 @@ public struct EvalGenerateStage: Stage {
                 }
                 prompts.append(ids)
             }
-            let weights = (directory as NSString).appendingPathComponent(ModelArtifact.weightsFileName)
-            let bytes = (try? FileManager.default.attributesOfItem(atPath: weights)[.size] as? NSNumber)?.intValue ?? 0
-            prepared.append(Prepared(name: name, model: model, tokenizer: tokenizer, prompts: prompts, weightBytes: bytes))
+            prepared.append(Prepared(
+                name: name, model: model, tokenizer: tokenizer, prompts: prompts, weightBytes: OneShotStages.fileSize(directory)))
         }
 
         var metrics: [String: Value] = ["prompts": .int(params.prompts.count), "max_new_tokens": .int(params.max_new_tokens)]

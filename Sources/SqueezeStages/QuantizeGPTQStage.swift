@@ -129,7 +129,7 @@ public struct QuantizeGPTQStage: Stage {
                     try ModelArtifact(directory: source).copy([ModelArtifact.tokenizerFileName], into: directory)
                     _ = try ModelArtifact.seal(directory: directory, architecture: model.config.family.rawValue, source: "quantize/gptq")
                 }
-                return (section.skipped, Self.fileSizes(float: (source as NSString).appendingPathComponent(ModelArtifact.weightsFileName), quantized: directory))
+                return (section.skipped, Self.fileSizes(float: source, quantized: directory))
             }
         }
         let subject = try OneShotStages.bertSubject(
@@ -395,11 +395,10 @@ public struct QuantizeGPTQStage: Stage {
         }
     }
 
-    /// `size_bytes` of the float and the quantized `model.safetensors`.
-    static func fileSizes(float: String, quantized directory: String) -> [String: Value] {
-        func size(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0 }
-        let before = size(float)
-        let after = size((directory as NSString).appendingPathComponent(ModelArtifact.weightsFileName))
+    /// `size_bytes` of the float and the quantized `model.safetensors` (artifact directories).
+    static func fileSizes(float: String, quantized: String) -> [String: Value] {
+        let before = OneShotStages.fileSize(float)
+        let after = OneShotStages.fileSize(quantized)
         return [
             "float_size_bytes": .int(before), "size_bytes": .int(after),
             "compression": .double(after == 0 ? 0 : Double(before) / Double(after)),
