@@ -156,7 +156,7 @@ struct BenchDecoderCommand: ParsableCommand {
         guard case .object(var fields) = value else { throw UserError("\(file): a config must be a JSON object") }
         if fields["model_type"] == nil { fields["model_type"] = .string(DecoderFamily.llama.rawValue) }
         do {
-            return try DecoderConfig(json: Data(Value.object(fields).canonicalJSON.utf8), file: file)
+            return try DecoderConfig(object: fields, file: file)
         } catch {
             throw UserError("\(error)")
         }

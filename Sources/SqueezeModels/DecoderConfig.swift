@@ -125,8 +125,14 @@ public struct DecoderConfig: Sendable, Hashable {
         } catch {
             throw ModelFileError(file: file, "config is not valid JSON: \(error)")
         }
-        guard case .object = object else { throw ModelFileError(file: file, "config is not a JSON object") }
-        let fields = DecoderConfigFields(object: object, file: file)
+        guard case .object(let members) = object else { throw ModelFileError(file: file, "config is not a JSON object") }
+        try self.init(object: members, file: file)
+    }
+
+    /// Decodes and validates the members of a `config.json` object (a
+    /// recipe's `config:` mapping); `file` names it in errors.
+    public init(object: [String: Value], file: String) throws(ModelFileError) {
+        let fields = DecoderConfigFields(object: .object(object), file: file)
         guard let typeName = try fields.string("model_type") else {
             throw ModelFileError(file: file, "missing `model_type`; supported decoder types: \(DecoderFamily.supportedList)")
         }

@@ -145,7 +145,7 @@ public struct TrainCausalLMStage: Stage {
         if fields["vocab_size"] == nil { fields["vocab_size"] = .int(dataset.vocabularySize) }
         if fields["eos_token_id"] == nil { fields["eos_token_id"] = .int(dataset.eosID) }
         let config = try StageFailure.wrapping("`config`: ", parameter: "config") { () throws(ModelFileError) in
-            try DecoderConfig(json: Data(Value.object(fields).canonicalJSON.utf8), file: "config")
+            try DecoderConfig(object: fields, file: "config")
         }
         let model = try StageFailure.wrapping("`config`: ", parameter: "config") { () throws(ModelFileError) in
             try DecoderModel(randomWithConfig: config, seed: RandomStream.modelInit.bits(of: seed))
