@@ -152,4 +152,66 @@ import Testing
         #expect(second.status == 1, "\(second)")
         #expect(second.stderr.contains("`llama`, `mistral`, `qwen2`, `gpt2`"), "\(second)")
     }
+
+    /// Mistakes that only the stages' inputs reveal fail those stages before
+    /// any work, each at the parameter that caused it; the others still run.
+    @Test func inputMistakesFailAtTheirParameter() throws {
+        let project = try Project("decoder-input-errors")
+        _ = try project.write("recipe/train.txt", Self.text)
+        _ = try project.write("recipe/test.txt", Self.text)
+        _ = try project.write("recipe/recipe.yaml", """
+            version: 1
+            name: decoder-errors
+            backend: cpu
+            seed: 7
+            stages:
+              bpe:
+                uses: tokenizer/train-bpe
+                with: {files: [train.txt], vocab_size: 300}
+              other_bpe:
+                uses: tokenizer/train-bpe
+                with: {files: [train.txt], vocab_size: 280}
+              text:
+                uses: data/text
+                with: {tokenizer: "${bpe.tokenizer}", train: [train.txt], test: [test.txt], block_size: 16}
+              pretrain:
+                uses: train/causal-lm
+                with:
+                  config: {model_type: llama, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 64}
+                  tokenizer: ${bpe.tokenizer}
+                  data: ${text.dataset}
+                  steps: 2
+              wrong_tokenizer:
+                uses: train/causal-lm
+                with:
+                  config: {model_type: llama, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 64}
+                  tokenizer: ${other_bpe.tokenizer}
+                  data: ${text.dataset}
+                  steps: 2
+              long_windows:
+                uses: prune/oneshot
+                with: {model: "${pretrain.model}", data: "${text.dataset}", method: wanda, sparsity: 0.5, calibration: {samples: 2, seq_len: 65}}
+              no_split:
+                uses: quantize/gptq
+                with: {model: "${pretrain.model}", data: "${text.dataset}", calibration: {split: nosuch, samples: 2}}
+              ppl:
+                uses: eval/perplexity
+                with: {models: {dense: "${pretrain.model}"}, data: "${text.dataset}", split: nosuch}
+              generate:
+                uses: eval/generate
+                with: {models: {dense: "${pretrain.model}"}, prompts: [""], max_new_tokens: 2, repeats: 1}
+            """)
+        let result = try project.run("recipe/recipe.yaml", ["--keep-going"], timeout: 300)
+        #expect(result.status == 1, "\(result)")
+        for expected in [
+            #"recipe\.yaml:26:\d+: `tokenizer`: the dataset was tokenized with another tokenizer"#,
+            #"recipe\.yaml:31:\d+: `calibration`: `calibration\.seq_len` 65 is longer than the model's context of 64 tokens"#,
+            #"recipe\.yaml:34:\d+: `calibration`: the dataset has no `nosuch` split \(it has train, test\)"#,
+            #"recipe\.yaml:37:\d+: `split`: the dataset has no `nosuch` split \(it has train, test\)"#,
+            #"recipe\.yaml:40:\d+: `prompts`: prompt 1 is empty after tokenization"#,
+        ] {
+            #expect(result.stderr.range(of: expected, options: .regularExpression) != nil, "\(expected)\n\(result)")
+        }
+        #expect(result.stderr.contains("pretrain: done"), "\(result)")
+    }
 }

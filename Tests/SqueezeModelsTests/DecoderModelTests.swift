@@ -178,6 +178,15 @@ enum TinyDecoder {
         #expect(message(#"{"model_type": "llama", \#(base), "num_key_value_heads": 3}"#).contains("not a multiple"))
         #expect(message(#"{"model_type": "llama", \#(base), "hidden_act": "gelu"}"#).contains("hidden_act"))
         #expect(message(#"{"model_type": "llama", "vocab_size": 10}"#).contains("missing required field"))
+        #expect(message(#"{"model_type": "llama", \#(base), "pretraining_tp": 2}"#).contains("`pretraining_tp: 2` is not supported"))
+        #expect(message(#"{"model_type": "llama", \#(base), "rope_scaling": {"rope_type": "llama3", "factor": 8}}"#)
+            .contains("llama3 rope scaling needs `factor`, `low_freq_factor`, `high_freq_factor` and `original_max_position_embeddings`"))
+        let gpt2 = #""model_type": "gpt2", "vocab_size": 10, "n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 16"#
+        #expect(message(#"{\#(gpt2)}"#).isEmpty)
+        #expect(message(#"{\#(gpt2), "activation_function": "relu"}"#).contains("activation_function `relu` is not supported"))
+        #expect(message(#"{\#(gpt2), "scale_attn_by_inverse_layer_idx": true}"#).contains("`scale_attn_by_inverse_layer_idx` is not supported"))
+        #expect(message(#"{\#(gpt2), "scale_attn_weights": false}"#).contains("`scale_attn_weights: false` is not supported"))
+        #expect(message(#"{\#(gpt2), "resid_pdrop": 0.1, "embd_pdrop": 0.2}"#).contains("`resid_pdrop` and `embd_pdrop` differ"))
         #expect(message(#"{"model_type": "llama", \#(base)}"#).isEmpty)
     }
 
@@ -211,6 +220,25 @@ enum TinyDecoder {
         } catch {
             #expect(error.description.contains("missing"))
         }
+        let escaping = #"{"weight_map": {"model.embed_tokens.weight": "../model-00001-of-00001.safetensors"}}"#
+        try Data(escaping.utf8).write(to: URL(fileURLWithPath: directory.file("model.safetensors.index.json")))
+        do {
+            _ = try DecoderModel(directory: directory.path)
+            Issue.record("a shard outside the directory was read")
+        } catch {
+            #expect(error.description.contains("must name a shard file in the same directory"))
+        }
+        // The same tensor in two shards is ambiguous.
+        try FileManager.default.copyItem(atPath: directory.file("model-00001-of-00001.safetensors"), toPath: directory.file("copy.safetensors"))
+        let twice = #"{"weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors", "lm_head.weight": "copy.safetensors"}}"#
+        try Data(twice.utf8).write(to: URL(fileURLWithPath: directory.file("model.safetensors.index.json")))
+        do {
+            _ = try DecoderModel(directory: directory.path)
+            Issue.record("a tensor in two shards loaded")
+        } catch {
+            #expect(error.description.contains("is also in"))
+        }
+        try FileManager.default.removeItem(atPath: directory.file("copy.safetensors"))
         let wrong = #"{"weight_map": {"model.nothing.weight": "model-00001-of-00001.safetensors"}}"#
         try Data(wrong.utf8).write(to: URL(fileURLWithPath: directory.file("model.safetensors.index.json")))
         do {
