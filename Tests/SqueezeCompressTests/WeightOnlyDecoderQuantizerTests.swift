@@ -55,6 +55,39 @@ import Testing
         #expect(worst < 1e-4, "largest difference \(worst)")
     }
 
+    /// A saved weight-only decoder reads back to the same forward pass; a
+    /// checkpoint without the quantization section, or of another mode, is refused.
+    @Test(arguments: [4, 8]) func savedModelsReadBackAndWrongOnesAreRefused(bits: Int) throws {
+        let quantized = try WeightOnlyQuantizer.quantize(try Self.model(), options: WeightOnlyOptions(bits: bits, groupSize: 8))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wo-decoder-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try quantized.save(toDirectory: directory)
+        let reloaded = try QuantizedDecoderModel(directory: directory)
+        #expect(reloaded.quantization == quantized.quantization)
+        let ids = Tensor(shape: [1, 5], int32s: [3, 1, 4, 1, 5])
+        var first: DecoderKVCache?
+        var second: DecoderKVCache?
+        #expect(quantized.forward(backend: backend)(ids, &first).floats == reloaded.forward(backend: backend)(ids, &second).floats)
+
+        let configPath = directory + "/config.json"
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        var dynamic = config
+        var section = try #require(config["quantization"] as? [String: Any])
+        section["mode"] = "dynamic"
+        dynamic["quantization"] = section
+        try JSONSerialization.data(withJSONObject: dynamic).write(to: URL(fileURLWithPath: configPath))
+        #expect(throws: ModelFileError.self) { try QuantizedDecoderModel(directory: directory) }
+        var plain = config
+        plain["quantization"] = nil
+        try JSONSerialization.data(withJSONObject: plain).write(to: URL(fileURLWithPath: configPath))
+        do {
+            _ = try QuantizedDecoderModel(directory: directory)
+            Issue.record("a checkpoint without a quantization section read as quantized")
+        } catch {
+            #expect(error.description.contains("has no `quantization` section"))
+        }
+    }
+
     @Test func skipPatternsKeepLayersFloatAndATiedHeadIsNoLayer() throws {
         let quantized = try WeightOnlyQuantizer.quantize(
             try Self.model(tied: true), options: WeightOnlyOptions(bits: 4, groupSize: 16, skip: ["mlp.down_proj"]))
