@@ -36,15 +36,48 @@ package enum ChildProcess {
             executable: executable, arguments: arguments, environment: environment,
             workingDirectory: workingDirectory, logPath: logPath)
         let deadline = timeout.map { Date().addingTimeInterval($0) }
+        let watchdog = TimeoutWatchdog(pid: pid, timeout: timeout)
         return try await withTaskCancellationHandler {
             var pollNanoseconds: UInt64 = 1_000_000
             while true {
-                if let outcome = try poll(pid, deadline: deadline) { return outcome }
+                if let outcome = try watchdog.poll({ try poll(pid, deadline: deadline) }) { return outcome }
                 try? await Task.sleep(nanoseconds: pollNanoseconds)
                 pollNanoseconds = min(pollNanoseconds * 2, 20_000_000)
             }
         } onCancel: {
             kill(-pid, SIGTERM)
+        }
+    }
+
+    /// Stops the child's group at its deadline from a GCD thread, so a
+    /// timeout is on time even while the cooperative threads that poll the
+    /// child are all busy (the poll then reports the timeout, not the
+    /// signal). The child is reaped only under the lock the watchdog takes,
+    /// so its pid cannot be reused before the watchdog has had its say.
+    private final class TimeoutWatchdog: @unchecked Sendable {
+        private let lock = NSLock()
+        private var fired = false
+        private var finished = false
+
+        init(pid: pid_t, timeout: Double?) {
+            guard let timeout else { return }
+            DispatchQueue.global().asyncAfter(deadline: .now() + max(timeout, 0)) { [self] in
+                lock.withLock {
+                    guard !finished else { return }
+                    fired = true
+                    kill(-pid, SIGTERM)
+                }
+            }
+        }
+
+        /// `body`'s outcome (a poll of the child), or a timeout once the watchdog fired.
+        func poll(_ body: () throws -> Outcome?) throws -> Outcome? {
+            try lock.withLock {
+                let outcome = try body()
+                if outcome != nil { finished = true }
+                guard fired, let outcome else { return outcome }
+                return Outcome(status: .timedOut, cpuSeconds: outcome.cpuSeconds)
+            }
         }
     }
 
