@@ -63,11 +63,18 @@ package enum ChildProcess {
             guard let timeout else { return }
             DispatchQueue.global().asyncAfter(deadline: .now() + max(timeout, 0)) { [self] in
                 lock.withLock {
-                    guard !finished else { return }
+                    guard !finished, !Self.hasEnded(pid) else { return }
                     fired = true
                     kill(-pid, SIGTERM)
                 }
             }
+        }
+
+        /// Whether the child has ended (it may not be reaped yet: a poll
+        /// delayed past the deadline must still report its own exit).
+        private static func hasEnded(_ pid: pid_t) -> Bool {
+            var info = siginfo_t()
+            return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid
         }
 
         /// `body`'s outcome (a poll of the child), or a timeout once the watchdog fired.

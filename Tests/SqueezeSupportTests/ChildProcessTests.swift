@@ -28,6 +28,29 @@ import SqueezeSupport
         #expect(slow.status == .timedOut)
     }
 
+    /// With every cooperative thread blocked past the deadline, a child that
+    /// already exited still reports its exit, and one still running is
+    /// stopped at its deadline and reported as timed out.
+    @Test func timeoutsHoldWhileTheCooperativePoolIsBusy() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path
+        let blockers = ProcessInfo.processInfo.activeProcessorCount * 2
+        async let quick = ChildProcess.run(
+            executable: "/bin/sh", arguments: ["sh", "-c", "exit 3"],
+            environment: [:], workingDirectory: path, logPath: nil, timeout: 0.3)
+        let started = Date()
+        // Ends at 1 s, while the pool is still blocked: only a kill at its deadline reports the timeout.
+        async let slow = ChildProcess.run(
+            executable: "/bin/sleep", arguments: ["sleep", "1"],
+            environment: [:], workingDirectory: path, logPath: nil, timeout: 0.3)
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<blockers { group.addTask { usleep(1_500_000) } }
+        }
+        #expect(try await quick.status == .exited(3))
+        #expect(try await slow.status == .timedOut)
+        #expect(Date().timeIntervalSince(started) < 15)
+    }
+
     @Test func aMissingWorkingDirectoryIsASpawnError() async throws {
         let directory = try TemporaryDirectory()
         let error = await #expect(throws: ChildProcess.SpawnError.self) {
