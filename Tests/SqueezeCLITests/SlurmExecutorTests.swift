@@ -52,6 +52,13 @@ struct SlurmExecutorTests {
 
     init() throws {
         cluster = try SlurmCluster.shared()
+        // A test that failed half-way may have left jobs behind; they must not
+        // hold the node's cores or show up in the next test's queue.
+        for job in try cluster.queuedJobs() where job.name.hasPrefix("sq-") {
+            try cluster.command("scancel", [job.id])
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while try cluster.queuedJobs().contains(where: { $0.name.hasPrefix("sq-") }), Date() < deadline { usleep(200_000) }
     }
 
     private func project(_ name: String, recipe: String, site: String = SlurmExecutorTests.site) throws -> Project {
@@ -148,7 +155,7 @@ struct SlurmExecutorTests {
             #expect(job.cluster == cluster.clusterName && job.node != nil && job.queueWaitSeconds != nil, "\(id): \(job)")
         }
         let log = project.read("runs/\(slurm.runID ?? "")/logs/words.log") ?? ""
-        #expect(log.contains("== slurm job") && log.contains("wrote the words"), log)
+        #expect(log.contains("== slurm job") && log.contains("wrote the words"), "\(log)")
         #expect(try ourJobs().isEmpty)
 
         // A second Slurm run is all cache hits: nothing is submitted.
@@ -175,7 +182,7 @@ struct SlurmExecutorTests {
                 uses: command
                 needs: bad
                 with:
-                  run: [true]
+                  run: ["true"]
             """)
         let result = try slurmRun(project)
         #expect(result.status == 1, "\(result)")
@@ -298,7 +305,8 @@ struct SlurmExecutorTests {
 
         // After the job finished, a driver killed before it saw the end leaves a cache hit.
         let third = try slurmRun(project, timeout: 60)
-        #expect(third.status == 0 && (try record(project, third).stage("once")?.status) == "cached", "\(third)")
+        let thirdStatus = try record(project, third).stage("once")?.status
+        #expect(third.status == 0 && thirdStatus == "cached", "\(third)")
         #expect(lines(counter) == 1)
     }
 

@@ -54,7 +54,7 @@ public struct SiteConfiguration: Sendable, Equatable {
         }
         var reader = SiteReader()
         let site = reader.read(root, file: path)
-        guard reader.problems.isEmpty else { throw Diagnostics(reader.problems) }
+        guard reader.problems.isEmpty else { throw Diagnostics(reader.sortedProblems) }
         return site
     }
 
@@ -68,7 +68,7 @@ public struct SiteConfiguration: Sendable, Equatable {
         }
         var reader = SiteReader()
         let site = reader.read(root, file: file)
-        guard reader.problems.isEmpty else { throw Diagnostics(reader.problems) }
+        guard reader.problems.isEmpty else { throw Diagnostics(reader.sortedProblems) }
         return site
     }
 }
@@ -116,6 +116,11 @@ public struct SlurmSettings: Sendable, Equatable {
 /// Reads the site file's tree, collecting problems with their positions.
 private struct SiteReader {
     var problems: [Diagnostic] = []
+
+    /// The problems in file order.
+    var sortedProblems: [Diagnostic] {
+        problems.sorted { ($0.location?.line ?? 0, $0.location?.column ?? 0) < ($1.location?.line ?? 0, $1.location?.column ?? 0) }
+    }
 
     static let topKeys = ["slurm", "cache"]
     static let slurmKeys = [

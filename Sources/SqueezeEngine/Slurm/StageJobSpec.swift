@@ -20,10 +20,11 @@ public struct StageJobSpec: Codable, Sendable, Equatable {
     public var key: String
     /// The outputs of the stage's dependencies, by (base) stage id.
     public var upstream: [String: [String: ArtifactRef]]
-    /// The stage's backend id and seed, as the driver resolved them (both are
-    /// also in the key; kept for people reading the spec).
+    /// The stage's backend id and seed (decimal: a JSON integer cannot hold
+    /// every UInt64), as the driver resolved them; both are also in the key,
+    /// kept here for people reading the spec.
     public var backend: String
-    public var seed: UInt64
+    public var seed: String
     /// Cores the stage may use; nil: every core of the allocation.
     public var threads: Int?
     public var force: Bool
@@ -49,7 +50,7 @@ public struct StageJobSpec: Codable, Sendable, Equatable {
         self.key = key
         self.upstream = upstream
         self.backend = backend
-        self.seed = seed
+        self.seed = String(seed)
         self.threads = threads
         self.force = force
         self.cacheDirectory = cacheDirectory

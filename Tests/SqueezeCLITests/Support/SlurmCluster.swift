@@ -222,24 +222,39 @@ final class SlurmCluster: Sendable {
         return fields
     }
 
+    /// Runs a program to its end; what it printed. Spawned directly and
+    /// reaped with `waitpid`; the output goes through a file, not a pipe,
+    /// since a daemon keeps its inherited descriptors open after the
+    /// program that started it has exited.
     @discardableResult
     private func run(_ executable: String, _ arguments: [String], check: Bool = true) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
+        let capture = scratch + "/output-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: capture) }
         var environment = ProcessInfo.processInfo.environment
         environment["SLURM_CONF"] = configuration
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        if check, process.terminationStatus != 0 {
-            throw ClusterError(description: "`\(executable) \(arguments.joined(separator: " "))` exited \(process.terminationStatus): \(text)")
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, capture, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard spawned == 0 else {
+            throw ClusterError(description: "cannot start \(executable): \(String(cString: strerror(spawned)))")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: capture, encoding: .utf8)) ?? ""
+        let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : -1
+        if check, exited != 0 {
+            throw ClusterError(description: "`\(executable) \(arguments.joined(separator: " "))` exited \(exited): \(text)")
         }
         return text
     }
