@@ -182,6 +182,7 @@ private struct JobFollower {
                 id: job.jobID, cluster: job.cluster, node: status?.node, state: state,
                 queueWaitSeconds: status?.queueWaitSeconds, attempts: submitted, history: history, adopted: adopted && submitted == 0)
             let result = readResult(job)
+            if status.map(\.isTerminal) ?? true { area.removeSubmission(logPath: job.logPath, resultPath: job.resultPath) }
 
             if state == "COMPLETED" || status == nil && (result?.status == .ran || result?.status == .cached) {
                 area.removeRecord(key: key, jobID: job.jobID)

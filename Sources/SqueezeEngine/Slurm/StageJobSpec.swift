@@ -111,6 +111,15 @@ public struct SlurmJobArea: Sendable {
         try AtomicFile.write(Data(try SqueezeJSON.encode(record)), to: recordPath(key: key))
     }
 
+    /// Removes the files of one finished submission (spec, script, log,
+    /// result), once the driver has copied the log and read the result.
+    public func removeSubmission(logPath: String, resultPath: String) {
+        let name = ((logPath as NSString).lastPathComponent as NSString).deletingPathExtension
+        for path in [root + "/specs/\(name).json", root + "/specs/\(name).sh", logPath, resultPath] {
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
     public func removeRecord(key: String, jobID: String) {
         guard readRecord(key: key)?.jobID == jobID else { return }
         try? FileManager.default.removeItem(atPath: recordPath(key: key))
