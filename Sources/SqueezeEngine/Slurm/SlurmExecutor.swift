@@ -190,13 +190,13 @@ private struct JobFollower {
                     return .failed("slurm job \(job.jobID) completed but key \(key.prefix(12)) has no cache entry in \(pipeline.store.root): is the cache directory shared with the nodes?")
                 }
                 let computed = result?.status == .ran
+                // `ran` when the job computed it (ours or adopted), `cached` when the node found the entry.
                 return .hit(entry, How(
-                    status: adopted && submitted == 0 && !computed ? .cached : (computed ? .ran : .cached),
-                    cache: computed ? "miss" : "hit", cpuSeconds: result?.cpuSeconds ?? 0))
+                    status: computed ? .ran : .cached, cache: computed ? "miss" : "hit", cpuSeconds: result?.cpuSeconds ?? 0))
             }
-            let where_ = status?.node.map { " on \($0)" } ?? ""
+            let onNode = status?.node.map { " on \($0)" } ?? ""
             if let status, SlurmJobStatus.infrastructureStates.contains(state) {
-                let why = "slurm job \(job.jobID) ended \(state)\(where_)" + (status.reason.map { " (\($0))" } ?? "")
+                let why = "slurm job \(job.jobID) ended \(state)\(onNode)" + (status.reason.map { " (\($0))" } ?? "")
                 area.removeRecord(key: key, jobID: job.jobID)
                 guard infrastructureFailures < retries else {
                     let tried = infrastructureFailures == 0 ? "" : " after \(infrastructureFailures + 1) attempts"
@@ -212,11 +212,11 @@ private struct JobFollower {
             area.removeRecord(key: key, jobID: job.jobID)
             if let result, result.status == .failed, let reason = result.reason {
                 let refused = status?.exitCode == 2 ? "the node refused the job: " : ""
-                return .failed("\(refused)\(reason) (slurm job \(job.jobID)\(where_))")
+                return .failed("\(refused)\(reason) (slurm job \(job.jobID)\(onNode))")
             }
             let exit = status?.exitCode.map { " with exit code \($0)" } ?? ""
             let signal = (status?.exitSignal ?? 0) != 0 ? ", signal \(status?.exitSignal ?? 0)" : ""
-            return .failed("slurm job \(job.jobID) ended \(state)\(exit)\(signal)\(where_); see \(request.logRelative)")
+            return .failed("slurm job \(job.jobID) ended \(state)\(exit)\(signal)\(onNode); see \(request.logRelative)")
         }
     }
 
