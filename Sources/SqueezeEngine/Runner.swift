@@ -384,8 +384,11 @@ extension Pipeline {
 public struct StageKeyMismatch: Error, CustomStringConvertible {
     public var expected: String
     public var computed: String
+    /// How the reason of a stage record refused for a key mismatch begins.
+    public static let reasonPrefix = "key mismatch"
+
     public var description: String {
-        "key mismatch: the driver submitted key \(expected.prefix(12)) but this node computes \(computed.prefix(12)); "
+        "\(Self.reasonPrefix): the driver submitted key \(expected.prefix(12)) but this node computes \(computed.prefix(12)); "
             + "the recipe, its inputs or squeeze differ between the driver and the node"
     }
 }

@@ -49,7 +49,7 @@ struct StageExecCommand: AsyncParsableCommand {
         }
         writeResult(record, to: job.resultPath, log: log)
         log.line("stage `\(job.stageID)`: \(record.status.rawValue)" + (record.reason.map { ": \($0)" } ?? ""))
-        if let mismatch = record.reason, mismatch.hasPrefix("key mismatch") { throw ExitStatus(code: 2) }
+        if record.status == .failed, record.reason?.hasPrefix(StageKeyMismatch.reasonPrefix) == true { throw ExitStatus(code: 2) }
         switch record.status {
         case .ran, .cached: return
         case .cancelled: throw ExitStatus(code: 130)
