@@ -175,8 +175,10 @@ extension ContentStore {
     /// `ContentStore` (in any process) is open on it.
     ///
     /// Order keeps the store valid if interrupted: entries, then materialized
-    /// trees, then manifests, then blobs.
-    public func collectGarbage(keepingKeys: Set<String>) throws -> GCReport {
+    /// trees, then manifests, then blobs. Then the orphaned resumable areas
+    /// go (`removeOrphanedResumableAreas`: the key has an entry, or nothing
+    /// was written there for `resumableMaximumAge` seconds).
+    public func collectGarbage(keepingKeys: Set<String>, resumableMaximumAge: Double = 7 * 86_400) throws -> GCReport {
         guard try storeLock.tryLock(LOCK_EX) else {
             // Linux drops the shared lock when a conversion fails; take it back.
             try storeLock.lock(LOCK_SH)
@@ -261,6 +263,7 @@ extension ContentStore {
         }
         try FileSystem.fsyncDirectory(treesDirectory)
         try FileSystem.fsyncDirectory(objectsDirectory)
+        try removeOrphanedResumableAreas(olderThan: resumableMaximumAge, report: &report)
         return report
     }
 

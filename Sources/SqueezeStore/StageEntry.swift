@@ -73,8 +73,13 @@ public struct GCReport: Sendable {
     public var removedObjects: Int
     public var removedBytes: Int64
     public var keptEntries: Int
+    /// Resumable areas removed (`removeOrphanedResumableAreas`); their bytes are in `removedBytes`.
+    public var removedResumableAreas: Int
 
-    public init(removedEntries: Int = 0, removedObjects: Int = 0, removedBytes: Int64 = 0, keptEntries: Int = 0) {
+    public init(
+        removedEntries: Int = 0, removedObjects: Int = 0, removedBytes: Int64 = 0, keptEntries: Int = 0, removedResumableAreas: Int = 0
+    ) {
+        self.removedResumableAreas = removedResumableAreas
         self.removedEntries = removedEntries
         self.removedObjects = removedObjects
         self.removedBytes = removedBytes

@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeEngine
+import SqueezeModels
 import SqueezeModelsTestSupport
 import SqueezeSupport
 import Testing
@@ -30,6 +31,16 @@ import Testing
 
         mutating func record(_ update: Double, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
             if closesWindow { windows.append(step) }
+        }
+
+        func saveState(into state: inout TrainingState) {
+            state.values["model"] = .int(model)
+            state.set("seen", doubles: seen)
+            state.values["windows"] = .array(windows.map(Value.int))
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            (model, seen, windows) = (try state.int("model"), try state.doubles("seen"), try state.ints("windows"))
         }
     }
 
@@ -139,5 +150,16 @@ import Testing
         #expect(score(0.9, 1, higherIsBetter: true).isBetter(than: score(0.9, 2, higherIsBetter: true)))
         #expect(!score(0.9, 2, higherIsBetter: true).isBetter(than: score(0.9, 2, higherIsBetter: true)))
         #expect(!score(.nan, 1, higherIsBetter: false).isBetter(than: score(10, 2, higherIsBetter: false)))
+    }
+}
+
+/// The toy model of `TrainingRunTests` is its update count.
+extension Int: CheckpointableModel {
+    func save(into state: inout TrainingState, as prefix: String) {
+        state.values[prefix + "count"] = .int(self)
+    }
+
+    func restored(from state: TrainingState, as prefix: String) throws(TrainingStateError) -> Int {
+        try state.int(prefix + "count")
     }
 }
