@@ -151,8 +151,13 @@ struct TrainingCheckpoints {
     }
 
     private func load(_ path: String) throws -> (state: TrainingState, step: Int) {
-        let stateBytes = try FileSystem.readFile((path as NSString).appendingPathComponent(Self.stateFile))
-        guard case .object(let document) = try Value(json: stateBytes) else { throw TrainingStateError("state.json is not an object") }
+        let parsed: Value
+        do {
+            parsed = try Value(json: FileSystem.readFile((path as NSString).appendingPathComponent(Self.stateFile)))
+        } catch {
+            throw TrainingStateError("\(Self.stateFile): \(error)")
+        }
+        guard case .object(let document) = parsed else { throw TrainingStateError("\(Self.stateFile) is not an object") }
         guard document["format"] == .int(Self.formatVersion) else {
             throw TrainingStateError("checkpoint format \(document["format"]?.canonicalJSON ?? "none"), this squeeze reads \(Self.formatVersion)")
         }
@@ -163,7 +168,12 @@ struct TrainingCheckpoints {
             throw TrainingStateError("state.json lacks its phase, step or values")
         }
         var state = TrainingState(values: try values.mapValues(ExactValue.decode))
-        let file = try SafetensorsFile(path: (path as NSString).appendingPathComponent(Self.tensorsFile))
+        let file: SafetensorsFile
+        do {
+            file = try SafetensorsFile(path: (path as NSString).appendingPathComponent(Self.tensorsFile))
+        } catch {
+            throw TrainingStateError("\(Self.tensorsFile): \(error)")
+        }
         for name in file.names {
             let tensor = try file.tensor(name)
             guard tensor.dtype == .f32 else { throw TrainingStateError("tensor `\(name)` is \(tensor.dtype), checkpoints hold f32") }

@@ -27,7 +27,7 @@ import Testing
               weight_decay: 0.01
               eval_every: 4
               log_every: 5
-    """
+        """
 
     static let bertDistill = TinySentiment.teacherStage(length: "epochs: 2") + """
 
@@ -48,7 +48,7 @@ import Testing
               hidden_loss_weight: 0.5
               attention_loss_weight: 0.1
               layer_map: [[0, 1]]
-    """
+        """
 
     static let cofi = TinySentiment.teacherStage(length: "epochs: 2") + """
 
@@ -68,7 +68,7 @@ import Testing
               eval_every: 4
               log_every: 5
               finetune_epochs: 0.5
-    """
+        """
 
     static let causalLM = """
           lm:
@@ -84,7 +84,7 @@ import Testing
               weight_decay: 0.01
               eval_every: 4
               log_every: 5
-    """
+        """
 
     static let decoderDistill = """
           pretrain:
@@ -109,7 +109,7 @@ import Testing
               log_every: 5
               alpha: 0.5
               hidden_loss_weight: 0.5
-    """
+        """
 
     /// A BERT project (TinySentiment) or a decoder project with `stages`.
     static func project(_ name: String, stages: String, decoder: Bool = false) throws -> Project {

@@ -155,11 +155,11 @@ import Testing
 
 /// The toy model of `TrainingRunTests` is its update count.
 extension Int: CheckpointableModel {
-    func save(into state: inout TrainingState, as prefix: String) {
+    public func save(into state: inout TrainingState, as prefix: String) {
         state.values[prefix + "count"] = .int(self)
     }
 
-    func restored(from state: TrainingState, as prefix: String) throws(TrainingStateError) -> Int {
+    public func restored(from state: TrainingState, as prefix: String) throws(TrainingStateError) -> Int {
         try state.int(prefix + "count")
     }
 }
