@@ -45,9 +45,12 @@ public enum CheckpointInterval: Sendable, Hashable, Decodable, ParameterValue {
         }
     }
 
-    /// The recipe's `checkpoint_every` must be a positive count or `<N>m`.
+    /// The recipe's `checkpoint_every` must be a positive count or `<N>m`
+    /// (a `${…}` reference is checked once resolved, when it is decoded).
     static func check(_ with: YAMLNode, _ parameter: Parameter<CheckpointInterval>) -> [Diagnostic] {
-        guard let node = with[parameter.spec.name], let text = node.scalar, Self(text: text) == nil else { return [] }
+        guard let node = with[parameter.spec.name], let text = node.scalar, !text.contains("${"), Self(text: text) == nil else {
+            return []
+        }
         return [Diagnostic(
             "`\(parameter.spec.name)` must be a number of updates or of minutes, got \(text)", at: node.location,
             hint: "e.g. `checkpoint_every: 200` (updates) or `checkpoint_every: 10m` (minutes)")]

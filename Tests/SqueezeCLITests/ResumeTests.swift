@@ -365,6 +365,19 @@ import Testing
         #expect(all.status == 0 && !FileManager.default.fileExists(atPath: storage.area(unfinished)), "\(all)")
     }
 
+    /// `--force` recomputes from scratch (it checks determinism) instead of resuming.
+    @Test func aForcedRerunDoesNotResume() throws {
+        let project = try Self.project("resume-force", stages: Self.finetune)
+        let storage = Storage(project: project, name: "force")
+        let recipe = try Self.writeResumeRecipe(project, stage: "tuned")
+        let stopped = try storage.run(recipe, environment: ["SQUEEZE_TEST_EXIT_AFTER_CHECKPOINT": "tuned:train:5"])
+        #expect(stopped.status == 86, "\(stopped)")
+        let forced = try project.squeeze(["run", recipe, "--force", "tuned"] + storage.arguments, timeout: 900)
+        #expect(forced.status == 0, "\(forced)")
+        let log = storage.log(forced, stage: "tuned")
+        #expect(!log.contains("resumed from") && log.contains("checkpoint at step 1: "), "from the first update: \(log)")
+    }
+
     /// `checkpoint_every` takes updates or minutes and nothing else.
     @Test func checkpointEveryIsValidated() throws {
         let project = try Self.project("resume-validate", stages: Self.finetune + "\n      checkpoint_every: 10 minutes")
@@ -374,5 +387,10 @@ import Testing
         try project.write("recipe/recipe.yaml", TinySentiment.recipe(name: "v", stages: Self.finetune + "\n      checkpoint_every: 5m"))
         let valid = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
         #expect(valid.status == 0, "\(valid)")
+        let referenced = TinySentiment.recipe(name: "v", stages: Self.finetune + "\n      checkpoint_every: ${vars.every}")
+            .replacingOccurrences(of: "seed: 11\n", with: "seed: 11\nvars: {every: 3}\n")
+        try project.write("recipe/recipe.yaml", referenced)
+        let resolved = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
+        #expect(resolved.status == 0, "a reference is checked once resolved: \(resolved)")
     }
 }
