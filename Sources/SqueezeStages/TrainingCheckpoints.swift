@@ -98,7 +98,10 @@ struct TrainingCheckpoints {
         }
     }
 
-    /// Writes `state` as the checkpoint of update `step`, then removes the older ones.
+    /// Writes `state` as the checkpoint of update `step`, then removes the
+    /// older ones. A checkpoint that cannot be written (a full disk) is a
+    /// warning in the stage log, not a failure: training goes on, and a
+    /// rerun would resume from the previous checkpoint.
     mutating func write(_ state: TrainingState, step: Int) throws {
         let started = ContinuousClock.now
         let path = (directory as NSString).appendingPathComponent(Self.name(step: step))
@@ -115,7 +118,9 @@ struct TrainingCheckpoints {
                 try AtomicFile.write(Data(document.canonicalJSON.utf8), to: (temporary as NSString).appendingPathComponent(Self.stateFile))
             }
         } catch {
-            throw StageFailure("cannot write the checkpoint at step \(step) to \(path): \(error)")
+            lastWrite = ContinuousClock.now
+            log.line("warning: cannot write the checkpoint at step \(step) to \(path): \(error); training goes on without it")
+            return
         }
         for name in (try? FileSystem.listDirectory(directory)) ?? [] where name != Self.name(step: step) {
             try? AtomicDirectory.remove((directory as NSString).appendingPathComponent(name))

@@ -200,6 +200,16 @@ import Testing
         }
     }
 
+    /// A checkpoint that cannot be written is a warning; training goes on to the same result.
+    @Test func aCheckpointThatCannotBeWrittenIsAWarning() throws {
+        let area = try TempDir()
+        try "in the way".write(toFile: area.file("train"), atomically: false, encoding: .utf8)
+        let straight = try run()
+        let blocked = try run(resumeDirectory: area.path, checkpointEvery: .updates(3))
+        #expect(blocked.log.contains("warning: cannot write the checkpoint at step 3 to "), "\(blocked.log)")
+        #expect(blocked.algorithm.seen == straight.algorithm.seen && blocked.result.metrics == straight.result.metrics)
+    }
+
     @Test func aLowerIsBetterScoreComparesTheOtherWay() {
         func score(_ primary: Double, _ loss: Double, higherIsBetter: Bool) -> EvaluationScore {
             EvaluationScore(primary: primary, higherIsBetter: higherIsBetter, loss: loss, metrics: [], logText: "")
