@@ -253,6 +253,38 @@ import Testing
         try Self.expectBitIdenticalResume(project, stage: "lm", stops: [("train", 7)])
     }
 
+    /// A sparse model keeps its masks through the checkpoint: fine-tuning a
+    /// Wanda-pruned decoder resumes to the same bits (and zeros).
+    @Test func sparseDecoderFineTuneResumesBitIdentically() throws {
+        let stages = """
+              pretrain:
+                uses: train/causal-lm
+                with:
+                  config: {model_type: llama, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, tie_word_embeddings: true}
+                  tokenizer: ${bpe.tokenizer}
+                  data: ${text.dataset}
+                  steps: 10
+                  lr: 0.01
+                  batch_size: 8
+              wanda:
+                uses: prune/oneshot
+                with: {model: "${pretrain.model}", data: "${text.dataset}", method: wanda, sparsity: 0.5, calibration: {samples: 8, seq_len: 16, batch_size: 4}}
+              recover:
+                uses: train/causal-lm
+                with:
+                  model: ${wanda.model}
+                  data: ${text.dataset}
+                  steps: 12
+                  lr: 0.003
+                  batch_size: 8
+                  weight_decay: 0.01
+                  eval_every: 4
+                  log_every: 5
+            """
+        let project = try Self.project("resume-sparse", stages: stages, decoder: true)
+        try Self.expectBitIdenticalResume(project, stage: "recover", stops: [("train", 6)])
+    }
+
     @Test func bertDistillationResumesBitIdentically() throws {
         let project = try Self.project("resume-distill", stages: Self.bertDistill)
         try Self.expectBitIdenticalResume(project, stage: "student", stops: [("train", 5)])
