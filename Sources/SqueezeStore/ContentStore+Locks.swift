@@ -24,6 +24,7 @@ extension ContentStore {
         let owner = LockOwner.current(timing: lockTiming)
         let claim = try LockClaim(lockPath: path, owner: owner)
         defer { claim.discard() }
+        let maximumPoll = min(max(lockTiming.maximumPollSeconds, 0.001), 60)
         var delay = 0.001
         var reported: String?
         while true {
@@ -46,6 +47,7 @@ extension ContentStore {
                 }
                 // It changed while being checked (a heartbeat, a new holder): look again after a pause.
                 try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                delay = min(delay * 2, maximumPoll)
             case .live:
                 let holder = observation.owner?.summary ?? "an unknown process"
                 if reported != holder {
@@ -53,7 +55,7 @@ extension ContentStore {
                     reported = holder
                 }
                 try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
-                delay = min(delay * 2, lockTiming.maximumPollSeconds)
+                delay = min(delay * 2, maximumPoll)
             }
         }
     }
@@ -72,11 +74,14 @@ extension ContentStore {
             guard let observation = try LockFiles.observe(path),
                   case .stale(let reason) = LockFiles.verdict(observation, now: now, timing: lockTiming)
             else { continue }
-            if remove {
+            if remove, isLock {
                 let expected = observation.status
                 guard try LockFiles.remove(path, logger: logger, isExpected: {
                     $0.isSameFile(as: expected) && $0.mtimeNanoseconds == expected.mtimeNanoseconds
                 }) else { continue }
+            } else if remove {
+                // Claims and set-aside locks are nobody's lock: no one waits on their names.
+                try FileSystem.removeFile(path)
             }
             let kind = isLock ? "lock" : name.hasSuffix(".claim") ? "leftover claim" : "lock set aside"
             stale.append("\(path): \(kind) \(reason)")

@@ -175,7 +175,8 @@ public final class StoreLock: Sendable {
         self.path = path
         self.owner = owner
         self.logger = logger
-        let interval = DispatchTimeInterval.nanoseconds(Int(timing.heartbeatSeconds * 1e9))
+        // Clamped to [1 ms, 1 day], so no setting can make a busy timer or overflow.
+        let interval = DispatchTimeInterval.nanoseconds(Int(min(max(timing.heartbeatSeconds, 0.001), 86_400) * 1e9))
         let timer = DispatchSource.makeTimerSource(queue: StoreLock.heartbeatQueue)
         timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
         state = Mutex(Held(descriptor: descriptor, identity: identity, timer: timer))
@@ -258,7 +259,8 @@ enum LockFiles {
     /// Opens and reads the file at `path` (opening revalidates NFS's cached
     /// attributes), or nil when there is none.
     static func observe(_ path: String) throws -> Observation? {
-        guard let fd = try FileSystem.openIfPresent(path, O_RDONLY | O_NONBLOCK) else { return nil }
+        // O_NOFOLLOW: a symbolic link in `locks/` is an error, not a lock to wait for.
+        guard let fd = try FileSystem.openIfPresent(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW) else { return nil }
         defer { close(fd) }
         let status = try FileSystem.fstat(fd, path: path)
         guard status.isRegularFile else { return Observation(status: status, owner: nil) }
@@ -280,7 +282,7 @@ enum LockFiles {
             let reused = start == nil ? "" : " (its pid now belongs to another process)"
             return .stale("whose holder, \(owner.summary), has exited\(reused)")
         }
-        let age = Double(now - observation.status.mtimeNanoseconds) / 1e9
+        let age = (Double(now) - Double(observation.status.mtimeNanoseconds)) / 1e9
         guard age > timing.staleAfterSeconds else { return .live }
         let holder = observation.owner.map { "held by \($0.summary)" } ?? "with no owner record"
         return .stale("\(holder), without a heartbeat for \(String(format: "%.1f", age)) s (stale after \(String(format: "%g", timing.staleAfterSeconds)) s)")
