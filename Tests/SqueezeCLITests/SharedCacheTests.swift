@@ -157,6 +157,30 @@ struct SharedCacheTests {
         #expect(Self.lockFiles(project) == [])
     }
 
+    @Test func anInterruptedWaiterLeavesTheHoldersLockAndNoClaim() throws {
+        let project = try Project("interrupted-waiter")
+        let counter = project.path("counter.txt")
+        try project.write("recipe/recipe.yaml", Self.recipe(counter: counter, body: """
+            sleep 300
+            echo done > "$SQUEEZE_OUT/result.txt"
+            """))
+        let a = try HostDriver(host: "node-a", ["run", "recipe/recipe.yaml"] + project.storage(), project: project)
+        try Self.waitForLines(counter, count: 1)
+        let held = Self.lockFiles(project)
+        #expect(held.count == 1 && held.allSatisfy { $0.hasSuffix(".lock") }, "\(held)")
+        let b = try HostDriver(host: "node-b", ["run", "recipe/recipe.yaml"] + project.storage(), project: project)
+        // node-b waits with a claim of its own beside node-a's lock.
+        let deadline = Date().addingTimeInterval(30)
+        while !Self.lockFiles(project).contains(where: { $0.hasSuffix(".claim") }), Date() < deadline { usleep(20_000) }
+        #expect(Self.lockFiles(project).contains { $0.hasSuffix(".claim") }, "node-b never waited")
+        b.send(SIGINT)
+        let resultB = b.wait(timeout: 15)
+        #expect(resultB.exitedNormally && resultB.status == 130, "\(resultB)")
+        #expect(Self.lockFiles(project) == held, "node-a's lock stays, node-b's claim is gone")
+        #expect(Self.lines(counter) == ["node-a"])
+        a.killHard()
+    }
+
     @Test func verifyListsAndGCRemovesAStaleLockOfAKilledDriver() throws {
         let project = try Project("gc-locks")
         let counter = project.path("counter.txt")
@@ -275,6 +299,11 @@ final class HostDriver: @unchecked Sendable {
 
     deinit {
         if process.isRunning { killHard() }
+    }
+
+    /// Sends `signal` to squeeze alone, as a terminal's Ctrl-C would.
+    func send(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
     }
 
     /// SIGKILLs squeeze and everything it started, as a node failure would.
