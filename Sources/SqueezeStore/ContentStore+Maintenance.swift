@@ -267,7 +267,8 @@ extension ContentStore {
         try FileSystem.fsyncDirectory(treesDirectory)
         try FileSystem.fsyncDirectory(objectsDirectory)
 
-        // Staging areas of dead processes on every host, then locks: only stale ones; a live holder on another host does not hold `.store.lock`'s flock reliably.
+        // Staging areas of dead processes on every host, then only the stale
+        // locks: a live holder on another host may not show in `.store.lock`'s flock.
         removeStaleTemporaries(allHosts: true)
         report.removedLocks = try staleLockFiles(remove: true).count
         return report
