@@ -32,7 +32,7 @@ struct SharedCacheTests {
         """
     }
 
-    @Test func driversOnTwoHostsComputeAStageOnce() throws {
+    @Test func driversOnTwoHostsComputeAStageOnce() async throws {
         let project = try Project("two-hosts")
         let counter = project.path("counter.txt")
         try project.write("recipe/recipe.yaml", Self.recipe(counter: counter, body: """
@@ -40,9 +40,9 @@ struct SharedCacheTests {
             echo done > "$SQUEEZE_OUT/result.txt"
             """))
         let a = try HostDriver(host: "node-a", ["run", "recipe/recipe.yaml"] + project.storage(runs: project.path("runs-a")), project: project)
-        try Self.waitForLines(counter, count: 1)
+        try await Self.waitForLines(counter, count: 1)
         let b = try HostDriver(host: "node-b", ["run", "recipe/recipe.yaml"] + project.storage(runs: project.path("runs-b")), project: project)
-        let resultA = a.wait(timeout: 60), resultB = b.wait(timeout: 60)
+        let resultA = await a.wait(timeout: 60), resultB = await b.wait(timeout: 60)
         #expect(resultA.succeeded, "\(resultA)")
         #expect(resultB.succeeded, "\(resultB)")
         #expect(Self.lines(counter) == ["node-a"], "the command ran once, on node-a")
@@ -51,7 +51,7 @@ struct SharedCacheTests {
         #expect(Self.lockFiles(project) == [])
     }
 
-    @Test func aHolderKilledOnAnotherHostIsTakenOverAfterTheStaleThreshold() throws {
+    @Test func aHolderKilledOnAnotherHostIsTakenOverAfterTheStaleThreshold() async throws {
         let project = try Project("killed-remote")
         let counter = project.path("counter.txt")
         try project.write("recipe/recipe.yaml", Self.recipe(counter: counter, body: """
@@ -60,18 +60,18 @@ struct SharedCacheTests {
             """))
         let timing: [String: String?] = ["SQUEEZE_LOCK_HEARTBEAT_SECONDS": "0.5", "SQUEEZE_LOCK_STALE_SECONDS": "3"]
         let a = try HostDriver(host: "node-a", ["run", "recipe/recipe.yaml"] + project.storage(), project: project, environment: timing)
-        try Self.waitForLines(counter, count: 1)
+        try await Self.waitForLines(counter, count: 1)
         // The holder's heartbeat moves its lock file's mtime.
         let lock = try #require(Self.lockFiles(project).first { $0.hasSuffix(".lock") })
         let lockPath = project.path("cache/locks/" + lock)
         let before = try Self.mtime(lockPath)
-        Thread.sleep(forTimeInterval: 1.2)
+        try await Task.sleep(nanoseconds: 1_200_000_000)
         #expect(try Self.mtime(lockPath) > before, "no heartbeat within 1.2 s")
 
         a.killHard()
         let started = Date()
         let b = try HostDriver(host: "node-b", ["run", "recipe/recipe.yaml"] + project.storage(), project: project, environment: timing)
-        let resultB = b.wait(timeout: 60)
+        let resultB = await b.wait(timeout: 60)
         let waited = Date().timeIntervalSince(started)
         #expect(resultB.succeeded, "\(resultB)")
         #expect(Self.lines(counter) == ["node-a", "node-b"])
@@ -81,7 +81,7 @@ struct SharedCacheTests {
         #expect(Self.lockFiles(project) == [])
     }
 
-    @Test func aHolderKilledOnThisHostIsTakenOverAtOnce() throws {
+    @Test func aHolderKilledOnThisHostIsTakenOverAtOnce() async throws {
         let project = try Project("killed-local")
         let counter = project.path("counter.txt")
         try project.write("recipe/recipe.yaml", Self.recipe(counter: counter, body: """
@@ -91,10 +91,10 @@ struct SharedCacheTests {
         // A stale threshold far beyond the test: only the dead pid explains a takeover.
         let timing: [String: String?] = ["SQUEEZE_LOCK_STALE_SECONDS": "600"]
         let a = try HostDriver(host: nil, ["run", "recipe/recipe.yaml"] + project.storage(), project: project, environment: timing)
-        try Self.waitForLines(counter, count: 1)
+        try await Self.waitForLines(counter, count: 1)
         a.killHard()
         let b = try HostDriver(host: nil, ["run", "recipe/recipe.yaml"] + project.storage(), project: project, environment: timing)
-        let resultB = b.wait(timeout: 60)
+        let resultB = await b.wait(timeout: 60)
         #expect(resultB.succeeded, "\(resultB)")
         #expect(resultB.seconds < 30)
         #expect(Self.lines(counter).count == 2)
@@ -106,7 +106,7 @@ struct SharedCacheTests {
     /// same outputs and save the same entry at the same moment; both runs
     /// succeed with the same digests, the store verifies, and a reader
     /// polling the entry never sees a partial one.
-    @Test func twoHostsComputingOneStageAtOnceLeaveOneValidEntry() throws {
+    @Test func twoHostsComputingOneStageAtOnceLeaveOneValidEntry() async throws {
         let project = try Project("compute-twice")
         let counter = project.path("counter.txt")
         // Both commands wait for each other (up to 30 s), then write identical outputs.
@@ -134,9 +134,9 @@ struct SharedCacheTests {
         }
         reader.start()
         let a = try HostDriver(host: "node-a", ["run", "recipe/recipe.yaml"] + project.storage(runs: project.path("runs-a")), project: project, environment: timing)
-        try Self.waitForLines(counter, count: 1)
+        try await Self.waitForLines(counter, count: 1)
         let b = try HostDriver(host: "node-b", ["run", "recipe/recipe.yaml"] + project.storage(runs: project.path("runs-b")), project: project, environment: timing)
-        let resultA = a.wait(timeout: 90), resultB = b.wait(timeout: 90)
+        let resultA = await a.wait(timeout: 90), resultB = await b.wait(timeout: 90)
         reading.running.store(false, ordering: .relaxed)
         #expect(resultA.succeeded, "\(resultA)")
         #expect(resultB.succeeded, "\(resultB)")
@@ -157,7 +157,7 @@ struct SharedCacheTests {
         #expect(Self.lockFiles(project) == [])
     }
 
-    @Test func anInterruptedWaiterLeavesTheHoldersLockAndNoClaim() throws {
+    @Test func anInterruptedWaiterLeavesTheHoldersLockAndNoClaim() async throws {
         let project = try Project("interrupted-waiter")
         let counter = project.path("counter.txt")
         try project.write("recipe/recipe.yaml", Self.recipe(counter: counter, body: """
@@ -165,23 +165,25 @@ struct SharedCacheTests {
             echo done > "$SQUEEZE_OUT/result.txt"
             """))
         let a = try HostDriver(host: "node-a", ["run", "recipe/recipe.yaml"] + project.storage(), project: project)
-        try Self.waitForLines(counter, count: 1)
+        try await Self.waitForLines(counter, count: 1)
         let held = Self.lockFiles(project)
         #expect(held.count == 1 && held.allSatisfy { $0.hasSuffix(".lock") }, "\(held)")
         let b = try HostDriver(host: "node-b", ["run", "recipe/recipe.yaml"] + project.storage(), project: project)
         // node-b waits with a claim of its own beside node-a's lock.
         let deadline = Date().addingTimeInterval(30)
-        while !Self.lockFiles(project).contains(where: { $0.hasSuffix(".claim") }), Date() < deadline { usleep(20_000) }
+        while !Self.lockFiles(project).contains(where: { $0.hasSuffix(".claim") }), Date() < deadline {
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
         #expect(Self.lockFiles(project).contains { $0.hasSuffix(".claim") }, "node-b never waited")
         b.send(SIGINT)
-        let resultB = b.wait(timeout: 15)
+        let resultB = await b.wait(timeout: 15)
         #expect(resultB.exitedNormally && resultB.status == 130, "\(resultB)")
         #expect(Self.lockFiles(project) == held, "node-a's lock stays, node-b's claim is gone")
         #expect(Self.lines(counter) == ["node-a"])
         a.killHard()
     }
 
-    @Test func verifyListsAndGCRemovesAStaleLockOfAKilledDriver() throws {
+    @Test func verifyListsAndGCRemovesAStaleLockOfAKilledDriver() async throws {
         let project = try Project("gc-locks")
         let counter = project.path("counter.txt")
         try project.write("recipe/recipe.yaml", Self.recipe(counter: counter, body: """
@@ -189,13 +191,13 @@ struct SharedCacheTests {
             echo done > "$SQUEEZE_OUT/result.txt"
             """))
         let a = try HostDriver(host: "node-a", ["run", "recipe/recipe.yaml"] + project.storage(), project: project)
-        try Self.waitForLines(counter, count: 1)
+        try await Self.waitForLines(counter, count: 1)
         a.killHard()
         // Seen from this host, node-a's lock is only stale once its heartbeat is old.
         let verifyFresh = try project.squeeze(["cache", "verify"] + project.storage(), environment: ["SQUEEZE_LOCK_STALE_SECONDS": "600"])
         #expect(verifyFresh.status == 0 && !verifyFresh.stdout.contains("stale lock file"), "\(verifyFresh)")
         let env: [String: String?] = ["SQUEEZE_LOCK_STALE_SECONDS": "0.5"]
-        Thread.sleep(forTimeInterval: 1)
+        try await Task.sleep(nanoseconds: 1_000_000_000)
         let verify = try project.squeeze(["cache", "verify"] + project.storage(), environment: env)
         #expect(verify.status == 0, "\(verify)")
         #expect(verify.stdout.contains("stale lock file:") && verify.stdout.contains("held by pid"), "\(verify)")
@@ -213,11 +215,12 @@ struct SharedCacheTests {
         return text.split(separator: "\n").map(String.init)
     }
 
-    static func waitForLines(_ path: String, count: Int, timeout: Double = 30) throws {
+    /// Polls with `Task.sleep`, so a waiting test leaves the cooperative pool to others.
+    static func waitForLines(_ path: String, count: Int, timeout: Double = 30) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while lines(path).count < count {
             guard Date() < deadline else { throw HostDriver.Failure(description: "\(path) did not reach \(count) lines in \(timeout) s") }
-            usleep(20_000)
+            try await Task.sleep(nanoseconds: 20_000_000)
         }
     }
 
@@ -319,9 +322,11 @@ final class HostDriver: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    func wait(timeout: Double) -> Result {
+    /// Waits for squeeze to end (polling with `Task.sleep`, which leaves the
+    /// cooperative pool to other tests); kills it after `timeout` seconds.
+    func wait(timeout: Double) async -> Result {
         let deadline = started.addingTimeInterval(timeout)
-        while process.isRunning, Date() < deadline { usleep(10_000) }
+        while process.isRunning, Date() < deadline { try? await Task.sleep(nanoseconds: 10_000_000) }
         if process.isRunning { killHard() }
         process.waitUntilExit()
         let output = FileManager.default.contents(atPath: outputPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
