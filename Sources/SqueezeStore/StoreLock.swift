@@ -6,12 +6,14 @@ import SqueezeSupport
 
 /// How often a key lock's holder proves it is alive, and when a waiter on
 /// another host stops believing it. Every process sharing a store should use
-/// the same values (a waiter judges by its own `staleAfterSeconds`).
+/// the same values; a waiter gives a holder at least three of the holder's
+/// own heartbeat intervals (recorded in the lock file).
 public struct LockTiming: Sendable, Equatable {
     /// Seconds between heartbeats (the holder sets its lock file's mtime to now).
     public var heartbeatSeconds: Double
-    /// A lock whose heartbeat is older than this is stale and taken over,
-    /// unless its holder runs on this host and is known to be alive.
+    /// A lock whose heartbeat is older than this (and than three of its
+    /// holder's heartbeat intervals) is stale and taken over, unless its
+    /// holder runs on this host and is known to be alive.
     public var staleAfterSeconds: Double
     /// The longest a waiter sleeps between two looks at a held lock.
     public var maximumPollSeconds: Double
@@ -283,9 +285,11 @@ enum LockFiles {
             return .stale("whose holder, \(owner.summary), has exited\(reused)")
         }
         let age = (Double(now) - Double(observation.status.mtimeNanoseconds)) / 1e9
-        guard age > timing.staleAfterSeconds else { return .live }
+        // A holder configured with a slower heartbeat than this waiter expects is given three of its beats.
+        let threshold = max(timing.staleAfterSeconds, 3 * (observation.owner?.heartbeatSeconds ?? 0))
+        guard age > threshold else { return .live }
         let holder = observation.owner.map { "held by \($0.summary)" } ?? "with no owner record"
-        return .stale("\(holder), without a heartbeat for \(String(format: "%.1f", age)) s (stale after \(String(format: "%g", timing.staleAfterSeconds)) s)")
+        return .stale("\(holder), without a heartbeat for \(String(format: "%.1f", age)) s (stale after \(String(format: "%g", threshold)) s)")
     }
 
     /// Renames `path` aside and deletes it if `isExpected` holds for what was

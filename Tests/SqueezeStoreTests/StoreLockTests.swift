@@ -130,6 +130,17 @@ import SqueezeSupport
         lock.release()
     }
 
+    @Test func aHolderWithASlowerHeartbeatGetsThreeOfItsBeats() async throws {
+        let directory = try StoreTestDirectory()
+        let store = try ContentStore(root: directory.path + "/.squeeze", lockTiming: LockTiming(staleAfterSeconds: 1))
+        // Beats every 20 s: 30 s without one is within three beats, 70 s is not.
+        try plantLock(store, key: "slow", owner: remoteOwner(heartbeatSeconds: 20), secondsAgo: 30)
+        #expect(try await lockWithin(store, key: "slow", seconds: 1) == nil)
+        try plantLock(store, key: "slower", owner: remoteOwner(heartbeatSeconds: 20), secondsAgo: 70)
+        let lock = try #require(try await lockWithin(store, key: "slower", seconds: 120))
+        lock.release()
+    }
+
     @Test func anOldLockOfAnotherHostOrWithoutOwnerIsTakenOverAtOnce() async throws {
         let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze", lockTiming: LockTiming())
@@ -327,10 +338,10 @@ private final class Flag: Sendable {
 }
 
 /// A lock owner on a host that is not this one.
-private func remoteOwner() -> LockOwner {
+private func remoteOwner(heartbeatSeconds: Double = 0.1) -> LockOwner {
     LockOwner(
         host: "other-node.invalid", pid: 4242, bootID: "00000000-0000-0000-0000-000000000000",
-        pidNamespace: "pid:[1]", processStart: 100, createdAt: Date(), heartbeatSeconds: 10, token: "remote-token")
+        pidNamespace: "pid:[1]", processStart: 100, createdAt: Date(), heartbeatSeconds: heartbeatSeconds, token: "remote-token")
 }
 
 /// Writes `locks/<key>.lock` for `owner` as if it held the key, with its
