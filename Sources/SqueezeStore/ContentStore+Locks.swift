@@ -110,10 +110,21 @@ final class LockClaim {
     init(lockPath: String, owner: LockOwner) throws {
         self.lockPath = lockPath
         path = lockPath + "." + FileSystem.randomSuffix() + ".claim"
-        descriptor = try FileSystem.open(path, O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+        let writer = try FileSystem.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        descriptor = -1
         do {
-            try SqueezeJSON.encode(owner).withUnsafeBytes { try FileSystem.writeAll(descriptor, $0, path: path) }
-            try FileSystem.fsync(descriptor, path: path)
+            defer { close(writer) }
+            try SqueezeJSON.encode(owner).withUnsafeBytes { try FileSystem.writeAll(writer, $0, path: path) }
+        } catch {
+            discard()
+            throw error
+        }
+        // Closing sends the record to an NFS server (close-to-open), so whoever
+        // opens the lock once it is linked reads it whole. No fsync: a lock
+        // needs no durability, its holder dies with a crash. The descriptor
+        // kept for the heartbeat is a fresh one.
+        do {
+            descriptor = try FileSystem.open(path, O_RDWR)
         } catch {
             discard()
             throw error
