@@ -133,10 +133,11 @@ import SqueezeSupport
     @Test func aHolderWithASlowerHeartbeatGetsThreeOfItsBeats() async throws {
         let directory = try StoreTestDirectory()
         let store = try ContentStore(root: directory.path + "/.squeeze", lockTiming: LockTiming(staleAfterSeconds: 1))
-        // Beats every 20 s: 30 s without one is within three beats, 70 s is not.
-        try plantLock(store, key: "slow", owner: remoteOwner(heartbeatSeconds: 20), secondsAgo: 30)
+        // Beats every 200 s: 30 s without one is well within three beats (wide
+        // margins: a full test run can stall this task for a while), 700 s is not.
+        try plantLock(store, key: "slow", owner: remoteOwner(heartbeatSeconds: 200), secondsAgo: 30)
         #expect(try await lockWithin(store, key: "slow", seconds: 1) == nil)
-        try plantLock(store, key: "slower", owner: remoteOwner(heartbeatSeconds: 20), secondsAgo: 70)
+        try plantLock(store, key: "slower", owner: remoteOwner(heartbeatSeconds: 200), secondsAgo: 700)
         let lock = try #require(try await lockWithin(store, key: "slower", seconds: 120))
         lock.release()
     }
@@ -154,9 +155,10 @@ import SqueezeSupport
             let lock = try #require(try await lockWithin(store, key: key, seconds: 120), "\(key)")
             lock.release()
         }
-        // A young file without an owner record is waited for.
+        // A young file without an owner record is waited for (an hour's threshold: margin for a stalled test).
+        let patient = try ContentStore(root: store.root, lockTiming: LockTiming(staleAfterSeconds: 3600))
         try storeTestCreateFile(atPath: store.lockPath("young-empty"), contents: Data())
-        #expect(try await lockWithin(store, key: "young-empty", seconds: 0.5) == nil)
+        #expect(try await lockWithin(patient, key: "young-empty", seconds: 0.5) == nil)
     }
 
     @Test func aTakenOverHolderNoticesAndLeavesTheNewLockAlone() async throws {
@@ -212,8 +214,8 @@ import SqueezeSupport
         // A claim left by a process killed while it waited.
         let claim = store.lockPath("waited") + ".0123abcd.claim"
         try storeTestCreateFile(atPath: claim, contents: Data(try SqueezeJSON.encode(exitedOwner)))
-        // A fresh lock of another host is live.
-        try plantLock(store, key: "fresh-remote", owner: remoteOwner(), secondsAgo: 0)
+        // A fresh lock of another host (beating hourly: margin for a stalled test) is live.
+        try plantLock(store, key: "fresh-remote", owner: remoteOwner(heartbeatSeconds: 3600), secondsAgo: 0)
 
         let report = store.verifyAll()
         #expect(report.isClean)
