@@ -15,7 +15,8 @@ extension ContentStore {
     /// A waiter that finds the lock held takes it over when it is stale: at
     /// once when its holder ran on this host and has exited (or its pid now
     /// belongs to another process), after `LockTiming.staleAfterSeconds`
-    /// without a heartbeat otherwise. It sleeps between looks with a growing
+    /// (or three of the holder's heartbeat intervals, if longer) without a
+    /// heartbeat otherwise. It sleeps between looks with a growing
     /// delay (up to `LockTiming.maximumPollSeconds`); cancelling the task
     /// ends the wait with `CancellationError`.
     public func lock(key: String) async throws -> StoreLock {
