@@ -127,7 +127,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "SqueezeSupportTests", dependencies: ["SqueezeSupport"]),
+        // Real servers on loopback for the HTTP tests (nginx with WebDAV PUT).
+        .target(name: "SqueezeServersTestSupport", path: "Tests/SqueezeServersTestSupport"),
+        .testTarget(name: "SqueezeSupportTests", dependencies: ["SqueezeSupport", "SqueezeServersTestSupport"]),
         .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
         .testTarget(
             name: "SqueezeRecipeTests",
@@ -162,7 +164,7 @@ let package = Package(
             name: "SqueezeCLITests",
             dependencies: [
                 "squeeze", "SqueezeStages", "SqueezeEngine", "SqueezeRecipe", "SqueezeStore", "SqueezeYAML", "SqueezeSupport",
-                "SqueezeModels", "SqueezeCompress", "SqueezeTensor", "SqueezeModelsTestSupport",
+                "SqueezeModels", "SqueezeCompress", "SqueezeTensor", "SqueezeModelsTestSupport", "SqueezeServersTestSupport",
             ],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]

@@ -38,9 +38,10 @@ extension ContentStore {
     /// entry (the stage finished; the runner removes its area itself, so such
     /// an area is left over from a crash between the two), those not written
     /// for `maximumAge` seconds or more (nobody resumed them; 0 removes every
-    /// area) and anything under `resumable/` that is not an area. Called by
-    /// `collectGarbage`, which holds the store alone, so no live run is
-    /// writing into any of them.
+    /// area) and anything under `resumable/` that is not an area — but never
+    /// the area of a key whose lock file exists: `collectGarbage` calls this
+    /// after removing the stale lock files, so what is left is held by a live
+    /// run (on this host or another sharing the store) that may be writing there.
     func removeOrphanedResumableAreas(olderThan maximumAge: Double, report: inout GCReport) throws {
         guard try FileSystem.lstatIfPresent(resumableRoot)?.isDirectory == true else { return }
         let cutoff = FileSystem.nowNanoseconds() - Int64(maximumAge * 1e9)
@@ -48,6 +49,7 @@ extension ContentStore {
             let path = resumableRoot + "/" + name
             let isDirectory = try FileSystem.lstat(path).isDirectory
             let isArea = StageEntry.isValidKey(name) && isDirectory
+            if isArea, try FileSystem.lstatIfPresent(lockPath(name)) != nil { continue }
             if isArea, entry(forKey: name) == nil, try Self.newestModification(path) > cutoff { continue }
             report.removedBytes += try Self.totalSize(path)
             report.removedResumableAreas += 1

@@ -34,11 +34,12 @@ struct CacheCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Re-hash every object and check every entry (exit 1 if anything is wrong).")
         @OptionGroup var storage: StorageOptions
-        @Flag(help: "Remove corrupt objects and the entries that use them.") var repair = false
+        @Flag(help: "Remove corrupt objects and the entries that use them, and stale lock files.") var repair = false
 
         func run() throws {
             let report = try storage.openStore().verifyAll(repair: repair)
             for problem in report.problems { print("problem: \(problem)") }
+            for lock in report.staleLocks { print("\(repair ? "removed " : "")stale lock file: \(lock)") }
             print("checked \(report.checkedObjects) objects, \(report.checkedTrees) trees, \(report.checkedEntries) entries: "
                 + (report.isClean ? "ok" : "\(report.problems.count) problems\(repair ? " (repaired)" : "")"))
             if !report.isClean { throw ExitStatus(code: 1) }
@@ -93,9 +94,10 @@ struct CacheCommand: ParsableCommand {
             } catch let error as StoreError where error.kind == .busy {
                 throw UserError("\(error); wait for it to finish, then run gc again")
             }
-            print("removed \(report.removedEntries) entries, \(report.removedObjects) objects and "
-                + "\(report.removedResumableAreas) checkpoint areas (\(ByteCount.format(report.removedBytes))); "
-                + "kept \(report.keptEntries) entries referenced by \(runs.count) runs")
+            print("removed \(report.removedEntries) entries and \(report.removedObjects) objects "
+                + "(\(ByteCount.format(report.removedBytes))); kept \(report.keptEntries) entries referenced by \(runs.count) runs"
+                + (report.removedLocks > 0 ? "; removed \(report.removedLocks) stale lock files" : "")
+                + (report.removedResumableAreas > 0 ? "; removed \(report.removedResumableAreas) checkpoint areas" : ""))
         }
 
         /// The keys of entries that unreadable runs may use (their keys or

@@ -51,4 +51,21 @@ import SqueezeSupport
         #expect(all.removedResumableAreas == 1)
         #expect(try store.resumableKeys() == [])
     }
+
+    /// The area of a key a live run holds the lock of is kept, even with an
+    /// entry and at maximum age 0: that run may be writing checkpoints there.
+    @Test func garbageCollectionKeepsTheAreaOfALockedKey() async throws {
+        let directory = try StoreTestDirectory()
+        let store = try ContentStore(root: directory.path + "/.squeeze")
+        try store.save(storeTestEntry(key: "running", outputs: [:]))
+        _ = try directory.write(".squeeze/resumable/running/train/checkpoint-0000000001/state.json", "{}")
+        let lock = try await store.lock(key: "running")
+        let held = try store.collectGarbage(keepingKeys: ["running"], resumableMaximumAge: 0)
+        #expect(held.removedResumableAreas == 0)
+        #expect(try store.resumableKeys() == ["running"])
+        lock.release()
+        let released = try store.collectGarbage(keepingKeys: ["running"], resumableMaximumAge: 0)
+        #expect(released.removedResumableAreas == 1)
+        #expect(try store.resumableKeys() == [])
+    }
 }
