@@ -144,7 +144,7 @@ public struct Pipeline: Sendable {
         let material = KeyMaterial(
             formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
             stageVersion: type.descriptor.version,
-            params: KeyMaterial.omittingUnchangedDefaults(resolved.params, of: type.descriptor), inputs: inputs,
+            params: KeyMaterial.keyedParameters(resolved.params, of: type.descriptor), inputs: inputs,
             backend: backend, seed: type.descriptor.seedUse.drawsSeed(spec.with) ? seed(for: spec.id) : nil)
         return StageKey(material: material, keyedContent: resolved.keyedContent)
     }

@@ -252,7 +252,10 @@ extension Pipeline {
                 stageID: id, recipeDirectory: recipe.directory, outputDirectory: outputDirectory,
                 backend: spec.backend, seed: seed(for: id), threads: cores, log: log,
                 progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) },
-                engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent)
+                engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent,
+                resumeDirectory: try store.resumableDirectory(forKey: key), cacheKey: key)
+            // A forced rerun recomputes from scratch instead of resuming: it checks determinism.
+            if force { try store.removeResumableArea(forKey: key) }
 
             let cpuBefore = Self.processCPUSeconds()
             let result = try await Self.withTimeLimit(spec.resources.timeLimitSeconds) {
@@ -288,6 +291,8 @@ extension Pipeline {
                 cpuSeconds: record.cpuSeconds, recipeName: recipe.name, stageID: spec.id,
                 formatVersion: KeyMaterial.currentFormatVersion)
             try store.save(entry)
+            // The checkpoints of an unfinished attempt are not needed once the entry exists (gc removes a leftover).
+            try? store.removeResumableArea(forKey: key)
             recordMaterial(material, for: spec.id)
             record.status = .ran
             record.outputs = outputs

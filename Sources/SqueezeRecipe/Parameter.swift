@@ -108,13 +108,15 @@ public struct Parameter<Decoded: Decodable & Sendable>: Sendable {
     /// when it is required.
     let absent: Decoded?
 
-    /// A parameter with a default.
+    /// A parameter with a default. `keyedOnlyWhenChanged` and `outsideKey`:
+    /// see `ParameterSpec`.
     public init(
         _ name: String, _ type: ParameterType<Decoded>, default defaultValue: Decoded, keyedOnlyWhenChanged: Bool = false,
-        doc: String
+        outsideKey: Bool = false, doc: String
     ) where Decoded: ParameterValue {
         spec = ParameterSpec(
-            name, type.type, default: defaultValue.parameterValue, keyedOnlyWhenChanged: keyedOnlyWhenChanged, doc: doc)
+            name, type.type, default: defaultValue.parameterValue, keyedOnlyWhenChanged: keyedOnlyWhenChanged,
+            outsideKey: outsideKey, doc: doc)
         absent = defaultValue
     }
 
@@ -138,7 +140,7 @@ extension Parameter where Decoded: ParameterValue {
     public func defaulting(to defaultValue: Decoded) -> Self {
         Self(
             spec.name, ParameterType(spec.type), default: defaultValue, keyedOnlyWhenChanged: spec.keyedOnlyWhenChanged,
-            doc: spec.doc)
+            outsideKey: spec.outsideKey, doc: spec.doc)
     }
 }
 

@@ -68,11 +68,16 @@ public struct ParameterSpec: Sendable, Hashable {
     /// default, so adding it does not invalidate every cached stage of the type.
     /// Changing such a default must bump the stage type's version.
     public var keyedOnlyWhenChanged: Bool
+    /// A parameter that cannot change the stage's output bits at any value
+    /// (how often a training stage writes resumable checkpoints): never part
+    /// of the stage key, so changing it never reruns the stage.
+    public var outsideKey: Bool
 
     public init(
         _ name: String, _ type: ParamType, required: Bool = false, default defaultValue: Value? = nil,
-        quoting: ReferenceQuoting = .none, keyedOnlyWhenChanged: Bool = false, doc: String
+        quoting: ReferenceQuoting = .none, keyedOnlyWhenChanged: Bool = false, outsideKey: Bool = false, doc: String
     ) {
+        self.outsideKey = outsideKey
         self.name = name
         self.type = type
         self.required = required

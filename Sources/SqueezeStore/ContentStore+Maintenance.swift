@@ -181,8 +181,10 @@ extension ContentStore {
     /// `ContentStore` (in any process) is open on it.
     ///
     /// Order keeps the store valid if interrupted: entries, then materialized
-    /// trees, then manifests, then blobs. Stale lock files go last.
-    public func collectGarbage(keepingKeys: Set<String>) throws -> GCReport {
+    /// trees, then manifests, then blobs. Stale lock files go last, then
+    /// the orphaned resumable areas (`removeOrphanedResumableAreas`: the key
+    /// has an entry, or nothing was written there for `resumableMaximumAge` seconds).
+    public func collectGarbage(keepingKeys: Set<String>, resumableMaximumAge: Double = 7 * 86_400) throws -> GCReport {
         guard try storeLock.tryLock(LOCK_EX) else {
             // Linux drops the shared lock when a conversion fails; take it back.
             try storeLock.lock(LOCK_SH)
@@ -271,6 +273,7 @@ extension ContentStore {
         // locks: a live holder on another host may not show in `.store.lock`'s flock.
         removeStaleTemporaries(allHosts: true)
         report.removedLocks = try staleLockFiles(remove: true).count
+        try removeOrphanedResumableAreas(olderThan: resumableMaximumAge, report: &report)
         return report
     }
 }

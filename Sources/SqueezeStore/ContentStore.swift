@@ -20,6 +20,8 @@ import SqueezeSupport
 /// - `tmp/<pid>-<random>@<host>/`: one staging area per open store, on the
 ///   same filesystem so everything enters the store by `rename`/`link`.
 /// - `statcache.json`: see `StatRecord`.
+/// - `resumable/<key>/`: a stage's resumable area (its latest checkpoint),
+///   removed once the key's entry is saved (`ContentStore+Resumable.swift`).
 ///
 /// Crash safety: every name appears only once its content is complete and
 /// fsynced (blobs, then the manifest, then the materialized tree, the stage

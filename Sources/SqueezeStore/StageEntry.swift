@@ -81,8 +81,14 @@ public struct GCReport: Sendable {
     public var keptEntries: Int
     /// Stale lock files removed (locks of dead holders, leftover claims).
     public var removedLocks: Int
+    /// Resumable areas removed (`removeOrphanedResumableAreas`); their bytes are in `removedBytes`.
+    public var removedResumableAreas: Int
 
-    public init(removedEntries: Int = 0, removedObjects: Int = 0, removedBytes: Int64 = 0, keptEntries: Int = 0, removedLocks: Int = 0) {
+    public init(
+        removedEntries: Int = 0, removedObjects: Int = 0, removedBytes: Int64 = 0, keptEntries: Int = 0, removedLocks: Int = 0,
+        removedResumableAreas: Int = 0
+    ) {
+        self.removedResumableAreas = removedResumableAreas
         self.removedEntries = removedEntries
         self.removedObjects = removedObjects
         self.removedBytes = removedBytes

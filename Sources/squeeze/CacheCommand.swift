@@ -52,14 +52,23 @@ struct CacheCommand: ParsableCommand {
             discussion: """
                 Refuses to run when the runs directory holds no readable run record (every entry would look \
                 unused): run it where your runs are, or pass --runs-dir; `--keep-runs 0` empties the cache on purpose. \
-                A run whose run.json cannot be read keeps every entry it may reference, with a warning.
+                A run whose run.json cannot be read keeps every entry it may reference, with a warning. \
+                The checkpoints of unfinished stages (`resumable/<key>/`) are removed when their stage has an entry \
+                or nothing was written there for --keep-checkpoints-days days.
                 """)
         @OptionGroup var storage: StorageOptions
         @Option(parsing: .unconditional, help: "Keep what the newest N runs reference (default: every recorded run).")
         var keepRuns: Int?
+        @Option(
+            parsing: .unconditional,
+            help: "Remove the checkpoints of unfinished stages not written for this many days (0: all of them).")
+        var keepCheckpointsDays: Double = 7
 
         func validate() throws {
             if let keepRuns, keepRuns < 0 { throw ValidationError("--keep-runs must be 0 or more; got \(keepRuns)") }
+            if !(keepCheckpointsDays >= 0) {
+                throw ValidationError("--keep-checkpoints-days must be 0 or more; got \(keepCheckpointsDays)")
+            }
         }
 
         func run() throws {
@@ -81,13 +90,14 @@ struct CacheCommand: ParsableCommand {
             }
             let report: GCReport
             do {
-                report = try store.collectGarbage(keepingKeys: keys)
+                report = try store.collectGarbage(keepingKeys: keys, resumableMaximumAge: keepCheckpointsDays * 86_400)
             } catch let error as StoreError where error.kind == .busy {
                 throw UserError("\(error); wait for it to finish, then run gc again")
             }
             print("removed \(report.removedEntries) entries and \(report.removedObjects) objects "
                 + "(\(ByteCount.format(report.removedBytes))); kept \(report.keptEntries) entries referenced by \(runs.count) runs"
-                + (report.removedLocks > 0 ? "; removed \(report.removedLocks) stale lock files" : ""))
+                + (report.removedLocks > 0 ? "; removed \(report.removedLocks) stale lock files" : "")
+                + (report.removedResumableAreas > 0 ? "; removed \(report.removedResumableAreas) checkpoint areas" : ""))
         }
 
         /// The keys of entries that unreadable runs may use (their keys or
