@@ -170,8 +170,13 @@ struct ParamTypeChecker {
                 }
                 fields["url"] = ParamValue(.string(template), at: entry.value.location)
             case "sha256":
-                guard case .string(let template) = entry.value.kind, template.references.isEmpty,
-                      Self.isSHA256(entry.value.text) else {
+                // A plain scalar of digits only reads as a number: its text as written is what counts.
+                let literal = switch entry.value.kind {
+                case .string(let template): template.references.isEmpty
+                case .int, .double: true
+                default: false
+                }
+                guard literal, Self.isSHA256(entry.value.text) else {
                     diagnostics.append(Diagnostic(
                         "`sha256` must be 64 hex digits, got \(entry.value.isScalar ? "\"\(entry.value.text)\"" : entry.value.kindDescription)",
                         at: entry.value.location,

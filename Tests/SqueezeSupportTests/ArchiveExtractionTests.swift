@@ -23,7 +23,7 @@ import ZIPFoundation
                     data.subdata(in: Int(position)..<Int(position) + size)
                 }
             case .directory(let name):
-                try archive.addEntry(with: name, type: .directory, uncompressedSize: 0) { _, _ in Data() }
+                try archive.addEntry(with: name, type: .directory, uncompressedSize: Int64(0)) { _, _ in Data() }
             case .link(let name, let target):
                 let data = Data(target.utf8)
                 try archive.addEntry(with: name, type: .symlink, uncompressedSize: Int64(data.count)) { position, size in
