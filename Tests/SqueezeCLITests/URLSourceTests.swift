@@ -148,6 +148,52 @@ import ZIPFoundation
         #expect(try project.cacheEntries().isEmpty)
     }
 
+    /// Every file under `directory` whose bytes contain `secret`.
+    static func files(under directory: String, containing secret: String) -> [String] {
+        guard let enumerator = FileManager.default.enumerator(atPath: directory) else { return [] }
+        var found: [String] = []
+        while let relative = enumerator.nextObject() as? String {
+            let path = directory + "/" + relative
+            if let data = FileManager.default.contents(atPath: path), data.range(of: Data(secret.utf8)) != nil { found.append(relative) }
+        }
+        return found
+    }
+
+    @Test func credentialsComeFromNetrcOrTheEnvironmentAndNeverReachRecordsOrLogs() throws {
+        guard ExternalRequirement.check(NginxServer.unavailableReason, record: { Issue.record(Comment(rawValue: $0)) }) else { return }
+        let secret = "s3cret-\(UUID().uuidString.prefix(8))"
+        let server = try NginxServer(authentication: (user: "alice", password: secret))
+        let archive = try Self.zip([("d/train.tsv", Self.tsv(rows: 6))])
+        try server.place(archive, at: "private/data.zip")
+        let project = try Project("url-credentials")
+        let plain = server.baseURL.absoluteString + "/private/data.zip"
+        try project.write("recipe/recipe.yaml", Self.classificationRecipe([("a", "${env.DATA_URL}", Self.sha(archive), "{train: d/train.tsv}", "")]))
+
+        let refused = try project.run(environment: ["DATA_URL": plain, "NETRC": project.path("no-netrc")])
+        #expect(refused.status == 1, "\(refused)")
+        #expect(try project.record(of: refused).stage("a")?.reason?.contains("HTTP 401: credentials are missing or refused") == true)
+
+        try project.write("netrc", "machine 127.0.0.1 login alice password \(secret)\n")
+        let withNetrc = try project.run(environment: ["DATA_URL": plain, "NETRC": project.path("netrc")])
+        #expect(withNetrc.status == 0, "\(withNetrc)")
+
+        // Credentials in the URL itself (from the environment, never the recipe) are used and shown redacted.
+        let inURL = plain.replacingOccurrences(of: "http://", with: "http://alice:\(secret)@")
+        let forced = try project.run("recipe/recipe.yaml", ["--force", "a"], environment: ["DATA_URL": inURL, "NETRC": project.path("no-netrc")])
+        #expect(forced.status == 0, "\(forced)")
+        try FileManager.default.removeItem(atPath: project.path("cache/downloads"))
+        let again = try project.run("recipe/recipe.yaml", ["--force", "a"], environment: ["DATA_URL": inURL, "NETRC": project.path("no-netrc")])
+        #expect(again.status == 0, "\(again)")
+        let runID = try #require(again.runID)
+        let log = try #require(project.read("runs/\(runID)/logs/a.log"))
+        #expect(log.contains("downloading \(plain)"), "\(log)")
+        for result in [refused, withNetrc, forced, again] {
+            #expect(!result.stdout.contains(secret) && !result.stderr.contains(secret))
+        }
+        #expect(Self.files(under: project.runsDirectory, containing: secret).isEmpty)
+        #expect(Self.files(under: project.cacheDirectory, containing: secret).isEmpty)
+    }
+
     @Test func aKilledDownloadResumesWithARangedRequestForTheRest() throws {
         guard let server = try Self.server(limitRate: 3_000_000) else { return }
         // Incompressible padding, stored: the zip is larger than one 8 MiB chunk.
