@@ -285,6 +285,18 @@ import ZIPFoundation
         #expect(record.stage("data")?.cache == "miss")
         #expect(record.stage("data")?.outputs["dataset"] == localDataset, "the same test stream from the archive")
         #expect(Self.requests(server, for: "wiki.tar.gz").count == 1)
+
+        // A local file that is missing, with the download as its fallback: the download's key, a hit.
+        try project.write("recipe/recipe.yaml", TextDataStageTests.recipe("""
+                  test: [absent.txt]
+                  source:
+                    url: \(server.baseURL.absoluteString)/wiki.tar.gz
+                    sha256: \(Self.sha(archive))
+                    files: {test: [wiki/test.txt]}
+            """))
+        let fallback = try project.run()
+        #expect(fallback.status == 0, "\(fallback)")
+        #expect(try project.record(of: fallback).stage("data")?.cache == "hit", "\(fallback)")
     }
 
     @Test func aZippedCheckpointImports() throws {
@@ -320,6 +332,14 @@ import ZIPFoundation
         let local = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "local", output: "model")
         #expect(FileManager.default.contents(atPath: directory + "/model.safetensors") == FileManager.default.contents(atPath: local + "/model.safetensors"))
         #expect(try artifact.tokenizer().encode("Good films") == [2, 5, 7, 8, 3])
+
+        // The same bytes from another URL: a hit (the `source` string-or-download keys the pin).
+        try server.place(archive, at: "mirror/tiny.zip")
+        let recipe = try #require(project.read("recipe/recipe.yaml"))
+        try project.write("recipe/recipe.yaml", recipe.replacingOccurrences(of: "/models/tiny.zip", with: "/mirror/tiny.zip"))
+        let mirrored = try project.run()
+        let mirroredCache = try project.record(of: mirrored).stage("model")?.cache
+        #expect(mirrored.status == 0 && mirroredCache == "hit", "\(mirrored)")
     }
 
     // MARK: The shipped SST-2 recipes' fallback
