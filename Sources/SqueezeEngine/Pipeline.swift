@@ -145,7 +145,8 @@ public struct Pipeline: Sendable {
             formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
             stageVersion: type.descriptor.version,
             params: KeyMaterial.keyedParameters(resolved.params, of: type.descriptor), inputs: inputs,
-            backend: backend, seed: type.descriptor.seedUse.drawsSeed(spec.with) ? seed(for: spec.id) : nil)
+            backend: backend,
+            seed: type.descriptor.seedUse.drawsSeed(resolver.selectedParameters(spec, descriptor: type.descriptor)) ? seed(for: spec.id) : nil)
         return StageKey(material: material, keyedContent: resolved.keyedContent)
     }
 

@@ -253,7 +253,8 @@ extension Pipeline {
                 backend: spec.backend, seed: seed(for: id), threads: cores, log: log,
                 progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) },
                 engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent,
-                resumeDirectory: try store.resumableDirectory(forKey: key), cacheKey: key)
+                resumeDirectory: try store.resumableDirectory(forKey: key), cacheKey: key,
+                downloadDirectory: (store.root as NSString).appendingPathComponent("downloads"))
             // A forced rerun recomputes from scratch instead of resuming: it checks determinism.
             if force { try store.removeResumableArea(forKey: key) }
 

@@ -54,14 +54,21 @@ public struct StageContext: Sendable {
     public var resumeDirectory: String?
     /// The stage key the resumable area belongs to; a checkpoint records it.
     public var cacheKey: String?
+    /// The store's download area (`<store>/downloads`), where pinned
+    /// downloads are kept by their SHA-256 and resumed across runs; nil when
+    /// the stage runs without a store (it then downloads into a temporary
+    /// directory that is removed afterwards).
+    public var downloadDirectory: String?
 
     public init(
         stageID: String, recipeDirectory: String, outputDirectory: String, backend: String,
         seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter, engineDirectories: [String] = [],
-        keyedContent: [String: String] = [:], resumeDirectory: String? = nil, cacheKey: String? = nil
+        keyedContent: [String: String] = [:], resumeDirectory: String? = nil, cacheKey: String? = nil,
+        downloadDirectory: String? = nil
     ) {
         self.resumeDirectory = resumeDirectory
         self.cacheKey = cacheKey
+        self.downloadDirectory = downloadDirectory
         self.engineDirectories = engineDirectories
         self.keyedContent = keyedContent
         self.stageID = stageID

@@ -43,6 +43,10 @@ public struct ParameterType<Decoded: Decodable & Sendable>: Sendable {
     /// A mapping decoded into `Decoded`, whose keys and values the stage's
     /// `check` validates.
     public static func mapping(_ decoded: Decoded.Type) -> Self { Self(.map(.any)) }
+
+    /// A pinned download (`{url, sha256, files?}`) decoded into `Decoded`;
+    /// the stage's `check` validates the shape of `files`.
+    public static func download(_ decoded: Decoded.Type) -> Self { Self(.download) }
 }
 
 extension ParameterType where Decoded == String {
@@ -121,8 +125,11 @@ public struct Parameter<Decoded: Decodable & Sendable>: Sendable {
     }
 
     /// A parameter without a default: required, unless its type is `.optional(…)`.
-    public init(_ name: String, _ type: ParameterType<Decoded>, quoting: ReferenceQuoting = .none, doc: String) {
-        spec = ParameterSpec(name, type.type, required: type.absent == nil, quoting: quoting, doc: doc)
+    public init(
+        _ name: String, _ type: ParameterType<Decoded>, quoting: ReferenceQuoting = .none, fallback: ParameterFallback? = nil,
+        doc: String
+    ) {
+        spec = ParameterSpec(name, type.type, required: type.absent == nil, quoting: quoting, fallback: fallback, doc: doc)
         absent = type.absent
     }
 

@@ -20,6 +20,8 @@ import Testing
         case .bool: [.bool(true), .bool(false)]
         case .path: [.string("/data/train.tsv")]
         case .artifact: [.string("/store/objects/artifact")]
+        // As the run resolves it: the URL is there (only the key leaves it out); `files` is stage-specific.
+        case .download: [.object(["url": .string("https://example.org/data.zip"), "sha256": .string(String(repeating: "a", count: 64))])]
         case .array(let element): [.array([])] + examples(of: element).map { .array([$0]) }
         case .map(let element): [.object([:])] + examples(of: element).map { .object(["key": $0]) }
         case .oneOf(let alternatives): alternatives.flatMap(examples(of:))
