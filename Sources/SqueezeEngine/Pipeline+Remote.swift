@@ -73,7 +73,11 @@ extension Pipeline {
     /// turns the remote off for the rest of this process (warned once).
     static func reportRemoteFailure(_ error: any Error, of remote: RemoteCache, for stageID: String, warn: (String) -> Void) {
         if error is CancellationError || Task.isCancelled { return }
-        if RemoteCache.isServerFailure(error) {
+        if RemoteCache.isUploadRefusal(error) {
+            if remote.disableUploads(because: "\(error)") {
+                warn("remote cache \(remote.displayURL) refuses uploads (\(error)); reading only for the rest of this run")
+            }
+        } else if RemoteCache.isServerFailure(error) {
             if remote.disable(because: "\(error)") {
                 warn("remote cache \(remote.displayURL) is not usable (\(error)); continuing with the local cache only for the rest of this run")
             }
@@ -110,13 +114,12 @@ extension Pipeline {
     /// Write-through after a stage ran and its entry was saved: the outputs,
     /// the entry, then the variant index. A failure is a warning only.
     func writeThroughRemote(_ entry: StageEntry, material: KeyMaterial, observer: any RunObserver) async {
-        guard let remote, remote.disabledReason == nil else { return }
-        let warn: (String) -> Void = { observer.handle(.warning($0)) }
+        guard let remote, remote.uploadsDisabledReason == nil else { return }
         do {
             try await remote.upload(entry, from: store)
             try await remote.recordVariant(material.backend, key: entry.key, under: material.keyWithoutBackend)
         } catch {
-            Self.reportRemoteFailure(error, of: remote, for: entry.stageID, warn: { warn("\($0) (upload failed; the stage's result is kept locally)") })
+            Self.reportRemoteFailure(error, of: remote, for: entry.stageID, warn: { observer.handle(.warning($0)) })
         }
     }
 
@@ -186,7 +189,7 @@ extension Pipeline {
         var report = RemoteTransferReport()
         let index = indexDirectory(recipeFile: run.recipeFile, storeRoot: store.root)
         for stage in run.stages where stage.status == .ran || stage.status == .cached {
-            guard remote.disabledReason == nil else {
+            guard remote.uploadsDisabledReason == nil else {
                 report.unavailable.append(stage.id)
                 continue
             }

@@ -35,6 +35,7 @@ public final class RemoteCache: Sendable {
 
     struct State {
         var disabledReason: String?
+        var uploadsDisabledReason: String?
         /// Digests whose remote copy failed verification in this process.
         var suspect: Set<Digest> = []
     }
@@ -76,6 +77,27 @@ public final class RemoteCache: Sendable {
             state.disabledReason = reason
             return true
         }
+    }
+
+    /// Why uploads are off for the rest of this process (the server refused
+    /// a `PUT`: read-only credentials), or nil while they are sent.
+    public var uploadsDisabledReason: String? { state.withLock { $0.disabledReason ?? $0.uploadsDisabledReason } }
+
+    /// Turns uploads off for the rest of this process; true for the call that turned them off.
+    @discardableResult
+    public func disableUploads(because reason: String) -> Bool {
+        state.withLock { state in
+            guard state.uploadsDisabledReason == nil else { return false }
+            state.uploadsDisabledReason = reason
+            return true
+        }
+    }
+
+    /// Whether `error` is the server refusing an upload (HTTP 401 or 403 to a
+    /// `PUT`): reading may still work, as with read-only credentials.
+    public static func isUploadRefusal(_ error: any Error) -> Bool {
+        if case .status(_, "PUT", let status)? = error as? HTTPError { return status == 401 || status == 403 }
+        return false
     }
 
     /// Whether `error` means the server cannot serve this process at all
@@ -327,7 +349,7 @@ public final class RemoteCache: Sendable {
         try checkKey(variantKey)
         let url = variantsURL(variantKey)
         let response = try await client.get(url)
-        if response.status == 404 { return [:] }
+        if [400, 404, 405, 501].contains(response.status) { return [:] }
         guard (200..<300).contains(response.status) else {
             throw HTTPError.status(url: HTTPClient.redacted(url), method: "GET", status: response.status)
         }
@@ -335,13 +357,19 @@ public final class RemoteCache: Sendable {
         return index.variants.filter { StageEntry.isValidKey($0.value) }
     }
 
-    /// Adds `variant` → `key` to the index under `variantKey`.
+    /// Adds `variant` → `key` to the index under `variantKey`. A server
+    /// that does not take `ac-any/` (bazel-remote serves only `ac/` and
+    /// `cas/`: 400, 404, 405 or 501) is left without the index, silently.
     public func recordVariant(_ variant: String, key: String, under variantKey: String) async throws {
         try checkKey(key)
         var variants = try await self.variants(forKey: variantKey)
         guard variants[variant] != key else { return }
         variants[variant] = key
-        try await put(variantsURL(variantKey), data: Data(try SqueezeJSON.encode(VariantIndex(format: 1, variants: variants))))
+        let url = variantsURL(variantKey)
+        let answer = try await client.put(url, data: Data(try SqueezeJSON.encode(VariantIndex(format: 1, variants: variants))))
+        guard (200..<300).contains(answer.status) || [400, 404, 405, 501].contains(answer.status) else {
+            throw HTTPError.status(url: HTTPClient.redacted(url), method: "PUT", status: answer.status)
+        }
     }
 
     private func checkKey(_ key: String) throws {

@@ -130,7 +130,7 @@ extension CacheCommand {
                 + "\(ByteCount.format(report.transfer.bytes)) (\(report.transfer.present) objects and \(report.alreadyThere) entries were there already)")
             if !report.unavailable.isEmpty {
                 Console.error("not pushed: " + report.unavailable.map { "`\($0)`" }.joined(separator: ", ")
-                    + (cache.disabledReason == nil ? " (not in the local cache any more)" : ""))
+                    + (cache.uploadsDisabledReason == nil ? " (not in the local cache any more)" : ""))
                 throw ExitStatus(code: 1)
             }
         }

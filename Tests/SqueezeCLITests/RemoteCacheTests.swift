@@ -173,6 +173,30 @@ import Testing
         #expect(plan.stderr.components(separatedBy: "is not usable").count == 2, "one warning: \(plan)")
     }
 
+    // MARK: Read-only access
+
+    /// A server that refuses uploads (read-only credentials, a pull-request
+    /// job): one warning, and the run keeps reading from it.
+    @Test func aServerThatRefusesUploadsIsStillReadFrom() throws {
+        guard let writable = try Self.server() else { return }
+        let project = try Self.project("remote-read-only", teacher: false)
+        let first = try Self.run(project, cache: "cache-a", flags: ["--remote", writable.baseURL.absoluteString])
+        try #require(first.status == 0, "\(first)")
+        writable.stop()
+        let readOnly = try NginxServer(readOnly: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: writable.dataDirectory) {
+            try FileManager.default.copyItem(atPath: writable.dataDirectory + "/" + name, toPath: readOnly.dataDirectory + "/" + name)
+        }
+        let second = try Self.run(project, cache: "cache-b", flags: ["--remote", readOnly.baseURL.absoluteString, "--force", "count"])
+        try #require(second.status == 0, "\(second)")
+        let record = try project.record(of: second)
+        #expect(record.stage("count")?.status == "ran", "\(second)")
+        #expect(record.stage("base")?.cache == "remote" && record.stage("data")?.cache == "remote", "\(second)")
+        let warnings = second.stderr.split(separator: "\n").filter { $0.hasPrefix("warning:") }
+        #expect(warnings.count == 1 && warnings.first?.contains("refuses uploads") == true, "\(second)")
+        #expect(warnings.first?.contains("HTTP 403") == true, "\(second)")
+    }
+
     // MARK: push and pull
 
     @Test func pushThenPullFillsAnotherCache() throws {
