@@ -197,6 +197,23 @@ import Testing
         #expect(warnings.first?.contains("HTTP 403") == true, "\(second)")
     }
 
+    // MARK: Bad input
+
+    /// A remote that is not an http(s) URL is bad input (exit 2), named by
+    /// where it came from and never echoed: it may hold a password.
+    @Test func aMalformedRemoteIsBadInputAndNotEchoed() throws {
+        let project = try Self.project("remote-malformed", teacher: false)
+        let flag = try Self.run(project, cache: "cache-a", flags: ["--remote", "ftp://user:hunter2@host/x"])
+        #expect(flag.status == 2, "\(flag)")
+        #expect(flag.stderr.contains("--remote must be an http:// or https:// URL"), "\(flag)")
+        #expect(!flag.stderr.contains("hunter2"), "\(flag)")
+        let variable = try Self.run(project, cache: "cache-a", environment: ["SQUEEZE_REMOTE_CACHE": "user:hunter2@host"])
+        #expect(variable.status == 2, "\(variable)")
+        #expect(variable.stderr.contains("$SQUEEZE_REMOTE_CACHE must be"), "\(variable)")
+        #expect(!variable.stderr.contains("hunter2"), "\(variable)")
+        #expect(Self.runCount(project) == 0)
+    }
+
     // MARK: push and pull
 
     @Test func pushThenPullFillsAnotherCache() throws {
