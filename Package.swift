@@ -145,7 +145,7 @@ let package = Package(
                 "SqueezeRecipe", "SqueezeSupport", "SqueezeYAML", .product(name: "Collections", package: "swift-collections"),
             ]
         ),
-        .testTarget(name: "SqueezeStoreTests", dependencies: ["SqueezeStore", "SqueezeSupport"]),
+        .testTarget(name: "SqueezeStoreTests", dependencies: ["SqueezeStore", "SqueezeSupport", "SqueezeServersTestSupport"]),
         .testTarget(
             name: "SqueezeEngineTests",
             dependencies: ["SqueezeEngine", "SqueezeRecipe", "SqueezeStore", "SqueezeSupport", "SqueezeYAML"]

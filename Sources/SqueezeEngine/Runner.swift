@@ -67,6 +67,7 @@ extension Pipeline {
             git: Provenance.git(at: recipe.directory), overrides: options.overrides,
             cacheDirectory: store.root, recipe: recipe.resolvedDescription, stages: [],
             process: RunProcess.current())
+        record.remoteCache = remote?.displayURL
         do {
             try runs.save(record)
         } catch {
@@ -220,8 +221,14 @@ extension Pipeline {
             if !force, let hit = cachedEntry(key: key, spec: spec) {
                 return hitRecord(record, entry: hit, material: material)
             }
+            var remoteLookup: (entry: StageEntry?, note: String?) = (nil, nil)
+            if !force { remoteLookup = await readThroughRemote(key: key, spec: spec, material: material, observer: observer) }
+            if let hit = remoteLookup.entry {
+                return hitRecord(record, entry: hit, material: material, cache: "remote")
+            }
             record.cache = "miss"
             record.reason = force ? "forced" : explanation(for: spec.id, material: material)
+            if let note = remoteLookup.note { record.reason = (record.reason ?? "") + "; " + note }
             if let shortfall = LocalMachine.current.shortfall(spec.resources) {
                 throw ResourceShortfall(resource: shortfall.resource, message: shortfall.message)
             }
@@ -294,6 +301,7 @@ extension Pipeline {
             try store.save(entry)
             // The checkpoints of an unfinished attempt are not needed once the entry exists (gc removes a leftover).
             try? store.removeResumableArea(forKey: key)
+            await writeThroughRemote(entry, material: material, observer: observer)
             recordMaterial(material, for: spec.id)
             record.status = .ran
             record.outputs = outputs
@@ -342,15 +350,16 @@ extension Pipeline {
         }
     }
 
-    private func cachedEntry(key: String, spec: StageSpec) -> StageEntry? {
+    func cachedEntry(key: String, spec: StageSpec) -> StageEntry? {
         guard let entry = store.entry(forKey: key), validOutputs(of: entry, for: spec, verify: true) != nil else { return nil }
         return entry
     }
 
-    private func hitRecord(_ record: StageRecord, entry: StageEntry, material: KeyMaterial) -> StageRecord {
+    /// A stage served from the cache: `cache` is "hit" (local) or "remote".
+    private func hitRecord(_ record: StageRecord, entry: StageEntry, material: KeyMaterial, cache: String = "hit") -> StageRecord {
         var record = record
         record.status = .cached
-        record.cache = "hit"
+        record.cache = cache
         record.outputs = entry.outputs
         record.metrics = entry.metrics
         recordMaterial(material, for: record.id)

@@ -417,7 +417,7 @@ public final class ContentStore: Sendable {
     /// Links `candidate` (content `blob`, fsynced) into `objects/`. Returns
     /// false when it lives on another filesystem. An existing valid object is
     /// kept; a corrupt one is replaced atomically.
-    private func placeBlob(_ candidate: String, blob: BlobID, status: FileSystem.Status) throws -> Bool {
+    func placeBlob(_ candidate: String, blob: BlobID, status: FileSystem.Status) throws -> Bool {
         let fanOut = try ensureFanOut(objectsDirectory, blob.digest)
         let objectPath = blobPath(blob)
         switch try FileSystem.link(candidate, to: objectPath) {
@@ -489,7 +489,7 @@ public final class ContentStore: Sendable {
     // MARK: Trees
 
     /// Writes `trees/ab/<hex>.json` unless an intact copy is there.
-    private func writeManifest(_ digest: Digest, _ bytes: [UInt8]) throws {
+    func writeManifest(_ digest: Digest, _ bytes: [UInt8]) throws {
         _ = try ensureFanOut(treesDirectory, digest)
         let path = manifestPath(digest)
         if let existing = try FileSystem.readFileIfPresent(path) {

@@ -8,7 +8,7 @@ struct CacheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cache",
         abstract: "Inspect and maintain the content-addressed cache.",
-        subcommands: [List.self, Verify.self, GC.self])
+        subcommands: [List.self, Verify.self, GC.self, Push.self, Pull.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "ls", abstract: "List cached stage entries.")
@@ -114,6 +114,76 @@ struct CacheCommand: ParsableCommand {
                 Console.error("warning: run \(run.id) is unreadable (\(run.reason)); keeping \(kept.count) cache entries it may use")
             }
             return keys
+        }
+    }
+}
+
+extension CacheCommand {
+    struct Push: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upload the stage entries and outputs of a run to the remote cache.",
+            discussion: """
+                Every stage the run executed or took from a cache is uploaded from the local cache (objects first, \
+                the entry last; what the server has is skipped). Exit 1 when something could not be pushed.
+                """)
+        @Argument(help: "The run: an id, a unique prefix or suffix, `latest`, or a run directory.")
+        var runID = "latest"
+        @OptionGroup var storage: StorageOptions
+        @OptionGroup var remote: RemoteOptions
+
+        func run() async throws {
+            guard let cache = try remote.remoteCache() else {
+                throw UserError("no remote cache to push to: pass --remote URL or set $SQUEEZE_REMOTE_CACHE")
+            }
+            let record = try RunsCommand.load(storage, runID)
+            let report = await Pipeline.pushToRemote(record, store: try storage.openStore(), remote: cache)
+            for warning in report.warnings { Console.error("warning: \(warning)") }
+            print("pushed \(report.entries) entries of run \(record.id) to \(cache.displayURL): \(report.transfer.objects) objects, "
+                + "\(ByteCount.format(report.transfer.bytes)) (\(report.transfer.present) objects and \(report.alreadyThere) entries were there already)")
+            if !report.unavailable.isEmpty {
+                Console.error("not pushed: " + report.unavailable.map { "`\($0)`" }.joined(separator: ", ")
+                    + (cache.uploadsDisabledReason == nil ? " (not in the local cache any more)" : ""))
+                throw ExitStatus(code: 1)
+            }
+        }
+    }
+
+    struct Pull: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fetch every stage of a recipe that the remote cache has into the local cache.",
+            discussion: """
+                Plans the recipe as `squeeze plan --remote` does and fetches each `remote` stage's entry and outputs, \
+                every object verified by its digest. Stages the remote cache lacks are listed; they run on the next \
+                `squeeze run`. Exit 1 when the remote cache could not be used.
+                """)
+        @OptionGroup var recipe: RecipeOptions
+        @OptionGroup var storage: StorageOptions
+        @OptionGroup var remote: RemoteOptions
+
+        func run() async throws {
+            guard let cache = try remote.remoteCache() else {
+                throw UserError("no remote cache to pull from: pass --remote URL or set $SQUEEZE_REMOTE_CACHE")
+            }
+            var pipeline = Pipeline(
+                recipe: try recipe.load(), registry: Registered.stages, store: try storage.openStore(),
+                environment: ProcessInfo.processInfo.environment)
+            pipeline.remote = cache
+            let report: RemoteTransferReport
+            do {
+                report = try await pipeline.pullFromRemote()
+            } catch {
+                throw UserError("\(error)")
+            }
+            try? pipeline.store.flush()
+            for warning in report.warnings { Console.error("warning: \(warning)") }
+            print("pulled \(report.entries) entries from \(cache.displayURL): \(report.transfer.objects) objects, "
+                + "\(ByteCount.format(report.transfer.bytes)) (\(report.transfer.present) objects were local already); "
+                + "\(report.alreadyThere) stages were cached locally")
+            if !report.unavailable.isEmpty {
+                print("not in the remote cache (they run on the next `squeeze run`): "
+                    + report.unavailable.map { "`\($0)`" }.joined(separator: ", "))
+            }
+            if cache.disabledReason != nil { throw ExitStatus(code: 1) }
         }
     }
 }

@@ -30,8 +30,9 @@ public final class NginxServer: @unchecked Sendable {
 
     /// Starts nginx on a free loopback port. `limitRate` (bytes per second)
     /// slows responses down, so a test can interrupt a download midway;
-    /// `authentication` (user, password) requires Basic credentials.
-    public init(limitRate: Int? = nil, authentication: (user: String, password: String)? = nil) throws {
+    /// `authentication` (user, password) requires Basic credentials;
+    /// `readOnly` refuses every method but `GET` and `HEAD` with HTTP 403.
+    public init(limitRate: Int? = nil, authentication: (user: String, password: String)? = nil, readOnly: Bool = false) throws {
         guard let nginx = Self.executable else { throw ServerError("nginx is not installed") }
         scratch = NSTemporaryDirectory() + "squeeze-nginx-" + UUID().uuidString
         dataDirectory = scratch + "/data"
@@ -51,6 +52,7 @@ public final class NginxServer: @unchecked Sendable {
                 auth = "auth_basic \"squeeze\";\n      auth_basic_user_file \(file);"
             }
             let limit = limitRate.map { "limit_rate \($0);" } ?? ""
+            let methods = readOnly ? "limit_except GET { deny all; }" : ""
             let configuration = """
                 daemon off;
                 master_process on;
@@ -71,6 +73,7 @@ public final class NginxServer: @unchecked Sendable {
                       client_max_body_size 0;
                       \(limit)
                       \(auth)
+                      \(methods)
                     }
                   }
                 }
