@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
     ],
     targets: [
         // libyaml, linked through pkg-config (Debian: libyaml-dev).
@@ -37,10 +38,14 @@ let package = Package(
         // Shared infrastructure, a leaf: `Value` and the one JSON codec (the
         // strict parser, the canonical and pretty writers, `SqueezeJSON`'s
         // Codable ↔ `Value` coders), atomic file writes, SHA-256 digests and
-        // file hashing, POSIX file-system helpers, store errors, child processes.
+        // file hashing, POSIX file-system helpers, store errors, child
+        // processes, the HTTP client and archive unpacking (zip, tar).
         .target(
             name: "SqueezeSupport",
-            dependencies: ["CProcessSupport", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "CProcessSupport", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]
         ),
         // Recipe language: model, validation, references, overrides, schema.
         .target(
@@ -127,7 +132,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "SqueezeSupportTests", dependencies: ["SqueezeSupport"]),
+        // Real servers on loopback for the HTTP tests (nginx with WebDAV PUT).
+        .target(name: "SqueezeServersTestSupport", path: "Tests/SqueezeServersTestSupport"),
+        .testTarget(
+            name: "SqueezeSupportTests",
+            dependencies: ["SqueezeSupport", "SqueezeServersTestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+        ),
         .testTarget(name: "SqueezeYAMLTests", dependencies: ["SqueezeYAML"]),
         .testTarget(
             name: "SqueezeRecipeTests",
@@ -135,7 +145,7 @@ let package = Package(
                 "SqueezeRecipe", "SqueezeSupport", "SqueezeYAML", .product(name: "Collections", package: "swift-collections"),
             ]
         ),
-        .testTarget(name: "SqueezeStoreTests", dependencies: ["SqueezeStore", "SqueezeSupport"]),
+        .testTarget(name: "SqueezeStoreTests", dependencies: ["SqueezeStore", "SqueezeSupport", "SqueezeServersTestSupport"]),
         .testTarget(
             name: "SqueezeEngineTests",
             dependencies: ["SqueezeEngine", "SqueezeRecipe", "SqueezeStore", "SqueezeSupport", "SqueezeYAML"]
@@ -162,7 +172,8 @@ let package = Package(
             name: "SqueezeCLITests",
             dependencies: [
                 "squeeze", "SqueezeStages", "SqueezeEngine", "SqueezeRecipe", "SqueezeStore", "SqueezeYAML", "SqueezeSupport",
-                "SqueezeModels", "SqueezeCompress", "SqueezeTensor", "SqueezeModelsTestSupport",
+                "SqueezeModels", "SqueezeCompress", "SqueezeTensor", "SqueezeModelsTestSupport", "SqueezeServersTestSupport",
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             // Recipe corpora read from the source tree at test time.
             exclude: ["recipes"]

@@ -39,10 +39,15 @@ public struct KeyMaterial: Sendable, Codable, Equatable {
         Hashing.sha256(Data(canonicalValue.canonicalJSON.utf8)).hex
     }
 
-    /// Drops the parameters declared `keyedOnlyWhenChanged` whose resolved value
+    /// The parameters that enter the key: without those declared
+    /// `outsideKey` (they cannot change the output bits at any value), and
+    /// without those declared `keyedOnlyWhenChanged` whose resolved value
     /// equals their default, so keys made before they existed stay valid.
-    public static func omittingUnchangedDefaults(_ params: Value, of descriptor: StageTypeDescriptor) -> Value {
+    public static func keyedParameters(_ params: Value, of descriptor: StageTypeDescriptor) -> Value {
         guard case .object(var fields) = params else { return params }
+        for parameter in descriptor.parameters where parameter.outsideKey {
+            fields[parameter.name] = nil
+        }
         for parameter in descriptor.parameters where parameter.keyedOnlyWhenChanged {
             if let value = fields[parameter.name], let defaultValue = parameter.defaultValue,
                differingPaths(value, defaultValue, prefix: "").isEmpty {

@@ -1,3 +1,4 @@
+import Collections
 import Foundation
 import SqueezeRecipe
 import SqueezeStore
@@ -63,7 +64,7 @@ struct ParameterResolver {
         _ spec: StageSpec, descriptor: StageTypeDescriptor, mode: Mode, keyedContent located: inout [String: String]
     ) throws -> Value {
         var fields: [String: Value] = [:]
-        for (name, value) in spec.with {
+        for (name, value) in selectedParameters(spec, descriptor: descriptor) {
             let parameter = descriptor.parameter(named: name)
             if parameter?.quoting == .shell, case .string(let template) = value.kind {
                 fields[name] = try shellScript(template, mode: mode)
@@ -78,6 +79,42 @@ struct ParameterResolver {
             }
         }
         return .object(fields)
+    }
+
+    /// The written parameters the stage runs with: where a parameter is a
+    /// fallback for path parameters (`ParameterSpec.fallback`) and the recipe
+    /// gives both, the path parameters when every file they name exists
+    /// (the fallback and its companions dropped), else the fallback (the path
+    /// parameters dropped). Key, seed use and run all read this selection.
+    func selectedParameters(_ spec: StageSpec, descriptor: StageTypeDescriptor) -> OrderedDictionary<String, ParamValue> {
+        var with = spec.with
+        for parameter in descriptor.parameters {
+            guard let fallback = parameter.fallback, with[parameter.name] != nil else { continue }
+            let given = fallback.replaces.compactMap { with[$0] }
+            guard !given.isEmpty else { continue }
+            if given.allSatisfy(localFilesExist) {
+                with[parameter.name] = nil
+                for companion in fallback.companions { with[companion] = nil }
+            } else {
+                for name in fallback.replaces { with[name] = nil }
+            }
+        }
+        return with
+    }
+
+    /// Whether every file a path value (or list of them) names exists now; a
+    /// stage output always does, an unset environment variable never.
+    private func localFilesExist(_ value: ParamValue) -> Bool {
+        switch value.kind {
+        case .string(let template):
+            if template.references.contains(where: { if case .stageOutput = $0 { true } else { false } }) { return true }
+            guard let text = try? template.render({ try render($0, mode: .run) }) else { return false }
+            return FileManager.default.fileExists(atPath: Self.absolute(text, relativeTo: recipeDirectory))
+        case .array(let items):
+            return items.allSatisfy(localFilesExist)
+        default:
+            return true
+        }
     }
 
     /// A shell script parameter, with the values it reads from the environment.
@@ -102,6 +139,13 @@ struct ParameterResolver {
             return try resolve(value, as: chosen, mode: mode, path: path)
         case (.string(let template), .path):
             return try resolvePath(template, mode: mode, parameter: path, at: value.location)
+        case (.object(let fields), .download):
+            // The pin keys a download, never the URL: a mirror with the same bytes is a hit.
+            var out: [String: Value] = [:]
+            for (key, field) in fields where !(mode == .key && key == "url") {
+                out[key] = try field.resolve { try render($0, mode: mode) }
+            }
+            return .object(out)
         default:
             return try value.resolve { try render($0, mode: mode) }
         }
@@ -111,7 +155,7 @@ struct ParameterResolver {
     static func fits(_ value: ParamValue, _ type: ParamType) -> Bool {
         switch (value.kind, type) {
         case (_, .any): true
-        case (.array, .array), (.object, .map): true
+        case (.array, .array), (.object, .map), (.object, .download): true
         case (.string, .string), (.string, .path), (.string, .artifact), (.string, .enumeration): true
         case (.int, .int), (.int, .number), (.double, .number), (.bool, .bool), (.null, _): true
         case (_, .oneOf(let alternatives)): alternatives.contains { fits(value, $0) }

@@ -15,6 +15,9 @@ public struct Pipeline: Sendable {
     public let environment: [String: String]
     /// Stage ids in execution order: dependencies first, ties in source order.
     public let order: [String]
+    /// The shared cache read on a local miss and written after a stage runs
+    /// (`Pipeline+Remote.swift`); nil: local cache only.
+    public var remote: RemoteCache?
 
     public init(recipe: Recipe, registry: StageRegistry, store: ContentStore, environment: [String: String]) {
         self.recipe = recipe
@@ -144,8 +147,9 @@ public struct Pipeline: Sendable {
         let material = KeyMaterial(
             formatVersion: KeyMaterial.currentFormatVersion, stageType: spec.uses,
             stageVersion: type.descriptor.version,
-            params: KeyMaterial.omittingUnchangedDefaults(resolved.params, of: type.descriptor), inputs: inputs,
-            backend: backend, seed: type.descriptor.seedUse.drawsSeed(spec.with) ? seed(for: spec.id) : nil)
+            params: KeyMaterial.keyedParameters(resolved.params, of: type.descriptor), inputs: inputs,
+            backend: backend,
+            seed: type.descriptor.seedUse.drawsSeed(resolver.selectedParameters(spec, descriptor: type.descriptor)) ? seed(for: spec.id) : nil)
         return StageKey(material: material, keyedContent: resolved.keyedContent)
     }
 
@@ -178,9 +182,12 @@ public struct Pipeline: Sendable {
 
     // MARK: Last-run index, for explaining why a stage reruns
 
-    private var indexDirectory: String {
-        let recipeID = Hashing.sha256(Data(recipe.file.utf8)).short
-        return (store.root as NSString).appendingPathComponent("index/\(recipeID)")
+    private var indexDirectory: String { Self.indexDirectory(recipeFile: recipe.file, storeRoot: store.root) }
+
+    /// Where the last-run index of the recipe at `recipeFile` lives in the store at `storeRoot`.
+    static func indexDirectory(recipeFile: String, storeRoot: String) -> String {
+        let recipeID = Hashing.sha256(Data(recipeFile.utf8)).short
+        return (storeRoot as NSString).appendingPathComponent("index/\(recipeID)")
     }
 
     /// The key material this recipe's stage last ran (or hit) with.

@@ -22,7 +22,8 @@ public struct StageRecord: Sendable, Codable, Equatable {
     public var uses: String
     public var status: Status
     public var key: String?
-    /// "hit" or "miss", when the cache was consulted.
+    /// "hit" (local cache), "remote" (fetched from the remote cache) or
+    /// "miss", when the cache was consulted.
     public var cache: String?
     /// Why the stage ran, failed or was skipped.
     public var reason: String?
@@ -121,6 +122,8 @@ public struct RunRecord: Sendable, Codable {
     public var stages: [StageRecord]
     /// The squeeze process running it (absent in records of older versions).
     public var process: RunProcess? = nil
+    /// The remote cache the run read and wrote, without credentials (nil: none).
+    public var remoteCache: String? = nil
 
     public var failedStages: [StageRecord] { stages.filter { $0.status == .failed } }
 

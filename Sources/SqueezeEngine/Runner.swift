@@ -71,6 +71,7 @@ extension Pipeline {
             git: Provenance.git(at: recipe.directory), overrides: options.overrides,
             cacheDirectory: store.root, recipe: recipe.resolvedDescription, stages: [],
             process: RunProcess.current())
+        record.remoteCache = remote?.displayURL
         do {
             try runs.save(record)
         } catch {
@@ -230,8 +231,14 @@ extension Pipeline {
             if !force, let hit = cachedEntry(key: key, spec: spec) {
                 return hitRecord(record, entry: hit, material: material)
             }
+            var remoteLookup: (entry: StageEntry?, note: String?) = (nil, nil)
+            if !force { remoteLookup = await readThroughRemote(key: key, spec: spec, material: material, observer: observer) }
+            if let hit = remoteLookup.entry {
+                return hitRecord(record, entry: hit, material: material, cache: "remote")
+            }
             record.cache = "miss"
             record.reason = force ? "forced" : explanation(for: spec.id, material: material)
+            if let note = remoteLookup.note { record.reason = (record.reason ?? "") + "; " + note }
             if let shortfall = LocalMachine.current.shortfall(spec.resources) {
                 throw ResourceShortfall(resource: shortfall.resource, message: shortfall.message)
             }
@@ -261,7 +268,11 @@ extension Pipeline {
                 stageID: id, recipeDirectory: recipe.directory, outputDirectory: outputDirectory,
                 backend: spec.backend, seed: seed(for: id), threads: cores, log: log,
                 progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) },
-                engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent)
+                engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent,
+                resumeDirectory: try store.resumableDirectory(forKey: key), cacheKey: key,
+                downloadDirectory: (store.root as NSString).appendingPathComponent("downloads"))
+            // A forced rerun recomputes from scratch instead of resuming: it checks determinism.
+            if force { try store.removeResumableArea(forKey: key) }
 
             let cpuBefore = Self.processCPUSeconds()
             let result = try await Self.withTimeLimit(enforceTimeLimit ? spec.resources.timeLimitSeconds : nil) {
@@ -297,6 +308,9 @@ extension Pipeline {
                 cpuSeconds: record.cpuSeconds, recipeName: recipe.name, stageID: spec.id,
                 formatVersion: KeyMaterial.currentFormatVersion)
             try store.save(entry)
+            // The checkpoints of an unfinished attempt are not needed once the entry exists (gc removes a leftover).
+            try? store.removeResumableArea(forKey: key)
+            await writeThroughRemote(entry, material: material, observer: observer)
             recordMaterial(material, for: spec.id)
             record.status = .ran
             record.outputs = outputs
@@ -352,10 +366,11 @@ extension Pipeline {
         return entry
     }
 
-    func hitRecord(_ record: StageRecord, entry: StageEntry, material: KeyMaterial) -> StageRecord {
+    /// A stage served from the cache: `cache` is "hit" (local) or "remote".
+    func hitRecord(_ record: StageRecord, entry: StageEntry, material: KeyMaterial, cache: String = "hit") -> StageRecord {
         var record = record
         record.status = .cached
-        record.cache = "hit"
+        record.cache = cache
         record.outputs = entry.outputs
         record.metrics = entry.metrics
         recordMaterial(material, for: record.id)

@@ -46,12 +46,29 @@ public struct StageContext: Sendable {
     /// name: the stage reads it from there instead of looking or fetching
     /// again, so it runs on exactly what its key names. Read-only.
     public var keyedContent: [String: String]
+    /// The stage key's resumable area (`ContentStore.resumableDirectory`),
+    /// not necessarily created yet: a long stage keeps checkpoints there and
+    /// continues from them when rerun after being killed or timed out. It
+    /// outlives failed attempts and is removed once the stage's entry is
+    /// saved. Nil when the stage runs outside a store (then it cannot resume).
+    public var resumeDirectory: String?
+    /// The stage key the resumable area belongs to; a checkpoint records it.
+    public var cacheKey: String?
+    /// The store's download area (`<store>/downloads`), where pinned
+    /// downloads are kept by their SHA-256 and resumed across runs; nil when
+    /// the stage runs without a store (it then downloads into a temporary
+    /// directory that is removed afterwards).
+    public var downloadDirectory: String?
 
     public init(
         stageID: String, recipeDirectory: String, outputDirectory: String, backend: String,
         seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter, engineDirectories: [String] = [],
-        keyedContent: [String: String] = [:]
+        keyedContent: [String: String] = [:], resumeDirectory: String? = nil, cacheKey: String? = nil,
+        downloadDirectory: String? = nil
     ) {
+        self.resumeDirectory = resumeDirectory
+        self.cacheKey = cacheKey
+        self.downloadDirectory = downloadDirectory
         self.engineDirectories = engineDirectories
         self.keyedContent = keyedContent
         self.stageID = stageID

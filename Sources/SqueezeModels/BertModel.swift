@@ -301,7 +301,7 @@ public struct BertModel: Sendable {
 }
 
 extension BertModel: MaskedParameters {
-    var parameterTensors: [Tensor] { weights.elements }
+    public var parameterTensors: [Tensor] { weights.elements }
 
     mutating func replaceParameters(_ tensors: [Tensor]) { weights = weights.replacing(with: tensors) }
 

@@ -365,7 +365,7 @@ public struct DecoderModel: Sendable {
 }
 
 extension DecoderModel: MaskedParameters {
-    var parameterTensors: [Tensor] { weights.elements }
+    public var parameterTensors: [Tensor] { weights.elements }
 
     mutating func replaceParameters(_ tensors: [Tensor]) { weights = weights.replacing(with: tensors) }
 

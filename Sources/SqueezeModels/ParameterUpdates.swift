@@ -1,4 +1,5 @@
 import SqueezeTensor
+import SqueezeSupport
 
 /// Optimiser settings, defaulting to Hugging Face `TrainingArguments`.
 public struct TrainingHyperparameters: Sendable, Hashable {
@@ -36,6 +37,8 @@ public struct TrainingHyperparameters: Sendable, Hashable {
 public protocol TrainableModel {
     /// Parameter names in optimiser order.
     var parameterNames: [String] { get }
+    /// The parameters in optimiser order (what `updateParameters` changes).
+    var parameterTensors: [Tensor] { get }
     /// Which parameters get weight decay, in optimiser order.
     var decayMask: [Bool] { get }
     /// Lets `body` change the parameters in place (optimiser order, same shapes).
@@ -141,4 +144,38 @@ public struct ParameterUpdater: Sendable {
 extension BertModel: TrainableModel {
     public var parameterNames: [String] { weights.names }
     public var decayMask: [Bool] { Self.decayMask(names: weights.names) }
+}
+
+extension ParameterUpdater {
+    /// Saves the step count and AdamW's moments and per-parameter steps
+    /// under `prefix`; the schedule and dropout seeds follow from the step.
+    public func saveState(into state: inout TrainingState, as prefix: String) {
+        state.values[prefix + "completed_steps"] = .int(completedSteps)
+        state.values[prefix + "total_steps"] = .int(hyperparameters.totalSteps)
+        state.values[prefix + "adam_steps"] = .array(optimizer.steps.map(Value.int))
+        for (index, (first, second)) in zip(optimizer.firstMoments, optimizer.secondMoments).enumerated() {
+            if let first, let second {
+                state.tensors[prefix + "m.\(index)"] = first
+                state.tensors[prefix + "v.\(index)"] = second
+            }
+        }
+    }
+
+    /// Restores what `saveState` saved for an updater of the same parameters.
+    public mutating func restoreState(from state: TrainingState, as prefix: String) throws(TrainingStateError) {
+        let totalSteps = try state.int(prefix + "total_steps")
+        guard totalSteps == hyperparameters.totalSteps else {
+            throw TrainingStateError("saved for \(totalSteps) updates, this run has \(hyperparameters.totalSteps)")
+        }
+        let completed = try state.int(prefix + "completed_steps")
+        let steps = try state.ints(prefix + "adam_steps")
+        let first = steps.indices.map { state.tensors[prefix + "m.\($0)"] }
+        let second = steps.indices.map { state.tensors[prefix + "v.\($0)"] }
+        var optimizer = self.optimizer
+        guard completed >= 0, optimizer.restore(steps: steps, firstMoments: first, secondMoments: second) else {
+            throw TrainingStateError("the optimizer state does not fit \(self.optimizer.steps.count) parameters")
+        }
+        self.optimizer = optimizer
+        completedSteps = completed
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Collections
 import SqueezeYAML
 
@@ -128,7 +129,85 @@ struct ParamTypeChecker {
             return failed ? nil : ParamValue(.object(fields), at: node.location)
         case .oneOf(let alternatives):
             return oneOf(node, alternatives, type: type, into: &diagnostics)
+        case .download:
+            return download(node, into: &diagnostics)
         }
+    }
+
+    static let downloadKeys = ["url", "sha256", "files"]
+
+    /// `{url: http(s)://…, sha256: 64 hex digits, files: any}`; `url` may use
+    /// `${env.…}` (a mirror), `sha256` must be written out: it is the pin.
+    private func download(_ node: ParamNode, into diagnostics: inout [Diagnostic]) -> ParamValue? {
+        let example = "write `{url: https://example.org/data.zip, sha256: <64 hex digits>}`"
+        guard case .mapping(let entries) = node.kind else {
+            diagnostics.append(mismatch(node, expected: .download, hint: example))
+            return nil
+        }
+        var fields: OrderedDictionary<String, ParamValue> = [:]
+        var failed = false
+        for entry in entries {
+            guard Self.downloadKeys.contains(entry.key) else {
+                diagnostics.append(Diagnostic(
+                    "unknown key `\(entry.key)` in a download", at: entry.value.location,
+                    hint: Suggestion.hint(for: entry.key, in: Self.downloadKeys) ?? "a download has `url`, `sha256` and optionally `files`"))
+                failed = true
+                continue
+            }
+            switch entry.key {
+            case "url":
+                guard case .string(let template) = entry.value.kind else {
+                    diagnostics.append(mismatch(entry.value, expected: .string, hint: nil))
+                    failed = true
+                    continue
+                }
+                if template.references.isEmpty, !Self.isHTTPURL(entry.value.text) {
+                    diagnostics.append(Diagnostic(
+                        "`\(entry.value.text)` is not an http:// or https:// URL", at: entry.value.location,
+                        hint: "downloads come over HTTP(S); for a local file use the stage's path parameters"))
+                    failed = true
+                    continue
+                }
+                fields["url"] = ParamValue(.string(template), at: entry.value.location)
+            case "sha256":
+                // A plain scalar of digits only reads as a number: its text as written is what counts.
+                let literal = switch entry.value.kind {
+                case .string(let template): template.references.isEmpty
+                case .int, .double: true
+                default: false
+                }
+                guard literal, Self.isSHA256(entry.value.text) else {
+                    diagnostics.append(Diagnostic(
+                        "`sha256` must be 64 hex digits, got \(entry.value.isScalar ? "\"\(entry.value.text)\"" : entry.value.kindDescription)",
+                        at: entry.value.location,
+                        hint: "the pin is the file's SHA-256 as `sha256sum FILE` prints it; it cannot come from a reference"))
+                    failed = true
+                    continue
+                }
+                fields["sha256"] = ParamValue(.string(Template(literal: entry.value.text.lowercased())), at: entry.value.location)
+            default:
+                guard let value = anyValue(entry.value) else {
+                    failed = true
+                    continue
+                }
+                fields[entry.key] = value
+            }
+        }
+        for key in ["url", "sha256"] where !entries.contains(where: { $0.key == key }) {
+            diagnostics.append(Diagnostic("a download needs `\(key)`", at: node.location, hint: example))
+            failed = true
+        }
+        return failed ? nil : ParamValue(.object(fields), at: node.location)
+    }
+
+    static func isSHA256(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.allSatisfy(\.isHexDigit)
+    }
+
+    static func isHTTPURL(_ text: String) -> Bool {
+        let lower = text.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), let url = URL(string: text) else { return false }
+        return url.host.map { !$0.isEmpty } ?? false
     }
 
     /// The first alternative that fits. When none fits and exactly one has the
@@ -162,8 +241,8 @@ struct ParamTypeChecker {
         switch (type, node.kind) {
         case (.any, _): true
         case (.oneOf(let types), _): types.contains { shapeFits(node, $0) }
-        case (.array, .sequence), (.map, .mapping): true
-        case (.array, _), (.map, _): false
+        case (.array, .sequence), (.map, .mapping), (.download, .mapping): true
+        case (.array, _), (.map, _), (.download, _): false
         default: node.isScalar
         }
     }
@@ -244,6 +323,7 @@ struct ParamTypeChecker {
         case .number: "a number"
         case .bool: "a boolean"
         case .path: "a path (a string)"
+        case .download: "a download (a mapping with `url` and `sha256`)"
         case .artifact(let kind): kind == "any" ? "a stage output reference" : "a reference to a `\(kind)` output"
         case .array: "a list (\(type))"
         case .map: "a mapping (\(type))"

@@ -43,6 +43,10 @@ public struct ParameterType<Decoded: Decodable & Sendable>: Sendable {
     /// A mapping decoded into `Decoded`, whose keys and values the stage's
     /// `check` validates.
     public static func mapping(_ decoded: Decoded.Type) -> Self { Self(.map(.any)) }
+
+    /// A pinned download (`{url, sha256, files?}`) decoded into `Decoded`;
+    /// the stage's `check` validates the shape of `files`.
+    public static func download(_ decoded: Decoded.Type) -> Self { Self(.download) }
 }
 
 extension ParameterType where Decoded == String {
@@ -108,19 +112,24 @@ public struct Parameter<Decoded: Decodable & Sendable>: Sendable {
     /// when it is required.
     let absent: Decoded?
 
-    /// A parameter with a default.
+    /// A parameter with a default. `keyedOnlyWhenChanged` and `outsideKey`:
+    /// see `ParameterSpec`.
     public init(
         _ name: String, _ type: ParameterType<Decoded>, default defaultValue: Decoded, keyedOnlyWhenChanged: Bool = false,
-        doc: String
+        outsideKey: Bool = false, doc: String
     ) where Decoded: ParameterValue {
         spec = ParameterSpec(
-            name, type.type, default: defaultValue.parameterValue, keyedOnlyWhenChanged: keyedOnlyWhenChanged, doc: doc)
+            name, type.type, default: defaultValue.parameterValue, keyedOnlyWhenChanged: keyedOnlyWhenChanged,
+            outsideKey: outsideKey, doc: doc)
         absent = defaultValue
     }
 
     /// A parameter without a default: required, unless its type is `.optional(…)`.
-    public init(_ name: String, _ type: ParameterType<Decoded>, quoting: ReferenceQuoting = .none, doc: String) {
-        spec = ParameterSpec(name, type.type, required: type.absent == nil, quoting: quoting, doc: doc)
+    public init(
+        _ name: String, _ type: ParameterType<Decoded>, quoting: ReferenceQuoting = .none, fallback: ParameterFallback? = nil,
+        doc: String
+    ) {
+        spec = ParameterSpec(name, type.type, required: type.absent == nil, quoting: quoting, fallback: fallback, doc: doc)
         absent = type.absent
     }
 
@@ -138,7 +147,7 @@ extension Parameter where Decoded: ParameterValue {
     public func defaulting(to defaultValue: Decoded) -> Self {
         Self(
             spec.name, ParameterType(spec.type), default: defaultValue, keyedOnlyWhenChanged: spec.keyedOnlyWhenChanged,
-            doc: spec.doc)
+            outsideKey: spec.outsideKey, doc: spec.doc)
     }
 }
 

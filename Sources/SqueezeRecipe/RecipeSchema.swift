@@ -239,6 +239,17 @@ public enum RecipeSchema {
             return .object(["anyOf": .array(alternatives.map(schema(for:)))])
         case .enumeration(let cases):
             return orVariable(.object(["enum": .array(cases.map(Value.string))]))
+        case .download:
+            return .object([
+                "type": .string("object"),
+                "additionalProperties": .bool(false),
+                "required": .array([.string("url"), .string("sha256")]),
+                "properties": .object([
+                    "url": .object(["type": .string("string"), "description": .string("http:// or https://; credentials from ~/.netrc or $NETRC. Not part of the cache key.")]),
+                    "sha256": .object(["type": .string("string"), "pattern": .string("^[0-9a-fA-F]{64}$"), "description": .string("The SHA-256 of the file, 64 hex digits: the pin the cache key holds.")]),
+                    "files": .object(["description": .string("What the stage reads inside an archive (zip, tar, tar.gz): member paths by role.")]),
+                ]),
+            ])
         case .any:
             return .object([:])
         }

@@ -19,6 +19,12 @@ public indirect enum ParamType: Sendable, Hashable, CustomStringConvertible {
     /// A reference to an upstream stage's output of the given artifact kind
     /// (`${teacher.model}`); "any" accepts every kind.
     case artifact(String)
+    /// A file fetched from the network and pinned by its SHA-256: a mapping
+    /// `{url: http(s)://…, sha256: 64 hex digits, files: …}`, where `files`
+    /// (optional, its shape checked by the stage type) names what the stage
+    /// reads inside an archive. It enters the cache key through the pin and
+    /// `files`, never through the URL: a mirror with the same bytes is a hit.
+    case download
     case array(ParamType)
     /// A mapping with string keys and values of one type.
     case map(ParamType)
@@ -34,6 +40,7 @@ public indirect enum ParamType: Sendable, Hashable, CustomStringConvertible {
         case .bool: "boolean"
         case .path: "path"
         case .artifact(let kind): "artifact<\(kind)>"
+        case .download: "{url, sha256, files?}"
         case .array(let element): "[\(element)]"
         case .map(let element): "{string: \(element)}"
         case .oneOf(let types): types.map(\.description).joined(separator: " | ")
@@ -68,11 +75,21 @@ public struct ParameterSpec: Sendable, Hashable {
     /// default, so adding it does not invalidate every cached stage of the type.
     /// Changing such a default must bump the stage type's version.
     public var keyedOnlyWhenChanged: Bool
+    /// A parameter that cannot change the stage's output bits at any value
+    /// (how often a training stage writes resumable checkpoints): never part
+    /// of the stage key, so changing it never reruns the stage.
+    public var outsideKey: Bool
+    /// For a parameter that stands in for local files when they are missing
+    /// (a download instead of `train`/`dev`/`test`), or nil.
+    public var fallback: ParameterFallback?
 
     public init(
         _ name: String, _ type: ParamType, required: Bool = false, default defaultValue: Value? = nil,
-        quoting: ReferenceQuoting = .none, keyedOnlyWhenChanged: Bool = false, doc: String
+        quoting: ReferenceQuoting = .none, keyedOnlyWhenChanged: Bool = false, outsideKey: Bool = false,
+        fallback: ParameterFallback? = nil, doc: String
     ) {
+        self.outsideKey = outsideKey
+        self.fallback = fallback
         self.name = name
         self.type = type
         self.required = required
@@ -80,6 +97,24 @@ public struct ParameterSpec: Sendable, Hashable {
         self.quoting = quoting
         self.keyedOnlyWhenChanged = keyedOnlyWhenChanged
         self.doc = doc
+    }
+}
+
+/// A parameter that is a fallback for `path` parameters: when the recipe
+/// gives both, the engine uses the path parameters if every file they name
+/// exists, and the fallback (with its companions) otherwise. The set not
+/// used is dropped before the key is made and before the stage runs, so a
+/// recipe whose local files exist keeps the key it had without a fallback.
+public struct ParameterFallback: Sendable, Hashable {
+    /// The `path` (or list-of-path) parameters it stands in for.
+    public var replaces: [String]
+    /// Parameters that apply only together with the fallback (dropped when
+    /// the local files are used).
+    public var companions: [String]
+
+    public init(replaces: [String], companions: [String] = []) {
+        self.replaces = replaces
+        self.companions = companions
     }
 }
 

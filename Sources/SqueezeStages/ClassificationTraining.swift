@@ -129,9 +129,11 @@ extension TrainingOptions {
 
     /// The update loop over the training split of `encoded`, its batch order drawn from `orderSeed`.
     func loop(over encoded: EncodedTrainingData, padID: Int32, length: TrainingLength, orderSeed: UInt64) -> TrainingLoop<ClassificationBatch> {
-        TrainingLoop(
+        var loop = TrainingLoop(
             sequences: encoded.train, labels: encoded.trainLabels, padID: padID, length: length, orderSeed: orderSeed,
             batching: batching, logEvery: logEvery, evalEvery: evalEvery)
+        loop.checkpointEvery = checkpointEvery
+        return loop
     }
 
     /// The evaluation split of `encoded`, scored in the training batches of `length`.

@@ -63,7 +63,7 @@ public struct CoFiPruneStage: Stage {
             lagrangian_warmup_ratio, training.lr, mask_lr, lambda_lr, training.batchSize, training.maxSeqLen,
             training.warmupRatio, training.weightDecay, training.gradClip, layer_distill_weight, pred_distill_weight,
             ce_weight, temperature, teacher_layers, freeze_embeddings, finetune_epochs, finetune_lr, training.trainSplit,
-            training.evalSplit, training.evalEvery, training.logEvery, training.batching,
+            training.evalSplit, training.evalEvery, training.logEvery, training.batching, training.checkpointEvery,
         ]
 
         public var teacher: String
@@ -211,6 +211,9 @@ public struct CoFiPruneStage: Stage {
             """)
 
         var loop = params.training.loop(over: encoded, padID: teacher.padID, length: length, orderSeed: context.seed)
+        loop.phase = "prune"
+        // The fine-tune that follows resumes from the end of pruning instead of pruning again.
+        loop.checkpointsTheEnd = params.finetune_epochs > 0
         loop.divergence = { loss, step, epoch in "the loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or `lambda_lr`" }
         let dev = params.training.evaluation(of: encoded, padID: teacher.padID, length: length, backend: backend)
         let pruning = try Self.prune(Pruning(trainer: trainer, startPrunable: startPrunable), loop: loop, dev: dev, context: context)
@@ -354,6 +357,26 @@ public struct CoFiPruneStage: Stage {
                     update.targetSparsity, trainer.lambda1, trainer.lambda2, update.learningRate))
             window = Window()
         }
+
+        func saveState(into state: inout TrainingState) {
+            trainer.saveState(into: &state)
+            state.values["loss_curve"] = .array(lossCurve)
+            state.values["sparsity_curve"] = .array(sparsityCurve)
+            state.values["mask_history"] = .array(maskHistory)
+            state.values["eval_curve"] = .array(evalCurve)
+            window.saveState(into: &state)
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            var restored = self
+            try restored.trainer.restoreState(from: state)
+            restored.lossCurve = try state.array("loss_curve")
+            restored.sparsityCurve = try state.array("sparsity_curve")
+            restored.maskHistory = try state.array("mask_history")
+            restored.evalCurve = try state.array("eval_curve")
+            restored.window = try Window(state)
+            self = restored
+        }
     }
 
     // MARK: Pieces
@@ -453,6 +476,8 @@ public struct CoFiPruneStage: Stage {
             orderSeed: RandomStream.finetuneBatchOrder.bits(of: context.seed),
             batching: params.training.batching, logEvery: params.training.logEvery, evalEvery: 0)
         loop.progressPrefix = "fine-tune "
+        loop.checkpointEvery = params.training.checkpointEvery
+        loop.phase = "finetune"
         loop.divergence = { loss, step, _ in "the fine-tune loss became \(loss) at step \(step); lower `finetune_lr`" }
         let outcome = try loop.run(&finetuning, context)
         return (finetuning.model, finetuning.metrics.merging(["finetune_steps": .int(outcome.steps)]) { _, steps in steps })
@@ -484,6 +509,20 @@ public struct CoFiPruneStage: Stage {
             log.line(String(format: "fine-tune step %d/%d: loss %.4f", step, totalSteps, window.mean))
             window = MeanLossWindow()
         }
+
+        func saveState(into state: inout TrainingState) {
+            trainer.saveState(into: &state)
+            state.values["finetune_loss_curve"] = .array(lossCurve)
+            window.save(into: &state, as: "window.")
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            var restored = self
+            try restored.trainer.restoreState(from: state)
+            restored.lossCurve = try state.array("finetune_loss_curve")
+            restored.window = try MeanLossWindow(state, as: "window.")
+            self = restored
+        }
     }
 
     /// Means of the loss parts over the last `log_every` updates.
@@ -507,6 +546,20 @@ public struct CoFiPruneStage: Stage {
         var mean: (total: Double, layer: Double, prediction: Double, task: Double, lagrangian: Double) {
             let n = Double(max(steps, 1))
             return (total / n, layer / n, prediction / n, task / n, lagrangian / n)
+        }
+
+        init() {}
+
+        func saveState(into state: inout TrainingState) {
+            state.values["window.steps"] = .int(steps)
+            state.set("window.sums", doubles: [total, layer, prediction, task, lagrangian])
+        }
+
+        init(_ state: TrainingState) throws(TrainingStateError) {
+            steps = try state.int("window.steps")
+            let sums = try state.doubles("window.sums")
+            guard sums.count == 5 else { throw TrainingStateError("`window.sums` must hold 5 sums") }
+            (total, layer, prediction, task, lagrangian) = (sums[0], sums[1], sums[2], sums[3], sums[4])
         }
     }
 }

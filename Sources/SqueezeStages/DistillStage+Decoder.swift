@@ -66,7 +66,9 @@ extension DistillStage {
         var distilling = DecoderDistilling(trainer: trainer, curves: DistillationCurves(logitLoss: params.loss))
         let evaluation = data.evaluation(split: evalSplit, batchSize: length.batchSize, maxWindows: nil, backend: backend)
         let run = TrainingRun(
-            loop: data.loop(length: length, orderSeed: context.seed, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery),
+            loop: data.loop(
+                length: length, orderSeed: context.seed, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery,
+                checkpointEvery: params.training.checkpointEvery),
             evaluation: evaluation, evaluationLabel: "student \(evalSplit)", keepBest: params.keep_best, patience: params.early_stop_patience)
         let result = try run.run(&distilling, context)
         // The projection is not part of the student: only the student is saved, with the teacher's tokenizer.
@@ -104,6 +106,18 @@ extension DistillStage {
 
         mutating func record(_ update: DistillationStep, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
             curves.record(update, step: step, of: totalSteps, closesWindow: closesWindow, log: log)
+        }
+
+        func saveState(into state: inout TrainingState) {
+            trainer.saveState(into: &state)
+            curves.saveState(into: &state)
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            var restored = self
+            try restored.trainer.restoreState(from: state)
+            try restored.curves.restoreState(from: state)
+            self = restored
         }
     }
 

@@ -79,7 +79,7 @@ public struct DistillStage: Stage {
             training.maxSeqLen, training.warmupRatio, training.weightDecay, training.gradClip, training.trainSplit,
             training.evalSplit, training.evalEvery, keep_best, early_stop_patience, training.batching, training.logEvery,
             temperature, alpha, alpha_start, alpha_end, loss, hidden_loss_weight, attention_loss_weight, layer_map,
-            hidden_projection, cache_teacher,
+            hidden_projection, cache_teacher, training.checkpointEvery,
         ]
 
         public var teacher: String
@@ -365,6 +365,18 @@ public struct DistillStage: Stage {
             curves.record(update, step: step, of: totalSteps, closesWindow: closesWindow, log: log)
         }
 
+        func saveState(into state: inout TrainingState) {
+            trainer.saveState(into: &state)
+            curves.saveState(into: &state)
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            var restored = self
+            try restored.trainer.restoreState(from: state)
+            try restored.curves.restoreState(from: state)
+            self = restored
+        }
+
         /// The rows of `logits` (`classes` per example) of the examples at `indices`.
         private func rows(_ logits: [Float], _ indices: [Int], classes: Int) -> Tensor {
             var values: [Float] = []
@@ -422,6 +434,17 @@ public struct DistillStage: Stage {
                     + (mean.attention.map { String(format: ", attention %.4f", $0) } ?? "")
                     + String(format: ") α %.3f lr %.3g", update.alpha, update.learningRate))
             window = LossWindow()
+        }
+
+        func saveState(into state: inout TrainingState) {
+            state.values["loss_curve"] = .array(lossCurve)
+            state.values["loss_parts_curve"] = .array(partsCurve)
+            window.saveState(into: &state)
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            let (loss, parts, window) = (try state.array("loss_curve"), try state.array("loss_parts_curve"), try LossWindow(state))
+            (lossCurve, partsCurve, self.window) = (loss, parts, window)
         }
     }
 
@@ -552,6 +575,24 @@ public struct DistillStage: Stage {
         var mean: (total: Double, distillation: Double, task: Double, hidden: Double?, attention: Double?) {
             let n = Double(max(steps, 1))
             return (total / n, distillation / n, task / n, hidden.map { $0 / n }, attention.map { $0 / n })
+        }
+
+        init() {}
+
+        func saveState(into state: inout TrainingState) {
+            state.values["window.steps"] = .int(steps)
+            state.set("window.sums", doubles: [total, distillation, task])
+            state.values["window.hidden"] = hidden.map(Value.double) ?? .null
+            state.values["window.attention"] = attention.map(Value.double) ?? .null
+        }
+
+        init(_ state: TrainingState) throws(TrainingStateError) {
+            steps = try state.int("window.steps")
+            let sums = try state.doubles("window.sums")
+            guard sums.count == 3 else { throw TrainingStateError("`window.sums` must hold 3 sums") }
+            (total, distillation, task) = (sums[0], sums[1], sums[2])
+            hidden = try state.value("window.hidden") == .null ? nil : try state.double("window.hidden")
+            attention = try state.value("window.attention") == .null ? nil : try state.double("window.attention")
         }
     }
 }

@@ -29,7 +29,7 @@ public struct FinetuneStage: Stage {
         public static let parameters: [any ParameterDeclaration] = [
             model, data, training.epochs, training.steps, training.lr, training.batchSize, training.maxSeqLen,
             training.warmupRatio, training.weightDecay, training.gradClip, training.trainSplit, training.evalSplit,
-            training.evalEvery, keep_best, early_stop_patience, pooling, training.batching, training.logEvery,
+            training.evalEvery, keep_best, early_stop_patience, pooling, training.batching, training.logEvery, training.checkpointEvery,
         ]
 
         public var model: String
@@ -122,6 +122,20 @@ public struct FinetuneStage: Stage {
             lossCurve.append(.array([.int(step), .double(mean)]))
             log.line(String(format: "step %d/%d: loss %.4f lr %.3g", step, totalSteps, mean, update.learningRate))
             window = MeanLossWindow()
+        }
+
+        func saveState(into state: inout TrainingState) {
+            trainer.saveState(into: &state)
+            state.values["loss_curve"] = .array(lossCurve)
+            window.save(into: &state, as: "window.")
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            var restored = self
+            try restored.trainer.restoreState(from: state)
+            restored.lossCurve = try state.array("loss_curve")
+            restored.window = try MeanLossWindow(state, as: "window.")
+            self = restored
         }
     }
 }

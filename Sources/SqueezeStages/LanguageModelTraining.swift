@@ -74,11 +74,11 @@ struct LanguageModelData {
 
     /// The update loop over the blocks, each epoch shuffled by its
     /// `RandomStream.batchOrder` bits of `orderSeed` into batches of `length.batchSize`.
-    func loop(length: TrainingLength, orderSeed: UInt64, logEvery: Int, evalEvery: Int) -> TrainingLoop<Tensor> {
+    func loop(length: TrainingLength, orderSeed: UInt64, logEvery: Int, evalEvery: Int, checkpointEvery: CheckpointInterval?) -> TrainingLoop<Tensor> {
         let (blocks, batchSize) = (blocks, length.batchSize)
         return TrainingLoop<Tensor>(
             batches: { epoch in Self.batches(blocks, batchSize: batchSize, seed: RandomStream.batchOrder.bits(of: orderSeed, index: UInt64(epoch))) },
-            examples: blockCount, length: length, logEvery: logEvery, evalEvery: evalEvery)
+            examples: blockCount, length: length, logEvery: logEvery, evalEvery: evalEvery, checkpointEvery: checkpointEvery)
     }
 
     /// The perplexity of the evaluation stream in windows of `block_size`.

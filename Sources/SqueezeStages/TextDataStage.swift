@@ -10,8 +10,12 @@ import SqueezeYAML
 /// stream. Train and valid documents are each followed by EOS; the test split
 /// is by default the GPTQ/SparseGPT perplexity stream: its rows (the lines as
 /// Hugging Face `datasets` yields wikitext rows) joined by "\n\n" and tokenized
-/// once. No BOS is added. See docs/text-data.md.
+/// once. No BOS is added. See docs/text-data.md. The files may come from a
+/// pinned download (`source`, docs/sources.md).
 public struct TextDataStage: Stage {
+    /// `files` of a download: member paths by split (`train`, `valid`, `test`).
+    typealias Download = PinnedDownload<[String: [String]]>
+
     public struct Params: StageParameters {
         public static let tokenizer = Parameter("tokenizer", .tokenizerDirectory, doc: "A directory with tokenizer.json: `${stage.tokenizer}` of `tokenizer/train-bpe`, or a model artifact that has one (`${stage.model}`).")
         public static let train = Parameter("train", .optional(.array(.path)), doc: "The training files, read in order; their content is part of the cache key. Give at least one of `train`, `valid` and `test`.")
@@ -23,10 +27,13 @@ public struct TextDataStage: Stage {
         public static let validFraction = Parameter("valid_fraction", .optional(.number), doc: "Without `valid` files: this fraction (above 0, at most 0.5) of the train documents, the last ones (a contiguous tail, no seed), becomes the valid split.")
         public static let blockSize = Parameter("block_size", .int, default: 128, doc: "The training block length (at least 2), recorded in the dataset for the training stages.")
         public static let eos = Parameter("eos", .optional(.string), doc: "The token appended after every document of train and valid (and of test under `test_protocol: documents`); by default the tokenizer's `<|endoftext|>`, else `</s>`.")
+        static let source = Parameter(
+            "source", .optional(.download(Download.self)), fallback: ParameterFallback(replaces: ["train", "valid", "test"]),
+            doc: "Download the files instead: `{url: https://…, sha256: <64 hex digits>, files: {train: [MEMBER, …], valid: […], test: […]}}`, fetched once into the store's download area, verified against the pin and unpacked when it is a zip or tar(.gz); `files` lists the archive's members per split. Without `files` the URL is one text file, the train split. Keyed by `sha256` and `files`, never the URL. Given together with split files, it is the fallback: used only when one of those files does not exist, and left out of the key otherwise. See docs/sources.md.")
         public static let testProtocol = Parameter("test_protocol", .enumeration(TextTokenDataset.TestProtocol.allCases.map(\.rawValue)), default: TextTokenDataset.TestProtocol.joined.rawValue, doc: "`joined`: the GPTQ/SparseGPT perplexity stream, the test rows (every line of a text file as Hugging Face `datasets` yields wikitext rows: with its \"\\n\", a blank line as \"\"; JSONL: every record's field) joined by \"\\n\\n\" and tokenized once, no EOS; `documents`: as train.")
 
         public static let parameters: [any ParameterDeclaration] = [
-            tokenizer, train, valid, test, format, textField, documents, validFraction, blockSize, eos, testProtocol,
+            tokenizer, train, valid, test, source, format, textField, documents, validFraction, blockSize, eos, testProtocol,
         ]
 
         public var tokenizer: String
@@ -40,8 +47,10 @@ public struct TextDataStage: Stage {
         public var blockSize: Int
         public var eos: String?
         public var testProtocol: String
+        var source: Download?
 
         public init(_ arguments: StageArguments) throws {
+            source = try arguments[Self.source]
             tokenizer = try arguments[Self.tokenizer]
             train = try arguments[Self.train]
             valid = try arguments[Self.valid]
@@ -74,9 +83,28 @@ public struct TextDataStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        var problems: [Diagnostic] = []
+        var problems: [Diagnostic] = PinnedDownloads.check(with, parameter: "source")
         let splits = TextTokenDataset.splitNames
-        if splits.allSatisfy({ with[$0] == nil }) {
+        let downloaded = with["source"]?["files"]
+        if let files = downloaded {
+            for entry in files.entries ?? [] {
+                let name = entry.key.scalar ?? ""
+                if !splits.contains(name) {
+                    problems.append(Diagnostic(
+                        "`files` lists the members per split: `\(name)` is not `train`, `valid` or `test`", at: entry.key.location,
+                        hint: Suggestion.hint(for: name, in: splits)))
+                } else if entry.value.items.map({ $0.isEmpty || $0.contains { $0.scalar == nil } }) ?? true {
+                    problems.append(Diagnostic(
+                        "expected a non-empty list of member paths", at: entry.value.location, hint: "for example `test: [wikitext-2-raw/wiki.test.raw]`"))
+                }
+            }
+            if files.entries == nil {
+                problems.append(Diagnostic(
+                    "expected a mapping from split to a list of archive members", at: files.location,
+                    hint: "for example `files: {test: [wikitext-2-raw/wiki.test.raw]}`"))
+            }
+        }
+        if splits.allSatisfy({ with[$0] == nil }), with["source"] == nil {
             problems.append(Diagnostic(
                 "no split is given", at: with.location,
                 hint: "list the files of at least one of `train`, `valid` and `test`, e.g. `test: [wikitext-2/test.txt]`"))
@@ -97,7 +125,7 @@ public struct TextDataStage: Stage {
                     "`valid_fraction` is set, but `valid` files are given", at: fraction.location,
                     hint: "remove one of them: either take valid from the tail of train, or read it from `valid`"))
             }
-            if with["train"] == nil {
+            if with["train"] == nil, with["source"] == nil || (downloaded != nil && downloaded?["train"] == nil) {
                 problems.append(Diagnostic(
                     "`valid_fraction` takes the valid split from the train documents, but no `train` files are given",
                     at: fraction.location, hint: "add `train` files, or give `valid` files instead"))
@@ -137,11 +165,35 @@ public struct TextDataStage: Stage {
             guard fraction > 0, fraction <= 0.5 else {
                 throw StageFailure("`valid_fraction` must be above 0 and at most 0.5, got \(fraction)", parameter: "valid_fraction")
             }
-            guard params.valid == nil, params.train != nil else {
+            guard params.valid == nil else {
                 throw StageFailure("`valid_fraction` needs `train` files and no `valid` files", parameter: "valid_fraction")
             }
         }
-        guard params.train != nil || params.valid != nil || params.test != nil else {
+        var files: (train: [String]?, valid: [String]?, test: [String]?) = (params.train, params.valid, params.test)
+        let scratch = try PinnedDownloads.makeScratch("text-data")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        if files.train == nil, files.valid == nil, files.test == nil, let source = params.source {
+            let fetched = try await PinnedDownloads.fetch(
+                url: source.url, sha256: source.sha256, parameter: "source", context: context, scratch: scratch)
+            if let members = source.files {
+                func paths(_ split: String) throws -> [String]? {
+                    try members[split].map { try $0.map { try fetched.member($0, parameter: "source") } }
+                }
+                files = (try paths("train"), try paths("valid"), try paths("test"))
+            } else {
+                guard fetched.unpacked == nil else {
+                    throw StageFailure(
+                        "\(fetched.shownURL) is an archive: list the members per split in `files`, e.g. `files: {test: [DIR/test.txt]}`",
+                        parameter: "source")
+                }
+                files.train = [fetched.file]
+            }
+            context.log.line("reading the files downloaded from \(fetched.shownURL)")
+        }
+        if params.validFraction != nil, files.train == nil {
+            throw StageFailure("`valid_fraction` needs `train` files", parameter: "valid_fraction")
+        }
+        guard files.train != nil || files.valid != nil || files.test != nil else {
             throw StageFailure("no split is given; list the files of at least one of `train`, `valid` and `test`")
         }
 
@@ -181,8 +233,8 @@ public struct TextDataStage: Stage {
 
         /// Documents (train, valid, and test under the `documents` protocol) or rows (joined test) per split.
         var texts: [(name: String, texts: [String], joined: Bool, sources: [String])] = []
-        if let files = params.train {
-            let read = try sources(files, "train")
+        if let trainFiles = files.train {
+            let read = try sources(trainFiles, "train")
             var trainDocuments = try documents(read, "train")
             let digests = read.map(\.sha256)
             if let fraction = params.validFraction {
@@ -199,12 +251,12 @@ public struct TextDataStage: Stage {
                 texts.append(("train", trainDocuments, false, digests))
             }
         }
-        if let files = params.valid {
-            let read = try sources(files, "valid")
+        if let validFiles = files.valid {
+            let read = try sources(validFiles, "valid")
             texts.append(("valid", try documents(read, "valid"), false, read.map(\.sha256)))
         }
-        if let files = params.test {
-            let read = try sources(files, "test")
+        if let testFiles = files.test {
+            let read = try sources(testFiles, "test")
             if testProtocol == .joined {
                 let rows = try StageFailure.wrapping(parameter: "test") { () throws(ModelFileError) in try reader.rows(of: read) }
                 guard !rows.allSatisfy(TextCorpusReader.isBlank) else {

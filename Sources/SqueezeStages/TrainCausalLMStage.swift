@@ -34,7 +34,7 @@ public struct TrainCausalLMStage: Stage {
         public static let parameters: [any ParameterDeclaration] = [
             model, config, tokenizer, data, training.epochs, training.steps, training.lr, training.batchSize, training.warmupRatio,
             training.weightDecay, training.gradClip, training.trainSplit, training.evalSplit, training.evalEvery, eval_windows, keep_best,
-            early_stop_patience, training.logEvery,
+            early_stop_patience, training.logEvery, training.checkpointEvery,
         ]
 
         public var model: String?
@@ -118,7 +118,9 @@ public struct TrainCausalLMStage: Stage {
             \(model.masks.isEmpty ? "" : ", \(model.masks.count) masked weights kept sparse"), backend \(backend.id) with \(context.threads) threads
             """)
 
-        let loop = data.loop(length: length, orderSeed: context.seed, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery)
+        let loop = data.loop(
+            length: length, orderSeed: context.seed, logEvery: params.training.logEvery, evalEvery: params.training.evalEvery,
+            checkpointEvery: params.training.checkpointEvery)
         let dev = data.evaluation(split: params.training.evalSplit, batchSize: length.batchSize, maxWindows: params.eval_windows, backend: backend)
         let run = TrainingRun(
             loop: loop, evaluation: dev, evaluationLabel: params.training.evalSplit, keepBest: params.keep_best, patience: params.early_stop_patience)
@@ -181,6 +183,20 @@ public struct TrainCausalLMStage: Stage {
             lossCurve.append(.array([.int(step), .double(mean)]))
             log.line(String(format: "step %d/%d: loss %.4f (perplexity %.2f) lr %.3g", step, totalSteps, mean, exp(mean), update.learningRate))
             window = MeanLossWindow()
+        }
+
+        func saveState(into state: inout TrainingState) {
+            trainer.saveState(into: &state)
+            state.values["loss_curve"] = .array(lossCurve)
+            window.save(into: &state, as: "window.")
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            var restored = self
+            try restored.trainer.restoreState(from: state)
+            restored.lossCurve = try state.array("loss_curve")
+            restored.window = try MeanLossWindow(state, as: "window.")
+            self = restored
         }
     }
 }

@@ -41,6 +41,14 @@ struct TrainingLoop<Batch> {
     var evalEvery: Int
     /// Put before `step i/n` in the progress line.
     var progressPrefix = ""
+    /// How often to write a resumable checkpoint (nil: never).
+    var checkpointEvery: CheckpointInterval?
+    /// The name of this loop's checkpoints in the stage's resumable area; a
+    /// stage with two loops (pruning, then fine-tuning) names them apart.
+    var phase = "train"
+    /// Also checkpoint the last update, so a later phase that is interrupted
+    /// resumes without redoing this one.
+    var checkpointsTheEnd = false
     /// The error message for a non-finite `loss` at `step` of `epoch` (0-based).
     var divergence: (_ loss: Double, _ step: Int, _ epoch: Int) -> String = { loss, step, epoch in
         "the training loss became \(loss) at step \(step) (epoch \(epoch + 1)); lower `lr` or keep `grad_clip` on"
@@ -48,44 +56,78 @@ struct TrainingLoop<Batch> {
 
     /// Runs the updates of `algorithm`. `periodic` runs every `evalEvery`
     /// updates before the last, on the algorithm as trained so far (it may
-    /// record an evaluation there), and returns whether to stop.
+    /// record an evaluation there), and returns whether to stop. With
+    /// `checkpointEvery`, the algorithm, the loop's position and `extra`
+    /// (the caller's own state) are checkpointed, and a run that finds a
+    /// checkpoint continues from it: same batches, same bits.
     func run<Algorithm: TrainingAlgorithm>(
-        _ algorithm: inout Algorithm, _ context: StageContext,
+        _ algorithm: inout Algorithm, _ context: StageContext, extra: CheckpointedState = .none,
         periodic: (_ algorithm: inout Algorithm, _ step: Int) throws -> Bool = { _, _ in false }
     ) throws -> TrainingOutcome where Algorithm.Batch == Batch {
         let totalSteps = length.totalSteps
-        var windowSteps = 0
-        var stoppedEarly = false
+        var checkpoints = checkpointEvery.flatMap { TrainingCheckpoints(context: context, interval: $0, phase: phase) }
+        var position = LoopPosition()
+        if let checkpoints, let saved = checkpoints.latest() {
+            do {
+                position = try resume(&algorithm, from: saved.state, extra: extra)
+                context.log.line("resumed from the checkpoint at step \(position.step) of \(totalSteps)\(phase == "train" ? "" : " (\(phase))")")
+            } catch {
+                checkpoints.discardAll(because: "\(error)")
+            }
+        }
         let started = ContinuousClock.now
-        var epoch = 0
-        var step = 0
-        training: while step < totalSteps {
-            for batch in batches(epoch) {
+        let resumedAt = position.step
+        training: while position.step < totalSteps && !position.stoppedEarly {
+            for batch in batches(position.epoch).dropFirst(position.batchesInEpoch) {
                 try Task.checkCancellation()
                 let update = try algorithm.update(batch)
-                step += 1
+                position.step += 1
+                position.batchesInEpoch += 1
+                let step = position.step
                 let value = algorithm.loss(of: update)
-                guard value.isFinite else { throw StageFailure(divergence(value, step, epoch)) }
-                windowSteps += 1
-                let closesWindow = windowSteps == max(logEvery, 1) || step == totalSteps
-                if closesWindow { windowSteps = 0 }
+                guard value.isFinite else { throw StageFailure(divergence(value, step, position.epoch)) }
+                position.windowSteps += 1
+                let closesWindow = position.windowSteps == max(logEvery, 1) || step == totalSteps
+                if closesWindow { position.windowSteps = 0 }
                 algorithm.record(update, step: step, of: totalSteps, closesWindow: closesWindow, log: context.log)
                 let elapsed = StageTiming.seconds(ContinuousClock.now - started)
-                let rate = Double(step) / max(elapsed, 1e-9)
+                let rate = Double(step - resumedAt) / max(elapsed, 1e-9)
                 let eta = Double(totalSteps - step) / max(rate, 1e-9)
                 context.progress.report(StageProgress(
                     fraction: Double(step) / Double(totalSteps),
                     message: progressPrefix + String(format: "step %d/%d ", step, totalSteps) + algorithm.progress(of: update)
                         + String(format: " %.2f it/s", rate) + " ETA " + StageTiming.duration(eta)))
                 if evalEvery > 0, step % evalEvery == 0, step < totalSteps, try periodic(&algorithm, step) {
-                    stoppedEarly = true
-                    break training
+                    position.stoppedEarly = true
                 }
-                if step == totalSteps { break training }
+                let finished = position.stoppedEarly || step == totalSteps
+                if let due = checkpoints, finished ? checkpointsTheEnd : due.isDue(step: step) {
+                    var state = TrainingState()
+                    algorithm.saveState(into: &state)
+                    extra.save(&state)
+                    position.save(into: &state)
+                    try checkpoints?.write(state, step: step)
+                }
+                if finished { break training }
             }
-            epoch += 1
+            position.epoch += 1
+            position.batchesInEpoch = 0
         }
-        return TrainingOutcome(steps: step, stoppedEarly: stoppedEarly, seconds: StageTiming.seconds(ContinuousClock.now - started))
+        return TrainingOutcome(
+            steps: position.step, stoppedEarly: position.stoppedEarly, seconds: StageTiming.seconds(ContinuousClock.now - started))
+    }
+
+    /// Puts `algorithm` and `extra` in the state `saved` holds and returns
+    /// the loop's position there; changes nothing when it does not fit.
+    private func resume<Algorithm: TrainingAlgorithm>(
+        _ algorithm: inout Algorithm, from saved: TrainingState, extra: CheckpointedState
+    ) throws -> LoopPosition {
+        let position = try LoopPosition(saved, totalSteps: length.totalSteps)
+        var restored = algorithm
+        try restored.restoreState(from: saved)
+        try extra.restore(saved)
+        algorithm = restored
+        return position
     }
 }
 

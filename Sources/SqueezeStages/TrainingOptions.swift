@@ -21,6 +21,7 @@ public struct TrainingOptions: Sendable {
     public var evalEvery: Int
     public var logEvery: Int
     public var batching: String
+    public var checkpointEvery: CheckpointInterval
 
     /// The options' declarations. A stage lists each where it belongs in its
     /// own table, and may say more precisely what an option means for it
@@ -51,6 +52,10 @@ public struct TrainingOptions: Sendable {
         public var batching = Parameter(
             "batching", .enumeration(["bucketed", "random"]), default: "bucketed",
             doc: "`bucketed` groups examples of similar length; `random` draws batches uniformly. Both are shuffled by the stage seed each epoch.")
+        public var checkpointEvery = Parameter(
+            "checkpoint_every", ParameterType(.oneOf([.int, .string]), decodedAs: CheckpointInterval.self), default: .minutes(10),
+            outsideKey: true,
+            doc: "How often to write a checkpoint into the cache's resumable area, so a stage that is killed, preempted or times out continues from it when rerun, with the bits of an uninterrupted run: every N updates (`200`) or minutes (`10m`). Only the latest checkpoint is kept, and it is removed once the stage finishes. Not part of the cache key.")
 
         public init() {}
 
@@ -86,6 +91,7 @@ public struct TrainingOptions: Sendable {
         evalEvery = try arguments[parameters.evalEvery]
         logEvery = try arguments[parameters.logEvery]
         batching = try arguments[ifDeclared: parameters.batching]
+        checkpointEvery = try arguments[parameters.checkpointEvery]
     }
 
     /// Checks of the options' values beyond their types.
@@ -96,6 +102,7 @@ public struct TrainingOptions: Sendable {
             + ParamChecks.positive(with, [options.lr, options.epochs])
             + ParamChecks.nonNegative(with, [options.weightDecay, options.gradClip, options.evalEvery])
             + ParamChecks.unitInterval(with, [options.warmupRatio])
+            + CheckpointInterval.check(with, options.checkpointEvery)
     }
 
     /// How many updates `examples` training examples take.

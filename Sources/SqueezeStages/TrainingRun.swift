@@ -1,4 +1,5 @@
 import SqueezeEngine
+import SqueezeModels
 import SqueezeSupport
 
 /// The part of training that differs between the training stages: how one
@@ -33,6 +34,14 @@ protocol TrainingAlgorithm {
     /// when `closesWindow`, records and logs the window's means and starts a
     /// new window.
     mutating func record(_ update: Update, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog)
+
+    /// Saves everything the remaining updates and the metrics depend on
+    /// (the trainer's state, the curves, the open `log_every` window) for a
+    /// resumable checkpoint.
+    func saveState(into state: inout TrainingState)
+
+    /// Continues from what `saveState` saved; throws, changing nothing, when it does not fit.
+    mutating func restoreState(from state: TrainingState) throws(TrainingStateError)
 }
 
 /// A model's score on the evaluation split: what model selection compares,
@@ -89,9 +98,10 @@ struct TrainingRun<Batch, Evaluation: ModelEvaluation> {
         var metrics: [String: Value]
     }
 
+    /// Runs the loop; its checkpoints hold the model selection too.
     func run<Algorithm: TrainingAlgorithm>(
         _ algorithm: inout Algorithm, _ context: StageContext
-    ) throws -> Result where Algorithm.Model == Evaluation.Model, Algorithm.Batch == Batch {
+    ) throws -> Result where Algorithm.Model == Evaluation.Model, Algorithm.Batch == Batch, Evaluation.Model: CheckpointableModel {
         var selection = ModelSelection<Evaluation.Model>()
         func evaluate(_ model: Evaluation.Model, step: Int) throws -> EvaluationScore? {
             guard let score = try evaluation.score(of: model) else { return nil }
@@ -99,7 +109,11 @@ struct TrainingRun<Batch, Evaluation: ModelEvaluation> {
             return score
         }
 
-        let outcome = try loop.run(&algorithm, context) { algorithm, step in
+        let template = algorithm.model
+        let checkpointed = CheckpointedState(
+            save: { state in selection.saveState(into: &state) },
+            restore: { state in selection = try ModelSelection(state, template: template) })
+        let outcome = try loop.run(&algorithm, context, extra: checkpointed) { algorithm, step in
             _ = try evaluate(algorithm.model, step: step)
             return selection.shouldStop(patience: patience, step: step, primaryName: evaluation.primaryName, context: context)
         }

@@ -5,7 +5,7 @@ import SqueezeSupport
 extension ContentStore {
     func entryPath(_ key: String) -> String { stagesDirectory + "/" + key + ".json" }
 
-    private func checkKey(_ key: String) throws {
+    func checkKey(_ key: String) throws {
         guard StageEntry.isValidKey(key) else {
             throw StoreError(
                 .invalidKey, path: "",
@@ -82,33 +82,6 @@ extension ContentStore {
             let key = String(name.dropLast(5))
             guard StageEntry.isValidKey(key) else { return nil }
             return entry(forKey: key)
-        }
-    }
-
-    // MARK: Locks
-
-    /// Waits until this caller holds the lock of `key`, across threads, store
-    /// instances and processes (an `flock` on `locks/<key>.lock`). Polls with
-    /// a growing sleep, so cancelling the task ends the wait (it then throws
-    /// `CancellationError`).
-    public func lock(key: String) async throws -> StoreLock {
-        try checkKey(key)
-        let path = locksDirectory + "/" + key + ".lock"
-        var delay: UInt64 = 1_000_000
-        while true {
-            try Task.checkCancellation()
-            let file = HeldFile(descriptor: try FileSystem.open(path, O_RDWR | O_CREAT), path: path)
-            while true {
-                if try file.tryLock(LOCK_EX) {
-                    // Garbage collection may have removed the file after it was opened.
-                    guard try file.isStillAtPath() else { break }
-                    let fd = dup(file.descriptor)
-                    guard fd >= 0 else { throw StoreError.io(path, "dup", errno: errno) }
-                    return StoreLock(key: key, descriptor: fd)
-                }
-                try await Task.sleep(nanoseconds: delay)
-                delay = min(delay * 2, 50_000_000)
-            }
         }
     }
 }

@@ -15,9 +15,10 @@ extension ContentStore {
 
     /// Re-hashes every blob and tree (ignoring stat records), checks every
     /// stage entry points at present, valid artifacts of the recorded size,
-    /// and reports each problem as "path: what is wrong". With `repair`, bad
-    /// objects, trees and entries (and entries depending on them) are removed;
-    /// otherwise nothing is changed.
+    /// and reports each problem as "path: what is wrong", and lists stale lock
+    /// files apart. With `repair`, bad objects, trees and entries (and entries
+    /// depending on them) and stale lock files are removed; otherwise nothing
+    /// is changed.
     public func verifyAll(repair: Bool = false) -> VerifyReport {
         var report = VerifyReport()
         var problems: [String] = []
@@ -165,6 +166,11 @@ extension ContentStore {
                 }
             }
         }
+        do {
+            report.staleLocks = try staleLockFiles(remove: repair)
+        } catch {
+            problems.append("\(locksDirectory): cannot check the lock files: \(error)")
+        }
         report.problems = problems
         return report
     }
@@ -175,8 +181,10 @@ extension ContentStore {
     /// `ContentStore` (in any process) is open on it.
     ///
     /// Order keeps the store valid if interrupted: entries, then materialized
-    /// trees, then manifests, then blobs.
-    public func collectGarbage(keepingKeys: Set<String>) throws -> GCReport {
+    /// trees, then manifests, then blobs. Stale lock files go last, then
+    /// the orphaned resumable areas (`removeOrphanedResumableAreas`: the key
+    /// has an entry, or nothing was written there for `resumableMaximumAge` seconds).
+    public func collectGarbage(keepingKeys: Set<String>, resumableMaximumAge: Double = 7 * 86_400) throws -> GCReport {
         guard try storeLock.tryLock(LOCK_EX) else {
             // Linux drops the shared lock when a conversion fails; take it back.
             try storeLock.lock(LOCK_SH)
@@ -202,7 +210,6 @@ extension ContentStore {
             } else {
                 try FileSystem.removeTree(stagesDirectory + "/" + name)
                 report.removedEntries += 1
-                if StageEntry.isValidKey(key) { try removeLockFile(key) }
             }
         }
         try FileSystem.fsyncDirectory(stagesDirectory)
@@ -261,15 +268,12 @@ extension ContentStore {
         }
         try FileSystem.fsyncDirectory(treesDirectory)
         try FileSystem.fsyncDirectory(objectsDirectory)
-        return report
-    }
 
-    /// Removes `locks/<key>.lock` if nobody holds it. `lock(key:)` re-checks
-    /// after locking that its file is still the one at the path.
-    private func removeLockFile(_ key: String) throws {
-        let path = locksDirectory + "/" + key + ".lock"
-        guard let fd = try FileSystem.openIfPresent(path, O_RDWR) else { return }
-        let file = HeldFile(descriptor: fd, path: path)
-        if try file.tryLock(LOCK_EX) { try FileSystem.removeFile(path) }
+        // Staging areas of dead processes on every host, then only the stale
+        // locks: a live holder on another host may not show in `.store.lock`'s flock.
+        removeStaleTemporaries(allHosts: true)
+        report.removedLocks = try staleLockFiles(remove: true).count
+        try removeOrphanedResumableAreas(olderThan: resumableMaximumAge, report: &report)
+        return report
     }
 }

@@ -13,11 +13,15 @@ import SqueezeSupport
 ///   digest is the SHA-256 of these bytes.
 /// - `trees/ab/<hex>/`: the materialized directory, hard links to the blobs.
 /// - `stages/<key>.json`: stage entries (`StageEntry`).
-/// - `locks/<key>.lock`: per-key `flock` files; `.store.lock` is held shared by
-///   every open store and exclusively by garbage collection.
-/// - `tmp/<pid>-<random>/`: one staging area per open store, on the same
-///   filesystem so everything enters the store by `rename`/`link`.
+/// - `locks/<key>.lock`: per-key lock files, present while held, naming their
+///   holder and refreshed by its heartbeat (`lock(key:)`; no `flock`, which
+///   NFS does not keep reliably); `.store.lock` is `flock`ed shared by every
+///   open store and exclusively by garbage collection.
+/// - `tmp/<pid>-<random>@<host>/`: one staging area per open store, on the
+///   same filesystem so everything enters the store by `rename`/`link`.
 /// - `statcache.json`: see `StatRecord`.
+/// - `resumable/<key>/`: a stage's resumable area (its latest checkpoint),
+///   removed once the key's entry is saved (`ContentStore+Resumable.swift`).
 ///
 /// Crash safety: every name appears only once its content is complete and
 /// fsynced (blobs, then the manifest, then the materialized tree, the stage
@@ -27,6 +31,8 @@ public final class ContentStore: Sendable {
     /// The store's absolute path.
     public let root: String
     let logger: Logger
+    /// Heartbeat and stale threshold of the per-key locks.
+    public let lockTiming: LockTiming
 
     let objectsDirectory: String
     let treesDirectory: String
@@ -34,7 +40,7 @@ public final class ContentStore: Sendable {
     let locksDirectory: String
     let temporaryRoot: String
     let statCachePath: String
-    /// This store's own staging area, `tmp/<pid>-<random>`.
+    /// This store's own staging area, `tmp/<pid>-<random>@<host>`.
     let privateTemporary: String
 
     /// `flock`ed for this store's lifetime: marks `privateTemporary` as live.
@@ -62,11 +68,13 @@ public final class ContentStore: Sendable {
     static let unlockedTemporaryGraceNanoseconds: Int64 = 60_000_000_000
 
     /// Opens (creating if needed) the store at `root` and removes staging
-    /// directories left by processes that died.
-    public init(root: String, logger: Logger = Logger(label: "squeeze.store")) throws {
+    /// directories left by processes that died. `lockTiming` nil means
+    /// `LockTiming.fromEnvironment()`.
+    public init(root: String, logger: Logger = Logger(label: "squeeze.store"), lockTiming: LockTiming? = nil) throws {
         let root = FileSystem.absolute(root)
         self.root = root
         self.logger = logger
+        self.lockTiming = try lockTiming ?? LockTiming.fromEnvironment()
         objectsDirectory = root + "/objects"
         treesDirectory = root + "/trees"
         stagesDirectory = root + "/stages"
@@ -110,13 +118,13 @@ public final class ContentStore: Sendable {
 
     // MARK: Temporary directories
 
-    /// Creates `tmp/<pid>-<random>/.lock` and locks it. A cleaner in another
+    /// Creates `tmp/<pid>-<random>@<host>/.lock` and locks it. A cleaner in another
     /// process may remove a directory between its `mkdir` and the `flock`; the
     /// lock is only trusted once the locked file is still the one at its path.
     private static func createPrivateTemporary(in temporaryRoot: String) throws -> (String, HeldFile) {
         var lastError: (any Error)?
         for _ in 0..<20 {
-            let path = temporaryRoot + "/\(getpid())-\(FileSystem.randomSuffix())"
+            let path = temporaryRoot + "/\(getpid())-\(FileSystem.randomSuffix())@\(ProcessIdentity.current.fileNameHost)"
             do {
                 guard try FileSystem.makeDirectory(path, mode: 0o700) else { continue }
                 let lockPath = path + "/.lock"
@@ -129,8 +137,12 @@ public final class ContentStore: Sendable {
         throw StoreError(.io, path: temporaryRoot, "could not create a private staging directory: \(lastError.map { "\($0)" } ?? "name collisions")")
     }
 
-    /// Removes `tmp/` subdirectories whose `.lock` nobody holds (their process died).
-    private func removeStaleTemporaries() {
+    /// Removes `tmp/` subdirectories whose `.lock` nobody holds (their process
+    /// died). Only this host's (`<pid>-<random>@<host>`, and unnamed ones from
+    /// before host names) unless `allHosts`: where `flock` does not reach
+    /// across NFS clients, another node's live staging area would look
+    /// unlocked. Garbage collection, which needs the store alone, passes `allHosts`.
+    func removeStaleTemporaries(allHosts: Bool = false) {
         let names: [String]
         do {
             names = try FileSystem.listDirectory(temporaryRoot)
@@ -141,6 +153,7 @@ public final class ContentStore: Sendable {
         for name in names {
             let path = temporaryRoot + "/" + name
             guard path != privateTemporary else { continue }
+            if !allHosts, let at = name.lastIndex(of: "@"), name[name.index(after: at)...] != ProcessIdentity.current.fileNameHost { continue }
             do {
                 guard let status = try FileSystem.lstatIfPresent(path) else { continue }
                 guard status.isDirectory else {
@@ -404,7 +417,7 @@ public final class ContentStore: Sendable {
     /// Links `candidate` (content `blob`, fsynced) into `objects/`. Returns
     /// false when it lives on another filesystem. An existing valid object is
     /// kept; a corrupt one is replaced atomically.
-    private func placeBlob(_ candidate: String, blob: BlobID, status: FileSystem.Status) throws -> Bool {
+    func placeBlob(_ candidate: String, blob: BlobID, status: FileSystem.Status) throws -> Bool {
         let fanOut = try ensureFanOut(objectsDirectory, blob.digest)
         let objectPath = blobPath(blob)
         switch try FileSystem.link(candidate, to: objectPath) {
@@ -476,7 +489,7 @@ public final class ContentStore: Sendable {
     // MARK: Trees
 
     /// Writes `trees/ab/<hex>.json` unless an intact copy is there.
-    private func writeManifest(_ digest: Digest, _ bytes: [UInt8]) throws {
+    func writeManifest(_ digest: Digest, _ bytes: [UInt8]) throws {
         _ = try ensureFanOut(treesDirectory, digest)
         let path = manifestPath(digest)
         if let existing = try FileSystem.readFileIfPresent(path) {

@@ -56,13 +56,19 @@ public struct VerifyReport: Sendable {
     public var checkedEntries: Int
     /// One line per problem: the path and what is wrong with it.
     public var problems: [String]
+    /// Lock files whose holder is gone ("path: why"). Not problems: the next
+    /// process to want the key takes such a lock over; `repair` removes them.
+    public var staleLocks: [String]
     public var isClean: Bool { problems.isEmpty }
 
-    public init(checkedObjects: Int = 0, checkedTrees: Int = 0, checkedEntries: Int = 0, problems: [String] = []) {
+    public init(
+        checkedObjects: Int = 0, checkedTrees: Int = 0, checkedEntries: Int = 0, problems: [String] = [], staleLocks: [String] = []
+    ) {
         self.checkedObjects = checkedObjects
         self.checkedTrees = checkedTrees
         self.checkedEntries = checkedEntries
         self.problems = problems
+        self.staleLocks = staleLocks
     }
 }
 
@@ -73,11 +79,20 @@ public struct GCReport: Sendable {
     public var removedObjects: Int
     public var removedBytes: Int64
     public var keptEntries: Int
+    /// Stale lock files removed (locks of dead holders, leftover claims).
+    public var removedLocks: Int
+    /// Resumable areas removed (`removeOrphanedResumableAreas`); their bytes are in `removedBytes`.
+    public var removedResumableAreas: Int
 
-    public init(removedEntries: Int = 0, removedObjects: Int = 0, removedBytes: Int64 = 0, keptEntries: Int = 0) {
+    public init(
+        removedEntries: Int = 0, removedObjects: Int = 0, removedBytes: Int64 = 0, keptEntries: Int = 0, removedLocks: Int = 0,
+        removedResumableAreas: Int = 0
+    ) {
+        self.removedResumableAreas = removedResumableAreas
         self.removedEntries = removedEntries
         self.removedObjects = removedObjects
         self.removedBytes = removedBytes
         self.keptEntries = keptEntries
+        self.removedLocks = removedLocks
     }
 }

@@ -101,3 +101,39 @@ public enum AtomicFile {
         }
     }
 }
+
+/// A directory of several files that appears under its name complete or not
+/// at all (a training checkpoint: tensors and state): the files are written
+/// into a temporary sibling directory, each durably (`AtomicFile`,
+/// `SafetensorsWriter`), then the directory is fsynced and renamed to its
+/// name, and the parent is fsynced. A crash leaves at most a `*.tmp-*`
+/// sibling, which `isTemporary` recognises for cleanup.
+public enum AtomicDirectory {
+    /// Creates the directory `path`, which must not exist, with what `fill`
+    /// writes into the temporary directory it is given. Creates missing parents.
+    public static func create(_ path: String, fill: (_ temporary: String) throws -> Void) throws {
+        let parent = FileSystem.parent(of: path)
+        try FileSystem.makeDirectories(parent)
+        let temporary = path + temporaryMarker + FileSystem.randomSuffix()
+        try FileSystem.makeDirectory(temporary)
+        do {
+            try fill(temporary)
+            try FileSystem.fsyncDirectory(temporary)
+            guard try FileSystem.renameDirectory(temporary, to: path) else {
+                throw StoreError(.io, path: path, "a directory of this name already exists")
+            }
+            try FileSystem.fsyncDirectory(parent)
+        } catch {
+            try? FileSystem.removeTree(temporary)
+            throw error
+        }
+    }
+
+    /// Whether `name` is a temporary directory `create` left behind.
+    public static func isTemporary(_ name: String) -> Bool { name.contains(temporaryMarker) }
+
+    static let temporaryMarker = ".tmp-"
+
+    /// `rm -rf path`; a missing path is fine.
+    public static func remove(_ path: String) throws { try FileSystem.removeTree(path) }
+}

@@ -32,6 +32,26 @@ public struct AdamW: Sendable {
         self.init(weightDecays: decayMask.map { $0 ? weightDecay : 0 }, beta1: beta1, beta2: beta2, epsilon: epsilon)
     }
 
+    /// Puts back a state saved from an optimizer over the same parameters
+    /// (`steps`, `firstMoments`, `secondMoments` as read from it), so the
+    /// next update is the one the saved optimizer would have made. Returns
+    /// false, changing nothing, when the counts do not match this optimizer's
+    /// parameters or a parameter has one moment without the other.
+    public mutating func restore(steps: [Int], firstMoments: [Tensor?], secondMoments: [Tensor?]) -> Bool {
+        let count = weightDecays.count
+        guard steps.count == count, firstMoments.count == count, secondMoments.count == count else { return false }
+        for index in 0..<count {
+            guard steps[index] >= 0, (firstMoments[index] == nil) == (secondMoments[index] == nil),
+                  (steps[index] == 0) == (firstMoments[index] == nil),
+                  firstMoments[index]?.shape == secondMoments[index]?.shape
+            else { return false }
+        }
+        self.steps = steps
+        self.firstMoments = firstMoments
+        self.secondMoments = secondMoments
+        return true
+    }
+
     /// Applies one update to every parameter that has a gradient, each
     /// gradient used as `gradient · gradientScale` (see `clippingScale`).
     public mutating func update(

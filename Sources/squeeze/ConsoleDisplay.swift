@@ -64,7 +64,7 @@ final class ConsoleDisplay: RunObserver, Sendable {
     static func describe(_ record: StageRecord) -> String {
         let time = String(format: "%.2fs", record.wallSeconds)
         switch record.status {
-        case .cached: return "\(record.id): cached"
+        case .cached: return "\(record.id): cached" + (record.cache == "remote" ? " (remote)" : "")
         case .ran: return "\(record.id): done in \(time)" + (record.reason.map { " (\($0))" } ?? "")
         case .failed: return "\(record.id): FAILED after \(time): \(record.reason ?? "")" + (record.log.map { "\n  log: \($0)" } ?? "")
         case .skipped, .notStarted: return "\(record.id): \(record.status.rawValue): \(record.reason ?? "")"
@@ -77,7 +77,9 @@ final class ConsoleDisplay: RunObserver, Sendable {
         let parts = [StageRecord.Status.ran, .cached, .failed, .skipped, .notStarted, .cancelled].compactMap { status in
             counts[status].map { "\($0) \(status.rawValue)" }
         }
-        return "\(record.status.rawValue): \(parts.joined(separator: ", ")) in \(String(format: "%.2f", record.wallSeconds))s — run \(record.id)"
+        let remote = record.stages.filter { $0.cache == "remote" }.count
+        let fromRemote = remote > 0 ? " (\(remote) from the remote cache)" : ""
+        return "\(record.status.rawValue): \(parts.joined(separator: ", "))\(fromRemote) in \(String(format: "%.2f", record.wallSeconds))s — run \(record.id)"
     }
 
     private func emit(_ line: String, in state: inout State) {

@@ -4,13 +4,18 @@ import SqueezeEngine
 import SqueezeStages
 import SqueezeSupport
 
-struct PlanCommand: ParsableCommand {
+struct PlanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
-        abstract: "Show the stages in execution order, each `run`, `cached` or `blocked`, and why.")
+        abstract: "Show the stages in execution order, each `run`, `cached`, `remote` or `blocked`, and why.",
+        discussion: """
+            With a remote cache (--remote or $SQUEEZE_REMOTE_CACHE), each stage the local cache lacks is looked up \
+            there (one GET of its entry): `remote` means `run` will fetch it instead of computing it.
+            """)
 
     @OptionGroup var recipe: RecipeOptions
     @OptionGroup var storage: StorageOptions
+    @OptionGroup var remote: RemoteOptions
 
     @Option(help: ArgumentHelp("Plan these stages as forced (repeatable or comma-separated).", valueName: "stage"))
     var force: [String] = []
@@ -21,17 +26,19 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print the plan as JSON.")
     var json = false
 
-    func run() throws {
+    func run() async throws {
         let loaded = try recipe.load()
         let forced = try selectStages(stageList(force), in: loaded, flag: "--force")
         let selected = try selectStages(stageList(only), in: loaded, flag: "--only")
         let store = try storage.openStore()
-        let pipeline = Pipeline(
+        var pipeline = Pipeline(
             recipe: loaded, registry: Registered.stages, store: store,
             environment: ProcessInfo.processInfo.environment)
+        pipeline.remote = try remote.remoteCache()
         let plans: [StagePlan]
         do {
-            plans = try pipeline.plan(force: Set(forced), only: selected.isEmpty ? nil : Set(selected))
+            plans = try await pipeline.plan(
+                force: Set(forced), only: selected.isEmpty ? nil : Set(selected), warn: { Console.error("warning: \($0)") })
         } catch {
             throw UserError("\(error)")
         }

@@ -20,6 +20,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var recipe: RecipeOptions
     @OptionGroup var storage: StorageOptions
+    @OptionGroup var remote: RemoteOptions
 
     // `.unconditional`, so that `--jobs -1` is read as a number (and refused by
     // `validate`) rather than as a missing value followed by a flag `-1`.
@@ -83,9 +84,10 @@ struct RunCommand: AsyncParsableCommand {
             jobs: jobs ?? (executor == .slurm ? 64 : cores), cores: cores, keepGoing: keepGoing, force: Set(forced),
             only: selected.isEmpty ? nil : Set(selected), squeezeVersion: Squeeze.version,
             overrides: recipe.overrides, executor: stageExecutor)
-        let pipeline = Pipeline(
+        var pipeline = Pipeline(
             recipe: loaded, registry: Registered.stages, store: try storage.openStore(site: site.cacheDirectory),
             environment: environment)
+        pipeline.remote = try remote.remoteCache()
         announceCPUBackend(loaded)
         let console = ConsoleDisplay(live: Console.stderrIsTerminal)
         let display: any RunObserver & Sendable = json ? JSONLinesDisplay() : console

@@ -68,8 +68,9 @@ struct StageExecCommand: AsyncParsableCommand {
         } catch {
             throw UserError("cannot open the shared cache at \(job.cacheDirectory): \(error)")
         }
-        let pipeline = Pipeline(
+        var pipeline = Pipeline(
             recipe: recipe, registry: Registered.stages, store: store, environment: ProcessInfo.processInfo.environment)
+        if job.useRemoteCache { pipeline.remote = try RemoteOptions().remoteCache() }
         let threads = job.threads
             ?? ProcessInfo.processInfo.environment["SLURM_CPUS_ON_NODE"].flatMap { Int($0) }
             ?? ProcessInfo.processInfo.activeProcessorCount

@@ -65,11 +65,12 @@ enum SqueezeCLI {
     }
 
     /// The environment squeeze runs with: ours, without variables that would
-    /// redirect its storage, plus `environment` (a nil value removes a variable).
+    /// redirect its storage or add a remote cache, plus `environment` (a nil value removes a variable).
     static func environment(_ changes: [String: String?]) -> [String: String] {
         var result = ProcessInfo.processInfo.environment
         result["SQUEEZE_CACHE"] = nil
         result["SQUEEZE_RUNS"] = nil
+        result["SQUEEZE_REMOTE_CACHE"] = nil
         for (name, value) in changes { result[name] = value }
         return result
     }

@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeEngine
+import SqueezeModels
 import SqueezeModelsTestSupport
 import SqueezeSupport
 import Testing
@@ -31,6 +32,16 @@ import Testing
         mutating func record(_ update: Double, step: Int, of totalSteps: Int, closesWindow: Bool, log: StageLog) {
             if closesWindow { windows.append(step) }
         }
+
+        func saveState(into state: inout TrainingState) {
+            state.values["model"] = .int(model)
+            state.set("seen", doubles: seen)
+            state.values["windows"] = .array(windows.map(Value.int))
+        }
+
+        mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+            (model, seen, windows) = (try state.int("model"), try state.doubles("seen"), try state.ints("windows"))
+        }
     }
 
     /// Scores the model after `n` updates by `scores[n]` (perplexity, loss).
@@ -53,17 +64,21 @@ import Testing
     ]
 
     /// 10 updates over epochs of 4 batches (`10·epoch + i`), logging every 3, evaluating every 2.
+    /// With `resumeDirectory`, the loop checkpoints `checkpointEvery` there
+    /// (as the key `toy-key`) and resumes from what it finds.
     func run(
         keepBest: Bool = true, patience: Int? = nil, scores: [Int: (perplexity: Double, loss: Double)] = scores,
-        batches: @escaping (Int) -> [Double] = { epoch in (0..<4).map { Double(10 * epoch + $0) } }
+        batches: @escaping (Int) -> [Double] = { epoch in (0..<4).map { Double(10 * epoch + $0) } },
+        resumeDirectory: String? = nil, checkpointEvery: CheckpointInterval? = nil
     ) throws -> (result: TrainingRun<Double, Perplexity>.Result, algorithm: Counting, log: String) {
         let directory = try TempDir()
         let context = StageContext(
             stageID: "toy", recipeDirectory: directory.path, outputDirectory: directory.path, backend: "cpu", seed: 1, threads: 1,
-            log: try StageLog(path: directory.file("toy.log")), progress: .silent)
-        let loop = TrainingLoop(
+            log: try StageLog(path: directory.file("toy.log")), progress: .silent, resumeDirectory: resumeDirectory, cacheKey: "toy-key")
+        var loop = TrainingLoop(
             batches: batches, examples: 4, length: TrainingLength(examples: 4, batchSize: 1, epochs: nil, steps: 10), logEvery: 3,
             evalEvery: 2)
+        loop.checkpointEvery = checkpointEvery
         let run = TrainingRun(
             loop: loop, evaluation: Perplexity(scores: scores), evaluationLabel: "toy dev", keepBest: keepBest, patience: patience)
         var algorithm = Counting()
@@ -129,6 +144,72 @@ import Testing
         #expect(failure?.message.contains("the training loss became nan at step 6 (epoch 2)") == true, "\(String(describing: failure))")
     }
 
+    /// A second run over the area of a first resumes from its latest
+    /// checkpoint (update 9: epoch 2 with one batch used) and ends where an
+    /// uninterrupted run ends: the same remaining batch, curves, windows,
+    /// model selection and metrics.
+    @Test func aRunResumesFromTheLatestCheckpointWithTheSameResult() throws {
+        let area = try TempDir()
+        let straight = try run()
+        let first = try run(resumeDirectory: area.path, checkpointEvery: .updates(3))
+        #expect(first.log.contains("checkpoint at step 9: "))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: area.file("train")) == ["checkpoint-0000000009"])
+        let second = try run(resumeDirectory: area.path, checkpointEvery: .updates(3))
+        #expect(second.log.contains("resumed from the checkpoint at step 9 of 10\n"), "\(second.log)")
+        #expect(!second.log.contains("step 8: toy dev"), "evaluations before the checkpoint are not run again")
+        for resumed in [first, second] {
+            #expect(resumed.algorithm.seen == straight.algorithm.seen)
+            #expect(resumed.algorithm.windows == straight.algorithm.windows)
+            #expect(resumed.result.model == straight.result.model)
+            #expect(resumed.result.metrics == straight.result.metrics)
+        }
+    }
+
+    /// The early-stop count and the best model are part of the checkpoint:
+    /// resumed at update 6, the run still stops at 8 and outputs update 6's model.
+    @Test func modelSelectionIsResumed() throws {
+        let area = try TempDir()
+        let straight = try run(patience: 1)
+        _ = try run(patience: 1, resumeDirectory: area.path, checkpointEvery: .updates(3))
+        let resumed = try run(patience: 1, resumeDirectory: area.path, checkpointEvery: .updates(3))
+        #expect(resumed.log.contains("resumed from the checkpoint at step 6 of 10\n"), "\(resumed.log)")
+        #expect(resumed.log.contains("early stop at step 8"))
+        #expect(resumed.result.model == 6 && resumed.result.metrics == straight.result.metrics)
+    }
+
+    /// A checkpoint that does not load, or belongs to another key, is
+    /// discarded with a warning and the run starts from scratch.
+    @Test func anUnusableCheckpointIsDiscarded() throws {
+        let straight = try run()
+        let damages: [(String) throws -> Void] = [
+            { try "{}".write(toFile: $0 + "/state.json", atomically: false, encoding: .utf8) },
+            { path in
+                let text = try String(contentsOfFile: path + "/state.json", encoding: .utf8)
+                try text.replacingOccurrences(of: "toy-key", with: "other-key").write(toFile: path + "/state.json", atomically: false, encoding: .utf8)
+            },
+            { try FileManager.default.removeItem(atPath: $0 + "/tensors.safetensors") },
+        ]
+        for damage in damages {
+            let area = try TempDir()
+            _ = try run(resumeDirectory: area.path, checkpointEvery: .updates(3))
+            try damage(area.file("train/checkpoint-0000000009"))
+            let rerun = try run(resumeDirectory: area.path, checkpointEvery: .updates(3))
+            #expect(rerun.log.contains("warning: discarding the checkpoint"), "\(rerun.log)")
+            #expect(!rerun.log.contains("resumed from"))
+            #expect(rerun.algorithm.seen == straight.algorithm.seen && rerun.result.metrics == straight.result.metrics)
+        }
+    }
+
+    /// A checkpoint that cannot be written is a warning; training goes on to the same result.
+    @Test func aCheckpointThatCannotBeWrittenIsAWarning() throws {
+        let area = try TempDir()
+        try "in the way".write(toFile: area.file("train"), atomically: false, encoding: .utf8)
+        let straight = try run()
+        let blocked = try run(resumeDirectory: area.path, checkpointEvery: .updates(3))
+        #expect(blocked.log.contains("warning: cannot write the checkpoint at step 3 to "), "\(blocked.log)")
+        #expect(blocked.algorithm.seen == straight.algorithm.seen && blocked.result.metrics == straight.result.metrics)
+    }
+
     @Test func aLowerIsBetterScoreComparesTheOtherWay() {
         func score(_ primary: Double, _ loss: Double, higherIsBetter: Bool) -> EvaluationScore {
             EvaluationScore(primary: primary, higherIsBetter: higherIsBetter, loss: loss, metrics: [], logText: "")
@@ -139,5 +220,16 @@ import Testing
         #expect(score(0.9, 1, higherIsBetter: true).isBetter(than: score(0.9, 2, higherIsBetter: true)))
         #expect(!score(0.9, 2, higherIsBetter: true).isBetter(than: score(0.9, 2, higherIsBetter: true)))
         #expect(!score(.nan, 1, higherIsBetter: false).isBetter(than: score(10, 2, higherIsBetter: false)))
+    }
+}
+
+/// The toy model of `TrainingRunTests` is its update count.
+extension Int: CheckpointableModel {
+    public func save(into state: inout TrainingState, as prefix: String) {
+        state.values[prefix + "count"] = .int(self)
+    }
+
+    public func restored(from state: TrainingState, as prefix: String) throws(TrainingStateError) -> Int {
+        try state.int(prefix + "count")
     }
 }

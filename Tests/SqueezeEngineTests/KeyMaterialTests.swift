@@ -53,12 +53,31 @@ import Testing
             ],
             outputs: [])
         let before = Value.object(["lr": .double(1e-3)])
-        let atDefault = KeyMaterial.omittingUnchangedDefaults(.object(["lr": .double(1e-3), "extra_weight": .int(0)]), of: descriptor)
-        let changed = KeyMaterial.omittingUnchangedDefaults(.object(["lr": .double(1e-3), "extra_weight": .double(0.5)]), of: descriptor)
-        let lrAtDefault = KeyMaterial.omittingUnchangedDefaults(.object(["lr": .double(1e-3)]), of: descriptor)
+        let atDefault = KeyMaterial.keyedParameters(.object(["lr": .double(1e-3), "extra_weight": .int(0)]), of: descriptor)
+        let changed = KeyMaterial.keyedParameters(.object(["lr": .double(1e-3), "extra_weight": .double(0.5)]), of: descriptor)
+        let lrAtDefault = KeyMaterial.keyedParameters(.object(["lr": .double(1e-3)]), of: descriptor)
         #expect(atDefault == before)
         #expect(changed == .object(["lr": .double(1e-3), "extra_weight": .double(0.5)]))
         #expect(lrAtDefault == before, "ordinary parameters stay keyed at their default")
+    }
+
+    /// A parameter declared `outsideKey` (how often to checkpoint) is left
+    /// out of the key at every value, its default included.
+    @Test func parameterOutsideTheKeyIsNeverKeyed() {
+        let descriptor = StageTypeDescriptor(
+            type: "t", version: 1, summary: "",
+            parameters: [
+                ParameterSpec("lr", .number, default: .double(1e-3), doc: ""),
+                ParameterSpec("checkpoint_every", .oneOf([.int, .string]), default: .string("10m"), outsideKey: true, doc: ""),
+            ],
+            outputs: [])
+        let without = Value.object(["lr": .double(1e-3)])
+        for value: Value in [.string("10m"), .int(1), .int(200), .string("1m")] {
+            let keyed = KeyMaterial.keyedParameters(.object(["lr": .double(1e-3), "checkpoint_every": value]), of: descriptor)
+            #expect(keyed == without, "checkpoint_every: \(value)")
+            guard case .object(let fields) = keyed else { continue }
+            #expect(Self.material(fields).key == Self.material(["lr": .double(1e-3)]).key)
+        }
     }
 }
 

@@ -38,8 +38,9 @@ import SqueezeSupport
         async let quick = ChildProcess.run(
             executable: "/bin/sh", arguments: ["sh", "-c", "exit 3"],
             environment: [:], workingDirectory: path, logPath: nil, timeout: 0.3)
-        let started = Date()
-        // Ends at 1 s, while the pool is still blocked: only a kill at its deadline reports the timeout.
+        // Ends at 1 s, while the pool is still blocked: only a kill at its deadline reports the timeout
+        // (a poll that ran late would see a normal exit). No wall-time bound: under a full test run the
+        // pool stays busy with other suites, and when this task resumes says nothing about the watchdog.
         async let slow = ChildProcess.run(
             executable: "/bin/sleep", arguments: ["sleep", "1"],
             environment: [:], workingDirectory: path, logPath: nil, timeout: 0.3)
@@ -48,7 +49,6 @@ import SqueezeSupport
         }
         #expect(try await quick.status == .exited(3))
         #expect(try await slow.status == .timedOut)
-        #expect(Date().timeIntervalSince(started) < 15)
     }
 
     @Test func aMissingWorkingDirectoryIsASpawnError() async throws {

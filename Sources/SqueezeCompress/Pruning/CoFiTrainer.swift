@@ -370,3 +370,55 @@ struct DoubleAdam: Sendable, Hashable {
         }
     }
 }
+
+extension CoFiTrainer {
+    /// Everything a CoFi step reads besides the batch: the student's
+    /// parameters (`student.`), the layer map `W`, the updater's state
+    /// (`updater.`), the masks' `log α` with their Adam, and `λ1`, `λ2` with theirs.
+    public func saveState(into state: inout TrainingState) {
+        state.save(parameters: student, as: "student.")
+        state.tensors["layer_map"] = layerMap
+        updater.saveState(into: &state, as: "updater.")
+        state.set("masks.log_alpha", doubles: masks.logAlpha)
+        state.set("lambdas", doubles: [lambda1, lambda2])
+        maskOptimizer.saveState(into: &state, as: "masks.adam.")
+        lambdaOptimizer.saveState(into: &state, as: "lambdas.adam.")
+    }
+
+    /// Continues from a state `saveState` saved for these models and options.
+    public mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+        var restored = self
+        try state.restore(parameters: &restored.student, from: "student.")
+        restored.layerMap = try state.tensor("layer_map", like: layerMap)
+        try restored.updater.restoreState(from: state, as: "updater.")
+        let logAlpha = try state.doubles("masks.log_alpha")
+        guard logAlpha.count == masks.logAlpha.count else {
+            throw TrainingStateError("\(logAlpha.count) mask variables saved, this model has \(masks.logAlpha.count)")
+        }
+        restored.masks.logAlpha = logAlpha
+        let lambdas = try state.doubles("lambdas")
+        guard lambdas.count == 2 else { throw TrainingStateError("`lambdas` must hold λ1 and λ2") }
+        (restored.lambda1, restored.lambda2) = (lambdas[0], lambdas[1])
+        restored.maskOptimizer = try DoubleAdam(restoring: state, as: "masks.adam.", count: logAlpha.count)
+        restored.lambdaOptimizer = try DoubleAdam(restoring: state, as: "lambdas.adam.", count: 2)
+        self = restored
+    }
+}
+
+extension DoubleAdam {
+    func saveState(into state: inout TrainingState, as prefix: String) {
+        state.values[prefix + "steps"] = .int(steps)
+        state.set(prefix + "first", doubles: first)
+        state.set(prefix + "second", doubles: second)
+    }
+
+    /// The optimizer `saveState` saved, over `count` parameters.
+    init(restoring state: TrainingState, as prefix: String, count: Int) throws(TrainingStateError) {
+        self.init(count: count)
+        let (steps, first, second) = (try state.int(prefix + "steps"), try state.doubles(prefix + "first"), try state.doubles(prefix + "second"))
+        guard steps >= 0, first.count == count, second.count == count else {
+            throw TrainingStateError("the `\(prefix)` optimizer state does not fit \(count) parameters")
+        }
+        (self.steps, self.first, self.second) = (steps, first, second)
+    }
+}

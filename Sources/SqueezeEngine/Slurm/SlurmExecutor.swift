@@ -251,7 +251,7 @@ private struct JobFollower {
             matrix: executor.invocation.matrix, stageID: spec.id, key: key, upstream: request.upstream,
             backend: spec.backend, seed: pipeline.seed(for: spec.id), threads: threads, force: request.force,
             cacheDirectory: pipeline.store.root, runsDirectory: request.runsRoot, logPath: paths.log,
-            resultPath: paths.result)
+            resultPath: paths.result, useRemoteCache: pipeline.remote != nil)
         try AtomicFile.write(Data(try SqueezeJSON.encode(jobSpec)), to: paths.spec)
         try AtomicFile.write(Data(SlurmCommands.jobScript(squeeze: executor.squeezeExecutable, specPath: paths.spec).utf8), to: paths.script)
         try FileSystem.makeDirectories(area.root + "/logs")

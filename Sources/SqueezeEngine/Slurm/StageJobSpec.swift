@@ -36,12 +36,17 @@ public struct StageJobSpec: Codable, Sendable, Equatable {
     public var logPath: String
     /// Where the node writes its stage record (JSON) when it is done.
     public var resultPath: String
+    /// The driver reads and writes through a remote cache: the node does
+    /// too, with `$SQUEEZE_REMOTE_CACHE` from the job's environment (the URL
+    /// may hold credentials, so it is never written into the spec).
+    public var useRemoteCache: Bool
 
     public init(
         recipeFile: String, overrides: [String], matrix: [String], stageID: String, key: String,
         upstream: [String: [String: ArtifactRef]], backend: String, seed: UInt64, threads: Int?, force: Bool,
-        cacheDirectory: String, runsDirectory: String, logPath: String, resultPath: String
+        cacheDirectory: String, runsDirectory: String, logPath: String, resultPath: String, useRemoteCache: Bool = false
     ) {
+        self.useRemoteCache = useRemoteCache
         self.formatVersion = Self.currentFormatVersion
         self.recipeFile = recipeFile
         self.overrides = overrides
