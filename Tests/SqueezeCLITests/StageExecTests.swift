@@ -10,7 +10,7 @@ import Testing
             "formatVersion": 1, "recipeFile": project.path("recipe/recipe.yaml"), "overrides": ["vars.word=hello"],
             "matrix": [String](), "stageID": "greet", "key": key, "upstream": [String: Any](), "backend": "cpu",
             "seed": "1", "threads": 1, "force": false, "cacheDirectory": project.cacheDirectory,
-            "runsDirectory": project.runsDirectory, "logPath": log, "resultPath": result,
+            "runsDirectory": project.runsDirectory, "logPath": log, "resultPath": result, "useRemoteCache": false,
         ]
         let path = project.path("jobs/spec-\(suffix).json")
         try project.write("jobs/spec-\(suffix).json", String(decoding: try JSONSerialization.data(withJSONObject: spec), as: UTF8.self))
