@@ -35,6 +35,11 @@ public struct StageRecord: Sendable, Codable, Equatable {
     public var outputs: [String: ArtifactRef]
     /// Log file, relative to the run directory.
     public var log: String?
+    /// Where the stage executed: `local` or `slurm` (absent for cache hits
+    /// decided before any executor ran, and in records of older versions).
+    public var executor: String?
+    /// The cluster job that executed the stage (cluster executors only).
+    public var job: ClusterJob?
 
     public init(id: String, uses: String, status: Status, reason: String? = nil) {
         self.id = id
@@ -45,6 +50,41 @@ public struct StageRecord: Sendable, Codable, Equatable {
         self.cpuSeconds = 0
         self.metrics = [:]
         self.outputs = [:]
+    }
+}
+
+/// What a cluster executor records about the job that executed a stage.
+public struct ClusterJob: Sendable, Codable, Equatable {
+    /// The scheduler's job id of the last attempt.
+    public var id: String
+    public var cluster: String?
+    /// The node the last attempt ran on.
+    public var node: String?
+    /// The scheduler's final state of the last attempt (`COMPLETED`, `FAILED`,
+    /// `TIMEOUT`, `OUT_OF_MEMORY`, `NODE_FAIL`, `PREEMPTED`, `CANCELLED`, …).
+    public var state: String?
+    /// Seconds the last attempt waited in the queue (start minus submit time).
+    public var queueWaitSeconds: Double?
+    /// Jobs submitted for the stage by this run (0 when it adopted a job a
+    /// previous driver submitted); retries make it more than 1.
+    public var attempts: Int
+    /// The job ids and final states of every attempt, oldest first (`123:TIMEOUT`).
+    public var history: [String]
+    /// The job was submitted by an earlier driver and adopted by this run.
+    public var adopted: Bool
+
+    public init(
+        id: String, cluster: String? = nil, node: String? = nil, state: String? = nil, queueWaitSeconds: Double? = nil,
+        attempts: Int, history: [String] = [], adopted: Bool = false
+    ) {
+        self.id = id
+        self.cluster = cluster
+        self.node = node
+        self.state = state
+        self.queueWaitSeconds = queueWaitSeconds
+        self.attempts = attempts
+        self.history = history
+        self.adopted = adopted
     }
 }
 

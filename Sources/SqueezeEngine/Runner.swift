@@ -22,11 +22,15 @@ public struct RunOptions: Sendable {
     public var squeezeVersion: String
     /// `--set` arguments as written, for the record.
     public var overrides: [String]
+    /// Where each stage that must execute runs: this process (`LocalExecutor`)
+    /// or a cluster job (`SlurmExecutor`).
+    public var executor: any StageExecutor
 
     public init(
         jobs: Int, cores: Int, keepGoing: Bool = false, force: Set<String> = [], only: Set<String>? = nil,
-        squeezeVersion: String, overrides: [String] = []
+        squeezeVersion: String, overrides: [String] = [], executor: any StageExecutor = LocalExecutor()
     ) {
+        self.executor = executor
         self.jobs = max(1, jobs)
         self.cores = max(1, cores)
         self.keepGoing = keepGoing
@@ -148,16 +152,18 @@ extension Pipeline {
                     guard runningCores.count < options.jobs, let spec = recipe.stages[id] else { break }
                     let ready = spec.dependencies.allSatisfy { results[$0]?.status == .ran || results[$0]?.status == .cached }
                     guard ready else { continue }
-                    let wanted = spec.resources.allCores ? options.cores : min(options.cores, max(1, spec.resources.cores ?? 1))
+                    // A cluster executor's stages use the cluster's cores, not ours: only `--jobs` limits them.
+                    let wanted = !options.executor.usesLocalCores ? 0
+                        : spec.resources.allCores ? options.cores : min(options.cores, max(1, spec.resources.cores ?? 1))
                     guard wanted <= freeCores || runningCores.isEmpty else { continue }
                     freeCores -= wanted
                     runningCores[id] = wanted
-                    let upstream = upstreamOutputs(of: spec, in: { results[$0]?.outputs })
-                    let force = options.force.contains(id)
+                    let request = StageRequest(
+                        spec: spec, upstream: upstreamOutputs(of: spec, in: { results[$0]?.outputs }), cores: wanted,
+                        force: options.force.contains(id), runDirectory: runDirectory, runsRoot: runsRoot)
+                    let executor = options.executor
                     group.addTask {
-                        Outcome(record: await execute(
-                            spec, upstream: upstream, cores: wanted, force: force,
-                            runDirectory: runDirectory, runsRoot: runsRoot, observer: observer))
+                        Outcome(record: await execute(request, executor: executor, observer: observer))
                     }
                 }
             }
@@ -183,28 +189,29 @@ extension Pipeline {
         }
     }
 
-    /// One stage: compute its key, use the cache if it can, otherwise run it
-    /// under the key's lock and store what it produced.
-    private func execute(
-        _ spec: StageSpec, upstream: [String: [String: ArtifactRef]], cores: Int, force: Bool,
-        runDirectory: String, runsRoot: String, observer: any RunObserver
-    ) async -> StageRecord {
+    /// One stage on `executor`, timed.
+    private func execute(_ request: StageRequest, executor: any StageExecutor, observer: any RunObserver) async -> StageRecord {
         let started = Date()
-        var record = await executeTimed(
-            spec, upstream: upstream, cores: cores, force: force, started: started,
-            runDirectory: runDirectory, runsRoot: runsRoot, observer: observer)
+        var record = await executor.execute(request, in: self, started: started, observer: observer)
         record.start = started
         record.end = Date()
         record.wallSeconds = Date().timeIntervalSince(started)
         return record
     }
 
-    private func executeTimed(
+    /// One stage in this process: compute its key, use the cache if it can,
+    /// otherwise run it under the key's lock and store what it produced. The
+    /// local executor and `squeeze stage-exec` (a cluster job) both run this.
+    /// `expectedKey`, when given, is the key the driver computed: a different
+    /// key here fails with `StageKeyMismatch` before anything runs.
+    /// `enforceTimeLimit` is off under a cluster scheduler, which enforces
+    /// `resources.time` itself and reports TIMEOUT by name.
+    func executeTimed(
         _ spec: StageSpec, upstream: [String: [String: ArtifactRef]], cores: Int, force: Bool, started: Date,
-        runDirectory: String, runsRoot: String, observer: any RunObserver
+        log logDestination: StageLogDestination, runsRoot: String, observer: any RunObserver,
+        expectedKey: String? = nil, enforceTimeLimit: Bool = true
     ) async -> StageRecord {
         var record = StageRecord(id: spec.id, uses: spec.uses, status: .failed)
-        let logRelative = "logs/\(Pipeline.fileName(for: spec.id)).log"
         let scratch = KeyedContentScratch(store: store)
         defer { scratch.removeAll() }
         do {
@@ -213,6 +220,9 @@ extension Pipeline {
             let material = stageKey.material
             let key = material.key
             record.key = key
+            if let expectedKey, expectedKey != key {
+                throw StageKeyMismatch(expected: expectedKey, computed: key)
+            }
             if !force, let hit = cachedEntry(key: key, spec: spec) {
                 return hitRecord(record, entry: hit, material: material)
             }
@@ -251,9 +261,8 @@ extension Pipeline {
             } catch let error as ParameterResolver.ResolutionError {
                 throw StageFailure(error.description)
             }
-            let logPath = (runDirectory as NSString).appendingPathComponent(logRelative)
-            let log = try StageLog(path: logPath)
-            record.log = logRelative
+            let log = try StageLog(path: logDestination.path)
+            record.log = logDestination.recorded
             let id = spec.id
             let context = StageContext(
                 stageID: id, recipeDirectory: recipe.directory, outputDirectory: outputDirectory,
@@ -266,7 +275,7 @@ extension Pipeline {
             if force { try store.removeResumableArea(forKey: key) }
 
             let cpuBefore = Self.processCPUSeconds()
-            let result = try await Self.withTimeLimit(spec.resources.timeLimitSeconds) {
+            let result = try await Self.withTimeLimit(enforceTimeLimit ? spec.resources.timeLimitSeconds : nil) {
                 try await type.run(context, params: params)
             }
             try Task.checkCancellation()
@@ -322,6 +331,8 @@ extension Pipeline {
                 } else if let shortfall = error as? ResourceShortfall {
                     let location = spec.resources.locations[shortfall.resource] ?? spec.location
                     record.reason = "\(location): `resources.\(shortfall.resource)`: \(shortfall.message)"
+                } else if let mismatch = error as? StageKeyMismatch {
+                    record.reason = "\(mismatch)"
                 } else if let limit = error as? TimeLimitExceeded {
                     let location = spec.resources.locations["time"] ?? spec.location
                     record.reason = "\(location): TIMEOUT: \(limit)"
@@ -356,7 +367,7 @@ extension Pipeline {
     }
 
     /// A stage served from the cache: `cache` is "hit" (local) or "remote".
-    private func hitRecord(_ record: StageRecord, entry: StageEntry, material: KeyMaterial, cache: String = "hit") -> StageRecord {
+    func hitRecord(_ record: StageRecord, entry: StageEntry, material: KeyMaterial, cache: String = "hit") -> StageRecord {
         var record = record
         record.status = .cached
         record.cache = cache
@@ -379,6 +390,21 @@ extension Pipeline {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+}
+
+/// The key a node computed for a stage differs from the one the driver
+/// submitted the job for: the node sees other inputs, another recipe or
+/// another squeeze, and must not store a result under either key.
+public struct StageKeyMismatch: Error, CustomStringConvertible {
+    public var expected: String
+    public var computed: String
+    /// How the reason of a stage record refused for a key mismatch begins.
+    public static let reasonPrefix = "key mismatch"
+
+    public var description: String {
+        "\(Self.reasonPrefix): the driver submitted key \(expected.prefix(12)) but this node computes \(computed.prefix(12)); "
+            + "the recipe, its inputs or squeeze differ between the driver and the node"
     }
 }
 

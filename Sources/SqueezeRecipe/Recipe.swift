@@ -245,6 +245,12 @@ public struct StageSpec: Sendable {
     /// The swept variables this instance is bound to, sorted by name; empty
     /// when the stage does not depend on any.
     public var matrixValues: OrderedDictionary<String, Value> = [:]
+    /// `retries:`: how often a cluster executor resubmits the stage's job
+    /// after an infrastructure failure (node failure, preemption, TIMEOUT,
+    /// OUT_OF_MEMORY); nil leaves it to the site file. Never part of the key.
+    public var retries: Int? = nil
+    /// Where `retries:` is written.
+    public var retriesLocation: SourceLocation? = nil
 
     public init(
         id: String, uses: String, with: OrderedDictionary<String, ParamValue>, needs: [String],

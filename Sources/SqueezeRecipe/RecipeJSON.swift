@@ -77,6 +77,7 @@ extension StageSpec {
             "resources": .object(resourceFields),
         ]
         if let description { object["description"] = .string(description) }
+        if let retries { object["retries"] = .int(retries) }
         if baseID != id {
             object["base"] = .string(baseID)
             object["matrix"] = .object(Dictionary(uniqueKeysWithValues: matrixValues.map { ($0.key, $0.value) }))

@@ -183,6 +183,10 @@ public enum RecipeSchema {
                         ]),
                     ]),
                 ]),
+                "retries": .object([
+                    "description": .string("How often a cluster executor resubmits the stage's job after an infrastructure failure (node failure, preemption, TIMEOUT, OUT_OF_MEMORY, a job cancelled by someone else); never after the stage's own error. Default: the site file's `slurm.retries`."),
+                    "type": .string("integer"), "minimum": .int(0),
+                ]),
                 "description": .object(["description": .string("What the stage does."), "type": .string("string")]),
             ]),
         ]

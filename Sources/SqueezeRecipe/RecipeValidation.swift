@@ -5,7 +5,7 @@ import SqueezeYAML
 /// none, builds the `Recipe`.
 struct RecipeValidation {
     static let topLevelKeys = ["version", "name", "description", "backend", "seed", "vars", "profiles", "matrix", "stages"]
-    static let stageKeys = ["uses", "with", "needs", "backend", "resources", "description"]
+    static let stageKeys = ["uses", "with", "needs", "backend", "resources", "retries", "description"]
     static let supportedVersion = 1
 
     let file: String

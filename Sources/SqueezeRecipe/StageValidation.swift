@@ -83,6 +83,7 @@ extension RecipeValidation {
         var backend = recipeBackend
         if let node = body["backend"], let value = backendValue(node) { backend = value }
         let description = body["description"].flatMap { stringValue($0, what: "description") }
+        let retries = body["retries"].flatMap { checkRetries($0) }
 
         guard case .some(.some(let descriptor)) = stageIDs[id] else { return nil }
         let resources = body["resources"].map { checkResources($0) } ?? descriptor.defaultResources
@@ -98,7 +99,19 @@ extension RecipeValidation {
             id: id, uses: descriptor.type, with: with.parameters, needs: needs, dependencies: Array(dependencies),
             backend: backend, resources: resources, location: key.location)
         spec.description = description
+        spec.retries = retries
+        spec.retriesLocation = body["retries"]?.location
         return spec
+    }
+
+    /// `retries: N`, a whole number of at least 0.
+    private mutating func checkRetries(_ node: YAMLNode) -> Int? {
+        if node.scalar != nil, case .int(let count) = YAMLScalar.resolve(node), count >= 0 { return count }
+        error(
+            "`retries` must be a whole number of at least 0, got \(node.scalar.map { "`\($0)`" } ?? Self.describe(node))",
+            at: node.location,
+            hint: "how often a cluster executor resubmits the stage after a node failure, preemption, TIMEOUT or OUT_OF_MEMORY, e.g. `retries: 2`")
+        return nil
     }
 
     private mutating func checkNeeds(_ node: YAMLNode, stage: String) -> [String] {

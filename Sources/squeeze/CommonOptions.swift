@@ -16,19 +16,24 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .customLong("runs-dir"), help: "Run records directory (default: $SQUEEZE_RUNS or ./runs).")
     var runsDirectory: String?
 
-    var resolvedCacheDirectory: String {
-        absolutePath(cacheDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_CACHE"] ?? ".squeeze")
+    var resolvedCacheDirectory: String { resolvedCacheDirectory(site: nil) }
+
+    /// `--cache-dir`, else `$SQUEEZE_CACHE`, else the site file's
+    /// `cache.directory` (`site`), else `./.squeeze`.
+    func resolvedCacheDirectory(site: String?) -> String {
+        absolutePath(cacheDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_CACHE"] ?? site ?? ".squeeze")
     }
 
     var resolvedRunsDirectory: String {
         absolutePath(runsDirectory ?? ProcessInfo.processInfo.environment["SQUEEZE_RUNS"] ?? "runs")
     }
 
-    func openStore() throws -> ContentStore {
+    func openStore(site: String? = nil) throws -> ContentStore {
+        let root = resolvedCacheDirectory(site: site)
         do {
-            return try ContentStore(root: resolvedCacheDirectory)
+            return try ContentStore(root: root)
         } catch {
-            throw UserError("cannot open the cache at \(resolvedCacheDirectory): \(error)")
+            throw UserError("cannot open the cache at \(root): \(error)")
         }
     }
 
@@ -72,6 +77,12 @@ struct RecipeOptions: ParsableArguments {
     var matrix: [String] = []
 
     func load() throws -> Recipe {
+        try Self.load(file: recipe, overrides: overrides, matrix: matrix)
+    }
+
+    /// Loads `file` with `--set` and `--matrix` arguments as written (a
+    /// cluster job loads the driver's recipe exactly this way).
+    static func load(file recipe: String, overrides: [String], matrix: [String]) throws -> Recipe {
         var parsed: [Override] = []
         var problems: [Diagnostic] = []
         for text in overrides {

@@ -39,23 +39,54 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print events and the run record as JSON lines.")
     var json = false
 
+    @Option(help: ArgumentHelp(
+        "Where stages execute: `local` (this process) or `slurm` (one batch job per stage; see docs/cluster.md).",
+        valueName: "local|slurm"))
+    var executor: ExecutorChoice = .local
+
     func validate() throws {
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1 (how many stages run at once); got \(jobs)") }
     }
 
     func run() async throws {
         let loaded = try recipe.load()
+        let environment = ProcessInfo.processInfo.environment
+        let site = try SiteConfiguration.locate(recipeDirectory: loaded.directory, environment: environment)
+            .map { path -> SiteConfiguration in
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw UserError("the site file \(path) (from $SQUEEZE_SITE) does not exist")
+                }
+                return try SiteConfiguration.load(file: path)
+            } ?? SiteConfiguration()
         let forced = stageList(force) == ["all"]
             ? Array(loaded.stages.keys) : try selectStages(stageList(force), in: loaded, flag: "--force")
         let selected = try selectStages(stageList(only), in: loaded, flag: "--only")
         let cores = ProcessInfo.processInfo.activeProcessorCount
+        let stageExecutor: any StageExecutor
+        switch executor {
+        case .local:
+            stageExecutor = LocalExecutor()
+        case .slurm:
+            let cluster: String?
+            do {
+                cluster = try await SlurmExecutor.clusterName(environment: environment)
+            } catch {
+                throw UserError("--executor slurm: \(error)")
+            }
+            stageExecutor = SlurmExecutor(
+                settings: site.slurm, cluster: cluster,
+                invocation: RecipeInvocation(
+                    file: absolutePath(recipe.recipe), overrides: recipe.overrides, matrix: recipe.matrix,
+                    workingDirectory: FileManager.default.currentDirectoryPath),
+                squeezeExecutable: site.slurm.squeezeExecutable ?? Self.ownExecutable(), environment: environment)
+        }
         let options = RunOptions(
-            jobs: jobs ?? cores, cores: cores, keepGoing: keepGoing, force: Set(forced),
+            jobs: jobs ?? (executor == .slurm ? 64 : cores), cores: cores, keepGoing: keepGoing, force: Set(forced),
             only: selected.isEmpty ? nil : Set(selected), squeezeVersion: Squeeze.version,
-            overrides: recipe.overrides)
+            overrides: recipe.overrides, executor: stageExecutor)
         var pipeline = Pipeline(
-            recipe: loaded, registry: Registered.stages, store: try storage.openStore(),
-            environment: ProcessInfo.processInfo.environment)
+            recipe: loaded, registry: Registered.stages, store: try storage.openStore(site: site.cacheDirectory),
+            environment: environment)
         pipeline.remote = try remote.remoteCache()
         announceCPUBackend(loaded)
         let console = ConsoleDisplay(live: Console.stderrIsTerminal)
@@ -86,6 +117,19 @@ struct RunCommand: AsyncParsableCommand {
         case .failed: throw ExitStatus(code: 1)
         case .interrupted: throw ExitStatus(code: 130)
         }
+    }
+}
+
+/// `--executor`.
+enum ExecutorChoice: String, ExpressibleByArgument, CaseIterable {
+    case local, slurm
+}
+
+extension RunCommand {
+    /// This squeeze's executable, for jobs to run (`/proc/self/exe`).
+    static func ownExecutable() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? absolutePath(CommandLine.arguments.first ?? "squeeze")
     }
 }
 

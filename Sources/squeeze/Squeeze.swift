@@ -27,7 +27,7 @@ struct Squeeze: AsyncParsableCommand {
         subcommands: [
             ValidateCommand.self, PlanCommand.self, RunCommand.self, RunsCommand.self,
             CacheCommand.self, ReportCommand.self, CompareCommand.self, StagesCommand.self, SchemaCommand.self,
-            BenchCommand.self,
+            BenchCommand.self, StageExecCommand.self,
         ]
     )
 

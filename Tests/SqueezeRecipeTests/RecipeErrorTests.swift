@@ -129,6 +129,14 @@ import Testing
         #expect(error.position == "6:5")
     }
 
+    @Test func retriesMustBeACount() throws {
+        let error = try #require(Fixtures.error("\(header)\nstages:\n  a:\n    uses: command\n    retries: two\n    with: { run: [x] }\n"))
+        #expect(error.message == "`retries` must be a whole number of at least 0, got `two`")
+        #expect(error.position == "6:14")
+        let recipe = try Fixtures.load("\(header)\nstages:\n  a:\n    uses: command\n    retries: 2\n    with: { run: [x] }\n")
+        #expect(recipe.stages["a"]?.retries == 2 && recipe.stages["a"]?.retriesLocation?.line == 6)
+    }
+
     @Test func withNotAMapping() throws {
         let error = try #require(Fixtures.error("\(header)\nstages:\n  a:\n    uses: command\n    with: [run]\n"))
         #expect(error.message == "`with` must be a mapping of parameters, got a list")
