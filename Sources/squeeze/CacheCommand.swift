@@ -161,12 +161,15 @@ extension CacheCommand {
         @OptionGroup var remote: RemoteOptions
 
         func run() async throws {
-            guard let cache = try remote.remoteCache() else {
-                throw UserError("no remote cache to pull from: pass --remote URL or set $SQUEEZE_REMOTE_CACHE")
+            let loaded = try recipe.load()
+            let environment = ProcessInfo.processInfo.environment
+            let site = try SiteConfiguration.forRecipe(directory: loaded.directory, environment: environment)
+            guard let cache = try remote.remoteCache(site: site.remoteCache) else {
+                throw UserError("no remote cache to pull from: pass --remote URL, set $SQUEEZE_REMOTE_CACHE or give `cache.remote` in the site file")
             }
             var pipeline = Pipeline(
-                recipe: try recipe.load(), registry: Registered.stages, store: try storage.openStore(),
-                environment: ProcessInfo.processInfo.environment)
+                recipe: loaded, registry: Registered.stages, store: try storage.openStore(site: site.cacheDirectory),
+                environment: environment)
             pipeline.remote = cache
             let report: RemoteTransferReport
             do {

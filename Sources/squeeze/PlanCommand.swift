@@ -30,11 +30,11 @@ struct PlanCommand: AsyncParsableCommand {
         let loaded = try recipe.load()
         let forced = try selectStages(stageList(force), in: loaded, flag: "--force")
         let selected = try selectStages(stageList(only), in: loaded, flag: "--only")
-        let store = try storage.openStore()
-        var pipeline = Pipeline(
-            recipe: loaded, registry: Registered.stages, store: store,
-            environment: ProcessInfo.processInfo.environment)
-        pipeline.remote = try remote.remoteCache()
+        let environment = ProcessInfo.processInfo.environment
+        let site = try SiteConfiguration.forRecipe(directory: loaded.directory, environment: environment)
+        let store = try storage.openStore(site: site.cacheDirectory)
+        var pipeline = Pipeline(recipe: loaded, registry: Registered.stages, store: store, environment: environment)
+        pipeline.remote = try remote.remoteCache(site: site.remoteCache)
         let plans: [StagePlan]
         do {
             plans = try await pipeline.plan(

@@ -3,8 +3,8 @@ import Foundation
 import SqueezeStore
 import SqueezeSupport
 
-/// The shared HTTP cache: `--remote URL`, else `$SQUEEZE_REMOTE_CACHE`;
-/// `--no-remote` turns it off. Credentials go in the URL's user information
+/// The shared HTTP cache: `--remote URL`, else `$SQUEEZE_REMOTE_CACHE`, else
+/// the site file's `cache.remote`; `--no-remote` turns it off. Credentials go in the URL's user information
 /// (e.g. from a CI secret in the environment variable) or in `~/.netrc`; they
 /// are never printed or recorded (`RemoteCache.displayURL`).
 struct RemoteOptions: ParsableArguments {
@@ -17,11 +17,11 @@ struct RemoteOptions: ParsableArguments {
     var disabled = false
 
     /// The remote cache to use, or nil for none; a malformed URL is bad input.
-    func remoteCache(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RemoteCache? {
+    func remoteCache(site: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RemoteCache? {
         guard !disabled else { return nil }
         let flag = url.map { (text: $0, source: "--remote") }
         let variable = environment["SQUEEZE_REMOTE_CACHE"].flatMap { $0.isEmpty ? nil : (text: $0, source: "$SQUEEZE_REMOTE_CACHE") }
-        guard let given = flag ?? variable else { return nil }
+        guard let given = flag ?? variable ?? site.map({ (text: $0, source: "the site file's `cache.remote`") }) else { return nil }
         guard let parsed = URL(string: given.text), let scheme = parsed.scheme?.lowercased(),
               scheme == "http" || scheme == "https", parsed.host?.isEmpty == false
         else {

@@ -51,13 +51,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let loaded = try recipe.load()
         let environment = ProcessInfo.processInfo.environment
-        let site = try SiteConfiguration.locate(recipeDirectory: loaded.directory, environment: environment)
-            .map { path -> SiteConfiguration in
-                guard FileManager.default.fileExists(atPath: path) else {
-                    throw UserError("the site file \(path) (from $SQUEEZE_SITE) does not exist")
-                }
-                return try SiteConfiguration.load(file: path)
-            } ?? SiteConfiguration()
+        let site = try SiteConfiguration.forRecipe(directory: loaded.directory, environment: environment)
         let forced = stageList(force) == ["all"]
             ? Array(loaded.stages.keys) : try selectStages(stageList(force), in: loaded, flag: "--force")
         let selected = try selectStages(stageList(only), in: loaded, flag: "--only")
@@ -87,7 +81,7 @@ struct RunCommand: AsyncParsableCommand {
         var pipeline = Pipeline(
             recipe: loaded, registry: Registered.stages, store: try storage.openStore(site: site.cacheDirectory),
             environment: environment)
-        pipeline.remote = try remote.remoteCache()
+        pipeline.remote = try remote.remoteCache(site: site.remoteCache)
         announceCPUBackend(loaded)
         let console = ConsoleDisplay(live: Console.stderrIsTerminal)
         let display: any RunObserver & Sendable = json ? JSONLinesDisplay() : console

@@ -70,7 +70,10 @@ struct StageExecCommand: AsyncParsableCommand {
         }
         var pipeline = Pipeline(
             recipe: recipe, registry: Registered.stages, store: store, environment: ProcessInfo.processInfo.environment)
-        if job.useRemoteCache { pipeline.remote = try RemoteOptions().remoteCache() }
+        if job.useRemoteCache {
+            let site = try SiteConfiguration.forRecipe(directory: recipe.directory, environment: ProcessInfo.processInfo.environment)
+            pipeline.remote = try RemoteOptions().remoteCache(site: site.remoteCache)
+        }
         let threads = job.threads
             ?? ProcessInfo.processInfo.environment["SLURM_CPUS_ON_NODE"].flatMap { Int($0) }
             ?? ProcessInfo.processInfo.activeProcessorCount

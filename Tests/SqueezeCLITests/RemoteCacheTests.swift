@@ -121,6 +121,25 @@ import Testing
         #expect(server.accessLines().count == requests)
     }
 
+    /// The site file's `cache.remote` is used when neither `--remote` nor
+    /// `$SQUEEZE_REMOTE_CACHE` names a remote, by `plan`, `run` and `cache pull`.
+    @Test func theSiteFilesRemoteIsUsedWithoutFlags() throws {
+        guard let server = try Self.server() else { return }
+        let project = try Self.project("site-remote", teacher: false)
+        let url = server.baseURL.appendingPathComponent("squeeze").absoluteString
+        let first = try Self.run(project, cache: "cache-a", flags: ["--remote", url])
+        try #require(first.status == 0, "\(first)")
+        try project.write("recipe/squeeze-site.yaml", "cache:\n  remote: \(url)\n")
+        #expect(try Self.plan(project, cache: "cache-b").values.allSatisfy { $0.status == "remote" })
+        #expect(try Self.plan(project, cache: "cache-b", flags: ["--no-remote"]).values.allSatisfy { $0.status == "run" })
+        let pull = try project.squeeze(["cache", "pull", "recipe/recipe.yaml"] + project.storage(cache: project.path("cache-b")))
+        #expect(pull.status == 0, "\(pull)")
+        let second = try Self.run(project, cache: "cache-b")
+        try #require(second.status == 0, "\(second)")
+        #expect(try project.record(of: second).stages.allSatisfy { $0.cache == "hit" }, "pulled before the run")
+        #expect(Self.runCount(project) == 1)
+    }
+
     // MARK: Corruption
 
     @Test func aCorruptRemoteObjectIsDetectedAndTheStageRecomputedAndReuploaded() throws {

@@ -77,12 +77,14 @@ import Testing
               squeeze: /shared/bin/squeeze
             cache:
               directory: shared-cache
+              remote: https://ci:tok3n@cache.example.org/squeeze
             """, file: "/site/squeeze-site.yaml")
         #expect(site.slurm == SlurmSettings(
             partition: "cpu", account: "lab", qos: "high", timeSeconds: 7200, memoryBytes: 16 * 1_073_741_824,
             extraFlags: ["--constraint=zen4", "--exclusive"], retries: 2, backoffSeconds: 30, pollMinimumSeconds: 1,
             pollMaximumSeconds: 60, squeezeExecutable: "/shared/bin/squeeze"))
         #expect(site.cacheDirectory == "/site/shared-cache", "relative to the site file")
+        #expect(site.remoteCache == "https://ci:tok3n@cache.example.org/squeeze")
     }
 
     @Test func siteFileErrorsHavePositions() {
@@ -97,6 +99,7 @@ import Testing
                   poll: { min: 10s, max: 1s }
                 cache:
                   remote_url: x
+                  remote: ftp://user:s3cret@host/x
                 """, file: "site.yaml")
             Issue.record("a bad site file loaded")
             return
@@ -111,6 +114,8 @@ import Testing
         #expect(shown.contains { $0.hasPrefix("5:21 `retries.count` must be a whole number") }, "\(shown)")
         #expect(shown.contains { $0.hasPrefix("6:9 `poll.min` is longer than `poll.max`") }, "\(shown)")
         #expect(shown.contains("8:3 unknown key `remote_url` in `cache`"), "\(shown)")
+        #expect(shown.contains { $0.hasPrefix("9:11 `cache.remote` must be an http:// or https:// URL") }, "\(shown)")
+        #expect(!shown.joined().contains("s3cret"), "the URL may hold a password: never echoed")
         #expect(problems.allSatisfy { $0.location?.file == "site.yaml" })
     }
 }

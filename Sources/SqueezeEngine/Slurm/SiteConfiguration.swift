@@ -1,5 +1,6 @@
 import Foundation
 import SqueezeRecipe
+import SqueezeSupport
 import SqueezeYAML
 
 /// Where and how a site runs recipes: `squeeze-site.yaml`, found next to the
@@ -19,6 +20,7 @@ import SqueezeYAML
 ///   squeeze: /shared/bin/squeeze   # the squeeze the jobs run (default: this one)
 /// cache:
 ///   directory: /shared/squeeze-cache
+///   remote: https://cache.example.org/squeeze   # the shared HTTP cache
 /// ```
 public struct SiteConfiguration: Sendable, Equatable {
     /// The file it was read from, nil for the built-in defaults.
@@ -26,11 +28,25 @@ public struct SiteConfiguration: Sendable, Equatable {
     public var slurm: SlurmSettings
     /// `cache.directory`: the shared cache every node reads and writes.
     public var cacheDirectory: String?
+    /// `cache.remote`: the shared HTTP cache (an http or https URL), used
+    /// when neither `--remote` nor `$SQUEEZE_REMOTE_CACHE` names one.
+    public var remoteCache: String?
 
-    public init(file: String? = nil, slurm: SlurmSettings = SlurmSettings(), cacheDirectory: String? = nil) {
+    public init(file: String? = nil, slurm: SlurmSettings = SlurmSettings(), cacheDirectory: String? = nil, remoteCache: String? = nil) {
         self.file = file
         self.slurm = slurm
         self.cacheDirectory = cacheDirectory
+        self.remoteCache = remoteCache
+    }
+
+    /// The site file for a recipe (`locate`), read and checked, or the
+    /// built-in defaults when there is none.
+    public static func forRecipe(directory: String, environment: [String: String]) throws -> SiteConfiguration {
+        guard let path = locate(recipeDirectory: directory, environment: environment) else { return SiteConfiguration() }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw UserError("the site file \(path) (from $SQUEEZE_SITE) does not exist")
+        }
+        return try load(file: path)
     }
 
     /// The file name looked for next to the recipe.
@@ -126,7 +142,7 @@ private struct SiteReader {
     static let slurmKeys = [
         "partition", "account", "qos", "time", "memory", "extra_sbatch_flags", "retries", "poll", "squeeze",
     ]
-    static let cacheKeys = ["directory"]
+    static let cacheKeys = ["directory", "remote"]
     static let retriesKeys = ["count", "backoff"]
     static let pollKeys = ["min", "max"]
 
@@ -140,8 +156,17 @@ private struct SiteReader {
             case "slurm": site.slurm = readSlurm(entry.value)
             default:
                 for field in mapping(entry.value, what: "`cache`") ?? [] {
-                    guard key(field, allowed: Self.cacheKeys, in: "`cache`") != nil else { continue }
-                    if let directory = nonEmptyString(field.value, what: "`cache.directory`") {
+                    guard let name = key(field, allowed: Self.cacheKeys, in: "`cache`") else { continue }
+                    if name == "remote" {
+                        guard let text = nonEmptyString(field.value, what: "`cache.remote`") else { continue }
+                        if let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false {
+                            site.remoteCache = text
+                        } else {
+                            // Not echoed: the text may hold a password.
+                            error("`cache.remote` must be an http:// or https:// URL with a host", at: field.value.location,
+                                  hint: "e.g. `remote: https://cache.example.org/squeeze`")
+                        }
+                    } else if let directory = nonEmptyString(field.value, what: "`cache.directory`") {
                         let base = URL(fileURLWithPath: file).deletingLastPathComponent().path
                         site.cacheDirectory = directory.hasPrefix("/") ? directory
                             : URL(fileURLWithPath: directory, relativeTo: URL(fileURLWithPath: base, isDirectory: true)).standardizedFileURL.path
