@@ -240,6 +240,62 @@ struct SlurmExecutorTests {
         #expect(reason.contains("slurm job \(second) ended CANCELLED") && reason.contains("retries:"), "\(reason)")
     }
 
+    /// A training job cancelled after it wrote a checkpoint is resubmitted per
+    /// `retries:` and the new job resumes on the node from that checkpoint
+    /// (kept in the shared cache's resumable area); the model is bit-identical
+    /// to an uninterrupted local run's.
+    @Test func aCancelledTrainingJobResumesFromItsCheckpoint() throws {
+        let recipe = TinySentiment.recipe(name: "slurm-resume", stages: """
+              teacher:
+                uses: train/finetune
+                retries: 1
+                with:
+                  model: ${base.model}
+                  data: ${data.dataset}
+                  steps: 12
+                  batch_size: 8
+                  lr: 3.0e-3
+                  max_seq_len: 16
+                  warmup_ratio: 0.1
+                  checkpoint_every: 1
+            """)
+        let project = try TinySentiment.makeProject("slurm-resume", recipe: recipe)
+        try project.write("recipe/squeeze-site.yaml", Self.site)
+        let local = try project.run(timeout: 300)
+        try #require(local.status == 0, "\(local)")
+        let expected = try #require(try record(project, local).stage("teacher"))
+
+        let slurmCache = project.path("slurm-cache")
+        var environment = cluster.environment
+        environment["SQUEEZE_TEST_PAUSE_AFTER_CHECKPOINT"] = "teacher:train:4"
+        let driver = try SqueezeCLI.start(
+            ["run", "recipe/recipe.yaml", "--executor", "slurm"] + project.storage(cache: slurmCache),
+            in: project.root, environment: environment)
+        let first = try waitForRunningJob("sq-teacher-", timeout: 120)
+        let resumable = slurmCache + "/resumable"
+        let deadline = Date().addingTimeInterval(180)
+        func checkpointWritten() -> Bool {
+            let areas = (try? FileManager.default.contentsOfDirectory(atPath: resumable)) ?? []
+            return areas.contains { area in
+                ((try? FileManager.default.contentsOfDirectory(atPath: "\(resumable)/\(area)/train")) ?? [])
+                    .contains("checkpoint-0000000004")
+            }
+        }
+        while !checkpointWritten(), Date() < deadline, driver.isRunning { usleep(50_000) }
+        try #require(checkpointWritten(), "the job never wrote its checkpoint at step 4")
+        try cluster.command("scancel", [first])
+        let result = driver.wait(timeout: 300)
+        try #require(result.status == 0, "\(result)")
+
+        let teacher = try #require(try record(project, result).stage("teacher"))
+        let job = try #require(teacher.job)
+        #expect(job.attempts == 2 && job.history.first == "\(first):CANCELLED" && job.state == "COMPLETED", "\(job)")
+        #expect(!expected.outputs.isEmpty && teacher.outputs == expected.outputs, "resumed \(teacher.outputs) uninterrupted \(expected.outputs)")
+        let log = project.read("runs/\(result.runID ?? "")/logs/teacher.log") ?? ""
+        #expect(log.contains("resumed from the checkpoint at step 4"), "\(log)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: resumable)) ?? []).isEmpty, "the area is gone once the entry exists")
+    }
+
     /// Ctrl-C on the driver cancels every job it submitted: none of ours is
     /// left in the queue, and the run is recorded as interrupted.
     @Test func interruptingTheDriverCancelsItsJobs() throws {
