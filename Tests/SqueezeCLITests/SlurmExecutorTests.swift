@@ -296,6 +296,30 @@ struct SlurmExecutorTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: resumable)) ?? []).isEmpty, "the area is gone once the entry exists")
     }
 
+    /// A job that outlives its `resources.time` is stopped by Slurm and
+    /// reported as TIMEOUT, by name (Slurm's limits are whole minutes, so
+    /// this test takes one to two).
+    @Test func aJobOverItsTimeLimitIsReportedAsTimeout() throws {
+        let project = try project("timeout", recipe: """
+            version: 1
+            name: slurm-timeout
+            stages:
+              endless:
+                uses: command
+                retries: 0
+                resources: {time: 1m}
+                with:
+                  run: [sleep, "600"]
+            """)
+        let result = try slurmRun(project, timeout: 300)
+        #expect(result.status == 1, "\(result)")
+        let endless = try #require(try record(project, result).stage("endless"))
+        #expect(endless.status == "failed")
+        #expect(endless.job?.state == "TIMEOUT", "\(String(describing: endless.job))")
+        #expect(endless.reason?.contains("TIMEOUT") == true, "\(String(describing: endless.reason))")
+        #expect(try waitForEmptyQueue().isEmpty)
+    }
+
     /// Ctrl-C on the driver cancels every job it submitted: none of ours is
     /// left in the queue, and the run is recorded as interrupted.
     @Test func interruptingTheDriverCancelsItsJobs() throws {
