@@ -41,19 +41,8 @@ public struct DecoderTrainer: Sendable {
     }
 }
 
-extension DecoderTrainer {
-    /// The model's parameters (`model.`) and the updater's state (`updater.`).
-    public func saveState(into state: inout TrainingState) {
-        state.save(parameters: model, as: "model.")
-        updater.saveState(into: &state, as: "updater.")
-    }
-
-    /// Continues from a state `saveState` saved for this model and options.
-    public mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
-        var model = self.model
-        var updater = self.updater
-        try state.restore(parameters: &model, from: "model.")
-        try updater.restoreState(from: state, as: "updater.")
+extension DecoderTrainer: ModelAndUpdaterTrainer {
+    package mutating func replace(model: DecoderModel, updater: ParameterUpdater) {
         (self.model, self.updater) = (model, updater)
     }
 }

@@ -101,6 +101,34 @@ public struct TrainingState: Sendable {
     }
 }
 
+/// A trainer whose whole state is its model's parameters and its updater's
+/// state (the fine-tuning trainers of every model family): checkpointed the
+/// same way for all of them.
+package protocol ModelAndUpdaterTrainer {
+    associatedtype Model: TrainableModel
+    var model: Model { get }
+    var updater: ParameterUpdater { get }
+    /// Puts a restored model and updater in place.
+    mutating func replace(model: Model, updater: ParameterUpdater)
+}
+
+extension ModelAndUpdaterTrainer {
+    /// The model's parameters (`model.`) and the updater's state (`updater.`).
+    package func saveState(into state: inout TrainingState) {
+        state.save(parameters: model, as: "model.")
+        updater.saveState(into: &state, as: "updater.")
+    }
+
+    /// Continues from a state `saveState` saved for this model and options.
+    package mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+        var model = self.model
+        var updater = self.updater
+        try state.restore(parameters: &model, from: "model.")
+        try updater.restoreState(from: state, as: "updater.")
+        replace(model: model, updater: updater)
+    }
+}
+
 /// A saved training state that does not fit the run restoring it.
 public struct TrainingStateError: Error, Sendable, CustomStringConvertible {
     public var message: String
