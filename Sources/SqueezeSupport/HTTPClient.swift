@@ -61,30 +61,14 @@ public struct HTTPClient: Sendable {
 
     /// `PUT url` with the bytes of the file at `path` as the body.
     public func put(_ url: URL, file path: String) async throws -> Head {
-        let request = request(url, method: "PUT")
-        do {
-            let (_, response) = try await session.upload(for: request, fromFile: URL(fileURLWithPath: path))
-            return try Self.head(of: response, url: url)
-        } catch let error as HTTPError {
-            throw error
-        } catch {
-            if Task.isCancelled { throw CancellationError() }
-            throw Self.failure(error, url: url, method: "PUT")
-        }
+        try await perform(request(url, method: "PUT")) {
+            try await session.upload(for: $0, fromFile: URL(fileURLWithPath: path))
+        }.head
     }
 
     /// `PUT url` with `body`.
     public func put(_ url: URL, data body: Data) async throws -> Head {
-        let request = request(url, method: "PUT")
-        do {
-            let (_, response) = try await session.upload(for: request, from: body)
-            return try Self.head(of: response, url: url)
-        } catch let error as HTTPError {
-            throw error
-        } catch {
-            if Task.isCancelled { throw CancellationError() }
-            throw Self.failure(error, url: url, method: "PUT")
-        }
+        try await perform(request(url, method: "PUT")) { try await session.upload(for: $0, from: body) }.head
     }
 
     /// Downloads `url` to `path`, resuming a previous attempt, and keeps the
@@ -192,9 +176,17 @@ public struct HTTPClient: Sendable {
     }
 
     private func send(_ request: URLRequest) async throws -> Response {
+        try await perform(request) { try await session.data(for: $0) }
+    }
+
+    /// Runs `transfer` for `request`; a failure becomes an `HTTPError` that
+    /// shows no credentials, or a `CancellationError` when the task was cancelled.
+    private func perform(
+        _ request: URLRequest, _ transfer: (URLRequest) async throws -> (Data, URLResponse)
+    ) async throws -> Response {
         let url = request.url ?? URL(fileURLWithPath: "/")
         do {
-            let (body, response) = try await session.data(for: request)
+            let (body, response) = try await transfer(request)
             return Response(head: try Self.head(of: response, url: url), body: body)
         } catch let error as HTTPError {
             throw error
