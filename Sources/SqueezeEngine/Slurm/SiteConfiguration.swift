@@ -62,23 +62,18 @@ public struct SiteConfiguration: Sendable, Equatable {
 
     /// Reads and checks a site file; every problem is reported with its position.
     public static func load(file path: String) throws(Diagnostics) -> SiteConfiguration {
-        let root: YAMLNode?
-        do {
-            root = try YAMLParser.parseFile(atPath: path, displayName: path)
-        } catch {
-            throw Diagnostics([error])
-        }
-        var reader = SiteReader()
-        let site = reader.read(root, file: path)
-        guard reader.problems.isEmpty else { throw Diagnostics(reader.sortedProblems) }
-        return site
+        try read(file: path) { () throws(Diagnostic) in try YAMLParser.parseFile(atPath: path, displayName: path) }
     }
 
     /// Reads a site file's text, reported as `file` (tests).
     public static func load(text: String, file: String) throws(Diagnostics) -> SiteConfiguration {
+        try read(file: file) { () throws(Diagnostic) in try YAMLParser.parse(text, file: file) }
+    }
+
+    private static func read(file: String, _ parse: () throws(Diagnostic) -> YAMLNode?) throws(Diagnostics) -> SiteConfiguration {
         let root: YAMLNode?
         do {
-            root = try YAMLParser.parse(text, file: file)
+            root = try parse()
         } catch {
             throw Diagnostics([error])
         }
