@@ -167,22 +167,8 @@ public struct DecoderDistillationTrainer: Sendable {
     }
 }
 
-extension DecoderDistillationTrainer {
-    /// The student's parameters (`student.`), the projection and the
-    /// updater's state (`updater.`); the teacher is an input, not state.
-    public func saveState(into state: inout TrainingState) {
-        state.save(parameters: student, as: "student.")
-        if let projection { state.tensors["projection"] = projection }
-        updater.saveState(into: &state, as: "updater.")
-    }
-
-    /// Continues from a state `saveState` saved for these models and options.
-    public mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
-        var student = self.student
-        var updater = self.updater
-        try state.restore(parameters: &student, from: "student.")
-        let projection = try self.projection.map { current throws(TrainingStateError) in try state.tensor("projection", like: current) }
-        try updater.restoreState(from: state, as: "updater.")
+extension DecoderDistillationTrainer: StudentTrainer {
+    package mutating func replace(student: DecoderModel, projection: Tensor?, updater: ParameterUpdater) {
         (self.student, self.projection, self.updater) = (student, projection, updater)
     }
 }

@@ -333,22 +333,40 @@ public struct DistillationTrainer: Sendable {
     }
 }
 
-extension DistillationTrainer {
+/// A distillation trainer whose state is its student's parameters, the
+/// optional hidden-state projection and the updater's state (the teacher is
+/// an input, not state): checkpointed the same way for every model family.
+package protocol StudentTrainer {
+    associatedtype Student: TrainableModel
+    var student: Student { get }
+    var projection: Tensor? { get }
+    var updater: ParameterUpdater { get }
+    /// Puts a restored student, projection and updater in place.
+    mutating func replace(student: Student, projection: Tensor?, updater: ParameterUpdater)
+}
+
+extension StudentTrainer {
     /// The student's parameters (`student.`), the projection and the
-    /// updater's state (`updater.`); the teacher is an input, not state.
-    public func saveState(into state: inout TrainingState) {
+    /// updater's state (`updater.`).
+    package func saveState(into state: inout TrainingState) {
         state.save(parameters: student, as: "student.")
         if let projection { state.tensors["projection"] = projection }
         updater.saveState(into: &state, as: "updater.")
     }
 
     /// Continues from a state `saveState` saved for these models and options.
-    public mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
+    package mutating func restoreState(from state: TrainingState) throws(TrainingStateError) {
         var student = self.student
         var updater = self.updater
         try state.restore(parameters: &student, from: "student.")
         let projection = try self.projection.map { current throws(TrainingStateError) in try state.tensor("projection", like: current) }
         try updater.restoreState(from: state, as: "updater.")
+        replace(student: student, projection: projection, updater: updater)
+    }
+}
+
+extension DistillationTrainer: StudentTrainer {
+    package mutating func replace(student: BertModel, projection: Tensor?, updater: ParameterUpdater) {
         (self.student, self.projection, self.updater) = (student, projection, updater)
     }
 }
