@@ -233,6 +233,28 @@ import Testing
         #expect(Self.runCount(project) == 0)
     }
 
+    /// A bad site file is bad input (exit 2) for `run`, `plan` and `cache
+    /// pull`, reported at its position without echoing the URL; so is a
+    /// `$SQUEEZE_SITE` that names no file.
+    @Test func aBadOrMissingSiteFileIsBadInput() throws {
+        let project = try Self.project("site-bad", teacher: false)
+        try project.write("recipe/squeeze-site.yaml", "cache:\n  remote: ftp://user:hunter2@host/x\n")
+        let storage = project.storage(cache: project.path("cache-a"))
+        for command in [["run"], ["plan"], ["cache", "pull"]] {
+            let result = try project.squeeze(command + ["recipe/recipe.yaml"] + storage)
+            #expect(result.status == 2, "\(command): \(result)")
+            #expect(result.stderr.contains("squeeze-site.yaml:2:11"), "\(command): \(result)")
+            #expect(result.stderr.contains("`cache.remote` must be an http:// or https:// URL"), "\(command): \(result)")
+            #expect(!result.stderr.contains("hunter2"), "\(command): \(result)")
+        }
+        try FileManager.default.removeItem(atPath: project.path("recipe/squeeze-site.yaml"))
+        let missing = try project.squeeze(
+            ["plan", "recipe/recipe.yaml"] + storage, environment: ["SQUEEZE_SITE": project.path("nowhere.yaml")])
+        #expect(missing.status == 2, "\(missing)")
+        #expect(missing.stderr.contains("nowhere.yaml (from $SQUEEZE_SITE) does not exist"), "\(missing)")
+        #expect(Self.runCount(project) == 0)
+    }
+
     // MARK: push and pull
 
     @Test func pushThenPullFillsAnotherCache() throws {
