@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SqueezeCompress", targets: ["SqueezeCompress"]),
         .library(name: "SqueezeReport", targets: ["SqueezeReport"]),
         .library(name: "SqueezeBench", targets: ["SqueezeBench"]),
+        .library(name: "SqueezeExport", targets: ["SqueezeExport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         // libyaml, linked through pkg-config (Debian: libyaml-dev).
@@ -99,6 +101,19 @@ let package = Package(
         // observers, post-training and model quantization, quantized inference,
         // CoFi structured pruning, distillation.
         .target(name: "SqueezeCompress", dependencies: ["SqueezeModels", "SqueezeTensor"]),
+        // The ONNX protobuf messages, generated once from onnx.proto (ONNX 1.23.2) by
+        // scripts/generate-onnx-proto and committed: no protoc or plugin at build time.
+        .target(
+            name: "SqueezeONNXProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["onnx.proto"]
+        ),
+        // Exports for the runtimes people serve with: ONNX graphs (fp32, CoFi,
+        // int8 QDQ, decoders) and Hugging Face checkpoints (docs/export.md).
+        .target(
+            name: "SqueezeExport",
+            dependencies: ["SqueezeONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
         // Built-in stage types, one file each.
         .target(
             name: "SqueezeStages",
@@ -166,6 +181,12 @@ let package = Package(
         .testTarget(
             name: "SqueezeCompressTests",
             dependencies: ["SqueezeCompress", "SqueezeModels", "SqueezeTensor", "SqueezeModelsTestSupport"]
+        ),
+        .testTarget(
+            name: "SqueezeExportTests",
+            dependencies: ["SqueezeExport", "SqueezeONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            // The Python runners (onnxruntime, transformers) read from the source tree at test time.
+            exclude: ["Support/Python"]
         ),
         .testTarget(name: "SqueezeReportTests", dependencies: ["SqueezeReport", "SqueezeEngine", "SqueezeSupport"]),
         .testTarget(
