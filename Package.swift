@@ -112,7 +112,9 @@ let package = Package(
         // int8 QDQ, decoders) and Hugging Face checkpoints (docs/export.md).
         .target(
             name: "SqueezeExport",
-            dependencies: ["SqueezeONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: [
+                "SqueezeSupport", "SqueezeModels", "SqueezeONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
         // Built-in stage types, one file each.
         .target(
@@ -184,7 +186,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SqueezeExportTests",
-            dependencies: ["SqueezeExport", "SqueezeONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: [
+                "SqueezeExport", "SqueezeONNXProto", "SqueezeModels", "SqueezeSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             // The Python runners (onnxruntime, transformers) read from the source tree at test time.
             exclude: ["Support/Python"]
         ),
