@@ -170,7 +170,13 @@ extension Pipeline {
 
             launchReady()
             while let outcome = await group.next() {
-                let record = outcome.record
+                var record = outcome.record
+                do {
+                    try publish(record, runID: runID)
+                } catch {
+                    record.status = .failed
+                    record.reason = "could not publish its output: \(error)"
+                }
                 runningCores[record.id] = nil
                 pending.removeAll { $0 == record.id }
                 results[record.id] = record

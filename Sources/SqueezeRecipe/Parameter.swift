@@ -127,9 +127,10 @@ public struct Parameter<Decoded: Decodable & Sendable>: Sendable {
     /// A parameter without a default: required, unless its type is `.optional(…)`.
     public init(
         _ name: String, _ type: ParameterType<Decoded>, quoting: ReferenceQuoting = .none, fallback: ParameterFallback? = nil,
-        doc: String
+        outsideKey: Bool = false, doc: String
     ) {
-        spec = ParameterSpec(name, type.type, required: type.absent == nil, quoting: quoting, fallback: fallback, doc: doc)
+        spec = ParameterSpec(
+            name, type.type, required: type.absent == nil, quoting: quoting, outsideKey: outsideKey, fallback: fallback, doc: doc)
         absent = type.absent
     }
 

@@ -182,6 +182,10 @@ public struct StageTypeDescriptor: Sendable {
     /// reads exactly what was keyed. It may fetch the content into a scratch
     /// directory of `scope`, and throws when the content cannot be found.
     public var keyedContent: (@Sendable (_ parameter: String, _ value: String, _ scope: KeyedContentScope) throws -> KeyedContent?)?
+    /// An output the engine copies to a directory the user names in a
+    /// parameter (an export's `destination`), after every run that satisfies
+    /// the stage, computed or cached; nil for none.
+    public var publication: Publication?
 
     public init(
         type: String, version: Int, summary: String,
@@ -190,8 +194,10 @@ public struct StageTypeDescriptor: Sendable {
         usesTensorBackend: Bool = false,
         seedUse: SeedUse = .always,
         keyedContent: (@Sendable (_ parameter: String, _ value: String, _ scope: KeyedContentScope) throws -> KeyedContent?)? = nil,
+        publication: Publication? = nil,
         check: (@Sendable (_ with: YAMLNode) -> [Diagnostic])? = nil
     ) {
+        self.publication = publication
         self.keyedContent = keyedContent
         self.defaultResources = defaultResources
         self.usesTensorBackend = usesTensorBackend
@@ -210,6 +216,21 @@ public struct StageTypeDescriptor: Sendable {
 
     public func output(named name: String) -> OutputSpec? {
         outputs.first { $0.name == name }
+    }
+}
+
+/// A stage output that is also copied out of the cache to a directory named
+/// by a string parameter (declared `outsideKey`: where a copy goes does not
+/// change its bits). See `Pipeline.checkPublications` and `Publisher`.
+public struct Publication: Sendable, Hashable {
+    /// The parameter naming the directory, relative to the recipe's folder.
+    public var parameter: String
+    /// The output copied there (a directory output).
+    public var output: String
+
+    public init(parameter: String, output: String) {
+        self.parameter = parameter
+        self.output = output
     }
 }
 

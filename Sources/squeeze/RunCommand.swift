@@ -95,6 +95,7 @@ struct RunCommand: AsyncParsableCommand {
         defer { ticker.cancel() }
 
         let runs = storage.runStore
+        try pipeline.checkPublications(only: options.only, runsRoot: runs.root)
         let task = Task { try await pipeline.run(options: options, runs: runs, observer: display) }
         let interrupts = InterruptHandler { task.cancel() }
         defer { interrupts.stop() }
