@@ -43,6 +43,7 @@ struct PlanCommand: AsyncParsableCommand {
             throw UserError("\(error)")
         }
         try? store.flush()
+        try pipeline.checkPublications(only: selected.isEmpty ? nil : Set(selected), runsRoot: storage.runStore.root)
         if json {
             print(plans.prettyJSON, terminator: "")
             return
