@@ -256,9 +256,12 @@ extension Pipeline {
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
 
             var upstreamOutputs: [Reference: ParameterResolver.UpstreamOutput] = [:]
+            var inputDigests: [String: String] = [:]
             for reference in upstreamReferences(of: spec) {
                 guard case .stageOutput(let stage, let output) = reference, let ref = upstream[stage]?[output] else { continue }
-                upstreamOutputs[reference] = .init(ref: ref, path: try store.path(for: ref))
+                let path = try store.path(for: ref)
+                upstreamOutputs[reference] = .init(ref: ref, path: path)
+                inputDigests[path] = ref.digest.description
             }
             let params: Value
             do {
@@ -276,7 +279,7 @@ extension Pipeline {
                 progress: ProgressReporter { observer.handle(.stageProgress(id: id, $0)) },
                 engineDirectories: [store.root, runsRoot], keyedContent: stageKey.keyedContent,
                 resumeDirectory: try store.resumableDirectory(forKey: key), cacheKey: key,
-                downloadDirectory: (store.root as NSString).appendingPathComponent("downloads"))
+                downloadDirectory: (store.root as NSString).appendingPathComponent("downloads"), inputDigests: inputDigests)
             // A forced rerun recomputes from scratch instead of resuming: it checks determinism.
             if force { try store.removeResumableArea(forKey: key) }
 

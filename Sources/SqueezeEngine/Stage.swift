@@ -59,13 +59,19 @@ public struct StageContext: Sendable {
     /// the stage runs without a store (it then downloads into a temporary
     /// directory that is removed afterwards).
     public var downloadDirectory: String?
+    /// The content digest (`sha256:…`, as the store names it) of every
+    /// upstream output the parameters refer to, by the path they received:
+    /// what a stage records to trace its result to its inputs (an export's
+    /// `squeeze-export.json`). Empty outside a store.
+    public var inputDigests: [String: String]
 
     public init(
         stageID: String, recipeDirectory: String, outputDirectory: String, backend: String,
         seed: UInt64, threads: Int, log: StageLog, progress: ProgressReporter, engineDirectories: [String] = [],
         keyedContent: [String: String] = [:], resumeDirectory: String? = nil, cacheKey: String? = nil,
-        downloadDirectory: String? = nil
+        downloadDirectory: String? = nil, inputDigests: [String: String] = [:]
     ) {
+        self.inputDigests = inputDigests
         self.resumeDirectory = resumeDirectory
         self.cacheKey = cacheKey
         self.downloadDirectory = downloadDirectory
