@@ -1,0 +1,73 @@
+import Foundation
+import SqueezeModels
+import SqueezeSupport
+import Testing
+
+/// `export/onnx` through the CLI: the export directory of an imported tiny
+/// BERT, its manifest naming the source's store digest, a cached rerun, and
+/// bad input (an opset the export cannot write, a kind it cannot express).
+@Suite struct ExportONNXStageTests {
+    static func export(_ name: String = "onnx", model: String = "${base.model}", extra: String = "") -> String {
+        "  \(name):\n    uses: export/onnx\n    with:\n      model: \(model)" + extra
+    }
+
+    @Test func exportsTheModelWithItsTokenizerConfigAndManifestThenHitsTheCache() throws {
+        let project = try TinySentiment.makeProject("export-onnx", recipe: TinySentiment.recipe(name: "tiny-onnx", stages: Self.export()))
+        let first = try project.run(timeout: 120)
+        #expect(first.status == 0, "\(first)")
+
+        let directory = try ModelStagesTests.outputDirectory(project, runID: first.runID, stage: "onnx", output: "model")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        #expect(files == ["config.json", "model.onnx", "squeeze-export.json", "vocab.txt"], "\(files)")
+        let manifest = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/squeeze-export.json"))) as? [String: Any])
+        let source = try #require(manifest["source"] as? [String: Any])
+        let baseDirectory = try ModelStagesTests.outputDirectory(project, runID: first.runID, stage: "base", output: "model")
+        #expect(source["digest"] as? String == "sha256:" + URL(fileURLWithPath: baseDirectory).lastPathComponent, "\(source)")
+        #expect(source["kind"] as? String == "dense" && source["architecture"] as? String == "bert", "\(source)")
+        let listed = try #require(manifest["files"] as? [String: String])
+        #expect(listed["model.onnx"] == (try Hashing.sha256(fileAt: directory + "/model.onnx").hex))
+        #expect(listed["vocab.txt"] == (try ModelArtifact(directory: baseDirectory).manifest.files["vocab.txt"]))
+
+        let metrics = try ModelStagesTests.metrics(project, runID: first.runID, stage: "onnx")
+        #expect(metrics["opset"] as? Int == 17 && metrics["kind"] as? String == "dense", "\(metrics)")
+        #expect(metrics["onnx_bytes"] as? Int == (try FileManager.default.attributesOfItem(atPath: directory + "/model.onnx")[.size] as? Int))
+        #expect((metrics["onnx_nodes"] as? Int ?? 0) > 50, "\(metrics)")
+
+        let second = try project.run(timeout: 120)
+        #expect(second.status == 0, "\(second)")
+        let record = try project.record(of: first)
+        let again = try project.record(of: second)
+        #expect(again.stage("onnx")?.status == "cached", "\(again.stages.map { "\($0.id): \($0.status)" })")
+        #expect(again.stage("onnx")?.outputs == record.stage("onnx")?.outputs)
+    }
+
+    @Test(arguments: [("16", "`opset` must be 17…21, got 16"), ("22", "`opset` must be 17…21, got 22"), ("seventeen", "opset")])
+    func anOpsetOutsideTheSupportedRangeIsARecipeError(opset: String, message: String) throws {
+        let project = try TinySentiment.makeProject(
+            "export-onnx-opset", recipe: TinySentiment.recipe(name: "tiny-onnx", stages: Self.export(extra: "\n      opset: \(opset)")))
+        try project.expectInvalidRecipe(message)
+        let result = try project.squeeze(["validate", project.path("recipe/recipe.yaml")])
+        #expect(result.status == 2)
+        // The position of the value: line 19 of the recipe (the stage follows the two shared ones).
+        #expect(result.stderr.contains("recipe.yaml:19:14"), "\(result)")
+    }
+
+    /// A weight-only model is a kind ONNX export does not express: the stage
+    /// fails naming the kind, before writing anything.
+    @Test func anArtifactKindTheExportCannotExpressFailsNamingIt() throws {
+        let stages = [
+            "  wo:\n    uses: quantize/weight-only\n    with:\n      model: ${base.model}\n      weights: {bits: 8, group_size: 8}",
+            Self.export(model: "${wo.model}"),
+        ]
+        let project = try TinySentiment.makeProject(
+            "export-onnx-kind", recipe: TinySentiment.recipe(name: "tiny-onnx", stages: stages.joined(separator: "\n")))
+        let result = try project.run(timeout: 120)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderr.contains("kind `weight_only`"), "\(result)")
+        #expect(result.stderr.contains("which export/onnx cannot export"), "\(result)")
+        #expect(result.stderr.contains("recipe.yaml:23:14"), "the error points at `model:`: \(result)")
+        let record = try project.record(of: result)
+        #expect(record.stage("onnx")?.status == "failed")
+    }
+}
