@@ -30,11 +30,12 @@ import Testing
         }
     }
 
+    /// At the newest opset (IR 10) too: the graph is the same at every opset.
     @Test func heterogeneousLayersMatchSqueeze() throws {
         guard PythonPeers.available(ONNXRuntimePeer.modules, for: "heterogeneous BERT export") else { return }
         let model = try Self.perturbed(TinyBert.model(seed: 3))
         #expect(model.layerShapes.map(\.heads) == [2, 1])
-        let error = try BertParity.maxError(model, kind: .cofi)
+        let error = try BertParity.maxError(model, kind: .cofi, opset: ONNXOpset.maximum)
         #expect(error <= Self.tolerance, "max abs logit error \(error)")
     }
 

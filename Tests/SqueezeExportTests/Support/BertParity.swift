@@ -90,14 +90,14 @@ enum BertParity {
             + [batch(rows: 64, length: config.maxPositionEmbeddings, padded: true)]
     }
 
-    /// Exports `model` (as `kind`) to a temporary file and returns the max
+    /// Exports `model` (as `kind`, at `opset`) to a temporary file and returns the max
     /// abs logit difference over `shapeSweep`.
-    static func maxError(_ model: BertModel, kind: ArtifactKind) throws -> Float {
+    static func maxError(_ model: BertModel, kind: ArtifactKind, opset: Int = ONNXOpset.default) throws -> Float {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bert-parity-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("model.onnx")
-        try BertONNXExport.export(model, kind: kind, opset: ONNXOpset.default).model.serializedBytes().write(to: file)
+        try BertONNXExport.export(model, kind: kind, opset: opset).model.serializedBytes().write(to: file)
         let (error, largest) = try compare(model, onnx: file, batches: shapeSweep(config: model.config))
         print("BERT ONNX parity (\(kind.rawValue), layers \(model.layerShapes.map { "\($0.heads)/\($0.intermediateSize)" }), \(model.pooling.rawValue)): max abs logit error \(error), |logit| up to \(largest)")
         return error
