@@ -17,18 +17,23 @@ public struct ExportONNXStage: Stage {
         public static let opset = Parameter("opset", .int, default: ONNXOpset.default, doc: "The ONNX opset of the default domain, \(ONNXOpset.minimum)…\(ONNXOpset.maximum): \(ONNXOpset.minimum) is the first with `LayerNormalization`; the graph is the same at every opset.")
         public static let kvCache = Parameter("kv_cache", .bool, default: true, doc: "Decoder language models only: whether the graph takes and returns the KV cache (`past_key_values`/`present`) for step-by-step generation. BERT encoders have no cache; the value does not change their export.")
 
+        public static let destination = ExportStages.destination
+
         public static let parameters: [any ParameterDeclaration] = [
-            model, opset, kvCache,
+            model, opset, kvCache, destination,
         ]
 
         public var model: String
         public var opset: Int
         public var kvCache: Bool
+        /// Published by the engine (`ExportStages.publication`), not by `run`.
+        public var destination: String?
 
         public init(_ arguments: StageArguments) throws {
             model = try arguments[Self.model]
             opset = try arguments[Self.opset]
             kvCache = try arguments[Self.kvCache]
+            destination = try arguments[Self.destination]
         }
     }
 
@@ -42,6 +47,7 @@ public struct ExportONNXStage: Stage {
         ],
         usesTensorBackend: false,
         seedUse: .never,
+        publication: ExportStages.publication,
         check: checkParams
     )
 
