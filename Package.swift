@@ -113,7 +113,8 @@ let package = Package(
         .target(
             name: "SqueezeExport",
             dependencies: [
-                "SqueezeSupport", "SqueezeModels", "SqueezeONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "SqueezeSupport", "SqueezeModels", "SqueezeCompress", "SqueezeTensor", "SqueezeONNXProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         // Built-in stage types, one file each.
@@ -121,7 +122,7 @@ let package = Package(
             name: "SqueezeStages",
             dependencies: [
                 "SqueezeEngine", "SqueezeRecipe", "SqueezeYAML", "SqueezeSupport", "SqueezeModels", "SqueezeCompress",
-                "SqueezeTensor",
+                "SqueezeTensor", "SqueezeExport",
             ]
         ),
         // `squeeze bench`: measurements of this machine's numerics against peers,

@@ -26,6 +26,7 @@ public enum BuiltinStages {
                 StageType(TrainCausalLMStage(backends: backends)),
                 StageType(EvalPerplexityStage(backends: backends)),
                 StageType(EvalGenerateStage(backends: backends)),
+                StageType(ExportHFStage()),
             ],
             backendFingerprint: backends.numericsFingerprint)
     }
