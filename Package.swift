@@ -188,8 +188,8 @@ let package = Package(
         .testTarget(
             name: "SqueezeExportTests",
             dependencies: [
-                "SqueezeExport", "SqueezeONNXProto", "SqueezeModels", "SqueezeSupport",
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "SqueezeExport", "SqueezeONNXProto", "SqueezeModels", "SqueezeSupport", "SqueezeCompress", "SqueezeTensor",
+                "SqueezeModelsTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             // The Python runners (onnxruntime, transformers) read from the source tree at test time.
             exclude: ["Support/Python"]

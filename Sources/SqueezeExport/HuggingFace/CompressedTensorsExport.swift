@@ -63,6 +63,7 @@ enum CompressedTensorsExport {
         var quantized: [String] = []
         var linears: [String] = []
         var storedBytes = 0
+        var storedDequantized: [String] = []
         for (name, value) in source.parameters {
             guard case .linear(let linear) = value else {
                 tensors.append(HFCheckpointExport.raw(name, value.tensor))
@@ -75,6 +76,14 @@ enum CompressedTensorsExport {
                 continue
             }
             let packed = weightOnly.weights
+            if !scheme.symmetric, CompressedTensorsPacking.wordCount(packed.outputCount, bits: bits) == 1, packed.groupsPerRow > 1 {
+                // compressed-tensors 0.20.1 cannot unpack such a zero point (its one-word column, transposed, is a
+                // size-1 view `unpack_from_int32` cannot reinterpret): the module is stored as its dequantized
+                // float32 weight, the very values Squeeze computes with, and listed in `ignore`.
+                tensors.append(HFCheckpointExport.raw(name, packed.dequantized()))
+                storedDequantized.append(module)
+                continue
+            }
             quantized.append(module)
             let codes = packed.codes.contiguous()
             let codeValues: [Int8] = codes.withUnsafeElements(Int8.self) { Array($0) }
@@ -149,7 +158,7 @@ enum CompressedTensorsExport {
             weightDetails["code_bits"] = .int(codeBits)
             weightDetails["code_range"] = .array(scheme.codeRange.map(Value.int))
         }
-        let details: [String: Value] = [
+        var details: [String: Value] = [
             "architecture": .string(source.architecture),
             "auto_class": .string(source.autoClass),
             "quantization_format": .string("compressed-tensors pack-quantized"),
@@ -160,6 +169,15 @@ enum CompressedTensorsExport {
             "quantized_bytes": .int(storedBytes),
             "load": .string("\(source.autoClass).from_pretrained(path, dtype=torch.float32); needs the compressed-tensors package"),
         ]
+        if !storedDequantized.isEmpty {
+            details["stored_dequantized"] = .object([
+                "modules": .array(storedDequantized.map(Value.string)),
+                "reason": .string("""
+                    asymmetric modules with at most \(32 / bits) output rows and several groups are stored as their \
+                    dequantized float32 weights (the same values), because compressed-tensors 0.20.1 cannot unpack their zero points
+                    """),
+            ])
+        }
         let guarantee = """
             compressed-tensors dequantizes every weight to exactly the float32 values Squeeze's weight-only kernel uses \
             ((q − z)·s with Squeeze's float32 scales; tested bit-identical), so transformers' logits (float32, eval) equal \

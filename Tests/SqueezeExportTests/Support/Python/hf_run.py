@@ -14,7 +14,11 @@ REQUEST: {"jobs": [JOB, ...]}, each JOB one of
 RESULT:  {"versions": {...}, "jobs": [{"ok": true, ...} | {"ok": false, "error": "..."}]}
 Torch is imported once for all jobs (it takes seconds). Exit 3 when an import fails.
 """
+import contextlib
+import io
 import json
+import os
+import shutil
 import sys
 import traceback
 
@@ -89,11 +93,17 @@ with open(request_path, encoding="utf-8") as f:
     request = json.load(f)
 results = []
 for job in request["jobs"]:
+    printed = io.StringIO()
     try:
-        result = {"logits": logits, "tokenize": tokenize, "dequantize": dequantize}[job["kind"]](job)
+        with contextlib.redirect_stdout(printed):
+            result = {"logits": logits, "tokenize": tokenize, "dequantize": dequantize}[job["kind"]](job)
         result["ok"] = True
     except Exception:  # noqa: BLE001
-        result = {"ok": False, "error": traceback.format_exc()[-3000:]}
+        # transformers prints its load report (which tensors failed and why) before raising.
+        result = {"ok": False, "error": printed.getvalue()[-3000:] + traceback.format_exc()[-3000:]}
+        if os.environ.get("HF_RUN_KEEP"):
+            # For debugging a failing load: a copy of the directory survives the test's temporary one.
+            shutil.copytree(job["dir"], os.path.join(os.environ["HF_RUN_KEEP"], os.path.basename(job["dir"])), dirs_exist_ok=True)
     results.append(result)
 versions = {"torch": torch.__version__, "transformers": transformers.__version__}
 try:
