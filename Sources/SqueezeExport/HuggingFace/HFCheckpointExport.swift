@@ -72,11 +72,11 @@ public enum HFCheckpointExport {
                 switch quantization.mode {
                 case .static, .dynamic:
                     throw .refused("""
-                        the model is \(quantization.mode.rawValue) W8A8 (int8 weights and activations): Hugging Face has no format for \
-                        int8-activation BERT that `transformers` runs (compressed-tensors W8A8 needs vLLM's kernels, and \
-                        `transformers` would fake-quantize in float with other rounding), so the checkpoint would not compute what \
-                        Squeeze computes. Export it with `export/onnx` (QDQ, run by ONNX Runtime's integer kernels), or export the \
-                        float model it was quantized from
+                        the model is \(quantization.mode.rawValue) W8A8 (int8 weights and activations), which this export does not \
+                        write: the only Hugging Face form of it is compressed-tensors `int-quantized`, which `transformers` runs by \
+                        simulating int8 activations in float and which cannot carry Squeeze's SmoothQuant factors, so it is not \
+                        verified to compute what Squeeze computes. Export it with `export/onnx` (QDQ, run by ONNX Runtime's \
+                        integer kernels), or export the float model it was quantized from
                         """)
                 case .weightOnly:
                     return .weightOnlyBert(quantization)
