@@ -42,8 +42,9 @@ import Testing
         ]
     }
 
+    /// Weights of σ 0.5, so the logits are of order 1 and a wrong sum shows.
     static func uniformConfig() -> BertConfig {
-        var config = TinyBert.config()
+        var config = TinyBert.config(initializerRange: 0.5)
         config.layerShapes = nil
         return config
     }
@@ -112,7 +113,7 @@ import Testing
             #expect(logits.first?.shape == [3, 3], "\(entry.name)")
             let difference = HFPeer.maxDifference(logits.first?.data ?? [], entry.expected)
             #expect(difference <= 1e-4, "\(entry.name): transformers vs Squeeze logits differ by \(difference)")
-            print("HF BERT \(entry.name): max |transformers − Squeeze| = \(difference)")
+            print("HF BERT \(entry.name): max |transformers − Squeeze| = \(difference), max |logit| = \(entry.expected.map(abs).max() ?? 0)")
         }
         // compressed-tensors' dequantized weights are Squeeze's, bit for bit.
         let dequantized = results[cases.count]["weights"]

@@ -31,16 +31,16 @@ import Testing
             DecoderConfig(
                 family: .gpt2, vocabSize: vocabularySize, hiddenSize: 16, intermediateSize: 64, numHiddenLayers: 2,
                 numAttentionHeads: 4, maxPositionEmbeddings: 32, normEpsilon: 1e-5, positions: .learned, queryKeyValueBias: true,
-                outputBias: true, mlpBias: true, tieWordEmbeddings: true)
+                outputBias: true, mlpBias: true, tieWordEmbeddings: true, initializerRange: 0.3)
         case .llama, .mistral, .qwen2:
             DecoderConfig(
                 family: family, vocabSize: vocabularySize, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2,
                 numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 64, queryKeyValueBias: family == .qwen2,
-                tieWordEmbeddings: tied, slidingWindow: family == .mistral ? 64 : nil)
+                tieWordEmbeddings: tied, initializerRange: 0.3, slidingWindow: family == .mistral ? 64 : nil)
         }
     }
 
-    /// A random model with non-zero biases (so Qwen2's and GPT-2's biases count).
+    /// A random model (weights of σ 0.3: logits of order 1, so a wrong sum shows) with non-zero biases (so Qwen2's and GPT-2's biases count).
     static func model(_ config: DecoderConfig, seed: UInt64) throws -> DecoderModel {
         var model = try DecoderModel(randomWithConfig: config, seed: seed)
         model.updateParameters { parameters in
@@ -164,7 +164,7 @@ import Testing
             #expect(logits?.shape == [2, 7, Self.vocabularySize], "\(entry.name)")
             let difference = HFPeer.maxDifference(logits?.data ?? [], entry.expected)
             #expect(difference <= 1e-4, "\(entry.name): transformers vs Squeeze logits differ by \(difference)")
-            print("HF decoder \(entry.name): max |transformers − Squeeze| = \(difference)")
+            print("HF decoder \(entry.name): max |transformers − Squeeze| = \(difference), max |logit| = \(entry.expected.map(abs).max() ?? 0)")
         }
         let dequantized = results[cases.count]["weights"]
         for (name, value) in zip(int4.weights.names, int4.weights.elements) {
