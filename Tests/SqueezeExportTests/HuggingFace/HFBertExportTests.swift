@@ -165,6 +165,17 @@ import Testing
         }
     }
 
+    /// An artifact whose tokenizer file went missing after it was opened: a clear error naming it, nothing written.
+    @Test func aMissingTokenizerIsAnErrorBeforeAnythingIsWritten() throws {
+        let root = try TempDir()
+        let artifact = try Self.artifact(try BertModel(randomWithConfig: Self.uniformConfig(), seed: 2), in: root.path + "/model")
+        try FileManager.default.removeItem(atPath: artifact.vocabularyPath)
+        #expect {
+            try HFCheckpointExport.export(artifact, to: root.path + "/out", sourceDigest: "sha256:test")
+        } throws: { "\($0)".contains("vocab.txt") }
+        #expect(!FileManager.default.fileExists(atPath: root.path + "/out"))
+    }
+
     @Test func theSameArtifactExportsTheSameBytes() throws {
         let root = try TempDir()
         let artifact = try Self.artifact(try TinyBert.model(seed: 4), in: root.path + "/model")
