@@ -147,6 +147,18 @@ import Testing
             if name == "int4-asym-g16" { asymmetricInt4 = reloaded }
         }
 
+        // The 2:4 model quantized: its zero codes keep the pattern, declared as a dense-format sparsity_config.
+        let sparseInt4 = try Self.quantized(sparse, bits: 4, groupSize: 8, symmetric: false)
+        let sparseInt4Artifact = try Self.artifact({ try sparseInt4.save(toDirectory: $0) }, family: .llama, in: root.path + "/int4-2of4")
+        var sparseCache: DecoderKVCache?
+        let sparseExpected = try QuantizedDecoderModel(directory: sparseInt4Artifact.directory).forward(backend: backend)(Self.ids(Self.prompts), &sparseCache)
+        try add("int4-asym-g8-2of4", sparseInt4Artifact, expected: sparseExpected, dequantize: true, architecture: "LlamaForCausalLM")
+        for (name, declared) in [("int4-asym-g8-2of4", true), ("int4-sym-g8", false)] {
+            let config = try Value(json: Array(Data(contentsOf: URL(fileURLWithPath: root.path + "/export-\(name)/config.json"))))
+            let sparsity = config["quantization_config"]?["sparsity_config"]
+            #expect((sparsity?["sparsity_structure"] == .string("2:4")) == declared, "\(name): \(sparsity.map { "\($0)" } ?? "none")")
+        }
+
         var jobs: [HFPeer.Job] = cases.map { entry in
             .logits(
                 directory: entry.output, auto: "causal-lm", batches: [["input_ids": Self.prompts.map { $0.map(Int.init) }]],
