@@ -104,7 +104,6 @@ public enum HFCheckpointExport {
     @discardableResult
     public static func export(_ artifact: ModelArtifact, to path: String, sourceDigest: String) throws(HFExportError) -> ExportManifest {
         let kind = try classify(artifact)
-        let written: Written
         switch kind {
         case .bert:
             let prepared = try BertHFExport.prepare(artifact)
@@ -112,7 +111,7 @@ public enum HFCheckpointExport {
             try wrapping { () throws(ModelFileError) in
                 try directory.copyTokenizer(from: artifact, required: [ModelArtifact.vocabularyFileName])
             }
-            written = try BertHFExport.write(prepared, into: &directory, artifact: artifact)
+            let written = try BertHFExport.write(prepared, into: &directory, artifact: artifact)
             return try finish(&directory, written, artifact: artifact, kind: kind, sourceDigest: sourceDigest)
         case .weightOnlyBert:
             let (model, lowercase) = try BertHFExport.prepareWeightOnly(artifact)
@@ -120,19 +119,19 @@ public enum HFCheckpointExport {
             try wrapping { () throws(ModelFileError) in
                 try directory.copyTokenizer(from: artifact, required: [ModelArtifact.vocabularyFileName])
             }
-            written = try BertHFExport.writeWeightOnly(model, lowercase: lowercase, into: &directory)
+            let written = try BertHFExport.writeWeightOnly(model, lowercase: lowercase, into: &directory)
             return try finish(&directory, written, artifact: artifact, kind: kind, sourceDigest: sourceDigest)
         case .decoder:
             let model = try wrapping { () throws(ModelFileError) in try artifact.decoderModel() }
             var directory = try open(path)
             try copyDecoderTokenizer(artifact, model.config, into: &directory)
-            written = try DecoderHFExport.write(model, into: &directory)
+            let written = try DecoderHFExport.write(model, into: &directory)
             return try finish(&directory, written, artifact: artifact, kind: kind, sourceDigest: sourceDigest)
         case .weightOnlyDecoder:
             let model = try wrapping { () throws(ModelFileError) in try QuantizedDecoderModel(directory: artifact.directory) }
             var directory = try open(path)
             try copyDecoderTokenizer(artifact, model.config, into: &directory)
-            written = try CompressedTensorsExport.write(model, into: &directory)
+            let written = try CompressedTensorsExport.write(model, into: &directory)
             return try finish(&directory, written, artifact: artifact, kind: kind, sourceDigest: sourceDigest)
         }
     }
@@ -216,7 +215,7 @@ public enum HFCheckpointExport {
         (name, .f32, tensor.shape, Float.littleEndianBytes(tensor.contiguous().floats))
     }
 
-    /// Every byte of the files an export wrote, for the details.
+    /// The size in bytes of the file at `path` (0 when it cannot be read), for the details.
     static func size(of path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
     }
