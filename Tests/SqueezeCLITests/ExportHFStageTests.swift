@@ -3,7 +3,8 @@ import SqueezeModels
 import Testing
 
 /// `export/hf` through the CLI: an imported tiny BERT with heterogeneous
-/// layers (exported zero-padded) and a weight-only one (compressed-tensors);
+/// layers (exported zero-padded), a weight-only one (compressed-tensors) and
+/// an imported Llama;
 /// a W8A8 model and a weight-only CoFi model are refused at the `model:`
 /// parameter with the reason. transformers' side is in SqueezeExportTests.
 @Suite struct ExportHFStageTests {
@@ -82,6 +83,39 @@ import Testing
 
         let again = try project.run()
         #expect(again.status == 0 && again.stdout.contains("cached"), "\(again)")
+    }
+
+    @Test func exportsAnImportedDecoder() throws {
+        let project = try Project("export-hf-decoder")
+        let config = DecoderConfig(
+            family: .llama, vocabSize: 300, hiddenSize: 16, intermediateSize: 32, numHiddenLayers: 1, numAttentionHeads: 2,
+            maxPositionEmbeddings: 32)
+        let directory = project.url("recipe/llama").path
+        try DecoderModel(randomWithConfig: config, seed: 1).save(toDirectory: directory)
+        let words = ["the film was good", "the plot was bad", "a very fine film"]
+        try BPETrainer(vocabularySize: 280, minimumFrequency: 1).train(words).write(toDirectory: directory)
+        _ = try project.write("recipe/recipe.yaml", """
+            version: 1
+            name: tiny-export-hf-decoder
+            stages:
+              llama:
+                uses: model/import
+                with:
+                  directory: llama
+              hf:
+                uses: export/hf
+                with:
+                  model: ${llama.model}
+            """)
+        let result = try project.run(timeout: 300)
+        #expect(result.status == 0, "\(result)")
+        let exported = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "hf", output: "model")
+        let files = try FileManager.default.contentsOfDirectory(atPath: exported).sorted()
+        #expect(files == ["config.json", "model.safetensors", "squeeze-export.json", "tokenizer.json", "tokenizer_config.json"])
+        let written = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: exported + "/config.json"))) as? [String: Any])
+        #expect(written["architectures"] as? [String] == ["LlamaForCausalLM"] && written["quantization_config"] == nil)
+        #expect(try (Self.manifest(exported)["source"] as? [String: Any])?["architecture"] as? String == "llama")
     }
 
     @Test func refusesW8A8AndWeightOnlyCoFiAtTheModelParameter() throws {
