@@ -27,6 +27,7 @@ public enum BuiltinStages {
                 StageType(EvalPerplexityStage(backends: backends)),
                 StageType(EvalGenerateStage(backends: backends)),
                 StageType(ExportONNXStage()),
+                StageType(ExportHFStage()),
             ],
             backendFingerprint: backends.numericsFingerprint)
     }
