@@ -19,12 +19,28 @@ import SqueezeTensor
 ///
 /// Inputs read with the same quantization (a layer's query, key and value)
 /// share one set of codes, as in squeeze.
+/// How a static int8 Linear's input becomes u8 codes in ONNX.
+public enum StaticQuantizeForm: String, Sendable, Hashable, CaseIterable {
+    /// `Mul(x, 1/s_x)` (per column `(1/s_x) · m_j` with SmoothQuant) then
+    /// `QuantizeLinear(·, 1, z_x)`: squeeze's own arithmetic, so equal f32
+    /// inputs give equal codes. `DequantizeLinear` still carries `s_x`, `z_x`,
+    /// and ONNX Runtime fuses the product as in the standard form.
+    case exactCodes = "exact_codes"
+    /// `QuantizeLinear(x [· m_j], s_x, z_x)`, the textbook Q/DQ pair other
+    /// QDQ consumers pattern-match. ONNX divides by `s_x` where squeeze
+    /// multiplies by its reciprocal: a code can differ by one next to a
+    /// rounding tie (|x/s_x − (n + ½)| ≤ 2^-22·|x/s_x|).
+    case division
+}
+
 struct QuantizedBertLinearEmitter: BertONNXLinearEmitter {
     typealias Parameter = InferenceValue
 
     let opset: Int
     /// One weight scale for the whole matrix (`per_tensor`) rather than one per output.
     let perTensorWeights: Bool
+    /// How static activations are quantized.
+    let staticForm: StaticQuantizeForm
     private var constants = ONNXConstants()
     private var staticCodes: [StaticKey: StaticCodes] = [:]
     private var dynamicCodes: [DynamicKey: DynamicCodes] = [:]
@@ -36,9 +52,10 @@ struct QuantizedBertLinearEmitter: BertONNXLinearEmitter {
     /// graph order (a layer's query, key and value name the same codes).
     private(set) var codesByModule: [(module: String, codes: String)] = []
 
-    init(opset: Int, perTensorWeights: Bool) {
+    init(opset: Int, perTensorWeights: Bool, staticForm: StaticQuantizeForm = .exactCodes) {
         self.opset = opset
         self.perTensorWeights = perTensorWeights
+        self.staticForm = staticForm
     }
 
     private struct StaticKey: Hashable {
@@ -158,14 +175,28 @@ struct QuantizedBertLinearEmitter: BertONNXLinearEmitter {
     ) -> StaticCodes {
         let key = StaticKey(input: input, quantization: quantization)
         if let known = staticCodes[key] { return known }
-        var source = input
-        if let multipliers = quantization.channelMultipliers {
-            let factors = graph.addInitializer(module + ".input_smoothing", floats: multipliers, shape: [multipliers.count])
-            source = graph.add("Mul", [input, factors], name: module + ".input_smoothed")
-        }
         let scale = graph.addInitializer(module + ".input_scale", floats: [quantization.scales[0]], shape: [])
         let zero = graph.addInitializer(module + ".input_zero_point", uint8s: [UInt8(quantization.zeroPoints[0])], shape: [])
-        var codes = graph.add("QuantizeLinear", [source, scale, zero], name: module + ".input_quantized")
+        var codes: String
+        switch staticForm {
+        case .exactCodes:
+            // squeeze's own product: x · (1/s_x), or x · ((1/s_x) · m_j) per column with SmoothQuant.
+            let inverse = 1 / quantization.scales[0]
+            let multiplier = quantization.channelMultipliers.map { multipliers in
+                graph.addInitializer(
+                    module + ".input_inverse_scales", floats: multipliers.map { inverse * $0 }, shape: [multipliers.count])
+            } ?? graph.addInitializer(module + ".input_inverse_scale", floats: [inverse], shape: [])
+            let scaled = graph.add("Mul", [input, multiplier], name: module + ".input_scaled")
+            codes = graph.add(
+                "QuantizeLinear", [scaled, constants.float(1, name: "float_one", graph: &graph), zero], name: module + ".input_quantized")
+        case .division:
+            var source = input
+            if let multipliers = quantization.channelMultipliers {
+                let factors = graph.addInitializer(module + ".input_smoothing", floats: multipliers, shape: [multipliers.count])
+                source = graph.add("Mul", [input, factors], name: module + ".input_smoothed")
+            }
+            codes = graph.add("QuantizeLinear", [source, scale, zero], name: module + ".input_quantized")
+        }
         if quantization.range != 0...255 {
             codes = graph.add(
                 "Clip",

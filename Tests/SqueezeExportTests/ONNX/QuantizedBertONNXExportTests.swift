@@ -3,6 +3,7 @@ import SqueezeCompress
 import SqueezeModels
 import SqueezeModelsTestSupport
 import SqueezeONNXProto
+import SqueezeSupport
 import SqueezeTensor
 import Testing
 
@@ -73,6 +74,8 @@ import Testing
         var codes = 0
         var equalCodes = 0
         var largestCodeDifference = 0
+        /// Module → codes that differ and the largest difference.
+        var moduleDifferences: [String: (differ: Int, largest: Int)] = [:]
 
         var description: String {
             """
@@ -100,12 +103,14 @@ import Testing
     /// Exports `quantized` at `opset`, runs every batch through ONNX Runtime
     /// and compares with squeeze's int8 (and `float`'s) logits.
     static func compare(
-        _ quantized: QuantizedBertModel, float: BertModel?, _ batches: [BertBatch], opset: Int = ONNXOpset.default
+        _ quantized: QuantizedBertModel, float: BertModel?, _ batches: [BertBatch], opset: Int = ONNXOpset.default,
+        staticForm: StaticQuantizeForm = .exactCodes
     ) throws -> Comparison {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("model.onnx")
-        try QuantizedBertONNXExport.model(quantized, opset: opset, exposingCodes: true).serializedBytes().write(to: file)
+        try QuantizedBertONNXExport.model(quantized, opset: opset, staticForm: staticForm, exposingCodes: true).serializedBytes()
+            .write(to: file)
         let report = try ONNXRuntimePeer.run(model: file, batches.map(inputs))
         #expect(report.opset == opset)
         var comparison = Comparison()
@@ -122,6 +127,10 @@ import Testing
                     comparison.codes += 1
                     if code == Int(expected) { comparison.equalCodes += 1 }
                     comparison.largestCodeDifference = max(comparison.largestCodeDifference, abs(code - Int(expected)))
+                    if code != Int(expected) {
+                        let known = comparison.moduleDifferences[module] ?? (0, 0)
+                        comparison.moduleDifferences[module] = (known.differ + 1, max(known.largest, abs(code - Int(expected))))
+                    }
                 }
             }
             let expected = try quantized.logits(batch, backend: backend)
@@ -151,17 +160,19 @@ import Testing
         return comparison
     }
 
-    /// The bounds the export is held to on whole models: every code within
-    /// one step of squeeze's and at most 1 in 1000 codes moved; and ONNX Runtime's logits
-    /// within 1/8 of squeeze's own int8 error (|int8 − f32|) of squeeze's int8
-    /// logits, plus f32 rounding. A code that moves by one step adds at most
-    /// one step of error where quantization itself adds up to half a step at
-    /// every code, so a handful of moved codes stays far inside this.
+    /// What the tests hold whole-model exports of their fixtures to (the
+    /// hard guarantee is per Linear: `dynamicCodesEqualSqueezes`,
+    /// `staticCodesByForm`): ONNX Runtime's float ops round differently
+    /// from squeeze's, so a value next to a code boundary may get the
+    /// neighbouring code, and a moved code moves values downstream. On these
+    /// fixtures at most 1 in 1000 codes may move, no prediction may flip, and
+    /// the logits must stay within 1/8 of squeeze's own int8 error
+    /// (max |int8 − f32|) of squeeze's int8 logits, plus f32 rounding.
     static func expectWithinBound(_ comparison: Comparison, _ label: String) {
         print("\(label): \(comparison)")
         let bound = comparison.largestQuantizationError / 8 + 1e-5 * max(1, comparison.largestLogit)
         #expect(comparison.largestDifference <= bound, "\(label): \(comparison)")
-        #expect(comparison.largestCodeDifference <= 1, "\(label): \(comparison)")
+        #expect(comparison.flippedPredictions == 0, "\(label): \(comparison)")
         #expect((comparison.codes - comparison.equalCodes) * 1000 <= comparison.codes, "\(label): \(comparison)")
         #expect(comparison.examples > 0)
     }
@@ -173,8 +184,11 @@ import Testing
         let float = try Self.floatModel()
         let quantized = try Self.staticModel(float)
         #expect(quantized.quantization.weights.granularity == .perChannel)
-        Self.expectWithinBound(
-            try Self.compare(quantized, float: float, Self.batches(3, size: 16, seed: 21), opset: opset), "static per_channel opset \(opset)")
+        for form in StaticQuantizeForm.allCases {
+            Self.expectWithinBound(
+                try Self.compare(quantized, float: float, Self.batches(3, size: 16, seed: 21), opset: opset, staticForm: form),
+                "static per_channel opset \(opset), \(form.rawValue)")
+        }
     }
 
     @Test(.enabled(if: runtimeAvailable))
@@ -246,6 +260,10 @@ import Testing
         try quantized.save(toDirectory: directory.path)
         let fromFiles = try QuantizedBertONNXExport.model(directory: directory.path).serializedBytes()
         #expect(fromFiles == (try QuantizedBertONNXExport.model(quantized).serializedBytes()))
+        let details = QuantizedBertONNXExport.details(quantized, opset: ONNXOpset.default)
+        #expect(details["quantization_mode"] == .string("static"))
+        #expect(details["static_form"] == .string("exact_codes"))
+        #expect(QuantizedBertONNXExport.guarantee(kind: QuantizedBertONNXExport.staticKind).contains("1/s_x"))
     }
 
     @Test func refusesWhatItCannotExpress() throws {
@@ -269,10 +287,12 @@ import Testing
     // MARK: One Linear, code by code
 
     /// One int8 Linear as a graph with its codes as a second output.
-    static func linearGraph(_ linear: Int8Linear, bias: [Float], opset: Int) throws -> (model: Onnx_ModelProto, codes: String) {
+    static func linearGraph(
+        _ linear: Int8Linear, bias: [Float], opset: Int, staticForm: StaticQuantizeForm = .exactCodes
+    ) throws -> (model: Onnx_ModelProto, codes: String) {
         var graph = ONNXGraphBuilder(name: "linear")
         graph.addInput("x", .float, [.symbolic("rows"), .fixed(linear.weights.inputCount)])
-        var emitter = QuantizedBertLinearEmitter(opset: opset, perTensorWeights: false)
+        var emitter = QuantizedBertLinearEmitter(opset: opset, perTensorWeights: false, staticForm: staticForm)
         let weight = InferenceValue.linear(InferenceLinear(module: "m", kernel: .int8(linear)))
         let y = try emitter.emitLinear(
             "x", weight: weight, bias: .tensor(Tensor(shape: [bias.count], floats: bias)), module: "m", graph: &graph)
@@ -329,35 +349,51 @@ import Testing
         }
     }
 
-    /// Static QuantizeLinear divides by s_x where squeeze multiplies by
-    /// 1/s_x: on the same input the codes differ by at most one, and only for
-    /// values next to a rounding tie (|x/s − (n + ½)| ≤ 2^-22·|x/s|).
+    /// Static codes: the exact form (`x · (1/s_x)`, then QuantizeLinear with
+    /// scale 1) gives squeeze's codes, ties included, with and without
+    /// SmoothQuant multipliers; the division form (QuantizeLinear(x, s_x))
+    /// differs by at most one code, and only for values next to a rounding
+    /// tie (|x/s − (n + ½)| ≤ 2^-22·|x/s|).
     @Test(.enabled(if: runtimeAvailable))
-    func staticCodesDifferOnlyNextToTies() throws {
+    func staticCodesByForm() throws {
         let (rows, columns, outputs) = (64, 24, 5)
         var generator = SeededGenerator(seed: 7)
         let weight = Tensor(shape: [outputs, columns], floats: (0..<(outputs * columns)).map { _ in Float(generator.next() % 2001) / 1000 - 1 })
         let scale: Float = 0.0437
-        let quantization = ActivationQuantization(scale: scale, zeroPoint: 117)
-        let linear = Int8Linear(weights: PackedInt8Weights(quantizing: weight, bits: 7), activations: .fixed(quantization))
+        let multipliers = (0..<columns).map { Float(0.25) + Float($0) * 0.17 }
         let values = Self.linearInputs(rows: rows, columns: columns, tieScale: scale, seed: 8)
         let x = Tensor(shape: [rows, columns], floats: values)
-        let expectedCodes = Self.backend.quantize(x, quantization).uint8s
-        let (model, codesName) = try Self.linearGraph(linear, bias: [0, 0, 0, 0, 0], opset: ONNXOpset.default)
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let file = directory.appendingPathComponent("linear.onnx")
-        try model.serializedBytes().write(to: file)
-        let run = try #require(try ONNXRuntimePeer.run(model: file, [["x": .float32(values, shape: [rows, columns])]]).runs.first)
-        let codes = try #require(run.outputs[codesName]).data.map { UInt8($0) }
-        var differing = 0
-        for (index, (code, expected)) in zip(codes, expectedCodes).enumerated() where code != expected {
-            differing += 1
-            let ratio = Double(values[index]) / Double(scale)
-            let tieDistance = abs(ratio - (ratio.rounded(.down) + 0.5))
-            #expect(abs(Int(code) - Int(expected)) == 1 && tieDistance <= 0x1p-22 * max(1, abs(ratio)), "x \(values[index]): ORT \(code), squeeze \(expected)")
+        let cases: [(ActivationQuantization, StaticQuantizeForm)] = [
+            (ActivationQuantization(scale: scale, zeroPoint: 117), .exactCodes),
+            (ActivationQuantization(scale: scale, zeroPoint: 117, channelMultipliers: multipliers), .exactCodes),
+            (ActivationQuantization(scale: scale, zeroPoint: 117), .division),
+        ]
+        for (quantization, form) in cases {
+            let linear = Int8Linear(weights: PackedInt8Weights(quantizing: weight, bits: 7), activations: .fixed(quantization))
+            let expectedCodes = Self.backend.quantize(x, quantization).uint8s
+            let (model, codesName) = try Self.linearGraph(linear, bias: [0, 0, 0, 0, 0], opset: ONNXOpset.default, staticForm: form)
+            let directory = try Self.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let file = directory.appendingPathComponent("linear.onnx")
+            try model.serializedBytes().write(to: file)
+            let run = try #require(try ONNXRuntimePeer.run(model: file, [["x": .float32(values, shape: [rows, columns])]]).runs.first)
+            let codes = try #require(run.outputs[codesName]).data.map { UInt8($0) }
+            let smoothed = quantization.channelMultipliers != nil
+            if form == .exactCodes {
+                #expect(codes == expectedCodes, "smoothed \(smoothed): \(zip(codes, expectedCodes).filter { $0 != $1 }.count) codes differ")
+                continue
+            }
+            var differing = 0
+            for (index, (code, expected)) in zip(codes, expectedCodes).enumerated() where code != expected {
+                differing += 1
+                let ratio = Double(values[index]) / Double(scale)
+                let tieDistance = abs(ratio - (ratio.rounded(.down) + 0.5))
+                #expect(
+                    abs(Int(code) - Int(expected)) == 1 && tieDistance <= 0x1p-22 * max(1, abs(ratio)),
+                    "x \(values[index]): ORT \(code), squeeze \(expected)")
+            }
+            print("static codes, division form: \(differing) of \(codes.count) differ from squeeze's (\(rows / 4 * columns) inputs on ties)")
         }
-        print("static codes: \(differing) of \(codes.count) differ from squeeze's (QuantizeLinear divides, squeeze multiplies by 1/s)")
     }
 
     // MARK: ORT's integer kernels
@@ -448,8 +484,16 @@ import Testing
             labels.append(try #require(object["label"] as? Int))
         }
         let batches = stride(from: 0, to: sequences.count, by: 32).map { BertBatch(sequences: Array(sequences[$0..<min($0 + 32, sequences.count)])) }
+        for form in StaticQuantizeForm.allCases {
+            try Self.measure(quantized, form: form, directory: directory, sequences: sequences, labels: labels, batches: batches)
+        }
+    }
+
+    static func measure(
+        _ quantized: QuantizedBertModel, form: StaticQuantizeForm, directory: String, sequences: [[Int32]], labels: [Int], batches: [BertBatch]
+    ) throws {
         let started = ContinuousClock.now
-        let bytes = try QuantizedBertONNXExport.model(quantized).serializedBytes()
+        let bytes = try QuantizedBertONNXExport.model(quantized, staticForm: form).serializedBytes()
         let exportTime = ContinuousClock.now - started
         let output = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
@@ -457,9 +501,10 @@ import Testing
         try bytes.write(to: file)
         let report = try ONNXRuntimePeer.run(model: file, batches.map(Self.inputs), threads: 2)
         var (squeezeCorrect, runtimeCorrect, flipped, largest, largestLogit) = (0, 0, 0, Float(0), Float(0))
+        var differences: [Float] = []
         var index = 0
         for (batch, run) in zip(batches, report.runs) {
-            let expected = try quantized.logits(batch, backend: Self.backend).floats
+            let expected = try quantized.logits(batch, backend: backend).floats
             let actual = try #require(run.outputs["logits"]).floats
             let classes = quantized.config.labels.count
             for row in 0..<batch.inputIDs.shape[0] {
@@ -469,16 +514,28 @@ import Testing
                 if squeezePrediction == labels[index] { squeezeCorrect += 1 }
                 if runtimePrediction == labels[index] { runtimeCorrect += 1 }
                 if squeezePrediction != runtimePrediction { flipped += 1 }
-                largest = max(largest, zip(wanted, got).map { abs($0 - $1) }.max() ?? 0)
+                let difference = zip(wanted, got).map { abs($0 - $1) }.max() ?? 0
+                largest = max(largest, difference)
+                differences.append(difference)
                 largestLogit = max(largestLogit, wanted.map(abs).max() ?? 0)
                 index += 1
             }
         }
         print("""
-            real int8 model \(directory): \(index) examples; squeeze accuracy \(Double(squeezeCorrect) / Double(index)) (\(squeezeCorrect)), \
+            real int8 model \(directory), \(form.rawValue) form: \(index) examples; squeeze accuracy \(Double(squeezeCorrect) / Double(index)) (\(squeezeCorrect)), \
             ONNX Runtime \(Double(runtimeCorrect) / Double(index)) (\(runtimeCorrect)); \(flipped) predictions flipped; \
-            max |Δlogit| \(largest) (logits up to \(largestLogit)); export \(exportTime), \(bytes.count) bytes
+            max |Δlogit| \(largest) (logits up to \(largestLogit)); export \(exportTime), \(bytes.count) bytes; \
+            examples with max |Δlogit| 0: \(differences.filter { $0 == 0 }.count), ≤ 1e-6: \(differences.filter { $0 <= 1e-6 }.count), \
+            ≤ 1e-3: \(differences.filter { $0 <= 1e-3 }.count), ≤ 1e-2: \(differences.filter { $0 <= 1e-2 }.count)
             """)
+        // Code by code on the two examples whose logits differ most.
+        for worst in differences.indices.sorted(by: { differences[$0] > differences[$1] }).prefix(2) {
+            let comparison = try Self.compare(quantized, float: nil, [BertBatch(sequences: [sequences[worst]])], staticForm: form)
+            print("example \(worst) (\(sequences[worst].count) tokens, max |Δlogit| \(differences[worst])): \(comparison)")
+            for (module, difference) in comparison.moduleDifferences.sorted(by: { $0.key < $1.key }) {
+                print("  \(module): \(difference.differ) codes differ, by up to \(difference.largest)")
+            }
+        }
         #expect(flipped <= 1)
     }
 }
