@@ -468,7 +468,8 @@ import Testing
     /// trained int8 model. `SQUEEZE_ONNX_INT8_MODEL=DIR SQUEEZE_ONNX_INT8_DATA=test.jsonl`
     /// (a squeeze text-classification split) runs it: squeeze's and ONNX
     /// Runtime's accuracy on every example (up to 64 tokens), the largest
-    /// logit difference and the flipped predictions.
+    /// logit difference and the flipped predictions; `SQUEEZE_ONNX_INT8_OUTPUT=FILE`
+    /// keeps the exported model.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SQUEEZE_ONNX_INT8_MODEL"] != nil))
     func measureOnARealInt8Model() throws {
         let environment = ProcessInfo.processInfo.environment
@@ -499,6 +500,9 @@ import Testing
         defer { try? FileManager.default.removeItem(at: output) }
         let file = output.appendingPathComponent("model.onnx")
         try bytes.write(to: file)
+        if let kept = ProcessInfo.processInfo.environment["SQUEEZE_ONNX_INT8_OUTPUT"], form == .exactCodes {
+            try bytes.write(to: URL(fileURLWithPath: kept))
+        }
         let report = try ONNXRuntimePeer.run(model: file, batches.map(Self.inputs), threads: 2)
         var (squeezeCorrect, runtimeCorrect, flipped, largest, largestLogit) = (0, 0, 0, Float(0), Float(0))
         var differences: [Float] = []
