@@ -23,10 +23,12 @@ public protocol BertONNXLinearEmitter {
     ) throws(ModelFileError) -> String
 }
 
-/// The ONNX graph of `BertModel.logits`: inputs `input_ids`,
-/// `attention_mask`, `token_type_ids` (int64 `[batch, sequence]`, both axes
-/// symbolic), output `logits` (f32 `[batch, labels]`). Each op follows
-/// squeeze's forward pass: (word + token type) + position embeddings,
+/// The ONNX graph of `BertModel.logits`: inputs `input_ids` and
+/// `attention_mask` (int64 `[batch, sequence]`, both axes symbolic; the
+/// interface of the float export, `BertONNXExport`), output `logits` (f32
+/// `[batch, labels]`). Each op follows squeeze's forward pass for a batch
+/// without token types, as squeeze's classifiers run: (word + token type 0)
+/// + position embeddings,
 /// post-LN layers whose heads and FFN widths come from the weights (CoFi:
 /// a layer without heads or FFN units adds only its output bias), additive
 /// mask −1e9 on padded keys, erf GELU, and the last layer of a pooler model
@@ -41,7 +43,7 @@ public struct BertONNXGraph<Emitter: BertONNXLinearEmitter> {
     public private(set) var graph: ONNXGraphBuilder
     private var constants = ONNXConstants()
 
-    public static var inputNames: [String] { ["input_ids", "attention_mask", "token_type_ids"] }
+    public static var inputNames: [String] { ["input_ids", "attention_mask"] }
     public static var outputName: String { "logits" }
 
     public init(
@@ -90,14 +92,14 @@ public struct BertONNXGraph<Emitter: BertONNXLinearEmitter> {
 
     // MARK: Blocks
 
-    /// `LayerNorm((word + token type) + position)`.
+    /// `LayerNorm((word + token type 0) + position)`.
     mutating func embeddings() -> String {
         let embeddings = weights.embeddings
         let word = graph.add("Gather", [floats("embeddings.word_embeddings.weight", embeddings.word), "input_ids"], name: "word_embeddings")
-        let type = graph.add(
-            "Gather", [floats("embeddings.token_type_embeddings.weight", embeddings.tokenType), "token_type_ids"],
-            name: "token_type_embeddings")
-        let sum = graph.add("Add", [word, type], name: "embeddings_sum")
+        let types = emitter.floatTensor(embeddings.tokenType).contiguous()
+        let typeZero = graph.addInitializer(
+            "embeddings.token_type_embeddings.weight.row0", floats: Array(types.floats.prefix(types.shape[1])), shape: [1, types.shape[1]])
+        let sum = graph.add("Add", [word, typeZero], name: "embeddings_sum")
         let length = graph.add("Shape", ["input_ids"], name: "sequence_length", attributes: [.int("start", 1), .int("end", 2)])
         let positions = graph.add(
             "Slice", [floats("embeddings.position_embeddings.weight", embeddings.position), int64s("zero_1d", [0]), length, int64s("zero_1d", [0])],

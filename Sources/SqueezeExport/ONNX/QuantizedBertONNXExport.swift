@@ -63,7 +63,7 @@ public enum QuantizedBertONNXExport {
         }
         return builder.model(
             opset: opset, producerVersion: SqueezeVersion.current,
-            docString: "squeeze \(kind) BERT classifier: logits from input_ids, attention_mask, token_type_ids",
+            docString: "squeeze \(kind) BERT classifier: logits from input_ids and attention_mask",
             metadata: metadata(quantized, kind: kind))
     }
 

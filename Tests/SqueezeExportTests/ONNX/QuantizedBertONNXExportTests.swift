@@ -53,11 +53,9 @@ import Testing
 
     static func inputs(_ batch: BertBatch) -> [String: ONNXRuntimePeer.Tensor] {
         let shape = batch.inputIDs.shape
-        let types = batch.tokenTypeIDs?.int32s.map(Int.init) ?? [Int](repeating: 0, count: shape[0] * shape[1])
         return [
             "input_ids": .int64(batch.inputIDs.int32s.map(Int.init), shape: shape),
             "attention_mask": .int64(batch.attentionMask.int32s.map(Int.init), shape: shape),
-            "token_type_ids": .int64(types, shape: shape),
         ]
     }
 
