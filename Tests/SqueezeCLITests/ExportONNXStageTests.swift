@@ -70,4 +70,25 @@ import Testing
         let record = try project.record(of: result)
         #expect(record.stage("onnx")?.status == "failed")
     }
+
+    /// A dynamic int8 model goes through the int8 exporter: its manifest
+    /// names the kind and the int8 details and guarantee.
+    @Test func exportsAnInt8Model() throws {
+        let stages = [
+            "  int8:\n    uses: quantize/dynamic\n    with:\n      model: ${base.model}",
+            Self.export(model: "${int8.model}"),
+        ]
+        let project = try TinySentiment.makeProject(
+            "export-onnx-int8", recipe: TinySentiment.recipe(name: "tiny-onnx", stages: stages.joined(separator: "\n")))
+        let result = try project.run(timeout: 120)
+        #expect(result.status == 0, "\(result)")
+        let directory = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: "onnx", output: "model")
+        let manifest = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/squeeze-export.json"))) as? [String: Any])
+        let source = try #require(manifest["source"] as? [String: Any])
+        #expect(source["kind"] as? String == "dynamic_int8", "\(source)")
+        let details = try #require(manifest["details"] as? [String: Any])
+        #expect(details["quantization_mode"] as? String == "dynamic", "\(details)")
+        #expect((manifest["guarantee"] as? String)?.contains("squeeze's codes") == true, "\(manifest)")
+    }
 }

@@ -77,7 +77,8 @@ public enum ONNXExport {
         let exporter: (ModelArtifact, ArtifactKind, Options) throws(ModelFileError) -> ONNXExportedModel
         switch kind {
         case .dense, .sparse, .cofi: exporter = BertONNXExport.export(artifact:kind:options:)
-        case .staticInt8, .dynamicInt8, .weightOnly, .decoder: throw unsupported(kind, artifactDirectory)
+        case .staticInt8, .dynamicInt8: exporter = QuantizedBertONNXExport.export(artifact:kind:options:)
+        case .weightOnly, .decoder: throw unsupported(kind, artifactDirectory)
         }
         var output = try ExportDirectory(path: directory)
         let exported = try exporter(artifact, kind, options)
@@ -100,15 +101,12 @@ public enum ONNXExport {
     /// The refusal for a kind no ONNX exporter handles (yet), naming it.
     static func unsupported(_ kind: ArtifactKind, _ artifactDirectory: String) -> ModelFileError {
         let reason: String = switch kind {
-        case .staticInt8, .dynamicInt8:
-            "the int8 ONNX export (QuantizeLinear/DequantizeLinear around squeeze's scales) is not part of this build; "
-                + "export the float model it was quantized from"
         case .weightOnly:
             "ONNX has no standard operator for squeeze's per-group int4/int8 weights below opset 21's blocked "
                 + "DequantizeLinear, which this export does not write; export the float model it was quantized from"
         case .decoder:
             "the decoder ONNX export is not part of this build"
-        case .dense, .sparse, .cofi:
+        case .dense, .sparse, .cofi, .staticInt8, .dynamicInt8:
             "it is not supported"
         }
         return ModelFileError(file: artifactDirectory, "is \(kind.phrase) (kind `\(kind.rawValue)`), which export/onnx cannot export: \(reason)")

@@ -146,3 +146,15 @@ public enum QuantizedBertONNXExport {
         }
     }
 }
+
+extension QuantizedBertONNXExport {
+    /// `ONNXExport`'s exporter for `static_int8` and `dynamic_int8` artifacts
+    /// (the exact-codes static form).
+    static func export(artifact: ModelArtifact, kind: ArtifactKind, options: ONNXExport.Options) throws(ModelFileError) -> ONNXExportedModel {
+        let quantized = try QuantizedBertModel(directory: artifact.directory)
+        let proto = try model(quantized, opset: options.opset, file: artifact.directory)
+        return ONNXExportedModel(
+            model: proto, nodeCount: proto.graph.node.count, details: details(quantized, opset: options.opset),
+            guarantee: guarantee(kind: kind.rawValue))
+    }
+}
