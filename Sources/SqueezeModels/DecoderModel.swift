@@ -297,7 +297,7 @@ public struct DecoderModel: Sendable {
     // MARK: Rotary frequencies
 
     /// The rotary inverse frequencies of `config`, scaled as its `rope_scaling` says (f32, as `transformers` computes them).
-    static func rotaryInverseFrequencies(_ config: DecoderConfig) -> [Float] {
+    public static func rotaryInverseFrequencies(_ config: DecoderConfig) -> [Float] {
         guard case .rotary(let theta, let scaling) = config.positions else { return [] }
         let base = Rotary.inverseFrequencies(headDimension: config.headDimension, theta: theta)
         switch scaling {

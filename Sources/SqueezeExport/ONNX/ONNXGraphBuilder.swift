@@ -10,6 +10,8 @@ public enum ONNXElementType: Int32, Sendable, Hashable {
     case int32 = 6
     case int64 = 7
     case bool = 9
+    /// Signed 4-bit integers, two per byte (opset 21).
+    case int4 = 22
 }
 
 /// One axis of a graph input or output: a fixed size or a named symbolic one
@@ -96,6 +98,15 @@ public struct ONNXGraphBuilder: Sendable {
     @discardableResult
     public mutating func addInitializer(_ name: String, uint8s: [UInt8], shape: [Int]) -> String {
         addRaw(name, .uint8, shape: shape, count: uint8s.count) { Data(uint8s) }
+    }
+
+    /// Signed 4-bit values already packed two per byte, the first element of
+    /// each pair in the low nibble (ONNX's INT4 `raw_data` layout).
+    @discardableResult
+    public mutating func addInitializer(_ name: String, int4Packed bytes: [UInt8], shape: [Int]) -> String {
+        let count = shape.reduce(1, *)
+        precondition(bytes.count == (count + 1) / 2, "initializer \(name): \(bytes.count) bytes for \(count) int4 values")
+        return addRaw(name, .int4, shape: shape, count: count) { Data(bytes) }
     }
 
     @discardableResult

@@ -1,0 +1,488 @@
+import Foundation
+import SqueezeCompress
+import SqueezeExport
+import SqueezeModels
+import SqueezeONNXProto
+import SqueezeSupport
+import SqueezeTensor
+import Testing
+
+/// Tiny random decoders of every family the ONNX export supports, with norms
+/// and biases away from 1 and 0 so that every parameter matters.
+enum TinyDecoders {
+    enum Kind: String, CaseIterable, CustomStringConvertible, Sendable {
+        case llamaGQA, llama3Tied, mistral, qwen2MQA, gpt2
+        var description: String { rawValue }
+    }
+
+    static func config(_ kind: Kind) -> DecoderConfig {
+        switch kind {
+        case .llamaGQA:
+            DecoderConfig(
+                family: .llama, vocabSize: 23, hiddenSize: 16, intermediateSize: 32, numHiddenLayers: 2, numAttentionHeads: 4,
+                numKeyValueHeads: 2, maxPositionEmbeddings: 32, initializerRange: 0.4)
+        case .llama3Tied:
+            DecoderConfig(
+                family: .llama, vocabSize: 23, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 2,
+                maxPositionEmbeddings: 32,
+                positions: .rotary(
+                    theta: 500, scaling: .llama3(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4, originalMaxPositions: 8)),
+                tieWordEmbeddings: true, initializerRange: 0.4)
+        case .mistral:
+            DecoderConfig(
+                family: .mistral, vocabSize: 23, hiddenSize: 16, intermediateSize: 32, numHiddenLayers: 2, numAttentionHeads: 4,
+                numKeyValueHeads: 2, maxPositionEmbeddings: 32, initializerRange: 0.4, slidingWindow: 12)
+        case .qwen2MQA:
+            DecoderConfig(
+                family: .qwen2, vocabSize: 23, hiddenSize: 16, intermediateSize: 32, numHiddenLayers: 2, numAttentionHeads: 4,
+                numKeyValueHeads: 1, maxPositionEmbeddings: 32, queryKeyValueBias: true, initializerRange: 0.4)
+        case .gpt2:
+            DecoderConfig(
+                family: .gpt2, vocabSize: 19, hiddenSize: 16, intermediateSize: 32, numHiddenLayers: 2, numAttentionHeads: 2,
+                maxPositionEmbeddings: 32, normEpsilon: 1e-5, positions: .learned, queryKeyValueBias: true, outputBias: true,
+                mlpBias: true, tieWordEmbeddings: true, attentionDropout: 0.1, residualDropout: 0.1, initializerRange: 0.4)
+        }
+    }
+
+    static func model(_ kind: Kind, seed: UInt64 = 7) throws -> DecoderModel {
+        let model = try DecoderModel(randomWithConfig: config(kind), seed: seed)
+        let weights = model.weights.map { name, tensor -> Tensor in
+            guard name.contains("norm") || name.hasSuffix(".bias") else { return tensor }
+            var generator = SeededGenerator(seed: UInt64(name.utf8.count) + seed)
+            return Tensor.uniform(shape: tensor.shape, in: 0.5..<1.5, generator: &generator)
+        }
+        return try DecoderModel(config: model.config, weights: weights)
+    }
+
+    /// Deterministic token ids of `count` tokens for row `row`.
+    static func ids(_ count: Int, row: Int, vocabulary: Int) -> [Int] {
+        (0..<count).map { (($0 + 1) * 7 + row * 5 + $0 * $0) % vocabulary }
+    }
+}
+
+/// Runs `onnx_decoder_loop.py`: each sequence a list of steps whose `present` is fed back as `past`.
+enum DecoderLoopPeer {
+    struct Step: Codable {
+        var input_ids: [[Int]]
+        var attention_mask: [[Int]]
+    }
+
+    struct Sequence: Codable { var steps: [Step] }
+
+    struct Request: Codable {
+        var sequences: [Sequence]
+        var optimization: String
+        var threads: Int
+        var session_config: [String: String]
+    }
+
+    struct Report: Codable {
+        struct StepResult: Codable {
+            var logits: ONNXRuntimePeer.Output
+            var present_length: Int
+        }
+
+        struct SequenceResult: Codable { var steps: [StepResult] }
+        var sequences: [SequenceResult]
+    }
+
+    static func run(
+        model: URL, _ sequences: [Sequence], optimized: Bool = true, sessionConfig: [String: String] = [:]
+    ) throws -> Report {
+        let directory = model.deletingLastPathComponent()
+        let request = directory.appendingPathComponent("loop-request-\(UUID().uuidString).json")
+        let result = directory.appendingPathComponent("loop-result-\(UUID().uuidString).json")
+        defer {
+            try? FileManager.default.removeItem(at: request)
+            try? FileManager.default.removeItem(at: result)
+        }
+        let body = Request(sequences: sequences, optimization: optimized ? "all" : "disabled", threads: 1, session_config: sessionConfig)
+        try JSONEncoder().encode(body).write(to: request)
+        let outcome = try PythonPeers.run([PythonPeers.script("onnx_decoder_loop.py").path, model.path, request.path, result.path])
+        guard outcome.status == 0 else {
+            throw ONNXRuntimePeer.Failure(description: "onnx_decoder_loop.py exited with \(outcome.status): \(outcome.stderr.suffix(2000))")
+        }
+        return try JSONDecoder().decode(Report.self, from: Data(contentsOf: result))
+    }
+}
+
+@Suite struct DecoderONNXExportTests {
+    static let backend = CPUBackend(threads: 1)
+    static let tolerance: Float = 1e-4
+
+    static func temporaryDirectory() throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-decoder-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    static func write(_ model: Onnx_ModelProto, in directory: URL) throws -> URL {
+        let file = directory.appendingPathComponent("model.onnx")
+        try model.serializedBytes().write(to: file)
+        return file
+    }
+
+    /// Squeeze's logits `[T, vocab]` of one unpadded row.
+    static func squeezeLogits(_ forward: DecoderInference.Forward, _ ids: [Int]) -> [Float] {
+        var cache: DecoderKVCache?
+        return forward(Tensor(shape: [1, ids.count], int32s: ids.map { Int32($0) }), &cache).floats
+    }
+
+    /// A padded batch of `rows` (left or right padding with id 0), with its mask.
+    static func padded(_ rows: [[Int]], left: Bool) -> (ids: [[Int]], mask: [[Int]]) {
+        let width = rows.map(\.count).max() ?? 0
+        var ids: [[Int]] = [], mask: [[Int]] = []
+        for row in rows {
+            let padding = Array(repeating: 0, count: width - row.count)
+            ids.append(left ? padding + row : row + padding)
+            let ones = Array(repeating: 1, count: row.count)
+            mask.append(left ? padding + ones : ones + padding)
+        }
+        return (ids, mask)
+    }
+
+    /// The largest |ORT − Squeeze| over the real tokens of each row: `output`
+    /// is `[B, W, vocab]` for the padded batch of `rows`.
+    static func worstDifference(
+        _ output: ONNXRuntimePeer.Output, rows: [[Int]], left: Bool, vocabulary: Int, forward: DecoderInference.Forward
+    ) -> Float {
+        let width = rows.map(\.count).max() ?? 0
+        let got = output.floats
+        var worst: Float = 0
+        for (index, row) in rows.enumerated() {
+            let expected = squeezeLogits(forward, row)
+            let offset = left ? width - row.count : 0
+            for position in 0..<row.count {
+                for token in 0..<vocabulary {
+                    let a = got[(index * width + offset + position) * vocabulary + token]
+                    let b = expected[position * vocabulary + token]
+                    worst = max(worst, abs(a - b))
+                }
+            }
+        }
+        return worst
+    }
+
+    /// Batches the no-cache test runs: batch 1 at several lengths, batch 3
+    /// unpadded, left-padded and right-padded.
+    static func noCacheCases(vocabulary: Int, maximum: Int) -> [(rows: [[Int]], left: Bool)] {
+        let long = min(11, maximum)
+        return [
+            ([TinyDecoders.ids(1, row: 0, vocabulary: vocabulary)], true),
+            ([TinyDecoders.ids(6, row: 1, vocabulary: vocabulary)], true),
+            ([TinyDecoders.ids(long, row: 2, vocabulary: vocabulary)], true),
+            ((0..<3).map { TinyDecoders.ids(long, row: $0, vocabulary: vocabulary) }, true),
+            ([long, long - 4, 1].enumerated().map { TinyDecoders.ids($1, row: $0 + 3, vocabulary: vocabulary) }, true),
+            ([2, long, long - 1].enumerated().map { TinyDecoders.ids($1, row: $0 + 6, vocabulary: vocabulary) }, false),
+        ]
+    }
+
+    static func checkWithoutCache(
+        _ graph: Onnx_ModelProto, config: DecoderConfig, forward: DecoderInference.Forward, label: String,
+        sessionConfig: [String: String] = [:]
+    ) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try write(graph, in: directory)
+        let cases = noCacheCases(vocabulary: config.vocabSize, maximum: config.maximumSequenceLength)
+        let sequences = cases.map { rows, left in
+            let batch = padded(rows, left: left)
+            return DecoderLoopPeer.Sequence(steps: [DecoderLoopPeer.Step(input_ids: batch.ids, attention_mask: batch.mask)])
+        }
+        let report = try DecoderLoopPeer.run(model: file, sequences, sessionConfig: sessionConfig)
+        for ((rows, left), result) in zip(cases, report.sequences) {
+            let output = try #require(result.steps.first).logits
+            #expect(output.shape == [rows.count, rows.map(\.count).max() ?? 0, config.vocabSize])
+            let worst = worstDifference(output, rows: rows, left: left, vocabulary: config.vocabSize, forward: forward)
+            #expect(worst <= tolerance, "\(label): batch \(rows.map(\.count)) \(left ? "left" : "right")-padded: max |Δlogit| \(worst)")
+        }
+    }
+
+    @Test(arguments: TinyDecoders.Kind.allCases)
+    func logitsWithoutCacheMatchSqueeze(_ kind: TinyDecoders.Kind) throws {
+        guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
+        let model = try TinyDecoders.model(kind)
+        // GPT-2 at opset 21 takes the Gelu(tanh) op; the others the opset-17 spelling and ReduceMean with an attribute.
+        let opset = kind == .gpt2 || kind == .llama3Tied ? 21 : 17
+        let graph = try DecoderONNXExport.model(model, opset: opset, kvCache: false)
+        try Self.checkWithoutCache(graph, config: model.config, forward: model.forward(backend: Self.backend), label: "\(kind)")
+    }
+
+    /// Prefill, then steps fed `present` as `past`: every step's logits equal
+    /// the full-sequence logits of Squeeze without a cache and those of
+    /// Squeeze's own KV-cache forward. Covers batch 3 (unpadded and
+    /// left-padded), batch 1, and a 3-token step after a non-empty past.
+    @Test(arguments: TinyDecoders.Kind.allCases)
+    func kvCacheLoopMatchesSqueeze(_ kind: TinyDecoders.Kind) throws {
+        guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
+        let model = try TinyDecoders.model(kind)
+        let config = model.config, vocabulary = config.vocabSize
+        let forward = model.forward(backend: Self.backend)
+        let graph = try DecoderONNXExport.model(model, opset: 17, kvCache: true)
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(graph, in: directory)
+
+        // Each scenario: rows of token sequences, left-padded to the longest, and
+        // how many columns of that padded timeline each step feeds (prefill first).
+        let scenarios: [(rows: [[Int]], steps: [Int])] = [
+            ((0..<3).map { TinyDecoders.ids(8, row: $0, vocabulary: vocabulary) }, [5, 1, 1, 1]),
+            ([8, 6, 5].enumerated().map { TinyDecoders.ids($1, row: $0 + 3, vocabulary: vocabulary) }, [5, 1, 1, 1]),
+            ([TinyDecoders.ids(7, row: 9, vocabulary: vocabulary)], [3, 3, 1]),
+        ]
+        var sequences: [DecoderLoopPeer.Sequence] = []
+        for (rows, steps) in scenarios {
+            let width = rows.map(\.count).max() ?? 0
+            let prefillPadding = rows.map { width - $0.count }
+            var batchSteps: [DecoderLoopPeer.Step] = []
+            var seen = 0
+            for length in steps {
+                let ids = rows.enumerated().map { row, tokens -> [Int] in
+                    let paddedRow = Array(repeating: 0, count: prefillPadding[row]) + tokens
+                    return Array(paddedRow[seen..<(seen + length)])
+                }
+                seen += length
+                let mask = rows.indices.map { row in
+                    (0..<seen).map { $0 < prefillPadding[row] ? 0 : 1 }
+                }
+                batchSteps.append(DecoderLoopPeer.Step(input_ids: ids, attention_mask: mask))
+            }
+            sequences.append(DecoderLoopPeer.Sequence(steps: batchSteps))
+        }
+        let report = try DecoderLoopPeer.run(model: file, sequences)
+
+        for ((rows, steps), result) in zip(scenarios, report.sequences) {
+            let width = rows.map(\.count).max() ?? 0
+            let padding = rows.map { width - $0.count }
+            let maxPadding = padding.max() ?? 0
+            // Squeeze without a cache, per unpadded row.
+            let full = rows.map { Self.squeezeLogits(forward, $0) }
+            // Squeeze's KV-cache forward, when the rows are not padded.
+            var cached: [[Float]] = []
+            if maxPadding == 0 {
+                var cache: DecoderKVCache? = DecoderKVCache(config: config, batch: rows.count, capacity: width)
+                var start = 0
+                for step in steps {
+                    let ids = rows.flatMap { $0[start..<(start + step)].map { Int32($0) } }
+                    cached.append(forward(Tensor(shape: [rows.count, step], int32s: ids), &cache).floats)
+                    start += step
+                }
+            }
+            var start = 0
+            var worstFull: Float = 0, worstCached: Float = 0
+            for (index, length) in steps.enumerated() {
+                let got = result.steps[index].logits.floats
+                #expect(result.steps[index].logits.shape == [rows.count, length, vocabulary])
+                #expect(result.steps[index].present_length == start + length)
+                for row in rows.indices {
+                    for position in 0..<length {
+                        let timeline = start + position - padding[row]
+                        guard timeline >= 0 else { continue }
+                        for token in 0..<vocabulary {
+                            let value = got[(row * length + position) * vocabulary + token]
+                            worstFull = max(worstFull, abs(value - full[row][timeline * vocabulary + token]))
+                            if !cached.isEmpty {
+                                worstCached = max(worstCached, abs(value - cached[index][(row * length + position) * vocabulary + token]))
+                            }
+                        }
+                    }
+                }
+                start += length
+            }
+            #expect(worstFull <= Self.tolerance, "\(kind) rows \(rows.map(\.count)) steps \(steps): vs no-cache max |Δlogit| \(worstFull)")
+            #expect(worstCached <= Self.tolerance, "\(kind) rows \(rows.map(\.count)) steps \(steps): vs KV-cache max |Δlogit| \(worstCached)")
+        }
+    }
+
+    @Test func exportsAreDeterministic() throws {
+        for kind in TinyDecoders.Kind.allCases {
+            for kvCache in [false, true] {
+                let first = try DecoderONNXExport.model(try TinyDecoders.model(kind), kvCache: kvCache).serializedBytes()
+                let second = try DecoderONNXExport.model(try TinyDecoders.model(kind), kvCache: kvCache).serializedBytes()
+                #expect(first == second, "\(kind) kv \(kvCache)")
+            }
+        }
+    }
+
+    @Test func interfaceFollowsTheOptimumConvention() throws {
+        let model = try TinyDecoders.model(.llamaGQA)
+        let graph = try DecoderONNXExport.model(model, kvCache: true)
+        #expect(graph.graph.input.map(\.name) == ["input_ids", "attention_mask"] + (0..<2).flatMap { ["past_key_values.\($0).key", "past_key_values.\($0).value"] })
+        #expect(graph.graph.output.map(\.name) == ["logits"] + (0..<2).flatMap { ["present.\($0).key", "present.\($0).value"] })
+        let past = try #require(graph.graph.input.first { $0.name == "past_key_values.1.value" })
+        let dims = past.type.tensorType.shape.dim.map { $0.dimParam.isEmpty ? String($0.dimValue) : $0.dimParam }
+        #expect(dims == ["batch_size", "2", "past_sequence_length", "4"])
+        let plain = try DecoderONNXExport.model(model, kvCache: false)
+        #expect(plain.graph.input.map(\.name) == ["input_ids", "attention_mask"])
+        #expect(plain.graph.output.map(\.name) == ["logits"])
+    }
+
+    @Test func opsetsOutsideTheSupportedRangeAreRefused() throws {
+        let model = try TinyDecoders.model(.gpt2)
+        #expect(throws: DecoderONNXExportError.unsupportedOpset(16)) { try DecoderONNXExport.model(model, opset: 16, kvCache: false) }
+        #expect(throws: DecoderONNXExportError.unsupportedOpset(22)) { try DecoderONNXExport.model(model, opset: 22, kvCache: false) }
+    }
+
+    /// A decoder artifact (weights, config and a tokenizer file, which the export copies without reading).
+    static func artifact(_ save: (String) throws -> Void, in directory: URL, architecture: String) throws -> ModelArtifact {
+        let path = directory.appendingPathComponent("artifact").path
+        try save(path)
+        try Data(#"{"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}}"#.utf8)
+            .write(to: URL(fileURLWithPath: path + "/tokenizer.json"))
+        return try ModelArtifact.seal(directory: path, architecture: architecture, source: "test")
+    }
+
+    @Test func exportWritesTheModelTokenizerAndManifest() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try TinyDecoders.model(.qwen2MQA)
+        let artifact = try Self.artifact({ try model.save(toDirectory: $0) }, in: directory, architecture: "qwen2")
+        let output = directory.appendingPathComponent("export").path
+        let summary = try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, kvCache: true)
+        #expect(summary.kind == "dense")
+        let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
+        #expect(files == ["config.json", "model.onnx", "squeeze-export.json", "tokenizer.json"])
+        let manifest = try SqueezeJSON.decode(ExportManifest.self, from: Data(contentsOf: URL(fileURLWithPath: output + "/squeeze-export.json")))
+        #expect(manifest.target == "onnx")
+        #expect(manifest.source == ExportManifest.Source(digest: "abc", format: "squeeze.model/1", architecture: "qwen2", kind: "dense"))
+        #expect(manifest.details["kv_cache"] == .bool(true))
+        #expect(manifest.details["opset"] == .int(17))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: output + "/model.onnx"))
+        #expect(manifest.files["model.onnx"] == Hashing.sha256(bytes).hex)
+        #expect(bytes == (try DecoderONNXExport.model(model, kvCache: true).serializedBytes()))
+
+        // A second export into the same directory is refused.
+        #expect(throws: DecoderONNXExportError.self) {
+            try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, kvCache: true)
+        }
+    }
+
+    /// A weight-only artifact at opset 17 fails before anything is written.
+    @Test func weightOnlyExportBelowOpset21FailsBeforeWriting() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try Self.quantized(bits: 4, symmetric: true)
+        let artifact = try Self.artifact({ try model.save(toDirectory: $0) }, in: directory, architecture: "llama")
+        let output = directory.appendingPathComponent("export").path
+        #expect(throws: DecoderONNXExportError.opsetTooLow(
+            requested: 17, required: 21,
+            construct: "a weight-only int4 decoder (blocked DequantizeLinear with `block_size`, INT4 tensors)")) {
+            try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, opset: 17, kvCache: false)
+        }
+        #expect(!FileManager.default.fileExists(atPath: output))
+        let summary = try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, kvCache: false)
+        #expect(summary.kind == "weight_only")
+        #expect(summary.details["opset"] == .int(21))
+    }
+
+    // MARK: Weight-only
+
+    static func quantized(bits: Int, symmetric: Bool) throws -> QuantizedDecoderModel {
+        let model = try TinyDecoders.model(.llamaGQA)
+        return try WeightOnlyQuantizer.quantize(model, options: WeightOnlyOptions(bits: bits, groupSize: 16, symmetric: symmetric))
+    }
+
+    @Test func weightOnlyNeedsOpset21() throws {
+        let model = try Self.quantized(bits: 4, symmetric: true)
+        do {
+            _ = try DecoderONNXExport.model(model, opset: 17, kvCache: false)
+            Issue.record("opset 17 was accepted for an int4 model")
+        } catch {
+            guard case .opsetTooLow(let requested, let required, _) = error else {
+                Issue.record("unexpected error \(error)")
+                return
+            }
+            #expect(requested == 17 && required == 21)
+            #expect(error.description.contains("needs opset 21"))
+        }
+    }
+
+    /// The graph keeps the codes: int4 as INT4 tensors, int8 as INT8, with one
+    /// scale per group and a blocked DequantizeLinear per quantized layer.
+    @Test(arguments: [(4, true), (4, false), (8, true), (8, false)])
+    func weightOnlyGraphsStoreCodesAndScales(bits: Int, symmetric: Bool) throws {
+        let model = try Self.quantized(bits: bits, symmetric: symmetric)
+        let graph = try DecoderONNXExport.model(model, kvCache: false)
+        #expect(graph.opsetImport.first?.version == 21)
+        let codes = graph.graph.initializer.filter { $0.name.hasSuffix(".codes") }
+        #expect(codes.count == model.quantization.modules.count)
+        #expect(codes.allSatisfy { $0.dataType == (bits == 4 ? 22 : 3) })
+        let zeroPoints = graph.graph.initializer.filter { $0.name.hasSuffix(".zero_points") }
+        #expect(zeroPoints.isEmpty == symmetric)
+        let dequantize = graph.graph.node.filter { $0.opType == "DequantizeLinear" }
+        #expect(dequantize.count == model.quantization.modules.count)
+        #expect(dequantize.allSatisfy { $0.attribute.contains { $0.name == "block_size" && $0.i == 16 } })
+    }
+
+    @Test(arguments: [(4, true), (4, false), (8, true), (8, false)])
+    func weightOnlyLogitsMatchSqueeze(bits: Int, symmetric: Bool) throws {
+        guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
+        let model = try Self.quantized(bits: bits, symmetric: symmetric)
+        let graph = try DecoderONNXExport.model(model, kvCache: false)
+        // Keep ONNX Runtime from replacing DequantizeLinear + MatMul by MatMulNBits with int8 activations.
+        try Self.checkWithoutCache(
+            graph, config: model.config, forward: model.forward(backend: Self.backend), label: "int\(bits) \(symmetric ? "sym" : "asym")",
+            sessionConfig: ["session.qdq_matmulnbits_accuracy_level": "0"])
+    }
+
+    // MARK: A real checkpoint (manual)
+
+    /// Set `SQUEEZE_ONNX_REAL_DECODER` to a decoder artifact directory (float
+    /// or weight-only) to export it and print ONNX Runtime's largest logit
+    /// difference from Squeeze: 2 × 128 tokens without a cache, and a 64-token
+    /// prefill plus 16 one-token steps with one. Not run otherwise (CI has no
+    /// trained decoder).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SQUEEZE_ONNX_REAL_DECODER"] != nil))
+    func realDecoderMatchesSqueeze() throws {
+        let path = try #require(ProcessInfo.processInfo.environment["SQUEEZE_ONNX_REAL_DECODER"])
+        let artifact = try ModelArtifact(directory: path)
+        let forward: DecoderInference.Forward
+        let config: DecoderConfig
+        if try ModelQuantization.read(configFile: artifact.configPath) != nil {
+            let model = try QuantizedDecoderModel(directory: path)
+            (forward, config) = (model.forward(backend: Self.backend), model.config)
+        } else {
+            let model = try artifact.decoderModel()
+            (forward, config) = (model.forward(backend: Self.backend), model.config)
+        }
+        let vocabulary = config.vocabSize
+        let length = min(128, config.maximumSequenceLength)
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let sessionConfig = ["session.qdq_matmulnbits_accuracy_level": ProcessInfo.processInfo.environment["SQUEEZE_ONNX_ACCURACY_LEVEL"] ?? "0"]
+
+        let rows = (0..<2).map { row in (0..<length).map { ($0 * 7919 + row * 104_729 + 13) % vocabulary } }
+        let plainFile = try Self.write(try DecoderONNXExport.model(artifact: artifact, kvCache: false), in: directory)
+        let plain = try DecoderLoopPeer.run(
+            model: plainFile, [DecoderLoopPeer.Sequence(steps: [DecoderLoopPeer.Step(input_ids: rows, attention_mask: rows.map { $0.map { _ in 1 } })])],
+            sessionConfig: sessionConfig)
+        let worstPlain = Self.worstDifference(
+            try #require(plain.sequences.first?.steps.first).logits, rows: rows, left: true, vocabulary: vocabulary, forward: forward)
+
+        let cachedDirectory = directory.appendingPathComponent("kv")
+        try FileManager.default.createDirectory(at: cachedDirectory, withIntermediateDirectories: true)
+        let cachedFile = try Self.write(try DecoderONNXExport.model(artifact: artifact, kvCache: true), in: cachedDirectory)
+        let tokens = Array(rows[0].prefix(80))
+        var steps = [DecoderLoopPeer.Step(input_ids: [Array(tokens.prefix(64))], attention_mask: [Array(repeating: 1, count: 64)])]
+        for position in 64..<80 {
+            steps.append(DecoderLoopPeer.Step(input_ids: [[tokens[position]]], attention_mask: [Array(repeating: 1, count: position + 1)]))
+        }
+        let loop = try DecoderLoopPeer.run(model: cachedFile, [DecoderLoopPeer.Sequence(steps: steps)], sessionConfig: sessionConfig)
+        let full = Self.squeezeLogits(forward, tokens)
+        var cache: DecoderKVCache? = DecoderKVCache(config: config, batch: 1, capacity: 80)
+        var worstFull: Float = 0, worstCached: Float = 0
+        var start = 0
+        for (step, result) in zip(steps, try #require(loop.sequences.first).steps) {
+            let ids = step.input_ids[0]
+            let squeezeCached = forward(Tensor(shape: [1, ids.count], int32s: ids.map { Int32($0) }), &cache).floats
+            let got = result.logits.floats
+            for index in got.indices {
+                worstFull = max(worstFull, abs(got[index] - full[start * vocabulary + index]))
+                worstCached = max(worstCached, abs(got[index] - squeezeCached[index]))
+            }
+            start += ids.count
+        }
+        print("real decoder \(path): no cache 2x\(length) max |Δlogit| \(worstPlain); KV cache 64+16 vs Squeeze no-cache \(worstFull), vs Squeeze KV cache \(worstCached)")
+        #expect(worstPlain <= Self.tolerance && worstFull <= Self.tolerance && worstCached <= Self.tolerance)
+    }
+}
