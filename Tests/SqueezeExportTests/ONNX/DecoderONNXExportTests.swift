@@ -44,7 +44,8 @@ enum TinyDecoders {
         }
     }
 
-    static func model(_ kind: Kind, seed: UInt64 = 7) throws -> DecoderModel {
+    static func model(_ kind: Kind, seed: UInt64? = nil) throws -> DecoderModel {
+        let seed = seed ?? 7 + UInt64(Kind.allCases.firstIndex(of: kind) ?? 0)
         let model = try DecoderModel(randomWithConfig: config(kind), seed: seed)
         let weights = model.weights.map { name, tensor -> Tensor in
             guard name.contains("norm") || name.hasSuffix(".bias") else { return tensor }
@@ -294,6 +295,46 @@ enum DecoderLoopPeer {
         }
     }
 
+    /// Mistral's sliding window: with one layer and a window of 4, position
+    /// `t` sees exactly tokens `t−3…t`, and rotary attention depends only on
+    /// relative positions, so its logits are Squeeze's logits of the last
+    /// token of those 4 tokens alone (Squeeze itself refuses sequences longer
+    /// than the window).
+    @Test func mistralSlidingWindowMasksKeysOutsideIt() throws {
+        guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
+        var config = TinyDecoders.config(.mistral)
+        config.numHiddenLayers = 1
+        config.slidingWindow = 4
+        let random = try DecoderModel(randomWithConfig: config, seed: 5)
+        let model = try DecoderModel(config: config, weights: random.weights)
+        let forward = model.forward(backend: Self.backend)
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(try DecoderONNXExport.model(model, kvCache: true), in: directory)
+        let tokens = TinyDecoders.ids(10, row: 1, vocabulary: config.vocabSize)
+        // The whole sequence at once, and a 6-token prefill followed by 4 one-token steps.
+        var steps = [DecoderLoopPeer.Step(input_ids: [Array(tokens.prefix(6))], attention_mask: [Array(repeating: 1, count: 6)])]
+        for position in 6..<10 {
+            steps.append(DecoderLoopPeer.Step(input_ids: [[tokens[position]]], attention_mask: [Array(repeating: 1, count: position + 1)]))
+        }
+        let report = try DecoderLoopPeer.run(model: file, [
+            DecoderLoopPeer.Sequence(steps: [DecoderLoopPeer.Step(input_ids: [tokens], attention_mask: [tokens.map { _ in 1 }])]),
+            DecoderLoopPeer.Sequence(steps: steps),
+        ])
+        let vocabulary = config.vocabSize
+        let whole = try #require(report.sequences.first?.steps.first).logits.floats
+        let stepped = try #require(report.sequences.last).steps.flatMap { $0.logits.floats }
+        var worst: Float = 0
+        for position in tokens.indices {
+            let window = Array(tokens[max(0, position - 3)...position])
+            let expected = Self.squeezeLogits(forward, window).suffix(vocabulary)
+            for (offset, value) in expected.enumerated() {
+                worst = max(worst, abs(whole[position * vocabulary + offset] - value), abs(stepped[position * vocabulary + offset] - value))
+            }
+        }
+        #expect(worst <= Self.tolerance, "max |Δlogit| \(worst) against Squeeze on each window")
+    }
+
     @Test func exportsAreDeterministic() throws {
         for kind in TinyDecoders.Kind.allCases {
             for kvCache in [false, true] {
@@ -431,7 +472,8 @@ enum DecoderLoopPeer {
     /// or weight-only) to export it and print ONNX Runtime's largest logit
     /// difference from Squeeze: 2 × 128 tokens without a cache, and a 64-token
     /// prefill plus 16 one-token steps with one. Not run otherwise (CI has no
-    /// trained decoder).
+    /// trained decoder). With `SQUEEZE_ONNX_EXPORT_TO`, the KV-cache export is
+    /// also written there (for `Benchmarks/onnx-decoder/ort_decode.py`).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SQUEEZE_ONNX_REAL_DECODER"] != nil))
     func realDecoderMatchesSqueeze() throws {
         let path = try #require(ProcessInfo.processInfo.environment["SQUEEZE_ONNX_REAL_DECODER"])
@@ -481,6 +523,9 @@ enum DecoderLoopPeer {
                 worstCached = max(worstCached, abs(got[index] - squeezeCached[index]))
             }
             start += ids.count
+        }
+        if let destination = ProcessInfo.processInfo.environment["SQUEEZE_ONNX_EXPORT_TO"] {
+            try DecoderONNXExport.export(artifact: artifact, sourceDigest: "manual", to: destination, kvCache: true)
         }
         print("real decoder \(path): no cache 2x\(length) max |Δlogit| \(worstPlain); KV cache 64+16 vs Squeeze no-cache \(worstFull), vs Squeeze KV cache \(worstCached)")
         #expect(worstPlain <= Self.tolerance && worstFull <= Self.tolerance && worstCached <= Self.tolerance)
