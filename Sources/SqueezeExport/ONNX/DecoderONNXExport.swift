@@ -28,6 +28,13 @@ public enum DecoderONNXExportError: Error, Sendable, Hashable, CustomStringConve
             error.description
         }
     }
+
+    /// The error as a `ModelFileError` on `file` (what stages and the
+    /// `export/onnx` dispatcher report), keeping a model error's own file.
+    public func modelFileError(file: String) -> ModelFileError {
+        if case .model(let error) = self { return error }
+        return ModelFileError(file: file, "cannot be exported to ONNX: \(description)")
+    }
 }
 
 /// ONNX export of Squeeze's decoder language models (Llama, Mistral, Qwen2,
@@ -101,23 +108,20 @@ public enum DecoderONNXExport {
         }
     }
 
-    /// What `export` wrote: the details and guarantee of `squeeze-export.json`.
-    public struct Summary: Sendable {
+    /// A built graph with what `squeeze-export.json` says of it.
+    public struct Exported: Sendable {
+        public var model: Onnx_ModelProto
+        /// `dense`, `sparse` or `weight_only`.
         public var kind: String
+        /// Opset, cache, inputs and outputs, dynamic axes, how positions are derived, the quantization.
         public var details: [String: Value]
+        /// The exactness against Squeeze's forward, in words.
         public var guarantee: String
     }
 
-    /// Exports the decoder `artifact` into the empty directory `path`:
-    /// `model.onnx`, `config.json`, `tokenizer.json` (required) and
-    /// `squeeze-export.json` naming `sourceDigest`.
-    @discardableResult
-    public static func export(
-        artifact: ModelArtifact, sourceDigest: String, to path: String, opset requested: Int? = nil, kvCache: Bool
-    ) throws(DecoderONNXExportError) -> Summary {
-        guard artifact.isDecoder else {
-            throw .unsupported("\(artifact.directory) is a \(artifact.manifest.architecture) model, not a decoder (\(DecoderFamily.supportedList))")
-        }
+    /// The graph of the decoder `artifact` (float, sparse or weight-only) and
+    /// its manifest details; the opset defaults to 17 (float) or 21 (weight-only).
+    public static func exported(artifact: ModelArtifact, opset requested: Int? = nil, kvCache: Bool) throws(DecoderONNXExportError) -> Exported {
         guard artifact.manifest.files[ModelArtifact.tokenizerFileName] != nil else {
             throw .model(ModelFileError(
                 file: artifact.directory,
@@ -130,13 +134,23 @@ public enum DecoderONNXExport {
         case .float(let decoder): graph = try Self.model(decoder, opset: opset, kvCache: kvCache)
         case .weightOnly(let decoder): graph = try Self.model(decoder, opset: opset, kvCache: kvCache)
         }
+        return Exported(model: graph, kind: loaded.kind, details: details(loaded, opset: opset, kvCache: kvCache), guarantee: loaded.guarantee)
+    }
+
+    /// Exports the decoder `artifact` into the empty directory `path`:
+    /// `model.onnx`, `config.json`, `tokenizer.json` and `squeeze-export.json`
+    /// naming `sourceDigest`. Nothing is written when the export is refused.
+    @discardableResult
+    public static func export(
+        artifact: ModelArtifact, sourceDigest: String, to path: String, opset: Int? = nil, kvCache: Bool
+    ) throws(DecoderONNXExportError) -> Exported {
+        let exported = try exported(artifact: artifact, opset: opset, kvCache: kvCache)
         let bytes: Data
         do {
-            bytes = try graph.serializedBytes()
+            bytes = try exported.model.serializedBytes()
         } catch {
             throw .unsupported("cannot serialize the ONNX model: \(error)")
         }
-        let summary = Summary(kind: loaded.kind, details: details(loaded, opset: opset, kvCache: kvCache), guarantee: loaded.guarantee)
         do throws(ModelFileError) {
             var directory = try ExportDirectory(path: path)
             try directory.write(modelFileName, bytes)
@@ -145,12 +159,13 @@ public enum DecoderONNXExport {
             try directory.finish(
                 target: "onnx",
                 source: ExportManifest.Source(
-                    digest: sourceDigest, format: artifact.manifest.format, architecture: artifact.manifest.architecture, kind: loaded.kind),
-                details: summary.details, guarantee: summary.guarantee)
+                    digest: sourceDigest, format: artifact.manifest.format, architecture: artifact.manifest.architecture,
+                    kind: exported.kind),
+                details: exported.details, guarantee: exported.guarantee)
         } catch {
             throw .model(error)
         }
-        return summary
+        return exported
     }
 
     // MARK: Loading
