@@ -61,7 +61,8 @@ enum TinyDecoders {
     }
 }
 
-/// Runs `onnx_decoder_loop.py`: each sequence a list of steps whose `present` is fed back as `past`.
+/// Runs `onnx_decoder_loop.py`: for each model, sequences of steps whose
+/// `present` is fed back as `past`. Several models share one Python start.
 enum DecoderLoopPeer {
     struct Step: Codable {
         var input_ids: [[Int]]
@@ -70,40 +71,56 @@ enum DecoderLoopPeer {
 
     struct Sequence: Codable { var steps: [Step] }
 
-    struct Request: Codable {
+    struct Model: Codable {
+        var path: String
         var sequences: [Sequence]
+        var session_config: [String: String]
+
+        init(_ file: URL, _ sequences: [Sequence], sessionConfig: [String: String] = [:]) {
+            self.path = file.path
+            self.sequences = sequences
+            self.session_config = sessionConfig
+        }
+    }
+
+    struct Request: Codable {
+        var models: [Model]
         var optimization: String
         var threads: Int
-        var session_config: [String: String]
     }
 
-    struct Report: Codable {
-        struct StepResult: Codable {
-            var logits: ONNXRuntimePeer.Output
-            var present_length: Int
-        }
-
-        struct SequenceResult: Codable { var steps: [StepResult] }
-        var sequences: [SequenceResult]
+    struct StepResult: Codable {
+        var logits: ONNXRuntimePeer.Output
+        var present_length: Int
     }
 
-    static func run(
-        model: URL, _ sequences: [Sequence], optimized: Bool = true, sessionConfig: [String: String] = [:]
-    ) throws -> Report {
-        let directory = model.deletingLastPathComponent()
+    struct SequenceResult: Codable { var steps: [StepResult] }
+    struct ModelResult: Codable { var sequences: [SequenceResult] }
+    struct Report: Codable { var models: [ModelResult] }
+
+    /// The results of every model's sequences, in order.
+    static func run(_ models: [Model], in directory: URL, optimized: Bool = true) throws -> [ModelResult] {
         let request = directory.appendingPathComponent("loop-request-\(UUID().uuidString).json")
         let result = directory.appendingPathComponent("loop-result-\(UUID().uuidString).json")
         defer {
             try? FileManager.default.removeItem(at: request)
             try? FileManager.default.removeItem(at: result)
         }
-        let body = Request(sequences: sequences, optimization: optimized ? "all" : "disabled", threads: 1, session_config: sessionConfig)
-        try JSONEncoder().encode(body).write(to: request)
-        let outcome = try PythonPeers.run([PythonPeers.script("onnx_decoder_loop.py").path, model.path, request.path, result.path])
+        try JSONEncoder().encode(Request(models: models, optimization: optimized ? "all" : "disabled", threads: 1)).write(to: request)
+        let outcome = try PythonPeers.run([PythonPeers.script("onnx_decoder_loop.py").path, request.path, result.path])
         guard outcome.status == 0 else {
             throw ONNXRuntimePeer.Failure(description: "onnx_decoder_loop.py exited with \(outcome.status): \(outcome.stderr.suffix(2000))")
         }
-        return try JSONDecoder().decode(Report.self, from: Data(contentsOf: result))
+        let report = try JSONDecoder().decode(Report.self, from: Data(contentsOf: result))
+        guard report.models.count == models.count else {
+            throw ONNXRuntimePeer.Failure(description: "\(report.models.count) results for \(models.count) models")
+        }
+        return report.models
+    }
+
+    /// One model's sequences.
+    static func run(model file: URL, _ sequences: [Sequence], sessionConfig: [String: String] = [:]) throws -> [SequenceResult] {
+        try run([Model(file, sequences, sessionConfig: sessionConfig)], in: file.deletingLastPathComponent()).first?.sequences ?? []
     }
 }
 
@@ -117,8 +134,8 @@ enum DecoderLoopPeer {
         return directory
     }
 
-    static func write(_ model: Onnx_ModelProto, in directory: URL) throws -> URL {
-        let file = directory.appendingPathComponent("model.onnx")
+    static func write(_ model: Onnx_ModelProto, in directory: URL, as name: String = "model.onnx") throws -> URL {
+        let file = directory.appendingPathComponent(name)
         try model.serializedBytes().write(to: file)
         return file
     }
@@ -178,121 +195,162 @@ enum DecoderLoopPeer {
         ]
     }
 
-    static func checkWithoutCache(
-        _ graph: Onnx_ModelProto, config: DecoderConfig, forward: DecoderInference.Forward, label: String,
-        sessionConfig: [String: String] = [:]
-    ) throws {
+    /// One model for `checkWithoutCache`: its graph and Squeeze's forward.
+    struct Candidate {
+        var label: String
+        var graph: Onnx_ModelProto
+        var config: DecoderConfig
+        var forward: DecoderInference.Forward
+        var sessionConfig: [String: String] = [:]
+    }
+
+    /// Runs every `noCacheCases` batch through each candidate's graph in one
+    /// Python start and compares the real tokens' logits with Squeeze's.
+    static func checkWithoutCache(_ candidates: [Candidate]) throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let file = try write(graph, in: directory)
-        let cases = noCacheCases(vocabulary: config.vocabSize, maximum: config.maximumSequenceLength)
-        let sequences = cases.map { rows, left in
-            let batch = padded(rows, left: left)
-            return DecoderLoopPeer.Sequence(steps: [DecoderLoopPeer.Step(input_ids: batch.ids, attention_mask: batch.mask)])
+        var models: [DecoderLoopPeer.Model] = []
+        for (index, candidate) in candidates.enumerated() {
+            let file = try write(candidate.graph, in: directory, as: "model-\(index).onnx")
+            let sequences = noCacheCases(vocabulary: candidate.config.vocabSize, maximum: candidate.config.maximumSequenceLength).map { rows, left in
+                let batch = padded(rows, left: left)
+                return DecoderLoopPeer.Sequence(steps: [DecoderLoopPeer.Step(input_ids: batch.ids, attention_mask: batch.mask)])
+            }
+            models.append(DecoderLoopPeer.Model(file, sequences, sessionConfig: candidate.sessionConfig))
         }
-        let report = try DecoderLoopPeer.run(model: file, sequences, sessionConfig: sessionConfig)
-        for ((rows, left), result) in zip(cases, report.sequences) {
-            let output = try #require(result.steps.first).logits
-            #expect(output.shape == [rows.count, rows.map(\.count).max() ?? 0, config.vocabSize])
-            let worst = worstDifference(output, rows: rows, left: left, vocabulary: config.vocabSize, forward: forward)
-            #expect(worst <= tolerance, "\(label): batch \(rows.map(\.count)) \(left ? "left" : "right")-padded: max |Δlogit| \(worst)")
+        let results = try DecoderLoopPeer.run(models, in: directory)
+        for (candidate, result) in zip(candidates, results) {
+            let config = candidate.config
+            let cases = noCacheCases(vocabulary: config.vocabSize, maximum: config.maximumSequenceLength)
+            for ((rows, left), sequence) in zip(cases, result.sequences) {
+                let output = try #require(sequence.steps.first).logits
+                #expect(output.shape == [rows.count, rows.map(\.count).max() ?? 0, config.vocabSize])
+                let worst = worstDifference(output, rows: rows, left: left, vocabulary: config.vocabSize, forward: candidate.forward)
+                #expect(
+                    worst <= tolerance,
+                    "\(candidate.label): batch \(rows.map(\.count)) \(left ? "left" : "right")-padded: max |Δlogit| \(worst)")
+            }
         }
     }
 
-    @Test(arguments: TinyDecoders.Kind.allCases)
-    func logitsWithoutCacheMatchSqueeze(_ kind: TinyDecoders.Kind) throws {
+    @Test func logitsWithoutCacheMatchSqueeze() throws {
         guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
-        let model = try TinyDecoders.model(kind)
-        // GPT-2 at opset 21 takes the Gelu(tanh) op; the others the opset-17 spelling and ReduceMean with an attribute.
-        let opset = kind == .gpt2 || kind == .llama3Tied ? 21 : 17
-        let graph = try DecoderONNXExport.model(model, opset: opset, kvCache: false)
-        try Self.checkWithoutCache(graph, config: model.config, forward: model.forward(backend: Self.backend), label: "\(kind)")
+        let candidates = try TinyDecoders.Kind.allCases.map { kind in
+            let model = try TinyDecoders.model(kind)
+            // GPT-2 at opset 21 takes the Gelu(tanh) op, Llama 3 ReduceMean with an axes input; the others the opset-17 forms.
+            let opset = kind == .gpt2 || kind == .llama3Tied ? 21 : 17
+            return Candidate(
+                label: "\(kind)", graph: try DecoderONNXExport.model(model, opset: opset, kvCache: false), config: model.config,
+                forward: model.forward(backend: Self.backend))
+        }
+        try Self.checkWithoutCache(candidates)
     }
 
     /// Prefill, then steps fed `present` as `past`: every step's logits equal
     /// the full-sequence logits of Squeeze without a cache and those of
     /// Squeeze's own KV-cache forward. Covers batch 3 (unpadded and
     /// left-padded), batch 1, and a 3-token step after a non-empty past.
-    @Test(arguments: TinyDecoders.Kind.allCases)
-    func kvCacheLoopMatchesSqueeze(_ kind: TinyDecoders.Kind) throws {
-        guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
-        let model = try TinyDecoders.model(kind)
-        let config = model.config, vocabulary = config.vocabSize
-        let forward = model.forward(backend: Self.backend)
-        let graph = try DecoderONNXExport.model(model, opset: 17, kvCache: true)
-        let directory = try Self.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let file = try Self.write(graph, in: directory)
+    /// Rows of token sequences, left-padded to the longest, and how many
+    /// columns of that padded timeline each step feeds (prefill first).
+    typealias Scenario = (rows: [[Int]], steps: [Int])
 
-        // Each scenario: rows of token sequences, left-padded to the longest, and
-        // how many columns of that padded timeline each step feeds (prefill first).
-        let scenarios: [(rows: [[Int]], steps: [Int])] = [
+    static func kvScenarios(vocabulary: Int) -> [Scenario] {
+        [
             ((0..<3).map { TinyDecoders.ids(8, row: $0, vocabulary: vocabulary) }, [5, 1, 1, 1]),
             ([8, 6, 5].enumerated().map { TinyDecoders.ids($1, row: $0 + 3, vocabulary: vocabulary) }, [5, 1, 1, 1]),
             ([TinyDecoders.ids(7, row: 9, vocabulary: vocabulary)], [3, 3, 1]),
         ]
-        var sequences: [DecoderLoopPeer.Sequence] = []
-        for (rows, steps) in scenarios {
-            let width = rows.map(\.count).max() ?? 0
-            let prefillPadding = rows.map { width - $0.count }
-            var batchSteps: [DecoderLoopPeer.Step] = []
-            var seen = 0
-            for length in steps {
-                let ids = rows.enumerated().map { row, tokens -> [Int] in
-                    let paddedRow = Array(repeating: 0, count: prefillPadding[row]) + tokens
-                    return Array(paddedRow[seen..<(seen + length)])
-                }
-                seen += length
-                let mask = rows.indices.map { row in
-                    (0..<seen).map { $0 < prefillPadding[row] ? 0 : 1 }
-                }
-                batchSteps.append(DecoderLoopPeer.Step(input_ids: ids, attention_mask: mask))
-            }
-            sequences.append(DecoderLoopPeer.Sequence(steps: batchSteps))
-        }
-        let report = try DecoderLoopPeer.run(model: file, sequences)
+    }
 
-        for ((rows, steps), result) in zip(scenarios, report.sequences) {
-            let width = rows.map(\.count).max() ?? 0
-            let padding = rows.map { width - $0.count }
-            let maxPadding = padding.max() ?? 0
-            // Squeeze without a cache, per unpadded row.
-            let full = rows.map { Self.squeezeLogits(forward, $0) }
-            // Squeeze's KV-cache forward, when the rows are not padded.
-            var cached: [[Float]] = []
-            if maxPadding == 0 {
-                var cache: DecoderKVCache? = DecoderKVCache(config: config, batch: rows.count, capacity: width)
-                var start = 0
-                for step in steps {
-                    let ids = rows.flatMap { $0[start..<(start + step)].map { Int32($0) } }
-                    cached.append(forward(Tensor(shape: [rows.count, step], int32s: ids), &cache).floats)
-                    start += step
-                }
+    /// The loop's steps of `scenario`: each step's ids and the mask of everything so far.
+    static func kvSequence(_ scenario: Scenario) -> DecoderLoopPeer.Sequence {
+        let (rows, steps) = scenario
+        let width = rows.map(\.count).max() ?? 0
+        let padding = rows.map { width - $0.count }
+        var batchSteps: [DecoderLoopPeer.Step] = []
+        var seen = 0
+        for length in steps {
+            let ids = rows.enumerated().map { row, tokens -> [Int] in
+                let paddedRow = Array(repeating: 0, count: padding[row]) + tokens
+                return Array(paddedRow[seen..<(seen + length)])
             }
+            seen += length
+            let mask = rows.indices.map { row in (0..<seen).map { $0 < padding[row] ? 0 : 1 } }
+            batchSteps.append(DecoderLoopPeer.Step(input_ids: ids, attention_mask: mask))
+        }
+        return DecoderLoopPeer.Sequence(steps: batchSteps)
+    }
+
+    /// Prefill, then steps fed `present` as `past`: every step's logits equal
+    /// the full-sequence logits of Squeeze without a cache and (rows
+    /// unpadded) those of Squeeze's own KV-cache forward. Covers batch 3
+    /// (unpadded and left-padded), batch 1, and a 3-token step after a
+    /// non-empty past, for every family in one Python start.
+    @Test func kvCacheLoopMatchesSqueeze() throws {
+        guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let models = try TinyDecoders.Kind.allCases.map { try TinyDecoders.model($0) }
+        var requests: [DecoderLoopPeer.Model] = []
+        for (kind, model) in zip(TinyDecoders.Kind.allCases, models) {
+            let file = try Self.write(try DecoderONNXExport.model(model, opset: 17, kvCache: true), in: directory, as: "\(kind).onnx")
+            requests.append(DecoderLoopPeer.Model(file, Self.kvScenarios(vocabulary: model.config.vocabSize).map(Self.kvSequence)))
+        }
+        let results = try DecoderLoopPeer.run(requests, in: directory)
+        for ((kind, model), result) in zip(zip(TinyDecoders.Kind.allCases, models), results) {
+            let scenarios = Self.kvScenarios(vocabulary: model.config.vocabSize)
+            for (scenario, sequence) in zip(scenarios, result.sequences) {
+                Self.checkLoop(kind: kind, model: model, scenario: scenario, results: sequence.steps)
+            }
+        }
+    }
+
+    static func checkLoop(kind: TinyDecoders.Kind, model: DecoderModel, scenario: Scenario, results: [DecoderLoopPeer.StepResult]) {
+        let (rows, steps) = scenario
+        let config = model.config, vocabulary = config.vocabSize
+        let forward = model.forward(backend: Self.backend)
+        let width = rows.map(\.count).max() ?? 0
+        let padding = rows.map { width - $0.count }
+        // Squeeze without a cache, per unpadded row.
+        let full = rows.map { Self.squeezeLogits(forward, $0) }
+        // Squeeze's KV-cache forward, when the rows are not padded.
+        var cached: [[Float]] = []
+        if padding.allSatisfy({ $0 == 0 }) {
+            var cache: DecoderKVCache? = DecoderKVCache(config: config, batch: rows.count, capacity: width)
             var start = 0
-            var worstFull: Float = 0, worstCached: Float = 0
-            for (index, length) in steps.enumerated() {
-                let got = result.steps[index].logits.floats
-                #expect(result.steps[index].logits.shape == [rows.count, length, vocabulary])
-                #expect(result.steps[index].present_length == start + length)
-                for row in rows.indices {
-                    for position in 0..<length {
-                        let timeline = start + position - padding[row]
-                        guard timeline >= 0 else { continue }
-                        for token in 0..<vocabulary {
-                            let value = got[(row * length + position) * vocabulary + token]
-                            worstFull = max(worstFull, abs(value - full[row][timeline * vocabulary + token]))
-                            if !cached.isEmpty {
-                                worstCached = max(worstCached, abs(value - cached[index][(row * length + position) * vocabulary + token]))
-                            }
+            for step in steps {
+                let ids = rows.flatMap { $0[start..<(start + step)].map { Int32($0) } }
+                cached.append(forward(Tensor(shape: [rows.count, step], int32s: ids), &cache).floats)
+                start += step
+            }
+        }
+        guard results.count == steps.count else {
+            Issue.record("\(kind): \(results.count) step results for \(steps.count) steps")
+            return
+        }
+        var start = 0
+        var worstFull: Float = 0, worstCached: Float = 0
+        for (index, length) in steps.enumerated() {
+            let got = results[index].logits.floats
+            #expect(results[index].logits.shape == [rows.count, length, vocabulary])
+            #expect(results[index].present_length == start + length)
+            for row in rows.indices {
+                for position in 0..<length {
+                    let timeline = start + position - padding[row]
+                    guard timeline >= 0 else { continue }
+                    for token in 0..<vocabulary {
+                        let value = got[(row * length + position) * vocabulary + token]
+                        worstFull = max(worstFull, abs(value - full[row][timeline * vocabulary + token]))
+                        if !cached.isEmpty {
+                            worstCached = max(worstCached, abs(value - cached[index][(row * length + position) * vocabulary + token]))
                         }
                     }
                 }
-                start += length
             }
-            #expect(worstFull <= Self.tolerance, "\(kind) rows \(rows.map(\.count)) steps \(steps): vs no-cache max |Δlogit| \(worstFull)")
-            #expect(worstCached <= Self.tolerance, "\(kind) rows \(rows.map(\.count)) steps \(steps): vs KV-cache max |Δlogit| \(worstCached)")
+            start += length
         }
+        #expect(worstFull <= Self.tolerance, "\(kind) rows \(rows.map(\.count)) steps \(steps): vs no-cache max |Δlogit| \(worstFull)")
+        #expect(worstCached <= Self.tolerance, "\(kind) rows \(rows.map(\.count)) steps \(steps): vs KV-cache max |Δlogit| \(worstCached)")
     }
 
     /// Mistral's sliding window: with one layer and a window of 4, position
@@ -322,8 +380,8 @@ enum DecoderLoopPeer {
             DecoderLoopPeer.Sequence(steps: steps),
         ])
         let vocabulary = config.vocabSize
-        let whole = try #require(report.sequences.first?.steps.first).logits.floats
-        let stepped = try #require(report.sequences.last).steps.flatMap { $0.logits.floats }
+        let whole = try #require(report.first?.steps.first).logits.floats
+        let stepped = try #require(report.last).steps.flatMap { $0.logits.floats }
         var worst: Float = 0
         for position in tokens.indices {
             let window = Array(tokens[max(0, position - 3)...position])
@@ -455,15 +513,18 @@ enum DecoderLoopPeer {
         #expect(dequantize.allSatisfy { $0.attribute.contains { $0.name == "block_size" && $0.i == 16 } })
     }
 
-    @Test(arguments: [(4, true), (4, false), (8, true), (8, false)])
-    func weightOnlyLogitsMatchSqueeze(bits: Int, symmetric: Bool) throws {
+    /// int4 and int8, symmetric and with zero points, in one Python start.
+    @Test func weightOnlyLogitsMatchSqueeze() throws {
         guard PythonPeers.available(ONNXRuntimePeer.modules, for: "DecoderONNXExportTests") else { return }
-        let model = try Self.quantized(bits: bits, symmetric: symmetric)
-        let graph = try DecoderONNXExport.model(model, kvCache: false)
-        // Keep ONNX Runtime from replacing DequantizeLinear + MatMul by MatMulNBits with int8 activations.
-        try Self.checkWithoutCache(
-            graph, config: model.config, forward: model.forward(backend: Self.backend), label: "int\(bits) \(symmetric ? "sym" : "asym")",
-            sessionConfig: ["session.qdq_matmulnbits_accuracy_level": "0"])
+        let candidates = try [(4, true), (4, false), (8, true), (8, false)].map { bits, symmetric in
+            let model = try Self.quantized(bits: bits, symmetric: symmetric)
+            // Accuracy level 0: ONNX Runtime's MatMulNBits keeps f32 activations (its default, 4, quantizes them to int8).
+            return Candidate(
+                label: "int\(bits) \(symmetric ? "symmetric" : "asymmetric")", graph: try DecoderONNXExport.model(model, kvCache: false),
+                config: model.config, forward: model.forward(backend: Self.backend),
+                sessionConfig: ["session.qdq_matmulnbits_accuracy_level": "0"])
+        }
+        try Self.checkWithoutCache(candidates)
     }
 
     // MARK: A real checkpoint (manual)
@@ -499,7 +560,7 @@ enum DecoderLoopPeer {
             model: plainFile, [DecoderLoopPeer.Sequence(steps: [DecoderLoopPeer.Step(input_ids: rows, attention_mask: rows.map { $0.map { _ in 1 } })])],
             sessionConfig: sessionConfig)
         let worstPlain = Self.worstDifference(
-            try #require(plain.sequences.first?.steps.first).logits, rows: rows, left: true, vocabulary: vocabulary, forward: forward)
+            try #require(plain.first?.steps.first).logits, rows: rows, left: true, vocabulary: vocabulary, forward: forward)
 
         let cachedDirectory = directory.appendingPathComponent("kv")
         try FileManager.default.createDirectory(at: cachedDirectory, withIntermediateDirectories: true)
@@ -514,7 +575,7 @@ enum DecoderLoopPeer {
         var cache: DecoderKVCache? = DecoderKVCache(config: config, batch: 1, capacity: 80)
         var worstFull: Float = 0, worstCached: Float = 0
         var start = 0
-        for (step, result) in zip(steps, try #require(loop.sequences.first).steps) {
+        for (step, result) in zip(steps, try #require(loop.first).steps) {
             let ids = step.input_ids[0]
             let squeezeCached = forward(Tensor(shape: [1, ids.count], int32s: ids.map { Int32($0) }), &cache).floats
             let got = result.logits.floats
