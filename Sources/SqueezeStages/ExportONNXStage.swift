@@ -13,7 +13,7 @@ import SqueezeYAML
 /// by squeeze itself, no Python.
 public struct ExportONNXStage: Stage {
     public struct Params: StageParameters {
-        public static let model = Parameter("model", .artifact("model"), doc: "The model artifact to export (`${stage.model}`): a float BERT classifier — dense, sparse or CoFi-compacted. An artifact kind the export cannot express is an error naming the kind.")
+        public static let model = Parameter("model", .artifact("model"), doc: "The model artifact to export (`${stage.model}`): a float BERT classifier — dense, sparse or CoFi-compacted — or a decoder language model (Llama, Mistral, Qwen2, GPT-2; float, sparse, or weight-only int4/int8 at `opset: 21`). An artifact kind the export cannot express is an error naming the kind.")
         public static let opset = Parameter("opset", .int, default: ONNXOpset.default, doc: "The ONNX opset of the default domain, \(ONNXOpset.minimum)…\(ONNXOpset.maximum): \(ONNXOpset.minimum) is the first with `LayerNormalization`; the graph is the same at every opset.")
         public static let kvCache = Parameter("kv_cache", .bool, default: true, doc: "Decoder language models only: whether the graph takes and returns the KV cache (`past_key_values`/`present`) for step-by-step generation. BERT encoders have no cache; the value does not change their export.")
 

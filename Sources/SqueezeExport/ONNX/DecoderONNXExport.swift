@@ -52,8 +52,6 @@ public enum DecoderONNXExportError: Error, Sendable, Hashable, CustomStringConve
 /// `transformers`' `generate` derives them (`cumsum(mask) − 1`), so rows may be
 /// padded on either side.
 public enum DecoderONNXExport {
-    /// The ONNX file an export writes.
-    public static let modelFileName = "model.onnx"
     /// What a weight-only (blocked `DequantizeLinear`, int4) graph needs.
     public static let weightOnlyOpset = 21
     /// Protobuf's hard limit for one message; larger models would need ONNX external data.
@@ -137,35 +135,19 @@ public enum DecoderONNXExport {
         return Exported(model: graph, kind: loaded.kind, details: details(loaded, opset: opset, kvCache: kvCache), guarantee: loaded.guarantee)
     }
 
-    /// Exports the decoder `artifact` into the empty directory `path`:
-    /// `model.onnx`, `config.json`, `tokenizer.json` and `squeeze-export.json`
-    /// naming `sourceDigest`. Nothing is written when the export is refused.
-    @discardableResult
-    public static func export(
-        artifact: ModelArtifact, sourceDigest: String, to path: String, opset: Int? = nil, kvCache: Bool
-    ) throws(DecoderONNXExportError) -> Exported {
-        let exported = try exported(artifact: artifact, opset: opset, kvCache: kvCache)
-        let bytes: Data
+    /// `ONNXExport`'s exporter for decoder artifacts (float, sparse or
+    /// weight-only): the graph and what `squeeze-export.json` says of it.
+    static func export(artifact: ModelArtifact, kind: ArtifactKind, options: ONNXExport.Options) throws(ModelFileError)
+        -> ONNXExportedModel
+    {
         do {
-            bytes = try exported.model.serializedBytes()
+            let exported = try Self.exported(artifact: artifact, opset: options.opset, kvCache: options.kvCache)
+            return ONNXExportedModel(
+                model: exported.model, nodeCount: exported.model.graph.node.count, details: exported.details,
+                guarantee: exported.guarantee)
         } catch {
-            throw .unsupported("cannot serialize the ONNX model: \(error)")
+            throw error.modelFileError(file: artifact.directory)
         }
-        do throws(ModelFileError) {
-            var directory = try ExportDirectory(path: path)
-            try directory.write(modelFileName, bytes)
-            try directory.copy(artifact.configPath, as: ModelArtifact.configFileName)
-            try directory.copyTokenizer(from: artifact, required: [ModelArtifact.tokenizerFileName])
-            try directory.finish(
-                target: "onnx",
-                source: ExportManifest.Source(
-                    digest: sourceDigest, format: artifact.manifest.format, architecture: artifact.manifest.architecture,
-                    kind: exported.kind),
-                details: exported.details, guarantee: exported.guarantee)
-        } catch {
-            throw .model(error)
-        }
-        return exported
     }
 
     // MARK: Loading
@@ -276,6 +258,7 @@ public enum DecoderONNXExport {
             outputs.append(.string("present.{0..\(config.numHiddenLayers - 1)}.{key,value}"))
         }
         var details: [String: Value] = [
+            "decoder_kind": .string(loaded.kind),
             "opset": .int(opset),
             "kv_cache": .bool(kvCache),
             "inputs": .array(inputs),

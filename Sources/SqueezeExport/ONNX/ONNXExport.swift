@@ -78,7 +78,8 @@ public enum ONNXExport {
         switch kind {
         case .dense, .sparse, .cofi: exporter = BertONNXExport.export(artifact:kind:options:)
         case .staticInt8, .dynamicInt8: exporter = QuantizedBertONNXExport.export(artifact:kind:options:)
-        case .weightOnly, .decoder: throw unsupported(kind, artifactDirectory)
+        case .decoder: exporter = DecoderONNXExport.export(artifact:kind:options:)
+        case .weightOnly: throw unsupported(kind, artifactDirectory)
         }
         var output = try ExportDirectory(path: directory)
         let exported = try exporter(artifact, kind, options)
@@ -104,9 +105,7 @@ public enum ONNXExport {
         case .weightOnly:
             "ONNX has no standard operator for squeeze's per-group int4/int8 weights below opset 21's blocked "
                 + "DequantizeLinear, which this export does not write; export the float model it was quantized from"
-        case .decoder:
-            "the decoder ONNX export is not part of this build"
-        case .dense, .sparse, .cofi, .staticInt8, .dynamicInt8:
+        case .dense, .sparse, .cofi, .staticInt8, .dynamicInt8, .decoder:
             "it is not supported"
         }
         return ModelFileError(file: artifactDirectory, "is \(kind.phrase) (kind `\(kind.rawValue)`), which export/onnx cannot export: \(reason)")

@@ -437,13 +437,15 @@ enum DecoderLoopPeer {
         let model = try TinyDecoders.model(.qwen2MQA)
         let artifact = try Self.artifact({ try model.save(toDirectory: $0) }, in: directory, architecture: "qwen2")
         let output = directory.appendingPathComponent("export").path
-        let summary = try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, kvCache: true)
-        #expect(summary.kind == "dense")
+        let summary = try ONNXExport.export(
+            artifactDirectory: artifact.directory, to: output, options: ONNXExport.Options(kvCache: true, sourceDigest: "abc"))
+        #expect(summary.kind == .decoder)
         let files = try FileManager.default.contentsOfDirectory(atPath: output).sorted()
         #expect(files == ["config.json", "model.onnx", "squeeze-export.json", "tokenizer.json"])
         let manifest = try SqueezeJSON.decode(ExportManifest.self, from: Data(contentsOf: URL(fileURLWithPath: output + "/squeeze-export.json")))
         #expect(manifest.target == "onnx")
-        #expect(manifest.source == ExportManifest.Source(digest: "abc", format: "squeeze.model/1", architecture: "qwen2", kind: "dense"))
+        #expect(manifest.source == ExportManifest.Source(digest: "abc", format: "squeeze.model/1", architecture: "qwen2", kind: "decoder"))
+        #expect(manifest.details["decoder_kind"] == .string("dense"))
         #expect(manifest.details["kv_cache"] == .bool(true))
         #expect(manifest.details["opset"] == .int(17))
         let bytes = try Data(contentsOf: URL(fileURLWithPath: output + "/model.onnx"))
@@ -451,27 +453,31 @@ enum DecoderLoopPeer {
         #expect(bytes == (try DecoderONNXExport.model(model, kvCache: true).serializedBytes()))
 
         // A second export into the same directory is refused.
-        #expect(throws: DecoderONNXExportError.self) {
-            try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, kvCache: true)
+        #expect(throws: ModelFileError.self) {
+            try ONNXExport.export(
+                artifactDirectory: artifact.directory, to: output, options: ONNXExport.Options(kvCache: true, sourceDigest: "abc"))
         }
     }
 
-    /// A weight-only artifact at opset 17 fails before anything is written.
+    /// A weight-only artifact at opset 17 fails, naming opset 21, and nothing is written.
     @Test func weightOnlyExportBelowOpset21FailsBeforeWriting() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let model = try Self.quantized(bits: 4, symmetric: true)
         let artifact = try Self.artifact({ try model.save(toDirectory: $0) }, in: directory, architecture: "llama")
         let output = directory.appendingPathComponent("export").path
-        #expect(throws: DecoderONNXExportError.opsetTooLow(
-            requested: 17, required: 21,
-            construct: "a weight-only int4 decoder (blocked DequantizeLinear with `block_size`, INT4 tensors)")) {
-            try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, opset: 17, kvCache: false)
+        do {
+            try ONNXExport.export(artifactDirectory: artifact.directory, to: output, options: ONNXExport.Options(opset: 17, sourceDigest: "abc"))
+            Issue.record("opset 17 was accepted for a weight-only decoder")
+        } catch {
+            #expect(error.description.contains("needs opset 21"), "\(error)")
         }
-        #expect(!FileManager.default.fileExists(atPath: output))
-        let summary = try DecoderONNXExport.export(artifact: artifact, sourceDigest: "abc", to: output, kvCache: false)
-        #expect(summary.kind == "weight_only")
-        #expect(summary.details["opset"] == .int(21))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []).isEmpty)
+        let summary = try ONNXExport.export(
+            artifactDirectory: artifact.directory, to: directory.appendingPathComponent("export21").path,
+            options: ONNXExport.Options(opset: 21, kvCache: false, sourceDigest: "abc"))
+        #expect(summary.kind == .decoder)
+        #expect(summary.opset == 21)
     }
 
     // MARK: Weight-only
@@ -586,7 +592,9 @@ enum DecoderLoopPeer {
             start += ids.count
         }
         if let destination = ProcessInfo.processInfo.environment["SQUEEZE_ONNX_EXPORT_TO"] {
-            try DecoderONNXExport.export(artifact: artifact, sourceDigest: "manual", to: destination, kvCache: true)
+            try ONNXExport.export(
+                artifactDirectory: path, to: destination,
+                options: ONNXExport.Options(opset: artifact.isDecoder && (try ModelQuantization.read(configFile: artifact.configPath)) != nil ? 21 : 17, kvCache: true, sourceDigest: "manual"))
         }
         print("real decoder \(path): no cache 2x\(length) max |Δlogit| \(worstPlain); KV cache 64+16 vs Squeeze no-cache \(worstFull), vs Squeeze KV cache \(worstCached)")
         #expect(worstPlain <= Self.tolerance && worstFull <= Self.tolerance && worstCached <= Self.tolerance)
