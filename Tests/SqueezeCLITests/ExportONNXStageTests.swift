@@ -91,4 +91,72 @@ import Testing
         #expect(details["quantization_mode"] as? String == "dynamic", "\(details)")
         #expect((manifest["guarantee"] as? String)?.contains("squeeze's codes") == true, "\(manifest)")
     }
+
+    /// A trained tiny Llama and its GPTQ int4 model export with the KV-cache
+    /// interface (the int4 one at opset 21, keeping its codes); at the
+    /// default opset the int4 model fails naming opset 21.
+    @Test func decodersExportFloatAndWeightOnlyWithTheirCache() throws {
+        let recipe = """
+            version: 1
+            name: decoder-onnx
+            backend: cpu
+            seed: 7
+            stages:
+              bpe:
+                uses: tokenizer/train-bpe
+                with: {files: [train.txt], vocab_size: 300}
+              text:
+                uses: data/text
+                with: {tokenizer: "${bpe.tokenizer}", train: [train.txt], test: [train.txt], valid_fraction: 0.2, block_size: 16}
+              pretrain:
+                uses: train/causal-lm
+                with:
+                  config: {model_type: llama, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64}
+                  tokenizer: ${bpe.tokenizer}
+                  data: ${text.dataset}
+                  steps: 4
+                  batch_size: 4
+              gptq:
+                uses: quantize/gptq
+                with: {model: "${pretrain.model}", data: "${text.dataset}", bits: 4, group_size: 16, calibration: {samples: 4, seq_len: 16, batch_size: 4}}
+              float_onnx:
+                uses: export/onnx
+                with: {model: "${pretrain.model}"}
+              int4_onnx:
+                uses: export/onnx
+                with: {model: "${gptq.model}", opset: 21, kv_cache: false}
+              int4_default_opset:
+                uses: export/onnx
+                with: {model: "${gptq.model}"}
+            """
+        let project = try Project("export-onnx-decoder")
+        _ = try project.write("recipe/train.txt", DecoderStagesTests.text)
+        _ = try project.write("recipe/recipe.yaml", recipe)
+        let result = try project.run(timeout: 600)
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderr.contains("needs opset 21"), "\(result)")
+        let record = try project.record(of: result)
+        #expect(record.stage("int4_default_opset")?.status == "failed")
+
+        for (stage, opset, cache) in [("float_onnx", 17, true), ("int4_onnx", 21, false)] {
+            #expect(record.stage(stage)?.status == "ran", "\(record.stages.map { "\($0.id): \($0.status)" })")
+            let directory = try ModelStagesTests.outputDirectory(project, runID: result.runID, stage: stage, output: "model")
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+            #expect(files == ["config.json", "model.onnx", "squeeze-export.json", "tokenizer.json"], "\(files)")
+            let manifest = try SqueezeJSON.decode(
+                ExportManifestFields.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/squeeze-export.json")))
+            #expect(manifest.source.kind == "decoder" && manifest.source.architecture == "llama", "\(manifest)")
+            #expect(manifest.details.opset == opset && manifest.details.kv_cache == cache, "\(manifest)")
+            #expect(manifest.details.decoder_kind == (stage == "float_onnx" ? "dense" : "weight_only"), "\(manifest)")
+        }
+    }
+
+    /// The parts of `squeeze-export.json` the decoder test reads.
+    struct ExportManifestFields: Decodable, CustomStringConvertible {
+        struct Source: Decodable { var kind: String; var architecture: String }
+        struct Details: Decodable { var opset: Int; var kv_cache: Bool; var decoder_kind: String }
+        var source: Source
+        var details: Details
+        var description: String { "source \(source.kind)/\(source.architecture), opset \(details.opset), kv \(details.kv_cache), \(details.decoder_kind)" }
+    }
 }
