@@ -39,7 +39,8 @@ public struct ExportONNXStage: Stage {
 
     public static let descriptor = StageTypeDescriptor(
         type: "export/onnx",
-        version: 1,
+        // 2: the float BERT graph is BertONNXGraph's (other node names and order, the same values).
+        version: 2,
         summary: "Export a model artifact to ONNX (model.onnx with dynamic batch and sequence axes, tokenizer files, squeeze-export.json) for ONNX Runtime.",
         parameters: Params.specs,
         outputs: [

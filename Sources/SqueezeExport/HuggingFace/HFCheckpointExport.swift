@@ -185,6 +185,7 @@ public enum HFCheckpointExport {
     static let tokenizerConfigFileName = "tokenizer_config.json"
 
     /// Runs `body`, turning a file error into `HFExportError.file`.
+    @discardableResult
     static func wrapping<T>(_ body: () throws(ModelFileError) -> T) throws(HFExportError) -> T {
         do {
             return try body()

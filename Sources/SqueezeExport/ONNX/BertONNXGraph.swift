@@ -23,17 +23,18 @@ public protocol BertONNXLinearEmitter {
     ) throws(ModelFileError) -> String
 }
 
-/// The ONNX graph of `BertModel.logits`: inputs `input_ids` and
-/// `attention_mask` (int64 `[batch, sequence]`, both axes symbolic; the
-/// interface of the float export, `BertONNXExport`), output `logits` (f32
-/// `[batch, labels]`). Each op follows squeeze's forward pass for a batch
-/// without token types, as squeeze's classifiers run: (word + token type 0)
-/// + position embeddings,
-/// post-LN layers whose heads and FFN widths come from the weights (CoFi:
-/// a layer without heads or FFN units adds only its output bias), additive
-/// mask −1e9 on padded keys, erf GELU, and the last layer of a pooler model
-/// computing only the first token past its key and value projections (as
-/// squeeze does, which matters for dynamic per-tensor ranges).
+/// The ONNX graph of `BertModel.logits`, for the float export
+/// (`BertONNXExport`) and the int8 one (`QuantizedBertONNXExport`): inputs
+/// `input_ids` and `attention_mask` (int64 `[batch, sequence]`, both axes
+/// symbolic), output `logits` (f32 `[batch, labels]`). Each op follows
+/// squeeze's forward pass for a batch without token types, as squeeze's
+/// classifiers run: (word + token type 0) + position embeddings, post-LN
+/// layers whose heads and FFN widths come from the weights (CoFi: a layer
+/// without heads or FFN units adds only its output bias, both LayerNorms
+/// kept), the additive mask of `BertModel.attentionBias`, erf GELU, and the
+/// last layer of a pooler model computing only the first token past its key
+/// and value projections (as squeeze does, which matters for dynamic
+/// per-tensor ranges).
 public struct BertONNXGraph<Emitter: BertONNXLinearEmitter> {
     public let config: BertConfig
     public let weights: BertWeights<Emitter.Parameter>
@@ -43,8 +44,14 @@ public struct BertONNXGraph<Emitter: BertONNXLinearEmitter> {
     public private(set) var graph: ONNXGraphBuilder
     private var constants = ONNXConstants()
 
-    public static var inputNames: [String] { ["input_ids", "attention_mask"] }
-    public static var outputName: String { "logits" }
+    public static var inputNames: [String] { [BertONNXExport.inputIDsName, BertONNXExport.attentionMaskName] }
+    public static var outputName: String { BertONNXExport.logitsName }
+
+    /// What `BertModel.attentionBias` adds to the scores of padded keys,
+    /// taken from it so the graph and squeeze agree by construction.
+    static var paddingBias: Float {
+        BertModel.attentionBias(Tensor(shape: [1, 1], int32s: [0])).floats[0]
+    }
 
     public init(
         config: BertConfig, weights: BertWeights<Emitter.Parameter>, pooling: BertPooling, opset: Int, emitter: Emitter,
@@ -95,12 +102,14 @@ public struct BertONNXGraph<Emitter: BertONNXLinearEmitter> {
     /// `LayerNorm((word + token type 0) + position)`.
     mutating func embeddings() -> String {
         let embeddings = weights.embeddings
-        let word = graph.add("Gather", [floats("embeddings.word_embeddings.weight", embeddings.word), "input_ids"], name: "word_embeddings")
+        let word = graph.add(
+            "Gather", [floats("embeddings.word_embeddings.weight", embeddings.word), BertONNXExport.inputIDsName], name: "word_embeddings")
         let types = emitter.floatTensor(embeddings.tokenType).contiguous()
         let typeZero = graph.addInitializer(
             "embeddings.token_type_embeddings.weight.row0", floats: Array(types.floats.prefix(types.shape[1])), shape: [1, types.shape[1]])
         let sum = graph.add("Add", [word, typeZero], name: "embeddings_sum")
-        let length = graph.add("Shape", ["input_ids"], name: "sequence_length", attributes: [.int("start", 1), .int("end", 2)])
+        let length = graph.add(
+            "Shape", [BertONNXExport.inputIDsName], name: "sequence_length", attributes: [.int("start", 1), .int("end", 2)])
         let positions = graph.add(
             "Slice", [floats("embeddings.position_embeddings.weight", embeddings.position), int64s("zero_1d", [0]), length, int64s("zero_1d", [0])],
             name: "position_embeddings")
@@ -108,10 +117,11 @@ public struct BertONNXGraph<Emitter: BertONNXLinearEmitter> {
         return layerNorm(summed, embeddings.layerNorm, name: "embeddings.LayerNorm")
     }
 
-    /// `[batch, 1, 1, sequence]`: 0 where `attention_mask` is non-zero, −1e9 where it is 0.
+    /// `[batch, 1, 1, sequence]`: 0 where `attention_mask` is non-zero, `paddingBias` where it is 0.
     mutating func attentionBias() -> String {
-        let padded = graph.add("Equal", ["attention_mask", constants.int64(0, name: "int64_zero", graph: &graph)], name: "padded_keys")
-        let bias = graph.add("Where", [padded, scalar("masked_score", -1e9), scalar("float_zero", 0)], name: "attention_bias_2d")
+        let padded = graph.add(
+            "Equal", [BertONNXExport.attentionMaskName, constants.int64(0, name: "int64_zero", graph: &graph)], name: "padded_keys")
+        let bias = graph.add("Where", [padded, scalar("masked_score", Self.paddingBias), scalar("float_zero", 0)], name: "attention_bias_2d")
         return graph.add("Unsqueeze", [bias, int64s("bias_axes", [1, 2])], name: "attention_bias")
     }
 
@@ -204,7 +214,8 @@ public struct BertONNXGraph<Emitter: BertONNXLinearEmitter> {
             let dense = try emitter.emitLinear(first, weight: pooler.weight, bias: pooler.bias, module: "pooler.dense", graph: &graph)
             return graph.add("Tanh", [dense], name: "pooled")
         case .mean:
-            let padded = graph.add("Equal", ["attention_mask", constants.int64(0, name: "int64_zero", graph: &graph)], name: "pooling_padded")
+            let padded = graph.add(
+                "Equal", [BertONNXExport.attentionMaskName, constants.int64(0, name: "int64_zero", graph: &graph)], name: "pooling_padded")
             let real = graph.add("Cast", [graph.add("Not", [padded], name: "pooling_real")], name: "pooling_mask", attributes: [.int("to", Int(ONNXElementType.float.rawValue))])
             let mask = graph.add("Unsqueeze", [real, int64s("two_1d", [2])], name: "pooling_mask_3d")
             let masked = graph.add("Mul", [hidden, mask], name: "pooling_masked")

@@ -60,12 +60,7 @@ public enum ONNXExport {
     /// when missing; refused when it holds anything).
     @discardableResult
     public static func export(artifactDirectory: String, to directory: String, options: Options) throws(ModelFileError) -> Summary {
-        guard (ONNXOpset.minimum...ONNXOpset.maximum).contains(options.opset) else {
-            throw ModelFileError(
-                file: artifactDirectory,
-                "cannot be exported at opset \(options.opset): the export needs opset \(ONNXOpset.minimum) (LayerNormalization) "
-                    + "and is written for \(ONNXOpset.minimum)…\(ONNXOpset.maximum)")
-        }
+        try checkOpset(options.opset, file: artifactDirectory)
         let artifact = try ModelArtifact(directory: artifactDirectory)
         let kind = try ArtifactKind.of(artifact)
         let tokenizerFiles = kind == .decoder ? [ModelArtifact.tokenizerFileName] : [ModelArtifact.vocabularyFileName]
@@ -97,6 +92,16 @@ public enum ONNXExport {
             kind: kind.rawValue)
         try output.finish(target: target, source: source, details: exported.details, guarantee: exported.guarantee)
         return Summary(kind: kind, opset: options.opset, onnxBytes: bytes.count, nodeCount: exported.nodeCount, files: output.files)
+    }
+
+    /// Refuses an opset outside `ONNXOpset.minimum...ONNXOpset.maximum`; `file` names the source.
+    static func checkOpset(_ opset: Int, file: String) throws(ModelFileError) {
+        guard (ONNXOpset.minimum...ONNXOpset.maximum).contains(opset) else {
+            throw ModelFileError(
+                file: file,
+                "cannot be exported at opset \(opset): the export needs opset \(ONNXOpset.minimum) (LayerNormalization) "
+                    + "and is written for \(ONNXOpset.minimum)…\(ONNXOpset.maximum)")
+        }
     }
 
     /// The refusal for a kind no ONNX exporter handles (yet), naming it.

@@ -26,7 +26,7 @@ public enum QuantizedBertONNXExport {
     public static func model(
         directory: String, opset: Int = ONNXOpset.default, staticForm: StaticQuantizeForm = .exactCodes
     ) throws(ModelFileError) -> Onnx_ModelProto {
-        try checkOpset(opset, file: directory)
+        try ONNXExport.checkOpset(opset, file: directory)
         let quantized = try QuantizedBertModel(directory: directory)
         return try model(quantized, opset: opset, file: directory, staticForm: staticForm)
     }
@@ -39,7 +39,7 @@ public enum QuantizedBertONNXExport {
         _ quantized: QuantizedBertModel, opset: Int = ONNXOpset.default, file: String = "<quantized model>",
         staticForm: StaticQuantizeForm = .exactCodes, exposingCodes: Bool = false
     ) throws(ModelFileError) -> Onnx_ModelProto {
-        try checkOpset(opset, file: file)
+        try ONNXExport.checkOpset(opset, file: file)
         let kind = try kind(of: quantized, file: file)
         let emitter = QuantizedBertLinearEmitter(
             opset: opset, perTensorWeights: quantized.quantization.weights.granularity == .perTensor, staticForm: staticForm)
@@ -136,14 +136,6 @@ public enum QuantizedBertONNXExport {
             metadata["squeeze.activations"] = activations.granularity.rawValue
         }
         return metadata
-    }
-
-    static func checkOpset(_ opset: Int, file: String) throws(ModelFileError) {
-        guard (ONNXOpset.minimum...ONNXOpset.maximum).contains(opset) else {
-            throw ModelFileError(
-                file: file,
-                "cannot be exported at opset \(opset): the int8 BERT graph needs opset \(ONNXOpset.minimum) or newer (LayerNormalization), and squeeze writes at most opset \(ONNXOpset.maximum); choose one in \(ONNXOpset.minimum)…\(ONNXOpset.maximum)")
-        }
     }
 }
 

@@ -99,7 +99,7 @@ struct QuantizedBertLinearEmitter: BertONNXLinearEmitter {
         switch linear.kernel {
         case .float(let matrix):
             counts["float", default: 0] += 1
-            return Self.floatLinear(input, weight: matrix, biasName: biasName, module: module, graph: &graph)
+            return FloatBertLinearEmitter.floatLinear(input, weight: matrix, biasName: biasName, module: module, graph: &graph)
         case .int8(let int8):
             switch int8.activations {
             case .fixed(let quantization):
@@ -114,19 +114,6 @@ struct QuantizedBertLinearEmitter: BertONNXLinearEmitter {
                 file: "<model>",
                 "`\(module)` has weight-only (per-group) weights, which the W8A8 ONNX export does not express; export a static or dynamic W8A8 model")
         }
-    }
-
-    /// `x · Wᵀ + b` in f32: the weight stored transposed (`[in, out]`) for `MatMul`.
-    static func floatLinear(_ input: String, weight: Tensor, biasName: String, module: String, graph: inout ONNXGraphBuilder) -> String {
-        let (rows, columns) = (weight.shape[0], weight.shape[1])
-        let values = weight.contiguous().floats
-        var transposed = [Float](repeating: 0, count: values.count)
-        for row in 0..<rows {
-            for column in 0..<columns { transposed[column * rows + row] = values[row * columns + column] }
-        }
-        let matrix = graph.addInitializer(module + ".weight_transposed", floats: transposed, shape: [columns, rows])
-        let product = graph.add("MatMul", [input, matrix], name: module + ".matmul")
-        return graph.add("Add", [product, biasName], name: module)
     }
 
     /// The int8 weight as `[in, out]` (what `MatMul` and `MatMulInteger` take).

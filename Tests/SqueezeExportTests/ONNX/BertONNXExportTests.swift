@@ -30,7 +30,7 @@ import Testing
         }
     }
 
-    /// At the newest opset (IR 10) too: the graph is the same at every opset.
+    /// At the newest opset (IR 10) too, where GELU is the `Gelu` op.
     @Test func heterogeneousLayersMatchSqueeze() throws {
         guard PythonPeers.available(ONNXRuntimePeer.modules, for: "heterogeneous BERT export") else { return }
         let model = try Self.perturbed(TinyBert.model(seed: 3))
