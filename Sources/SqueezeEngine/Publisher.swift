@@ -106,31 +106,11 @@ public enum Publisher {
                 try copyTree(from, to: to)
                 try FileSystem.fsyncDirectory(to)
             case UInt32(S_IFREG):
-                try copyFile(from, to: to)
+                try FileSystem.copyFile(from, to: to, durable: true)
             default:
                 throw UserError("\(from) is neither a file nor a folder; it cannot be published")
             }
         }
-    }
-
-    private static func copyFile(_ source: String, to destination: String) throws {
-        let input = try FileSystem.open(source, O_RDONLY | O_CLOEXEC)
-        defer { close(input) }
-        let output = try FileSystem.open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o644)
-        defer { close(output) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
-        defer { buffer.deallocate() }
-        while true {
-            let count = read(input, buffer.baseAddress, buffer.count)
-            if count > 0 {
-                try FileSystem.writeAll(output, UnsafeRawBufferPointer(rebasing: buffer[0..<count]), path: destination)
-            } else if count == 0 {
-                break
-            } else if errno != EINTR {
-                throw UserError("cannot read \(source): \(String(cString: strerror(errno)))")
-            }
-        }
-        try FileSystem.fsync(output, path: destination)
     }
 }
 

@@ -448,22 +448,7 @@ public final class ContentStore: Sendable {
     /// Copies a file into the staging area (a fresh inode on the store's filesystem).
     private func copyToTemporary(_ source: String) throws -> String {
         let destination = temporaryPath("copy")
-        let input = try FileSystem.open(source, O_RDONLY)
-        defer { close(input) }
-        let output = try FileSystem.open(destination, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
-        defer { close(output) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Hashing.readSize, alignment: 4096)
-        defer { buffer.deallocate() }
-        while true {
-            let count = read(input, buffer.baseAddress, buffer.count)
-            if count > 0 {
-                try FileSystem.writeAll(output, UnsafeRawBufferPointer(rebasing: buffer[0..<count]), path: destination)
-            } else if count == 0 {
-                break
-            } else if errno != EINTR {
-                throw StoreError.io(source, "read", errno: errno)
-            }
-        }
+        try FileSystem.copyFile(source, to: destination)
         return destination
     }
 

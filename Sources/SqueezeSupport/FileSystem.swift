@@ -168,6 +168,28 @@ package enum FileSystem {
         }
     }
 
+    /// Copies the bytes of the file `source` into a new file `destination`
+    /// (which must not exist), streaming; with `durable`, fsyncs it.
+    package static func copyFile(_ source: String, to destination: String, durable: Bool = false) throws {
+        let input = try open(source, O_RDONLY)
+        defer { close(input) }
+        let output = try open(destination, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+        defer { close(output) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let count = read(input, buffer.baseAddress, buffer.count)
+            if count > 0 {
+                try writeAll(output, UnsafeRawBufferPointer(rebasing: buffer[0..<count]), path: destination)
+            } else if count == 0 {
+                break
+            } else if errno != EINTR {
+                throw StoreError.io(source, "read", errno: errno)
+            }
+        }
+        if durable { try fsync(output, path: destination) }
+    }
+
     package static func rename(_ source: String, to destination: String) throws {
         guard Glibc.rename(source, destination) == 0 else {
             throw StoreError.io(source, "rename to \(destination)", errno: errno)

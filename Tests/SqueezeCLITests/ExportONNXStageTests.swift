@@ -42,6 +42,34 @@ import Testing
         #expect(again.stage("onnx")?.outputs == record.stage("onnx")?.outputs)
     }
 
+    /// `destination:` gets a copy of the export after the run and after a
+    /// cached rerun; a foreign non-empty folder is refused before any stage
+    /// runs, at the parameter's position, with exit 2.
+    @Test func theExportIsPublishedToItsDestinationAndAForeignFolderIsRefused() throws {
+        let project = try TinySentiment.makeProject(
+            "export-onnx-destination",
+            recipe: TinySentiment.recipe(name: "tiny-onnx", stages: Self.export(extra: "\n      destination: ../deploy/onnx")))
+        let first = try project.run(timeout: 120)
+        #expect(first.status == 0, "\(first)")
+        let published = project.path("deploy/onnx")
+        let directory = try ModelStagesTests.outputDirectory(project, runID: first.runID, stage: "onnx", output: "model")
+        #expect(FileManager.default.contents(atPath: published + "/model.onnx") == FileManager.default.contents(atPath: directory + "/model.onnx"))
+        #expect(FileManager.default.fileExists(atPath: published + "/.squeeze-published.json"))
+
+        try FileManager.default.removeItem(atPath: published)
+        let cached = try project.run(timeout: 120)
+        #expect(cached.status == 0, "\(cached)")
+        #expect(try project.record(of: cached).stage("onnx")?.status == "cached")
+        #expect(FileManager.default.fileExists(atPath: published + "/model.onnx"), "a cached rerun publishes again")
+
+        try FileManager.default.removeItem(atPath: published)
+        _ = try project.write("deploy/onnx/notes.txt", "mine")
+        let refused = try project.run(timeout: 120)
+        #expect(refused.status == 2, "\(refused)")
+        #expect(refused.stderr.contains("recipe.yaml:19:20") && refused.stderr.contains("not empty"), "\(refused.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: published) == ["notes.txt"])
+    }
+
     @Test(arguments: [("16", "`opset` must be 17…21, got 16"), ("22", "`opset` must be 17…21, got 22"), ("seventeen", "opset")])
     func anOpsetOutsideTheSupportedRangeIsARecipeError(opset: String, message: String) throws {
         let project = try TinySentiment.makeProject(
