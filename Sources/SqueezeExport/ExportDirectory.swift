@@ -105,6 +105,18 @@ public struct ExportDirectory: Sendable {
         files[name] = try ModelFiles.copy(source, to: try filePath(name))
     }
 
+    /// Refuses `artifact` when it lacks one of the tokenizer files in
+    /// `required`, naming it; exporters call it before any work, and
+    /// `copyTokenizer` again when it copies.
+    public static func requireTokenizer(of artifact: ModelArtifact, _ required: [String]) throws(ModelFileError) {
+        for name in required where artifact.manifest.files[name] == nil {
+            throw ModelFileError(
+                file: artifact.directory,
+                "has no \(name), which the export needs beside the model; import the model with its tokenizer files"
+            )
+        }
+    }
+
     /// Copies the tokenizer files of `artifact` (those among `ModelArtifact`'s
     /// `vocab.txt` and `tokenizer.json` it lists) and returns their names.
     /// `required` names the ones the target needs: one missing is an error
@@ -112,12 +124,7 @@ public struct ExportDirectory: Sendable {
     @discardableResult
     public mutating func copyTokenizer(from artifact: ModelArtifact, required: [String]) throws(ModelFileError) -> [String] {
         let candidates = [ModelArtifact.vocabularyFileName, ModelArtifact.tokenizerFileName]
-        for name in required where artifact.manifest.files[name] == nil {
-            throw ModelFileError(
-                file: artifact.directory,
-                "has no \(name), which the export needs beside the model; import the model with its tokenizer files"
-            )
-        }
+        try Self.requireTokenizer(of: artifact, required)
         var copied: [String] = []
         for name in candidates where artifact.manifest.files[name] != nil {
             try copy(artifact.directory + "/" + name, as: name)

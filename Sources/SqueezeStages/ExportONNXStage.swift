@@ -55,20 +55,18 @@ public struct ExportONNXStage: Stage {
     public init() {}
 
     static func checkParams(_ with: YAMLNode) -> [Diagnostic] {
-        guard let node = with[Params.opset.spec.name], let opset = node.scalar.flatMap(Int.init), !Self.opsets.contains(opset) else {
+        guard let node = with[Params.opset.spec.name], let opset = node.scalar.flatMap(Int.init), !ONNXOpset.supported.contains(opset) else {
             return []
         }
         return [Diagnostic(Self.opsetProblem(opset), at: node.location, hint: "use `opset: \(ONNXOpset.default)` (the default) or up to \(ONNXOpset.maximum)")]
     }
-
-    static let opsets = ONNXOpset.minimum...ONNXOpset.maximum
 
     static func opsetProblem(_ opset: Int) -> String {
         "`opset` must be \(ONNXOpset.minimum)…\(ONNXOpset.maximum), got \(opset): the export needs opset \(ONNXOpset.minimum) (LayerNormalization) and is written up to \(ONNXOpset.maximum)"
     }
 
     public func run(_ context: StageContext, _ params: Params) async throws -> StageResult {
-        guard Self.opsets.contains(params.opset) else { throw StageFailure(Self.opsetProblem(params.opset), parameter: "opset") }
+        guard ONNXOpset.supported.contains(params.opset) else { throw StageFailure(Self.opsetProblem(params.opset), parameter: "opset") }
         guard let digest = context.inputDigests[params.model] else {
             throw StageFailure("the store has no digest for the model `\(params.model)`; pass a stage output (`${stage.model}`)", parameter: "model")
         }

@@ -120,10 +120,10 @@ public enum DecoderONNXExport {
     /// The graph of the decoder `artifact` (float, sparse or weight-only) and
     /// its manifest details; the opset defaults to 17 (float) or 21 (weight-only).
     public static func exported(artifact: ModelArtifact, opset requested: Int? = nil, kvCache: Bool) throws(DecoderONNXExportError) -> Exported {
-        guard artifact.manifest.files[ModelArtifact.tokenizerFileName] != nil else {
-            throw .model(ModelFileError(
-                file: artifact.directory,
-                "has no \(ModelArtifact.tokenizerFileName), which the export needs beside the model; import the model with its tokenizer"))
+        do {
+            try ExportDirectory.requireTokenizer(of: artifact, [ModelArtifact.tokenizerFileName])
+        } catch {
+            throw .model(error)
         }
         let loaded = try load(artifact)
         let opset = requested ?? loaded.defaultOpset
@@ -210,7 +210,7 @@ public enum DecoderONNXExport {
     // MARK: Building
 
     static func check(opset: Int) throws(DecoderONNXExportError) {
-        guard (ONNXOpset.minimum...ONNXOpset.maximum).contains(opset) else { throw .unsupportedOpset(opset) }
+        guard ONNXOpset.supported.contains(opset) else { throw .unsupportedOpset(opset) }
     }
 
     /// Refuses a model whose weights alone reach protobuf's 2 GB message limit.

@@ -30,7 +30,7 @@ public enum ONNXExport {
     public static let target = "onnx"
 
     public struct Options: Sendable, Hashable {
-        /// The default-domain opset, `ONNXOpset.minimum...ONNXOpset.maximum`.
+        /// The default-domain opset, one of `ONNXOpset.supported`.
         public var opset: Int
         /// Decoders: whether the graph takes and returns the KV cache
         /// (`past_key_values` / `present`). Encoders have none; ignored there.
@@ -64,10 +64,7 @@ public enum ONNXExport {
         let artifact = try ModelArtifact(directory: artifactDirectory)
         let kind = try ArtifactKind.of(artifact)
         let tokenizerFiles = kind == .decoder ? [ModelArtifact.tokenizerFileName] : [ModelArtifact.vocabularyFileName]
-        for name in tokenizerFiles where artifact.manifest.files[name] == nil {
-            throw ModelFileError(
-                file: artifactDirectory, "has no \(name), which the export needs beside the model; import the model with its tokenizer files")
-        }
+        try ExportDirectory.requireTokenizer(of: artifact, tokenizerFiles)
         // One line per exporter: each builds the graph of the kinds it handles.
         let exporter: (ModelArtifact, ArtifactKind, Options) throws(ModelFileError) -> ONNXExportedModel
         switch kind {
@@ -94,9 +91,9 @@ public enum ONNXExport {
         return Summary(kind: kind, opset: options.opset, onnxBytes: bytes.count, nodeCount: exported.nodeCount, files: output.files)
     }
 
-    /// Refuses an opset outside `ONNXOpset.minimum...ONNXOpset.maximum`; `file` names the source.
+    /// Refuses an opset outside `ONNXOpset.supported`; `file` names the source.
     static func checkOpset(_ opset: Int, file: String) throws(ModelFileError) {
-        guard (ONNXOpset.minimum...ONNXOpset.maximum).contains(opset) else {
+        guard ONNXOpset.supported.contains(opset) else {
             throw ModelFileError(
                 file: file,
                 "cannot be exported at opset \(opset): the export needs opset \(ONNXOpset.minimum) (LayerNormalization) "

@@ -36,6 +36,8 @@ public enum ONNXOpset {
     public static let minimum = 17
     public static let maximum = 21
     public static let `default` = 17
+    /// The opsets an export can be written at.
+    public static let supported = minimum...maximum
 
     /// The IR version a model of `opset` declares (ONNX's versioning table:
     /// opset 17 → IR 8, 18 → 8, 19/20 → 9, 21 → 10).
