@@ -97,6 +97,64 @@ struct PublishingStage: Stage {
         #expect(Self.read(ws.path("deploy/model/mine.txt")) == "not squeeze's")
     }
 
+    static func pipeline(_ ws: Workspace, yaml: String, environment: [String: String] = [:]) throws -> Pipeline {
+        try ws.write("recipe.yaml", yaml)
+        let recipe = try RecipeLoader.load(
+            file: ws.path("recipe.yaml"), stageTypes: registry.descriptors, overrides: [], environment: environment,
+            backends: testBackends)
+        return Pipeline(
+            recipe: recipe, registry: registry, store: try ContentStore(root: ws.path(".squeeze")), environment: environment)
+    }
+
+    /// Destinations that cannot be resolved or collide are refused before any
+    /// stage runs, each naming the parameter's position.
+    @Test func unresolvableAndCollidingDestinationsAreRefused() throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        func problem(_ pipeline: Pipeline) -> String {
+            do {
+                try pipeline.checkPublications(runsRoot: ws.path("runs"))
+                return ""
+            } catch {
+                return "\(error)"
+            }
+        }
+        let stage = { (id: String, destination: String) in
+            "  \(id):\n    uses: test/publish\n    with:\n      text: x\n      destination: \"\(destination)\"\n"
+        }
+        let header = "version: 1\nname: publish\nstages:\n"
+
+        // An unset variable is already a recipe error when the recipe loads.
+        do {
+            _ = try Self.pipeline(ws, yaml: header + stage("a", "${env.SQUEEZE_TEST_UNSET_DESTINATION}/x"))
+            Issue.record("a destination naming an unset variable loaded")
+        } catch {
+            #expect("\(error)".contains("recipe.yaml:8:20") && "\(error)".contains("`SQUEEZE_TEST_UNSET_DESTINATION` is not set"), "\(error)")
+        }
+        let fallback = problem(try Self.pipeline(ws, yaml: header + stage("a", "${env.SQUEEZE_TEST_UNSET_DESTINATION:-out}/x")))
+        #expect(fallback.isEmpty, "\(fallback)")
+
+        let output = problem(try Self.pipeline(ws, yaml: header + stage("a", "one") + stage("b", "${a.bundle}")))
+        #expect(output.contains("cannot name a destination"), "\(output)")
+
+        let twice = problem(try Self.pipeline(ws, yaml: header + stage("a", "same") + stage("b", "same")))
+        #expect(twice.contains("already publishes to"), "\(twice)")
+    }
+
+    /// A destination that turns into a file after the check: the stage's
+    /// run fails naming the publication, and the file is left as it was.
+    @Test func aPublicationThatCannotBeWrittenFailsTheStage() async throws {
+        let ws = try Workspace()
+        defer { ws.remove() }
+        let pipeline = try Self.pipeline(ws, text: "one", destination: "deploy")
+        try pipeline.checkPublications(runsRoot: ws.path("runs"))
+        try ws.write("deploy", "a file now")
+        let record = try await ws.run(pipeline)
+        #expect(record.status == .failed)
+        #expect(record.stages.first?.reason?.contains("could not publish its output") == true, "\(record.stages)")
+        #expect(Self.read(ws.path("deploy")) == "a file now")
+    }
+
     @Test func anEmptyDirectoryIsFilled() async throws {
         let ws = try Workspace()
         defer { ws.remove() }
